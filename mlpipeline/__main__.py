@@ -1,0 +1,5 @@
+import sys
+
+from mlpipeline.cli import main
+
+sys.exit(main())

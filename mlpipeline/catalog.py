@@ -1,0 +1,101 @@
+"""What each script is (its sha256) and which versions it defines, learned from a child.
+
+The daemon never imports a script: a child lists its versions, once per script content.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from mlpipeline.executor import Executor
+from mlpipeline.protocol import LIST_VERSIONS, ChildRequest, ScriptError
+
+
+@dataclass
+class ScriptListing:
+    """A script's versions in run order, or why they could not be learned."""
+
+    sha256: str
+    names: List[str] = field(default_factory=list)
+    missing: Dict[str, List[str]] = field(default_factory=dict)
+    suffixes: Dict[str, str] = field(default_factory=dict)
+    error: Optional[ScriptError] = None
+
+
+class Fingerprints:
+    """sha256 of script bytes, hashed again only when a file's stat changes.
+
+    The stat is a cache key, never the verdict: touching a file rehashes it to the same sha256.
+    """
+
+    def __init__(self) -> None:
+        self._cache: Dict[str, Tuple[tuple, str]] = {}
+
+    def sha256(self, path: Path) -> str:
+        stat = os.stat(path)
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        cached = self._cache.get(str(path))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        self._cache[str(path)] = (key, digest)
+        return digest
+
+
+ListingLineSink = Callable[[str, str, str], None]
+"""Receives (script label, stream, line) for what a script prints while its versions are listed."""
+
+ListingEventSink = Callable[[str, Dict[str, Any]], None]
+"""Receives (script label, event) for what a script logs while its versions are listed."""
+
+
+class ScriptCatalog:
+    """Listings of scripts by content, each learned once from a child process."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        on_line: ListingLineSink,
+        on_event: ListingEventSink,
+        cancel: Callable[[], bool] = lambda: False
+    ) -> None:
+        self._executor = executor
+        self._on_line = on_line
+        self._on_event = on_event
+        self._cancel = cancel
+        self._listings: Dict[Tuple[str, str], ScriptListing] = {}
+
+    def listing(self, path: Path, label: str, sha256: str) -> Optional[ScriptListing]:
+        """The versions of the script at ``path`` whose content hashes to ``sha256``.
+
+        None when ``cancel`` said stop (Ctrl-C) before the child ended.
+        """
+        cached = self._listings.get((str(path), sha256))
+        if cached is not None:
+            return cached
+        request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label)
+        outcome = self._executor.call(
+            request,
+            lambda stream, line: self._on_line(label, stream, line),
+            lambda event: self._on_event(label, event),
+            self._cancel,
+        )
+        if outcome.stop_signal is not None:
+            return None
+        result = outcome.result or {}
+        if result.get("ok"):
+            listing = ScriptListing(
+                sha256=result["sha256"], names=result["names"], missing=result["missing"], suffixes=result["suffixes"]
+            )
+        else:
+            error = ScriptError.from_json(result.get("error")) or ScriptError(
+                message=f"{label}: listing its versions ended with {outcome.exit_description} and no result",
+                phase="import",
+            )
+            listing = ScriptListing(sha256=result.get("sha256", sha256), error=error)
+        # Stored under the content the child actually read, which an edit may have changed.
+        self._listings[(str(path), listing.sha256)] = listing
+        return listing

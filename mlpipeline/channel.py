@@ -1,0 +1,45 @@
+"""The child's side of the event pipe: log messages and progress reports to the daemon.
+
+The daemon passes the write end of a pipe in ``MLPIPELINE_EVENTS_FD``. Outside a daemon
+(a script imported in a notebook, say) messages go to stderr instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, Optional
+
+EVENTS_FD_VARIABLE = "MLPIPELINE_EVENTS_FD"
+
+_events_fd: Optional[int] = None
+
+
+def _fd() -> Optional[int]:
+    global _events_fd
+    if _events_fd is None:
+        value = os.environ.get(EVENTS_FD_VARIABLE)
+        if value and value.isdigit():
+            _events_fd = int(value)
+    return _events_fd
+
+
+def send(event: Dict[str, Any]) -> None:
+    """Send one event to the daemon as a JSON line, or describe it on stderr without one."""
+    fd = _fd()
+    if fd is None:
+        if event.get("type") == "log":
+            print(event.get("message", ""), file=sys.stderr)
+        return
+    data = (json.dumps(event, default=str) + "\n").encode("utf-8")
+    try:
+        while data:
+            written = os.write(fd, data)
+            data = data[written:]
+    except OSError:
+        # The daemon is gone or closed the pipe; the version's own work matters more.
+        pass
+
+
+def log(message: str, level: str = "INFO") -> None:
+    send({"type": "log", "level": level, "message": str(message)})

@@ -1,0 +1,223 @@
+"""The child process: ``python -m mlpipeline.child RUN_DIR`` imports one script by path and
+lists its versions or runs one of them, writing ``result.json`` into RUN_DIR.
+
+Everything that touches user code happens here, never in the daemon.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import traceback
+import types
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from mlpipeline.protocol import (
+    LIST_VERSIONS,
+    RESULT_FILE,
+    ChildRequest,
+    ScriptError,
+    to_plain,
+    write_json_atomic,
+)
+
+_THIS_FILE = os.path.abspath(__file__)
+
+
+class VersionFailure(Exception):
+    """The script or version cannot go on; carries what the daemon records."""
+
+    def __init__(self, error: ScriptError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` from the first frame outside this module: the user's code."""
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == _THIS_FILE:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call user code; an exception becomes a VersionFailure naming ``label`` and ``phase``."""
+    try:
+        return function(*args, **kwargs)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any user error is recorded, not raised
+        raise VersionFailure(
+            ScriptError(
+                message=f"{label} failed in {phase}: {type(exc).__name__}: {exc}",
+                traceback=user_traceback(exc),
+                phase=phase,
+            )
+        ) from exc
+
+
+def load_script(path: str, label: str) -> Tuple[types.ModuleType, str]:
+    """Import the script at ``path`` from the exact bytes fingerprinted; returns (module, sha256)."""
+    source = Path(path).read_bytes()
+    sha256 = hashlib.sha256(source).hexdigest()
+    script_dir = os.path.dirname(path)
+    if script_dir not in sys.path:
+        sys.path.insert(0, script_dir)
+    stem = Path(path).stem
+    name = stem if stem.isidentifier() and stem not in sys.modules else "mlpipeline_script"
+    module = types.ModuleType(name)
+    module.__file__ = path
+    sys.modules[name] = module
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as exc:
+        raise VersionFailure(
+            ScriptError(
+                message=f"{label}:{exc.lineno}: syntax error: {exc.msg}",
+                traceback="".join(traceback.format_exception_only(type(exc), exc)),
+                phase="import",
+            )
+        ) from exc
+    call_user(label, "import", exec, code, module.__dict__)
+    return module, sha256
+
+
+def find_model(module: types.ModuleType, label: str) -> Any:
+    """The script's MODEL, checked to be a usable mlpipeline.helper.Model."""
+    from mlpipeline.helper import Model
+    from mlpipeline.versions import Versions
+
+    if not hasattr(module, "MODEL"):
+        raise VersionFailure(
+            ScriptError(
+                message=f"{label} defines no MODEL: a model script sets MODEL to an instance of "
+                "a mlpipeline.helper.Model subclass",
+                phase="import",
+            )
+        )
+    model = module.MODEL
+    if not isinstance(model, Model):
+        raise VersionFailure(
+            ScriptError(
+                message=f"{label}: MODEL is a {type(model).__name__}, not a mlpipeline.helper.Model",
+                phase="import",
+            )
+        )
+    if not isinstance(getattr(model, "versions", None), Versions):
+        raise VersionFailure(
+            ScriptError(
+                message=f"{label}: MODEL has no Versions; does {type(model).__name__}.__init__ call "
+                "super().__init__(versions)?",
+                phase="import",
+            )
+        )
+    return model
+
+
+def list_versions(request: ChildRequest) -> Dict[str, Any]:
+    module, sha256 = load_script(request.script_path, request.script_label)
+    model = find_model(module, request.script_label)
+    versions = model.versions.get_versions()
+    names = [version["name"] for version in versions]
+    missing = {version["name"]: version.missing_required() for version in versions if version.missing_required()}
+    suffixes = {
+        version["name"]: str(version["model_dir_suffix"])
+        for version in versions
+        if version.get("model_dir_suffix") not in (None, "")
+    }
+    return {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes}
+
+
+def _positive(label: str, key: str, value: Any, integer: bool) -> None:
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if integer:
+        valid = valid and float(value).is_integer()
+    if not valid:
+        kind = "a positive integer" if integer else "a positive number"
+        raise VersionFailure(ScriptError(message=f"{label}: {key.upper()} must be {kind}, not {value!r}", phase="parameters"))
+
+
+def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
+    """Run one version through the Model hooks, filling ``result`` as it goes."""
+    module, sha256 = load_script(request.script_path, request.script_label)
+    result["sha256"] = sha256
+    model = find_model(module, request.script_label)
+    label = f"{request.script_label}:{request.version}"
+    try:
+        version = model.versions.getVersion(request.version)
+    except ValueError as exc:
+        raise VersionFailure(ScriptError(message=f"{request.script_label}: {exc}", phase="parameters")) from exc
+    result["parameters"] = to_plain({k: v for k, v in version.items() if k != "name"})
+    missing = version.missing_required()
+    if missing:
+        raise VersionFailure(ScriptError(message=missing_message(label, missing), phase="parameters"))
+    batch_size, epoc_count = version["batch_size"], version["epoc_count"]
+    _positive(label, "batch_size", batch_size, integer=True)
+    _positive(label, "epoc_count", epoc_count, integer=False)
+    result["epochs"] = epoc_count
+    dataloader = version["dataloader"]
+
+    from mlpipeline.utils import ExecutionModeKeys, ModeKeys
+
+    exec_mode = ExecutionModeKeys.TRAIN if request.execution_mode else ExecutionModeKeys.TEST
+    model_dir = request.model_dir
+    try:
+        if request.fresh and model.allow_delete_model_dir:
+            call_user(label, "clean_model_dir", model.clean_model_dir, model_dir)
+        call_user(label, "pre_execution_hook", model.pre_execution_hook, version, model_dir, exec_mode)
+        train_count = call_user(label, "get_train_sample_count", dataloader.get_train_sample_count)
+        test_count = call_user(label, "get_test_sample_count", dataloader.get_test_sample_count)
+        if request.execution_mode:
+            total = math.ceil(epoc_count * train_count / batch_size)
+            trained = call_user(label, "get_trained_step_count", model.get_trained_step_count)
+            steps = total if trained is None or model.reset_steps else max(total - int(trained), 0)
+            eval_train_steps, eval_test_steps = train_count, test_count
+        else:
+            total, trained, steps = 1, None, 1
+            eval_train_steps = eval_test_steps = 1
+        result["steps"] = {"trained": steps, "total": total, "already_trained": trained}
+        if steps > 0:
+            train_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.TRAIN)
+            call_user(label, "train_model", model.train_model, train_input, steps)
+        eval_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.EVALUATE)
+        result["eval_train"] = to_plain(
+            call_user(label, "evaluate_model (train input)", model.evaluate_model, eval_input, eval_train_steps)
+        )
+        test_input = call_user(label, "get_test_input", dataloader.get_test_input)
+        result["eval_test"] = to_plain(
+            call_user(label, "evaluate_model (test input)", model.evaluate_model, test_input, eval_test_steps)
+        )
+    finally:
+        result["model_summary"] = str(getattr(model, "summery", ""))
+        result["dataloader_summary"] = str(getattr(dataloader, "summery", ""))
+
+
+def missing_message(label: str, missing: List[str]) -> str:
+    names = ", ".join(name.upper() for name in missing)
+    return f"{label} has no {names}: set it in addV() or as a Versions default"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    run_dir = Path(args[0])
+    request = ChildRequest.read(run_dir)
+    sys.argv = [request.script_path]
+    result: Dict[str, Any] = {"ok": False}
+    try:
+        if request.action == LIST_VERSIONS:
+            result = list_versions(request)
+        else:
+            run_version(request, result)
+            result["ok"] = True
+    except VersionFailure as failure:
+        result["ok"] = False
+        result["error"] = asdict(failure.error)
+    write_json_atomic(run_dir / RESULT_FILE, result)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

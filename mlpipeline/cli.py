@@ -1,0 +1,79 @@
+"""The ``mlpipeline`` command: parse, build the config, call the library, map errors to exit codes."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import List, Optional
+
+from mlpipeline import __version__
+from mlpipeline.config import ConfigError, load_project_config, parse_entry
+from mlpipeline.console import ConsoleView, make_console
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlpipeline",
+        description="Run every version of every queued model script, each in its own process. "
+        "Without -r: test mode (models_test.config, 1 step, temporary dirs, stop at the first error). "
+        "With -r: execution mode (models.config, full runs, records under outputs/).",
+    )
+    parser.add_argument("-r", "--run", action="store_true", help="execution mode: run models.config for real")
+    parser.add_argument(
+        "-u",
+        "--use-history",
+        action="store_true",
+        help="skip versions finished before; resume versions that were cut off, first",
+    )
+    parser.add_argument("-n", "--no-log", action="store_true", help="write no log-<host> or output-<host> lines")
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="the project folder (default: the current one)")
+    parser.add_argument("--retry-failed", action="store_true", help="with -u: run failed versions again")
+    parser.add_argument("--fail-fast", action="store_true", help="stop the queue at the first failed version")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SCRIPT[:VERSION]",
+        help="run only this script or version of the queue (may be repeated)",
+    )
+    parser.add_argument("--version", action="version", version=f"mlpipeline {__version__}")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.run:
+        given = [flag for flag, on in (("-u", args.use_history), ("-n", args.no_log), ("--fail-fast", args.fail_fast)) if on]
+        if given or args.retry_failed:
+            parser.error(f"{', '.join(given + (['--retry-failed'] if args.retry_failed else []))} only apply to execution mode: add -r")
+    if args.retry_failed and not args.use_history:
+        parser.error("--retry-failed works with -u, which is what skips failed versions")
+    view = ConsoleView(make_console())
+    project_dir = Path(args.directory or ".").resolve()
+    if not project_dir.is_dir():
+        view.error(f"{args.directory}: no such folder")
+        return EXIT_USAGE
+    try:
+        project = load_project_config(project_dir)
+        only = tuple(parse_entry(item, project.models_dir, "--only") for item in args.only)
+        if args.run:
+            from mlpipeline.dispatcher import Dispatcher, ExecutionOptions
+
+            options = ExecutionOptions(
+                use_history=args.use_history,
+                retry_failed=args.retry_failed,
+                fail_fast=args.fail_fast,
+                no_log=args.no_log,
+                only=only,
+            )
+            return Dispatcher(project, options, view).run()
+        from mlpipeline.dry_run import DryRun
+
+        return DryRun(project, only, view).run()
+    except ConfigError as exc:
+        view.error(str(exc))
+        return EXIT_USAGE

@@ -1,0 +1,277 @@
+"""The three TOML files: mlp.config (how to run) and the two queues (what to run).
+
+Every problem is a :class:`ConfigError` that names the file, the line and the key.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11
+    import tomli as tomllib
+
+PROJECT_CONFIG = "mlp.config"
+EXECUTION_QUEUE = "models.config"
+TEST_QUEUE = "models_test.config"
+
+ON_SCRIPT_CHANGE = ("rerun", "keep")
+
+# Keys of SPEC 3 whose features this release does not have yet: refused rather than ignored.
+_NOT_YET_SUPPORTED = ("workers", "gpus", "preload", "version_timeout", "retries", "on_version_end")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used, with the file, line and key it is about."""
+
+    def __init__(self, file: str, message: str, line: Optional[int] = None) -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """mlp.config, validated: where the scripts are and how to run them."""
+
+    project_dir: Path
+    models_dir: Path
+    outputs_dir: Path
+    on_script_change: str = "rerun"
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One line of a queue: a script, relative to models_dir, and optionally one version."""
+
+    script: str
+    version: Optional[str]
+    line: Optional[int]
+
+    def __str__(self) -> str:
+        return self.script if self.version is None else f"{self.script}:{self.version}"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """models.config or models_test.config, validated."""
+
+    file: str
+    use_blacklist: bool
+    whitelist: Tuple[QueueEntry, ...]
+    blacklist: Tuple[QueueEntry, ...]
+
+
+def display_name(path: Path, project_dir: Path) -> str:
+    """``path`` as a user reads it in messages: relative to the project where possible."""
+    try:
+        return str(path.relative_to(project_dir))
+    except ValueError:
+        return str(path)
+
+
+def parse_toml(text: str, file: str) -> Dict[str, Any]:
+    """Parse TOML, turning a syntax error into a ConfigError at its line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"\s*\(at line (\d+), column \d+\)", message)
+        line = int(match.group(1)) if match else None
+        if match:
+            message = message[: match.start()] + message[match.end():]
+        hint = _ini_hint(text)
+        raise ConfigError(file, f"not valid TOML: {message}{hint}", line) from None
+
+
+def _ini_hint(text: str) -> str:
+    # The original package wrote INI: bare names under sections, `key=value` without quotes.
+    if re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]", text, re.M) and re.search(
+        r"^\s*[\w./-]+\s*$|^\s*\w+\s*[=:]\s*[^\"'\[\d\s]", text, re.M
+    ):
+        return (
+            ". This looks like the original package's INI format; mlpipeline reads TOML, "
+            'e.g. models_dir = "models" and scripts = ["sample_model.py"] (see README.md)'
+        )
+    return ""
+
+
+def key_line(text: str, table: Optional[str], key: Optional[str] = None) -> Optional[int]:
+    """The line where ``key`` is set in ``[table]`` (or the table header itself), 1-based."""
+    current: Optional[str] = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
+        if header:
+            current = header.group(1).strip().strip("\"'")
+            if key is None and current == table:
+                return number
+            continue
+        if key is not None and current == table:
+            match = re.match(r"""^["']?([^"'=\s]+)["']?\s*=""", line)
+            if match and match.group(1) == key:
+                return number
+    return None
+
+
+def _value_line(text: str, value: str) -> Optional[int]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if f'"{value}"' in raw or f"'{value}'" in raw:
+            return number
+    return None
+
+
+def _unknown(file: str, text: str, table: Optional[str], key: str, known: List[str], what: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; the {what}s are: {', '.join(known)}"
+    if table is None:
+        line = key_line(text, key) or key_line(text, None, key)
+    else:
+        line = key_line(text, table, key)
+    return ConfigError(file, f"'{key}' is not a {what}{hint}", line)
+
+
+def _check_tables(data: Dict[str, Any], file: str, text: str, known: List[str]) -> None:
+    for name, value in data.items():
+        if name not in known:
+            raise _unknown(file, text, None, name, known, "table")
+        if not isinstance(value, dict):
+            raise ConfigError(file, f"'{name}' must be a table, [{name}]", key_line(text, None, name))
+
+
+def _typed(file: str, text: str, table: str, data: Dict[str, Any], key: str, kind: type, kind_name: str) -> Any:
+    value = data[key]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(
+            file, f"'{key}' must be {kind_name}, not {type(value).__name__} {value!r}", key_line(text, table, key)
+        )
+    return value
+
+
+def load_project_config(project_dir: Path) -> ProjectConfig:
+    """Read and check ``mlp.config`` in ``project_dir``."""
+    path = project_dir / PROJECT_CONFIG
+    file = PROJECT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            str(path), "not found: mlpipeline works in a project folder holding mlp.config (or give -C DIR)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot be read: {exc}") from None
+    data = parse_toml(text, file)
+    _check_tables(data, file, text, ["MLP"])
+    if "MLP" not in data:
+        raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
+    mlp = data["MLP"]
+    known = ["models_dir", "outputs_dir", "on_script_change"]
+    for key in mlp:
+        if key in _NOT_YET_SUPPORTED:
+            raise ConfigError(
+                file, f"'{key}' is not supported by this release of mlpipeline yet; remove it", key_line(text, "MLP", key)
+            )
+        if key not in known:
+            raise _unknown(file, text, "MLP", key, known, "key of [MLP]")
+    if "models_dir" not in mlp:
+        raise ConfigError(file, "[MLP] has no 'models_dir': name the folder of the model scripts", key_line(text, "MLP"))
+    models_dir = project_dir / _typed(file, text, "MLP", mlp, "models_dir", str, "a string")
+    if not models_dir.is_dir():
+        raise ConfigError(
+            file, f"models_dir '{mlp['models_dir']}' is not a folder ({models_dir})", key_line(text, "MLP", "models_dir")
+        )
+    outputs_dir = models_dir / "outputs"
+    if "outputs_dir" in mlp:
+        outputs_dir = project_dir / _typed(file, text, "MLP", mlp, "outputs_dir", str, "a string")
+    on_change = "rerun"
+    if "on_script_change" in mlp:
+        on_change = _typed(file, text, "MLP", mlp, "on_script_change", str, "a string")
+        if on_change not in ON_SCRIPT_CHANGE:
+            raise ConfigError(
+                file,
+                f"on_script_change must be \"rerun\" or \"keep\", not {on_change!r}",
+                key_line(text, "MLP", "on_script_change"),
+            )
+    return ProjectConfig(
+        project_dir=project_dir,
+        models_dir=models_dir.resolve(),
+        outputs_dir=outputs_dir.resolve(),
+        on_script_change=on_change,
+    )
+
+
+def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:
+    """Check the text of a queue file; entries must stay inside ``models_dir``."""
+    data = parse_toml(text, file)
+    tables = ["MLP", "WHITELISTED_MODELS", "BLACKLISTED_MODELS"]
+    _check_tables(data, file, text, tables)
+    mlp = data.get("MLP", {})
+    use_blacklist = False
+    for key in mlp:
+        if key != "use_blacklist":
+            raise _unknown(file, text, "MLP", key, ["use_blacklist"], "key of [MLP]")
+    if "use_blacklist" in mlp:
+        use_blacklist = _typed(file, text, "MLP", mlp, "use_blacklist", bool, "true or false")
+    lists = {}
+    for table in tables[1:]:
+        section = data.get(table, {})
+        for key in section:
+            if key != "scripts":
+                raise _unknown(file, text, table, key, ["scripts"], f"key of [{table}]")
+        scripts = section.get("scripts", [])
+        if not isinstance(scripts, list):
+            raise ConfigError(
+                file,
+                f"'scripts' must be a list of strings, like [\"model.py\"], not {type(scripts).__name__}",
+                key_line(text, table, "scripts"),
+            )
+        lists[table] = tuple(_entry(file, text, table, item, models_dir) for item in scripts)
+    return QueueConfig(
+        file=file,
+        use_blacklist=use_blacklist,
+        whitelist=lists["WHITELISTED_MODELS"],
+        blacklist=lists["BLACKLISTED_MODELS"],
+    )
+
+
+def _entry(file: str, text: str, table: str, item: Any, models_dir: Path) -> QueueEntry:
+    if not isinstance(item, str):
+        raise ConfigError(
+            file, f"[{table}] scripts holds {item!r}, which is not a string", key_line(text, table, "scripts")
+        )
+    return parse_entry(item, models_dir, file, _value_line(text, item) or key_line(text, table, "scripts"))
+
+
+def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = None) -> QueueEntry:
+    """``"script.py"`` or ``"script.py:version"``, relative to models_dir and refused outside it."""
+    script, colon, version = item.partition(":")
+    script = script.strip()
+    if not script or (colon and not version):
+        raise ConfigError(file, f"'{item}' is not an entry; write \"script.py\" or \"script.py:version\"", line)
+    target = (models_dir / script).resolve()
+    try:
+        relative = target.relative_to(models_dir)
+    except ValueError:
+        raise ConfigError(file, f"'{item}' is outside models_dir ({models_dir}); entries are relative to it", line) from None
+    return QueueEntry(script=relative.as_posix(), version=version or None, line=line)
+
+
+def read_queue_config(path: Path, file: str, models_dir: Path) -> QueueConfig:
+    """Read and check a queue file; a missing or unreadable file is a ConfigError too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, f"not found ({path}); create it with a [WHITELISTED_MODELS] scripts list") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, f"cannot be read: {exc}") from None
+    return parse_queue_config(text, file, models_dir)

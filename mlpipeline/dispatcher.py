@@ -1,0 +1,431 @@
+"""Execution mode: work through models.config, one child per version, keeping every record.
+
+The loop re-reads the queue before each dispatch, chooses the next version from the queue
+and the journal, starts it on the executor, and records how it ended. It is written for N
+slots; this release runs one.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.child import missing_message
+from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
+from mlpipeline.console import ConsoleView
+from mlpipeline.executor import ChildRun, Executor
+from mlpipeline.identity import DaemonIdentity
+from mlpipeline.journal import Journal, now_iso
+from mlpipeline.local_executor import LocalExecutor
+from mlpipeline.paths import OutputPaths
+from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
+from mlpipeline.protocol import RUN_VERSION, ChildRequest, ScriptError
+from mlpipeline.queue import QueueFile, QueuedScript
+from mlpipeline.records import DAEMON_SOURCE, OutputFile, ResultsFile, RunLog
+from mlpipeline.signals import StopSignals
+from mlpipeline.states import JournalEvent
+
+STOP_GRACE_S = 10.0
+"""Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""
+
+REPORT_LOG_INTERVAL_S = 10.0
+"""At most one log line per version per this many seconds from ``Model.report()``."""
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """The command line's say in execution mode."""
+
+    use_history: bool = False
+    retry_failed: bool = False
+    fail_fast: bool = False
+    no_log: bool = False
+    only: Tuple[QueueEntry, ...] = ()
+
+
+@dataclass
+class VersionRun:
+    """A version this daemon started: what was planned, and what it reported on the way."""
+
+    planned: PlannedRun
+    model_dir: str
+    started_at: str
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    last_report_logged: float = 0.0
+
+
+def prepare_outputs(paths: OutputPaths) -> None:
+    """Make the outputs folder and prove it takes writes, before any version runs."""
+    probe = paths.outputs_dir / f".write-test-{paths.host}"
+    try:
+        paths.outputs_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            str(paths.outputs_dir), f"outputs folder cannot be written ({exc.strerror or exc}); nothing was run"
+        ) from None
+
+
+def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
+    """``step 40/100 loss=0.0123`` from what ``Model.report()`` sent."""
+    parts = []
+    if step is not None:
+        parts.append(f"step {step}" if total is None else f"step {step}/{total}")
+    for key, value in metrics.items():
+        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
+
+
+class Dispatcher:
+    """Runs the execution-mode queue of one project to its end."""
+
+    def __init__(
+        self,
+        project: ProjectConfig,
+        options: ExecutionOptions,
+        view: ConsoleView,
+        executor: Optional[Executor] = None,
+        slots: int = 1,
+    ) -> None:
+        self.project = project
+        self.options = options
+        self.view = view
+        self.slots = slots
+        self.identity = DaemonIdentity.current()
+        self.queue = QueueFile(
+            project.project_dir / EXECUTION_QUEUE,
+            EXECUTION_QUEUE,
+            project.models_dir,
+            project.outputs_dir,
+            warn=self._warn,
+            only=options.only,
+        )
+        self.queue.load()
+        self.paths = OutputPaths(project.outputs_dir, self.identity.host)
+        prepare_outputs(self.paths)
+        self.log = RunLog(None if options.no_log else self.paths.log)
+        self.output = OutputFile(None if options.no_log else self.paths.output)
+        self.results = ResultsFile(self.paths.results)
+        self.journal = Journal(self.paths.journal, warn=self._warn)
+        self.executor = executor or LocalExecutor(project.project_dir)
+        self.signals = StopSignals()
+        self.fingerprints = Fingerprints()
+        self.catalog = ScriptCatalog(
+            self.executor, self._listing_line, self._listing_event, cancel=lambda: self.signals.count > 0
+        )
+        self.policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
+        self.handled: Set[Tuple[str, str]] = set()
+        self.rows: List[Tuple[str, str, float]] = []
+        self.any_failed = False
+        self._reported: Set[Tuple[str, str]] = set()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until the queue has nothing left (or a stop); returns the exit code."""
+        with self.signals:
+            try:
+                self.journal.refresh()
+                self._reconcile()
+                self._daemon_log("INFO", f"execution mode started by {self.identity.key} (pid {self.identity.pid})")
+                self._loop()
+            finally:
+                # Whatever ended the loop, no version outlives its daemon.
+                self.executor.stop_all(signal.SIGKILL)
+        return self._finish()
+
+    def _loop(self) -> None:
+        stop_asked: Optional[float] = None
+        killed = False
+        while True:
+            if self.signals.count and stop_asked is None:
+                stop_asked = time.monotonic()
+                name = signal.Signals(self.signals.first).name if self.signals.first else "a signal"
+                self._daemon_log("WARNING", f"{name} received: no new versions; stopping the running ones")
+                self.view.warning(f"{name}: stopping (press Ctrl-C again to kill at once)")
+                self.executor.stop_all(self.signals.first or signal.SIGINT)
+            if stop_asked is not None and not killed:
+                if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:
+                    self.executor.stop_all(signal.SIGKILL)
+                    killed = True
+            if stop_asked is None and not (self.options.fail_fast and self.any_failed):
+                self._fill_slots()
+            if not self.executor.running:
+                break
+            finished = self.executor.next_finished(timeout=0.2)
+            if finished is not None:
+                self._record(finished)
+
+    def _fill_slots(self) -> None:
+        while len(self.executor.running) < self.slots and not self.signals.count:
+            if self.options.fail_fast and self.any_failed:
+                return
+            planned = self._plan()
+            if planned is None:
+                return
+            self._launch(planned)
+
+    def _plan(self) -> Optional[PlannedRun]:
+        self.journal.refresh()
+        scripts = self.queue.current()
+        return choose_next(self._candidates(scripts), self.journal, self.policy, self.handled)
+
+    def _candidates(self, scripts: List[QueuedScript]) -> Iterator[Tuple[QueuedScript, str, List[str]]]:
+        for script in scripts:
+            listing = self._listing(script)
+            if listing is None:
+                if self.signals.count:
+                    return
+                continue
+            yield script, listing.sha256, listing.names
+
+    def _listing(self, script: QueuedScript) -> Optional[ScriptListing]:
+        try:
+            sha256 = self.fingerprints.sha256(script.path)
+        except OSError as exc:
+            self._warn_once((script.label, "unreadable"), f"{script.label} cannot be read ({exc.strerror}); skipped")
+            return None
+        listing = self.catalog.listing(script.path, script.label, sha256)
+        if listing is None:
+            return None
+        if listing.error is not None:
+            self._report_broken_script(script, listing)
+            return None
+        for version, line in script.entry_lines:
+            if version and version not in listing.names:
+                where = EXECUTION_QUEUE if line is None else f"{EXECUTION_QUEUE}:{line}"
+                known = ", ".join(listing.names) or "none"
+                self._warn_once(
+                    (script.label, f"unknown:{version}:{listing.sha256}"),
+                    f"{where}: {script.label} has no version '{version}' (its versions: {known}); skipped",
+                )
+        return listing
+
+    # -- starting and recording ------------------------------------------------------------
+
+    def _launch(self, planned: PlannedRun) -> None:
+        label = planned.label
+        self.handled.add((planned.script.label, planned.version))
+        listing = self.catalog.listing(planned.script.path, planned.script.label, planned.sha256)
+        missing = listing.missing.get(planned.version) if listing else None
+        if missing:
+            error = ScriptError(message=missing_message(label, missing), phase="parameters")
+            self._record_end(planned, None, JournalEvent.FAILED, {"error": error.__dict__}, 0.0, None, None)
+            return
+        suffix = listing.suffixes.get(planned.version) if listing else None
+        model_dir = self.paths.model_dir(planned.script.label, suffix)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        resumed = planned.start is Start.RESUME
+        self.journal.append(
+            JournalEvent.STARTED, **self._event_fields(planned.script.label, planned.version, planned.sha256), resumed=resumed
+        )
+        how = "resuming" if resumed else "fresh"
+        self._log("INFO", label, f"started ({how}) in {model_dir}")
+        self.view.version_started(label, how)
+        version_run = VersionRun(planned=planned, model_dir=str(model_dir), started_at=now_iso())
+        request = ChildRequest(
+            action=RUN_VERSION,
+            script_path=str(planned.script.path),
+            script_label=planned.script.label,
+            version=planned.version,
+            model_dir=str(model_dir),
+            execution_mode=True,
+            fresh=not resumed,
+        )
+        try:
+            self.executor.submit(
+                request,
+                on_line=lambda stream, line: self._child_line(label, stream, line),
+                on_event=lambda event: self._child_event(version_run, event),
+                tag=version_run,
+            )
+        except OSError as exc:
+            error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
+            self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, 0.0, None, None)
+
+    def _record(self, run: ChildRun) -> None:
+        version_run: VersionRun = run.tag
+        outcome = run.outcome
+        assert outcome is not None
+        result = dict(outcome.result or {})
+        if result.get("ok"):
+            event = JournalEvent.FINISHED
+        elif outcome.stop_signal is not None:
+            event = JournalEvent.INTERRUPTED
+            result["error"] = {"message": f"stopped by {signal.Signals(outcome.stop_signal).name}; resumable with -u"}
+        else:
+            event = JournalEvent.FAILED
+            if not result.get("error"):
+                result["error"] = {
+                    "message": f"{version_run.planned.label}: its process ended with {outcome.exit_description} "
+                    "before it reported a result",
+                }
+        exit_info = {"exit_code": outcome.returncode, "signal": outcome.signal_name}
+        self._record_end(
+            version_run.planned, version_run, event, result, outcome.wall_s, outcome.cpu_s, exit_info
+        )
+
+    def _record_end(
+        self,
+        planned: PlannedRun,
+        version_run: Optional[VersionRun],
+        event: JournalEvent,
+        result: Dict[str, Any],
+        wall_s: float,
+        cpu_s: Optional[float],
+        exit_info: Optional[Dict[str, Any]],
+    ) -> None:
+        label = planned.label
+        error = result.get("error") or {}
+        reason = error.get("message")
+        sha256 = result.get("sha256") or planned.sha256
+        fields = self._event_fields(planned.script.label, planned.version, sha256)
+        self.journal.append(event, **fields, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {}))
+        record = {
+            "time": now_iso(),
+            "host": self.identity.host,
+            "script": planned.script.label,
+            "version": planned.version,
+            "status": event.value,
+            "reason": reason,
+            "sha256": sha256,
+            "resumed": planned.start is Start.RESUME,
+            "started_at": version_run.started_at if version_run else None,
+            "duration_s": round(wall_s, 3),
+            "cpu_s": None if cpu_s is None else round(cpu_s, 3),
+            **(exit_info or {}),
+            "steps": result.get("steps"),
+            "epochs": result.get("epochs"),
+            "eval_train": result.get("eval_train"),
+            "eval_test": result.get("eval_test"),
+            "metrics": (version_run.metrics or None) if version_run else None,
+            "parameters": result.get("parameters"),
+            "model_dir": version_run.model_dir if version_run else None,
+            "model_summary": result.get("model_summary"),
+            "dataloader_summary": result.get("dataloader_summary"),
+        }
+        self.results.write(record)
+        self.output.write(record)
+        level = "INFO" if event is JournalEvent.FINISHED else "ERROR"
+        last = f" ({describe_report(None, None, version_run.metrics)})" if version_run and version_run.metrics else ""
+        self._log(level, label, f"{event.value} in {wall_s:.2f} s{last}" + (f": {reason}" if reason else ""))
+        if error.get("traceback"):
+            self._log("ERROR", label, error["traceback"])
+        self.view.version_ended(label, event.value, wall_s, reason)
+        if error.get("traceback"):
+            self.view.block(error["traceback"])
+        if event is JournalEvent.FAILED:
+            self.any_failed = True
+        self.rows.append((label, event.value, wall_s))
+
+    def _report_broken_script(self, script: QueuedScript, listing: ScriptListing) -> None:
+        """A script whose versions cannot be learned: reported once per content, counted as failed."""
+        key = (script.label, listing.sha256)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        assert listing.error is not None
+        self.any_failed = True
+        self._log("ERROR", script.label, listing.error.message)
+        if listing.error.traceback:
+            self._log("ERROR", script.label, listing.error.traceback)
+        self.view.error(listing.error.message)
+        if listing.error.traceback:
+            self.view.block(listing.error.traceback)
+        self.results.write(
+            {
+                "time": now_iso(),
+                "host": self.identity.host,
+                "script": script.label,
+                "version": None,
+                "status": "failed",
+                "reason": listing.error.message,
+                "sha256": listing.sha256,
+            }
+        )
+        self.rows.append((script.label, "failed", 0.0))
+
+    def _reconcile(self) -> None:
+        """Versions this host started whose daemon is gone are recorded as interrupted, before anything runs."""
+        for record in list(self.journal.unfinished()):
+            if record.get("host") != self.identity.host:
+                continue  # another host's daemon; its liveness is not ours to judge here
+            if DaemonIdentity.is_alive_on_this_host(record.get("daemon", "")):
+                continue
+            label = f"{record['script']}:{record['version']}"
+            reason = f"its daemon (pid {record.get('pid')}) ended without recording an end"
+            self.journal.append(
+                JournalEvent.INTERRUPTED,
+                **self._event_fields(record["script"], record["version"], record.get("sha256")),
+                reason=reason,
+            )
+            hint = "; it resumes first with -u" if self.options.use_history else ""
+            self._log("WARNING", label, f"was cut off: {reason}{hint}")
+            self.view.warning(f"{label} was cut off: {reason}{hint}")
+
+    def _finish(self) -> int:
+        counts: Dict[str, int] = {}
+        for _, state, _ in self.rows:
+            counts[state] = counts.get(state, 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing to run"
+        self._daemon_log("INFO", f"execution mode ended: {summary}")
+        self.view.summary("execution mode", self.rows, [f"{summary}; records in {self.paths.outputs_dir}"])
+        if self.signals.count:
+            return self.signals.exit_code
+        return 1 if self.any_failed else 0
+
+    # -- what children say ---------------------------------------------------------------
+
+    def _child_line(self, label: str, stream: str, line: str) -> None:
+        self._log("OUT" if stream == "stdout" else "ERR", label, line)
+        self.view.child_line(label, line)
+
+    def _child_event(self, version_run: VersionRun, event: Dict[str, Any]) -> None:
+        label = version_run.planned.label
+        if event.get("type") == "log":
+            self._log(str(event.get("level", "INFO")), label, str(event.get("message", "")))
+            self.view.child_line(label, str(event.get("message", "")))
+        elif event.get("type") == "report":
+            metrics = event.get("metrics") or {}
+            version_run.metrics.update(metrics)
+            now = time.monotonic()
+            if now - version_run.last_report_logged >= REPORT_LOG_INTERVAL_S:
+                version_run.last_report_logged = now
+                self._log("INFO", label, describe_report(event.get("step"), event.get("total"), metrics))
+
+    def _listing_line(self, script: str, stream: str, line: str) -> None:
+        self._log("OUT" if stream == "stdout" else "ERR", script, line)
+
+    def _listing_event(self, script: str, event: Dict[str, Any]) -> None:
+        if event.get("type") == "log":
+            self._log(str(event.get("level", "INFO")), script, str(event.get("message", "")))
+
+    # -- small helpers ---------------------------------------------------------------------
+
+    def _event_fields(self, script: str, version: str, sha256: Optional[str]) -> Dict[str, Any]:
+        return {
+            "host": self.identity.host,
+            "pid": self.identity.pid,
+            "daemon": self.identity.key,
+            "script": script,
+            "sha256": sha256,
+            "version": version,
+        }
+
+    def _log(self, level: str, source: str, message: str) -> None:
+        self.log.write(level, source, message)
+
+    def _daemon_log(self, level: str, message: str) -> None:
+        self.log.write(level, DAEMON_SOURCE, message)
+
+    def _warn(self, message: str) -> None:
+        self._daemon_log("WARNING", message)
+        self.view.warning(message)
+
+    def _warn_once(self, key: Tuple[str, str], message: str) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            self._warn(message)

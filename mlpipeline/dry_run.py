@@ -1,0 +1,148 @@
+"""Test mode: every version of models_test.config, one step each, in temporary model dirs.
+
+It stops at the first error with the user's traceback, and writes nothing under outputs/.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.child import missing_message
+from mlpipeline.config import TEST_QUEUE, ProjectConfig, QueueEntry
+from mlpipeline.console import ConsoleView
+from mlpipeline.executor import ChildOutcome, Executor
+from mlpipeline.local_executor import LocalExecutor
+from mlpipeline.protocol import RUN_VERSION, ChildRequest
+from mlpipeline.queue import QueuedScript, QueueFile
+from mlpipeline.signals import StopSignals
+
+
+class DryRun:
+    """One pass over the test queue."""
+
+    def __init__(
+        self,
+        project: ProjectConfig,
+        only: Sequence[QueueEntry],
+        view: ConsoleView,
+        executor: Optional[Executor] = None,
+    ) -> None:
+        self.project = project
+        self.view = view
+        self.queue = QueueFile(
+            project.project_dir / TEST_QUEUE, TEST_QUEUE, project.models_dir, project.outputs_dir, view.warning, only
+        )
+        self.queue.load()
+        self.executor = executor or LocalExecutor(project.project_dir)
+        self.signals = StopSignals()
+        self.catalog = ScriptCatalog(
+            self.executor,
+            lambda label, stream, line: view.child_line(label, line),
+            lambda label, event: view.child_line(label, str(event.get("message", ""))),
+            cancel=lambda: self.signals.count > 0,
+        )
+        self.rows: List[Tuple[str, str, float]] = []
+
+    def run(self) -> int:
+        """Returns the exit code: 0 all passed, 1 a failure, 130/143 interrupted."""
+        with self.signals:
+            planned = self._plan()
+            if planned is None:
+                return self.signals.exit_code or 1
+            if not planned:
+                self.view.info(f"{TEST_QUEUE} queues no versions: nothing to test")
+                return 0
+            for script, version in planned:
+                if not self._run_one(script, version):
+                    return self.signals.exit_code or 1
+        self._summary([f"test mode: all {len(self.rows)} versions passed; run them for real with: mlpipeline -r -u"])
+        return 0
+
+    def _plan(self) -> Optional[List[Tuple[QueuedScript, str]]]:
+        """Every queued version in order, or None after reporting why the queue cannot be tested."""
+        fingerprints = Fingerprints()
+        planned = []
+        problems = []
+        for script in self.queue.current():
+            listing = self.catalog.listing(script.path, script.label, fingerprints.sha256(script.path))
+            if listing is None:
+                return None
+            if listing.error is not None:
+                self.view.error(listing.error.message)
+                if listing.error.traceback:
+                    self.view.block(listing.error.traceback)
+                return None
+            problems.extend(self._unknown_versions(script, listing))
+            for name in listing.names:
+                if script.wants(name):
+                    planned.append((script, name))
+                    if name in listing.missing:
+                        problems.append(missing_message(f"{script.label}:{name}", listing.missing[name]))
+        if problems:
+            # Checked before any training: a wrong queue or parameter fails in seconds, not hours in.
+            for problem in problems:
+                self.view.error(problem)
+            return None
+        return planned
+
+    @staticmethod
+    def _unknown_versions(script: QueuedScript, listing: ScriptListing) -> List[str]:
+        problems = []
+        for version, line in script.entry_lines:
+            if version and version not in listing.names:
+                where = TEST_QUEUE if line is None else f"{TEST_QUEUE}:{line}"
+                known = ", ".join(listing.names) or "none"
+                problems.append(f"{where}: {script.label} has no version '{version}' (its versions: {known})")
+        return problems
+
+    def _run_one(self, script: QueuedScript, version: str) -> bool:
+        label = f"{script.label}:{version}"
+        self.view.version_started(label, "test mode, 1 step")
+        model_dir = tempfile.mkdtemp(prefix="mlpipeline-test-")
+        try:
+            request = ChildRequest(
+                action=RUN_VERSION,
+                script_path=str(script.path),
+                script_label=script.label,
+                version=version,
+                model_dir=model_dir,
+                execution_mode=False,
+                fresh=True,
+            )
+            outcome = self.executor.call(
+                request,
+                lambda stream, line: self.view.child_line(label, line),
+                lambda event: self._child_event(label, event),
+                cancel=lambda: self.signals.count > 0,
+            )
+        finally:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        if self.signals.count:
+            self.view.version_ended(label, "interrupted", outcome.wall_s)
+            self._summary(["test mode interrupted"])
+            return False
+        result = outcome.result or {}
+        if result.get("ok"):
+            self.view.version_ended(label, "passed", outcome.wall_s)
+            self.rows.append((label, "passed", outcome.wall_s))
+            return True
+        self._report_failure(label, outcome, result)
+        return False
+
+    def _report_failure(self, label: str, outcome: ChildOutcome, result: Dict[str, Any]) -> None:
+        error = result.get("error") or {}
+        if error.get("traceback"):
+            self.view.block(error["traceback"])
+        reason = error.get("message") or f"{label}: its process ended with {outcome.exit_description}"
+        self.view.version_ended(label, "failed", outcome.wall_s, reason)
+        self.rows.append((label, "failed", outcome.wall_s))
+        self._summary([f"test mode stopped at the first failure: {label}"])
+
+    def _child_event(self, label: str, event: Dict[str, Any]) -> None:
+        if event.get("type") == "log":
+            self.view.child_line(label, str(event.get("message", "")))
+
+    def _summary(self, footer: List[str]) -> None:
+        self.view.summary("test mode", self.rows, footer)

@@ -1,0 +1,157 @@
+"""The executor interface: start a child for a request, report how it ended.
+
+The base keeps the bookkeeping (run folders, the finished queue, reading result.json); an
+executor subclass only starts, signals and kills. The local one is ``local_executor``; Ray
+will sit beside it.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from mlpipeline.protocol import RESULT_FILE, ChildRequest
+
+LineSink = Callable[[str, str], None]
+"""Receives each line a child prints: (``"stdout"`` or ``"stderr"``, the line)."""
+
+EventSink = Callable[[Dict[str, Any]], None]
+"""Receives each event a child sends (``log``, ``report``)."""
+
+
+@dataclass
+class ChildOutcome:
+    """How a child ended: its result.json if it wrote one, else its exit status or signal."""
+
+    result: Optional[Dict[str, Any]]
+    returncode: Optional[int]
+    wall_s: float
+    cpu_s: Optional[float] = None
+    stop_signal: Optional[int] = None
+
+    @property
+    def signal_name(self) -> Optional[str]:
+        if self.returncode is None or self.returncode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
+    @property
+    def exit_description(self) -> str:
+        if self.signal_name:
+            return f"killed by {self.signal_name}"
+        return f"exit status {self.returncode}"
+
+
+@dataclass
+class ChildRun:
+    """One child in flight; ``tag`` is the caller's, handed back when it finishes."""
+
+    request: ChildRequest
+    run_dir: Path
+    on_line: LineSink
+    on_event: EventSink
+    tag: Any = None
+    pid: Optional[int] = None
+    started: float = field(default_factory=time.monotonic)
+    outcome: Optional[ChildOutcome] = None
+    stop_signal: Optional[int] = None
+    done: threading.Event = field(default_factory=threading.Event)
+    to_queue: bool = True
+
+
+class Executor(ABC):
+    """Runs child requests; several may be in flight at once."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir  # the children's working directory: the project folder
+        self._finished: "queue.Queue[ChildRun]" = queue.Queue()
+        self.running: Dict[int, ChildRun] = {}
+
+    def submit(self, request: ChildRequest, on_line: LineSink, on_event: EventSink, tag: Any = None) -> ChildRun:
+        """Start a child for ``request``; its end comes back through :meth:`next_finished`."""
+        return self._submit(request, on_line, on_event, tag, to_queue=True)
+
+    def _submit(self, request: ChildRequest, on_line: LineSink, on_event: EventSink, tag: Any, to_queue: bool) -> ChildRun:
+        run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
+        request.write(run_dir)
+        run = ChildRun(
+            request=request, run_dir=run_dir, on_line=on_line, on_event=on_event, tag=tag, to_queue=to_queue
+        )
+        self.running[id(run)] = run
+        try:
+            self._start(run)
+        except BaseException:
+            del self.running[id(run)]
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return run
+
+    def call(
+        self, request: ChildRequest, on_line: LineSink, on_event: EventSink, cancel: Callable[[], bool] = lambda: False
+    ) -> ChildOutcome:
+        """Run one child to its end and return how it ended (listing a script's versions, say).
+
+        When ``cancel()`` turns true (Ctrl-C), the child's process tree is killed.
+        """
+        run = self._submit(request, on_line, on_event, None, to_queue=False)
+        while not run.done.wait(0.1):
+            if cancel() and run.stop_signal is None:
+                self.stop(run, signal.SIGKILL)
+        assert run.outcome is not None
+        return run.outcome
+
+    def next_finished(self, timeout: float) -> Optional[ChildRun]:
+        """The next submitted child that ended, waiting up to ``timeout`` seconds."""
+        try:
+            return self._finished.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self, run: ChildRun, signum: int) -> None:
+        """Pass ``signum`` to the run's whole process tree, remembering that it was asked to stop."""
+        if run.stop_signal is None:
+            run.stop_signal = signum
+        self._signal(run, signum)
+
+    def stop_all(self, signum: int) -> None:
+        for run in list(self.running.values()):
+            self.stop(run, signum)
+
+    def _finish(self, run: ChildRun, returncode: Optional[int], cpu_s: Optional[float]) -> None:
+        """Called once by the subclass when the child has ended and its output is drained."""
+        result = None
+        try:
+            result = json.loads((run.run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(run.run_dir, ignore_errors=True)
+        run.outcome = ChildOutcome(
+            result=result,
+            returncode=returncode,
+            wall_s=time.monotonic() - run.started,
+            cpu_s=cpu_s,
+            stop_signal=run.stop_signal,
+        )
+        self.running.pop(id(run), None)
+        run.done.set()
+        if run.to_queue:
+            self._finished.put(run)
+
+    @abstractmethod
+    def _start(self, run: ChildRun) -> None:
+        """Start the child; call :meth:`_finish` from any thread once it has ended."""
+
+    @abstractmethod
+    def _signal(self, run: ChildRun, signum: int) -> None:
+        """Send ``signum`` to the run's process tree (SIGKILL kills it)."""

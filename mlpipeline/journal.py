@@ -1,0 +1,117 @@
+"""history.jsonl: the append-only journal that ``-u`` trusts.
+
+Every event is one JSON line, appended under a file lock, flushed and fsynced before the
+daemon goes on. Reading is incremental: each refresh parses only what was appended since.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+from filelock import FileLock
+
+from mlpipeline.paths import OutputPaths
+from mlpipeline.states import STATE_AFTER, JournalEvent, RunState
+
+VersionKey = Tuple[str, str]
+
+
+def now_iso() -> str:
+    """The current local time in ISO 8601 with its UTC offset, to the millisecond."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+class Journal:
+    """The journal of one outputs folder: what happened to every script:version, in order."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None]) -> None:
+        self.path = path
+        self._warn = warn
+        self._lock = FileLock(str(OutputPaths.lock_for(path)))
+        self._offset = 0
+        self._lines_read = 0
+        self._after_torn_line = False
+        self._latest: Dict[VersionKey, Dict[str, Any]] = {}
+
+    def refresh(self) -> None:
+        """Read the events appended since the last refresh (by this or any other daemon)."""
+        with self._lock:
+            self._read_new()
+
+    def append(self, event: JournalEvent, **fields: Any) -> Dict[str, Any]:
+        """Append one event durably and return it; it is visible to :meth:`latest` at once."""
+        record = {"time": now_iso(), "event": event.value, **fields}
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._read_new()
+            with open(self.path, "ab") as handle:
+                if handle.tell() > 0 and not self._ends_with_newline():
+                    # A torn last line (a power cut mid-write) stays a line of its own.
+                    handle.write(b"\n")
+                handle.write(line.encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._read_new()
+        return record
+
+    def latest(self, script: str, version: str) -> Optional[Dict[str, Any]]:
+        """The last event of ``script:version``, or None if it never ran."""
+        return self._latest.get((script, version))
+
+    def state(self, script: str, version: str) -> RunState:
+        event = self.latest(script, version)
+        if event is None:
+            return RunState.PENDING
+        return STATE_AFTER[JournalEvent(event["event"])]
+
+    def unfinished(self) -> Iterator[Dict[str, Any]]:
+        """Events of versions that were claimed or started and never ended."""
+        for record in list(self._latest.values()):
+            if STATE_AFTER[JournalEvent(record["event"])] is RunState.RUNNING:
+                yield record
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+    def _read_new(self) -> None:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        if self._after_torn_line and data[:1] == b"\n":
+            # The newline that append() put after a torn line ends that line, already counted.
+            data = data[1:]
+            self._offset += 1
+            self._after_torn_line = False
+        end = data.rfind(b"\n") + 1
+        for raw in data[:end].splitlines():
+            self._lines_read += 1
+            self._fold(raw, self._lines_read)
+        self._offset += end
+        tail = data[end:]
+        if tail:
+            # Read under the lock, so a line without its newline is not being written: it was cut off.
+            self._lines_read += 1
+            self._warn(f"{self.path.name}:{self._lines_read}: last line is cut off (written during a crash?); skipped")
+            self._offset += len(tail)
+            self._after_torn_line = True
+
+    def _fold(self, raw: bytes, number: int) -> None:
+        if not raw.strip():
+            return
+        try:
+            record = json.loads(raw)
+            event = JournalEvent(record["event"])
+            key = (record["script"], record["version"])
+        except (ValueError, KeyError, TypeError):
+            self._warn(f"{self.path.name}:{number}: not a journal event (corrupt or cut off); skipped")
+            return
+        if event in STATE_AFTER and key[1] is not None:
+            self._latest[key] = record

@@ -1,0 +1,103 @@
+"""Runs each child as a local process: ``python -m mlpipeline.child RUN_DIR``.
+
+The child leads a process group of its own, so a signal or a kill reaches its whole tree
+(DataLoader workers included), and nothing of it outlives the version.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import IO, Any, Callable, List, Optional
+
+from mlpipeline.channel import EVENTS_FD_VARIABLE
+from mlpipeline.executor import ChildRun, Executor
+
+
+class LocalExecutor(Executor):
+    """Children on this host, each in its own process group."""
+
+    def _start(self, run: ChildRun) -> None:
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ)
+        env[EVENTS_FD_VARIABLE] = str(write_fd)
+        env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mlpipeline.child", str(run.run_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                env=env,
+                cwd=str(self.work_dir),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        run.pid = process.pid
+        readers = [
+            _thread(_pump_lines, process.stdout, lambda line: run.on_line("stdout", line)),
+            _thread(_pump_lines, process.stderr, lambda line: run.on_line("stderr", line)),
+            _thread(_pump_events, os.fdopen(read_fd, "rb"), run.on_event),
+        ]
+        _thread(self._wait, run, process, readers)
+
+    def _wait(self, run: ChildRun, process: subprocess.Popen, readers: List[threading.Thread]) -> None:
+        pid = process.pid
+        # Wait without reaping, so the process group id cannot be reused before the kill below.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        _kill_group(pid, signal.SIGKILL)  # what the version left running ends with it
+        _, status, usage = os.wait4(pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        for reader in readers:
+            reader.join(timeout=10)
+        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime)
+
+    def _signal(self, run: ChildRun, signum: int) -> None:
+        if run.pid is not None:
+            _kill_group(run.pid, signum)
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _deliver(sink: Callable[[Any], None], item: Any) -> None:
+    # A reader that died would leave the child blocked on a full pipe: keep reading whatever happens.
+    try:
+        sink(item)
+    except Exception as exc:  # noqa: BLE001
+        print(f"mlpipeline: could not record a child's output: {exc}", file=sys.stderr)
+
+
+def _pump_lines(stream: IO[bytes], sink: Callable[[str], None]) -> None:
+    with stream:
+        for raw in iter(stream.readline, b""):
+            _deliver(sink, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+
+def _pump_events(stream: IO[bytes], sink: Callable[[Any], None]) -> None:
+    with stream:
+        for raw in iter(stream.readline, b""):
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                _deliver(sink, event)

@@ -1,0 +1,84 @@
+"""The queue choice: which version runs next, and whether it starts fresh or resumes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import AbstractSet, Iterable, Optional, Tuple
+
+from mlpipeline.journal import Journal
+from mlpipeline.queue import QueuedScript
+from mlpipeline.states import RunState
+
+
+class Start(Enum):
+    """How a chosen version starts: from a clean model_dir, or continuing in the one it has."""
+
+    FRESH = "fresh"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True)
+class HistoryPolicy:
+    """What ``-u``, ``--retry-failed`` and ``on_script_change`` make of the journal."""
+
+    use_history: bool = False
+    retry_failed: bool = False
+    on_script_change: str = "rerun"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    script: QueuedScript
+    version: str
+    sha256: str
+    start: Start
+
+    @property
+    def label(self) -> str:
+        return f"{self.script.label}:{self.version}"
+
+
+def decide(journal: Journal, script: str, version: str, sha256: str, policy: HistoryPolicy) -> Optional[Start]:
+    """How ``script:version`` at content ``sha256`` should start, or None to skip it."""
+    if not policy.use_history:
+        return Start.FRESH
+    last = journal.latest(script, version)
+    if last is None:
+        return Start.FRESH
+    state = journal.state(script, version)
+    same_code = last.get("sha256") == sha256 or policy.on_script_change == "keep"
+    if state is RunState.RUNNING:
+        return None  # a live daemon has it: stale claims were reconciled before planning
+    if not same_code:
+        return Start.FRESH
+    if state is RunState.INTERRUPTED:
+        return Start.RESUME
+    if state in (RunState.FAILED, RunState.TIMED_OUT) and policy.retry_failed:
+        return Start.FRESH
+    return None
+
+
+def choose_next(
+    candidates: Iterable[Tuple[QueuedScript, str, Iterable[str]]],
+    journal: Journal,
+    policy: HistoryPolicy,
+    handled: AbstractSet[Tuple[str, str]],
+) -> Optional[PlannedRun]:
+    """The next version to run: the first resumable one in queue order, else the first fresh one.
+
+    ``candidates`` yields (script, sha256, version names in run order); ``handled`` holds the
+    (script, version) pairs this session already ran or is running, which never run twice.
+    """
+    first_fresh: Optional[PlannedRun] = None
+    for script, sha256, names in candidates:
+        for version in names:
+            if not script.wants(version) or (script.label, version) in handled:
+                continue
+            start = decide(journal, script.label, version, sha256, policy)
+            if start is Start.RESUME:
+                return PlannedRun(script, version, sha256, start)
+            if start is Start.FRESH and first_fresh is None:
+                first_fresh = PlannedRun(script, version, sha256, start)
+                if not policy.use_history:
+                    return first_fresh
+    return first_fresh

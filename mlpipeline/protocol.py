@@ -1,0 +1,101 @@
+"""What the daemon and a child exchange through the child's run folder.
+
+The daemon writes ``request.json``; the child writes ``result.json`` (atomically) before it
+exits. Only plain JSON crosses: live objects stay in the child.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+REQUEST_FILE = "request.json"
+RESULT_FILE = "result.json"
+
+LIST_VERSIONS = "list"
+RUN_VERSION = "run"
+
+
+@dataclass
+class ChildRequest:
+    """One job for a child process: list a script's versions, or run one version."""
+
+    action: str
+    script_path: str
+    script_label: str
+    version: Optional[str] = None
+    model_dir: Optional[str] = None
+    execution_mode: bool = False
+    fresh: bool = True
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(run_dir / REQUEST_FILE, asdict(self))
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "ChildRequest":
+        return cls(**json.loads((run_dir / REQUEST_FILE).read_text(encoding="utf-8")))
+
+
+@dataclass
+class ScriptError:
+    """Why a script or version failed, as the child saw it."""
+
+    message: str
+    traceback: str = ""
+    phase: str = ""
+
+    @classmethod
+    def from_json(cls, data: Optional[Dict[str, Any]]) -> Optional["ScriptError"]:
+        return None if data is None else cls(**data)
+
+
+@dataclass
+class VersionListing:
+    """A script's versions in run order, with the required parameters each lacks."""
+
+    sha256: str
+    names: List[str] = field(default_factory=list)
+    missing: Dict[str, List[str]] = field(default_factory=dict)
+
+
+def to_plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON-ready data: objects become their class name, never a memory address."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth > 8:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_plain(v, depth + 1) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) in ((), []):
+        # numpy and torch scalars (a loss tensor, an accuracy) read as plain numbers.
+        try:
+            return to_plain(item(), depth + 1)
+        except Exception:  # noqa: BLE001 - any failure falls back to the class name
+            pass
+    return type(value).__name__
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename, so readers never see half."""
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,160 @@
+"""From a queue file to the scripts to run, in order; re-read before every dispatch."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from mlpipeline.config import ConfigError, QueueConfig, QueueEntry, parse_queue_config
+
+
+@dataclass(frozen=True)
+class QueuedScript:
+    """A script in the queue and which of its versions the queue asks for."""
+
+    label: str
+    path: Path
+    only: Optional[Tuple[str, ...]] = None
+    excluded: FrozenSet[str] = frozenset()
+    entry_lines: Tuple[Tuple[str, Optional[int]], ...] = ()
+
+    def wants(self, version: str) -> bool:
+        return version not in self.excluded and (self.only is None or version in self.only)
+
+
+def discover_scripts(models_dir: Path, outputs_dir: Path) -> List[str]:
+    """Every ``*.py`` under models_dir, outputs and hidden folders excluded, sorted by path."""
+    found = []
+    for folder, subfolders, files in os.walk(models_dir):
+        here = Path(folder)
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".") and name != "__pycache__" and (here / name).resolve() != outputs_dir
+        ]
+        found.extend((here / name).relative_to(models_dir).as_posix() for name in files if name.endswith(".py"))
+    return sorted(found)
+
+
+def resolve_queue(config: QueueConfig, models_dir: Path, outputs_dir: Path) -> Tuple[List[QueuedScript], List[str]]:
+    """The scripts ``config`` queues, in queue order, and warnings about listed scripts that are missing."""
+    warnings = []
+    if config.use_blacklist:
+        excluded_scripts = {entry.script for entry in config.blacklist if entry.version is None}
+        excluded_versions: Dict[str, set] = {}
+        for entry in config.blacklist:
+            if entry.version is not None:
+                excluded_versions.setdefault(entry.script, set()).add(entry.version)
+        scripts = [
+            QueuedScript(label=label, path=models_dir / label, excluded=frozenset(excluded_versions.get(label, ())))
+            for label in discover_scripts(models_dir, outputs_dir)
+            if label not in excluded_scripts
+        ]
+        return scripts, warnings
+    grouped: Dict[str, List[QueueEntry]] = {}
+    for entry in config.whitelist:
+        grouped.setdefault(entry.script, []).append(entry)
+    scripts = []
+    for label, entries in grouped.items():
+        path = models_dir / label
+        if not path.is_file():
+            line = entries[0].line
+            where = config.file if line is None else f"{config.file}:{line}"
+            warnings.append(f"{where}: {label} does not exist in {models_dir}; skipped")
+            continue
+        whole = any(entry.version is None for entry in entries)
+        only = None if whole else tuple(dict.fromkeys(entry.version for entry in entries))
+        lines = tuple((entry.version or "", entry.line) for entry in entries)
+        scripts.append(QueuedScript(label=label, path=path, only=only, entry_lines=lines))
+    return scripts, warnings
+
+
+def restrict(scripts: Sequence[QueuedScript], only: Sequence[QueueEntry]) -> List[QueuedScript]:
+    """Keep what ``--only`` names: whole scripts, or single versions of them."""
+    if not only:
+        return list(scripts)
+    kept = []
+    for script in scripts:
+        entries = [entry for entry in only if entry.script == script.label]
+        if not entries:
+            continue
+        if any(entry.version is None for entry in entries):
+            kept.append(script)
+            continue
+        versions = tuple(entry.version for entry in entries if script.wants(entry.version))  # type: ignore[arg-type]
+        kept.append(QueuedScript(script.label, script.path, versions, script.excluded, script.entry_lines))
+    return kept
+
+
+class QueueFile:
+    """A queue file re-read before every dispatch.
+
+    While the queue runs, a file that does not parse (an editor half-way through a save)
+    costs one warning, and the last good content stays in force until it parses again.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        file: str,
+        models_dir: Path,
+        outputs_dir: Path,
+        warn: Callable[[str], None],
+        only: Sequence[QueueEntry] = (),
+    ) -> None:
+        self.path = path
+        self.file = file
+        self.models_dir = models_dir
+        self.outputs_dir = outputs_dir
+        self._warn = warn
+        self._only = only
+        self._text: Optional[bytes] = None
+        self._config: Optional[QueueConfig] = None
+        self._warned: set = set()
+
+    def load(self) -> None:
+        """The first read: any problem is a ConfigError, as at start nothing is in force yet."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(self.file, f"not found ({self.path}); create it with a [WHITELISTED_MODELS] scripts list") from None
+        except OSError as exc:
+            raise ConfigError(self.file, f"cannot be read: {exc}") from None
+        self._config = self._parse(data)
+        self._text = data
+
+    def current(self) -> List[QueuedScript]:
+        """The queue now: the file as it is, or the last good content when it does not parse."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            self._warn_once(f"{self.file}: cannot be read ({exc.strerror or exc}); the last good queue stays in force")
+            data = self._text
+        if data != self._text:
+            try:
+                self._config = self._parse(data)
+                self._text = data
+                self._warned.clear()
+            except ConfigError as exc:
+                self._warn_once(f"{exc}; the last good queue stays in force")
+        assert self._config is not None, "load() first"
+        scripts, warnings = resolve_queue(self._config, self.models_dir, self.outputs_dir)
+        for warning in warnings:
+            self._warn_once(warning)
+        return restrict(scripts, self._only)
+
+    def _parse(self, data: Optional[bytes]) -> QueueConfig:
+        try:
+            text = (data or b"").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(self.file, f"is not UTF-8 text: {exc}") from None
+        if not text.strip():
+            # An editor truncates before it writes: an empty file is a save in progress, not a queue.
+            raise ConfigError(self.file, "is empty; an empty queue is written as scripts = []")
+        return parse_queue_config(text, self.file, self.models_dir)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self._warn(message)

@@ -1,0 +1,37 @@
+"""The states a version can be in, and the journal events that move it between them."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class JournalEvent(Enum):
+    """What the journal records about a version, one line each."""
+
+    CLAIMED = "claimed"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    TIMED_OUT = "timed_out"
+
+
+class RunState(Enum):
+    """Where a version stands, as the journal and the current script content say."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    TIMED_OUT = "timed_out"
+    STALE = "stale"
+
+
+STATE_AFTER = {
+    JournalEvent.CLAIMED: RunState.RUNNING,
+    JournalEvent.STARTED: RunState.RUNNING,
+    JournalEvent.FINISHED: RunState.DONE,
+    JournalEvent.FAILED: RunState.FAILED,
+    JournalEvent.INTERRUPTED: RunState.INTERRUPTED,
+    JournalEvent.TIMED_OUT: RunState.TIMED_OUT,
+}
