@@ -53,8 +53,9 @@ class ConsoleView:
     def version_ended(self, label: str, state: str, duration_s: float, reason: Optional[str] = None) -> None:
         style = _STATE_STYLE.get(state, "")
         text = f"[{style}]{state}[/]" if style else state
-        why = f": {escape(reason)}" if reason else ""
-        self.console.print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s{why}")
+        self.console.print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s")
+        if reason:
+            self.console.print(f"  {escape(reason)}")
 
     def summary(self, title: str, rows: Sequence[Tuple[str, str, float]], footer: List[str]) -> None:
         """A table of (script:version, state, seconds), then the footer lines."""

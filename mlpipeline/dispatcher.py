@@ -311,7 +311,9 @@ class Dispatcher:
         self.output.write(record)
         level = "INFO" if event is JournalEvent.FINISHED else "ERROR"
         last = f" ({describe_report(None, None, version_run.metrics)})" if version_run and version_run.metrics else ""
-        self._log(level, label, f"{event.value} in {wall_s:.2f} s{last}" + (f": {reason}" if reason else ""))
+        self._log(level, label, f"{event.value} in {wall_s:.2f} s{last}")
+        if reason:
+            self._log(level, label, reason)
         if error.get("traceback"):
             self._log("ERROR", label, error["traceback"])
         self.view.version_ended(label, event.value, wall_s, reason)

@@ -1,0 +1,246 @@
+"""Real projects in tmp folders, real ``mlpipeline`` processes.
+
+Project folders have spaces and non-ASCII letters in their path, as users' folders do.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A model script body shared by the tests: it records each hook call in calls.jsonl beside
+# the project, keeps a step counter in model_dir as its checkpoint, and misbehaves on request
+# through custom version parameters (fail_in, sleep_per_step, exit_code, print_lines).
+MODEL_PRELUDE = '''
+import json, os, sys, time
+from mlpipeline.helper import DataLoader, Model
+from mlpipeline.utils import Versions, version_parameters, log
+
+CALLS = os.path.join(os.getcwd(), "calls.jsonl")  # children run in the project folder
+SCRIPT = os.path.basename(__file__)
+
+
+def record(**fields):
+    fields["script"] = SCRIPT
+    with open(CALLS, "a") as handle:
+        handle.write(json.dumps(fields) + "\\n")
+
+
+class Data(DataLoader):
+    def __init__(self, n=100):
+        self.n = n
+
+    def get_train_input(self, mode="train", **kwargs):
+        return list(range(self.n))
+
+    def get_test_input(self, **kwargs):
+        return list(range(self.n // 2))
+
+    def get_train_sample_count(self):
+        return self.n
+
+    def get_test_sample_count(self):
+        return self.n // 2
+
+
+class Counting(Model):
+    def pre_execution_hook(self, version, model_dir, exec_mode):
+        super().pre_execution_hook(version, model_dir, exec_mode)
+        self.checkpoint = os.path.join(model_dir, "steps.txt")
+        record(hook="pre", version=version["name"], model_dir=model_dir, mode=exec_mode)
+        self.misbehave("pre")
+
+    def misbehave(self, phase):
+        version = self.current_version
+        if version.get("fail_in") == phase:
+            raise RuntimeError("deliberate failure in " + phase)
+        if version.get("exit_in") == phase:
+            os._exit(version.get("exit_code", 3))
+
+    def get_trained_step_count(self):
+        if os.path.exists(self.checkpoint):
+            with open(self.checkpoint) as handle:
+                return int(handle.read())
+        return None
+
+    def clean_model_dir(self, model_dir):
+        record(hook="clean", model_dir=model_dir)
+        path = os.path.join(model_dir, "steps.txt")
+        if os.path.exists(path):
+            os.remove(path)
+
+    def train_model(self, input_fn, steps):
+        version = self.current_version
+        done = self.get_trained_step_count() or 0
+        record(hook="train", version=version["name"], steps=steps, start=done, pid=os.getpid())
+        for _ in range(version.get("print_lines", 0)):
+            print("hello from " + version["name"])
+        for step in range(steps):
+            time.sleep(version.get("sleep_per_step", 0))
+            done += 1
+            with open(self.checkpoint + ".tmp", "w") as handle:
+                handle.write(str(done))
+            os.replace(self.checkpoint + ".tmp", self.checkpoint)
+            self.report(step=done, total=done + steps - step - 1, loss=1.0 / done)
+        self.misbehave("train")
+
+    def evaluate_model(self, input_fn, steps):
+        record(hook="eval", version=self.current_version["name"], steps=steps, n=len(input_fn))
+        return {"accuracy": 0.5, "steps": steps}
+'''
+
+
+class Project:
+    """A user's project folder: mlp.config, the two queues, models/ with scripts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.models = root / "models"
+        self.outputs = self.models / "outputs"
+        self.models.mkdir(parents=True)
+        self.write("mlp.config", '[MLP]\nmodels_dir = "models"\n')
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def script(self, name: str, versions_code: str, prelude: bool = True) -> Path:
+        """A model script: the shared prelude, then ``versions_code`` that sets MODEL."""
+        body = (MODEL_PRELUDE if prelude else "") + textwrap.dedent(versions_code)
+        path = self.models / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body, encoding="utf-8")
+        return path
+
+    def queue(self, scripts: Sequence[str], test: bool = False, blacklist: Optional[Sequence[str]] = None) -> Path:
+        name = "models_test.config" if test else "models.config"
+        use_blacklist = blacklist is not None
+        return self.write(
+            name,
+            "[MLP]\n"
+            f"use_blacklist = {'true' if use_blacklist else 'false'}\n\n"
+            "[WHITELISTED_MODELS]\n"
+            f"scripts = {json.dumps(list(scripts))}\n\n"
+            "[BLACKLISTED_MODELS]\n"
+            f"scripts = {json.dumps(list(blacklist or []))}\n",
+        )
+
+    def command(self, *args: str) -> List[str]:
+        return [sys.executable, "-m", "mlpipeline", "-C", str(self.root), *args]
+
+    def run(self, *args: str, timeout: float = 90, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self._env(env),
+            stdin=subprocess.DEVNULL,
+        )
+        result.output = result.stdout + result.stderr  # type: ignore[attr-defined]
+        return result
+
+    def start(self, *args: str, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self._env(env),
+            stdin=subprocess.DEVNULL,
+        )
+
+    @staticmethod
+    def _env(extra: Optional[Dict[str, str]]) -> Dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        env.pop("MLPIPELINE_HOSTNAME", None)
+        env.update(extra or {})
+        return env
+
+    # -- reading what it wrote --------------------------------------------------------
+
+    def calls(self, hook: Optional[str] = None) -> List[dict]:
+        path = self.root / "calls.jsonl"
+        if not path.exists():
+            return []
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return [row for row in rows if hook is None or row["hook"] == hook]
+
+    def journal(self) -> List[dict]:
+        return _jsonl(self.outputs / "history.jsonl")
+
+    def results(self) -> List[dict]:
+        return _jsonl(self.outputs / "results.jsonl")
+
+    def log_text(self) -> str:
+        logs = list(self.outputs.glob("log-*"))
+        return "".join(path.read_text(encoding="utf-8") for path in logs)
+
+    def output_text(self) -> str:
+        return "".join(path.read_text(encoding="utf-8") for path in self.outputs.glob("output-*"))
+
+    def wait_for(self, predicate, timeout: float = 30, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def _jsonl(path: Path) -> List[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def versions_code(*lines: str, defaults: str = "learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=2") -> str:
+    """``MODEL = Counting(versions)`` with the given ``versions.addV(...)`` lines."""
+    body = "\n".join(lines)
+    return f"versions = Versions({defaults})\n{body}\nMODEL = Counting(versions, allow_delete_model_dir=True)\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path / "my projects ü" / "exp 1")
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it, all at once: a power cut for that tree."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [parent] + parent.children(recursive=True)
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # In CI every dependency is installed, so a skip means something is missing: fail it.
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be skipped: {report.longrepr}"
+
+
+def scripts_of(rows: Iterable[dict]) -> List[str]:
+    return [f"{row['script']}:{row['version']}" for row in rows]
