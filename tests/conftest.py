@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A model script body shared by the tests: it records each hook call in calls.jsonl beside
 # the project, keeps a step counter in model_dir as its checkpoint, and misbehaves on request
-# through custom version parameters (fail_in, sleep_per_step, exit_code, print_lines).
+# through custom version parameters (fail_in, exit_in, exit_code, sleep_per_step, print_lines,
+# wait_for).
 MODEL_PRELUDE = '''
 import json, os, sys, time
 from mlpipeline.helper import DataLoader, Model
@@ -85,6 +86,10 @@ class Counting(Model):
         record(hook="train", version=version["name"], steps=steps, start=done, pid=os.getpid())
         for _ in range(version.get("print_lines", 0)):
             print("hello from " + version["name"])
+        gate = version.get("wait_for")  # a file the test creates when the version may go on
+        deadline = time.time() + 60
+        while gate and not os.path.exists(gate) and time.time() < deadline:
+            time.sleep(0.02)
         for step in range(steps):
             time.sleep(version.get("sleep_per_step", 0))
             done += 1

@@ -1,0 +1,62 @@
+"""The bundled sample project and the repository root's configs do real work."""
+import shutil
+import subprocess
+import sys
+
+from conftest import REPO, Project
+
+
+def test_sample_project_in_both_modes(tmp_path):
+    root = tmp_path / "sample project"
+    shutil.copytree(REPO / "examples" / "sample-project", root, ignore=shutil.ignore_patterns("outputs", "__pycache__"))
+    project = Project.__new__(Project)
+    project.root, project.models = root, root / "models"
+    project.outputs = project.models / "outputs"
+
+    dry = project.run()
+    assert dry.returncode == 0, dry.output
+    assert "all 4 versions passed" in dry.output
+    assert not project.outputs.exists()
+
+    real = project.run("-r", "-u")
+    assert real.returncode == 0, real.output
+    results = {r["version"]: r for r in project.results()}
+    assert set(results) == {"lr_0.1", "lr_0.01", "small_batch", "large_batch"}
+    assert all(r["status"] == "finished" for r in results.values())
+    assert results["lr_0.1"]["eval_test"]["mse"] < 0.05  # it learned y = 3x - 2
+    assert abs(results["lr_0.1"]["eval_test"]["w"] - 3) < 0.1
+    assert (project.outputs / "model_ckpts" / "sample_model-small_batch" / "line.json").exists()
+
+    again = project.run("-r", "-u")
+    assert again.returncode == 0
+    assert len(project.results()) == 4  # finished work is skipped
+
+
+def test_repository_root_runs_the_sample_in_test_mode():
+    result = subprocess.run(
+        [sys.executable, "-m", "mlpipeline"], cwd=REPO, capture_output=True, text=True, timeout=90
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sample_model.py:lr_0.1" in result.stdout
+
+
+def test_version_flag():
+    result = subprocess.run([sys.executable, "-m", "mlpipeline", "--version"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0
+    assert result.stdout.startswith("mlpipeline ")
+
+
+def test_child_output_reaches_the_log_while_the_version_runs(project):
+    project.script(
+        "a.py",
+        "versions = Versions(0.1, Data(), 10, 1)\n"
+        'versions.addV("v1", print_lines=1, wait_for="go")\n'
+        "MODEL = Counting(versions)\n",
+    )
+    project.queue(["a.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: " OUT a.py:v1 hello from v1" in project.log_text(), what="the line in the log")
+    assert project.journal()[-1]["event"] == "started"  # still running: the log is live
+    (project.root / "go").touch()
+    daemon.communicate(timeout=60)
+    assert daemon.returncode == 0
