@@ -60,3 +60,24 @@ def test_child_output_reaches_the_log_while_the_version_runs(project):
     (project.root / "go").touch()
     daemon.communicate(timeout=60)
     assert daemon.returncode == 0
+
+
+def test_the_readme_script_runs_as_written(project):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    lines = readme[readme.index("    # models/line.py\n"):].splitlines()
+    block = []
+    for line in lines:  # the indented code block, up to the first line of prose
+        if line.strip() and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    code = "\n".join(block)
+    project.script("line.py", code, prelude=False)
+    project.queue(["line.py"], test=True)
+    project.queue(["line.py"])
+    dry = project.run()
+    assert dry.returncode == 0, dry.output
+    real = project.run("-r")
+    assert real.returncode == 0, real.output
+    results = {r["version"]: r for r in project.results()}
+    assert results["fast"]["eval_test"]["mse"] < results["slow"]["eval_test"]["mse"]
+    assert results["fast"]["steps"]["trained"] == 2000  # ceil(20 epochs * 100 samples / batch 1)

@@ -56,6 +56,7 @@ class LineModel(Model):
     def train_model(self, input_fn, steps):
         batch_size = self.current_version["batch_size"]
         rate = self.current_version["learning_rate"]
+        target = self.step + steps
         for _ in range(steps):
             start = (self.step * batch_size) % len(input_fn)
             batch = input_fn[start:start + batch_size]
@@ -64,7 +65,7 @@ class LineModel(Model):
             self.w -= rate * grad_w
             self.b -= rate * grad_b
             self.step += 1
-            self.report(step=self.step, loss=self.mse(batch))
+            self.report(step=self.step, total=target, loss=self.mse(batch))
             if self.step % 10 == 0:
                 self.save()
         self.save()
