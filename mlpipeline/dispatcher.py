@@ -30,6 +30,8 @@ from mlpipeline.states import JournalEvent
 STOP_GRACE_S = 10.0
 """Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""
 
+EXIT_RECORDS_UNWRITABLE = 2
+
 REPORT_LOG_INTERVAL_S = 10.0
 """At most one log line per version per this many seconds from ``Model.report()``."""
 
@@ -132,6 +134,11 @@ class Dispatcher:
                 self._reconcile()
                 self._daemon_log("INFO", f"execution mode started by {self.identity.key} (pid {self.identity.pid})")
                 self._loop()
+            except OSError as exc:
+                # A record that cannot be written: running on would do work nobody could find.
+                where = exc.filename or self.paths.outputs_dir
+                self.view.error(f"{where}: cannot be written ({exc.strerror or exc}); stopped dispatching")
+                return EXIT_RECORDS_UNWRITABLE
             finally:
                 # Whatever ended the loop, no version outlives its daemon.
                 self.executor.stop_all(signal.SIGKILL)
@@ -164,7 +171,7 @@ class Dispatcher:
             if self.options.fail_fast and self.any_failed:
                 return
             planned = self._plan()
-            if planned is None:
+            if planned is None or self.signals.count:
                 return
             self._launch(planned)
 
@@ -216,6 +223,10 @@ class Dispatcher:
             self._record_end(planned, None, JournalEvent.FAILED, {"error": error.__dict__}, 0.0, None, None)
             return
         suffix = listing.suffixes.get(planned.version) if listing else None
+        if suffix is not None and (set(suffix) & {"/", "\\"} or suffix in (".", "..")):
+            message = f"{label}: MODEL_DIR_SUFFIX {suffix!r} must be a plain name, not a path"
+            self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": message}}, 0.0, None, None)
+            return
         model_dir = self.paths.model_dir(planned.script.label, suffix)
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
@@ -372,12 +383,27 @@ class Dispatcher:
         counts: Dict[str, int] = {}
         for _, state, _ in self.rows:
             counts[state] = counts.get(state, 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing to run"
+        parts = [f"{n} {state}" for state, n in sorted(counts.items())]
+        if self.options.use_history and not self.signals.count:
+            skipped = self._count_skipped()
+            if skipped:
+                parts.append(f"{skipped} skipped by -u")
+        summary = ", ".join(parts) or "nothing to run"
         self._daemon_log("INFO", f"execution mode ended: {summary}")
         self.view.summary("execution mode", self.rows, [f"{summary}; records in {self.paths.outputs_dir}"])
         if self.signals.count:
             return self.signals.exit_code
         return 1 if self.any_failed else 0
+
+    def _count_skipped(self) -> int:
+        """Queued versions that -u left out because the journal has their end for this content."""
+        skipped = 0
+        for script in self.queue.current():
+            listing = self._listing(script)
+            for name in listing.names if listing else ():
+                if script.wants(name) and (script.label, name) not in self.handled:
+                    skipped += 1
+        return skipped
 
     # -- what children say ---------------------------------------------------------------
 

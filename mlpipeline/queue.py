@@ -123,6 +123,11 @@ class QueueFile:
             raise ConfigError(self.file, f"cannot be read: {exc}") from None
         self._config = self._parse(data)
         self._text = data
+        if self._only:
+            scripts, _ = resolve_queue(self._config, self.models_dir, self.outputs_dir)
+            if not restrict(scripts, self._only):
+                names = ", ".join(str(entry) for entry in self._only)
+                raise ConfigError("--only", f"{names} matches nothing that {self.file} queues")
 
     def current(self) -> List[QueuedScript]:
         """The queue now: the file as it is, or the last good content when it does not parse."""

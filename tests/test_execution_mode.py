@@ -179,3 +179,32 @@ def test_results_are_plain_json_per_line(project):
     assert record["parameters"]["fn"] == "builtin_function_or_method"
     for key in ("script", "version", "status", "eval_train", "eval_test", "steps", "duration_s", "parameters"):
         assert key in record
+
+
+def test_only_that_matches_nothing_is_a_usage_error(project):
+    project.script("a.py", versions_code('versions.addV("x")'))
+    project.queue(["a.py"])
+    project.queue(["a.py"], test=True)
+    for mode in ([], ["-r"]):
+        result = project.run(*mode, "--only", "b.py")
+        assert result.returncode == 2
+        assert "--only: b.py matches nothing that" in result.output
+    assert project.calls() == []
+
+
+def test_a_suffix_that_is_a_path_is_refused(project):
+    project.script("a.py", versions_code('versions.addV("x", model_dir_suffix="../../escape")', 'versions.addV("y")'))
+    project.queue(["a.py"])
+    result = project.run("-r")
+    assert result.returncode == 1
+    assert "a.py:x: MODEL_DIR_SUFFIX '../../escape' must be a plain name" in project.log_text()
+    assert [c["version"] for c in project.calls("train")] == ["y"]
+
+
+def test_use_history_says_what_it_skipped(project):
+    project.script("a.py", versions_code('versions.addV("x")', 'versions.addV("y")'))
+    project.queue(["a.py"])
+    assert project.run("-r", "-u").returncode == 0
+    again = project.run("-r", "-u")
+    assert "2 skipped by -u" in again.output
+    assert "execution mode ended: 2 skipped by -u" in project.log_text()
