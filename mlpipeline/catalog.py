@@ -92,7 +92,7 @@ class ScriptCatalog:
             )
         else:
             error = ScriptError.from_json(result.get("error")) or ScriptError(
-                message=f"{label}: listing its versions ended with {outcome.exit_description} and no result",
+                message=f"{label}: the process listing its versions {outcome.exit_description} before it listed them",
                 phase="import",
             )
             listing = ScriptListing(sha256=result.get("sha256", sha256), error=error)

@@ -198,11 +198,42 @@ def missing_message(label: str, missing: List[str]) -> str:
     return f"{label} has no {names}: set it in addV() or as a Versions default"
 
 
+def adopt_orphans() -> None:
+    """Become the subreaper of this version's processes (Linux), so that one whose parent
+    dies stays below this process, where the daemon looks for it, instead of going to init."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def end_descendants() -> None:
+    """Kill what the version started and left running: nothing of it outlives it."""
+    import psutil
+
+    try:
+        descendants = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for process in descendants:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(descendants, timeout=5)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     request = ChildRequest.read(run_dir)
     sys.argv = [request.script_path]
+    adopt_orphans()
     result: Dict[str, Any] = {"ok": False}
     try:
         if request.action == LIST_VERSIONS:
@@ -213,6 +244,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except VersionFailure as failure:
         result["ok"] = False
         result["error"] = asdict(failure.error)
+    finally:
+        end_descendants()
     write_json_atomic(run_dir / RESULT_FILE, result)
     sys.stdout.flush()
     sys.stderr.flush()

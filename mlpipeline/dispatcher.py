@@ -15,7 +15,7 @@ from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
 from mlpipeline.child import missing_message
 from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.console import ConsoleView
-from mlpipeline.executor import ChildRun, Executor
+from mlpipeline.executor import ChildOutcome, ChildRun, Executor
 from mlpipeline.identity import DaemonIdentity
 from mlpipeline.journal import Journal, now_iso
 from mlpipeline.local_executor import LocalExecutor
@@ -69,6 +69,14 @@ def prepare_outputs(paths: OutputPaths) -> None:
         raise ConfigError(
             str(paths.outputs_dir), f"outputs folder cannot be written ({exc.strerror or exc}); nothing was run"
         ) from None
+
+
+def crash_message(label: str, outcome: ChildOutcome) -> str:
+    """Why a version whose process died without a result failed, in words."""
+    message = f"{label}: its process {outcome.exit_description} before it reported a result"
+    if outcome.signal_name == "SIGKILL":
+        message += " (a SIGKILL not sent by mlpipeline: the out-of-memory killer, or kill -9)"
+    return message
 
 
 def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
@@ -270,11 +278,10 @@ class Dispatcher:
         else:
             event = JournalEvent.FAILED
             if not result.get("error"):
-                result["error"] = {
-                    "message": f"{version_run.planned.label}: its process ended with {outcome.exit_description} "
-                    "before it reported a result",
-                }
+                result["error"] = {"message": crash_message(version_run.planned.label, outcome)}
         exit_info = {"exit_code": outcome.returncode, "signal": outcome.signal_name}
+        if outcome.peak_rss_bytes:
+            exit_info["peak_memory_mb"] = round(outcome.peak_rss_bytes / 2**20, 1)
         self._record_end(
             version_run.planned, version_run, event, result, outcome.wall_s, outcome.cpu_s, exit_info
         )

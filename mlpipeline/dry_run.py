@@ -135,7 +135,7 @@ class DryRun:
         error = result.get("error") or {}
         if error.get("traceback"):
             self.view.block(error["traceback"])
-        reason = error.get("message") or f"{label}: its process ended with {outcome.exit_description}"
+        reason = error.get("message") or f"{label}: its process {outcome.exit_description}"
         self.view.version_ended(label, "failed", outcome.wall_s, reason)
         self.rows.append((label, "failed", outcome.wall_s))
         self._summary([f"test mode stopped at the first failure: {label}"])

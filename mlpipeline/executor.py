@@ -35,6 +35,7 @@ class ChildOutcome:
     returncode: Optional[int]
     wall_s: float
     cpu_s: Optional[float] = None
+    peak_rss_bytes: Optional[int] = None
     stop_signal: Optional[int] = None
 
     @property
@@ -48,9 +49,10 @@ class ChildOutcome:
 
     @property
     def exit_description(self) -> str:
+        """How the process ended, as a phrase: ``exited with status 3``, ``was killed by SIGSEGV``."""
         if self.signal_name:
-            return f"killed by {self.signal_name}"
-        return f"exit status {self.returncode}"
+            return f"was killed by {self.signal_name}"
+        return f"exited with status {self.returncode}"
 
 
 @dataclass
@@ -128,7 +130,9 @@ class Executor(ABC):
         for run in list(self.running.values()):
             self.stop(run, signum)
 
-    def _finish(self, run: ChildRun, returncode: Optional[int], cpu_s: Optional[float]) -> None:
+    def _finish(
+        self, run: ChildRun, returncode: Optional[int], cpu_s: Optional[float], peak_rss_bytes: Optional[int] = None
+    ) -> None:
         """Called once by the subclass when the child has ended and its output is drained."""
         result = None
         try:
@@ -141,6 +145,7 @@ class Executor(ABC):
             returncode=returncode,
             wall_s=time.monotonic() - run.started,
             cpu_s=cpu_s,
+            peak_rss_bytes=peak_rss_bytes,
             stop_signal=run.stop_signal,
         )
         self.running.pop(id(run), None)

@@ -11,14 +11,20 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import IO, Any, Callable, List, Optional
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, List
 
 from mlpipeline.channel import EVENTS_FD_VARIABLE
 from mlpipeline.executor import ChildRun, Executor
+from mlpipeline.process_tree import ProcessTree, sample_until
 
 
 class LocalExecutor(Executor):
     """Children on this host, each in its own process group."""
+
+    def __init__(self, work_dir: Path) -> None:
+        super().__init__(work_dir)
+        self._trees: Dict[int, ProcessTree] = {}
 
     def _start(self, run: ChildRun) -> None:
         read_fd, write_fd = os.pipe()
@@ -42,34 +48,35 @@ class LocalExecutor(Executor):
         finally:
             os.close(write_fd)
         run.pid = process.pid
+        tree = ProcessTree(process.pid)
+        self._trees[id(run)] = tree
+        _thread(sample_until, tree, run.done)
         readers = [
             _thread(_pump_lines, process.stdout, lambda line: run.on_line("stdout", line)),
             _thread(_pump_lines, process.stderr, lambda line: run.on_line("stderr", line)),
             _thread(_pump_events, os.fdopen(read_fd, "rb"), run.on_event),
         ]
-        _thread(self._wait, run, process, readers)
+        _thread(self._wait, run, process, tree, readers)
 
-    def _wait(self, run: ChildRun, process: subprocess.Popen, readers: List[threading.Thread]) -> None:
+    def _wait(self, run: ChildRun, process: subprocess.Popen, tree: ProcessTree, readers: List[threading.Thread]) -> None:
         pid = process.pid
         # Wait without reaping, so the process group id cannot be reused before the kill below.
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        _kill_group(pid, signal.SIGKILL)  # what the version left running ends with it
+        tree.sample()
+        tree.signal(signal.SIGKILL)  # what the version left running ends with it
         _, status, usage = os.wait4(pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         for reader in readers:
             reader.join(timeout=10)
-        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime)
+        self._trees.pop(id(run), None)
+        # ru_maxrss (KiB on Linux) is exact for the largest single process; the tree's sum is sampled.
+        peak = max(tree.peak_rss_bytes, usage.ru_maxrss * 1024)
+        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak)
 
     def _signal(self, run: ChildRun, signum: int) -> None:
-        if run.pid is not None:
-            _kill_group(run.pid, signum)
-
-
-def _kill_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
+        tree = self._trees.get(id(run))
+        if tree is not None:
+            tree.signal(signum)
 
 
 def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:

@@ -109,6 +109,11 @@ def format_output_block(record: Dict[str, Any]) -> str:
     if record.get("epochs") is not None:
         lines.append(f"epochs:         {record['epochs']}")
     lines.append(f"duration:       {record['duration_s']:.2f} s wall, {record.get('cpu_s') or 0:.2f} s CPU")
+    if record.get("peak_memory_mb") is not None:
+        lines.append(f"peak memory:    {record['peak_memory_mb']:.1f} MiB (resident, whole process tree)")
+    if record.get("signal") or record.get("exit_code") not in (None, 0):
+        ending = f"signal {record['signal']}" if record.get("signal") else f"exit status {record['exit_code']}"
+        lines.append(f"process ended:  {ending}")
     if record.get("model_dir"):
         lines.append(f"model_dir:      {record['model_dir']}")
     parameters = record.get("parameters") or {}

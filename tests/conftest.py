@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 # A model script body shared by the tests: it records each hook call in calls.jsonl beside
 # the project, keeps a step counter in model_dir as its checkpoint, and misbehaves on request
 # through custom version parameters (fail_in, exit_in, exit_code, sleep_per_step, print_lines,
-# wait_for).
+# wait_for, ignore_signals, grandchildren, hold_mb, burn_cpu_s, crash).
 MODEL_PRELUDE = '''
 import json, os, sys, time
 from mlpipeline.helper import DataLoader, Model
@@ -86,6 +86,24 @@ class Counting(Model):
         record(hook="train", version=version["name"], steps=steps, start=done, pid=os.getpid())
         for _ in range(version.get("print_lines", 0)):
             print("hello from " + version["name"])
+        if version.get("ignore_signals"):
+            import signal
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for escape in version.get("grandchildren", ()):  # a list of booleans: leave the group?
+            import subprocess
+            sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=escape)
+            record(hook="grandchild", version=version["name"], pid=sleeper.pid)
+        if version.get("hold_mb"):
+            import subprocess
+            code = "import time; b = bytearray(%d * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+            subprocess.run([sys.executable, "-c", code % version["hold_mb"]], check=True)
+        busy_until = time.process_time() + version.get("burn_cpu_s", 0)
+        while time.process_time() < busy_until:
+            pass
+        if version.get("crash") == "segfault":
+            import ctypes
+            ctypes.string_at(0)
         gate = version.get("wait_for")  # a file the test creates when the version may go on
         deadline = time.time() + 60
         while gate and not os.path.exists(gate) and time.time() < deadline:
@@ -245,6 +263,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where nothing may be skipped: {report.longrepr}"
+
+
+def alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def scripts_of(rows: Iterable[dict]) -> List[str]:

@@ -77,7 +77,7 @@ def test_failures_are_logged_and_the_queue_goes_on(project):
     by_version = {r["version"]: r for r in project.results()}
     assert "RuntimeError: deliberate failure in train" in by_version["boom"]["reason"]
     assert by_version["dies"]["exit_code"] == 3
-    assert "exit status 3" in by_version["dies"]["reason"]
+    assert "exited with status 3" in by_version["dies"]["reason"]
     log = project.log_text()
     assert "ERROR a.py:boom Traceback (most recent call last):" in log
     assert "ERROR a.py:boom RuntimeError: deliberate failure in train" in log

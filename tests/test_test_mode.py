@@ -108,7 +108,7 @@ def test_version_that_kills_its_interpreter(project):
     project.queue(["a.py"], test=True)
     result = project.run()
     assert result.returncode == 1
-    assert "a.py:v1: its process ended with exit status 7" in result.output
+    assert "a.py:v1: its process exited with status 7" in result.output
 
 
 def test_empty_test_queue_is_fine(project):
