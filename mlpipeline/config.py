@@ -23,7 +23,7 @@ TEST_QUEUE = "models_test.config"
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 
 # Keys of SPEC 3 whose features this release does not have yet: refused rather than ignored.
-_NOT_YET_SUPPORTED = ("workers", "gpus", "preload", "version_timeout", "retries", "on_version_end")
+_NOT_YET_SUPPORTED = ("workers", "gpus", "preload", "on_version_end")
 
 
 class ConfigError(Exception):
@@ -48,6 +48,8 @@ class ProjectConfig:
     models_dir: Path
     outputs_dir: Path
     on_script_change: str = "rerun"
+    version_timeout: float = 0.0
+    retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def _check_tables(data: Dict[str, Any], file: str, text: str, known: List[str]) 
             raise ConfigError(file, f"'{name}' must be a table, [{name}]", key_line(text, None, name))
 
 
-def _typed(file: str, text: str, table: str, data: Dict[str, Any], key: str, kind: type, kind_name: str) -> Any:
+def _typed(file: str, text: str, table: str, data: Dict[str, Any], key: str, kind: Any, kind_name: str) -> Any:
     value = data[key]
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(
@@ -175,7 +177,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     if "MLP" not in data:
         raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
     mlp = data["MLP"]
-    known = ["models_dir", "outputs_dir", "on_script_change"]
+    known = ["models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries"]
     for key in mlp:
         if key in _NOT_YET_SUPPORTED:
             raise ConfigError(
@@ -202,11 +204,25 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
                 f"on_script_change must be \"rerun\" or \"keep\", not {on_change!r}",
                 key_line(text, "MLP", "on_script_change"),
             )
+    version_timeout = 0.0
+    if "version_timeout" in mlp:
+        version_timeout = _typed(file, text, "MLP", mlp, "version_timeout", (int, float), "a number of seconds")
+        if version_timeout < 0:
+            raise ConfigError(
+                file, f"version_timeout must be 0 (none) or more seconds, not {version_timeout}", key_line(text, "MLP", "version_timeout")
+            )
+    retries = 0
+    if "retries" in mlp:
+        retries = _typed(file, text, "MLP", mlp, "retries", int, "a whole number")
+        if retries < 0:
+            raise ConfigError(file, f"retries must be 0 or more, not {retries}", key_line(text, "MLP", "retries"))
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir.resolve(),
         outputs_dir=outputs_dir.resolve(),
         on_script_change=on_change,
+        version_timeout=float(version_timeout),
+        retries=retries,
     )
 
 

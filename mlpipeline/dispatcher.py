@@ -130,6 +130,7 @@ class Dispatcher:
         self.handled: Set[Tuple[str, str]] = set()
         self.rows: List[Tuple[str, str, float]] = []
         self.any_failed = False
+        self._retries: List[PlannedRun] = []
         self._reported: Set[Tuple[str, str]] = set()
 
     # -- the loop -----------------------------------------------------------------------
@@ -185,8 +186,18 @@ class Dispatcher:
 
     def _plan(self) -> Optional[PlannedRun]:
         self.journal.refresh()
+        if self._retries:
+            return self._retry(self._retries.pop(0))
         scripts = self.queue.current()
         return choose_next(self._candidates(scripts), self.journal, self.policy, self.handled)
+
+    def _retry(self, failed: PlannedRun) -> Optional[PlannedRun]:
+        """The next attempt of a failed version: it continues in its model_dir, unless the script changed."""
+        listing = self._listing(failed.script)
+        if listing is None or failed.version not in listing.names:
+            return None
+        start = Start.RESUME if listing.sha256 == failed.sha256 else Start.FRESH
+        return PlannedRun(failed.script, failed.version, listing.sha256, start, failed.attempt + 1)
 
     def _candidates(self, scripts: List[QueuedScript]) -> Iterator[Tuple[QueuedScript, str, List[str]]]:
         for script in scripts:
@@ -239,9 +250,14 @@ class Dispatcher:
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
         self.journal.append(
-            JournalEvent.STARTED, **self._event_fields(planned.script.label, planned.version, planned.sha256), resumed=resumed
+            JournalEvent.STARTED,
+            **self._event_fields(planned.script.label, planned.version, planned.sha256),
+            resumed=resumed,
+            attempt=planned.attempt,
         )
         how = "resuming" if resumed else "fresh"
+        if planned.attempt > 1:
+            how += f", attempt {planned.attempt} of {1 + self.project.retries}"
         self._log("INFO", label, f"started ({how}) in {model_dir}")
         self.view.version_started(label, how)
         version_run = VersionRun(planned=planned, model_dir=str(model_dir), started_at=now_iso())
@@ -260,6 +276,7 @@ class Dispatcher:
                 on_line=lambda stream, line: self._child_line(label, stream, line),
                 on_event=lambda event: self._child_event(version_run, event),
                 tag=version_run,
+                timeout=self.project.version_timeout,
             )
         except OSError as exc:
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
@@ -272,6 +289,12 @@ class Dispatcher:
         result = dict(outcome.result or {})
         if result.get("ok"):
             event = JournalEvent.FINISHED
+        elif outcome.timed_out:
+            event = JournalEvent.TIMED_OUT
+            result["error"] = {
+                "message": f"{version_run.planned.label} ran past version_timeout "
+                f"({self.project.version_timeout:g} s); its process tree was killed"
+            }
         elif outcome.stop_signal is not None:
             event = JournalEvent.INTERRUPTED
             result["error"] = {"message": f"stopped by {signal.Signals(outcome.stop_signal).name}; resumable with -u"}
@@ -301,7 +324,9 @@ class Dispatcher:
         reason = error.get("message")
         sha256 = result.get("sha256") or planned.sha256
         fields = self._event_fields(planned.script.label, planned.version, sha256)
-        self.journal.append(event, **fields, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {}))
+        self.journal.append(
+            event, **fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {})
+        )
         record = {
             "time": now_iso(),
             "host": self.identity.host,
@@ -311,6 +336,7 @@ class Dispatcher:
             "reason": reason,
             "sha256": sha256,
             "resumed": planned.start is Start.RESUME,
+            "attempt": planned.attempt,
             "started_at": version_run.started_at if version_run else None,
             "duration_s": round(wall_s, 3),
             "cpu_s": None if cpu_s is None else round(cpu_s, 3),
@@ -337,9 +363,13 @@ class Dispatcher:
         self.view.version_ended(label, event.value, wall_s, reason)
         if error.get("traceback"):
             self.view.block(error["traceback"])
-        if event is JournalEvent.FAILED:
-            self.any_failed = True
         self.rows.append((label, event.value, wall_s))
+        if event in (JournalEvent.FAILED, JournalEvent.TIMED_OUT):
+            if version_run is not None and planned.attempt <= self.project.retries and not self.signals.count:
+                self._log("WARNING", label, f"attempt {planned.attempt} of {1 + self.project.retries} failed; retrying")
+                self._retries.append(planned)
+            else:
+                self.any_failed = True
 
     def _report_broken_script(self, script: QueuedScript, listing: ScriptListing) -> None:
         """A script whose versions cannot be learned: reported once per content, counted as failed."""

@@ -116,6 +116,7 @@ class DryRun:
                 lambda stream, line: self.view.child_line(label, line),
                 lambda event: self._child_event(label, event),
                 cancel=lambda: self.signals.count > 0,
+                timeout=self.project.version_timeout,
             )
         finally:
             shutil.rmtree(model_dir, ignore_errors=True)
@@ -136,6 +137,8 @@ class DryRun:
         if error.get("traceback"):
             self.view.block(error["traceback"])
         reason = error.get("message") or f"{label}: its process {outcome.exit_description}"
+        if outcome.timed_out:
+            reason = f"{label} ran past version_timeout ({self.project.version_timeout:g} s); its process tree was killed"
         self.view.version_ended(label, "failed", outcome.wall_s, reason)
         self.rows.append((label, "failed", outcome.wall_s))
         self._summary([f"test mode stopped at the first failure: {label}"])

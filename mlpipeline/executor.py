@@ -37,6 +37,7 @@ class ChildOutcome:
     cpu_s: Optional[float] = None
     peak_rss_bytes: Optional[int] = None
     stop_signal: Optional[int] = None
+    timed_out: bool = False
 
     @property
     def signal_name(self) -> Optional[str]:
@@ -68,6 +69,8 @@ class ChildRun:
     started: float = field(default_factory=time.monotonic)
     outcome: Optional[ChildOutcome] = None
     stop_signal: Optional[int] = None
+    timeout: Optional[float] = None
+    timed_out: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     to_queue: bool = True
 
@@ -80,15 +83,39 @@ class Executor(ABC):
         self._finished: "queue.Queue[ChildRun]" = queue.Queue()
         self.running: Dict[int, ChildRun] = {}
 
-    def submit(self, request: ChildRequest, on_line: LineSink, on_event: EventSink, tag: Any = None) -> ChildRun:
-        """Start a child for ``request``; its end comes back through :meth:`next_finished`."""
-        return self._submit(request, on_line, on_event, tag, to_queue=True)
+    def submit(
+        self,
+        request: ChildRequest,
+        on_line: LineSink,
+        on_event: EventSink,
+        tag: Any = None,
+        timeout: Optional[float] = None,
+    ) -> ChildRun:
+        """Start a child for ``request``; its end comes back through :meth:`next_finished`.
 
-    def _submit(self, request: ChildRequest, on_line: LineSink, on_event: EventSink, tag: Any, to_queue: bool) -> ChildRun:
+        Past ``timeout`` seconds its process tree is killed and its outcome says ``timed_out``.
+        """
+        return self._submit(request, on_line, on_event, tag, timeout, to_queue=True)
+
+    def _submit(
+        self,
+        request: ChildRequest,
+        on_line: LineSink,
+        on_event: EventSink,
+        tag: Any,
+        timeout: Optional[float],
+        to_queue: bool,
+    ) -> ChildRun:
         run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
         request.write(run_dir)
         run = ChildRun(
-            request=request, run_dir=run_dir, on_line=on_line, on_event=on_event, tag=tag, to_queue=to_queue
+            request=request,
+            run_dir=run_dir,
+            on_line=on_line,
+            on_event=on_event,
+            tag=tag,
+            timeout=timeout or None,
+            to_queue=to_queue,
         )
         self.running[id(run)] = run
         try:
@@ -100,25 +127,41 @@ class Executor(ABC):
         return run
 
     def call(
-        self, request: ChildRequest, on_line: LineSink, on_event: EventSink, cancel: Callable[[], bool] = lambda: False
+        self,
+        request: ChildRequest,
+        on_line: LineSink,
+        on_event: EventSink,
+        cancel: Callable[[], bool] = lambda: False,
+        timeout: Optional[float] = None,
     ) -> ChildOutcome:
         """Run one child to its end and return how it ended (listing a script's versions, say).
 
         When ``cancel()`` turns true (Ctrl-C), the child's process tree is killed.
         """
-        run = self._submit(request, on_line, on_event, None, to_queue=False)
+        run = self._submit(request, on_line, on_event, None, timeout, to_queue=False)
         while not run.done.wait(0.1):
             if cancel() and run.stop_signal is None:
                 self.stop(run, signal.SIGKILL)
+            self._enforce_timeout(run)
         assert run.outcome is not None
         return run.outcome
 
     def next_finished(self, timeout: float) -> Optional[ChildRun]:
-        """The next submitted child that ended, waiting up to ``timeout`` seconds."""
+        """The next submitted child that ended, waiting up to ``timeout`` seconds.
+
+        Also where running children past their own timeout are killed: call it often.
+        """
+        for run in list(self.running.values()):
+            self._enforce_timeout(run)
         try:
             return self._finished.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def _enforce_timeout(self, run: ChildRun) -> None:
+        if run.timeout and not run.timed_out and time.monotonic() - run.started > run.timeout:
+            run.timed_out = True
+            self.stop(run, signal.SIGKILL)
 
     def stop(self, run: ChildRun, signum: int) -> None:
         """Pass ``signum`` to the run's whole process tree, remembering that it was asked to stop."""
@@ -147,6 +190,7 @@ class Executor(ABC):
             cpu_s=cpu_s,
             peak_rss_bytes=peak_rss_bytes,
             stop_signal=run.stop_signal,
+            timed_out=run.timed_out,
         )
         self.running.pop(id(run), None)
         run.done.set()

@@ -32,6 +32,7 @@ class PlannedRun:
     version: str
     sha256: str
     start: Start
+    attempt: int = 1
 
     @property
     def label(self) -> str:

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 # A model script body shared by the tests: it records each hook call in calls.jsonl beside
 # the project, keeps a step counter in model_dir as its checkpoint, and misbehaves on request
 # through custom version parameters (fail_in, exit_in, exit_code, sleep_per_step, print_lines,
-# wait_for, ignore_signals, grandchildren, hold_mb, burn_cpu_s, crash).
+# wait_for, ignore_signals, grandchildren, hold_mb, burn_cpu_s, crash, fail_until_attempt).
 MODEL_PRELUDE = '''
 import json, os, sys, time
 from mlpipeline.helper import DataLoader, Model
@@ -101,6 +101,13 @@ class Counting(Model):
         busy_until = time.process_time() + version.get("burn_cpu_s", 0)
         while time.process_time() < busy_until:
             pass
+        if version.get("fail_until_attempt"):  # counts attempts in model_dir, which retries keep
+            counter = os.path.join(self.model_dir, "attempts.txt")
+            attempt = (int(open(counter).read()) if os.path.exists(counter) else 0) + 1
+            with open(counter, "w") as handle:
+                handle.write(str(attempt))
+            if attempt < version["fail_until_attempt"]:
+                raise RuntimeError("flaky failure on attempt %d" % attempt)
         if version.get("crash") == "segfault":
             import ctypes
             ctypes.string_at(0)
