@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.claims import Claims
 from mlpipeline.child import missing_message
 from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.console import ConsoleView
@@ -120,6 +121,7 @@ class Dispatcher:
         self.output = OutputFile(None if options.no_log else self.paths.output)
         self.results = ResultsFile(self.paths.results)
         self.journal = Journal(self.paths.journal, warn=self._warn)
+        self.claims = Claims(self.journal, self.identity, self.paths.heartbeats, self._report_takeover)
         self.executor = executor or LocalExecutor(project.project_dir)
         self.signals = StopSignals()
         self.fingerprints = Fingerprints()
@@ -139,8 +141,9 @@ class Dispatcher:
         """Run until the queue has nothing left (or a stop); returns the exit code."""
         with self.signals:
             try:
-                self.journal.refresh()
-                self._reconcile()
+                self.claims.start()
+                # What the journal shows as started by a daemon that is gone is ended before anything runs.
+                self.claims.take_over_stale()
                 self._daemon_log("INFO", f"execution mode started by {self.identity.key} (pid {self.identity.pid})")
                 self._loop()
             except OSError as exc:
@@ -151,6 +154,7 @@ class Dispatcher:
             finally:
                 # Whatever ended the loop, no version outlives its daemon.
                 self.executor.stop_all(signal.SIGKILL)
+                self.claims.stop()
         return self._finish()
 
     def _loop(self) -> None:
@@ -170,7 +174,11 @@ class Dispatcher:
             if stop_asked is None and not (self.options.fail_fast and self.any_failed):
                 self._fill_slots()
             if not self.executor.running:
-                break
+                if stop_asked is not None or not self.claims.undecided:
+                    break
+                # Another host's claim not judged yet: if its daemon is dead, this one resumes it.
+                time.sleep(0.2)
+                continue
             finished = self.executor.next_finished(timeout=0.2)
             if finished is not None:
                 self._record(finished)
@@ -186,10 +194,12 @@ class Dispatcher:
 
     def _plan(self) -> Optional[PlannedRun]:
         self.journal.refresh()
+        self.claims.take_over_stale()
         if self._retries:
             return self._retry(self._retries.pop(0))
         scripts = self.queue.current()
-        return choose_next(self._candidates(scripts), self.journal, self.policy, self.handled)
+        handled = self.handled | self.claims.claimed_by_others()
+        return choose_next(self._candidates(scripts), self.journal, self.policy, handled)
 
     def _retry(self, failed: PlannedRun) -> Optional[PlannedRun]:
         """The next attempt of a failed version: it continues in its model_dir, unless the script changed."""
@@ -249,12 +259,10 @@ class Dispatcher:
         model_dir = self.paths.model_dir(planned.script.label, suffix)
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
-        self.journal.append(
-            JournalEvent.STARTED,
-            **self._event_fields(planned.script.label, planned.version, planned.sha256),
-            resumed=resumed,
-            attempt=planned.attempt,
-        )
+        expected = self.journal.latest(planned.script.label, planned.version)
+        if not self.claims.claim(expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt):
+            self._log("INFO", label, "another daemon claimed it first")
+            return
         how = "resuming" if resumed else "fresh"
         if planned.attempt > 1:
             how += f", attempt {planned.attempt} of {1 + self.project.retries}"
@@ -271,7 +279,7 @@ class Dispatcher:
             fresh=not resumed,
         )
         try:
-            self.executor.submit(
+            run = self.executor.submit(
                 request,
                 on_line=lambda stream, line: self._child_line(label, stream, line),
                 on_event=lambda event: self._child_event(version_run, event),
@@ -281,6 +289,14 @@ class Dispatcher:
         except OSError as exc:
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
             self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, 0.0, None, None)
+            return
+        self.journal.append(
+            JournalEvent.STARTED,
+            **self._event_fields(planned.script.label, planned.version, planned.sha256),
+            resumed=resumed,
+            attempt=planned.attempt,
+            child_pid=run.pid,
+        )
 
     def _record(self, run: ChildRun) -> None:
         version_run: VersionRun = run.tag
@@ -398,23 +414,11 @@ class Dispatcher:
         )
         self.rows.append((script.label, "failed", 0.0))
 
-    def _reconcile(self) -> None:
-        """Versions this host started whose daemon is gone are recorded as interrupted, before anything runs."""
-        for record in list(self.journal.unfinished()):
-            if record.get("host") != self.identity.host:
-                continue  # another host's daemon; its liveness is not ours to judge here
-            if DaemonIdentity.is_alive_on_this_host(record.get("daemon", "")):
-                continue
-            label = f"{record['script']}:{record['version']}"
-            reason = f"its daemon (pid {record.get('pid')}) ended without recording an end"
-            self.journal.append(
-                JournalEvent.INTERRUPTED,
-                **self._event_fields(record["script"], record["version"], record.get("sha256")),
-                reason=reason,
-            )
-            hint = "; it resumes first with -u" if self.options.use_history else ""
-            self._log("WARNING", label, f"was cut off: {reason}{hint}")
-            self.view.warning(f"{label} was cut off: {reason}{hint}")
+    def _report_takeover(self, record: Dict[str, Any], reason: str) -> None:
+        label = f"{record['script']}:{record['version']}"
+        hint = "; it resumes first with -u" if self.options.use_history else ""
+        self._log("WARNING", label, f"was cut off: {reason}{hint}")
+        self.view.warning(f"{label} was cut off: {reason}{hint}")
 
     def _finish(self) -> int:
         counts: Dict[str, int] = {}
@@ -471,14 +475,7 @@ class Dispatcher:
     # -- small helpers ---------------------------------------------------------------------
 
     def _event_fields(self, script: str, version: str, sha256: Optional[str]) -> Dict[str, Any]:
-        return {
-            "host": self.identity.host,
-            "pid": self.identity.pid,
-            "daemon": self.identity.key,
-            "script": script,
-            "sha256": sha256,
-            "version": version,
-        }
+        return self.identity.event_fields(script, version, sha256)
 
     def _log(self, level: str, source: str, message: str) -> None:
         self.log.write(level, source, message)

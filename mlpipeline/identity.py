@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import psutil
 
@@ -31,6 +32,17 @@ class DaemonIdentity:
     @property
     def key(self) -> str:
         return f"{self.host}:{self.pid}:{self.started:.2f}"
+
+    def event_fields(self, script: str, version: str, sha256: Optional[str]) -> Dict[str, Any]:
+        """The fields every journal event of this daemon about ``script:version`` carries."""
+        return {
+            "host": self.host,
+            "pid": self.pid,
+            "daemon": self.key,
+            "script": script,
+            "sha256": sha256,
+            "version": version,
+        }
 
     @staticmethod
     def is_alive_on_this_host(key: str) -> bool:

@@ -9,7 +9,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
 
 from filelock import FileLock
 
@@ -35,6 +35,7 @@ class Journal:
         self._lines_read = 0
         self._after_torn_line = False
         self._latest: Dict[VersionKey, Dict[str, Any]] = {}
+        self._claim_lines: Dict[VersionKey, int] = {}
 
     def refresh(self) -> None:
         """Read the events appended since the last refresh (by this or any other daemon)."""
@@ -56,6 +57,28 @@ class Journal:
                 os.fsync(handle.fileno())
             self._read_new()
         return record
+
+    def append_if_latest(
+        self, expected: Optional[Dict[str, Any]], event: JournalEvent, **fields: Any
+    ) -> Optional[Dict[str, Any]]:
+        """Append ``event`` for ``fields``' script:version only if its latest event is still
+        ``expected`` (None: it never ran). Checked and appended under one lock, so of several
+        daemons claiming one version, exactly one wins. Returns the event, or None if beaten."""
+        key = (fields["script"], fields["version"])
+        with self._lock:
+            self._read_new()
+            if self._latest.get(key) is not expected:
+                return None
+            return self.append(event, **fields)
+
+    @property
+    def lines_read(self) -> int:
+        """How many lines have been read so far: a position in the journal."""
+        return self._lines_read
+
+    def claimed_since(self, line: int) -> Set[VersionKey]:
+        """The versions claimed or started (by any daemon) after journal line ``line``."""
+        return {key for key, number in self._claim_lines.items() if number > line}
 
     def latest(self, script: str, version: str) -> Optional[Dict[str, Any]]:
         """The last event of ``script:version``, or None if it never ran."""
@@ -115,3 +138,5 @@ class Journal:
             return
         if event in STATE_AFTER and key[1] is not None:
             self._latest[key] = record
+            if event in (JournalEvent.CLAIMED, JournalEvent.STARTED):
+                self._claim_lines[key] = number

@@ -30,6 +30,11 @@ class OutputPaths:
         return self.outputs_dir / "history.jsonl"
 
     @property
+    def heartbeats(self) -> Path:
+        """One small file per running daemon, rewritten every few seconds (see heartbeat.py)."""
+        return self.outputs_dir / ".heartbeats"
+
+    @property
     def model_ckpts(self) -> Path:
         return self.outputs_dir / "model_ckpts"
 

@@ -28,7 +28,14 @@ def test_full_runs_with_the_steps_formula_and_every_record(project):
     assert pre[1]["model_dir"] == str(project.outputs / "model_ckpts" / "a")
 
     events = [(e["event"], e["version"]) for e in project.journal()]
-    assert events == [("started", "v1"), ("finished", "v1"), ("started", "v2"), ("finished", "v2")]
+    assert events == [
+        ("claimed", "v1"),
+        ("started", "v1"),
+        ("finished", "v1"),
+        ("claimed", "v2"),
+        ("started", "v2"),
+        ("finished", "v2"),
+    ]
     for event in project.journal():
         assert event["host"] and event["pid"] and len(event["sha256"]) == 64 and event["script"] == "a.py"
 
@@ -97,7 +104,7 @@ def test_no_log_writes_no_log_or_output_but_keeps_the_journal(project):
     project.queue(["a.py"])
     assert project.run("-r", "-n").returncode == 0
     assert not list(project.outputs.glob("log-*")) and not list(project.outputs.glob("output-*"))
-    assert [e["event"] for e in project.journal()] == ["started", "finished"]
+    assert [e["event"] for e in project.journal()] == ["claimed", "started", "finished"]
 
 
 def test_broken_scripts_are_failures_and_the_rest_runs(project):

@@ -92,16 +92,20 @@ def test_power_cut_then_use_history_resumes_the_cut_off_version_first(project):
     assert len(project.calls("clean")) == 3
     events = [(e["event"], e["version"]) for e in project.journal()]
     assert events == [
+        ("claimed", "quick"),
         ("started", "quick"),
         ("finished", "quick"),
+        ("claimed", "slow"),
         ("started", "slow"),
         ("interrupted", "slow"),
+        ("claimed", "slow"),
         ("started", "slow"),
         ("finished", "slow"),
+        ("claimed", "later"),
         ("started", "later"),
         ("finished", "later"),
     ]
-    assert project.journal()[4]["resumed"] is True
+    assert project.journal()[7]["resumed"] is True
     statuses = [(r["version"], r["status"]) for r in project.results()]
     assert statuses == [("quick", "finished"), ("slow", "finished"), ("later", "finished")]
     assert project.results()[1]["steps"]["already_trained"] == cut_at
@@ -117,7 +121,7 @@ def test_ctrl_c_interrupts_records_and_exits_130(project):
     daemon.send_signal(signal.SIGINT)
     output, _ = daemon.communicate(timeout=30)
     assert daemon.returncode == 130, output
-    assert [e["event"] for e in project.journal()] == ["started", "interrupted"]
+    assert [e["event"] for e in project.journal()] == ["claimed", "started", "interrupted"]
     assert project.results()[0]["status"] == "interrupted"
     assert "resumable with -u" in project.results()[0]["reason"]
     assert [c["version"] for c in project.calls("train")] == ["slow"]

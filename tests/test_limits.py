@@ -18,7 +18,8 @@ def test_a_version_past_its_timeout_is_killed_and_recorded(project):
     assert "ran past version_timeout (1.5 s); its process tree was killed" in record["hangs"]["reason"]
     assert 1.5 <= record["hangs"]["duration_s"] < 10
     assert record["next"]["status"] == "finished"  # the queue went on
-    assert [e["event"] for e in project.journal()] == ["started", "timed_out", "started", "finished"]
+    events = [e["event"] for e in project.journal()]
+    assert events == ["claimed", "started", "timed_out", "claimed", "started", "finished"]
     for pid in [project.calls("train")[0]["pid"]] + [c["pid"] for c in project.calls("grandchild")]:
         assert not alive(pid)
     assert "a.py:hangs    TIMED_OUT" in project.output_text()
@@ -44,12 +45,16 @@ def test_retries_make_extra_attempts_each_recorded(project):
     assert result.returncode == 0, result.output  # it finished in the end
     events = [(e["event"], e["version"], e.get("attempt")) for e in project.journal()]
     assert events == [
+        ("claimed", "flaky", 1),
         ("started", "flaky", 1),
         ("failed", "flaky", 1),
+        ("claimed", "flaky", 2),
         ("started", "flaky", 2),
         ("failed", "flaky", 2),
+        ("claimed", "flaky", 3),
         ("started", "flaky", 3),
         ("finished", "flaky", 3),
+        ("claimed", "after", 1),
         ("started", "after", 1),
         ("finished", "after", 1),
     ]
@@ -58,7 +63,7 @@ def test_retries_make_extra_attempts_each_recorded(project):
         (2, "failed"),
         (3, "finished"),
     ]
-    assert project.journal()[2]["resumed"] is True  # a retry continues in its model_dir
+    assert project.journal()[4]["resumed"] is True  # a retry continues in its model_dir
     assert "attempt 1 of 3 failed; retrying" in project.log_text()
 
 
@@ -68,8 +73,10 @@ def test_exhausted_retries_fail_the_run(project):
     project.queue(["a.py"])
     assert project.run("-r").returncode == 1
     assert [(e["event"], e["attempt"]) for e in project.journal()] == [
+        ("claimed", 1),
         ("started", 1),
         ("failed", 1),
+        ("claimed", 2),
         ("started", 2),
         ("failed", 2),
     ]
