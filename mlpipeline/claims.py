@@ -46,6 +46,10 @@ class Claims:
         fields = self._identity.event_fields(script, version, sha256)
         return self._journal.append_if_latest(expected, JournalEvent.CLAIMED, **fields, **extra) is not None
 
+    def is_dead(self, host: str, daemon: str) -> bool:
+        """Whether the daemon ``daemon`` on ``host`` is known to be gone."""
+        return self._judge.judge({"host": host, "daemon": daemon}) is Liveness.DEAD
+
     def claimed_by_others(self) -> Set[VersionKey]:
         """Versions another daemon claimed during this session: this session must not run them too."""
         return self._journal.claimed_since(self._session_start)

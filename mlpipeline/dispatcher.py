@@ -24,7 +24,8 @@ from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
 from mlpipeline.protocol import RUN_VERSION, ChildRequest, ScriptError
 from mlpipeline.queue import QueueFile, QueuedScript
-from mlpipeline.records import DAEMON_SOURCE, OutputFile, ResultsFile, RunLog
+from mlpipeline.record_keeper import RecordKeeper, VersionEnd, new_run_id
+from mlpipeline.records import DAEMON_SOURCE
 from mlpipeline.signals import StopSignals
 from mlpipeline.states import JournalEvent
 
@@ -55,6 +56,7 @@ class VersionRun:
     planned: PlannedRun
     model_dir: str
     started_at: str
+    run_id: str
     metrics: Dict[str, Any] = field(default_factory=dict)
     last_report_logged: float = 0.0
 
@@ -117,10 +119,8 @@ class Dispatcher:
         self.queue.load()
         self.paths = OutputPaths(project.outputs_dir, self.identity.host)
         prepare_outputs(self.paths)
-        self.log = RunLog(None if options.no_log else self.paths.log)
-        self.output = OutputFile(None if options.no_log else self.paths.output)
-        self.results = ResultsFile(self.paths.results)
         self.journal = Journal(self.paths.journal, warn=self._warn)
+        self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, self._warn)
         self.claims = Claims(self.journal, self.identity, self.paths.heartbeats, self._report_takeover)
         self.executor = executor or LocalExecutor(project.project_dir)
         self.signals = StopSignals()
@@ -144,6 +144,7 @@ class Dispatcher:
                 self.claims.start()
                 # What the journal shows as started by a daemon that is gone is ended before anything runs.
                 self.claims.take_over_stale()
+                self.records.recover(self.claims.is_dead)
                 self._daemon_log("INFO", f"execution mode started by {self.identity.key} (pid {self.identity.pid})")
                 self._loop()
             except OSError as exc:
@@ -195,6 +196,7 @@ class Dispatcher:
     def _plan(self) -> Optional[PlannedRun]:
         self.journal.refresh()
         self.claims.take_over_stale()
+        self.records.recover(self.claims.is_dead)
         if self._retries:
             return self._retry(self._retries.pop(0))
         scripts = self.queue.current()
@@ -244,23 +246,27 @@ class Dispatcher:
 
     def _launch(self, planned: PlannedRun) -> None:
         label = planned.label
+        run_id = new_run_id()
         self.handled.add((planned.script.label, planned.version))
         listing = self.catalog.listing(planned.script.path, planned.script.label, planned.sha256)
         missing = listing.missing.get(planned.version) if listing else None
         if missing:
             error = ScriptError(message=missing_message(label, missing), phase="parameters")
-            self._record_end(planned, None, JournalEvent.FAILED, {"error": error.__dict__}, 0.0, None, None)
+            self._record_end(planned, None, JournalEvent.FAILED, {"error": error.__dict__}, 0.0, None, None, run_id)
             return
         suffix = listing.suffixes.get(planned.version) if listing else None
         if suffix is not None and (set(suffix) & {"/", "\\"} or suffix in (".", "..")):
             message = f"{label}: MODEL_DIR_SUFFIX {suffix!r} must be a plain name, not a path"
-            self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": message}}, 0.0, None, None)
+            self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": message}}, 0.0, None, None, run_id)
             return
         model_dir = self.paths.model_dir(planned.script.label, suffix)
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
         expected = self.journal.latest(planned.script.label, planned.version)
-        if not self.claims.claim(expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt):
+        claimed = self.claims.claim(
+            expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
+        )
+        if not claimed:
             self._log("INFO", label, "another daemon claimed it first")
             return
         how = "resuming" if resumed else "fresh"
@@ -268,7 +274,7 @@ class Dispatcher:
             how += f", attempt {planned.attempt} of {1 + self.project.retries}"
         self._log("INFO", label, f"started ({how}) in {model_dir}")
         self.view.version_started(label, how)
-        version_run = VersionRun(planned=planned, model_dir=str(model_dir), started_at=now_iso())
+        version_run = VersionRun(planned=planned, model_dir=str(model_dir), started_at=now_iso(), run_id=run_id)
         request = ChildRequest(
             action=RUN_VERSION,
             script_path=str(planned.script.path),
@@ -288,13 +294,14 @@ class Dispatcher:
             )
         except OSError as exc:
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
-            self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, 0.0, None, None)
+            self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, 0.0, None, None, run_id)
             return
         self.journal.append(
             JournalEvent.STARTED,
             **self._event_fields(planned.script.label, planned.version, planned.sha256),
             resumed=resumed,
             attempt=planned.attempt,
+            run_id=run_id,
             child_pid=run.pid,
         )
 
@@ -322,7 +329,7 @@ class Dispatcher:
         if outcome.peak_rss_bytes:
             exit_info["peak_memory_mb"] = round(outcome.peak_rss_bytes / 2**20, 1)
         self._record_end(
-            version_run.planned, version_run, event, result, outcome.wall_s, outcome.cpu_s, exit_info
+            version_run.planned, version_run, event, result, outcome.wall_s, outcome.cpu_s, exit_info, version_run.run_id
         )
 
     def _record_end(
@@ -334,14 +341,15 @@ class Dispatcher:
         wall_s: float,
         cpu_s: Optional[float],
         exit_info: Optional[Dict[str, Any]],
+        run_id: str,
     ) -> None:
         label = planned.label
         error = result.get("error") or {}
         reason = error.get("message")
         sha256 = result.get("sha256") or planned.sha256
         fields = self._event_fields(planned.script.label, planned.version, sha256)
-        self.journal.append(
-            event, **fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {})
+        journal_fields = dict(
+            fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {})
         )
         record = {
             "time": now_iso(),
@@ -352,6 +360,7 @@ class Dispatcher:
             "reason": reason,
             "sha256": sha256,
             "resumed": planned.start is Start.RESUME,
+            "run_id": run_id,
             "attempt": planned.attempt,
             "started_at": version_run.started_at if version_run else None,
             "duration_s": round(wall_s, 3),
@@ -367,15 +376,25 @@ class Dispatcher:
             "model_summary": result.get("model_summary"),
             "dataloader_summary": result.get("dataloader_summary"),
         }
-        self.results.write(record)
-        self.output.write(record)
         level = "INFO" if event is JournalEvent.FINISHED else "ERROR"
-        last = f" ({describe_report(None, None, version_run.metrics)})" if version_run and version_run.metrics else ""
-        self._log(level, label, f"{event.value} in {wall_s:.2f} s{last}")
+        last = f", {describe_report(None, None, version_run.metrics)}" if version_run and version_run.metrics else ""
+        log_lines = [(level, label, f"{event.value} in {wall_s:.2f} s (run {run_id}{last})")]
         if reason:
-            self._log(level, label, reason)
+            log_lines.append((level, label, reason))
         if error.get("traceback"):
-            self._log("ERROR", label, error["traceback"])
+            log_lines.append(("ERROR", label, error["traceback"]))
+        self.records.commit(
+            VersionEnd(
+                run_id=run_id,
+                host=self.identity.host,
+                daemon=self.identity.key,
+                event=event.value,
+                journal_fields=journal_fields,
+                record=record,
+                log_lines=log_lines,
+                write_log=not self.options.no_log,
+            )
+        )
         self.view.version_ended(label, event.value, wall_s, reason)
         if error.get("traceback"):
             self.view.block(error["traceback"])
@@ -401,7 +420,7 @@ class Dispatcher:
         self.view.error(listing.error.message)
         if listing.error.traceback:
             self.view.block(listing.error.traceback)
-        self.results.write(
+        self.records.results.write(
             {
                 "time": now_iso(),
                 "host": self.identity.host,
@@ -478,10 +497,10 @@ class Dispatcher:
         return self.identity.event_fields(script, version, sha256)
 
     def _log(self, level: str, source: str, message: str) -> None:
-        self.log.write(level, source, message)
+        self.records.log.write(level, source, message)
 
     def _daemon_log(self, level: str, message: str) -> None:
-        self.log.write(level, DAEMON_SOURCE, message)
+        self.records.log.write(level, DAEMON_SOURCE, message)
 
     def _warn(self, message: str) -> None:
         self._daemon_log("WARNING", message)

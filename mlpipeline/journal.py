@@ -36,6 +36,7 @@ class Journal:
         self._after_torn_line = False
         self._latest: Dict[VersionKey, Dict[str, Any]] = {}
         self._claim_lines: Dict[VersionKey, int] = {}
+        self._ended_runs: Set[str] = set()
 
     def refresh(self) -> None:
         """Read the events appended since the last refresh (by this or any other daemon)."""
@@ -70,6 +71,10 @@ class Journal:
             if self._latest.get(key) is not expected:
                 return None
             return self.append(event, **fields)
+
+    def has_ended(self, run_id: str) -> bool:
+        """Whether the journal holds the end event of run ``run_id``."""
+        return run_id in self._ended_runs
 
     @property
     def lines_read(self) -> int:
@@ -140,3 +145,5 @@ class Journal:
             self._latest[key] = record
             if event in (JournalEvent.CLAIMED, JournalEvent.STARTED):
                 self._claim_lines[key] = number
+            elif "run_id" in record:
+                self._ended_runs.add(record["run_id"])

@@ -35,6 +35,11 @@ class OutputPaths:
         return self.outputs_dir / ".heartbeats"
 
     @property
+    def pending(self) -> Path:
+        """Records of version ends being written (see record_keeper.py); empty between writes."""
+        return self.outputs_dir / ".pending"
+
+    @property
     def model_ckpts(self) -> Path:
         return self.outputs_dir / "model_ckpts"
 

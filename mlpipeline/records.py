@@ -96,6 +96,8 @@ def format_output_block(record: Dict[str, Any]) -> str:
         f"ended:          {record['time']} on {record['host']}",
         f"script sha256:  {record.get('sha256') or 'unknown'}",
     ]
+    if record.get("run_id"):
+        lines.append(f"run:            run {record['run_id']}, attempt {record.get('attempt', 1)}")
     if record.get("reason"):
         lines.append(f"reason:         {plain_text(record['reason'])}")
     for label, key in (("eval on train", "eval_train"), ("eval on test", "eval_test"), ("last metrics", "metrics")):

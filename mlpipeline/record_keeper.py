@@ -1,0 +1,143 @@
+"""A version's end, written to the journal and to the files people read, exactly once.
+
+The journal's end event is the commit point. Before it, the whole record goes to a pending
+file under ``outputs/.pending/``; after it, to results.jsonl, output-<host> and log-<host>;
+then the pending file goes. A daemon that dies in between leaves the pending file, and the
+next daemon finishes the job: if the journal has the commit, whatever of the record is not
+yet in a file (found by its run id) is written; if not, the pending file is dropped and the
+version, still open in the journal, is resumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+from mlpipeline.journal import Journal
+from mlpipeline.paths import OutputPaths
+from mlpipeline.protocol import write_json_atomic
+from mlpipeline.records import OutputFile, ResultsFile, RunLog
+from mlpipeline.states import JournalEvent
+
+TAIL_BYTES = 8 * 2**20
+"""How far back from the end of a file recovery looks for a record already written."""
+
+
+def new_run_id() -> str:
+    """A short id for one attempt at one version, unique enough to find its lines by."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class VersionEnd:
+    """Everything recorded when a version ends."""
+
+    run_id: str
+    host: str
+    daemon: str
+    event: str
+    journal_fields: Dict[str, Any]
+    record: Dict[str, Any]
+    log_lines: List[Tuple[str, str, str]] = field(default_factory=list)  # (level, source, message)
+    write_log: bool = True
+
+
+class RecordKeeper:
+    """Commits version ends, and finishes the commits a dead daemon left half done."""
+
+    def __init__(
+        self, paths: OutputPaths, journal: Journal, daemon: str, write_log: bool, warn: Callable[[str], None]
+    ) -> None:
+        self._paths = paths
+        self._journal = journal
+        self._daemon = daemon
+        self._write_log = write_log
+        self._warn = warn
+        self.results = ResultsFile(paths.results)
+        self.log = RunLog(paths.log if write_log else None)
+        self.output = OutputFile(paths.output if write_log else None)
+
+    def commit(self, end: VersionEnd) -> None:
+        """Journal the end durably, then write the record everywhere else."""
+        pending = self._pending_path(end)
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(pending, asdict(end))
+        self._journal.append(JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
+        self._publish(end, self.results, self.output, self.log, check_first=False)
+        pending.unlink()
+
+    def recover(self, is_dead: Callable[[str, str], bool]) -> int:
+        """Finish the commits of dead daemons (``is_dead(host, daemon)``); returns how many."""
+        folder = self._paths.pending
+        if not folder.is_dir():
+            return 0
+        finished = 0
+        for path in sorted(folder.glob("*.json")):
+            try:
+                end = VersionEnd(**json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                self._warn(f"{path}: an unreadable pending record; removed")
+                _remove(path)
+                continue
+            if end.daemon == self._daemon or not is_dead(end.host, end.daemon):
+                continue
+            self._journal.refresh()
+            if self._journal.has_ended(end.run_id):
+                paths = OutputPaths(self._paths.outputs_dir, end.host)
+                write_log = end.write_log
+                self._publish(
+                    end,
+                    self.results,
+                    OutputFile(paths.output if write_log else None),
+                    RunLog(paths.log if write_log else None),
+                    check_first=True,
+                    output_path=paths.output,
+                    log_path=paths.log,
+                )
+                finished += 1
+            _remove(path)
+        return finished
+
+    def _publish(
+        self,
+        end: VersionEnd,
+        results: ResultsFile,
+        output: OutputFile,
+        log: RunLog,
+        check_first: bool,
+        output_path: Path = Path(os.devnull),
+        log_path: Path = Path(os.devnull),
+    ) -> None:
+        needle = f"run {end.run_id}"
+        if not check_first or not _tail_contains(self._paths.results, f'"run_id": "{end.run_id}"'):
+            results.write(end.record)
+        if not check_first or not _tail_contains(output_path, needle):
+            output.write(end.record)
+        if not check_first or not _tail_contains(log_path, needle):
+            for level, source, message in end.log_lines:
+                log.write(level, source, message)
+
+    def _pending_path(self, end: VersionEnd) -> Path:
+        daemon = re.sub(r"[^\w.-]", "_", end.daemon)
+        return self._paths.pending / f"{daemon}--{end.run_id}.json"
+
+
+def _tail_contains(path: Path, needle: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - TAIL_BYTES, 0))
+            return needle.encode("utf-8") in handle.read()
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
