@@ -18,7 +18,8 @@ from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, Queue
 from mlpipeline.console import ConsoleView
 from mlpipeline.executor import ChildOutcome, ChildRun, Executor
 from mlpipeline.identity import DaemonIdentity
-from mlpipeline.journal import Journal, now_iso
+from mlpipeline.files import now_iso
+from mlpipeline.journal import Journal
 from mlpipeline.local_executor import LocalExecutor
 from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next

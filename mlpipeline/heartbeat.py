@@ -16,9 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+from mlpipeline.files import now_iso, write_json_atomic
 from mlpipeline.identity import DaemonIdentity
-from mlpipeline.journal import now_iso
-from mlpipeline.protocol import write_json_atomic
 
 INTERVAL_VARIABLE = "MLPIPELINE_HEARTBEAT_S"
 DEFAULT_INTERVAL_S = 5.0

@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
 
 from filelock import FileLock
 
+from mlpipeline.files import naming_file, now_iso
 from mlpipeline.paths import OutputPaths
 from mlpipeline.states import STATE_AFTER, JournalEvent, RunState
 
 VersionKey = Tuple[str, str]
-
-
-def now_iso() -> str:
-    """The current local time in ISO 8601 with its UTC offset, to the millisecond."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 class Journal:
@@ -47,7 +42,7 @@ class Journal:
         """Append one event durably and return it; it is visible to :meth:`latest` at once."""
         record = {"time": now_iso(), "event": event.value, **fields}
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        with self._lock:
+        with naming_file(self.path), self._lock:
             self._read_new()
             with open(self.path, "ab") as handle:
                 if handle.tell() > 0 and not self._ends_with_newline():

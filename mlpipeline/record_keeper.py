@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from mlpipeline.journal import Journal
 from mlpipeline.paths import OutputPaths
-from mlpipeline.protocol import write_json_atomic
+from mlpipeline.files import write_json_atomic
 from mlpipeline.records import OutputFile, ResultsFile, RunLog
 from mlpipeline.states import JournalEvent
 
@@ -131,7 +131,7 @@ def _tail_contains(path: Path, needle: str) -> bool:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(handle.tell() - TAIL_BYTES, 0))
-            return needle.encode("utf-8") in handle.read()
+            return needle.encode("utf-8") in handle.read(TAIL_BYTES)
     except OSError:
         return False
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 from filelock import FileLock
 
-from mlpipeline.journal import now_iso
+from mlpipeline.files import naming_file, now_iso
 from mlpipeline.paths import OutputPaths
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]")
@@ -38,7 +38,7 @@ class _LockedAppender:
         self._file_lock = FileLock(str(OutputPaths.lock_for(path)))
 
     def append(self, text: str) -> None:
-        with self._thread_lock, self._file_lock:
+        with naming_file(self.path), self._thread_lock, self._file_lock:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(text)
                 handle.flush()

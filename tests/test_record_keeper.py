@@ -10,7 +10,7 @@ import pytest
 from conftest import versions_code
 from mlpipeline.journal import Journal
 from mlpipeline.paths import OutputPaths
-from mlpipeline.protocol import write_json_atomic
+from mlpipeline.files import write_json_atomic
 from mlpipeline.record_keeper import VersionEnd
 from mlpipeline.records import OutputFile, ResultsFile
 from mlpipeline.states import JournalEvent

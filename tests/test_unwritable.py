@@ -1,0 +1,62 @@
+"""Outputs that cannot be written: refused at start, and no version runs on without its records."""
+import os
+import shutil
+
+import pytest
+
+from conftest import versions_code
+
+
+@pytest.mark.parametrize(
+    "outputs_dir, why",
+    [
+        ("blocker/outputs", "a file stands where the folder should be, as on a disk that is not mounted"),
+        ("/sys/mlpipeline-outputs", "a read-only file system, which even root cannot write"),
+    ],
+)
+def test_unwritable_outputs_at_start_exit_2(project, outputs_dir, why):
+    (project.root / "blocker").write_text("not a folder")
+    project.write("mlp.config", f'[MLP]\nmodels_dir = "models"\noutputs_dir = "{outputs_dir}"\n')
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    result = project.run("-r")
+    assert result.returncode == 2, why
+    assert "outputs folder cannot be written" in result.output and "nothing was run" in result.output
+    assert "Traceback" not in result.output
+    assert project.calls() == []
+
+
+def test_a_full_disk_during_a_run_stops_dispatching_and_nothing_is_lost(project):
+    project.script("a.py", versions_code('versions.addV("v1", wait_for="go")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: project.calls("train"), what="v1 to start")
+    results = project.outputs / "results.jsonl"
+    os.symlink("/dev/full", results)  # every write to it now fails with ENOSPC
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2, output
+    assert "results.jsonl: cannot be written (No space left on device); stopped dispatching" in output
+    assert "Traceback" not in output
+    assert [c["version"] for c in project.calls("train")] == ["v1"]  # v2 did not run without records
+
+    os.unlink(results)  # space again
+    again = project.run("-r", "-u")
+    assert again.returncode == 0, again.output
+    assert [(r["version"], r["status"]) for r in project.results()] == [("v1", "finished"), ("v2", "finished")]
+    assert [c["version"] for c in project.calls("train")] == ["v1", "v2"]  # v1's finish was kept
+    assert project.output_text().count("a.py:v1    FINISHED") == 1
+
+
+def test_a_disk_that_disappears_during_a_run_stops_dispatching(project):
+    project.script("a.py", versions_code('versions.addV("v1", wait_for="go")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: project.calls("train"), what="v1 to start")
+    shutil.move(str(project.outputs), str(project.root / "outputs-elsewhere"))
+    project.outputs.write_text("the disk is gone")
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2, output
+    assert "cannot be written" in output and "stopped dispatching" in output
+    assert [c["version"] for c in project.calls("train")] == ["v1"]
