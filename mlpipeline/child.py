@@ -15,14 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.protocol import (
-    LIST_VERSIONS,
-    RESULT_FILE,
-    ChildRequest,
-    ScriptError,
-    to_plain,
-    write_json_atomic,
-)
+from mlpipeline.files import write_json_atomic
+from mlpipeline.protocol import LIST_VERSIONS, RESULT_FILE, ChildRequest, ScriptError, to_plain
 
 _THIS_FILE = os.path.abspath(__file__)
 

@@ -18,6 +18,8 @@ from mlpipeline.states import STATE_AFTER, JournalEvent, RunState
 
 VersionKey = Tuple[str, str]
 
+TORN_LINE_END = b" -- cut off by a crash --\n"
+
 
 class Journal:
     """The journal of one outputs folder: what happened to every script:version, in order."""
@@ -46,8 +48,9 @@ class Journal:
             self._read_new()
             with open(self.path, "ab") as handle:
                 if handle.tell() > 0 and not self._ends_with_newline():
-                    # A torn last line (a power cut mid-write) stays a line of its own.
-                    handle.write(b"\n")
+                    # A torn last line (a power cut mid-write) is closed with a marker that no JSON
+                    # can end in: every reader, before and after this append, skips it alike.
+                    handle.write(TORN_LINE_END)
                 handle.write(line.encode("utf-8"))
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -108,10 +111,13 @@ class Journal:
                 data = handle.read()
         except FileNotFoundError:
             return
-        if self._after_torn_line and data[:1] == b"\n":
-            # The newline that append() put after a torn line ends that line, already counted.
-            data = data[1:]
-            self._offset += 1
+        if self._after_torn_line:
+            # The rest of a torn line, already counted and warned about: skip to its end.
+            newline = data.find(b"\n")
+            if newline < 0:
+                return
+            data = data[newline + 1 :]
+            self._offset += newline + 1
             self._after_torn_line = False
         end = data.rfind(b"\n") + 1
         for raw in data[:end].splitlines():

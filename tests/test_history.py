@@ -1,4 +1,5 @@
 """SPEC 5, -u: finished work skipped, cut-off work resumed first, fingerprints by content."""
+import hashlib
 import os
 import signal
 import time
@@ -142,3 +143,22 @@ def test_sigterm_exits_143(project):
     daemon.communicate(timeout=30)
     assert daemon.returncode == 143
     assert project.journal()[-1]["event"] == "interrupted"
+
+
+def test_a_script_edited_while_its_version_runs_finishes_on_the_code_it_started_with(project):
+    script = project.script("a.py", versions_code('versions.addV("v1", wait_for="go")'))
+    project.queue(["a.py"])
+    original = hashlib.sha256(script.read_bytes()).hexdigest()
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: project.calls("train"), what="v1 to start")
+    script.write_text(script.read_text().replace('record(hook="eval"', 'record(edited=True, hook="eval"'))
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert not any(c.get("edited") for c in project.calls())  # the running child kept its code
+    finished = [e for e in project.journal() if e["event"] == "finished"]
+    assert finished[0]["sha256"] == original == project.results()[0]["sha256"]
+    # The edit is new code: -u runs the version again, from a clean model_dir, on the new code.
+    assert project.run("-r", "-u").returncode == 0
+    assert any(c.get("edited") for c in project.calls("eval"))
+    assert project.journal()[-1]["sha256"] != original

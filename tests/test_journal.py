@@ -106,3 +106,53 @@ def test_plain_text_strips_escape_codes_and_progress_redraws():
     assert plain_text("\x1b[1m\x1b[32mgreen\x1b[0m") == "green"
     assert plain_text(" 10%|#   |\r 50%|#####|\r100%|########|") == "100%|########|"
     assert plain_text("tab\tstays, bell\x07 goes") == "tab\tstays, bell goes"
+
+
+# -- property: whatever byte a crash cuts the journal at, what is read back is consistent ---
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+EVENTS = st.lists(
+    st.tuples(st.sampled_from(list(JournalEvent)), st.sampled_from(["a.py:v1", "a.py:v2", "b.py:ü"]), st.integers(0, 2)),
+    min_size=1,
+    max_size=7,
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=EVENTS)
+def test_a_cut_at_any_byte_reads_back_the_events_before_it(tmp_path_factory, events):
+    folder = tmp_path_factory.mktemp("journal")
+    path = folder / "history.jsonl"
+    writers = [Journal(path, lambda message: None) for _ in range(3)]  # three daemons, interleaved
+    written = []
+    for kind, key, writer in events:
+        script, version = key.split(":")
+        written.append(writers[writer].append(kind, script=script, version=version, sha256="s", host=f"h{writer}"))
+    data = path.read_bytes()
+    ends = [index + 1 for index, byte in enumerate(data) if byte == ord("\n")]
+    assert len(ends) == len(written)
+
+    cut_path = folder / "cut.jsonl"
+    for cut in range(len(data) + 1):
+        cut_path.write_bytes(data[:cut])
+        warnings = []
+        journal = Journal(cut_path, warnings.append)
+        journal.refresh()
+        whole = sum(1 for end in ends if end <= cut)
+        expected = {}
+        for record in written[:whole]:
+            expected[(record["script"], record["version"])] = record
+        for script, version in {(r["script"], r["version"]) for r in written}:
+            assert journal.latest(script, version) == expected.get((script, version))
+        torn = cut not in [0] + ends
+        assert len(warnings) == (1 if torn else 0), (cut, warnings)
+
+        # A daemon that starts on the cut journal appends whole events after it.
+        after = journal.append(JournalEvent.FINISHED, script="c.py", version="new", sha256="s")
+        reread = Journal(cut_path, lambda message: None)
+        reread.refresh()
+        assert reread.latest("c.py", "new") == after
+        for key, record in expected.items():
+            assert reread.latest(*key) == record
