@@ -6,7 +6,9 @@ slots; this release runs one.
 """
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
@@ -64,11 +66,11 @@ class VersionRun:
 
 def prepare_outputs(paths: OutputPaths) -> None:
     """Make the outputs folder and prove it takes writes, before any version runs."""
-    probe = paths.outputs_dir / f".write-test-{paths.host}"
     try:
         paths.outputs_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        handle, probe = tempfile.mkstemp(dir=str(paths.outputs_dir), prefix=".write-test-")
+        os.close(handle)
+        os.unlink(probe)
     except OSError as exc:
         raise ConfigError(
             str(paths.outputs_dir), f"outputs folder cannot be written ({exc.strerror or exc}); nothing was run"
@@ -249,6 +251,13 @@ class Dispatcher:
         label = planned.label
         run_id = new_run_id()
         self.handled.add((planned.script.label, planned.version))
+        expected = self.journal.latest(planned.script.label, planned.version)
+        claimed = self.claims.claim(
+            expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
+        )
+        if not claimed:
+            self._log("INFO", label, "another daemon claimed it first")
+            return
         listing = self.catalog.listing(planned.script.path, planned.script.label, planned.sha256)
         missing = listing.missing.get(planned.version) if listing else None
         if missing:
@@ -263,13 +272,6 @@ class Dispatcher:
         model_dir = self.paths.model_dir(planned.script.label, suffix)
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
-        expected = self.journal.latest(planned.script.label, planned.version)
-        claimed = self.claims.claim(
-            expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
-        )
-        if not claimed:
-            self._log("INFO", label, "another daemon claimed it first")
-            return
         how = "resuming" if resumed else "fresh"
         if planned.attempt > 1:
             how += f", attempt {planned.attempt} of {1 + self.project.retries}"
