@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.files import write_json_atomic
-from mlpipeline.protocol import LIST_VERSIONS, RESULT_FILE, ChildRequest, ScriptError, to_plain
+from mlpipeline.protocol import (
+    LIST_VERSIONS,
+    RESULT_FILE,
+    ChildRequest,
+    ScriptError,
+    to_plain,
+)
 
 _THIS_FILE = os.path.abspath(__file__)
 

@@ -10,24 +10,31 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
-from mlpipeline.claims import Claims
 from mlpipeline.child import missing_message
+from mlpipeline.claims import Claims
 from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.console import ConsoleView
-from mlpipeline.executor import ChildOutcome, ChildRun, Executor
-from mlpipeline.identity import DaemonIdentity
+from mlpipeline.executor import ChildRun, Executor
 from mlpipeline.files import now_iso
+from mlpipeline.identity import DaemonIdentity
 from mlpipeline.journal import Journal
 from mlpipeline.local_executor import LocalExecutor
+from mlpipeline.outcome import (
+    VersionRun,
+    classify,
+    describe_report,
+    exit_fields,
+    version_end,
+)
 from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
 from mlpipeline.protocol import RUN_VERSION, ChildRequest, ScriptError
-from mlpipeline.queue import QueueFile, QueuedScript
-from mlpipeline.record_keeper import RecordKeeper, VersionEnd, new_run_id
+from mlpipeline.queue import QueuedScript, QueueFile
+from mlpipeline.record_keeper import RecordKeeper, new_run_id
 from mlpipeline.records import DAEMON_SOURCE
 from mlpipeline.signals import StopSignals
 from mlpipeline.states import JournalEvent
@@ -52,18 +59,6 @@ class ExecutionOptions:
     only: Tuple[QueueEntry, ...] = ()
 
 
-@dataclass
-class VersionRun:
-    """A version this daemon started: what was planned, and what it reported on the way."""
-
-    planned: PlannedRun
-    model_dir: str
-    started_at: str
-    run_id: str
-    metrics: Dict[str, Any] = field(default_factory=dict)
-    last_report_logged: float = 0.0
-
-
 def prepare_outputs(paths: OutputPaths) -> None:
     """Make the outputs folder and prove it takes writes, before any version runs."""
     try:
@@ -75,24 +70,6 @@ def prepare_outputs(paths: OutputPaths) -> None:
         raise ConfigError(
             str(paths.outputs_dir), f"outputs folder cannot be written ({exc.strerror or exc}); nothing was run"
         ) from None
-
-
-def crash_message(label: str, outcome: ChildOutcome) -> str:
-    """Why a version whose process died without a result failed, in words."""
-    message = f"{label}: its process {outcome.exit_description} before it reported a result"
-    if outcome.signal_name == "SIGKILL":
-        message += " (a SIGKILL not sent by mlpipeline: the out-of-memory killer, or kill -9)"
-    return message
-
-
-def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
-    """``step 40/100 loss=0.0123`` from what ``Model.report()`` sent."""
-    parts = []
-    if step is not None:
-        parts.append(f"step {step}" if total is None else f"step {step}/{total}")
-    for key, value in metrics.items():
-        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
-    return " ".join(parts)
 
 
 class Dispatcher:
@@ -310,29 +287,17 @@ class Dispatcher:
 
     def _record(self, run: ChildRun) -> None:
         version_run: VersionRun = run.tag
-        outcome = run.outcome
-        assert outcome is not None
-        result = dict(outcome.result or {})
-        if result.get("ok"):
-            event = JournalEvent.FINISHED
-        elif outcome.timed_out:
-            event = JournalEvent.TIMED_OUT
-            result["error"] = {
-                "message": f"{version_run.planned.label} ran past version_timeout "
-                f"({self.project.version_timeout:g} s); its process tree was killed"
-            }
-        elif outcome.stop_signal is not None:
-            event = JournalEvent.INTERRUPTED
-            result["error"] = {"message": f"stopped by {signal.Signals(outcome.stop_signal).name}; resumable with -u"}
-        else:
-            event = JournalEvent.FAILED
-            if not result.get("error"):
-                result["error"] = {"message": crash_message(version_run.planned.label, outcome)}
-        exit_info = {"exit_code": outcome.returncode, "signal": outcome.signal_name}
-        if outcome.peak_rss_bytes:
-            exit_info["peak_memory_mb"] = round(outcome.peak_rss_bytes / 2**20, 1)
+        assert run.outcome is not None
+        event, result = classify(run.outcome, version_run.planned.label, self.project.version_timeout)
         self._record_end(
-            version_run.planned, version_run, event, result, outcome.wall_s, outcome.cpu_s, exit_info, version_run.run_id
+            version_run.planned,
+            version_run,
+            event,
+            result,
+            run.outcome.wall_s,
+            run.outcome.cpu_s,
+            exit_fields(run.outcome),
+            version_run.run_id,
         )
 
     def _record_end(
@@ -349,55 +314,10 @@ class Dispatcher:
         label = planned.label
         error = result.get("error") or {}
         reason = error.get("message")
-        sha256 = result.get("sha256") or planned.sha256
-        fields = self._event_fields(planned.script.label, planned.version, sha256)
-        journal_fields = dict(
-            fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {})
+        end = version_end(
+            self.identity, planned, version_run, event, result, wall_s, cpu_s, exit_info, run_id, not self.options.no_log
         )
-        record = {
-            "time": now_iso(),
-            "host": self.identity.host,
-            "script": planned.script.label,
-            "version": planned.version,
-            "status": event.value,
-            "reason": reason,
-            "sha256": sha256,
-            "resumed": planned.start is Start.RESUME,
-            "run_id": run_id,
-            "attempt": planned.attempt,
-            "started_at": version_run.started_at if version_run else None,
-            "duration_s": round(wall_s, 3),
-            "cpu_s": None if cpu_s is None else round(cpu_s, 3),
-            **(exit_info or {}),
-            "steps": result.get("steps"),
-            "epochs": result.get("epochs"),
-            "eval_train": result.get("eval_train"),
-            "eval_test": result.get("eval_test"),
-            "metrics": (version_run.metrics or None) if version_run else None,
-            "parameters": result.get("parameters"),
-            "model_dir": version_run.model_dir if version_run else None,
-            "model_summary": result.get("model_summary"),
-            "dataloader_summary": result.get("dataloader_summary"),
-        }
-        level = "INFO" if event is JournalEvent.FINISHED else "ERROR"
-        last = f", {describe_report(None, None, version_run.metrics)}" if version_run and version_run.metrics else ""
-        log_lines = [(level, label, f"{event.value} in {wall_s:.2f} s (run {run_id}{last})")]
-        if reason:
-            log_lines.append((level, label, reason))
-        if error.get("traceback"):
-            log_lines.append(("ERROR", label, error["traceback"]))
-        self.records.commit(
-            VersionEnd(
-                run_id=run_id,
-                host=self.identity.host,
-                daemon=self.identity.key,
-                event=event.value,
-                journal_fields=journal_fields,
-                record=record,
-                log_lines=log_lines,
-                write_log=not self.options.no_log,
-            )
-        )
+        self.records.commit(end)
         self.view.version_ended(label, event.value, wall_s, reason)
         if error.get("traceback"):
             self.view.block(error["traceback"])

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
+from mlpipeline.files import write_json_atomic
 from mlpipeline.journal import Journal
 from mlpipeline.paths import OutputPaths
-from mlpipeline.files import write_json_atomic
 from mlpipeline.records import OutputFile, ResultsFile, RunLog
 from mlpipeline.states import JournalEvent
 

@@ -2,10 +2,9 @@
 from pathlib import Path
 
 import pytest
+from conftest import versions_code
 
 from mlpipeline.config import ConfigError, load_project_config, parse_queue_config
-
-from conftest import versions_code
 
 
 def queue(text, models_dir):

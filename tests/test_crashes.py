@@ -3,7 +3,6 @@ import os
 import signal
 
 import pytest
-
 from conftest import alive, kill_tree, versions_code
 
 

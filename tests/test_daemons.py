@@ -2,7 +2,6 @@
 from collections import Counter
 
 import pytest
-
 from conftest import kill_tree, versions_code
 
 FAST_BEATS = {"MLPIPELINE_HEARTBEAT_S": "0.2"}

@@ -6,11 +6,11 @@ from dataclasses import asdict
 
 import psutil
 import pytest
-
 from conftest import versions_code
+
+from mlpipeline.files import write_json_atomic
 from mlpipeline.journal import Journal
 from mlpipeline.paths import OutputPaths
-from mlpipeline.files import write_json_atomic
 from mlpipeline.record_keeper import VersionEnd
 from mlpipeline.records import OutputFile, ResultsFile
 from mlpipeline.states import JournalEvent

@@ -3,7 +3,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import versions_code
 
 

@@ -1,0 +1,132 @@
+"""From how a version's child ended to what is recorded about it."""
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from mlpipeline.executor import ChildOutcome
+from mlpipeline.files import now_iso
+from mlpipeline.identity import DaemonIdentity
+from mlpipeline.plan import PlannedRun, Start
+from mlpipeline.record_keeper import VersionEnd
+from mlpipeline.states import JournalEvent
+
+
+@dataclass
+class VersionRun:
+    """A version this daemon started: what was planned, and what it reported on the way."""
+
+    planned: PlannedRun
+    model_dir: str
+    started_at: str
+    run_id: str
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    last_report_logged: float = 0.0
+
+
+def crash_message(label: str, outcome: ChildOutcome) -> str:
+    """Why a version whose process died without a result failed, in words."""
+    message = f"{label}: its process {outcome.exit_description} before it reported a result"
+    if outcome.signal_name == "SIGKILL":
+        message += " (a SIGKILL not sent by mlpipeline: the out-of-memory killer, or kill -9)"
+    return message
+
+
+def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
+    """``step 40/100 loss=0.0123`` from what ``Model.report()`` sent."""
+    parts = []
+    if step is not None:
+        parts.append(f"step {step}" if total is None else f"step {step}/{total}")
+    for key, value in metrics.items():
+        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
+
+
+def classify(outcome: ChildOutcome, label: str, version_timeout: float) -> Tuple[JournalEvent, Dict[str, Any]]:
+    """The journal event a child's end makes, and its result with the reason filled in."""
+    result = dict(outcome.result or {})
+    if result.get("ok"):
+        return JournalEvent.FINISHED, result
+    if outcome.timed_out:
+        message = f"{label} ran past version_timeout ({version_timeout:g} s); its process tree was killed"
+        result["error"] = {"message": message}
+        return JournalEvent.TIMED_OUT, result
+    if outcome.stop_signal is not None:
+        message = f"stopped by {signal.Signals(outcome.stop_signal).name}; resumable with -u"
+        result["error"] = {"message": message}
+        return JournalEvent.INTERRUPTED, result
+    if not result.get("error"):
+        result["error"] = {"message": crash_message(label, outcome)}
+    return JournalEvent.FAILED, result
+
+
+def exit_fields(outcome: ChildOutcome) -> Dict[str, Any]:
+    """How the process ended and what it used, for the journal and the record."""
+    fields: Dict[str, Any] = {"exit_code": outcome.returncode, "signal": outcome.signal_name}
+    if outcome.peak_rss_bytes:
+        fields["peak_memory_mb"] = round(outcome.peak_rss_bytes / 2**20, 1)
+    return fields
+
+
+def version_end(
+    identity: DaemonIdentity,
+    planned: PlannedRun,
+    version_run: Optional[VersionRun],
+    event: JournalEvent,
+    result: Dict[str, Any],
+    wall_s: float,
+    cpu_s: Optional[float],
+    exit_info: Optional[Dict[str, Any]],
+    run_id: str,
+    write_log: bool,
+) -> VersionEnd:
+    """Everything written when ``planned`` ends: journal fields, the record, the log lines."""
+    label = planned.label
+    error = result.get("error") or {}
+    reason = error.get("message")
+    sha256 = result.get("sha256") or planned.sha256
+    fields = identity.event_fields(planned.script.label, planned.version, sha256)
+    journal_fields = dict(fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {}))
+    record = {
+        "time": now_iso(),
+        "host": identity.host,
+        "script": planned.script.label,
+        "version": planned.version,
+        "status": event.value,
+        "reason": reason,
+        "sha256": sha256,
+        "resumed": planned.start is Start.RESUME,
+        "run_id": run_id,
+        "attempt": planned.attempt,
+        "started_at": version_run.started_at if version_run else None,
+        "duration_s": round(wall_s, 3),
+        "cpu_s": None if cpu_s is None else round(cpu_s, 3),
+        **(exit_info or {}),
+        "steps": result.get("steps"),
+        "epochs": result.get("epochs"),
+        "eval_train": result.get("eval_train"),
+        "eval_test": result.get("eval_test"),
+        "metrics": (version_run.metrics or None) if version_run else None,
+        "parameters": result.get("parameters"),
+        "model_dir": version_run.model_dir if version_run else None,
+        "model_summary": result.get("model_summary"),
+        "dataloader_summary": result.get("dataloader_summary"),
+    }
+    level = "INFO" if event is JournalEvent.FINISHED else "ERROR"
+    last = f", {describe_report(None, None, version_run.metrics)}" if version_run and version_run.metrics else ""
+    log_lines = [(level, label, f"{event.value} in {wall_s:.2f} s (run {run_id}{last})")]
+    if reason:
+        log_lines.append((level, label, reason))
+    if error.get("traceback"):
+        log_lines.append(("ERROR", label, error["traceback"]))
+    return VersionEnd(
+        run_id=run_id,
+        host=identity.host,
+        daemon=identity.key,
+        event=event.value,
+        journal_fields=journal_fields,
+        record=record,
+        log_lines=log_lines,
+        write_log=write_log,
+    )
