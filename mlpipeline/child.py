@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from mlpipeline.extras import MissingExtra
 from mlpipeline.files import write_json_atomic
 from mlpipeline.protocol import (
     LIST_VERSIONS,
@@ -47,6 +48,9 @@ def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, 
     """Call user code; an exception becomes a VersionFailure naming ``label`` and ``phase``."""
     try:
         return function(*args, **kwargs)
+    except MissingExtra as exc:
+        # Nothing to debug in the user's code: the message says what to install.
+        raise VersionFailure(ScriptError(message=f"{label}: {exc}", phase=phase)) from exc
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any user error is recorded, not raised
         raise VersionFailure(
             ScriptError(

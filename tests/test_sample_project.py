@@ -3,9 +3,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, Project
 
 
+@pytest.mark.slow
 def test_sample_project_in_both_modes(tmp_path):
     root = tmp_path / "sample project"
     shutil.copytree(REPO / "examples" / "sample-project", root, ignore=shutil.ignore_patterns("outputs", "__pycache__"))
@@ -13,28 +16,42 @@ def test_sample_project_in_both_modes(tmp_path):
     project.root, project.models = root, root / "models"
     project.outputs = project.models / "outputs"
 
-    dry = project.run()
+    dry = project.run(timeout=180)
     assert dry.returncode == 0, dry.output
-    assert "all 4 versions passed" in dry.output
+    assert "all 8 versions passed" in dry.output
     assert not project.outputs.exists()
 
-    real = project.run("-r", "-u")
+    real = project.run("-r", "-u", timeout=300)
     assert real.returncode == 0, real.output
-    results = {r["version"]: r for r in project.results()}
-    assert set(results) == {"lr_0.1", "lr_0.01", "small_batch", "large_batch"}
+    results = {f"{r['script']}:{r['version']}": r for r in project.results()}
+    assert set(results) == {
+        "sample_model.py:lr_0.1",
+        "sample_model.py:lr_0.01",
+        "sample_model.py:small_batch",
+        "sample_model.py:large_batch",
+        "torch_classifier.py:lr_0.05",
+        "torch_classifier.py:lr_0.005",
+        "keras_classifier.py:lr_0.01",
+        "keras_classifier.py:lr_0.001",
+    }
     assert all(r["status"] == "finished" for r in results.values())
-    assert results["lr_0.1"]["eval_test"]["mse"] < 0.05  # it learned y = 3x - 2
-    assert abs(results["lr_0.1"]["eval_test"]["w"] - 3) < 0.1
+    line = results["sample_model.py:lr_0.1"]["eval_test"]
+    assert line["mse"] < 0.05 and abs(line["w"] - 3) < 0.1  # it learned y = 3x - 2
     assert (project.outputs / "model_ckpts" / "sample_model-small_batch" / "line.json").exists()
+    for classifier in ("torch_classifier.py:lr_0.05", "keras_classifier.py:lr_0.01"):
+        assert results[classifier]["eval_test"]["accuracy"] > 0.8  # three blobs, well apart
+    assert (project.outputs / "model_ckpts" / "torch_classifier-lr_0.05" / "mlpipeline-checkpoint.pt").exists()
+    assert (project.outputs / "model_ckpts" / "keras_classifier-lr_0.01" / "checkpoint").exists()
 
-    again = project.run("-r", "-u")
+    again = project.run("-r", "-u", timeout=120)
     assert again.returncode == 0
-    assert len(project.results()) == 4  # finished work is skipped
+    assert len(project.results()) == 8  # finished work is skipped
 
 
+@pytest.mark.slow
 def test_repository_root_runs_the_sample_in_test_mode():
     result = subprocess.run(
-        [sys.executable, "-m", "mlpipeline"], cwd=REPO, capture_output=True, text=True, timeout=90
+        [sys.executable, "-m", "mlpipeline"], cwd=REPO, capture_output=True, text=True, timeout=180
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sample_model.py:lr_0.1" in result.stdout
