@@ -56,6 +56,9 @@ class RunLog:
     def write(self, level: str, source: str, message: str) -> None:
         if self._appender is None:
             return
+        level = level.strip().upper()
+        if not level.isalpha():
+            level = "INFO"  # a level a script made up must not break the line's columns
         stamp = now_iso()
         lines = [plain_text(line) for line in str(message).splitlines()] or [""]
         self._appender.append("".join(f"{stamp} {level} {source} {line}\n" for line in lines))
