@@ -22,6 +22,7 @@ class ScriptListing:
     names: List[str] = field(default_factory=list)
     missing: Dict[str, List[str]] = field(default_factory=dict)
     suffixes: Dict[str, str] = field(default_factory=dict)
+    gpus: Dict[str, Any] = field(default_factory=dict)
     error: Optional[ScriptError] = None
 
 
@@ -88,7 +89,11 @@ class ScriptCatalog:
         result = outcome.result or {}
         if result.get("ok"):
             listing = ScriptListing(
-                sha256=result["sha256"], names=result["names"], missing=result["missing"], suffixes=result["suffixes"]
+                sha256=result["sha256"],
+                names=result["names"],
+                missing=result["missing"],
+                suffixes=result["suffixes"],
+                gpus=result["gpus"],
             )
         else:
             error = ScriptError.from_json(result.get("error")) or ScriptError(

@@ -130,7 +130,8 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
         for version in versions
         if version.get("model_dir_suffix") not in (None, "")
     }
-    return {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes}
+    gpus = {version["name"]: to_plain(version["gpus"]) for version in versions if version.get("gpus") is not None}
+    return {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes, "gpus": gpus}
 
 
 def _positive(label: str, key: str, value: Any, integer: bool) -> None:

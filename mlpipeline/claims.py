@@ -8,11 +8,11 @@ its heartbeat, elsewhere) is ended as interrupted, which ``-u`` resumes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from mlpipeline.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval
 from mlpipeline.identity import DaemonIdentity
-from mlpipeline.journal import Journal, VersionKey
+from mlpipeline.journal import Journal
 from mlpipeline.states import JournalEvent
 
 TakeoverReport = Callable[[Dict[str, Any], str], None]
@@ -50,8 +50,8 @@ class Claims:
         """Whether the daemon ``daemon`` on ``host`` is known to be gone."""
         return self._judge.judge({"host": host, "daemon": daemon}) is Liveness.DEAD
 
-    def claimed_by_others(self) -> Set[VersionKey]:
-        """Versions another daemon claimed during this session: this session must not run them too."""
+    def claimed_by_others(self) -> Set[Tuple[str, str, Optional[str]]]:
+        """(script, version, sha256) claimed during this session: this session must not run them too."""
         return self._journal.claimed_since(self._session_start)
 
     def take_over_stale(self) -> None:

@@ -14,6 +14,16 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlpipeline",
@@ -39,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCRIPT[:VERSION]",
         help="run only this script or version of the queue (may be repeated)",
     )
+    parser.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="execution mode: N versions at once (default: mlp.config's workers)"
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="execution mode: when the queue is empty, wait for models.config or a script to change"
+    )
     parser.add_argument("--version", action="version", version=f"mlpipeline {__version__}")
     return parser
 
@@ -47,7 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.run:
-        given = [flag for flag, on in (("-u", args.use_history), ("-n", args.no_log), ("--fail-fast", args.fail_fast)) if on]
+        flags = (("-u", args.use_history), ("-n", args.no_log), ("--fail-fast", args.fail_fast), ("--workers", args.workers), ("--wait", args.wait))
+        given = [flag for flag, on in flags if on]
         if given or args.retry_failed:
             parser.error(f"{', '.join(given + (['--retry-failed'] if args.retry_failed else []))} only apply to execution mode: add -r")
     if args.retry_failed and not args.use_history:
@@ -69,6 +86,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 fail_fast=args.fail_fast,
                 no_log=args.no_log,
                 only=only,
+                workers=args.workers,
+                wait=args.wait,
             )
             return Dispatcher(project, options, view).run()
         from mlpipeline.dry_run import DryRun

@@ -23,7 +23,7 @@ TEST_QUEUE = "models_test.config"
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 
 # Keys of SPEC 3 whose features this release does not have yet: refused rather than ignored.
-_NOT_YET_SUPPORTED = ("workers", "gpus", "preload", "on_version_end")
+_NOT_YET_SUPPORTED = ("preload", "on_version_end")
 
 
 class ConfigError(Exception):
@@ -50,6 +50,8 @@ class ProjectConfig:
     on_script_change: str = "rerun"
     version_timeout: float = 0.0
     retries: int = 0
+    workers: int = 1
+    gpus: Optional[Tuple[str, ...]] = None  # None: "auto", detected at start
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     if "MLP" not in data:
         raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
     mlp = data["MLP"]
-    known = ["models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries"]
+    known = ["models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus"]
     for key in mlp:
         if key in _NOT_YET_SUPPORTED:
             raise ConfigError(
@@ -216,6 +218,26 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         retries = _typed(file, text, "MLP", mlp, "retries", int, "a whole number")
         if retries < 0:
             raise ConfigError(file, f"retries must be 0 or more, not {retries}", key_line(text, "MLP", "retries"))
+    workers = 1
+    if "workers" in mlp:
+        workers = _typed(file, text, "MLP", mlp, "workers", int, "a whole number")
+        if workers < 1:
+            raise ConfigError(file, f"workers must be 1 or more, not {workers}", key_line(text, "MLP", "workers"))
+    gpus: Optional[Tuple[str, ...]] = None
+    if "gpus" in mlp:
+        value = mlp["gpus"]
+        valid_list = isinstance(value, list) and all(
+            (isinstance(item, int) and not isinstance(item, bool) and item >= 0) or (isinstance(item, str) and item)
+            for item in value
+        )
+        if value != "auto" and not valid_list:
+            raise ConfigError(
+                file, f'gpus must be "auto" or a list of GPU ids such as [0, 1], not {value!r}', key_line(text, "MLP", "gpus")
+            )
+        if valid_list:
+            gpus = tuple(str(item) for item in value)
+            if len(set(gpus)) != len(gpus):
+                raise ConfigError(file, f"gpus lists a GPU twice: {value!r}", key_line(text, "MLP", "gpus"))
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir.resolve(),
@@ -223,6 +245,8 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         on_script_change=on_change,
         version_timeout=float(version_timeout),
         retries=retries,
+        workers=workers,
+        gpus=gpus,
     )
 
 

@@ -1,8 +1,8 @@
 """Execution mode: work through models.config, one child per version, keeping every record.
 
 The loop re-reads the queue before each dispatch, chooses the next version from the queue
-and the journal, starts it on the executor, and records how it ended. It is written for N
-slots; this release runs one.
+and the journal, starts it on the executor with the GPUs it asks for, and records how it
+ended. ``workers`` versions run at once; a freed slot takes the next version in queue order.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, Queue
 from mlpipeline.console import ConsoleView
 from mlpipeline.executor import ChildRun, Executor
 from mlpipeline.files import now_iso
+from mlpipeline.gpus import GpuPool, detect_gpus, requested, visible_devices
 from mlpipeline.identity import DaemonIdentity
 from mlpipeline.journal import Journal
 from mlpipeline.local_executor import LocalExecutor
@@ -32,7 +33,7 @@ from mlpipeline.outcome import (
 )
 from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
-from mlpipeline.protocol import RUN_VERSION, ChildRequest, ScriptError
+from mlpipeline.protocol import RUN_VERSION, ChildRequest
 from mlpipeline.queue import QueuedScript, QueueFile
 from mlpipeline.record_keeper import RecordKeeper, new_run_id
 from mlpipeline.records import DAEMON_SOURCE
@@ -43,6 +44,9 @@ STOP_GRACE_S = 10.0
 """Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""
 
 EXIT_RECORDS_UNWRITABLE = 2
+
+WAIT_POLL_S = 2.0
+"""With --wait and an empty queue, how often the queue file and the scripts are looked at."""
 
 REPORT_LOG_INTERVAL_S = 10.0
 """At most one log line per version per this many seconds from ``Model.report()``."""
@@ -57,6 +61,8 @@ class ExecutionOptions:
     fail_fast: bool = False
     no_log: bool = False
     only: Tuple[QueueEntry, ...] = ()
+    workers: Optional[int] = None  # --workers; mlp.config's workers otherwise
+    wait: bool = False
 
 
 def prepare_outputs(paths: OutputPaths) -> None:
@@ -81,12 +87,12 @@ class Dispatcher:
         options: ExecutionOptions,
         view: ConsoleView,
         executor: Optional[Executor] = None,
-        slots: int = 1,
     ) -> None:
         self.project = project
         self.options = options
         self.view = view
-        self.slots = slots
+        self.slots = options.workers or project.workers
+        self.gpu_pool = GpuPool(detect_gpus() if project.gpus is None else project.gpus)
         self.identity = DaemonIdentity.current()
         self.queue = QueueFile(
             project.project_dir / EXECUTION_QUEUE,
@@ -109,7 +115,7 @@ class Dispatcher:
             self.executor, self._listing_line, self._listing_event, cancel=lambda: self.signals.count > 0
         )
         self.policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
-        self.handled: Set[Tuple[str, str]] = set()
+        self.handled: Set[Tuple[str, str, str]] = set()
         self.rows: List[Tuple[str, str, float]] = []
         self.any_failed = False
         self._retries: List[PlannedRun] = []
@@ -125,7 +131,12 @@ class Dispatcher:
                 # What the journal shows as started by a daemon that is gone is ended before anything runs.
                 self.claims.take_over_stale()
                 self.records.recover(self.claims.is_dead)
-                self._daemon_log("INFO", f"execution mode started by {self.identity.key} (pid {self.identity.pid})")
+                gpus = ", ".join(self.gpu_pool.ids) or "none"
+                self._daemon_log(
+                    "INFO",
+                    f"execution mode started by {self.identity.key} (pid {self.identity.pid}); "
+                    f"workers {self.slots}, GPUs {gpus}",
+                )
                 self._loop()
             except OSError as exc:
                 # A record that cannot be written: running on would do work nobody could find.
@@ -154,24 +165,60 @@ class Dispatcher:
                     killed = True
             if stop_asked is None and not (self.options.fail_fast and self.any_failed):
                 self._fill_slots()
-            if not self.executor.running:
-                if stop_asked is not None or not self.claims.undecided:
+            if not self.executor.outstanding:
+                if stop_asked is not None:
                     break
-                # Another host's claim not judged yet: if its daemon is dead, this one resumes it.
-                time.sleep(0.2)
-                continue
+                if self.claims.undecided:
+                    # Another host's claim not judged yet: if its daemon is dead, this one resumes it.
+                    time.sleep(0.2)
+                    continue
+                if not self.options.wait:
+                    break
+                self._idle_until_change()
             finished = self.executor.next_finished(timeout=0.2)
             if finished is not None:
                 self._record(finished)
 
+    def _idle_until_change(self) -> None:
+        """With --wait and nothing to run: sleep until models.config, a script or the journal changes.
+
+        A stat of each file every WAIT_POLL_S seconds: no thread, no busy loop, no inotify
+        dependency, and it works on network file systems where inotify sees nothing.
+        """
+        self._daemon_log("INFO", "nothing to run; waiting for models.config or a script to change (--wait)")
+        self.view.info("nothing to run; waiting for models.config or a script to change")
+        before = self._watched_state()
+        next_poll = time.monotonic() + WAIT_POLL_S
+        while not self.signals.count:
+            time.sleep(0.25)
+            if time.monotonic() < next_poll:
+                continue
+            next_poll = time.monotonic() + WAIT_POLL_S
+            self.journal.refresh()
+            self.claims.take_over_stale()
+            if self._watched_state() != before:
+                return
+
+    def _watched_state(self) -> Tuple[Any, ...]:
+        files = [self.queue.path] + [self.project.models_dir / name for name in self.queue.discovered_scripts()]
+        state: List[Any] = [self.journal.lines_read]
+        for path in files:
+            try:
+                stat = os.stat(path)
+                state.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
+            except OSError:
+                state.append((str(path), None))
+        return tuple(state)
+
     def _fill_slots(self) -> None:
-        while len(self.executor.running) < self.slots and not self.signals.count:
+        while self.executor.outstanding < self.slots and not self.signals.count:
             if self.options.fail_fast and self.any_failed:
                 return
             planned = self._plan()
             if planned is None or self.signals.count:
                 return
-            self._launch(planned)
+            if not self._launch(planned):
+                return  # its GPUs are busy: it waits for a running version to end, in queue order
 
     def _plan(self) -> Optional[PlannedRun]:
         self.journal.refresh()
@@ -224,37 +271,42 @@ class Dispatcher:
 
     # -- starting and recording ------------------------------------------------------------
 
-    def _launch(self, planned: PlannedRun) -> None:
+    def _launch(self, planned: PlannedRun) -> bool:
+        """Claim and start ``planned``, or record why it cannot run; False when its GPUs are busy."""
         label = planned.label
         run_id = new_run_id()
-        self.handled.add((planned.script.label, planned.version))
+        listing = self.catalog.listing(planned.script.path, planned.script.label, planned.sha256)
+        problem = self._problem(planned, listing)
+        share = 0.0 if problem else self._gpu_share(planned, listing)
+        granted = self.gpu_pool.acquire(share) if not problem else ()
+        if granted is None:
+            return False
+        self.handled.add((planned.script.label, planned.version, planned.sha256))
         expected = self.journal.latest(planned.script.label, planned.version)
         claimed = self.claims.claim(
             expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
         )
         if not claimed:
+            self.gpu_pool.release(granted, share)
             self._log("INFO", label, "another daemon claimed it first")
-            return
-        listing = self.catalog.listing(planned.script.path, planned.script.label, planned.sha256)
-        missing = listing.missing.get(planned.version) if listing else None
-        if missing:
-            error = ScriptError(message=missing_message(label, missing), phase="parameters")
-            self._record_end(planned, None, JournalEvent.FAILED, {"error": error.__dict__}, 0.0, None, None, run_id)
-            return
+            return True
+        if problem:
+            self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": problem}}, 0.0, None, None, run_id)
+            return True
         suffix = listing.suffixes.get(planned.version) if listing else None
-        if suffix is not None and (set(suffix) & {"/", "\\"} or suffix in (".", "..")):
-            message = f"{label}: MODEL_DIR_SUFFIX {suffix!r} must be a plain name, not a path"
-            self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": message}}, 0.0, None, None, run_id)
-            return
         model_dir = self.paths.model_dir(planned.script.label, suffix)
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
         how = "resuming" if resumed else "fresh"
         if planned.attempt > 1:
             how += f", attempt {planned.attempt} of {1 + self.project.retries}"
+        if granted:
+            how += f", GPU {','.join(granted)}"
         self._log("INFO", label, f"started ({how}) in {model_dir}")
         self.view.version_started(label, how)
-        version_run = VersionRun(planned=planned, model_dir=str(model_dir), started_at=now_iso(), run_id=run_id)
+        version_run = VersionRun(
+            planned=planned, model_dir=str(model_dir), started_at=now_iso(), run_id=run_id, gpus=granted, gpu_share=share
+        )
         request = ChildRequest(
             action=RUN_VERSION,
             script_path=str(planned.script.path),
@@ -271,11 +323,13 @@ class Dispatcher:
                 on_event=lambda event: self._child_event(version_run, event),
                 tag=version_run,
                 timeout=self.project.version_timeout,
+                env={"CUDA_VISIBLE_DEVICES": visible_devices(granted)},
             )
         except OSError as exc:
+            self.gpu_pool.release(granted, share)
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
             self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, 0.0, None, None, run_id)
-            return
+            return True
         self.journal.append(
             JournalEvent.STARTED,
             **self._event_fields(planned.script.label, planned.version, planned.sha256),
@@ -283,11 +337,39 @@ class Dispatcher:
             attempt=planned.attempt,
             run_id=run_id,
             child_pid=run.pid,
+            gpus=list(granted),
         )
+        return True
+
+    def _problem(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> Optional[str]:
+        """Why ``planned`` cannot start at all (recorded as its failure), or None."""
+        label = planned.label
+        if listing is None:
+            return f"{label}: its versions could not be learned"
+        missing = listing.missing.get(planned.version)
+        if missing:
+            return missing_message(label, missing)
+        suffix = listing.suffixes.get(planned.version)
+        if suffix is not None and (set(suffix) & {"/", "\\"} or suffix in (".", "..")):
+            return f"{label}: MODEL_DIR_SUFFIX {suffix!r} must be a plain name, not a path"
+        try:
+            share = self._gpu_share(planned, listing)
+        except ValueError as exc:
+            return str(exc)
+        if not self.gpu_pool.fits_ever(share):
+            return f"{label} asks for {share:g} GPUs; this daemon has {len(self.gpu_pool.ids)}"
+        return None
+
+    def _gpu_share(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> float:
+        value = listing.gpus.get(planned.version) if listing else None
+        if value is None:
+            return self.gpu_pool.default_request()
+        return requested(value, planned.label)
 
     def _record(self, run: ChildRun) -> None:
         version_run: VersionRun = run.tag
         assert run.outcome is not None
+        self.gpu_pool.release(version_run.gpus, version_run.gpu_share)
         event, result = classify(run.outcome, version_run.planned.label, self.project.version_timeout)
         self._record_end(
             version_run.planned,
@@ -384,7 +466,7 @@ class Dispatcher:
         for script in self.queue.current():
             listing = self._listing(script)
             for name in listing.names if listing else ():
-                if script.wants(name) and (script.label, name) not in self.handled:
+                if script.wants(name) and (script.label, name, listing.sha256) not in self.handled:
                     skipped += 1
         return skipped
 

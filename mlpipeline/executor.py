@@ -71,6 +71,7 @@ class ChildRun:
     stop_signal: Optional[int] = None
     timeout: Optional[float] = None
     timed_out: bool = False
+    env: Dict[str, str] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     to_queue: bool = True
 
@@ -82,6 +83,7 @@ class Executor(ABC):
         self.work_dir = work_dir  # the children's working directory: the project folder
         self._finished: "queue.Queue[ChildRun]" = queue.Queue()
         self.running: Dict[int, ChildRun] = {}
+        self._unreported: Dict[int, ChildRun] = {}
 
     def submit(
         self,
@@ -90,12 +92,14 @@ class Executor(ABC):
         on_event: EventSink,
         tag: Any = None,
         timeout: Optional[float] = None,
+        env: Optional[Dict[str, str]] = None,
     ) -> ChildRun:
         """Start a child for ``request``; its end comes back through :meth:`next_finished`.
 
         Past ``timeout`` seconds its process tree is killed and its outcome says ``timed_out``.
+        ``env`` adds to the child's environment (CUDA_VISIBLE_DEVICES, say).
         """
-        return self._submit(request, on_line, on_event, tag, timeout, to_queue=True)
+        return self._submit(request, on_line, on_event, tag, timeout, to_queue=True, env=env)
 
     def _submit(
         self,
@@ -105,6 +109,7 @@ class Executor(ABC):
         tag: Any,
         timeout: Optional[float],
         to_queue: bool,
+        env: Optional[Dict[str, str]] = None,
     ) -> ChildRun:
         run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
         request.write(run_dir)
@@ -116,12 +121,16 @@ class Executor(ABC):
             tag=tag,
             timeout=timeout or None,
             to_queue=to_queue,
+            env=dict(env or {}),
         )
         self.running[id(run)] = run
+        if to_queue:
+            self._unreported[id(run)] = run
         try:
             self._start(run)
         except BaseException:
             del self.running[id(run)]
+            self._unreported.pop(id(run), None)
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         return run
@@ -154,9 +163,20 @@ class Executor(ABC):
         for run in list(self.running.values()):
             self._enforce_timeout(run)
         try:
-            return self._finished.get(timeout=timeout)
+            run = self._finished.get(timeout=timeout)
         except queue.Empty:
             return None
+        self._unreported.pop(id(run), None)
+        return run
+
+    @property
+    def outstanding(self) -> int:
+        """Submitted runs not yet handed back by :meth:`next_finished`, ended or not.
+
+        A run that has ended but whose end the caller has not taken still counts, so a loop
+        that stops when this is 0 never leaves an end unrecorded.
+        """
+        return len(self._unreported)
 
     def _enforce_timeout(self, run: ChildRun) -> None:
         if run.timeout and not run.timed_out and time.monotonic() - run.started > run.timeout:

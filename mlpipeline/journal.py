@@ -32,7 +32,7 @@ class Journal:
         self._lines_read = 0
         self._after_torn_line = False
         self._latest: Dict[VersionKey, Dict[str, Any]] = {}
-        self._claim_lines: Dict[VersionKey, int] = {}
+        self._claims: Dict[VersionKey, Tuple[int, Optional[str]]] = {}
         self._ended_runs: Set[str] = set()
 
     def refresh(self) -> None:
@@ -79,9 +79,9 @@ class Journal:
         """How many lines have been read so far: a position in the journal."""
         return self._lines_read
 
-    def claimed_since(self, line: int) -> Set[VersionKey]:
-        """The versions claimed or started (by any daemon) after journal line ``line``."""
-        return {key for key, number in self._claim_lines.items() if number > line}
+    def claimed_since(self, line: int) -> Set[Tuple[str, str, Optional[str]]]:
+        """(script, version, sha256) of the versions claimed or started after journal line ``line``."""
+        return {(key[0], key[1], sha) for key, (number, sha) in self._claims.items() if number > line}
 
     def latest(self, script: str, version: str) -> Optional[Dict[str, Any]]:
         """The last event of ``script:version``, or None if it never ran."""
@@ -145,6 +145,6 @@ class Journal:
         if event in STATE_AFTER and key[1] is not None:
             self._latest[key] = record
             if event in (JournalEvent.CLAIMED, JournalEvent.STARTED):
-                self._claim_lines[key] = number
+                self._claims[key] = (number, record.get("sha256"))
             elif "run_id" in record:
                 self._ended_runs.add(record["run_id"])

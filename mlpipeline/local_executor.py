@@ -29,6 +29,7 @@ class LocalExecutor(Executor):
     def _start(self, run: ChildRun) -> None:
         read_fd, write_fd = os.pipe()
         env = dict(os.environ)
+        env.update(run.env)
         env[EVENTS_FD_VARIABLE] = str(write_fd)
         env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
         try:

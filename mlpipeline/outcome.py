@@ -21,6 +21,8 @@ class VersionRun:
     model_dir: str
     started_at: str
     run_id: str
+    gpus: Tuple[str, ...] = ()
+    gpu_share: float = 0.0
     metrics: Dict[str, Any] = field(default_factory=dict)
     last_report_logged: float = 0.0
 
@@ -110,6 +112,7 @@ def version_end(
         "metrics": (version_run.metrics or None) if version_run else None,
         "parameters": result.get("parameters"),
         "model_dir": version_run.model_dir if version_run else None,
+        "gpus": list(version_run.gpus) if version_run else None,
         "model_summary": result.get("model_summary"),
         "dataloader_summary": result.get("dataloader_summary"),
     }

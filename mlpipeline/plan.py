@@ -63,17 +63,18 @@ def choose_next(
     candidates: Iterable[Tuple[QueuedScript, str, Iterable[str]]],
     journal: Journal,
     policy: HistoryPolicy,
-    handled: AbstractSet[Tuple[str, str]],
+    handled: AbstractSet[Tuple[str, str, str]],
 ) -> Optional[PlannedRun]:
     """The next version to run: the first resumable one in queue order, else the first fresh one.
 
     ``candidates`` yields (script, sha256, version names in run order); ``handled`` holds the
-    (script, version) pairs this session already ran or is running, which never run twice.
+    (script, version, sha256) this session already ran or that any daemon claimed during it:
+    each runs at most once per session and script content.
     """
     first_fresh: Optional[PlannedRun] = None
     for script, sha256, names in candidates:
         for version in names:
-            if not script.wants(version) or (script.label, version) in handled:
+            if not script.wants(version) or (script.label, version, sha256) in handled:
                 continue
             start = decide(journal, script.label, version, sha256, policy)
             if start is Start.RESUME:

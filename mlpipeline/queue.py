@@ -149,6 +149,10 @@ class QueueFile:
             self._warn_once(warning)
         return restrict(scripts, self._only)
 
+    def discovered_scripts(self) -> List[str]:
+        """Every script a queue could name: what the blacklist discovers under models_dir."""
+        return discover_scripts(self.models_dir, self.outputs_dir)
+
     def _parse(self, data: Optional[bytes]) -> QueueConfig:
         try:
             text = (data or b"").decode("utf-8")

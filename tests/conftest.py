@@ -83,7 +83,8 @@ class Counting(Model):
     def train_model(self, input_fn, steps):
         version = self.current_version
         done = self.get_trained_step_count() or 0
-        record(hook="train", version=version["name"], steps=steps, start=done, pid=os.getpid())
+        record(hook="train", version=version["name"], steps=steps, start=done, pid=os.getpid(),
+               cuda=os.environ.get("CUDA_VISIBLE_DEVICES"), t=time.time())
         for _ in range(version.get("print_lines", 0)):
             print("hello from " + version["name"])
         if version.get("ignore_signals"):
@@ -122,6 +123,7 @@ class Counting(Model):
                 handle.write(str(done))
             os.replace(self.checkpoint + ".tmp", self.checkpoint)
             self.report(step=done, total=done + steps - step - 1, loss=1.0 / done)
+        record(hook="trained", version=version["name"], t=time.time())
         self.misbehave("train")
 
     def evaluate_model(self, input_fn, steps):
