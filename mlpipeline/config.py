@@ -23,7 +23,7 @@ TEST_QUEUE = "models_test.config"
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 
 # Keys of SPEC 3 whose features this release does not have yet: refused rather than ignored.
-_NOT_YET_SUPPORTED = ("preload", "on_version_end")
+_NOT_YET_SUPPORTED = ("on_version_end",)
 
 
 class ConfigError(Exception):
@@ -52,6 +52,7 @@ class ProjectConfig:
     retries: int = 0
     workers: int = 1
     gpus: Optional[Tuple[str, ...]] = None  # None: "auto", detected at start
+    preload: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     if "MLP" not in data:
         raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
     mlp = data["MLP"]
-    known = ["models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus"]
+    known = ["models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus", "preload"]
     for key in mlp:
         if key in _NOT_YET_SUPPORTED:
             raise ConfigError(
@@ -238,6 +239,14 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
             gpus = tuple(str(item) for item in value)
             if len(set(gpus)) != len(gpus):
                 raise ConfigError(file, f"gpus lists a GPU twice: {value!r}", key_line(text, "MLP", "gpus"))
+    preload: Tuple[str, ...] = ()
+    if "preload" in mlp:
+        value = mlp["preload"]
+        if not isinstance(value, list) or not all(isinstance(item, str) and re.fullmatch(r"[\w.]+", item) for item in value):
+            raise ConfigError(
+                file, f'preload must be a list of module names such as ["torch"], not {value!r}', key_line(text, "MLP", "preload")
+            )
+        preload = tuple(value)
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir.resolve(),
@@ -247,6 +256,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         retries=retries,
         workers=workers,
         gpus=gpus,
+        preload=preload,
     )
 
 

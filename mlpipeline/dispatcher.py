@@ -33,6 +33,7 @@ from mlpipeline.outcome import (
 )
 from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
+from mlpipeline.preload import start_preload
 from mlpipeline.protocol import RUN_VERSION, ChildRequest
 from mlpipeline.queue import QueuedScript, QueueFile
 from mlpipeline.record_keeper import RecordKeeper, new_run_id
@@ -108,7 +109,8 @@ class Dispatcher:
         self.journal = Journal(self.paths.journal, warn=self._warn)
         self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, self._warn)
         self.claims = Claims(self.journal, self.identity, self.paths.heartbeats, self._report_takeover)
-        self.executor = executor or LocalExecutor(project.project_dir)
+        self.preload = start_preload(list(project.preload), self._warn) if executor is None else None
+        self.executor = executor or LocalExecutor(project.project_dir, self.preload)
         self.signals = StopSignals()
         self.fingerprints = Fingerprints()
         self.catalog = ScriptCatalog(
@@ -147,6 +149,8 @@ class Dispatcher:
                 # Whatever ended the loop, no version outlives its daemon.
                 self.executor.stop_all(signal.SIGKILL)
                 self.claims.stop()
+                if self.preload is not None:
+                    self.preload.stop()
         return self._finish()
 
     def _loop(self) -> None:

@@ -14,6 +14,7 @@ from mlpipeline.config import TEST_QUEUE, ProjectConfig, QueueEntry
 from mlpipeline.console import ConsoleView
 from mlpipeline.executor import ChildOutcome, Executor
 from mlpipeline.local_executor import LocalExecutor
+from mlpipeline.preload import start_preload
 from mlpipeline.protocol import RUN_VERSION, ChildRequest
 from mlpipeline.queue import QueuedScript, QueueFile
 from mlpipeline.signals import StopSignals
@@ -35,7 +36,8 @@ class DryRun:
             project.project_dir / TEST_QUEUE, TEST_QUEUE, project.models_dir, project.outputs_dir, view.warning, only
         )
         self.queue.load()
-        self.executor = executor or LocalExecutor(project.project_dir)
+        self.preload = start_preload(list(project.preload), view.warning) if executor is None else None
+        self.executor = executor or LocalExecutor(project.project_dir, self.preload)
         self.signals = StopSignals()
         self.catalog = ScriptCatalog(
             self.executor,
@@ -47,6 +49,13 @@ class DryRun:
 
     def run(self) -> int:
         """Returns the exit code: 0 all passed, 1 a failure, 130/143 interrupted."""
+        try:
+            return self._run()
+        finally:
+            if self.preload is not None:
+                self.preload.stop()
+
+    def _run(self) -> int:
         with self.signals:
             planned = self._plan()
             if planned is None:

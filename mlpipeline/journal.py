@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from filelock import FileLock
 
@@ -86,6 +86,10 @@ class Journal:
     def latest(self, script: str, version: str) -> Optional[Dict[str, Any]]:
         """The last event of ``script:version``, or None if it never ran."""
         return self._latest.get((script, version))
+
+    def versions(self) -> List[VersionKey]:
+        """Every (script, version) the journal has an event for."""
+        return list(self._latest)
 
     def state(self, script: str, version: str) -> RunState:
         event = self.latest(script, version)

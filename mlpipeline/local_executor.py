@@ -12,21 +12,73 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List
+from typing import IO, Any, Callable, Dict, List, Optional
 
 from mlpipeline.channel import EVENTS_FD_VARIABLE
 from mlpipeline.executor import ChildRun, Executor
+from mlpipeline.preload import PreloadClient
 from mlpipeline.process_tree import ProcessTree, sample_until
 
 
 class LocalExecutor(Executor):
     """Children on this host, each in its own process group."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, preload: Optional[PreloadClient] = None) -> None:
         super().__init__(work_dir)
+        self.preload = preload
         self._trees: Dict[int, ProcessTree] = {}
 
     def _start(self, run: ChildRun) -> None:
+        if self.preload is not None and self.preload.alive():
+            self._start_forked(run, self.preload)
+        else:
+            self._start_process(run)
+
+    def _start_forked(self, run: ChildRun, preload: PreloadClient) -> None:
+        """The child forked by the preload server, its output piped to us as a plain child's."""
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        events_read, events_write = os.pipe()
+        try:
+            pid, connection, answer = preload.fork(
+                str(run.run_dir), str(self.work_dir), run.env, (out_write, err_write, events_write)
+            )
+        except BaseException:
+            for fd in (out_read, err_read, events_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (out_write, err_write, events_write):
+                os.close(fd)
+        run.pid = pid
+        tree = ProcessTree(pid)
+        self._trees[id(run)] = tree
+        _thread(sample_until, tree, run.done)
+        readers = [
+            _thread(_pump_lines, os.fdopen(out_read, "rb"), lambda line: run.on_line("stdout", line)),
+            _thread(_pump_lines, os.fdopen(err_read, "rb"), lambda line: run.on_line("stderr", line)),
+            _thread(_pump_events, os.fdopen(events_read, "rb"), run.on_event),
+        ]
+        _thread(self._wait_forked, run, connection, answer, tree, readers)
+
+    def _wait_forked(self, run: ChildRun, connection: Any, answer: Any, tree: ProcessTree, readers: List[threading.Thread]) -> None:
+        try:
+            ended = json.loads(answer.readline() or "{}")
+        except ValueError:
+            ended = {}
+        finally:
+            connection.close()
+        tree.sample()
+        tree.signal(signal.SIGKILL)  # what the version left running ends with it
+        for reader in readers:
+            reader.join(timeout=10)
+        self._trees.pop(id(run), None)
+        peak = max(tree.peak_rss_bytes, int(ended.get("maxrss_kib") or 0) * 1024)
+        # No answer: the preload server died with the child still unreported; count it as killed.
+        returncode = ended.get("returncode", -signal.SIGKILL)
+        self._finish(run, returncode, ended.get("cpu_s"), peak)
+
+    def _start_process(self, run: ChildRun) -> None:
         read_fd, write_fd = os.pipe()
         env = dict(os.environ)
         env.update(run.env)

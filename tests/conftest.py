@@ -27,6 +27,7 @@ import json, os, sys, time
 from mlpipeline.helper import DataLoader, Model
 from mlpipeline.utils import Versions, version_parameters, log
 
+WAVE_PRELOADED = "wave" in sys.modules  # the preload tests preload this rarely imported module
 CALLS = os.path.join(os.getcwd(), "calls.jsonl")  # children run in the project folder
 SCRIPT = os.path.basename(__file__)
 
@@ -58,7 +59,8 @@ class Counting(Model):
     def pre_execution_hook(self, version, model_dir, exec_mode):
         super().pre_execution_hook(version, model_dir, exec_mode)
         self.checkpoint = os.path.join(model_dir, "steps.txt")
-        record(hook="pre", version=version["name"], model_dir=model_dir, mode=exec_mode)
+        record(hook="pre", version=version["name"], model_dir=model_dir, mode=exec_mode,
+               parent=os.getppid(), wave_preloaded=WAVE_PRELOADED)
         self.misbehave("pre")
 
     def misbehave(self, phase):
