@@ -44,7 +44,11 @@ def serve(socket_path: str, modules: List[str]) -> None:
             __import__(module)
         except BaseException as exc:  # noqa: BLE001 - any failure is reported, the rest still load
             failed[module] = f"{type(exc).__name__}: {exc}"
-    import mlpipeline.child  # noqa: F401 - what every fork runs, imported once here
+    # What every fork runs anyway, imported once here: the child runner, the script API, and
+    # psutil, with which a child ends what its version left running.
+    import psutil  # noqa: F401
+    import mlpipeline.child  # noqa: F401
+    import mlpipeline.helper  # noqa: F401
 
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
