@@ -1,9 +1,10 @@
-"""Benchmark 1: dispatch cost of 20 versions of a script that imports torch and trains one step.
+"""Benchmark 1: dispatch cost of 20 versions of a script that imports a framework and trains one step.
 
-Measured against a bare `python -c "import torch"` in the same invocation: the per-version
-time of `mlpipeline -r` (one child per version, plus one child that lists the versions) over
-the bare import's time. Target (SPEC 11) without preload: at most 1.5x.
-Run: python bench/dispatch.py
+Measured against a bare `python -c "import torch"` (or tensorflow) in the same invocation:
+the per-version time of `mlpipeline -r` (one child per version, plus one child that lists
+the versions) over the bare import's time, without and with preload. Targets (SPEC 11):
+at most 1.5x the bare import without preload, under 50 ms a version with preload.
+Run: python bench/dispatch.py [torch|tensorflow]
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._project import environment, machine, make_project, mlpipeline, run  # noqa: E402
 
 VERSIONS = 20
-SCRIPT = """
+
+TORCH_SCRIPT = """
 import torch
 from mlpipeline.helper import DataLoader, Model
 from mlpipeline.utils import Versions
@@ -48,54 +50,100 @@ for index in range(%d):
 MODEL = OneStep(versions)
 """ % VERSIONS
 
+TENSORFLOW_SCRIPT = """
+import keras
+import numpy as np
+from mlpipeline.helper import DataLoader, Model
+from mlpipeline.utils import Versions
 
-ONE_STEP_ALONE = (
-    "import torch; net = torch.nn.Linear(3, 1); optimizer = torch.optim.SGD(net.parameters(), lr=0.1);"
-    "optimizer.zero_grad(); net(torch.ones(4, 3)).sum().backward(); optimizer.step()"
-)
+class Data(DataLoader):
+    def get_train_input(self, **kw): return np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    def get_test_input(self, **kw): return self.get_train_input()
+    def get_train_sample_count(self): return 4
+    def get_test_sample_count(self): return 4
+
+class OneStep(Model):
+    def pre_execution_hook(self, version, model_dir, exec_mode):
+        super().pre_execution_hook(version, model_dir, exec_mode)
+        self.net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        self.net.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    def train_model(self, input_fn, steps):
+        for _ in range(steps):
+            self.net.train_on_batch(*input_fn)
+    def evaluate_model(self, input_fn, steps):
+        return {"loss": float(self.net.evaluate(*input_fn, verbose=0))}
+
+versions = Versions(0.1, Data(), 4, 1)
+for index in range(%d):
+    versions.addV("v%%d" %% index)
+MODEL = OneStep(versions)
+""" % VERSIONS
+
+FRAMEWORKS = {
+    "torch": {
+        "import": "import torch",
+        "script": TORCH_SCRIPT,
+        "alone": (
+            "import torch; net = torch.nn.Linear(3, 1); optimizer = torch.optim.SGD(net.parameters(), lr=0.1);"
+            "optimizer.zero_grad(); net(torch.ones(4, 3)).sum().backward(); optimizer.step()"
+        ),
+        "preloads": {
+            'preload = ["torch"]': 'preload = ["torch"]\n',
+            'preload = ["torch", "torch._dynamo"]': 'preload = ["torch", "torch._dynamo"]\n',
+        },
+    },
+    "tensorflow": {
+        "import": "import tensorflow",
+        "script": TENSORFLOW_SCRIPT,
+        "alone": (
+            "import keras, numpy as np; net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]);"
+            "net.compile(optimizer=keras.optimizers.SGD(0.1), loss='mse');"
+            "net.train_on_batch(np.ones((4, 3), 'float32'), np.ones((4, 1), 'float32'))"
+        ),
+        "preloads": {
+            'preload = ["tensorflow", "keras"]': 'preload = ["tensorflow", "keras"]\n',
+        },
+    },
+}
 
 
-def python_seconds(code: str, repeats: int = 10) -> float:
+def python_seconds(code: str, repeats: int = 5) -> float:
     """Median wall time of a fresh `python -c code`."""
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=environment(), check=True)
+        subprocess.run([sys.executable, "-c", code], env=environment(), check=True, capture_output=True)
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
 
-PRELOADS = {
-    "no preload": "",
-    'preload = ["torch"]': 'preload = ["torch"]\n',
-    'preload = ["torch", "torch._dynamo"]': 'preload = ["torch", "torch._dynamo"]\n',
-}
-
-
-def per_version_seconds(preload_line: str) -> float:
+def per_version_seconds(script: str, preload_line: str) -> float:
     """Wall time of `mlpipeline -r` over the 20 versions, less its start and end, a version.
 
     The daemon's start and end (and the preload server's imports) happen once per queue, not
     per version: they are measured with an empty queue and taken off.
     """
-    empty = make_project({"one_step.py": SCRIPT}, [], preload_line)
+    empty = make_project({"one_step.py": script}, [], preload_line)
     started = time.perf_counter()
     run(mlpipeline(empty, "-r"))
     fixed = time.perf_counter() - started
-    root = make_project({"one_step.py": SCRIPT}, ["one_step.py"], preload_line)
+    root = make_project({"one_step.py": script}, ["one_step.py"], preload_line)
     started = time.perf_counter()
     run(mlpipeline(root, "-r"))
     return (time.perf_counter() - started - fixed) / VERSIONS
 
 
 def main() -> None:
-    bare = python_seconds("import torch")
-    alone = python_seconds(ONE_STEP_ALONE)
+    name = sys.argv[1] if len(sys.argv) > 1 else "torch"
+    framework = FRAMEWORKS[name]
+    bare = python_seconds(framework["import"])
+    alone = python_seconds(framework["alone"])
     print(f"machine: {machine()}")
-    print(f'bare `python -c "import torch"`: {bare * 1000:.0f} ms; the one step alone in a bare python: {alone * 1000:.0f} ms')
-    for name, line in PRELOADS.items():
-        seconds = per_version_seconds(line)
-        print(f"{name}: {seconds * 1000:.0f} ms a version ({VERSIONS} versions, one listing child included); "
+    print(f'bare `python -c "{framework["import"]}"`: {bare * 1000:.0f} ms; '
+          f"the one step alone in a bare python: {alone * 1000:.0f} ms (medians of 5)")
+    for label, line in {"no preload": "", **framework["preloads"]}.items():
+        seconds = per_version_seconds(framework["script"], line)
+        print(f"{label}: {seconds * 1000:.0f} ms a version ({VERSIONS} versions, one listing child included); "
               f"{seconds / bare:.2f}x the bare import")
     print("targets: at most 1.50x the bare import without preload; under 50 ms a version with preload")
 

@@ -63,10 +63,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.run:
-        flags = (("-u", args.use_history), ("-n", args.no_log), ("--fail-fast", args.fail_fast), ("--workers", args.workers), ("--wait", args.wait))
-        given = [flag for flag, on in flags if on]
-        if given or args.retry_failed:
-            parser.error(f"{', '.join(given + (['--retry-failed'] if args.retry_failed else []))} only apply to execution mode: add -r")
+        execution_only = {
+            "-u": args.use_history,
+            "-n": args.no_log,
+            "--fail-fast": args.fail_fast,
+            "--retry-failed": args.retry_failed,
+            "--workers": args.workers,
+            "--wait": args.wait,
+        }
+        given = [flag for flag, value in execution_only.items() if value]
+        if given:
+            parser.error(f"{', '.join(given)}: for execution mode only; add -r")
     if args.retry_failed and not args.use_history:
         parser.error("--retry-failed works with -u, which is what skips failed versions")
     view = ConsoleView(make_console())

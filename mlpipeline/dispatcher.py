@@ -121,6 +121,7 @@ class Dispatcher:
         self.rows: List[Tuple[str, str, float]] = []
         self.any_failed = False
         self._retries: List[PlannedRun] = []
+        self._busy_model_dirs: Set[str] = set()
         self._reported: Set[Tuple[str, str]] = set()
 
     # -- the loop -----------------------------------------------------------------------
@@ -249,7 +250,13 @@ class Dispatcher:
                 if self.signals.count:
                     return
                 continue
-            yield script, listing.sha256, listing.names
+            # A version whose model_dir a running version uses waits; later ones may go first.
+            free = [
+                name
+                for name in listing.names
+                if str(self.paths.model_dir(script.label, listing.suffixes.get(name))) not in self._busy_model_dirs
+            ]
+            yield script, listing.sha256, free
 
     def _listing(self, script: QueuedScript) -> Optional[ScriptListing]:
         try:
@@ -281,6 +288,10 @@ class Dispatcher:
         run_id = new_run_id()
         listing = self.catalog.listing(planned.script.path, planned.script.label, planned.sha256)
         problem = self._problem(planned, listing)
+        suffix = listing.suffixes.get(planned.version) if listing else None
+        model_dir = self.paths.model_dir(planned.script.label, suffix)
+        if not problem and str(model_dir) in self._busy_model_dirs:
+            return False  # versions that share a model_dir (no MODEL_DIR_SUFFIX) never run at once
         share = 0.0 if problem else self._gpu_share(planned, listing)
         granted = self.gpu_pool.acquire(share) if not problem else ()
         if granted is None:
@@ -297,8 +308,6 @@ class Dispatcher:
         if problem:
             self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": problem}}, 0.0, None, None, run_id)
             return True
-        suffix = listing.suffixes.get(planned.version) if listing else None
-        model_dir = self.paths.model_dir(planned.script.label, suffix)
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
         how = "resuming" if resumed else "fresh"
@@ -311,6 +320,7 @@ class Dispatcher:
         version_run = VersionRun(
             planned=planned, model_dir=str(model_dir), started_at=now_iso(), run_id=run_id, gpus=granted, gpu_share=share
         )
+        self._busy_model_dirs.add(version_run.model_dir)
         request = ChildRequest(
             action=RUN_VERSION,
             script_path=str(planned.script.path),
@@ -331,6 +341,7 @@ class Dispatcher:
             )
         except OSError as exc:
             self.gpu_pool.release(granted, share)
+            self._busy_model_dirs.discard(version_run.model_dir)
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
             self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, 0.0, None, None, run_id)
             return True
@@ -374,6 +385,7 @@ class Dispatcher:
         version_run: VersionRun = run.tag
         assert run.outcome is not None
         self.gpu_pool.release(version_run.gpus, version_run.gpu_share)
+        self._busy_model_dirs.discard(version_run.model_dir)
         event, result = classify(run.outcome, version_run.planned.label, self.project.version_timeout)
         self._record_end(
             version_run.planned,

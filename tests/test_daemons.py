@@ -8,13 +8,13 @@ FAST_BEATS = {"MLPIPELINE_HEARTBEAT_S": "0.2"}
 
 
 def eight_versions(project):
-    lines = [f'versions.addV("v{i}", sleep_per_step=0.25)' for i in range(8)]
+    lines = [f'versions.addV("v{i}", sleep_per_step=0.25, model_dir_suffix="v{i}")' for i in range(8)]
     # 100 samples, batch 50, 1 epoch: 2 steps of 0.25 s, so each version takes about half a second.
     project.script("a.py", versions_code(*lines, defaults="learning_rate=0.1, dataloader=Data(), batch_size=50, epoc_count=1"))
     project.queue(["a.py"])
 
 
-@pytest.mark.parametrize("flags", [["-r", "-u"], ["-r"]])
+@pytest.mark.parametrize("flags", [["-r", "-u"], ["-r"], ["-r", "-u", "--workers", "2"], ["-r", "--workers", "3"]])
 def test_two_daemons_on_one_host_share_the_queue(project, flags):
     eight_versions(project)
     first, second = project.start(*flags), project.start(*flags)

@@ -155,10 +155,14 @@ def test_a_script_edited_while_its_version_runs_finishes_on_the_code_it_started_
     (project.root / "go").touch()
     output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, output
-    assert not any(c.get("edited") for c in project.calls())  # the running child kept its code
+    first_run_evals = [c for c in project.calls("eval")][:2]
+    assert not any(c.get("edited") for c in first_run_evals)  # the running child kept its code
     finished = [e for e in project.journal() if e["event"] == "finished"]
     assert finished[0]["sha256"] == original == project.results()[0]["sha256"]
-    # The edit is new code: -u runs the version again, from a clean model_dir, on the new code.
-    assert project.run("-r", "-u").returncode == 0
-    assert any(c.get("edited") for c in project.calls("eval"))
-    assert project.journal()[-1]["sha256"] != original
+    # The edit is new code: at its next dispatch the daemon ran the version again, from a clean
+    # model_dir, on the new code, and recorded the new fingerprint.
+    assert len(finished) == 2 and finished[1]["sha256"] != original
+    assert [c.get("edited", False) for c in project.calls("eval")] == [False, False, True, True]
+    assert [c["start"] for c in project.calls("train")] == [0, 0]
+    assert project.run("-r", "-u").returncode == 0  # and nothing is left for -u to run
+    assert len(project.calls("train")) == 2

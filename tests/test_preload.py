@@ -74,7 +74,7 @@ def test_crashes_timeouts_and_exit_codes_under_preload(project):
 
 def test_ctrl_c_under_preload_leaves_nothing_running(project):
     preloading(project, workers=2)
-    lines = [f'versions.addV("v{i}", wait_for="never", grandchildren=[True])' for i in range(3)]
+    lines = [f'versions.addV("v{i}", wait_for="never", grandchildren=[True], model_dir_suffix="v{i}")' for i in range(3)]
     project.script("a.py", versions_code(*lines))
     project.queue(["a.py"])
     daemon = project.start("-r")

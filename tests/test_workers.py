@@ -28,11 +28,11 @@ def overlapping(spans):
 
 def test_each_running_version_gets_gpus_of_its_own(project):
     settings(project, workers=3, gpus="[0, 1]")
-    lines = [f'versions.addV("whole{i}", sleep_per_step=0.4)' for i in range(4)]
+    lines = [f'versions.addV("whole{i}", sleep_per_step=0.4, model_dir_suffix="whole{i}")' for i in range(4)]
     lines += [
-        'versions.addV("cpu", gpus=0, sleep_per_step=0.4)',
-        'versions.addV("half_a", gpus=0.5, sleep_per_step=0.4)',
-        'versions.addV("half_b", gpus=0.5, sleep_per_step=0.4)',
+        'versions.addV("cpu", gpus=0, sleep_per_step=0.4, model_dir_suffix="cpu")',
+        'versions.addV("half_a", gpus=0.5, sleep_per_step=0.4, model_dir_suffix="half_a")',
+        'versions.addV("half_b", gpus=0.5, sleep_per_step=0.4, model_dir_suffix="half_b")',
     ]
     project.script("a.py", versions_code(*lines, defaults=TWO_STEPS))
     project.queue(["a.py"])
@@ -71,7 +71,7 @@ def test_gpu_requests_that_cannot_be_met_fail_with_a_reason(project):
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_workers_run_versions_at_once_and_a_freed_slot_takes_the_next(project, workers):
-    lines = [f'versions.addV("v{i}", sleep_per_step=0.4)' for i in range(5)]
+    lines = [f'versions.addV("v{i}", sleep_per_step=0.4, model_dir_suffix="v{i}")' for i in range(5)]
     project.script("a.py", versions_code(*lines, defaults=TWO_STEPS))
     project.queue(["a.py"])
     result = project.run("-r", "--workers", str(workers))
@@ -84,7 +84,7 @@ def test_workers_run_versions_at_once_and_a_freed_slot_takes_the_next(project, w
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_ctrl_c_stops_every_running_version(project, workers):
-    lines = [f'versions.addV("v{i}", wait_for="never", grandchildren=[True])' for i in range(workers + 1)]
+    lines = [f'versions.addV("v{i}", wait_for="never", grandchildren=[True], model_dir_suffix="v{i}")' for i in range(workers + 1)]
     project.script("a.py", versions_code(*lines))
     project.queue(["a.py"])
     daemon = project.start("-r", "--workers", str(workers))
@@ -122,7 +122,14 @@ def test_a_power_cut_with_several_running_resumes_them_all_first(project, worker
 
 def test_a_timeout_in_one_slot_does_not_hold_up_the_others(project):
     settings(project, workers=2, version_timeout=2)
-    project.script("a.py", versions_code('versions.addV("hangs", wait_for="never")', 'versions.addV("b")', 'versions.addV("c")'))
+    project.script(
+        "a.py",
+        versions_code(
+            'versions.addV("hangs", wait_for="never", model_dir_suffix="hangs")',
+            'versions.addV("b", model_dir_suffix="b")',
+            'versions.addV("c", model_dir_suffix="c")',
+        ),
+    )
     project.queue(["a.py"])
     result = project.run("-r")
     assert result.returncode == 1
@@ -147,3 +154,16 @@ def test_wait_keeps_the_daemon_until_the_queue_has_work(project):
     daemon.communicate(timeout=30)
     assert daemon.returncode == 143
     assert [r["status"] for r in project.results()] == ["finished", "finished"]
+
+
+def test_versions_that_share_a_model_dir_never_run_at_once(project):
+    lines = [f'versions.addV("v{i}", sleep_per_step=0.3)' for i in range(3)]  # no suffix: one model_dir
+    project.script("a.py", versions_code(*lines, defaults=TWO_STEPS))
+    project.script("b.py", versions_code('versions.addV("w", sleep_per_step=0.3)', defaults=TWO_STEPS))
+    project.queue(["a.py", "b.py"])
+    assert project.run("-r", "--workers", "3").returncode == 0
+    spans = intervals(project)
+    pairs = overlapping(spans)
+    for a, b in pairs:
+        assert "w" in (a, b), f"{a} and {b} ran at once in one model_dir"
+    assert pairs, "b.py:w should have run beside a.py's versions, which wait for each other"
