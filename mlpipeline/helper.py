@@ -7,7 +7,7 @@ from mlpipeline import channel
 from mlpipeline.utils import ExecutionModeKeys, ModeKeys
 from mlpipeline.versions import Versions
 
-__all__ = ["DataLoader", "Model"]
+__all__ = ["DataLoader", "Model", "SplitDataLoader"]
 
 
 class _Summary:
@@ -101,3 +101,27 @@ class DataLoader(_Summary):
     def get_test_sample_count(self) -> int:
         """Number of test samples."""
         raise NotImplementedError(f"{type(self).__name__} does not implement get_test_sample_count")
+
+
+class SplitDataLoader(DataLoader):
+    """A DataLoader over a training input and a test input given whole; subclasses count samples."""
+
+    def __init__(self, train: Any, test: Any) -> None:
+        self.train = train
+        self.test = test
+
+    def get_train_input(self, mode: str = ModeKeys.TRAIN, **kwargs: Any) -> Any:
+        return self.train
+
+    def get_test_input(self, **kwargs: Any) -> Any:
+        return self.test
+
+    def get_train_sample_count(self) -> int:
+        return self.count(self.train)
+
+    def get_test_sample_count(self) -> int:
+        return self.count(self.test)
+
+    def count(self, data: Any) -> int:
+        """How many samples ``data`` holds."""
+        return len(data)

@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from mlpipeline.data_order import StreamOrder
 from mlpipeline.extras import require
-from mlpipeline.helper import DataLoader, Model
-from mlpipeline.utils import ModeKeys, Versions
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
 
 torch = require("torch", "torch", "mlpipeline.pytorch")
 
@@ -62,24 +62,11 @@ def _restore_random_states(states: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
-class TorchDataLoader(DataLoader):
+class TorchDataLoader(SplitDataLoader):
     """The pipeline's DataLoader over a torch Dataset (or DataLoader) for training and one for testing."""
 
-    def __init__(self, train: Any, test: Any) -> None:
-        self.train = train
-        self.test = test
-
-    def get_train_input(self, mode: str = ModeKeys.TRAIN, **kwargs: Any) -> Any:
-        return self.train
-
-    def get_test_input(self, **kwargs: Any) -> Any:
-        return self.test
-
-    def get_train_sample_count(self) -> int:
-        return len(_dataset_of(self.train))
-
-    def get_test_sample_count(self) -> int:
-        return len(_dataset_of(self.test))
+    def count(self, data: Any) -> int:
+        return len(_dataset_of(data))
 
 
 def _dataset_of(data: Any) -> Any:

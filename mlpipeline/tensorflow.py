@@ -16,8 +16,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from mlpipeline.data_order import StreamOrder
 from mlpipeline.extras import require
-from mlpipeline.helper import DataLoader, Model
-from mlpipeline.utils import ModeKeys, Versions
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
 
 tf = require("tensorflow", "tensorflow", "mlpipeline.tensorflow")
 keras = require("keras", "tensorflow", "mlpipeline.tensorflow")
@@ -26,28 +26,15 @@ CHECKPOINT_NAME = "mlpipeline-ckpt"
 DEFAULT_SEED = 0
 
 
-class KerasDataLoader(DataLoader):
+class KerasDataLoader(SplitDataLoader):
     """The pipeline's DataLoader over training and test data.
 
     Each is a tuple of NumPy arrays of equal length, ``(x, y)``, or a finite
     ``tf.data.Dataset`` of single (unbatched) samples.
     """
 
-    def __init__(self, train: Any, test: Any) -> None:
-        self.train = train
-        self.test = test
-
-    def get_train_input(self, mode: str = ModeKeys.TRAIN, **kwargs: Any) -> Any:
-        return self.train
-
-    def get_test_input(self, **kwargs: Any) -> Any:
-        return self.test
-
-    def get_train_sample_count(self) -> int:
-        return sample_count(self.train)
-
-    def get_test_sample_count(self) -> int:
-        return sample_count(self.test)
+    def count(self, data: Any) -> int:
+        return sample_count(data)
 
 
 def sample_count(data: Any) -> int:
