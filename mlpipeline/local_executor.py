@@ -1,4 +1,5 @@
-"""Runs each child as a local process: ``python -m mlpipeline.child RUN_DIR``.
+"""Runs each child as a local process: ``python -m mlpipeline.child RUN_DIR``, or forked by
+the preload server (preload.py) when there is one.
 
 The child leads a process group of its own, so a signal or a kill reaches its whole tree
 (DataLoader workers included), and nothing of it outlives the version.
