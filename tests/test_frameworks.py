@@ -235,3 +235,44 @@ def test_the_scripts_in_docs_frameworks_run_as_written(project, name):
     result = project.run(timeout=180)
     assert result.returncode == 0, result.output
     assert "all 2 versions passed" in result.output
+
+
+def test_a_tf_data_input_resumes_into_the_same_batch_order(tmp_path):
+    code = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+import keras
+from mlpipeline.tensorflow import KerasDataLoader, KerasModel
+from mlpipeline.utils import Versions
+
+dataset = tf.data.Dataset.from_tensor_slices((np.arange(10, dtype="float32").reshape(10, 1), np.arange(10)))
+
+class Net(KerasModel):
+    def build(self, version):
+        self.model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        self.model.compile(optimizer="sgd", loss="mse")
+
+def labels(model_dir, steps):
+    model = Net(Versions(0.1, KerasDataLoader(dataset, dataset), 4, 3), checkpoint_every=1)
+    version = model.versions.addV("v", seed=5)
+    model.pre_execution_hook(version, model_dir, "train")
+    return model.step, [(step, batch[1].numpy().tolist()) for step, batch in model.batches(dataset, steps)]
+
+assert KerasDataLoader(dataset, dataset).get_train_sample_count() == 10
+start, whole = labels(sys.argv[1], 8)      # ceil(3 epochs * 10 / 4) = 8 steps, uninterrupted
+assert start == 0
+start, first = labels(sys.argv[2], 3)      # a run cut off after 3 steps...
+start, rest = labels(sys.argv[2], 5)       # ...and resumed from its checkpoint
+print(json.dumps({"whole": whole, "first": first, "rest": rest, "resumed_at": start}))
+'''
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["resumed_at"] == 3
+    assert data["first"] + data["rest"] == data["whole"]  # the same batches, in the same order
+    seen = [label for _, batch in data["whole"] for label in batch]
+    assert sorted(seen[:10]) == list(range(10))  # each epoch is every sample once, shuffled
+    assert seen[:10] != list(range(10))
