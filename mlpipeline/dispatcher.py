@@ -168,6 +168,8 @@ class Dispatcher:
                 if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:
                     self.executor.stop_all(signal.SIGKILL)
                     killed = True
+            # Taken before planning, so that a change made while the plan is made still wakes --wait.
+            watched = self._watched_state() if self.options.wait else ()
             if stop_asked is None and not (self.options.fail_fast and self.any_failed):
                 self._fill_slots()
             if not self.executor.outstanding:
@@ -179,12 +181,12 @@ class Dispatcher:
                     continue
                 if not self.options.wait:
                     break
-                self._idle_until_change()
+                self._idle_until_change(watched)
             finished = self.executor.next_finished(timeout=0.2)
             if finished is not None:
                 self._record(finished)
 
-    def _idle_until_change(self) -> None:
+    def _idle_until_change(self, before: Tuple[Any, ...]) -> None:
         """With --wait and nothing to run: sleep until models.config, a script or the journal changes.
 
         A stat of each file every WAIT_POLL_S seconds: no thread, no busy loop, no inotify
@@ -192,7 +194,6 @@ class Dispatcher:
         """
         self._daemon_log("INFO", "nothing to run; waiting for models.config or a script to change (--wait)")
         self.view.info("nothing to run; waiting for models.config or a script to change")
-        before = self._watched_state()
         next_poll = time.monotonic() + WAIT_POLL_S
         while not self.signals.count:
             time.sleep(0.25)
@@ -222,15 +223,21 @@ class Dispatcher:
             planned = self._plan()
             if planned is None or self.signals.count:
                 return
-            if not self._launch(planned):
-                return  # its GPUs are busy: it waits for a running version to end, in queue order
+            launched = self._launch(planned)
+            if launched and planned.attempt > 1:
+                self._retries.pop(0)  # a retry leaves the list only once it has started
+            if not launched:
+                return  # its GPUs or model_dir are busy: it waits for a running version to end
 
     def _plan(self) -> Optional[PlannedRun]:
         self.journal.refresh()
         self.claims.take_over_stale()
         self.records.recover(self.claims.is_dead)
         if self._retries:
-            return self._retry(self._retries.pop(0))
+            retry = self._retry(self._retries[0])
+            if retry is not None:
+                return retry
+            self._retries.pop(0)  # the version is gone from its script: nothing to retry
         scripts = self.queue.current()
         handled = self.handled | self.claims.claimed_by_others()
         return choose_next(self._candidates(scripts), self.journal, self.policy, handled)
