@@ -18,19 +18,13 @@ from mlpipeline.child import missing_message
 from mlpipeline.claims import Claims
 from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.console import ConsoleView
-from mlpipeline.executor import ChildRun, Executor
+from mlpipeline.executor import ChildOutcome, ChildRun, Executor
 from mlpipeline.files import now_iso
 from mlpipeline.gpus import GpuPool, detect_gpus, requested, visible_devices
 from mlpipeline.identity import DaemonIdentity
 from mlpipeline.journal import Journal
 from mlpipeline.local_executor import LocalExecutor
-from mlpipeline.outcome import (
-    VersionRun,
-    classify,
-    describe_report,
-    exit_fields,
-    version_end,
-)
+from mlpipeline.outcome import VersionRun, classify, describe_report, version_end
 from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
 from mlpipeline.preload import start_preload
@@ -313,7 +307,7 @@ class Dispatcher:
             self._log("INFO", label, "another daemon claimed it first")
             return True
         if problem:
-            self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": problem}}, 0.0, None, None, run_id)
+            self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": problem}}, None, run_id)
             return True
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = planned.start is Start.RESUME
@@ -350,7 +344,7 @@ class Dispatcher:
             self.gpu_pool.release(granted, share)
             self._busy_model_dirs.discard(version_run.model_dir)
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
-            self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, 0.0, None, None, run_id)
+            self._record_end(planned, version_run, JournalEvent.FAILED, {"error": error}, None, run_id)
             return True
         self.journal.append(
             JournalEvent.STARTED,
@@ -394,16 +388,7 @@ class Dispatcher:
         self.gpu_pool.release(version_run.gpus, version_run.gpu_share)
         self._busy_model_dirs.discard(version_run.model_dir)
         event, result = classify(run.outcome, version_run.planned.label, self.project.version_timeout)
-        self._record_end(
-            version_run.planned,
-            version_run,
-            event,
-            result,
-            run.outcome.wall_s,
-            run.outcome.cpu_s,
-            exit_fields(run.outcome),
-            version_run.run_id,
-        )
+        self._record_end(version_run.planned, version_run, event, result, run.outcome, version_run.run_id)
 
     def _record_end(
         self,
@@ -411,18 +396,16 @@ class Dispatcher:
         version_run: Optional[VersionRun],
         event: JournalEvent,
         result: Dict[str, Any],
-        wall_s: float,
-        cpu_s: Optional[float],
-        exit_info: Optional[Dict[str, Any]],
+        outcome: Optional[ChildOutcome],
         run_id: str,
     ) -> None:
         label = planned.label
         error = result.get("error") or {}
         reason = error.get("message")
-        end = version_end(
-            self.identity, planned, version_run, event, result, wall_s, cpu_s, exit_info, run_id, not self.options.no_log
+        wall_s = outcome.wall_s if outcome else 0.0
+        self.records.commit(
+            version_end(self.identity, planned, version_run, event, result, outcome, run_id, not self.options.no_log)
         )
-        self.records.commit(end)
         self.view.version_ended(label, event.value, wall_s, reason)
         if error.get("traceback"):
             self.view.block(error["traceback"])

@@ -77,19 +77,23 @@ def version_end(
     version_run: Optional[VersionRun],
     event: JournalEvent,
     result: Dict[str, Any],
-    wall_s: float,
-    cpu_s: Optional[float],
-    exit_info: Optional[Dict[str, Any]],
+    outcome: Optional[ChildOutcome],
     run_id: str,
     write_log: bool,
 ) -> VersionEnd:
-    """Everything written when ``planned`` ends: journal fields, the record, the log lines."""
+    """Everything written when ``planned`` ends: journal fields, the record, the log lines.
+
+    ``outcome`` is None for a version that failed before any process started.
+    """
     label = planned.label
+    wall_s = outcome.wall_s if outcome else 0.0
+    cpu_s = outcome.cpu_s if outcome else None
+    exit_info = exit_fields(outcome) if outcome else {}
     error = result.get("error") or {}
     reason = error.get("message")
     sha256 = result.get("sha256") or planned.sha256
     fields = identity.event_fields(planned.script.label, planned.version, sha256)
-    journal_fields = dict(fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **(exit_info or {}))
+    journal_fields = dict(fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **exit_info)
     record = {
         "time": now_iso(),
         "host": identity.host,
@@ -104,7 +108,7 @@ def version_end(
         "started_at": version_run.started_at if version_run else None,
         "duration_s": round(wall_s, 3),
         "cpu_s": None if cpu_s is None else round(cpu_s, 3),
-        **(exit_info or {}),
+        **exit_info,
         "steps": result.get("steps"),
         "epochs": result.get("epochs"),
         "eval_train": result.get("eval_train"),

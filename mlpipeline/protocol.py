@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from mlpipeline.files import write_json_atomic
 
@@ -51,15 +51,6 @@ class ScriptError:
     @classmethod
     def from_json(cls, data: Optional[Dict[str, Any]]) -> Optional["ScriptError"]:
         return None if data is None else cls(**data)
-
-
-@dataclass
-class VersionListing:
-    """A script's versions in run order, with the required parameters each lacks."""
-
-    sha256: str
-    names: List[str] = field(default_factory=list)
-    missing: Dict[str, List[str]] = field(default_factory=dict)
 
 
 def to_plain(value: Any, depth: int = 0) -> Any:

@@ -24,7 +24,6 @@ class RunState(Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
-    STALE = "stale"
 
 
 STATE_AFTER = {
