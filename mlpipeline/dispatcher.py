@@ -162,8 +162,10 @@ class Dispatcher:
                 if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:
                     self.executor.stop_all(signal.SIGKILL)
                     killed = True
-            # Taken before planning, so that a change made while the plan is made still wakes --wait.
-            watched = self._watched_state() if self.options.wait else ()
+            # Taken before planning, so that a change made while the plan is made still wakes --wait;
+            # only when nothing is outstanding, the one case in which this pass can end in idling.
+            idle_possible = self.options.wait and not self.executor.outstanding
+            watched = self._watched_state() if idle_possible else ()
             if stop_asked is None and not (self.options.fail_fast and self.any_failed):
                 self._fill_slots()
             if not self.executor.outstanding:
