@@ -75,7 +75,12 @@ class DryRun:
         planned = []
         problems = []
         for script in self.queue.current():
-            listing = self.catalog.listing(script.path, script.label, fingerprints.sha256(script.path))
+            try:
+                sha256 = fingerprints.sha256(script.path)
+            except OSError as exc:
+                self.view.error(f"{script.label} cannot be read ({exc.strerror or exc})")
+                return None
+            listing = self.catalog.listing(script.path, script.label, sha256)
             if listing is None:
                 return None
             if listing.error is not None:
