@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from mlpipeline import __version__
 from mlpipeline.config import ConfigError, load_project_config, parse_entry
@@ -12,6 +12,8 @@ from mlpipeline.console import ConsoleView, make_console
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+COMMANDS = ("status", "migrate-config")
 
 
 def _positive_int(text: str) -> int:
@@ -27,10 +29,16 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlpipeline",
+        usage="%(prog)s [-r] [-u] [-n] [-C DIR] [options]\n"
+        "       %(prog)s status [--json] [-C DIR]\n"
+        "       %(prog)s migrate-config [-C DIR]",
         description="Run every version of every queued model script, each in its own process. "
         "Without -r: test mode (models_test.config, 1 step, temporary dirs, stop at the first error). "
-        "With -r: execution mode (models.config, full runs, records under outputs/).",
+        "With -r: execution mode (models.config, full runs, records under outputs/). "
+        "'status' shows where every queued version stands; 'migrate-config' rewrites the original "
+        "package's INI config files as TOML.",
     )
+    parser.add_argument("command", nargs="?", choices=COMMANDS, help=argparse.SUPPRESS)
     parser.add_argument("-r", "--run", action="store_true", help="execution mode: run models.config for real")
     parser.add_argument(
         "-u",
@@ -55,23 +63,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--wait", action="store_true", help="execution mode: when the queue is empty, wait for models.config or a script to change"
     )
+    parser.add_argument("--json", action="store_true", help="with status: print JSON instead of a table")
     parser.add_argument("--version", action="version", version=f"mlpipeline {__version__}")
     return parser
+
+
+def _run_flags(args: argparse.Namespace) -> Dict[str, Any]:
+    return {
+        "-u": args.use_history,
+        "-n": args.no_log,
+        "--fail-fast": args.fail_fast,
+        "--retry-failed": args.retry_failed,
+        "--workers": args.workers,
+        "--wait": args.wait,
+        "--only": args.only,
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.run:
-        execution_only = {
-            "-u": args.use_history,
-            "-n": args.no_log,
-            "--fail-fast": args.fail_fast,
-            "--retry-failed": args.retry_failed,
-            "--workers": args.workers,
-            "--wait": args.wait,
-        }
-        given = [flag for flag, value in execution_only.items() if value]
+    if args.json and args.command != "status":
+        parser.error("--json: for 'mlpipeline status' only")
+    if args.command is not None:
+        given = [flag for flag, value in _run_flags(args).items() if value] + (["-r"] if args.run else [])
+        if given:
+            parser.error(f"{', '.join(given)}: not for 'mlpipeline {args.command}'")
+    elif not args.run:
+        given = [flag for flag, value in _run_flags(args).items() if value and flag != "--only"]
         if given:
             parser.error(f"{', '.join(given)}: for execution mode only; add -r")
     if args.retry_failed and not args.use_history:
@@ -82,7 +101,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         view.error(f"{args.directory}: no such folder")
         return EXIT_USAGE
     try:
+        if args.command == "migrate-config":
+            from mlpipeline.migrate import migrate_project
+
+            migrate_project(project_dir, view.info)
+            return EXIT_OK
         project = load_project_config(project_dir)
+        if args.command == "status":
+            from mlpipeline.status import show_status
+
+            return show_status(project, view, as_json=args.json)
         only = tuple(parse_entry(item, project.models_dir, "--only") for item in args.only)
         if args.run:
             from mlpipeline.dispatcher import Dispatcher, ExecutionOptions

@@ -22,8 +22,6 @@ TEST_QUEUE = "models_test.config"
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 
-# Keys of SPEC 3 whose features this release does not have yet: refused rather than ignored.
-_NOT_YET_SUPPORTED = ("on_version_end",)
 
 
 class ConfigError(Exception):
@@ -53,6 +51,7 @@ class ProjectConfig:
     workers: int = 1
     gpus: Optional[Tuple[str, ...]] = None  # None: "auto", detected at start
     preload: Tuple[str, ...] = ()
+    on_version_end: Tuple[str, ...] = ()  # a command and its arguments; () = none
 
 
 @dataclass(frozen=True)
@@ -95,20 +94,23 @@ def parse_toml(text: str, file: str) -> Dict[str, Any]:
         line = int(match.group(1)) if match else None
         if match:
             message = message[: match.start()] + message[match.end():]
-        hint = _ini_hint(text)
+        hint = _ini_hint(text, file)
         raise ConfigError(file, f"not valid TOML: {message}{hint}", line) from None
 
 
-def _ini_hint(text: str) -> str:
-    # The original package wrote INI: bare names under sections, `key=value` without quotes.
-    if re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]", text, re.M) and re.search(
-        r"^\s*[\w./-]+\s*$|^\s*\w+\s*[=:]\s*[^\"'\[\d\s]", text, re.M
-    ):
-        return (
-            ". This looks like the original package's INI format; mlpipeline reads TOML, "
-            'e.g. models_dir = "models" and scripts = ["sample_model.py"] (see README.md)'
-        )
-    return ""
+def _ini_hint(text: str, file: str) -> str:
+    from mlpipeline.migrate import ini_to_toml, looks_like_ini
+
+    if not looks_like_ini(text):
+        return ""
+    try:
+        converted = ini_to_toml(text, file)
+    except ConfigError:
+        converted = ""
+    hint = ". This is the original package's INI format; mlpipeline reads TOML."
+    if converted:
+        hint += f" The same in TOML:\n\n{converted}\n"
+    return hint + "`mlpipeline migrate-config` rewrites the three files as TOML, keeping .bak copies"
 
 
 def key_line(text: str, table: Optional[str], key: Optional[str] = None) -> Optional[int]:
@@ -180,12 +182,11 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     if "MLP" not in data:
         raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
     mlp = data["MLP"]
-    known = ["models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus", "preload"]
+    known = [
+        "models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus", "preload",
+        "on_version_end",
+    ]
     for key in mlp:
-        if key in _NOT_YET_SUPPORTED:
-            raise ConfigError(
-                file, f"'{key}' is not supported by this release of mlpipeline yet; remove it", key_line(text, "MLP", key)
-            )
         if key not in known:
             raise _unknown(file, text, "MLP", key, known, "key of [MLP]")
     if "models_dir" not in mlp:
@@ -247,6 +248,16 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
                 file, f'preload must be a list of module names such as ["torch"], not {value!r}', key_line(text, "MLP", "preload")
             )
         preload = tuple(value)
+    on_version_end: Tuple[str, ...] = ()
+    if "on_version_end" in mlp:
+        value = mlp["on_version_end"]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value) or (value and not value[0]):
+            raise ConfigError(
+                file,
+                f'on_version_end must be a command as a list of strings, such as ["notify-send", "done"], not {value!r}',
+                key_line(text, "MLP", "on_version_end"),
+            )
+        on_version_end = tuple(value)
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir.resolve(),
@@ -257,6 +268,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         workers=workers,
         gpus=gpus,
         preload=preload,
+        on_version_end=on_version_end,
     )
 
 

@@ -48,7 +48,7 @@ def test_absolute_entry_outside_models_dir_is_refused(tmp_path):
 
 
 def test_original_ini_format_is_recognised(tmp_path):
-    with pytest.raises(ConfigError, match="original package's INI format; mlpipeline reads TOML"):
+    with pytest.raises(ConfigError, match="original package.s INI format; mlpipeline reads TOML. The same in TOML:\n\n# models.config: converted"):
         queue("[MLP]\nuse_blacklist=false\n\n[WHITELISTED_MODELS]\nsample_model.py\n", tmp_path)
 
 
@@ -73,7 +73,8 @@ def test_project_config_defaults(tmp_path):
         ("[MLP]\nmodels_dir = 3\n", r"mlp.config:2: 'models_dir' must be a string, not int 3"),
         ('[MLP]\nmodels_dir = "models"\nmodel_dir = "x"\n', r"mlp.config:3: 'model_dir' is not a key of \[MLP\]; did you mean 'models_dir'\?"),
         ('[MLP]\nmodels_dir = "models"\non_script_change = "ignore"\n', r"mlp.config:3: on_script_change must be \"rerun\" or \"keep\""),
-        ('[MLP]\nmodels_dir = "models"\non_version_end = []\n', r"mlp.config:3: 'on_version_end' is not supported by this release"),
+        ('[MLP]\nmodels_dir = "models"\non_version_end = "notify-send done"\n', r"mlp.config:3: on_version_end must be a command as a list of strings"),
+        ('[MLP]\nmodels_dir = "models"\non_version_end = [""]\n', r"mlp.config:3: on_version_end must be a command"),
         ('models_dir = "models"\n', r"mlp.config:1: 'models_dir' is not a table"),
         ("", r"mlp.config: has no \[MLP\] table"),
         ('[MLP]\nmodels_dir = "models\n', r"mlp.config:2: not valid TOML"),
