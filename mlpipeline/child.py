@@ -24,6 +24,8 @@ from mlpipeline.protocol import (
     ScriptError,
     to_plain,
 )
+from mlpipeline.provenance import software_versions
+from mlpipeline.run_record import update_run_record, write_run_record
 
 _THIS_FILE = os.path.abspath(__file__)
 
@@ -61,10 +63,9 @@ def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, 
         ) from exc
 
 
-def load_script(path: str, label: str) -> Tuple[types.ModuleType, str]:
-    """Import the script at ``path`` from the exact bytes fingerprinted; returns (module, sha256)."""
+def load_script(path: str, label: str) -> Tuple[types.ModuleType, bytes]:
+    """Import the script at ``path`` from the exact bytes fingerprinted; returns (module, those bytes)."""
     source = Path(path).read_bytes()
-    sha256 = hashlib.sha256(source).hexdigest()
     script_dir = os.path.dirname(path)
     if script_dir not in sys.path:
         sys.path.insert(0, script_dir)
@@ -84,7 +85,7 @@ def load_script(path: str, label: str) -> Tuple[types.ModuleType, str]:
             )
         ) from exc
     call_user(label, "import", exec, code, module.__dict__)
-    return module, sha256
+    return module, source
 
 
 def find_model(module: types.ModuleType, label: str) -> Any:
@@ -120,7 +121,8 @@ def find_model(module: types.ModuleType, label: str) -> Any:
 
 
 def list_versions(request: ChildRequest) -> Dict[str, Any]:
-    module, sha256 = load_script(request.script_path, request.script_label)
+    module, source = load_script(request.script_path, request.script_label)
+    sha256 = hashlib.sha256(source).hexdigest()
     model = find_model(module, request.script_label)
     versions = model.versions.get_versions()
     names = [version["name"] for version in versions]
@@ -145,8 +147,8 @@ def _positive(label: str, key: str, value: Any, integer: bool) -> None:
 
 def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     """Run one version through the Model hooks, filling ``result`` as it goes."""
-    module, sha256 = load_script(request.script_path, request.script_label)
-    result["sha256"] = sha256
+    module, source = load_script(request.script_path, request.script_label)
+    result["sha256"] = hashlib.sha256(source).hexdigest()
     model = find_model(module, request.script_label)
     label = f"{request.script_label}:{request.version}"
     try:
@@ -167,9 +169,18 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
 
     exec_mode = ExecutionModeKeys.TRAIN if request.execution_mode else ExecutionModeKeys.TEST
     model_dir = request.model_dir
+    run_record = dict(request.run_record or {})
     try:
         if request.fresh and model.allow_delete_model_dir:
             call_user(label, "clean_model_dir", model.clean_model_dir, model_dir)
+        if request.run_record is not None:
+            # After the clean, which may empty the folder, and before any training.
+            run_record["software"] = software_versions()
+            try:
+                write_run_record(Path(model_dir), Path(request.script_path).name, source, result["parameters"], run_record)
+            except OSError as exc:
+                message = f"{label}: its run record cannot be written in {model_dir} ({exc.strerror or exc})"
+                raise VersionFailure(ScriptError(message=message, phase="run record")) from None
         call_user(label, "pre_execution_hook", model.pre_execution_hook, version, model_dir, exec_mode)
         train_count = call_user(label, "get_train_sample_count", dataloader.get_train_sample_count)
         test_count = call_user(label, "get_test_sample_count", dataloader.get_test_sample_count)
@@ -194,6 +205,12 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             call_user(label, "evaluate_model (test input)", model.evaluate_model, test_input, eval_test_steps)
         )
     finally:
+        if run_record.get("software"):
+            # The frameworks a script imports lazily are in sys.modules only now.
+            try:
+                update_run_record(Path(model_dir), run_record["run_id"], software=software_versions())
+            except OSError:
+                pass  # the daemon's update after the end says the same, or names the problem
         result["model_summary"] = str(getattr(model, "summery", ""))
         result["dataloader_summary"] = str(getattr(dataloader, "summery", ""))
 

@@ -11,6 +11,7 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
@@ -29,11 +30,14 @@ from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
 from mlpipeline.preload import start_preload
 from mlpipeline.protocol import RUN_VERSION, ChildRequest
+from mlpipeline.provenance import find_repository, git_state
 from mlpipeline.queue import QueuedScript, QueueFile
 from mlpipeline.record_keeper import RecordKeeper, new_run_id
 from mlpipeline.records import DAEMON_SOURCE
+from mlpipeline.run_record import update_run_record
 from mlpipeline.signals import StopSignals
 from mlpipeline.states import JournalEvent
+from mlpipeline.version_end_hook import VersionEndHook
 
 STOP_GRACE_S = 10.0
 """Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""
@@ -117,6 +121,8 @@ class Dispatcher:
         self._retries: List[PlannedRun] = []
         self._busy_model_dirs: Set[str] = set()
         self._reported: Set[Tuple[str, str]] = set()
+        self.repository = find_repository(project.models_dir)
+        self.end_hook = VersionEndHook(project.on_version_end, project.project_dir, self._log)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class Dispatcher:
                 self.claims.stop()
                 if self.preload is not None:
                     self.preload.stop()
+                self.end_hook.wait()
         return self._finish()
 
     def _loop(self) -> None:
@@ -321,7 +328,13 @@ class Dispatcher:
         self._log("INFO", label, f"started ({how}) in {model_dir}")
         self.view.version_started(label, how)
         version_run = VersionRun(
-            planned=planned, model_dir=str(model_dir), started_at=now_iso(), run_id=run_id, gpus=granted, gpu_share=share
+            planned=planned,
+            model_dir=str(model_dir),
+            started_at=now_iso(),
+            run_id=run_id,
+            gpus=granted,
+            gpu_share=share,
+            git=git_state(self.repository, planned.script.path) if self.repository else None,
         )
         self._busy_model_dirs.add(version_run.model_dir)
         request = ChildRequest(
@@ -332,6 +345,17 @@ class Dispatcher:
             model_dir=str(model_dir),
             execution_mode=True,
             fresh=not resumed,
+            run_record={
+                "script": planned.script.label,
+                "version": planned.version,
+                "run_id": run_id,
+                "attempt": planned.attempt,
+                "resumed": resumed,
+                "started_at": version_run.started_at,
+                "host": self.identity.host,
+                "daemon": self.identity.key,
+                "git": version_run.git,
+            },
         )
         try:
             run = self.executor.submit(
@@ -405,8 +429,20 @@ class Dispatcher:
         error = result.get("error") or {}
         reason = error.get("message")
         wall_s = outcome.wall_s if outcome else 0.0
-        self.records.commit(
-            version_end(self.identity, planned, version_run, event, result, outcome, run_id, not self.options.no_log)
+        end = version_end(self.identity, planned, version_run, event, result, outcome, run_id, not self.options.no_log)
+        self.records.commit(end)
+        if version_run is not None:
+            self._close_run_record(version_run, end.record)
+        self.end_hook.run(
+            label,
+            {
+                "MLPIPELINE_SCRIPT": planned.script.label,
+                "MLPIPELINE_VERSION": planned.version,
+                "MLPIPELINE_STATE": event.value,
+                "MLPIPELINE_RUN_ID": run_id,
+                "MLPIPELINE_MODEL_DIR": version_run.model_dir if version_run else "",
+                "MLPIPELINE_DURATION_S": f"{wall_s:.3f}",
+            },
         )
         self.view.version_ended(label, event.value, wall_s, reason)
         if error.get("traceback"):
@@ -418,6 +454,20 @@ class Dispatcher:
                 self._retries.append(planned)
             else:
                 self.any_failed = True
+
+    def _close_run_record(self, version_run: VersionRun, record: Dict[str, Any]) -> None:
+        """Add how the run ended to ``<model_dir>/.mlpipeline/run.json``, which its child began."""
+        try:
+            update_run_record(
+                Path(version_run.model_dir),
+                version_run.run_id,
+                state=record["status"],
+                ended_at=record["time"],
+                duration_s=record["duration_s"],
+                steps=record.get("steps"),
+            )
+        except OSError as exc:
+            self._warn(f"{exc.filename or version_run.model_dir}: the run record cannot be completed ({exc.strerror or exc})")
 
     def _report_broken_script(self, script: QueuedScript, listing: ScriptListing) -> None:
         """A script whose versions cannot be learned: reported once per content, counted as failed."""

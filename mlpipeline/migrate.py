@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from mlpipeline.config import EXECUTION_QUEUE, PROJECT_CONFIG, TEST_QUEUE, ConfigError, tomllib
+from mlpipeline.config import (
+    EXECUTION_QUEUE,
+    PROJECT_CONFIG,
+    TEST_QUEUE,
+    ConfigError,
+    tomllib,
+)
 
 SCRIPT_LIST_SECTIONS = ("WHITELISTED_MODELS", "BLACKLISTED_MODELS")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}

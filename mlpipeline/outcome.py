@@ -23,6 +23,7 @@ class VersionRun:
     run_id: str
     gpus: Tuple[str, ...] = ()
     gpu_share: float = 0.0
+    git: Optional[Dict[str, Any]] = None
     metrics: Dict[str, Any] = field(default_factory=dict)
     last_report_logged: float = 0.0
 
@@ -116,6 +117,7 @@ def version_end(
         "metrics": (version_run.metrics or None) if version_run else None,
         "parameters": result.get("parameters"),
         "model_dir": version_run.model_dir if version_run else None,
+        "git": version_run.git if version_run else None,
         "gpus": list(version_run.gpus) if version_run else None,
         "model_summary": result.get("model_summary"),
         "dataloader_summary": result.get("dataloader_summary"),

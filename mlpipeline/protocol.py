@@ -31,6 +31,7 @@ class ChildRequest:
     model_dir: Optional[str] = None
     execution_mode: bool = False
     fresh: bool = True
+    run_record: Optional[Dict[str, Any]] = None  # run.json's start, written into <model_dir>/.mlpipeline/
 
     def write(self, run_dir: Path) -> None:
         write_json_atomic(run_dir / REQUEST_FILE, asdict(self))

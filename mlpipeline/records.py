@@ -15,6 +15,7 @@ from filelock import FileLock
 
 from mlpipeline.files import naming_file, now_iso
 from mlpipeline.paths import OutputPaths
+from mlpipeline.provenance import describe_git
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -121,6 +122,9 @@ def format_output_block(record: Dict[str, Any]) -> str:
         lines.append(f"process ended:  {ending}")
     if record.get("model_dir"):
         lines.append(f"model_dir:      {record['model_dir']}")
+    commit = describe_git(record.get("git"))
+    if commit:
+        lines.append(f"git commit:     {commit}")
     parameters = record.get("parameters") or {}
     if parameters:
         lines.append("parameters:")

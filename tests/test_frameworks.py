@@ -181,6 +181,15 @@ def test_an_edited_script_trains_again_from_a_clean_model_dir(project, framework
     first, second = project.calls("train")
     assert not second["restored"] and second["from"] == 0 and second["steps"] == TOTAL_STEPS
     assert weights(project, framework)["step"] == TOTAL_STEPS
+    # The model carries the code that trained it, and the framework versions it ran on.
+    records = project.outputs / "model_ckpts" / "net" / ".mlpipeline"
+    assert (records / "net.py").read_bytes() == script.read_bytes()
+    run = json.loads((records / "run.json").read_text())
+    assert run["run_id"] == project.results()[-1]["run_id"] and run["state"] == "finished"
+    used = ["torch"] if framework == "torch" else ["tensorflow", "keras"]
+    for name in used:
+        assert run["software"][name].split(".")[0].isdigit(), run["software"]
+    assert not ({"torch", "tensorflow"} - set(used)) & set(run["software"])  # only what the script imported
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])

@@ -1,0 +1,68 @@
+"""``<model_dir>/.mlpipeline/``: what made the model in that folder.
+
+The child writes it from the very bytes it imported: a copy of the script, the version's
+parameters, and run.json (run id, git commit, host, software). The daemon adds how the run
+ended. A resumed run rewrites it, so it always describes the latest run in the folder; each
+run's own record stays in results.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from mlpipeline.files import write_json_atomic
+
+RECORD_DIR = ".mlpipeline"
+RUN_FILE = "run.json"
+PARAMETERS_FILE = "parameters.json"
+
+
+def record_dir(model_dir: Path) -> Path:
+    return Path(model_dir) / RECORD_DIR
+
+
+def write_run_record(
+    model_dir: Path, script_name: str, source: bytes, parameters: Dict[str, Any], run: Dict[str, Any]
+) -> None:
+    """Write the script copy, parameters.json and run.json for the run starting in ``model_dir``."""
+    folder = record_dir(model_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.py"):
+        if old.name != script_name:
+            old.unlink()  # a script renamed since the last run: its old copy would mislead
+    _write_bytes_atomic(folder / script_name, source)
+    write_json_atomic(folder / PARAMETERS_FILE, parameters)
+    write_json_atomic(folder / RUN_FILE, run)
+
+
+def update_run_record(model_dir: Path, run_id: str, **fields: Any) -> bool:
+    """Add ``fields`` to run.json if it describes run ``run_id``; False when it does not."""
+    path = record_dir(model_dir) / RUN_FILE
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(run, dict) or run.get("run_id") != run_id:
+        return False
+    run.update(fields)
+    write_json_atomic(path, run)
+    return True
+
+
+def read_run_record(model_dir: Path) -> Optional[Dict[str, Any]]:
+    try:
+        data = json.loads((record_dir(model_dir) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
