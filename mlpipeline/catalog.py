@@ -5,12 +5,14 @@ The daemon never imports a script: a child lists its versions, once per script c
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.executor import Executor
+from mlpipeline.files import write_json_atomic
 from mlpipeline.protocol import LIST_VERSIONS, ChildRequest, ScriptError
 
 
@@ -46,6 +48,35 @@ class Fingerprints:
         return digest
 
 
+class ListingStore:
+    """Listings kept on disk by script sha256, so ``mlpipeline status`` need not import scripts.
+
+    A listing depends on the script's bytes and, rarely, on modules it imports: the daemon
+    only writes here and always lists afresh; status reads, as a view may be a little behind.
+    """
+
+    def __init__(self, folder: Path, writable: bool = True) -> None:
+        self.folder = folder
+        self.writable = writable  # status only reads: a look at the queue changes nothing on disk
+
+    def load(self, sha256: str) -> Optional[ScriptListing]:
+        try:
+            data = json.loads((self.folder / f"{sha256}.json").read_text(encoding="utf-8"))
+            data["error"] = ScriptError.from_json(data.get("error"))
+            return ScriptListing(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, listing: ScriptListing) -> None:
+        if not self.writable:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.folder / f"{listing.sha256}.json", asdict(listing), durable=False)
+        except OSError:
+            pass  # a cache: the daemon's records do not depend on it
+
+
 ListingLineSink = Callable[[str, str, str], None]
 """Receives (script label, stream, line) for what a script prints while its versions are listed."""
 
@@ -61,13 +92,21 @@ class ScriptCatalog:
         executor: Executor,
         on_line: ListingLineSink,
         on_event: ListingEventSink,
-        cancel: Callable[[], bool] = lambda: False
+        cancel: Callable[[], bool] = lambda: False,
+        store: Optional[ListingStore] = None,
+        read_store: bool = False,
     ) -> None:
         self._executor = executor
+        self._store = store
+        self._read_store = read_store
         self._on_line = on_line
         self._on_event = on_event
         self._cancel = cancel
         self._listings: Dict[Tuple[str, str], ScriptListing] = {}
+
+    def known(self, path: Path, sha256: str) -> Optional[ScriptListing]:
+        """The listing already learned for this content, without starting a child."""
+        return self._listings.get((str(path), sha256))
 
     def listing(self, path: Path, label: str, sha256: str) -> Optional[ScriptListing]:
         """The versions of the script at ``path`` whose content hashes to ``sha256``.
@@ -77,6 +116,11 @@ class ScriptCatalog:
         cached = self._listings.get((str(path), sha256))
         if cached is not None:
             return cached
+        if self._store is not None and self._read_store:
+            stored = self._store.load(sha256)
+            if stored is not None:
+                self._listings[(str(path), sha256)] = stored
+                return stored
         request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label)
         outcome = self._executor.call(
             request,
@@ -103,4 +147,6 @@ class ScriptCatalog:
             listing = ScriptListing(sha256=result.get("sha256", sha256), error=error)
         # Stored under the content the child actually read, which an edit may have changed.
         self._listings[(str(path), listing.sha256)] = listing
+        if self._store is not None:
+            self._store.save(listing)
         return listing

@@ -1,16 +1,26 @@
 """What a person watching the terminal sees. Rich on a terminal, plain lines otherwise."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlpipeline.records import plain_text
 
+PLAIN_PROGRESS_INTERVAL_S = 10.0
+"""Without a terminal, at most one progress line per version per this many seconds."""
+
 _STATE_STYLE = {
     "finished": "green",
+    "done": "green",
+    "running": "cyan",
+    "stale": "magenta",
+    "broken": "bold red",
     "passed": "green",
     "failed": "bold red",
     "interrupted": "yellow",
@@ -29,6 +39,10 @@ class ConsoleView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self._lock = threading.Lock()
+        self._bars: Optional[Progress] = None
+        self._tasks: Dict[str, TaskID] = {}
+        self._plain_shown: Dict[str, float] = {}
 
     def info(self, message: str) -> None:
         self.console.print(escape(message))
@@ -56,6 +70,81 @@ class ConsoleView:
         self.console.print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s")
         if reason:
             self.console.print(f"  {escape(reason)}")
+
+    def progress(self, label: str, step: Any, total: Any, metrics: Dict[str, Any]) -> None:
+        """A version's ``report()``: its bar on a terminal, else a plain line now and then."""
+        from mlpipeline.outcome import describe_report
+
+        text = describe_report(None, None, metrics)
+        if not self.console.is_terminal:
+            now = time.monotonic()
+            with self._lock:
+                if now - self._plain_shown.get(label, -PLAIN_PROGRESS_INTERVAL_S) < PLAIN_PROGRESS_INTERVAL_S:
+                    return
+                self._plain_shown[label] = now
+            self.console.print(f"{escape(label)} {escape(describe_report(step, total, metrics))}")
+            return
+        steps = {"completed": step} if isinstance(step, (int, float)) else {}
+        if isinstance(total, (int, float)):
+            steps["total"] = total
+        with self._lock:
+            if self._bars is None:
+                self._bars = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    TextColumn("{task.fields[metrics]}"),
+                    console=self.console,
+                    transient=True,
+                )
+            if label not in self._tasks:
+                if not self._tasks:
+                    self._bars.start()
+                self._tasks[label] = self._bars.add_task(escape(label), total=None, metrics="")
+            self._bars.update(self._tasks[label], metrics=escape(text), **steps)
+
+    def progress_ended(self, label: str) -> None:
+        """The version's bar goes (the last bar takes the live display with it)."""
+        with self._lock:
+            self._plain_shown.pop(label, None)
+            task = self._tasks.pop(label, None)
+            if task is not None and self._bars is not None:
+                self._bars.remove_task(task)
+                if not self._tasks:
+                    self._bars.stop()
+
+    def queue_counts(self, counts: Dict[str, int], unlisted: int = 0) -> None:
+        """``queue: 3 finished, 1 running, 4 pending`` after each version's end."""
+        parts = [f"{n} {state}" for state, n in counts.items() if n]
+        if unlisted:
+            parts.append(f"{unlisted} script{'s' if unlisted > 1 else ''} not listed yet")
+        self.console.print(f"[dim]queue: {escape(', '.join(parts) or 'empty')}[/]")
+
+    def status_table(self, rows: Sequence[Tuple[str, str, str, str, str]], counts: Dict[str, int]) -> None:
+        """``mlpipeline status``: (version, state, duration, detail, metrics) rows, then the counts.
+
+        A rich table on a terminal; aligned plain columns otherwise, for grep and awk.
+        """
+        headers = ("VERSION", "STATE", "DURATION", "METRICS", "DETAIL")
+        ordered = [(label, state, duration, metrics, detail) for label, state, duration, detail, metrics in rows]
+        footer = ", ".join(f"{n} {state}" for state, n in counts.items()) or "the queue is empty"
+        if self.console.is_terminal:
+            table = Table(show_edge=False, pad_edge=False)
+            for header in headers:
+                table.add_column(header.lower(), justify="right" if header == "DURATION" else "left")
+            for label, state, duration, metrics, detail in ordered:
+                style = _STATE_STYLE.get(state, "")
+                shown = f"[{style}]{escape(state)}[/]" if style else escape(state)
+                table.add_row(escape(label), shown, duration, escape(metrics), escape(detail))
+            self.console.print(table)
+            self.console.print(escape(footer))
+            return
+        widths = [max([len(header)] + [len(row[i]) for row in ordered]) for i, header in enumerate(headers[:-1])]
+        for row in [headers, *ordered]:
+            cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + [row[-1]]
+            self.console.print(escape("  ".join(cells).rstrip()), overflow="ignore", crop=False)
+        self.console.print(escape(footer))
 
     def summary(self, title: str, rows: Sequence[Tuple[str, str, float]], footer: List[str]) -> None:
         """A table of (script:version, state, seconds), then the footer lines."""

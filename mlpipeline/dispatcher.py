@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.catalog import Fingerprints, ListingStore, ScriptCatalog, ScriptListing
 from mlpipeline.child import missing_message
 from mlpipeline.claims import Claims
 from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.console import ConsoleView
 from mlpipeline.executor import ChildOutcome, ChildRun, Executor
-from mlpipeline.files import now_iso
+from mlpipeline.files import now_iso, write_json_atomic
 from mlpipeline.gpus import GpuPool, detect_gpus, requested, visible_devices
 from mlpipeline.identity import DaemonIdentity
 from mlpipeline.journal import Journal
 from mlpipeline.local_executor import LocalExecutor
 from mlpipeline.outcome import VersionRun, classify, describe_report, version_end
 from mlpipeline.paths import OutputPaths
-from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next
+from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.preload import start_preload
 from mlpipeline.protocol import RUN_VERSION, ChildRequest
 from mlpipeline.provenance import find_repository, git_state
@@ -49,6 +49,9 @@ WAIT_POLL_S = 2.0
 
 REPORT_LOG_INTERVAL_S = 10.0
 """At most one log line per version per this many seconds from ``Model.report()``."""
+
+PROGRESS_FILE_INTERVAL_S = 1.0
+"""At most one rewrite per version per this many seconds of its progress file for ``status``."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,11 @@ class Dispatcher:
         self.signals = StopSignals()
         self.fingerprints = Fingerprints()
         self.catalog = ScriptCatalog(
-            self.executor, self._listing_line, self._listing_event, cancel=lambda: self.signals.count > 0
+            self.executor,
+            self._listing_line,
+            self._listing_event,
+            cancel=lambda: self.signals.count > 0,
+            store=ListingStore(self.paths.listings),
         )
         self.policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.handled: Set[Tuple[str, str, str]] = set()
@@ -134,6 +141,7 @@ class Dispatcher:
                 # What the journal shows as started by a daemon that is gone is ended before anything runs.
                 self.claims.take_over_stale()
                 self.records.recover(self.claims.is_dead)
+                self._drop_old_progress()
                 gpus = ", ".join(self.gpu_pool.ids) or "none"
                 self._daemon_log(
                     "INFO",
@@ -431,7 +439,9 @@ class Dispatcher:
         wall_s = outcome.wall_s if outcome else 0.0
         end = version_end(self.identity, planned, version_run, event, result, outcome, run_id, not self.options.no_log)
         self.records.commit(end)
+        self.view.progress_ended(label)
         if version_run is not None:
+            _remove_quietly(self.paths.progress / f"{run_id}.json")
             self._close_run_record(version_run, end.record)
         self.end_hook.run(
             label,
@@ -454,6 +464,31 @@ class Dispatcher:
                 self._retries.append(planned)
             else:
                 self.any_failed = True
+        self.view.queue_counts(*self._queue_counts())
+
+    def _queue_counts(self) -> Tuple[Dict[str, int], int]:
+        """This session's ends by state, what runs now, and what is still to run among the
+        scripts already listed (listing the others would import them early): (counts, unlisted)."""
+        counts: Dict[str, int] = {}
+        for _, state, _ in self.rows:
+            counts[state] = counts.get(state, 0) + 1
+        counts["running"] = len(self.executor.running)
+        pending = unlisted = 0
+        for script in self.queue.current():
+            try:
+                listing = self.catalog.known(script.path, self.fingerprints.sha256(script.path))
+            except OSError:
+                continue
+            if listing is None:
+                unlisted += 1
+                continue
+            for name in listing.names:
+                key = (script.label, name, listing.sha256)
+                if script.wants(name) and key not in self.handled:
+                    if decide(self.journal, script.label, name, listing.sha256, self.policy) is not None:
+                        pending += 1
+        counts["pending"] = pending + len(self._retries)
+        return counts, unlisted
 
     def _close_run_record(self, version_run: VersionRun, record: Dict[str, Any]) -> None:
         """Add how the run ended to ``<model_dir>/.mlpipeline/run.json``, which its child began."""
@@ -541,11 +576,31 @@ class Dispatcher:
             self.view.child_line(label, str(event.get("message", "")))
         elif event.get("type") == "report":
             metrics = event.get("metrics") or {}
+            step, total = event.get("step"), event.get("total")
             version_run.metrics.update(metrics)
+            self.view.progress(label, step, total, metrics)
             now = time.monotonic()
             if now - version_run.last_report_logged >= REPORT_LOG_INTERVAL_S:
                 version_run.last_report_logged = now
-                self._log("INFO", label, describe_report(event.get("step"), event.get("total"), metrics))
+                self._log("INFO", label, describe_report(step, total, metrics))
+            if now - version_run.last_progress_written >= PROGRESS_FILE_INTERVAL_S:
+                version_run.last_progress_written = now
+                self._write_progress(version_run, step, total)
+
+    def _drop_old_progress(self) -> None:
+        """Progress files of runs no daemon runs any more (cut off before they could remove theirs)."""
+        running = {record.get("run_id") for record in self.journal.unfinished()}
+        for path in self.paths.progress.glob("*.json"):
+            if path.stem not in running:
+                _remove_quietly(path)
+
+    def _write_progress(self, version_run: VersionRun, step: Any, total: Any) -> None:
+        progress = {"time": now_iso(), "step": step, "total": total, "metrics": version_run.metrics}
+        try:
+            self.paths.progress.mkdir(exist_ok=True)
+            write_json_atomic(self.paths.progress / f"{version_run.run_id}.json", progress, durable=False)
+        except OSError:
+            pass  # a view for `mlpipeline status`; the records never depend on it
 
     def _listing_line(self, script: str, stream: str, line: str) -> None:
         self._log("OUT" if stream == "stdout" else "ERR", script, line)
@@ -573,3 +628,10 @@ class Dispatcher:
         if key not in self._reported:
             self._reported.add(key)
             self._warn(message)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

@@ -26,14 +26,18 @@ def naming_file(path: Path) -> Iterator[None]:
         raise
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename, so readers never see half."""
+def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename, so readers never see half.
+
+    ``durable=False`` skips the fsync, for files that are only ever a passing view.
+    """
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

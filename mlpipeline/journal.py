@@ -40,6 +40,14 @@ class Journal:
         with self._lock:
             self._read_new()
 
+    def read_without_lock(self) -> None:
+        """Read what is there without taking the lock, so a running daemon is never held up.
+
+        A last line without its newline may be an append in progress here, not a tear: it is
+        left unread, without a warning.
+        """
+        self._read_new(tail_is_torn=False)
+
     def append(self, event: JournalEvent, **fields: Any) -> Dict[str, Any]:
         """Append one event durably and return it; it is visible to :meth:`latest` at once."""
         record = {"time": now_iso(), "event": event.value, **fields}
@@ -108,7 +116,7 @@ class Journal:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
 
-    def _read_new(self) -> None:
+    def _read_new(self, tail_is_torn: bool = True) -> None:
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(self._offset)
@@ -129,7 +137,7 @@ class Journal:
             self._fold(raw, self._lines_read)
         self._offset += end
         tail = data[end:]
-        if tail:
+        if tail and tail_is_torn:
             # Read under the lock, so a line without its newline is not being written: it was cut off.
             self._lines_read += 1
             self._warn(f"{self.path.name}:{self._lines_read}: last line is cut off (written during a crash?); skipped")

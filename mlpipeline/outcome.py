@@ -1,6 +1,7 @@
 """From how a version's child ended to what is recorded about it."""
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
@@ -11,6 +12,10 @@ from mlpipeline.identity import DaemonIdentity
 from mlpipeline.plan import PlannedRun, Start
 from mlpipeline.record_keeper import VersionEnd
 from mlpipeline.states import JournalEvent
+
+
+JOURNAL_EVAL_LIMIT = 512
+"""An evaluation result longer than this (as JSON) stays out of the journal; results.jsonl has it."""
 
 
 @dataclass
@@ -26,6 +31,7 @@ class VersionRun:
     git: Optional[Dict[str, Any]] = None
     metrics: Dict[str, Any] = field(default_factory=dict)
     last_report_logged: float = 0.0
+    last_progress_written: float = 0.0
 
 
 def crash_message(label: str, outcome: ChildOutcome) -> str:
@@ -95,6 +101,12 @@ def version_end(
     sha256 = result.get("sha256") or planned.sha256
     fields = identity.event_fields(planned.script.label, planned.version, sha256)
     journal_fields = dict(fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **exit_info)
+    # What `mlpipeline status` shows as a version's last metrics, kept small: the journal is read whole.
+    if version_run is not None and version_run.metrics:
+        journal_fields["metrics"] = version_run.metrics
+    eval_test = result.get("eval_test")
+    if eval_test is not None and len(json.dumps(eval_test, default=str)) <= JOURNAL_EVAL_LIMIT:
+        journal_fields["eval_test"] = eval_test
     record = {
         "time": now_iso(),
         "host": identity.host,

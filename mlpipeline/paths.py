@@ -40,6 +40,16 @@ class OutputPaths:
         return self.outputs_dir / ".pending"
 
     @property
+    def listings(self) -> Path:
+        """Script listings (versions) by script sha256, kept for ``mlpipeline status``."""
+        return self.outputs_dir / ".listings"
+
+    @property
+    def progress(self) -> Path:
+        """The latest ``report()`` of each running version, by run id, for ``mlpipeline status``."""
+        return self.outputs_dir / ".progress"
+
+    @property
     def model_ckpts(self) -> Path:
         return self.outputs_dir / "model_ckpts"
 

@@ -1,0 +1,248 @@
+"""``mlpipeline status``: where every queued version stands.
+
+Read from the journal, the current models.config and the scripts as they are now, without
+taking any lock, so a running daemon is never held up, and without writing anything.
+Versions come from the listings the daemon keeps under ``outputs/.listings/``; a script no
+daemon has listed is listed by a child here, as the daemon would.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Dict, List, Optional
+
+from mlpipeline.catalog import Fingerprints, ListingStore, ScriptCatalog
+from mlpipeline.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
+from mlpipeline.console import ConsoleView
+from mlpipeline.heartbeat import beat_path
+from mlpipeline.identity import DaemonIdentity, hostname
+from mlpipeline.journal import Journal
+from mlpipeline.local_executor import LocalExecutor
+from mlpipeline.outcome import describe_report
+from mlpipeline.paths import OutputPaths
+from mlpipeline.queue import resolve_queue
+from mlpipeline.states import STATE_AFTER, JournalEvent, RunState
+
+STALE = "stale"
+BROKEN = "broken"
+
+_STATE_NAMES = {
+    RunState.DONE: "done",
+    RunState.FAILED: "failed",
+    RunState.INTERRUPTED: "interrupted",
+    RunState.TIMED_OUT: "timed_out",
+}
+
+
+@dataclass
+class VersionStatus:
+    """One row of ``mlpipeline status`` (and one object of ``--json``)."""
+
+    script: str
+    version: Optional[str]
+    state: str  # pending, running, done, failed, interrupted, timed_out, stale, broken
+    queued: bool = True
+    host: Optional[str] = None
+    pid: Optional[int] = None  # the daemon's
+    child_pid: Optional[int] = None  # the version's own process, while it runs
+    since: Optional[str] = None  # when the running version started
+    ended_at: Optional[str] = None
+    duration_s: Optional[float] = None
+    metrics: Optional[Dict[str, Any]] = None
+    eval_test: Any = None
+    progress: Optional[Dict[str, Any]] = None
+    reason: Optional[str] = None
+    previous_state: Optional[str] = None  # for stale: how the run of the old script content ended
+    run_id: Optional[str] = None
+    attempt: Optional[int] = None
+    sha256: Optional[str] = None
+    warnings: List[str] = field(default_factory=list, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.script if self.version is None else f"{self.script}:{self.version}"
+
+
+class StatusReader:
+    """Builds the rows of ``mlpipeline status`` for one project."""
+
+    def __init__(self, project: ProjectConfig) -> None:
+        self.project = project
+        self.paths = OutputPaths(project.outputs_dir, hostname())
+        self.warnings: List[str] = []
+        self.journal = Journal(self.paths.journal, warn=self.warnings.append)
+        self._host = hostname()
+
+    def rows(self) -> List[VersionStatus]:
+        self.journal.read_without_lock()
+        config = read_queue_config(self.project.project_dir / EXECUTION_QUEUE, EXECUTION_QUEUE, self.project.models_dir)
+        scripts, missing = resolve_queue(config, self.project.models_dir, self.project.outputs_dir)
+        self.warnings.extend(missing)
+        executor = LocalExecutor(self.project.project_dir)
+        catalog = ScriptCatalog(
+            executor,
+            on_line=lambda *_: None,
+            on_event=lambda *_: None,
+            store=ListingStore(self.paths.listings, writable=False),
+            read_store=True,
+        )
+        fingerprints = Fingerprints()
+        rows: List[VersionStatus] = []
+        seen = set()
+        for script in scripts:
+            try:
+                sha256 = fingerprints.sha256(script.path)
+            except OSError as exc:
+                rows.append(VersionStatus(script.label, None, BROKEN, reason=f"cannot be read ({exc.strerror})"))
+                continue
+            listing = catalog.listing(script.path, script.label, sha256)
+            if listing is None or listing.error is not None:
+                reason = listing.error.message if listing and listing.error else "its versions could not be learned"
+                rows.append(VersionStatus(script.label, None, BROKEN, reason=reason, sha256=sha256))
+                continue
+            for version in listing.names:
+                if script.wants(version):
+                    rows.append(self._version(script.label, version, listing.sha256))
+                    seen.add((script.label, version))
+            for version, line in script.entry_lines:
+                if version and version not in listing.names:
+                    where = EXECUTION_QUEUE if line is None else f"{EXECUTION_QUEUE}:{line}"
+                    self.warnings.append(f"{where}: {script.label} has no version '{version}'")
+        # Versions running that the queue no longer names still run: they are shown too.
+        for record in self.journal.unfinished():
+            key = (record["script"], record["version"])
+            if key not in seen:
+                row = self._version(key[0], key[1], record.get("sha256"))
+                if row.state == "running":
+                    row.queued = False
+                    rows.append(row)
+        return rows
+
+    def _version(self, script: str, version: str, sha256: Optional[str]) -> VersionStatus:
+        row = VersionStatus(script, version, "pending", sha256=sha256)
+        last = self.journal.latest(script, version)
+        if last is None:
+            return row
+        row.run_id = last.get("run_id")
+        row.attempt = last.get("attempt")
+        state = STATE_AFTER[JournalEvent(last["event"])]
+        if state is RunState.RUNNING:
+            row.host, row.pid, row.since = last.get("host"), last.get("pid"), last.get("time")
+            row.child_pid = last.get("child_pid")
+            if self._alive(last):
+                row.state = "running"
+                row.duration_s = _seconds_since(last.get("time"))
+                row.progress = self._progress(row.run_id)
+                if row.progress:
+                    row.metrics = row.progress.pop("metrics", None) or None
+                return row
+            row.state = "interrupted"
+            row.reason = f"its daemon on {last.get('host')} (pid {last.get('pid')}) is gone; -u resumes it first"
+            return row
+        row.state = _STATE_NAMES[state]
+        row.host, row.pid = last.get("host"), last.get("pid")
+        row.ended_at = last.get("time")
+        row.duration_s = last.get("duration_s")
+        row.metrics = last.get("metrics")
+        row.eval_test = last.get("eval_test")
+        row.reason = last.get("reason")
+        if sha256 is not None and last.get("sha256") != sha256 and self.project.on_script_change == "rerun":
+            row.previous_state, row.state = row.state, STALE
+            row.reason = "the script changed since this run; the version runs again from a clean model_dir"
+        return row
+
+    def _alive(self, record: Dict[str, Any]) -> bool:
+        """Whether the daemon of a claim still runs: its pid here, its heartbeat file elsewhere.
+
+        One look cannot see a beat change, so another host's daemon counts as alive while its
+        heartbeat file is there: a daemon removes it when it stops, the next daemon when it dies.
+        """
+        key = str(record.get("daemon", ""))
+        if record.get("host") == self._host:
+            return DaemonIdentity.is_alive_on_this_host(key)
+        return beat_path(self.paths.heartbeats, key).exists()
+
+    def _progress(self, run_id: Optional[str]) -> Optional[Dict[str, Any]]:
+        if not run_id:
+            return None
+        try:
+            data = json.loads((self.paths.progress / f"{run_id}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def show_status(project: ProjectConfig, view: ConsoleView, as_json: bool = False) -> int:
+    """Print the status of every queued version; returns the exit code (0)."""
+    reader = StatusReader(project)
+    rows = reader.rows()
+    if as_json:
+        payload = [{k: v for k, v in asdict(row).items() if k != "warnings"} for row in rows]
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=1, default=str) + "\n")
+        for warning in reader.warnings:
+            sys.stderr.write(f"warning: {warning}\n")
+        return 0
+    view.status_table(
+        [(row.label, row.state, _duration(row.duration_s), _detail(row), _metrics(row)) for row in rows],
+        _counts(rows),
+    )
+    for warning in reader.warnings:
+        view.warning(warning)
+    return 0
+
+
+def _detail(row: VersionStatus) -> str:
+    if row.state == "running":
+        pids = f"pid {row.pid}" + (f", version pid {row.child_pid}" if row.child_pid else "")
+        where = f"on {row.host}, {pids}, since {row.since}"
+        if row.progress and row.progress.get("step") is not None:
+            total = row.progress.get("total")
+            where = f"step {row.progress['step']}{'' if total is None else f'/{total}'}, " + where
+        return where + ("" if row.queued else " (no longer queued)")
+    if row.state == STALE:
+        return f"was {row.previous_state}, ended {row.ended_at}; script edited since"
+    if row.state in ("failed", "interrupted", "timed_out", BROKEN) and row.reason:
+        return row.reason.splitlines()[0]
+    if row.state == "done":
+        return f"ended {row.ended_at} on {row.host}"
+    return ""
+
+
+def _metrics(row: VersionStatus) -> str:
+    if row.metrics:
+        return describe_report(None, None, row.metrics)
+    if isinstance(row.eval_test, dict):
+        return "test " + describe_report(None, None, row.eval_test)
+    return ""
+
+
+def _duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _counts(rows: List[VersionStatus]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    return counts
+
+
+def _seconds_since(stamp: Optional[str]) -> Optional[float]:
+    if not stamp:
+        return None
+    try:
+        return max((datetime.now().astimezone() - datetime.fromisoformat(stamp)).total_seconds(), 0.0)
+    except ValueError:
+        return None
+
