@@ -1,0 +1,82 @@
+"""SPEC 8: what the terminal shows: start and end lines, a progress bar per running version
+from report(), the queue's counts; plain lines when stdout is not a terminal."""
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+
+from conftest import Project, versions_code
+
+REPORTING = "learning_rate=0.1, dataloader=Data(), batch_size=1, epoc_count=1"
+
+
+def reporting_project(project: Project) -> None:
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\nworkers = 2\n')
+    project.script(
+        "net.py",
+        versions_code('versions.addV("a", sleep_per_step=0.01)', 'versions.addV("b", sleep_per_step=0.01)', defaults=REPORTING),
+    )
+    project.script("other.py", versions_code('versions.addV("c")', defaults=REPORTING))
+    project.queue(["net.py", "other.py"])
+
+
+def test_without_a_terminal_progress_is_plain_lines(project):
+    reporting_project(project)
+    result = project.run("-r")
+    assert result.returncode == 0, result.output
+    out = result.stdout
+    assert "\x1b" not in out and "\r" not in out
+    for label in ("net.py:a", "net.py:b", "other.py:c"):
+        assert f"▶ {label}" in out
+        assert re.search(rf"■ {re.escape(label)} finished in \d+\.\d\d s", out)
+        # The first report() of each version is shown at once, later ones at most every 10 s.
+        assert re.search(rf"^{re.escape(label)} step 1/100 loss=1$", out, re.M), out
+    assert len(re.findall(r"^net\.py:a step ", out, re.M)) == 1
+    counts = re.findall(r"^queue: .*$", out, re.M)
+    assert len(counts) == 3
+    # Two workers: other.py is listed by the time the first version ends, so every count is known.
+    assert counts[-1] == "queue: 3 finished"
+    assert all("pending" in line or "running" in line for line in counts[:-1])
+    # The log has the report too (rate-limited), and no escape codes ever.
+    log = project.log_text()
+    assert "INFO net.py:a step 1/100 loss=1" in log
+    assert "\x1b" not in log
+
+
+def test_on_a_terminal_each_running_version_has_a_progress_bar(project):
+    reporting_project(project)
+    env = Project._env({"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+    env.pop("NO_COLOR", None)
+    env.pop("CI", None)  # rich takes CI for a non-interactive terminal: no live display
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        project.command("-r"), stdin=secondary, stdout=secondary, stderr=secondary, env=env, close_fds=True
+    )
+    os.close(secondary)
+    chunks = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=30)
+    os.close(main)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert process.returncode == 0, screen
+    assert "━" in screen  # a bar was drawn
+    assert re.search(r"net\.py:a[^\n]*━[^\n]*\d+/100", screen), screen  # steps done of total, beside its label
+    assert "\x1b[" in screen  # colour and cursor control on a terminal...
+    assert "\x1b" not in project.log_text()  # ...and never in a file
+    assert "\x1b" not in project.output_text()
