@@ -26,7 +26,7 @@ setup(
         "tensorflow-cpu": ["tensorflow-cpu>=2.13"],
         "ray": ["ray>=2.9"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6"],
-        "docs": ["sphinx>=7"],
+        "docs": ["sphinx>=7", "myst-parser>=2"],
     },
     entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},
     classifiers=[

@@ -131,11 +131,14 @@ def key_line(text: str, table: Optional[str], key: Optional[str] = None) -> Opti
     return None
 
 
-def _value_line(text: str, value: str) -> Optional[int]:
+def _value_lines(text: str) -> Dict[str, int]:
+    """Each quoted string in ``text`` and the first line it is on: one pass, for queues of
+    thousands of entries."""
+    lines: Dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
-        if f'"{value}"' in raw or f"'{value}'" in raw:
-            return number
-    return None
+        for match in re.finditer(r'"([^"\\]*)"|\'([^\']*)\'', raw):
+            lines.setdefault(match.group(1) if match.group(1) is not None else match.group(2), number)
+    return lines
 
 
 def _unknown(file: str, text: str, table: Optional[str], key: str, known: List[str], what: str) -> ConfigError:
@@ -285,6 +288,7 @@ def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:
     if "use_blacklist" in mlp:
         use_blacklist = _typed(file, text, "MLP", mlp, "use_blacklist", bool, "true or false")
     lists = {}
+    value_lines = _value_lines(text)
     for table in tables[1:]:
         section = data.get(table, {})
         for key in section:
@@ -297,7 +301,7 @@ def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:
                 f"'scripts' must be a list of strings, like [\"model.py\"], not {type(scripts).__name__}",
                 key_line(text, table, "scripts"),
             )
-        lists[table] = tuple(_entry(file, text, table, item, models_dir) for item in scripts)
+        lists[table] = tuple(_entry(file, text, table, item, models_dir, value_lines) for item in scripts)
     return QueueConfig(
         file=file,
         use_blacklist=use_blacklist,
@@ -306,12 +310,12 @@ def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:
     )
 
 
-def _entry(file: str, text: str, table: str, item: Any, models_dir: Path) -> QueueEntry:
+def _entry(file: str, text: str, table: str, item: Any, models_dir: Path, value_lines: Dict[str, int]) -> QueueEntry:
     if not isinstance(item, str):
         raise ConfigError(
             file, f"[{table}] scripts holds {item!r}, which is not a string", key_line(text, table, "scripts")
         )
-    return parse_entry(item, models_dir, file, _value_line(text, item) or key_line(text, table, "scripts"))
+    return parse_entry(item, models_dir, file, value_lines.get(item) or key_line(text, table, "scripts"))
 
 
 def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = None) -> QueueEntry:

@@ -141,10 +141,15 @@ class ConsoleView:
             self.console.print(escape(footer))
             return
         widths = [max([len(header)] + [len(row[i]) for row in ordered]) for i, header in enumerate(headers[:-1])]
+        lines = []
         for row in [headers, *ordered]:
             cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + [row[-1]]
-            self.console.print(escape("  ".join(cells).rstrip()), overflow="ignore", crop=False)
-        self.console.print(escape(footer))
+            lines.append("  ".join(cells).rstrip())
+        lines.append(footer)
+        # Not a terminal: plain text, written at once to the console's file; rich's per-line
+        # rendering would cost a second for 30,000 rows and add nothing without a terminal.
+        self.console.file.write("\n".join(lines) + "\n")
+        self.console.file.flush()
 
     def summary(self, title: str, rows: Sequence[Tuple[str, str, float]], footer: List[str]) -> None:
         """A table of (script:version, state, seconds), then the footer lines."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
@@ -18,12 +19,12 @@ from mlpipeline.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
 from mlpipeline.console import ConsoleView
 from mlpipeline.heartbeat import beat_path
 from mlpipeline.identity import DaemonIdentity, hostname
-from mlpipeline.journal import Journal
+from mlpipeline.journal import Journal, state_of
 from mlpipeline.local_executor import LocalExecutor
 from mlpipeline.outcome import describe_report
 from mlpipeline.paths import OutputPaths
 from mlpipeline.queue import resolve_queue
-from mlpipeline.states import STATE_AFTER, JournalEvent, RunState
+from mlpipeline.states import RunState
 
 STALE = "stale"
 BROKEN = "broken"
@@ -58,7 +59,6 @@ class VersionStatus:
     run_id: Optional[str] = None
     attempt: Optional[int] = None
     sha256: Optional[str] = None
-    warnings: List[str] = field(default_factory=list, repr=False)
 
     @property
     def label(self) -> str:
@@ -127,7 +127,7 @@ class StatusReader:
             return row
         row.run_id = last.get("run_id")
         row.attempt = last.get("attempt")
-        state = STATE_AFTER[JournalEvent(last["event"])]
+        state = state_of(last)
         if state is RunState.RUNNING:
             row.host, row.pid, row.since = last.get("host"), last.get("pid"), last.get("time")
             row.child_pid = last.get("child_pid")
@@ -179,8 +179,11 @@ def show_status(project: ProjectConfig, view: ConsoleView, as_json: bool = False
     reader = StatusReader(project)
     rows = reader.rows()
     if as_json:
-        payload = [{k: v for k, v in asdict(row).items() if k != "warnings"} for row in rows]
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=1, default=str) + "\n")
+        # One object a line: readable, grep-able, and quick for 100,000 rows (dataclasses.asdict is not).
+        fields = [f.name for f in dataclass_fields(VersionStatus)]
+        encoder = json.JSONEncoder(ensure_ascii=False, default=str)
+        lines = [encoder.encode({name: getattr(row, name) for name in fields}) for row in rows]
+        sys.stdout.write("[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n"))
         for warning in reader.warnings:
             sys.stderr.write(f"warning: {warning}\n")
         return 0
