@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from mlpipeline import channel
+from mlpipeline.protocol import to_plain
 from mlpipeline.utils import ExecutionModeKeys, ModeKeys
 from mlpipeline.versions import Versions
 
@@ -76,8 +77,13 @@ class Model(_Summary):
         raise NotImplementedError(f"{type(self).__name__} does not implement evaluate_model(input_fn, steps)")
 
     def report(self, step: Optional[int] = None, total: Optional[int] = None, **metrics: Any) -> None:
-        """Tell the pipeline how far training is and the latest metrics (``loss=0.3``)."""
-        channel.send({"type": "report", "step": step, "total": total, "metrics": metrics})
+        """Tell the pipeline how far training is and the latest metrics (``loss=0.3``).
+
+        Moves the version's progress bar, reaches the log (at most a line every 10 s) and
+        ``mlpipeline status``; the last value of each metric goes into the version's record.
+        A tensor or numpy scalar is sent as its number.
+        """
+        channel.send({"type": "report", "step": to_plain(step), "total": to_plain(total), "metrics": to_plain(metrics)})
 
 
 class DataLoader(_Summary):

@@ -29,9 +29,11 @@ def write_run_record(
     """Write the script copy, parameters.json and run.json for the run starting in ``model_dir``."""
     folder = record_dir(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.py"):
-        if old.name != script_name:
-            old.unlink()  # a script renamed since the last run: its old copy would mislead
+    for old in folder.iterdir():
+        # A script renamed since the last run (its old copy would mislead), and temporary
+        # files of a run killed while it wrote them.
+        if (old.suffix == ".py" and old.name != script_name) or old.name.endswith(".tmp"):
+            old.unlink()
     _write_bytes_atomic(folder / script_name, source)
     write_json_atomic(folder / PARAMETERS_FILE, parameters)
     write_json_atomic(folder / RUN_FILE, run)

@@ -207,8 +207,10 @@ def test_a_kill_during_checkpoint_saves_never_spoils_the_latest(project, framewo
     result = project.run("-r", "-u", timeout=300)
     assert result.returncode == 0, result.output
     assert weights(project, framework)["step"] == TOTAL_STEPS
-    leftovers = [p.name for p in (project.outputs / "model_ckpts" / "net").iterdir() if ".tmp" in p.name or p.name.startswith(".")]
-    assert leftovers == []
+    model_dir = project.outputs / "model_ckpts" / "net"
+    leftovers = [p.name for p in model_dir.iterdir() if ".tmp" in p.name or p.name.startswith(".")]
+    assert leftovers == [".mlpipeline"]  # the run record, and nothing half-written
+    assert sorted(p.name for p in (model_dir / ".mlpipeline").iterdir()) == ["net.py", "parameters.json", "run.json"]
 
 
 @pytest.mark.parametrize("module, extra", [("torch", "torch"), ("tensorflow", "tensorflow")])
