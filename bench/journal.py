@@ -4,40 +4,21 @@ Target (SPEC 11): well under 1 s. Run: python bench/journal.py
 """
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._project import machine  # noqa: E402
+from bench._project import machine, write_journal  # noqa: E402
 from mlpipeline.journal import Journal  # noqa: E402
-from mlpipeline.states import JournalEvent  # noqa: E402
 
 EVENTS = 100_000
 
 
 def main() -> None:
     path = Path(tempfile.mkdtemp(prefix="mlpipeline-bench-")) / "history.jsonl"
-    # Claimed, started, finished for 33,334 versions of 1,000 scripts: a busy year of a queue.
-    cycle = [JournalEvent.CLAIMED, JournalEvent.STARTED, JournalEvent.FINISHED]
-    with open(path, "w") as handle:  # written directly: fsync per event would make the setup slow
-        for index in range(EVENTS):
-            version = index // 3
-            record = {
-                "time": "2026-11-22T01:00:00.000+00:00",
-                "event": cycle[index % 3].value,
-                "host": "gpu1",
-                "pid": 1234,
-                "daemon": "gpu1:1234:1795312570.31",
-                "script": f"model_{version % 1000}.py",
-                "sha256": "b907d10ef171f29b57efe7cb3eae7284569f91358318d5143c631af0a6bf078d",
-                "version": f"v{version // 1000}",
-                "run_id": f"{version:012x}",
-                "attempt": 1,
-            }
-            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+    write_journal(path, EVENTS, 1000, lambda script: "b907d10ef171f29b57efe7cb3eae7284569f91358318d5143c631af0a6bf078d")
     size_mb = path.stat().st_size / 2**20
 
     timings = []

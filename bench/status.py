@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._project import environment, machine, make_project, mlpipeline  # noqa: E402
+from bench._project import environment, machine, make_project, mlpipeline, write_journal  # noqa: E402
 from mlpipeline.config import load_project_config  # noqa: E402
-from mlpipeline.states import JournalEvent  # noqa: E402
 from mlpipeline.status import StatusReader  # noqa: E402
 
 EVENTS = 100_000
@@ -37,26 +36,7 @@ def build() -> Path:
         sha = shas[name] = hashlib.sha256(text.encode()).hexdigest()
         listing = {"sha256": sha, "names": [f"v{n}" for n in range(VERSIONS)], "missing": {}, "suffixes": {}, "gpus": {}}
         (outputs / ".listings" / f"{sha}.json").write_text(json.dumps(listing))
-    cycle = [JournalEvent.CLAIMED, JournalEvent.STARTED, JournalEvent.FINISHED]
-    with open(outputs / "history.jsonl", "w") as handle:  # written directly: fsync per event would be slow
-        for index in range(EVENTS):
-            version = index // 3
-            script = f"model_{version % SCRIPTS}.py"
-            record = {
-                "time": "2026-11-22T01:00:00.000+00:00",
-                "event": cycle[index % 3].value,
-                "host": "gpu1",
-                "pid": 1234,
-                "daemon": "gpu1:1234:1795312570.31",
-                "script": script,
-                "sha256": shas[script],
-                "version": f"v{version // SCRIPTS}",
-                "run_id": f"{version:012x}",
-                "attempt": 1,
-            }
-            if record["event"] == "finished":
-                record.update(duration_s=12.5, reason=None, exit_code=0, signal=None, metrics={"loss": 0.01})
-            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+    write_journal(outputs / "history.jsonl", EVENTS, SCRIPTS, shas.__getitem__)
     return root
 
 

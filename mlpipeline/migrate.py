@@ -14,7 +14,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.config import (
     EXECUTION_QUEUE,
@@ -26,16 +26,17 @@ from mlpipeline.config import (
 
 SCRIPT_LIST_SECTIONS = ("WHITELISTED_MODELS", "BLACKLISTED_MODELS")
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-# What each key of [MLP] is in TOML; a key not here is kept as a comment, since mlpipeline refuses it.
-_KEY_KINDS = {
+# What each key of [MLP] is in TOML, per file; a key not here is kept as a comment, since
+# mlpipeline refuses keys it does not know.
+_PROJECT_KEYS = {
     "models_dir": "string",
     "outputs_dir": "string",
     "on_script_change": "string",
-    "use_blacklist": "boolean",
     "workers": "integer",
     "retries": "integer",
     "version_timeout": "number",
 }
+_QUEUE_KEYS = {"use_blacklist": "boolean"}
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
 
 
@@ -83,17 +84,23 @@ def ini_to_toml(text: str, file: str) -> str:
         (sections[-1].lines if sections else preamble).append((kind, text_of_line))
     out: List[str] = [f"# {file}: converted from the original INI format by mlpipeline migrate-config"]
     out.extend(text for kind, text in preamble if kind == "comment")
+    is_project = Path(file).name == PROJECT_CONFIG
+    known = ("MLP",) if is_project else ("MLP", *SCRIPT_LIST_SECTIONS)
     for section in sections:
         out.append("")
-        out.append(f"[{section.name}]")
-        if section.name in SCRIPT_LIST_SECTIONS:
-            out.extend(_script_list(section, file))
+        if section.name not in known:
+            out.append(f"# [{section.name}]    # not a table mlpipeline knows in {file}; kept as a comment")
+            out.extend(f"# {text}" if kind == "entry" else text for kind, text in section.lines)
+        elif section.name in SCRIPT_LIST_SECTIONS:
+            out.append(f"[{section.name}]")
+            out.extend(_script_list(section))
         else:
-            out.extend(_key_values(section, file))
+            out.append(f"[{section.name}]")
+            out.extend(_key_values(section, _PROJECT_KEYS if is_project else _QUEUE_KEYS))
     return "\n".join(_squeeze_blank_lines(out)) + "\n"
 
 
-def _script_list(section: _Section, file: str) -> List[str]:
+def _script_list(section: _Section) -> List[str]:
     lines = list(section.lines)
     while lines and lines[-1][0] == "blank":
         lines.pop()
@@ -117,7 +124,7 @@ def _script_list(section: _Section, file: str) -> List[str]:
     return lead + body
 
 
-def _key_values(section: _Section, file: str) -> List[str]:
+def _key_values(section: _Section, kinds: Dict[str, str]) -> List[str]:
     out: List[str] = []
     for kind, text in section.lines:
         if kind != "entry":
@@ -128,12 +135,11 @@ def _key_values(section: _Section, file: str) -> List[str]:
             out.append(f"# {text}    # (no value in the INI file; not used by mlpipeline)")
             continue
         key, value = match.group(1).strip(), match.group(2).strip()
-        out.append(_toml_line(section.name, key, value))
+        out.append(_toml_line(kinds.get(key), key, value))
     return out
 
 
-def _toml_line(section: str, key: str, value: str) -> str:
-    kind = _KEY_KINDS.get(key) if section == "MLP" else None
+def _toml_line(kind: Optional[str], key: str, value: str) -> str:
     if kind == "boolean" and value.lower() in _BOOLEANS:
         return f"{key} = {'true' if _BOOLEANS[value.lower()] else 'false'}"
     if kind == "integer" and re.fullmatch(r"[+-]?\d+", value):

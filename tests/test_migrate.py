@@ -41,6 +41,9 @@ use_blacklist = yes
 second.py
 
 [WHITELISTED_MODELS]
+
+[NOTES]
+owner = me
 """
 
 
@@ -97,7 +100,9 @@ def test_migrate_config_rewrites_each_file_keeping_comments_and_backups(project)
     # The comment between the two scripts stays between them.
     assert queue_text.index('"first.py"') < queue_text.index("# second comes after first") < queue_text.index('"second.py"')
 
-    test_queue = tomllib.loads((project.root / "models_test.config").read_text())
+    test_queue_text = (project.root / "models_test.config").read_text()
+    test_queue = tomllib.loads(test_queue_text)
+    assert "NOTES" not in test_queue and "# [NOTES]" in test_queue_text and '# owner = me' in test_queue_text
     assert test_queue["MLP"] == {"use_blacklist": True}
     assert test_queue["BLACKLISTED_MODELS"] == {"scripts": ["second.py"]}
 
