@@ -12,6 +12,7 @@ from mlpipeline.console import ConsoleView, make_console
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 COMMANDS = ("status", "migrate-config")
 
@@ -110,7 +111,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "status":
             from mlpipeline.status import show_status
 
-            return show_status(project, view, as_json=args.json)
+            try:
+                return show_status(project, view, as_json=args.json)
+            except KeyboardInterrupt:
+                return EXIT_INTERRUPTED
         only = tuple(parse_entry(item, project.models_dir, "--only") for item in args.only)
         if args.run:
             from mlpipeline.dispatcher import Dispatcher, ExecutionOptions

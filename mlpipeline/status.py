@@ -8,6 +8,7 @@ daemon has listed is listed by a child here, as the daemon would.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
@@ -23,7 +24,7 @@ from mlpipeline.journal import Journal, state_of
 from mlpipeline.local_executor import LocalExecutor
 from mlpipeline.outcome import describe_report
 from mlpipeline.paths import OutputPaths
-from mlpipeline.queue import resolve_queue
+from mlpipeline.queue import QueuedScript, resolve_queue
 from mlpipeline.states import RunState
 
 STALE = "stale"
@@ -88,6 +89,13 @@ class StatusReader:
             store=ListingStore(self.paths.listings, writable=False),
             read_store=True,
         )
+        try:
+            return self._rows(scripts, catalog)
+        finally:
+            # Ctrl-C while a script's versions are listed: its child, in a session of its own, goes too.
+            executor.stop_all(signal.SIGKILL)
+
+    def _rows(self, scripts: List[QueuedScript], catalog: ScriptCatalog) -> List[VersionStatus]:
         fingerprints = Fingerprints()
         rows: List[VersionStatus] = []
         seen = set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import signal
 
-from conftest import Project, kill_tree, versions_code
+from conftest import Project, alive, kill_tree, versions_code
 
 FAST = "learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=1"
 
@@ -133,3 +133,20 @@ def test_status_needs_a_valid_queue(project):
     assert "models.config" in result.output and "not valid TOML" in result.output
     assert project.run("status", "-r").returncode == 2  # not for status
     assert "--json: for 'mlpipeline status' only" in project.run("--json").output
+
+
+def test_ctrl_c_while_status_lists_a_script_leaves_nothing_running(project):
+    # A script no daemon has listed: status imports it in a child, and this one takes its time.
+    (project.models / "slow.py").write_text(
+        "import os, time\nopen('importing', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    )
+    project.queue(["slow.py"])
+    looking = project.start("status")
+    marker = project.root / "importing"
+    project.wait_for(lambda: marker.exists() and marker.read_text(), what="the listing child")
+    child = int(marker.read_text())
+    looking.send_signal(signal.SIGINT)
+    output, _ = looking.communicate(timeout=30)
+    assert looking.returncode == 130
+    assert "Traceback" not in output
+    project.wait_for(lambda: not alive(child), timeout=10, what="the listing child to be gone")
