@@ -23,7 +23,6 @@ TEST_QUEUE = "models_test.config"
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 
 
-
 class ConfigError(Exception):
     """A config file that cannot be used, with the file, line and key it is about."""
 

@@ -122,12 +122,12 @@ class ConsoleView:
         self.console.print(f"[dim]queue: {escape(', '.join(parts) or 'empty')}[/]")
 
     def status_table(self, rows: Sequence[Tuple[str, str, str, str, str]], counts: Dict[str, int]) -> None:
-        """``mlpipeline status``: (version, state, duration, detail, metrics) rows, then the counts.
+        """``mlpipeline status``: (version, state, duration, metrics, detail) rows, then the counts.
 
         A rich table on a terminal; aligned plain columns otherwise, for grep and awk.
         """
         headers = ("VERSION", "STATE", "DURATION", "METRICS", "DETAIL")
-        ordered = [(label, state, duration, metrics, detail) for label, state, duration, detail, metrics in rows]
+        ordered = list(rows)
         footer = ", ".join(f"{n} {state}" for state, n in counts.items()) or "the queue is empty"
         if self.console.is_terminal:
             table = Table(show_edge=False, pad_edge=False)

@@ -47,7 +47,6 @@ def serve(socket_path: str, modules: List[str]) -> None:
     # What every fork runs anyway, imported once here: the child runner, the script API, and
     # psutil, with which a child ends what its version left running.
     import psutil  # noqa: F401
-
     import mlpipeline.child  # noqa: F401
     import mlpipeline.helper  # noqa: F401
 

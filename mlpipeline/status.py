@@ -196,7 +196,7 @@ def show_status(project: ProjectConfig, view: ConsoleView, as_json: bool = False
             sys.stderr.write(f"warning: {warning}\n")
         return 0
     view.status_table(
-        [(row.label, row.state, _duration(row.duration_s), _detail(row), _metrics(row)) for row in rows],
+        [(row.label, row.state, _duration(row.duration_s), _metrics(row), _detail(row)) for row in rows],
         _counts(rows),
     )
     for warning in reader.warnings:
