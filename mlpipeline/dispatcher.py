@@ -37,7 +37,7 @@ from mlpipeline.records import DAEMON_SOURCE
 from mlpipeline.run_record import update_run_record
 from mlpipeline.signals import StopSignals
 from mlpipeline.states import JournalEvent
-from mlpipeline.version_end_hook import VersionEndHook
+from mlpipeline.version_end_hook import HOOK_TIMEOUT_S, VersionEndHook
 
 STOP_GRACE_S = 10.0
 """Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""
@@ -160,7 +160,8 @@ class Dispatcher:
                 self.claims.stop()
                 if self.preload is not None:
                     self.preload.stop()
-                self.end_hook.wait()
+                # The last version's on_version_end still runs, unless a second Ctrl-C said: now.
+                self.end_hook.wait(0 if self.signals.count > 1 else HOOK_TIMEOUT_S)
         return self._finish()
 
     def _loop(self) -> None:

@@ -29,9 +29,6 @@ class VersionEndHook:
         self._log = log
         self._threads: List[threading.Thread] = []
 
-    def __bool__(self) -> bool:
-        return bool(self._command)
-
     def run(self, label: str, variables: Dict[str, str]) -> None:
         """Start the command for ``label`` with ``variables`` added to the environment."""
         if not self._command:
