@@ -169,7 +169,8 @@ class Journal:
             if event not in _STATE_OF:
                 raise KeyError(event)
             key = (record["script"], record["version"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+            hash(key)  # a list where a name belongs is as corrupt as a missing name
+        except (ValueError, KeyError, TypeError):
             self._warn(f"{self.path.name}:{number}: not a journal event (corrupt or cut off); skipped")
             return
         if key[1] is not None:

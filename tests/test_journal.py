@@ -56,14 +56,24 @@ def test_a_corrupt_middle_line_is_skipped_with_its_number(tmp_path):
     path = tmp_path / "history.jsonl"
     journal = Journal(path, lambda message: None)
     event(journal, JournalEvent.STARTED)
+    corrupt = [
+        b"\x00\x00garbage",
+        b"[1, 2]",  # JSON, not an event
+        b'{"event": "finished", "script": ["a.py"], "version": "v1"}',  # a list for a name
+        b'{"event": "exploded", "script": "a.py", "version": "v1"}',  # no such event
+        b'{"event": "finished", "script": "a.py", "version": "v1"} {"x": 1}',  # two values on a line
+        b'{"event": "finished", "script": "a.py", "version": "v1", "bytes": "\xff"}',  # not UTF-8
+    ]
     with open(path, "ab") as handle:
-        handle.write(b"\x00\x00garbage\n")
+        handle.write(b"\n".join(corrupt) + b"\n")
     event(journal, JournalEvent.FINISHED)
     warnings = []
     reread = Journal(path, warnings.append)
     reread.refresh()
     assert reread.state("a.py", "v1") is RunState.DONE
-    assert warnings == ["history.jsonl:2: not a journal event (corrupt or cut off); skipped"]
+    assert warnings == [
+        f"history.jsonl:{number}: not a journal event (corrupt or cut off); skipped" for number in range(2, 2 + len(corrupt))
+    ]
 
 
 def _append_many(path, writer, count):
