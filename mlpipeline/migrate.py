@@ -43,7 +43,6 @@ _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
 @dataclass
 class _Section:
     name: str
-    header_comments: List[str] = field(default_factory=list)  # between the header and the first entry
     lines: List[Tuple[str, str]] = field(default_factory=list)  # ("comment"|"blank"|"entry", text)
 
 
@@ -90,7 +89,7 @@ def ini_to_toml(text: str, file: str) -> str:
         out.append("")
         if section.name not in known:
             out.append(f"# [{section.name}]    # not a table mlpipeline knows in {file}; kept as a comment")
-            out.extend(f"# {text}" if kind == "entry" else text for kind, text in section.lines)
+            out.extend(_commented(text) if kind == "entry" else text for kind, text in section.lines)
         elif section.name in SCRIPT_LIST_SECTIONS:
             out.append(f"[{section.name}]")
             out.extend(_script_list(section))
@@ -132,7 +131,7 @@ def _key_values(section: _Section, kinds: Dict[str, str]) -> List[str]:
             continue
         match = re.match(r"^([^=:]+?)\s*[=:]\s*(.*)$", text, re.S)
         if not match:
-            out.append(f"# {text}    # (no value in the INI file; not used by mlpipeline)")
+            out.append(f"{_commented(text)}    # (no value in the INI file; not used by mlpipeline)")
             continue
         key, value = match.group(1).strip(), match.group(2).strip()
         out.append(_toml_line(kinds.get(key), key, value))
@@ -149,6 +148,11 @@ def _toml_line(kind: Optional[str], key: str, value: str) -> str:
     if kind == "string":
         return f"{key} = {json.dumps(value, ensure_ascii=False)}"
     return f"# {key} = {json.dumps(value, ensure_ascii=False)}    # not a key mlpipeline knows here; kept as a comment"
+
+
+def _commented(text: str) -> str:
+    """``text`` as TOML comment lines; a value continued over several lines stays a comment."""
+    return "\n".join(f"# {part}" for part in text.split("\n"))
 
 
 def _squeeze_blank_lines(lines: List[str]) -> List[str]:
