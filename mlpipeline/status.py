@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from mlpipeline.catalog import Fingerprints, ListingStore, ScriptCatalog
 from mlpipeline.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
 from mlpipeline.console import ConsoleView
-from mlpipeline.heartbeat import beat_path
+from mlpipeline.heartbeat import STALE_BEATS, beat_path, heartbeat_interval
 from mlpipeline.identity import DaemonIdentity, hostname
 from mlpipeline.journal import Journal, state_of
 from mlpipeline.local_executor import LocalExecutor
@@ -26,6 +27,10 @@ from mlpipeline.outcome import describe_report
 from mlpipeline.paths import OutputPaths
 from mlpipeline.queue import QueuedScript, resolve_queue
 from mlpipeline.states import RunState
+
+REMOTE_CLOCK_SLACK_S = 60.0
+"""How far another host's clock (or a file server's) may be off before its daemon's heartbeat
+file looks older than it is."""
 
 STALE = "stale"
 BROKEN = "broken"
@@ -162,15 +167,21 @@ class StatusReader:
         return row
 
     def _alive(self, record: Dict[str, Any]) -> bool:
-        """Whether the daemon of a claim still runs: its pid here, its heartbeat file elsewhere.
+        """Whether the daemon of a claim still runs: its pid here, its heartbeat elsewhere.
 
-        One look cannot see a beat change, so another host's daemon counts as alive while its
-        heartbeat file is there: a daemon removes it when it stops, the next daemon when it dies.
+        One look cannot see a beat change, as a daemon does over time: another host's daemon
+        counts as alive while its heartbeat file was rewritten within the staleness a daemon
+        allows (6 beats) plus REMOTE_CLOCK_SLACK_S, for clocks that disagree between hosts.
+        A daemon removes its file when it stops.
         """
         key = str(record.get("daemon", ""))
         if record.get("host") == self._host:
             return DaemonIdentity.is_alive_on_this_host(key)
-        return beat_path(self.paths.heartbeats, key).exists()
+        try:
+            age = time.time() - beat_path(self.paths.heartbeats, key).stat().st_mtime
+        except OSError:
+            return False
+        return age < heartbeat_interval() * STALE_BEATS + REMOTE_CLOCK_SLACK_S
 
     def _progress(self, run_id: Optional[str]) -> Optional[Dict[str, Any]]:
         if not run_id:

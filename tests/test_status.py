@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import time
 
 from conftest import Project, alive, kill_tree, versions_code
 
@@ -150,3 +152,30 @@ def test_ctrl_c_while_status_lists_a_script_leaves_nothing_running(project):
     assert looking.returncode == 130
     assert "Traceback" not in output
     project.wait_for(lambda: not alive(child), timeout=10, what="the listing child to be gone")
+
+
+def test_another_hosts_claim_runs_while_its_heartbeat_is_fresh(project):
+    from mlpipeline.heartbeat import beat_path
+    from mlpipeline.journal import Journal
+    from mlpipeline.states import JournalEvent
+
+    project.script("a.py", versions_code('versions.addV("v")', defaults=FAST))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    sha256 = project.journal()[-1]["sha256"]
+    daemon = "elsewhere:77:1795312570.31"
+    journal = Journal(project.outputs / "history.jsonl", warn=lambda message: None)
+    journal.append(
+        JournalEvent.CLAIMED, host="elsewhere", pid=77, daemon=daemon, script="a.py", sha256=sha256, version="v", run_id="r1"
+    )
+    beat = beat_path(project.outputs / ".heartbeats", daemon)
+    beat.parent.mkdir(exist_ok=True)
+    beat.write_text('{"beat": 1}')
+
+    row = status(project)["a.py:v"]
+    assert (row["state"], row["host"], row["pid"]) == ("running", "elsewhere", 77)
+
+    stale = time.time() - 600  # ten minutes without a beat: far past 6 beats and any clock slack
+    os.utime(beat, (stale, stale))
+    row = status(project)["a.py:v"]
+    assert row["state"] == "interrupted" and "its daemon on elsewhere (pid 77) is gone" in row["reason"]
