@@ -1,10 +1,11 @@
 """The original package's INI config files, read by hand and written out as TOML.
 
-The original read its three files with configparser: ``key = value`` or ``key: value`` lines
-under ``[SECTION]`` headers, full-line ``#`` and ``;`` comments, and the queues' script names
-as bare keys. This module turns such a text into the TOML mlpipeline reads, keeping every
-comment where it stood, and ``mlpipeline migrate-config`` rewrites the files with ``.bak``
-copies. configparser is not used: it drops comments, and the TOML form is not its output.
+The original read its three files with the standard library's INI parser: ``key = value``
+or ``key: value`` lines under ``[SECTION]`` headers, full-line ``#`` and ``;`` comments, and
+the queues' script names as bare keys. This module turns such a text into the TOML
+mlpipeline reads, keeping every comment where it stood, and ``mlpipeline migrate-config``
+rewrites the files with ``.bak`` copies. That parser is not used (SPEC 3): it drops
+comments, and the TOML form is not its output.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def ini_to_toml(text: str, file: str) -> str:
         elif raw[:1].isspace() and sections[-1].lines and sections[-1].lines[-1][0] == "entry" and (
             sections[-1].name not in SCRIPT_LIST_SECTIONS
         ):
-            # configparser's continuation line: part of the value above.
+            # An INI continuation line: part of the value above.
             kind, previous = sections[-1].lines.pop()
             sections[-1].lines.append(("entry", f"{previous}\n{line}"))
             continue
