@@ -35,14 +35,6 @@ file looks older than it is."""
 STALE = "stale"
 BROKEN = "broken"
 
-_STATE_NAMES = {
-    RunState.DONE: "done",
-    RunState.FAILED: "failed",
-    RunState.INTERRUPTED: "interrupted",
-    RunState.TIMED_OUT: "timed_out",
-}
-
-
 @dataclass
 class VersionStatus:
     """One row of ``mlpipeline status`` (and one object of ``--json``)."""
@@ -154,7 +146,7 @@ class StatusReader:
             row.state = "interrupted"
             row.reason = f"its daemon on {last.get('host')} (pid {last.get('pid')}) is gone; -u resumes it first"
             return row
-        row.state = _STATE_NAMES[state]
+        row.state = state.value
         row.host, row.pid = last.get("host"), last.get("pid")
         row.ended_at = last.get("time")
         row.duration_s = last.get("duration_s")
