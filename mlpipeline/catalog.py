@@ -52,14 +52,18 @@ class ListingStore:
     """Listings kept on disk by script sha256, so ``mlpipeline status`` need not import scripts.
 
     A listing depends on the script's bytes and, rarely, on modules it imports: the daemon
-    only writes here and always lists afresh; status reads, as a view may be a little behind.
+    only writes here and always lists afresh (``readable=False``); status only reads, as a view
+    may be a little behind, and a look at the queue changes nothing on disk (``writable=False``).
     """
 
-    def __init__(self, folder: Path, writable: bool = True) -> None:
+    def __init__(self, folder: Path, readable: bool, writable: bool) -> None:
         self.folder = folder
-        self.writable = writable  # status only reads: a look at the queue changes nothing on disk
+        self.readable = readable
+        self.writable = writable
 
     def load(self, sha256: str) -> Optional[ScriptListing]:
+        if not self.readable:
+            return None
         try:
             data = json.loads((self.folder / f"{sha256}.json").read_text(encoding="utf-8"))
             data["error"] = ScriptError.from_json(data.get("error"))
@@ -94,11 +98,9 @@ class ScriptCatalog:
         on_event: ListingEventSink,
         cancel: Callable[[], bool] = lambda: False,
         store: Optional[ListingStore] = None,
-        read_store: bool = False,
     ) -> None:
         self._executor = executor
         self._store = store
-        self._read_store = read_store
         self._on_line = on_line
         self._on_event = on_event
         self._cancel = cancel
@@ -116,7 +118,7 @@ class ScriptCatalog:
         cached = self._listings.get((str(path), sha256))
         if cached is not None:
             return cached
-        if self._store is not None and self._read_store:
+        if self._store is not None:
             stored = self._store.load(sha256)
             if stored is not None:
                 self._listings[(str(path), sha256)] = stored

@@ -119,7 +119,7 @@ class Dispatcher:
             self._listing_line,
             self._listing_event,
             cancel=lambda: self.signals.count > 0,
-            store=ListingStore(self.paths.listings),
+            store=ListingStore(self.paths.listings, readable=False, writable=True),
         )
         self.policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.handled: Set[Tuple[str, str, str]] = set()

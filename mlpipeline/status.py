@@ -83,8 +83,7 @@ class StatusReader:
             executor,
             on_line=lambda *_: None,
             on_event=lambda *_: None,
-            store=ListingStore(self.paths.listings, writable=False),
-            read_store=True,
+            store=ListingStore(self.paths.listings, readable=True, writable=False),
         )
         try:
             return self._rows(scripts, catalog)
