@@ -98,8 +98,12 @@ class ScriptCatalog:
         on_event: ListingEventSink,
         cancel: Callable[[], bool] = lambda: False,
         store: Optional[ListingStore] = None,
+        timeout: Optional[float] = None,
+        models_dir: Optional[Path] = None,
     ) -> None:
         self._executor = executor
+        self._timeout = timeout
+        self._models_dir = str(models_dir) if models_dir is not None else None
         self._store = store
         self._on_line = on_line
         self._on_event = on_event
@@ -123,17 +127,18 @@ class ScriptCatalog:
             if stored is not None:
                 self._listings[(str(path), sha256)] = stored
                 return stored
-        request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label)
+        request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label, models_dir=self._models_dir)
         outcome = self._executor.call(
             request,
             lambda stream, line: self._on_line(label, stream, line),
             lambda event: self._on_event(label, event),
             self._cancel,
+            timeout=self._timeout,
         )
-        if outcome.stop_signal is not None:
-            return None
+        if outcome.stop_signal is not None and not outcome.timed_out:
+            return None  # cancelled (Ctrl-C): nothing learned
         result = outcome.result or {}
-        if result.get("ok"):
+        if result.get("ok") and not outcome.timed_out:
             listing = ScriptListing(
                 sha256=result["sha256"],
                 names=result["names"],
@@ -141,6 +146,13 @@ class ScriptCatalog:
                 suffixes=result["suffixes"],
                 gpus=result["gpus"],
             )
+        elif outcome.timed_out:
+            error = ScriptError(
+                message=f"{label}: listing its versions took longer than listing_timeout ({self._timeout:g} s), so its "
+                "import was stopped; if it needs longer (data loaded at import), raise listing_timeout in mlp.config",
+                phase="import",
+            )
+            listing = ScriptListing(sha256=sha256, error=error)
         else:
             error = ScriptError.from_json(result.get("error")) or ScriptError(
                 message=f"{label}: the process listing its versions {outcome.exit_description} before it listed them",

@@ -5,10 +5,11 @@ The daemon passes the write end of a pipe in ``MLPIPELINE_EVENTS_FD``. Outside a
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any, Dict, Optional
+
+from mlpipeline.files import json_text
 
 EVENTS_FD_VARIABLE = "MLPIPELINE_EVENTS_FD"
 
@@ -31,7 +32,7 @@ def send(event: Dict[str, Any]) -> None:
         if event.get("type") == "log":
             print(event.get("message", ""), file=sys.stderr)
         return
-    data = (json.dumps(event, default=str) + "\n").encode("utf-8")
+    data = (json_text(event) + "\n").encode("utf-8")
     try:
         while data:
             written = os.write(fd, data)

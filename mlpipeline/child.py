@@ -1,7 +1,7 @@
-"""The child process: ``python -m mlpipeline.child RUN_DIR`` imports one script by path and
-lists its versions or runs one of them, writing ``result.json`` into RUN_DIR.
+"""The worker: the process, forked by its keeper (keeper.py), that imports one script by path
+and lists its versions or runs one of them, writing ``result.json`` into the run folder.
 
-Everything that touches user code happens here, never in the daemon.
+Everything that touches user code happens here, never in the daemon or the keeper.
 """
 from __future__ import annotations
 
@@ -63,9 +63,30 @@ def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, 
         ) from exc
 
 
-def load_script(path: str, label: str) -> Tuple[types.ModuleType, bytes]:
+def read_script(path: str, label: str, models_dir: Optional[str]) -> bytes:
+    """The bytes of the script at ``path``, which must really be inside ``models_dir``.
+
+    Checked here, where the script is read, as well as by the daemon: a script replaced by a
+    link to a file elsewhere between the daemon's look and this read is not imported.
+    """
+    real = os.path.realpath(path)
+    if models_dir is not None:
+        root = os.path.realpath(models_dir)
+        if os.path.commonpath([real, root]) != root:
+            message = f"{label} is a link to {real}, outside models_dir ({root}); only scripts inside it run"
+            raise VersionFailure(ScriptError(message=message, phase="import"))
+    try:
+        # The very file just checked: if it became a link since, the open fails instead.
+        handle = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(handle, "rb") as stream:
+            return stream.read()
+    except OSError as exc:
+        raise VersionFailure(ScriptError(message=f"{label} cannot be read ({exc.strerror or exc})", phase="import")) from None
+
+
+def load_script(path: str, label: str, models_dir: Optional[str] = None) -> Tuple[types.ModuleType, bytes]:
     """Import the script at ``path`` from the exact bytes fingerprinted; returns (module, those bytes)."""
-    source = Path(path).read_bytes()
+    source = read_script(path, label, models_dir)
     script_dir = os.path.dirname(path)
     if script_dir not in sys.path:
         sys.path.insert(0, script_dir)
@@ -121,7 +142,7 @@ def find_model(module: types.ModuleType, label: str) -> Any:
 
 
 def list_versions(request: ChildRequest) -> Dict[str, Any]:
-    module, source = load_script(request.script_path, request.script_label)
+    module, source = load_script(request.script_path, request.script_label, request.models_dir)
     sha256 = hashlib.sha256(source).hexdigest()
     model = find_model(module, request.script_label)
     versions = model.versions.get_versions()
@@ -137,7 +158,7 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
 
 
 def _positive(label: str, key: str, value: Any, integer: bool) -> None:
-    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if integer:
         valid = valid and float(value).is_integer()
     if not valid:
@@ -145,9 +166,29 @@ def _positive(label: str, key: str, value: Any, integer: bool) -> None:
         raise VersionFailure(ScriptError(message=f"{label}: {key.upper()} must be {kind}, not {value!r}", phase="parameters"))
 
 
+def _sample_count(label: str, name: str, method: Callable[[], Any]) -> int:
+    """What the DataLoader's ``name`` says, checked to be a whole number of samples."""
+    count = to_plain(call_user(label, name, method))
+    if isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0 or count != int(count):
+        message = f"{label}: {name}() returned {count!r}; it must return a whole number of samples"
+        raise VersionFailure(ScriptError(message=message, phase=name))
+    return int(count)
+
+
+def _step_count(label: str, trained: Any) -> Optional[int]:
+    """What get_trained_step_count() returned, as None or a whole number of steps."""
+    if trained is None:
+        return None
+    plain = to_plain(trained)
+    if isinstance(plain, bool) or not isinstance(plain, (int, float)) or not math.isfinite(plain) or plain != int(plain):
+        message = f"{label}: get_trained_step_count() returned {trained!r}; it must return None or a whole number of steps"
+        raise VersionFailure(ScriptError(message=message, phase="get_trained_step_count"))
+    return int(plain)
+
+
 def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     """Run one version through the Model hooks, filling ``result`` as it goes."""
-    module, source = load_script(request.script_path, request.script_label)
+    module, source = load_script(request.script_path, request.script_label, request.models_dir)
     result["sha256"] = hashlib.sha256(source).hexdigest()
     model = find_model(module, request.script_label)
     label = f"{request.script_label}:{request.version}"
@@ -182,12 +223,13 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 message = f"{label}: its run record cannot be written in {model_dir} ({exc.strerror or exc})"
                 raise VersionFailure(ScriptError(message=message, phase="run record")) from None
         call_user(label, "pre_execution_hook", model.pre_execution_hook, version, model_dir, exec_mode)
-        train_count = call_user(label, "get_train_sample_count", dataloader.get_train_sample_count)
-        test_count = call_user(label, "get_test_sample_count", dataloader.get_test_sample_count)
+        train_count = _sample_count(label, "get_train_sample_count", dataloader.get_train_sample_count)
+        test_count = _sample_count(label, "get_test_sample_count", dataloader.get_test_sample_count)
         if request.execution_mode:
             total = math.ceil(epoc_count * train_count / batch_size)
             trained = call_user(label, "get_trained_step_count", model.get_trained_step_count)
-            steps = total if trained is None or model.reset_steps else max(total - int(trained), 0)
+            trained = _step_count(label, trained)
+            steps = total if trained is None or model.reset_steps else max(total - trained, 0)
             eval_train_steps, eval_test_steps = train_count, test_count
         else:
             total, trained, steps = 1, None, 1
@@ -220,42 +262,11 @@ def missing_message(label: str, missing: List[str]) -> str:
     return f"{label} has no {names}: set it in addV() or as a Versions default"
 
 
-def adopt_orphans() -> None:
-    """Become the subreaper of this version's processes (Linux), so that one whose parent
-    dies stays below this process, where the daemon looks for it, instead of going to init."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
-
-
-def end_descendants() -> None:
-    """Kill what the version started and left running: nothing of it outlives it."""
-    import psutil
-
-    try:
-        descendants = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for process in descendants:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(descendants, timeout=5)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     request = ChildRequest.read(run_dir)
     sys.argv = [request.script_path]
-    adopt_orphans()
     result: Dict[str, Any] = {"ok": False}
     try:
         if request.action == LIST_VERSIONS:
@@ -266,13 +277,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except VersionFailure as failure:
         result["ok"] = False
         result["error"] = asdict(failure.error)
-    finally:
-        end_descendants()
-    write_json_atomic(run_dir / RESULT_FILE, result)
+    write_json_atomic(run_dir / RESULT_FILE, result, durable=False)  # read once, right after
     sys.stdout.flush()
     sys.stderr.flush()
     return 0 if result["ok"] else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,38 +2,48 @@
 
 Several daemons may work on one project folder, on one host or on several sharing it. A
 version is claimed in the journal, checked and appended under the journal's lock, before it
-starts, so exactly one daemon runs it. A claim whose daemon is gone (its pid, on this host;
-its heartbeat, elsewhere) is ended as interrupted, which ``-u`` resumes.
+starts, and only when nobody holds it, so exactly one daemon runs it. A claim whose daemon
+is gone (its pid, where this daemon can see it; its heartbeat, elsewhere) is ended as
+interrupted, and a live daemon resumes it in the same session.
+
+Daemons that run at the same time share one session: one that starts while others run
+joins their session, so that without ``-u`` a version one of them already ran is not run
+again by another.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from mlpipeline.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval
+from mlpipeline.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
 from mlpipeline.identity import DaemonIdentity
-from mlpipeline.journal import Journal
-from mlpipeline.states import JournalEvent
+from mlpipeline.journal import Journal, state_of
+from mlpipeline.states import JournalEvent, RunState
 
 TakeoverReport = Callable[[Dict[str, Any], str], None]
 """Told (the claim's record, why it was ended) for each claim taken over."""
+
+VersionKey = Tuple[str, str]
 
 
 class Claims:
     """This daemon's side of sharing a journal with other daemons."""
 
     def __init__(self, journal: Journal, identity: DaemonIdentity, heartbeat_dir: Path, report: TakeoverReport) -> None:
-        interval = heartbeat_interval()
+        self.interval = heartbeat_interval()
         self._journal = journal
         self._identity = identity
-        self._heartbeat = Heartbeat(heartbeat_dir, identity, interval)
-        self._judge = LivenessJudge(heartbeat_dir, identity.host, interval)
+        self._heartbeat_dir = heartbeat_dir
+        self._heartbeat = Heartbeat(heartbeat_dir, identity, self.interval)
+        self._judge = LivenessJudge(heartbeat_dir, identity, self.interval)
         self._report = report
         self._session_start = 0
-        self.undecided = 0
+        self._session_daemons: Set[str] = set()
 
     def start(self) -> None:
-        """Begin beating, and note where in the journal this session starts."""
+        """Begin beating, note where in the journal this session starts, and join the session
+        of the daemons running now."""
+        self._session_daemons = set(live_daemons(self._heartbeat_dir, self._identity))
         self._heartbeat.start()
         self._journal.refresh()
         self._session_start = self._journal.lines_read
@@ -41,31 +51,61 @@ class Claims:
     def stop(self) -> None:
         self._heartbeat.stop()
 
+    def heartbeat_for_children(self) -> Dict[str, Any]:
+        """What a child's keeper needs to watch this daemon's heartbeat."""
+        return {
+            "file": str(self._heartbeat.path),
+            "folder": str(self._heartbeat_dir),
+            "interval": self.interval,
+            "daemon": self._identity.key,
+            "namespace": self._identity.namespace,
+        }
+
     def claim(self, expected: Optional[Dict[str, Any]], script: str, version: str, sha256: str, **extra: Any) -> bool:
-        """Claim ``script:version`` if its latest event is still ``expected``; False if another daemon won."""
+        """Claim ``script:version`` if its latest event is still ``expected`` and nobody holds
+        it; False if another daemon won, or holds it."""
+        if expected is not None and state_of(expected) is RunState.RUNNING:
+            return False
         fields = self._identity.event_fields(script, version, sha256)
         return self._journal.append_if_latest(expected, JournalEvent.CLAIMED, **fields, **extra) is not None
 
-    def is_dead(self, host: str, daemon: str) -> bool:
+    def is_dead(self, host: str, daemon: str, namespace: Optional[str] = None) -> bool:
         """Whether the daemon ``daemon`` on ``host`` is known to be gone."""
-        return self._judge.judge({"host": host, "daemon": daemon}) is Liveness.DEAD
+        record = {"host": host, "daemon": daemon}
+        if namespace is not None:
+            record["namespace"] = namespace
+        return self._judge.judge(record) is Liveness.DEAD
 
-    def claimed_by_others(self) -> Set[Tuple[str, str, Optional[str]]]:
-        """(script, version, sha256) claimed during this session: this session must not run them too."""
-        return self._journal.claimed_since(self._session_start)
+    def session(self) -> Tuple[Set[Tuple[str, str, Optional[str]]], Set[VersionKey]]:
+        """This session as the journal tells it: (the (script, version, sha256) that daemons of
+        the session claimed, which this one must not run again; the versions of the session
+        that were cut off, which it resumes)."""
+        for _, number, _, daemon in self._journal.claims():
+            if number > self._session_start and daemon is not None:
+                self._session_daemons.add(daemon)
+        taken: Set[Tuple[str, str, Optional[str]]] = set()
+        cut_off: Set[VersionKey] = set()
+        for key, _, sha256, daemon in self._journal.claims():
+            ours = daemon == self._identity.key
+            if not ours and daemon not in self._session_daemons:
+                continue
+            latest = self._journal.latest(*key)
+            if latest is not None and latest["event"] == JournalEvent.INTERRUPTED.value:
+                cut_off.add(key)
+            elif not ours:
+                taken.add((key[0], key[1], sha256))
+        return taken, cut_off
+
+    def held_elsewhere(self) -> List[Dict[str, Any]]:
+        """The claims other daemons hold now (alive, or not yet judged)."""
+        return [record for record in self._journal.unfinished() if record.get("daemon") != self._identity.key]
 
     def take_over_stale(self) -> None:
-        """End, as interrupted, every claim whose daemon is gone; count those not yet judged."""
-        undecided = 0
-        for record in list(self._journal.unfinished()):
-            if record.get("daemon") == self._identity.key:
+        """End, as interrupted, every claim whose daemon is gone."""
+        for record in self.held_elsewhere():
+            if self._judge.judge(record) is not Liveness.DEAD:
                 continue
-            liveness = self._judge.judge(record)
-            if liveness is Liveness.UNKNOWN:
-                undecided += 1
-            if liveness is not Liveness.DEAD:
-                continue
-            if record.get("host") == self._identity.host:
+            if self._identity.sees(record):
                 reason = f"its daemon (pid {record.get('pid')}) ended without recording an end"
             else:
                 reason = f"its daemon on {record.get('host')} (pid {record.get('pid')}) stopped heartbeating"
@@ -75,4 +115,3 @@ class Claims:
             )
             if ended is not None:
                 self._report(record, reason)
-        self.undecided = undecided

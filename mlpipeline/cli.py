@@ -1,13 +1,15 @@
-"""The ``mlpipeline`` command: parse, build the config, call the library, map errors to exit codes."""
+"""The ``mlpipeline`` command: parse, build the config, call the library, map errors to exit codes.
+
+Nothing heavy is imported before :func:`main` is running, so that a Ctrl-C in the first moments
+of start-up ends with exit code 130, not a traceback from the middle of an import.
+"""
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+import sys
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from mlpipeline import __version__
-from mlpipeline.config import ConfigError, load_project_config, parse_entry
-from mlpipeline.console import ConsoleView, make_console
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -18,6 +20,8 @@ COMMANDS = ("status", "migrate-config")
 
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -27,7 +31,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> "argparse.ArgumentParser":
+    import argparse
+
+    from mlpipeline import __version__
+
     parser = argparse.ArgumentParser(
         prog="mlpipeline",
         usage="%(prog)s [-r] [-u] [-n] [-C DIR] [options]\n"
@@ -69,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_flags(args: argparse.Namespace) -> Dict[str, Any]:
+def _run_flags(args: "argparse.Namespace") -> Dict[str, Any]:
     return {
         "-u": args.use_history,
         "-n": args.no_log,
@@ -82,6 +90,27 @@ def _run_flags(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED  # before the command's own signal handling was in place
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        # stdout is a full disk or a closed pipe: what could not be flushed is lost, quietly.
+        from mlpipeline.console import silence_stdout
+
+        silence_stdout()
+    return code
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    from pathlib import Path
+
+    from mlpipeline.config import ConfigError, load_project_config, parse_entry
+    from mlpipeline.console import ConsoleView, make_console
+    from mlpipeline.identity import HostnameError, hostname
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.json and args.command != "status":
@@ -100,6 +129,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     project_dir = Path(args.directory or ".").resolve()
     if not project_dir.is_dir():
         view.error(f"{args.directory}: no such folder")
+        return EXIT_USAGE
+    try:
+        hostname()
+    except HostnameError as exc:
+        view.error(str(exc))
         return EXIT_USAGE
     try:
         if args.command == "migrate-config":

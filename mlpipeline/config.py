@@ -51,6 +51,7 @@ class ProjectConfig:
     gpus: Optional[Tuple[str, ...]] = None  # None: "auto", detected at start
     preload: Tuple[str, ...] = ()
     on_version_end: Tuple[str, ...] = ()  # a command and its arguments; () = none
+    listing_timeout: float = 300.0  # seconds a script's import may take while its versions are listed
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     mlp = data["MLP"]
     known = [
         "models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus", "preload",
-        "on_version_end",
+        "on_version_end", "listing_timeout",
     ]
     for key in mlp:
         if key not in known:
@@ -216,6 +217,13 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         if version_timeout < 0:
             raise ConfigError(
                 file, f"version_timeout must be 0 (none) or more seconds, not {version_timeout}", key_line(text, "MLP", "version_timeout")
+            )
+    listing_timeout = 300.0
+    if "listing_timeout" in mlp:
+        listing_timeout = _typed(file, text, "MLP", mlp, "listing_timeout", (int, float), "a number of seconds")
+        if not 0 < listing_timeout < float("inf"):
+            raise ConfigError(
+                file, f"listing_timeout must be more than 0 seconds, not {listing_timeout}", key_line(text, "MLP", "listing_timeout")
             )
     retries = 0
     if "retries" in mlp:
@@ -271,6 +279,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         gpus=gpus,
         preload=preload,
         on_version_end=on_version_end,
+        listing_timeout=float(listing_timeout),
     )
 
 
@@ -288,12 +297,24 @@ def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:
         use_blacklist = _typed(file, text, "MLP", mlp, "use_blacklist", bool, "true or false")
     lists = {}
     value_lines = _value_lines(text)
+    needed = "BLACKLISTED_MODELS" if use_blacklist else "WHITELISTED_MODELS"
+    if needed not in data:
+        # A file cut short by a save in progress parses and queues nothing: said, not obeyed.
+        mode = "use_blacklist = true" if use_blacklist else "use_blacklist = false"
+        raise ConfigError(file, f"has no [{needed}] table, which {mode} runs by; write scripts = [] for an empty list")
     for table in tables[1:]:
-        section = data.get(table, {})
+        section = data.get(table)
+        if section is None:
+            lists[table] = ()
+            continue
         for key in section:
             if key != "scripts":
                 raise _unknown(file, text, table, key, ["scripts"], f"key of [{table}]")
-        scripts = section.get("scripts", [])
+        if "scripts" not in section:
+            raise ConfigError(
+                file, f"[{table}] has no 'scripts' list; write scripts = [] for an empty one", key_line(text, table)
+            )
+        scripts = section["scripts"]
         if not isinstance(scripts, list):
             raise ConfigError(
                 file,

@@ -1,6 +1,8 @@
 """What a person watching the terminal sees. Rich on a terminal, plain lines otherwise."""
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -29,6 +31,17 @@ _STATE_STYLE = {
 }
 
 
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so that what Python flushes at exit cannot fail
+    (a failed flush at exit is a traceback and exit status 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def make_console() -> Console:
     """The one Console of a command; rich leaves out colour and cursor codes when not on a terminal."""
     return Console(highlight=False, soft_wrap=True)
@@ -43,38 +56,72 @@ class ConsoleView:
         self._bars: Optional[Progress] = None
         self._tasks: Dict[str, TaskID] = {}
         self._plain_shown: Dict[str, float] = {}
+        self._lost = False
+
+    # -- the terminal, which may go away -----------------------------------------------------
+
+    def _print(self, *objects: Any) -> None:
+        if self._lost:
+            return
+        try:
+            self.console.print(*objects)
+        except OSError as exc:
+            self._output_lost(exc)
+
+    def _write(self, text: str) -> None:
+        if self._lost:
+            return
+        try:
+            self.console.file.write(text)
+            self.console.file.flush()
+        except OSError as exc:
+            self._output_lost(exc)
+
+    def _output_lost(self, exc: OSError) -> None:
+        """The terminal closed (SIGHUP's EIO), or stdout is a full disk or a closed pipe: the
+        queue goes on without a console. The log has everything; stderr says so, if it can."""
+        self._lost = True
+        try:
+            sys.stderr.write(f"mlpipeline: the console cannot be written ({exc.strerror or exc}); going on without it\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        silence_stdout()
+        self.console.file = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the console
 
     def info(self, message: str) -> None:
-        self.console.print(escape(message))
+        self._print(escape(message))
 
     def warning(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {escape(message)}")
+        self._print(f"[yellow]warning:[/] {escape(message)}")
 
     def error(self, message: str) -> None:
-        self.console.print(f"[bold red]error:[/] {escape(message)}")
+        self._print(f"[bold red]error:[/] {escape(message)}")
 
     def child_line(self, source: str, line: str) -> None:
-        self.console.print(f"[dim]{escape(source)} |[/] {escape(plain_text(line))}")
+        self._print(f"[dim]{escape(source)} |[/] {escape(plain_text(line))}")
 
     def block(self, text: str) -> None:
         """A multi-line text such as a traceback, as it is."""
-        self.console.print(escape(text.rstrip("\n")))
+        self._print(escape(text.rstrip("\n")))
 
     def version_started(self, label: str, detail: str = "") -> None:
         extra = f" [dim]({escape(detail)})[/]" if detail else ""
-        self.console.print(f"[bold]▶ {escape(label)}[/]{extra}")
+        self._print(f"[bold]▶ {escape(label)}[/]{extra}")
 
     def version_ended(self, label: str, state: str, duration_s: float, reason: Optional[str] = None) -> None:
         style = _STATE_STYLE.get(state, "")
         text = f"[{style}]{state}[/]" if style else state
-        self.console.print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s")
+        self._print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s")
         if reason:
-            self.console.print(f"  {escape(reason)}")
+            self._print(f"  {escape(reason)}")
 
     def progress(self, label: str, step: Any, total: Any, metrics: Dict[str, Any]) -> None:
         """A version's ``report()``: its bar on a terminal, else a plain line now and then."""
         from mlpipeline.outcome import describe_report
 
+        if self._lost:
+            return
         text = describe_report(None, None, metrics)
         if not self.console.is_terminal:
             now = time.monotonic()
@@ -82,7 +129,7 @@ class ConsoleView:
                 if now - self._plain_shown.get(label, -PLAIN_PROGRESS_INTERVAL_S) < PLAIN_PROGRESS_INTERVAL_S:
                     return
                 self._plain_shown[label] = now
-            self.console.print(f"{escape(label)} {escape(describe_report(step, total, metrics))}")
+            self._print(f"{escape(label)} {escape(describe_report(step, total, metrics))}")
             return
         steps = {"completed": step} if isinstance(step, (int, float)) else {}
         if isinstance(total, (int, float)):
@@ -100,7 +147,11 @@ class ConsoleView:
                 )
             if label not in self._tasks:
                 if not self._tasks:
-                    self._bars.start()
+                    try:
+                        self._bars.start()
+                    except OSError as exc:
+                        self._output_lost(exc)
+                        return
                 self._tasks[label] = self._bars.add_task(escape(label), total=None, metrics="")
             self._bars.update(self._tasks[label], metrics=escape(text), **steps)
 
@@ -112,14 +163,17 @@ class ConsoleView:
             if task is not None and self._bars is not None:
                 self._bars.remove_task(task)
                 if not self._tasks:
-                    self._bars.stop()
+                    try:
+                        self._bars.stop()
+                    except OSError as exc:
+                        self._output_lost(exc)
 
     def queue_counts(self, counts: Dict[str, int], unlisted: int = 0) -> None:
         """``queue: 3 finished, 1 running, 4 pending`` after each version's end."""
         parts = [f"{n} {state}" for state, n in counts.items() if n]
         if unlisted:
             parts.append(f"{unlisted} script{'s' if unlisted > 1 else ''} not listed yet")
-        self.console.print(f"[dim]queue: {escape(', '.join(parts) or 'empty')}[/]")
+        self._print(f"[dim]queue: {escape(', '.join(parts) or 'empty')}[/]")
 
     def status_table(self, rows: Sequence[Tuple[str, str, str, str, str]], counts: Dict[str, int]) -> None:
         """``mlpipeline status``: (version, state, duration, metrics, detail) rows, then the counts.
@@ -137,8 +191,8 @@ class ConsoleView:
                 style = _STATE_STYLE.get(state, "")
                 shown = f"[{style}]{escape(state)}[/]" if style else escape(state)
                 table.add_row(escape(label), shown, duration, escape(metrics), escape(detail))
-            self.console.print(table)
-            self.console.print(escape(footer))
+            self._print(table)
+            self._print(escape(footer))
             return
         widths = [max([len(header)] + [len(row[i]) for row in ordered]) for i, header in enumerate(headers[:-1])]
         lines = []
@@ -148,8 +202,7 @@ class ConsoleView:
         lines.append(footer)
         # Not a terminal: plain text, written at once to the console's file; rich's per-line
         # rendering would cost a second for 30,000 rows and add nothing without a terminal.
-        self.console.file.write("\n".join(lines) + "\n")
-        self.console.file.flush()
+        self._write("\n".join(lines) + "\n")
 
     def summary(self, title: str, rows: Sequence[Tuple[str, str, float]], footer: List[str]) -> None:
         """A table of (script:version, state, seconds), then the footer lines."""
@@ -161,6 +214,6 @@ class ConsoleView:
             for label, state, seconds in rows:
                 style = _STATE_STYLE.get(state, "")
                 table.add_row(escape(label), f"[{style}]{state}[/]" if style else state, f"{seconds:.2f}")
-            self.console.print(table)
+            self._print(table)
         for line in footer:
-            self.console.print(escape(line))
+            self._print(escape(line))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
+import psutil
+
 from mlpipeline.catalog import Fingerprints, ListingStore, ScriptCatalog, ScriptListing
 from mlpipeline.child import missing_message
 from mlpipeline.claims import Claims
@@ -23,18 +25,19 @@ from mlpipeline.executor import ChildOutcome, ChildRun, Executor
 from mlpipeline.files import now_iso, write_json_atomic
 from mlpipeline.gpus import GpuPool, detect_gpus, requested, visible_devices
 from mlpipeline.identity import DaemonIdentity
+from mlpipeline.process_tree import end_processes, run_processes
 from mlpipeline.journal import Journal
 from mlpipeline.local_executor import LocalExecutor
 from mlpipeline.outcome import VersionRun, classify, describe_report, version_end
 from mlpipeline.paths import OutputPaths
 from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.preload import start_preload
-from mlpipeline.protocol import RUN_VERSION, ChildRequest
+from mlpipeline.protocol import RUN_VERSION, ChildRequest, ScriptError, version_environment
 from mlpipeline.provenance import find_repository, git_state
-from mlpipeline.queue import QueuedScript, QueueFile
+from mlpipeline.queue import QueuedScript, QueueFile, outside_models_dir
 from mlpipeline.record_keeper import RecordKeeper, new_run_id
 from mlpipeline.records import DAEMON_SOURCE
-from mlpipeline.run_record import update_run_record
+from mlpipeline.run_record import read_run_record, update_run_record
 from mlpipeline.signals import StopSignals
 from mlpipeline.states import JournalEvent
 from mlpipeline.version_end_hook import HOOK_TIMEOUT_S, VersionEndHook
@@ -52,6 +55,12 @@ REPORT_LOG_INTERVAL_S = 10.0
 
 PROGRESS_FILE_INTERVAL_S = 1.0
 """At most one rewrite per version per this many seconds of its progress file for ``status``."""
+
+CLAIM_CHECK_INTERVAL_S = 0.5
+"""How often the journal is read for claims: another daemon's to take over, this one's lost."""
+
+EARLIER_RUN_GRACE_S = 10.0
+"""How long the processes of an earlier run of a version get to go before it starts again."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,8 @@ class Dispatcher:
             self._listing_event,
             cancel=lambda: self.signals.count > 0,
             store=ListingStore(self.paths.listings, readable=False, writable=True),
+            timeout=project.listing_timeout,
+            models_dir=project.models_dir,
         )
         self.policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.handled: Set[Tuple[str, str, str]] = set()
@@ -127,7 +138,10 @@ class Dispatcher:
         self.any_failed = False
         self._retries: List[PlannedRun] = []
         self._busy_model_dirs: Set[str] = set()
+        self._model_dir_owners: Dict[str, str] = {}  # model_dir -> the script whose versions use it
         self._reported: Set[Tuple[str, str]] = set()
+        self._claims_checked = 0.0
+        self._waiting_for_others = False
         self.repository = find_repository(project.models_dir)
         self.end_hook = VersionEndHook(project.on_version_end, project.project_dir, self._log)
 
@@ -142,6 +156,7 @@ class Dispatcher:
                 self.claims.take_over_stale()
                 self.records.recover(self.claims.is_dead)
                 self._drop_old_progress()
+                self._claims_checked = time.monotonic()
                 gpus = ", ".join(self.gpu_pool.ids) or "none"
                 self._daemon_log(
                     "INFO",
@@ -173,11 +188,12 @@ class Dispatcher:
                 name = signal.Signals(self.signals.first).name if self.signals.first else "a signal"
                 self._daemon_log("WARNING", f"{name} received: no new versions; stopping the running ones")
                 self.view.warning(f"{name}: stopping (press Ctrl-C again to kill at once)")
-                self.executor.stop_all(self.signals.first or signal.SIGINT)
+                self.executor.stop_all(self._signal_for_versions())
             if stop_asked is not None and not killed:
                 if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:
                     self.executor.stop_all(signal.SIGKILL)
                     killed = True
+            self._check_claims()
             # Taken before planning, so that a change made while the plan is made still wakes --wait;
             # only when nothing is outstanding, the one case in which this pass can end in idling.
             idle_possible = self.options.wait and not self.executor.outstanding
@@ -187,8 +203,9 @@ class Dispatcher:
             if not self.executor.outstanding:
                 if stop_asked is not None:
                     break
-                if self.claims.undecided:
-                    # Another host's claim not judged yet: if its daemon is dead, this one resumes it.
+                if self._held_elsewhere():
+                    # Another daemon runs a version of this queue: if that daemon dies, this one
+                    # resumes the version, so it stays until the version ends.
                     time.sleep(0.2)
                     continue
                 if not self.options.wait:
@@ -197,6 +214,61 @@ class Dispatcher:
             finished = self.executor.next_finished(timeout=0.2)
             if finished is not None:
                 self._record(finished)
+
+    def _signal_for_versions(self) -> int:
+        """What the running versions get when the daemon is asked to stop: the same signal, but
+        SIGTERM for a SIGHUP (a closed terminal), which training code knows as "save and stop"."""
+        first = self.signals.first or signal.SIGINT
+        return signal.SIGTERM if first == signal.SIGHUP else first
+
+    def _check_claims(self, force: bool = False) -> None:
+        """Every CLAIM_CHECK_INTERVAL_S: take over the claims of dead daemons, and stop the versions
+        whose claims this daemon lost (it was paused while another took them over)."""
+        now = time.monotonic()
+        if not force and now - self._claims_checked < CLAIM_CHECK_INTERVAL_S:
+            return
+        self._claims_checked = now
+        self.journal.refresh()
+        self.claims.take_over_stale()
+        for run in list(self.executor.running.values()):
+            version_run = run.tag
+            if not isinstance(version_run, VersionRun) or version_run.lost:
+                continue
+            planned = version_run.planned
+            if self.journal.holds(version_run.run_id, planned.script.label, planned.version):
+                continue
+            version_run.lost = True
+            latest = self.journal.latest(planned.script.label, planned.version) or {}
+            message = (
+                f"lost its claim to {latest.get('daemon') or 'another daemon'} (this daemon was silent too long: "
+                "paused, or its host frozen?); stopped here, and nothing is recorded for this run"
+            )
+            self._log("WARNING", planned.label, message)
+            self.view.warning(f"{planned.label} {message}")
+            self.executor.stop(run, signal.SIGKILL)
+
+    def _held_elsewhere(self) -> bool:
+        """Whether another daemon holds a claim on a version this daemon's queue names."""
+        held = self.claims.held_elsewhere()
+        if not held:
+            self._waiting_for_others = False
+            return False
+        scripts = self.queue.current()
+        mine = [record for record in held if self._queued(record, scripts)]
+        if mine and not self._waiting_for_others:
+            self._waiting_for_others = True
+            names = ", ".join(f"{r['script']}:{r['version']} on {r.get('host')}" for r in mine[:3])
+            more = f" and {len(mine) - 3} more" if len(mine) > 3 else ""
+            message = f"waiting while other daemons run {names}{more}: if one dies, its version resumes here"
+            self._daemon_log("INFO", message)
+            self.view.info(message)
+        return bool(mine)
+
+    def _queued(self, record: Dict[str, Any], scripts: Optional[List[QueuedScript]] = None) -> bool:
+        """Whether this daemon's queue (``scripts``, else read now) names the version of a journal record."""
+        queued = self.queue.current() if scripts is None else scripts
+        script = next((script for script in queued if script.label == record["script"]), None)
+        return script is not None and script.wants(record["version"])
 
     def _idle_until_change(self, before: Tuple[Any, ...]) -> None:
         """With --wait and nothing to run: sleep until models.config, a script or the journal changes.
@@ -242,8 +314,7 @@ class Dispatcher:
                 return  # its GPUs or model_dir are busy: it waits for a running version to end
 
     def _plan(self) -> Optional[PlannedRun]:
-        self.journal.refresh()
-        self.claims.take_over_stale()
+        self._check_claims(force=True)
         self.records.recover(self.claims.is_dead)
         if self._retries:
             retry = self._retry(self._retries[0])
@@ -251,8 +322,10 @@ class Dispatcher:
                 return retry
             self._retries.pop(0)  # the version is gone from its script: nothing to retry
         scripts = self.queue.current()
-        handled = self.handled | self.claims.claimed_by_others()
-        return choose_next(self._candidates(scripts), self.journal, self.policy, handled)
+        taken, cut_off = self.claims.session()
+        # A version cut off in this session (its daemon died) is this daemon's to resume.
+        handled = {key for key in self.handled | taken if key[:2] not in cut_off}
+        return choose_next(self._candidates(scripts), self.journal, self.policy, handled, cut_off)
 
     def _retry(self, failed: PlannedRun) -> Optional[PlannedRun]:
         """The next attempt of a failed version: it continues in its model_dir, unless the script changed."""
@@ -278,6 +351,11 @@ class Dispatcher:
             yield script, listing.sha256, free
 
     def _listing(self, script: QueuedScript) -> Optional[ScriptListing]:
+        elsewhere = outside_models_dir(script.path, self.project.models_dir)
+        if elsewhere is not None:
+            message = f"{script.label} is a link to {elsewhere}, outside models_dir ({self.project.models_dir}); only scripts inside it run"
+            self._report_broken_script(script, ScriptListing(sha256=f"link:{elsewhere}", error=ScriptError(message, phase="import")))
+            return None
         try:
             sha256 = self.fingerprints.sha256(script.path)
         except OSError as exc:
@@ -316,6 +394,9 @@ class Dispatcher:
         if granted is None:
             return False
         self.handled.add((planned.script.label, planned.version, planned.sha256))
+        if not self._end_earlier_run(planned):
+            self.gpu_pool.release(granted, share)
+            return True
         expected = self.journal.latest(planned.script.label, planned.version)
         claimed = self.claims.claim(
             expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
@@ -327,7 +408,14 @@ class Dispatcher:
         if problem:
             self._record_end(planned, None, JournalEvent.FAILED, {"error": {"message": problem}}, None, run_id)
             return True
-        model_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            error = {"message": f"{label}: its model_dir {model_dir} cannot be made ({exc.strerror or exc})"}
+            self.gpu_pool.release(granted, share)
+            self._record_end(planned, None, JournalEvent.FAILED, {"error": error}, None, run_id)
+            return True
+        self._model_dir_owners.setdefault(str(model_dir), planned.script.label)
         resumed = planned.start is Start.RESUME
         how = "resuming" if resumed else "fresh"
         if planned.attempt > 1:
@@ -354,6 +442,8 @@ class Dispatcher:
             model_dir=str(model_dir),
             execution_mode=True,
             fresh=not resumed,
+            models_dir=str(self.project.models_dir),
+            heartbeat=self.claims.heartbeat_for_children(),
             run_record={
                 "script": planned.script.label,
                 "version": planned.version,
@@ -373,7 +463,10 @@ class Dispatcher:
                 on_event=lambda event: self._child_event(version_run, event),
                 tag=version_run,
                 timeout=self.project.version_timeout,
-                env={"CUDA_VISIBLE_DEVICES": visible_devices(granted)},
+                env={
+                    "CUDA_VISIBLE_DEVICES": visible_devices(granted),
+                    **version_environment(run_id, planned.script.label, planned.version, str(model_dir)),
+                },
             )
         except OSError as exc:
             self.gpu_pool.release(granted, share)
@@ -388,8 +481,35 @@ class Dispatcher:
             attempt=planned.attempt,
             run_id=run_id,
             child_pid=run.pid,
+            child_started=_start_time(run.pid),
             gpus=list(granted),
         )
+        return True
+
+    def _end_earlier_run(self, planned: PlannedRun) -> bool:
+        """Make sure no process of an earlier run of ``planned`` still runs before it starts again
+        (the earlier run's daemon died, and its keeper was killed with it, say). Only where their
+        pids can be seen: the journal names the earlier child, and its environment the run.
+        False when one could not be ended: then the version does not start."""
+        started = self.journal.last_started(planned.script.label, planned.version)
+        if started is None or not self.identity.sees(started) or not isinstance(started.get("child_pid"), int):
+            return True
+        latest = self.journal.latest(planned.script.label, planned.version) or {}
+        leftovers = run_processes(
+            started["child_pid"], started.get("child_started"), started.get("run_id"), search_all="taken_over_from" in latest
+        )
+        if not leftovers:
+            return True
+        pids = ", ".join(str(process.pid) for process in leftovers)
+        self._log("WARNING", planned.label, f"processes of its earlier run {started.get('run_id')} still run (pid {pids}); ended first")
+        end_processes(None, include_root=False, known=leftovers)
+        _, alive = psutil.wait_procs(leftovers, timeout=EARLIER_RUN_GRACE_S)
+        if alive:
+            message = f"{planned.label}: processes of its earlier run (pid {', '.join(str(p.pid) for p in alive)}) cannot be ended; not started"
+            self._log("ERROR", planned.label, message)
+            self.view.error(message)
+            self.any_failed = True
+            return False
         return True
 
     def _problem(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> Optional[str]:
@@ -401,8 +521,16 @@ class Dispatcher:
         if missing:
             return missing_message(label, missing)
         suffix = listing.suffixes.get(planned.version)
-        if suffix is not None and (set(suffix) & {"/", "\\"} or suffix in (".", "..")):
-            return f"{label}: MODEL_DIR_SUFFIX {suffix!r} must be a plain name, not a path"
+        problem = self.paths.model_dir_problem(label, planned.script.label, suffix)
+        if problem:
+            return problem
+        model_dir = self.paths.model_dir(planned.script.label, suffix)
+        owner = self._model_dir_owners.get(str(model_dir)) or (read_run_record(model_dir) or {}).get("script")
+        if owner and owner != planned.script.label:
+            return (
+                f"{label}: its model_dir {model_dir} is {owner}'s (a script name with a '-' and a MODEL_DIR_SUFFIX "
+                "can name the same folder); rename the script or give the version another MODEL_DIR_SUFFIX"
+            )
         try:
             share = self._gpu_share(planned, listing)
         except ValueError as exc:
@@ -422,8 +550,24 @@ class Dispatcher:
         assert run.outcome is not None
         self.gpu_pool.release(version_run.gpus, version_run.gpu_share)
         self._busy_model_dirs.discard(version_run.model_dir)
+        if version_run.lost:
+            self._drop_lost(version_run, run.outcome.wall_s)
+            return
         event, result = classify(run.outcome, version_run.planned.label, self.project.version_timeout)
         self._record_end(version_run.planned, version_run, event, result, run.outcome, version_run.run_id)
+        if result.get("cut_off") and not self.signals.count:
+            # Its keeper ended it while this daemon was silent, and no other daemon took it:
+            # it is this session's to resume.
+            self.handled.discard((version_run.planned.script.label, version_run.planned.version, version_run.planned.sha256))
+
+    def _drop_lost(self, version_run: VersionRun, wall_s: float) -> None:
+        """A run whose version another daemon took over: it ended here, and nothing is recorded."""
+        label = version_run.planned.label
+        _remove_quietly(self.paths.progress / f"{version_run.run_id}.json")
+        self.view.progress_ended(label)
+        self._log("WARNING", label, f"its run {version_run.run_id} here ended after {wall_s:.2f} s; another daemon has it now")
+        self.view.version_ended(label, "lost", wall_s, "another daemon took it over; nothing recorded here")
+        self.rows.append((label, "lost", wall_s))
 
     def _record_end(
         self,
@@ -439,7 +583,13 @@ class Dispatcher:
         reason = error.get("message")
         wall_s = outcome.wall_s if outcome else 0.0
         end = version_end(self.identity, planned, version_run, event, result, outcome, run_id, not self.options.no_log)
-        self.records.commit(end)
+        if not self.records.commit(end):
+            if version_run is not None:
+                version_run.lost = True
+                self._drop_lost(version_run, wall_s)
+            else:
+                self._log("WARNING", label, "another daemon took it over before its end was recorded; nothing recorded here")
+            return
         self.view.progress_ended(label)
         if version_run is not None:
             _remove_quietly(self.paths.progress / f"{run_id}.json")
@@ -534,9 +684,9 @@ class Dispatcher:
 
     def _report_takeover(self, record: Dict[str, Any], reason: str) -> None:
         label = f"{record['script']}:{record['version']}"
-        hint = "; it resumes first with -u" if self.options.use_history else ""
-        self._log("WARNING", label, f"was cut off: {reason}{hint}")
-        self.view.warning(f"{label} was cut off: {reason}{hint}")
+        where = "it resumes here, from its checkpoint" if self._queued(record) else "this daemon's queue does not name it"
+        self._log("WARNING", label, f"was cut off: {reason}; {where}")
+        self.view.warning(f"{label} was cut off: {reason}; {where}")
 
     def _finish(self) -> int:
         counts: Dict[str, int] = {}
@@ -629,6 +779,14 @@ class Dispatcher:
         if key not in self._reported:
             self._reported.add(key)
             self._warn(message)
+
+
+def _start_time(pid: Optional[int]) -> Optional[float]:
+    """When process ``pid`` started, so that a later check never mistakes a reused pid for it."""
+    try:
+        return round(psutil.Process(pid).create_time(), 2) if pid else None
+    except psutil.Error:
+        return None
 
 
 def _remove_quietly(path: Path) -> None:

@@ -44,6 +44,8 @@ class DryRun:
             lambda label, stream, line: view.child_line(label, line),
             lambda label, event: view.child_line(label, str(event.get("message", ""))),
             cancel=lambda: self.signals.count > 0,
+            timeout=project.listing_timeout,
+            models_dir=project.models_dir,
         )
         self.rows: List[Tuple[str, str, float]] = []
 
@@ -124,6 +126,7 @@ class DryRun:
                 model_dir=model_dir,
                 execution_mode=False,
                 fresh=True,
+                models_dir=str(self.project.models_dir),
             )
             outcome = self.executor.call(
                 request,

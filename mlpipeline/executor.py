@@ -1,12 +1,12 @@
 """The executor interface: start a child for a request, report how it ended.
 
 The base keeps the bookkeeping (run folders, the finished queue, reading result.json); an
-executor subclass only starts, signals and kills. The local one is ``local_executor``; Ray
-will sit beside it.
+executor subclass only starts, signals and kills. The local one is ``local_executor``.
 """
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import signal
@@ -74,6 +74,7 @@ class ChildRun:
     env: Dict[str, str] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     to_queue: bool = True
+    lifeline: Optional[int] = None  # the write end of the child's lifeline pipe, held until it ends
 
 
 class Executor(ABC):
@@ -203,6 +204,9 @@ class Executor(ABC):
         except (OSError, ValueError):
             pass
         shutil.rmtree(run.run_dir, ignore_errors=True)
+        if run.lifeline is not None:
+            os.close(run.lifeline)
+            run.lifeline = None
         run.outcome = ChildOutcome(
             result=result,
             returncode=returncode,

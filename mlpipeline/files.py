@@ -1,7 +1,9 @@
-"""Small helpers every writer under outputs/ shares: the time stamp, atomic JSON, named errors."""
+"""Small helpers every writer under outputs/ shares: the time stamp, strict and durable JSON,
+named errors."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -26,15 +28,54 @@ def naming_file(path: Path) -> Iterator[None]:
         raise
 
 
-def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename, so readers never see half.
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity (which strict JSON cannot hold) as the string
+    Python prints for it: ``"nan"``, ``"inf"``, ``"-inf"``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
 
-    ``durable=False`` skips the fsync, for files that are only ever a passing view.
+
+def json_text(value: Any, **options: Any) -> str:
+    """``value`` as strict JSON: never the ``NaN``/``Infinity`` tokens other tools reject.
+
+    Data from a child (its events, its result.json) can hold them; they are written as strings.
+    """
+    options.setdefault("default", str)
+    try:
+        return json.dumps(value, allow_nan=False, **options)
+    except ValueError:
+        return json.dumps(finite(value), allow_nan=False, **options)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable: until the folder itself is synced, a
+    power cut can undo them even though the file's own data was synced."""
+    try:
+        handle = os.open(str(folder), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # a folder that cannot be opened (some network file systems) cannot be synced either
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # not every file system syncs folders (EINVAL); there is nothing more to do then
+    finally:
+        os.close(handle)
+
+
+def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half.
+
+    ``durable=False`` skips the fsyncs, for files that are only ever a passing view.
     """
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
@@ -45,3 +86,10 @@ def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
         except OSError:
             pass
         raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
+    """Write ``data`` as strict JSON to ``path``, atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, json_text(data, indent=1).encode("utf-8"), durable)

@@ -1,13 +1,14 @@
 """Daemon liveness across hosts: each daemon beats a file; others watch the beats change.
 
-On this host a daemon is alive while its pid (with its start time) runs. Another host's
-daemon is judged by its heartbeat file under ``outputs/.heartbeats/``: alive once the beat
-is seen to change, dead once it has not changed for STALE_BEATS intervals of our own clock.
-Only changes are compared, never timestamps, so clocks that disagree between hosts (or an
-NFS server's) do not matter.
+A daemon whose processes this one can see (the same namespace: identity.py) is alive while
+its pid (with its start time) runs. Any other daemon is judged by its heartbeat file under
+``outputs/.heartbeats/``: alive once the beat is seen to change, dead once it has not changed
+for STALE_BEATS intervals of our own clock. Only changes are compared, never timestamps, so
+clocks that disagree between hosts (or an NFS server's) do not matter.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from mlpipeline.files import now_iso, write_json_atomic
-from mlpipeline.identity import DaemonIdentity
+from mlpipeline.identity import DaemonIdentity, daemon_process_alive
 
 INTERVAL_VARIABLE = "MLPIPELINE_HEARTBEAT_S"
 DEFAULT_INTERVAL_S = 5.0
@@ -77,22 +78,23 @@ class Heartbeat:
 
     def _beat(self) -> None:
         self._count += 1
-        write_json_atomic(self.path, {"daemon": self._identity.key, "beat": self._count, "time": now_iso()})
+        beat = {"daemon": self._identity.key, "namespace": self._identity.namespace, "beat": self._count, "time": now_iso()}
+        write_json_atomic(self.path, beat, durable=False)  # a view of liveness: nothing to keep after a power cut
 
 
 class LivenessJudge:
     """Tells whether the daemon behind a journal record still runs."""
 
-    def __init__(self, folder: Path, host: str, interval: float) -> None:
+    def __init__(self, folder: Path, identity: DaemonIdentity, interval: float) -> None:
         self._folder = folder
-        self._host = host
+        self._identity = identity
         self._stale_after = interval * STALE_BEATS
         self._seen: Dict[str, Tuple[Optional[bytes], float, bool]] = {}
 
     def judge(self, record: Dict[str, Any]) -> Liveness:
         key = str(record.get("daemon", ""))
-        if record.get("host") == self._host:
-            return Liveness.ALIVE if DaemonIdentity.is_alive_on_this_host(key) else Liveness.DEAD
+        if self._identity.sees(record):
+            return Liveness.ALIVE if daemon_process_alive(key) else Liveness.DEAD
         try:
             content: Optional[bytes] = beat_path(self._folder, key).read_bytes()
         except OSError:
@@ -109,3 +111,65 @@ class LivenessJudge:
         if now - since >= self._stale_after:
             return Liveness.DEAD
         return Liveness.ALIVE if changed_before else Liveness.UNKNOWN
+
+
+def beats_elsewhere(folder: Path, own_key: str, namespace: str) -> bool:
+    """Whether a daemon of another namespace than ``namespace`` beats in ``folder``: one that
+    judges ``own_key``'s daemon by its heartbeat, and so could take its claims over."""
+    own = beat_path(folder, own_key).name
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    for name in names:
+        if name == own or name.startswith("."):  # "." names: atomic writes in progress
+            continue
+        try:
+            beat = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(beat, dict) and beat.get("namespace") != namespace:
+            return True
+    return False
+
+
+REMOTE_CLOCK_SLACK_S = 60.0
+"""How far another host's clock (or a file server's) may be off before its daemon's heartbeat
+file looks older than it is."""
+
+
+def seems_alive(record: Dict[str, Any], identity: DaemonIdentity, folder: Path) -> bool:
+    """Whether the daemon behind ``record`` looks alive at a single glance: its pid where this
+    process can see it, else a heartbeat file rewritten within STALE_BEATS intervals plus
+    REMOTE_CLOCK_SLACK_S. For views and for joining a session; taking a claim over waits for
+    a :class:`LivenessJudge` to watch the beat instead."""
+    key = str(record.get("daemon", ""))
+    if identity.sees(record):
+        return daemon_process_alive(key)
+    try:
+        age = time.time() - beat_path(folder, key).stat().st_mtime
+    except OSError:
+        return False
+    return age < heartbeat_interval() * STALE_BEATS + REMOTE_CLOCK_SLACK_S
+
+
+def live_daemons(folder: Path, identity: DaemonIdentity) -> Dict[str, Dict[str, Any]]:
+    """The daemons (by key, with their last beat) that seem alive now, this one left out."""
+    found: Dict[str, Dict[str, Any]] = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        if name.startswith("."):
+            continue
+        try:
+            beat = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(beat, dict) or beat.get("daemon") in (None, identity.key):
+            continue
+        record = {"daemon": beat["daemon"], "namespace": beat.get("namespace"), "host": str(beat["daemon"]).split(":")[0]}
+        if seems_alive(record, identity, folder):
+            found[str(beat["daemon"])] = beat
+    return found

@@ -2,6 +2,11 @@
 
 Every event is one JSON line, appended under a file lock, flushed and fsynced before the
 daemon goes on. Reading is incremental: each refresh parses only what was appended since.
+
+The file is watched, not trusted to stay: deleted, replaced or cut short while a daemon runs
+(a careless ``rm``, a sync tool, a restored backup), it is rewritten with the last event of
+every version the daemon knows, so that finished work stays finished and a later ``-u``
+does not run it again from step 0.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from filelock import FileLock
 
-from mlpipeline.files import naming_file, now_iso
+from mlpipeline.files import fsync_dir, json_text, naming_file, now_iso
 from mlpipeline.paths import OutputPaths
 from mlpipeline.states import STATE_AFTER, JournalEvent, RunState
 
@@ -24,11 +29,16 @@ _DECODER = json.JSONDecoder()
 # Event names to states, looked up by string: Enum calls cost a third of reading a large journal.
 _STATE_OF = {event.value: STATE_AFTER[event] for event in JournalEvent}
 _CLAIM_EVENTS = (JournalEvent.CLAIMED.value, JournalEvent.STARTED.value)
+_RUNNING = RunState.RUNNING
 
 
 def state_of(record: Dict[str, Any]) -> RunState:
     """The state a journal event leaves its version in."""
     return _STATE_OF[record["event"]]
+
+
+def _signature(record: Dict[str, Any]) -> Tuple[Any, ...]:
+    return (record.get("time"), record.get("event"), record.get("daemon"), record.get("run_id"))
 
 
 class Journal:
@@ -38,11 +48,17 @@ class Journal:
         self.path = path
         self._warn = warn
         self._lock = FileLock(str(OutputPaths.lock_for(path)))
-        self._offset = 0
+        self._file: Optional[Tuple[int, int]] = None  # (device, inode) of the file being read
+        self._reset()
         self._lines_read = 0
+
+    def _reset(self) -> None:
+        self._offset = 0
+        self._line_in_file = 0
         self._after_torn_line = False
         self._latest: Dict[VersionKey, Dict[str, Any]] = {}
-        self._claims: Dict[VersionKey, Tuple[int, Optional[str]]] = {}
+        self._started: Dict[VersionKey, Dict[str, Any]] = {}
+        self._claims: Dict[VersionKey, Tuple[int, Optional[str], Optional[str]]] = {}
         self._ended_runs: Set[str] = set()
 
     def refresh(self) -> None:
@@ -56,22 +72,14 @@ class Journal:
         A last line without its newline may be an append in progress here, not a tear: it is
         left unread, without a warning.
         """
-        self._read_new(tail_is_torn=False)
+        self._read_new(locked=False)
 
     def append(self, event: JournalEvent, **fields: Any) -> Dict[str, Any]:
         """Append one event durably and return it; it is visible to :meth:`latest` at once."""
         record = {"time": now_iso(), "event": event.value, **fields}
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         with naming_file(self.path), self._lock:
             self._read_new()
-            with open(self.path, "ab") as handle:
-                if handle.tell() > 0 and not self._ends_with_newline():
-                    # A torn last line (a power cut mid-write) is closed with a marker that no JSON
-                    # can end in: every reader, before and after this append, skips it alike.
-                    handle.write(TORN_LINE_END)
-                handle.write(line.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
+            self._write([record])
             self._read_new()
         return record
 
@@ -84,9 +92,25 @@ class Journal:
         key = (fields["script"], fields["version"])
         with self._lock:
             self._read_new()
-            if self._latest.get(key) is not expected:
+            latest = self._latest.get(key)
+            if latest is not expected and (latest is None or expected is None or _signature(latest) != _signature(expected)):
                 return None
             return self.append(event, **fields)
+
+    def append_if_owner(self, event: JournalEvent, **fields: Any) -> Optional[Dict[str, Any]]:
+        """Append ``event`` only while its run (``fields["run_id"]``) still holds its version:
+        its claim is the latest event, not ended and not taken over. None when it lost the
+        version (its daemon was paused past the heartbeat window, say): then it must record nothing."""
+        with self._lock:
+            self._read_new()
+            if not self.holds(fields["run_id"], fields["script"], fields["version"]):
+                return None
+            return self.append(event, **fields)
+
+    def holds(self, run_id: str, script: str, version: str) -> bool:
+        """Whether run ``run_id`` still holds ``script:version`` as far as read so far."""
+        latest = self._latest.get((script, version))
+        return latest is not None and latest.get("run_id") == run_id and _STATE_OF[latest["event"]] is _RUNNING
 
     def has_ended(self, run_id: str) -> bool:
         """Whether the journal holds the end event of run ``run_id``."""
@@ -94,16 +118,22 @@ class Journal:
 
     @property
     def lines_read(self) -> int:
-        """How many lines have been read so far: a position in the journal."""
+        """How many lines have been read so far: a position that only grows, also when the file
+        had to be rewritten."""
         return self._lines_read
 
-    def claimed_since(self, line: int) -> Set[Tuple[str, str, Optional[str]]]:
-        """(script, version, sha256) of the versions claimed or started after journal line ``line``."""
-        return {(key[0], key[1], sha) for key, (number, sha) in self._claims.items() if number > line}
+    def claims(self) -> Iterator[Tuple[VersionKey, int, Optional[str], Optional[str]]]:
+        """The latest claim of each version: (script, version), its line, sha256 and daemon."""
+        for key, (number, sha256, daemon) in self._claims.items():
+            yield key, number, sha256, daemon
 
     def latest(self, script: str, version: str) -> Optional[Dict[str, Any]]:
         """The last event of ``script:version``, or None if it never ran."""
         return self._latest.get((script, version))
+
+    def last_started(self, script: str, version: str) -> Optional[Dict[str, Any]]:
+        """The last ``started`` event of ``script:version`` (with its child's pid), or None."""
+        return self._started.get((script, version))
 
     def versions(self) -> List[VersionKey]:
         """Every (script, version) the journal has an event for."""
@@ -118,20 +148,48 @@ class Journal:
     def unfinished(self) -> Iterator[Dict[str, Any]]:
         """Events of versions that were claimed or started and never ended."""
         for record in list(self._latest.values()):
-            if _STATE_OF[record["event"]] is RunState.RUNNING:
+            if _STATE_OF[record["event"]] is _RUNNING:
                 yield record
+
+    # -- the file ------------------------------------------------------------------------
+
+    def _write(self, records: List[Dict[str, Any]]) -> None:
+        data = "".join(json_text(record, ensure_ascii=False, separators=(",", ":")) + "\n" for record in records)
+        created = not self.path.exists()
+        with open(self.path, "ab") as handle:
+            if handle.tell() > 0 and not self._ends_with_newline():
+                # A torn last line (a power cut mid-write) is closed with a marker that no JSON
+                # can end in: every reader, before and after this append, skips it alike.
+                handle.write(TORN_LINE_END)
+            handle.write(data.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+            if self._file is None:
+                stat = os.fstat(handle.fileno())
+                self._file = (stat.st_dev, stat.st_ino)
+        if created:
+            fsync_dir(self.path.parent)  # a new file is durable once its folder names it
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
 
-    def _read_new(self, tail_is_torn: bool = True) -> None:
+    def _read_new(self, locked: bool = True) -> None:
         try:
             with open(self.path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                identity = (stat.st_dev, stat.st_ino)
+                if self._file is not None and (identity != self._file or stat.st_size < self._offset):
+                    replaced = "cut short" if identity == self._file else "replaced"
+                    self._lost(replaced, locked)
+                    return
+                self._file = identity
                 handle.seek(self._offset)
                 data = handle.read()
         except FileNotFoundError:
+            if self._file is not None:
+                self._lost("deleted", locked)
             return
         if self._after_torn_line:
             # The rest of a torn line, already counted and warned about: skip to its end.
@@ -144,15 +202,40 @@ class Journal:
         end = data.rfind(b"\n") + 1
         for raw in data[:end].splitlines():
             self._lines_read += 1
+            self._line_in_file += 1
             self._fold(raw, self._lines_read)
         self._offset += end
         tail = data[end:]
-        if tail and tail_is_torn:
+        if tail and locked:
             # Read under the lock, so a line without its newline is not being written: it was cut off.
             self._lines_read += 1
-            self._warn(f"{self.path.name}:{self._lines_read}: last line is cut off (written during a crash?); skipped")
+            self._line_in_file += 1
+            self._warn(f"{self.path.name}:{self._line_in_file}: last line is cut off (written during a crash?); skipped")
             self._offset += len(tail)
             self._after_torn_line = True
+
+    def _lost(self, how: str, locked: bool) -> None:
+        """The file was deleted, replaced or cut short under us: read what is there now, and
+        (holding the lock) write back the last event of each version this reader knew that
+        the file no longer holds."""
+        known = self._latest
+        self._file = None
+        self._reset()
+        if not locked:
+            self._read_new(locked=False)
+            return
+        self._read_new()
+        present: Set[Tuple[Any, ...]] = set()
+        if self.path.exists():
+            present = {_signature(record) for record in self._latest.values()}
+        missing = [dict(record, restored=True) for record in known.values() if _signature(record) not in present]
+        if missing:
+            self._write(missing)
+            self._read_new()
+        self._warn(
+            f"{self.path}: the journal was {how} while this daemon ran; the last event of each of the "
+            f"{len(known)} versions it knew is kept ({len(missing)} written back); older events are gone"
+        )
 
     def _fold(self, raw: bytes, number: int) -> None:
         text = raw.strip()
@@ -171,11 +254,13 @@ class Journal:
             key = (record["script"], record["version"])
             hash(key)  # a list where a name belongs is as corrupt as a missing name
         except (ValueError, KeyError, TypeError):
-            self._warn(f"{self.path.name}:{number}: not a journal event (corrupt or cut off); skipped")
+            self._warn(f"{self.path.name}:{self._line_in_file}: not a journal event (corrupt or cut off); skipped")
             return
         if key[1] is not None:
             self._latest[key] = record
             if event in _CLAIM_EVENTS:
-                self._claims[key] = (number, record.get("sha256"))
+                self._claims[key] = (number, record.get("sha256"), record.get("daemon"))
+                if event == "started":
+                    self._started[key] = record
             elif "run_id" in record:
                 self._ended_runs.add(record["run_id"])

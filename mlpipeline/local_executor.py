@@ -1,8 +1,11 @@
-"""Runs each child as a local process: ``python -m mlpipeline.child RUN_DIR``, or forked by
+"""Runs each child as a local process: ``python -m mlpipeline.keeper RUN_DIR``, or forked by
 the preload server (preload.py) when there is one.
 
-The child leads a process group of its own, so a signal or a kill reaches its whole tree
-(DataLoader workers included), and nothing of it outlives the version.
+The child is a keeper (keeper.py) that leads a process group and a session of its own and
+is the subreaper of the version's processes, so a signal or a kill reaches its whole tree
+(DataLoader workers included), and nothing of it outlives the version. Each child gets the
+read end of a lifeline pipe whose write end only this daemon holds: when the daemon dies,
+however it dies, the keeper ends the version.
 """
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from mlpipeline.channel import EVENTS_FD_VARIABLE
 from mlpipeline.executor import ChildRun, Executor
+from mlpipeline.keeper import LIFELINE_FD_VARIABLE
+from mlpipeline.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
 from mlpipeline.preload import PreloadClient
 from mlpipeline.process_tree import ProcessTree, sample_until
 
@@ -30,19 +35,28 @@ class LocalExecutor(Executor):
         self._trees: Dict[int, ProcessTree] = {}
 
     def _start(self, run: ChildRun) -> None:
-        if self.preload is not None and self.preload.alive():
-            self._start_forked(run, self.preload)
-        else:
-            self._start_process(run)
+        lifeline_read, lifeline_write = os.pipe()
+        run.lifeline = lifeline_write
+        try:
+            if self.preload is not None and self.preload.alive():
+                self._start_forked(run, self.preload, lifeline_read)
+            else:
+                self._start_process(run, lifeline_read)
+        except BaseException:
+            os.close(lifeline_write)
+            run.lifeline = None
+            raise
+        finally:
+            os.close(lifeline_read)
 
-    def _start_forked(self, run: ChildRun, preload: PreloadClient) -> None:
+    def _start_forked(self, run: ChildRun, preload: PreloadClient, lifeline: int) -> None:
         """The child forked by the preload server, its output piped to us as a plain child's."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         events_read, events_write = os.pipe()
         try:
             pid, connection, answer = preload.fork(
-                str(run.run_dir), str(self.work_dir), run.env, (out_write, err_write, events_write)
+                str(run.run_dir), str(self.work_dir), run.env, (out_write, err_write, events_write, lifeline)
             )
         except BaseException:
             for fd in (out_read, err_read, events_read):
@@ -55,11 +69,7 @@ class LocalExecutor(Executor):
         tree = ProcessTree(pid)
         self._trees[id(run)] = tree
         _thread(sample_until, tree, run.done)
-        readers = [
-            _thread(_pump_lines, os.fdopen(out_read, "rb"), lambda line: run.on_line("stdout", line)),
-            _thread(_pump_lines, os.fdopen(err_read, "rb"), lambda line: run.on_line("stderr", line)),
-            _thread(_pump_events, os.fdopen(events_read, "rb"), run.on_event),
-        ]
+        readers = self._read_output(run, out_read, err_read, events_read)
         _thread(self._wait_forked, run, connection, answer, tree, readers)
 
     def _wait_forked(self, run: ChildRun, connection: Any, answer: Any, tree: ProcessTree, readers: List[threading.Thread]) -> None:
@@ -79,38 +89,49 @@ class LocalExecutor(Executor):
         returncode = ended.get("returncode", -signal.SIGKILL)
         self._finish(run, returncode, ended.get("cpu_s"), peak)
 
-    def _start_process(self, run: ChildRun) -> None:
-        read_fd, write_fd = os.pipe()
+    def _start_process(self, run: ChildRun, lifeline: int) -> None:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        events_read, events_write = os.pipe()
         env = dict(os.environ)
         env.update(run.env)
-        env[EVENTS_FD_VARIABLE] = str(write_fd)
+        env[EVENTS_FD_VARIABLE] = str(events_write)
+        env[LIFELINE_FD_VARIABLE] = str(lifeline)
         env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "mlpipeline.child", str(run.run_dir)],
+                [sys.executable, "-m", "mlpipeline.keeper", str(run.run_dir)],
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(write_fd,),
+                stdout=out_write,
+                stderr=err_write,
+                pass_fds=(events_write, lifeline),
                 env=env,
                 cwd=str(self.work_dir),
                 start_new_session=True,
             )
         except BaseException:
-            os.close(read_fd)
+            for fd in (out_read, err_read, events_read):
+                os.close(fd)
             raise
         finally:
-            os.close(write_fd)
+            for fd in (out_write, err_write, events_write):
+                os.close(fd)
         run.pid = process.pid
         tree = ProcessTree(process.pid)
         self._trees[id(run)] = tree
         _thread(sample_until, tree, run.done)
-        readers = [
-            _thread(_pump_lines, process.stdout, lambda line: run.on_line("stdout", line)),
-            _thread(_pump_lines, process.stderr, lambda line: run.on_line("stderr", line)),
-            _thread(_pump_events, os.fdopen(read_fd, "rb"), run.on_event),
-        ]
+        readers = self._read_output(run, out_read, err_read, events_read)
         _thread(self._wait, run, process, tree, readers)
+
+    def _read_output(self, run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
+        def oversized(size: int) -> None:
+            _deliver(run.on_line, "stderr", f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})")
+
+        return [
+            _thread(pump_lines, out, lambda line: _deliver(run.on_line, "stdout", line)),
+            _thread(pump_lines, err, lambda line: _deliver(run.on_line, "stderr", line)),
+            _thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
+        ]
 
     def _wait(self, run: ChildRun, process: subprocess.Popen, tree: ProcessTree, readers: List[threading.Thread]) -> None:
         pid = process.pid
@@ -139,26 +160,21 @@ def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:
     return thread
 
 
-def _deliver(sink: Callable[[Any], None], item: Any) -> None:
+def _deliver(sink: Callable[..., None], *item: Any) -> None:
     # A reader that died would leave the child blocked on a full pipe: keep reading whatever happens.
     try:
-        sink(item)
+        sink(*item)
     except Exception as exc:  # noqa: BLE001
-        print(f"mlpipeline: could not record a child's output: {exc}", file=sys.stderr)
+        try:
+            print(f"mlpipeline: could not record a child's output: {exc}", file=sys.stderr)
+        except OSError:
+            pass
 
 
-def _pump_lines(stream: IO[bytes], sink: Callable[[str], None]) -> None:
-    with stream:
-        for raw in iter(stream.readline, b""):
-            _deliver(sink, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-
-
-def _pump_events(stream: IO[bytes], sink: Callable[[Any], None]) -> None:
-    with stream:
-        for raw in iter(stream.readline, b""):
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                _deliver(sink, event)
+def _deliver_event(sink: Callable[[Dict[str, Any]], None], raw: bytes) -> None:
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(event, dict):
+        _deliver(sink, event)

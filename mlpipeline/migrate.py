@@ -15,13 +15,14 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.config import (
     EXECUTION_QUEUE,
     PROJECT_CONFIG,
     TEST_QUEUE,
     ConfigError,
+    parse_toml,
     tomllib,
 )
 
@@ -41,23 +42,49 @@ _QUEUE_KEYS = {"use_blacklist": "boolean"}
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
 
 
+# A line only TOML has: a value that is a string, an array or a table; an array's element or
+# end on a line of its own; an array of tables.
+_TOML_ONLY = re.compile(r"""^(?:[\w.-]+\s*=\s*["'\[{]|["'\]{}]|\[\[)""")
+_TOML_LITERAL = re.compile(r"^(?:true|false|[+-]?\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?)$")
+_INI_ENTRY = re.compile(r"^([\w.-]+)\s*([=:])\s*(.*)$")
+
+
 @dataclass
 class _Section:
     name: str
-    lines: List[Tuple[str, str]] = field(default_factory=list)  # ("comment"|"blank"|"entry", text)
+    lines: List[Tuple[str, str, int]] = field(default_factory=list)  # ("comment"|"blank"|"entry", text, line)
 
 
 def looks_like_ini(text: str) -> bool:
-    """Whether ``text`` (which is not valid TOML) is in the original package's INI format."""
-    return bool(re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]", text, re.M)) and bool(
-        re.search(r"^\s*[\w./-]+\s*$|^\s*\w+\s*[=:]\s*[^\"'\[\d\s]", text, re.M)
-    )
+    """Whether ``text`` (which is not valid TOML) is in the original package's INI format.
+
+    Only when every line is INI and one at least is not also TOML (a bare script name, a
+    ``key: value``, an unquoted word as a value, a ``;`` comment): a TOML file with a slip in
+    it (an unclosed list, a missing comma, a key set twice) is TOML with an error, not INI.
+    """
+    if not re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]\s*$", text, re.M):
+        return False
+    only_ini = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or _SECTION.match(line):
+            continue
+        if _TOML_ONLY.match(line):
+            return False
+        if line.startswith(";") or re.fullmatch(r"[\w./-]+", line):
+            only_ini = True
+            continue
+        entry = _INI_ENTRY.match(line)
+        if entry is None:
+            return False
+        if entry.group(2) == ":" or not _TOML_LITERAL.match(entry.group(3)):
+            only_ini = True
+    return only_ini
 
 
-def ini_to_toml(text: str, file: str) -> str:
-    """The TOML form of the INI ``text`` of ``file``, comments kept; a ConfigError where a line is
-    neither a section, a comment nor an entry."""
-    preamble: List[str] = []
+def _parse_ini(text: str, file: str) -> Tuple[List[Tuple[str, str, int]], List[_Section]]:
+    """The lines before the first section, and the sections with their lines."""
+    preamble: List[Tuple[str, str, int]] = []
     sections: List[_Section] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -75,29 +102,61 @@ def ini_to_toml(text: str, file: str) -> str:
             sections[-1].name not in SCRIPT_LIST_SECTIONS
         ):
             # An INI continuation line: part of the value above.
-            kind, previous = sections[-1].lines.pop()
-            sections[-1].lines.append(("entry", f"{previous}\n{line}"))
+            kind, previous, first = sections[-1].lines.pop()
+            sections[-1].lines.append(("entry", f"{previous}\n{line}", first))
             continue
         else:
             kind = "entry"
         text_of_line = "#" + line[1:] if kind == "comment" else line
-        (sections[-1].lines if sections else preamble).append((kind, text_of_line))
+        (sections[-1].lines if sections else preamble).append((kind, text_of_line, number))
+    return preamble, sections
+
+
+def _known_tables(file: str) -> Tuple[str, ...]:
+    return ("MLP",) if Path(file).name == PROJECT_CONFIG else ("MLP", *SCRIPT_LIST_SECTIONS)
+
+
+def ini_to_toml(text: str, file: str) -> str:
+    """The TOML form of the INI ``text`` of ``file``, comments kept; a ConfigError where a line is
+    neither a section, a comment nor an entry, or a value is not of its key's type."""
+    preamble, sections = _parse_ini(text, file)
     out: List[str] = [f"# {file}: converted from the original INI format by mlpipeline migrate-config"]
-    out.extend(text for kind, text in preamble if kind == "comment")
-    is_project = Path(file).name == PROJECT_CONFIG
-    known = ("MLP",) if is_project else ("MLP", *SCRIPT_LIST_SECTIONS)
+    out.extend(text for kind, text, _ in preamble if kind == "comment")
+    kinds = _PROJECT_KEYS if Path(file).name == PROJECT_CONFIG else _QUEUE_KEYS
     for section in sections:
         out.append("")
-        if section.name not in known:
+        if section.name not in _known_tables(file):
             out.append(f"# [{section.name}]    # not a table mlpipeline knows in {file}; kept as a comment")
-            out.extend(_commented(text) if kind == "entry" else text for kind, text in section.lines)
+            out.extend(_commented(text) if kind == "entry" else text for kind, text, _ in section.lines)
         elif section.name in SCRIPT_LIST_SECTIONS:
             out.append(f"[{section.name}]")
             out.extend(_script_list(section))
         else:
             out.append(f"[{section.name}]")
-            out.extend(_key_values(section, _PROJECT_KEYS if is_project else _QUEUE_KEYS))
+            out.extend(_key_values(section, kinds, file))
     return "\n".join(_squeeze_blank_lines(out)) + "\n"
+
+
+def ini_values(text: str, file: str) -> Dict[str, Dict[str, Any]]:
+    """What the INI ``text`` of ``file`` sets, as tomllib would read its TOML form: what a
+    migration must come back to, read again."""
+    _, sections = _parse_ini(text, file)
+    kinds = _PROJECT_KEYS if Path(file).name == PROJECT_CONFIG else _QUEUE_KEYS
+    values: Dict[str, Dict[str, Any]] = {}
+    for section in sections:
+        if section.name not in _known_tables(file):
+            continue
+        table = values.setdefault(section.name, {})
+        entries = [(text, number) for kind, text, number in section.lines if kind == "entry"]
+        if section.name in SCRIPT_LIST_SECTIONS:
+            table.setdefault("scripts", []).extend(_script_name(text) for text, _ in entries)
+            continue
+        for text, number in entries:
+            match = re.match(r"^([^=:]+?)\s*[=:]\s*(.*)$", text, re.S)
+            if match and kinds.get(match.group(1).strip()):
+                key = match.group(1).strip()
+                table[key] = _typed_value(kinds[key], key, match.group(2).strip(), file, number)
+    return values
 
 
 def _script_list(section: _Section) -> List[str]:
@@ -107,26 +166,29 @@ def _script_list(section: _Section) -> List[str]:
     # Comments above the first script describe the list: they stay above it.
     lead: List[str] = []
     while lines and lines[0][0] != "entry":
-        kind, text = lines.pop(0)
+        kind, text, _ = lines.pop(0)
         if kind == "comment":
             lead.append(text)
     if not lines:
         return lead + ["scripts = []"]
     body = ["scripts = ["]
-    for kind, text in lines:
+    for kind, text, _ in lines:
         if kind == "comment":
             body.append(f"  {text}")
         elif kind == "entry":
-            # A script name was a bare key; "name = x" or "name: x" kept only the name.
-            name = re.split(r"\s*=\s*|\s*:\s*(?=\s|$)", text, maxsplit=1)[0].strip()
-            body.append(f"  {json.dumps(name, ensure_ascii=False)},")
+            body.append(f"  {json.dumps(_script_name(text), ensure_ascii=False)},")
     body.append("]")
     return lead + body
 
 
-def _key_values(section: _Section, kinds: Dict[str, str]) -> List[str]:
+def _script_name(entry: str) -> str:
+    """A script name was a bare key; "name = x" or "name: x" keeps only the name."""
+    return re.split(r"\s*=\s*|\s*:\s*(?=\s|$)", entry, maxsplit=1)[0].strip()
+
+
+def _key_values(section: _Section, kinds: Dict[str, str], file: str) -> List[str]:
     out: List[str] = []
-    for kind, text in section.lines:
+    for kind, text, number in section.lines:
         if kind != "entry":
             out.append(text if kind == "comment" else "")
             continue
@@ -135,20 +197,26 @@ def _key_values(section: _Section, kinds: Dict[str, str]) -> List[str]:
             out.append(f"{_commented(text)}    # (no value in the INI file; not used by mlpipeline)")
             continue
         key, value = match.group(1).strip(), match.group(2).strip()
-        out.append(_toml_line(kinds.get(key), key, value))
+        if key not in kinds:
+            out.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}    # not a key mlpipeline knows here; kept as a comment")
+            continue
+        out.append(f"{key} = {json.dumps(_typed_value(kinds[key], key, value, file, number), ensure_ascii=False)}")
     return out
 
 
-def _toml_line(kind: Optional[str], key: str, value: str) -> str:
+def _typed_value(kind: str, key: str, value: str, file: str, line: int) -> Any:
+    """``value`` of ``key`` as its TOML type; a ConfigError when it is not one (nothing is
+    converted into something that means another thing)."""
     if kind == "boolean" and value.lower() in _BOOLEANS:
-        return f"{key} = {'true' if _BOOLEANS[value.lower()] else 'false'}"
+        return _BOOLEANS[value.lower()]
     if kind == "integer" and re.fullmatch(r"[+-]?\d+", value):
-        return f"{key} = {int(value)}"
+        return int(value)
     if kind == "number" and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", value):
-        return f"{key} = {value}"
+        return float(value) if re.search(r"[.]", value) else int(value)
     if kind == "string":
-        return f"{key} = {json.dumps(value, ensure_ascii=False)}"
-    return f"# {key} = {json.dumps(value, ensure_ascii=False)}    # not a key mlpipeline knows here; kept as a comment"
+        return value
+    wanted = {"boolean": "true or false", "integer": "a whole number", "number": "a number"}[kind]
+    raise ConfigError(file, f"{key} = {value} is not {wanted}; correct it, then migrate", line)
 
 
 def _commented(text: str) -> str:
@@ -200,12 +268,22 @@ def migrate_project(project_dir: Path, say: Callable[[str], None]) -> List[Migra
         except tomllib.TOMLDecodeError:
             pass
         if not looks_like_ini(text):
+            if re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]", text, re.M):
+                try:
+                    parse_toml(text, name)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        exc.file, f"{exc.message} (TOML with a mistake, not the original INI format); nothing was changed", exc.line
+                    ) from None
             raise ConfigError(name, "is neither TOML nor the original package's INI format; nothing was changed")
         converted = ini_to_toml(text, name)
         try:
-            tomllib.loads(converted)
+            read_back = tomllib.loads(converted)
         except tomllib.TOMLDecodeError as exc:  # a bug here, but the user's files stay as they are
             raise ConfigError(name, f"could not be converted ({exc}); nothing was changed") from None
+        if read_back != ini_values(text, name):
+            # Written only when the TOML says what the INI said, read back: never a lossy rewrite.
+            raise ConfigError(name, "could not be converted faithfully; nothing was changed") from None
         backup = path.with_name(path.name + ".bak")
         if backup.exists():
             raise ConfigError(str(backup), "exists already; move it away first (nothing was changed)")

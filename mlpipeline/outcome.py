@@ -32,6 +32,7 @@ class VersionRun:
     metrics: Dict[str, Any] = field(default_factory=dict)
     last_report_logged: float = 0.0
     last_progress_written: float = 0.0
+    lost: bool = False  # another daemon took the version over: this run records nothing
 
 
 def crash_message(label: str, outcome: ChildOutcome) -> str:
@@ -57,6 +58,10 @@ def classify(outcome: ChildOutcome, label: str, version_timeout: float) -> Tuple
     result = dict(outcome.result or {})
     if result.get("ok"):
         return JournalEvent.FINISHED, result
+    if result.get("cut_off"):
+        # Its keeper ended it: this daemon was silent past the heartbeat window (error says why).
+        result.setdefault("error", {"message": "cut off by its keeper"})
+        return JournalEvent.INTERRUPTED, result
     if outcome.timed_out:
         message = f"{label} ran past version_timeout ({version_timeout:g} s); its process tree was killed"
         result["error"] = {"message": message}
@@ -150,4 +155,5 @@ def version_end(
         record=record,
         log_lines=log_lines,
         write_log=write_log,
+        namespace=identity.namespace,
     )

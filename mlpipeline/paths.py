@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 
+MAX_NAME_BYTES = 255
+"""The longest file or folder name most file systems take."""
+
+
 @dataclass(frozen=True)
 class OutputPaths:
     """The files of one outputs folder, as seen from host ``host``."""
@@ -52,6 +56,25 @@ class OutputPaths:
     @property
     def model_ckpts(self) -> Path:
         return self.outputs_dir / "model_ckpts"
+
+    @staticmethod
+    def model_dir_problem(label: str, script: str, suffix: Optional[str]) -> Optional[str]:
+        """Why ``script`` with MODEL_DIR_SUFFIX ``suffix`` cannot name a model_dir, or None."""
+        if suffix is None:
+            return None
+        shown = repr(suffix if len(suffix) <= 40 else suffix[:40] + "...")
+        if any(ord(char) < 32 or char == "\x7f" for char in suffix):
+            return f"{label}: MODEL_DIR_SUFFIX {shown} holds a control character; use a plain folder name"
+        if set(suffix) & {"/", "\\"} or suffix in (".", ".."):
+            return f"{label}: MODEL_DIR_SUFFIX {shown} must be a plain name, not a path"
+        name = Path(script).name[:-3] if script.endswith(".py") else Path(script).name
+        size = len(f"{name}-{suffix}".encode("utf-8", "surrogateescape"))
+        if size > MAX_NAME_BYTES:
+            return (
+                f"{label}: MODEL_DIR_SUFFIX {shown} makes its model_dir's name {size} bytes long; "
+                f"a folder name holds at most {MAX_NAME_BYTES}"
+            )
+        return None
 
     def model_dir(self, script: str, suffix: Optional[str]) -> Path:
         """``model_ckpts/<script path without .py>[-<MODEL_DIR_SUFFIX>]``."""

@@ -39,17 +39,30 @@ class PlannedRun:
         return f"{self.script.label}:{self.version}"
 
 
-def decide(journal: Journal, script: str, version: str, sha256: str, policy: HistoryPolicy) -> Optional[Start]:
-    """How ``script:version`` at content ``sha256`` should start, or None to skip it."""
-    if not policy.use_history:
-        return Start.FRESH
+def decide(
+    journal: Journal,
+    script: str,
+    version: str,
+    sha256: str,
+    policy: HistoryPolicy,
+    cut_off: AbstractSet[Tuple[str, str]] = frozenset(),
+) -> Optional[Start]:
+    """How ``script:version`` at content ``sha256`` should start, or None to skip it.
+
+    ``cut_off`` holds the versions cut off during this session (their daemon died, say): they
+    resume, with or without ``-u``.
+    """
     last = journal.latest(script, version)
     if last is None:
         return Start.FRESH
     state = journal.state(script, version)
-    same_code = last.get("sha256") == sha256 or policy.on_script_change == "keep"
     if state is RunState.RUNNING:
         return None  # a live daemon has it: stale claims were reconciled before planning
+    same_code = last.get("sha256") == sha256 or policy.on_script_change == "keep"
+    if state is RunState.INTERRUPTED and same_code and (policy.use_history or (script, version) in cut_off):
+        return Start.RESUME
+    if not policy.use_history:
+        return Start.FRESH
     if not same_code:
         return Start.FRESH
     if state is RunState.INTERRUPTED:
@@ -64,6 +77,7 @@ def choose_next(
     journal: Journal,
     policy: HistoryPolicy,
     handled: AbstractSet[Tuple[str, str, str]],
+    cut_off: AbstractSet[Tuple[str, str]] = frozenset(),
 ) -> Optional[PlannedRun]:
     """The next version to run: the first resumable one in queue order, else the first fresh one.
 
@@ -76,11 +90,11 @@ def choose_next(
         for version in names:
             if not script.wants(version) or (script.label, version, sha256) in handled:
                 continue
-            start = decide(journal, script.label, version, sha256, policy)
+            start = decide(journal, script.label, version, sha256, policy, cut_off)
             if start is Start.RESUME:
                 return PlannedRun(script, version, sha256, start)
             if start is Start.FRESH and first_fresh is None:
                 first_fresh = PlannedRun(script, version, sha256, start)
-                if not policy.use_history:
+                if not policy.use_history and not cut_off:
                     return first_fresh
     return first_fresh

@@ -4,10 +4,10 @@
 ``python -m mlpipeline.preload SOCKET MODULE...``. It imports the modules (imports only:
 nothing runs that could start thread pools or initialise CUDA before a fork), then serves
 requests on a Unix socket. For each version the daemon sends the run folder, the extra
-environment and the child's three pipe ends (stdout, stderr, events) over the socket; the
-server forks, and the fork becomes the version's child exactly as ``python -m
-mlpipeline.child`` would: a session of its own, the pipes as its stdout and stderr, the
-script imported afresh. The server tells the daemon the child's pid, and later how it ended.
+environment and the child's four pipe ends (stdout, stderr, events, lifeline) over the
+socket; the server forks, and the fork becomes the version's keeper exactly as ``python -m
+mlpipeline.keeper`` would: a session of its own, the pipes as its stdout and stderr, the
+script imported afresh by its worker. The server tells the daemon the child's pid, and later how it ended.
 
 The daemon never forks itself: the one fork is in a process that never ran user code.
 """
@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 READY_TIMEOUT_S = 300.0
 
@@ -49,6 +49,8 @@ def serve(socket_path: str, modules: List[str]) -> None:
     import psutil  # noqa: F401
     import mlpipeline.child  # noqa: F401
     import mlpipeline.helper  # noqa: F401
+    import mlpipeline.keeper  # noqa: F401
+    import mlpipeline.process_tree  # noqa: F401
 
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -73,14 +75,24 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
+_connections: Set[socket.socket] = set()
+"""The daemon's connections, one per child in flight; a fork closes them all (a child holding
+another's connection would keep that one from ever seeing its end)."""
+_connections_lock = threading.Lock()
+
+
 def _fork_child(listener: socket.socket, connection: socket.socket) -> None:
-    message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+    message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 4)
     request = json.loads(message.decode("utf-8"))
-    pid = os.fork()
-    if pid == 0:
-        listener.close()
-        connection.close()
-        _become_child(request, fds)
+    with _connections_lock:
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            connection.close()
+            for other in _connections:
+                other.close()
+            _become_child(request, fds)
+        _connections.add(connection)
     for fd in fds:
         os.close(fd)
     _send(connection, {"pid": pid})
@@ -101,35 +113,35 @@ def _report_exit(connection: socket.socket, pid: int) -> None:
         )
     except OSError:
         pass
-    connection.close()
+    with _connections_lock:
+        _connections.discard(connection)
+        connection.close()
 
 
 def _become_child(request: Dict[str, Any], fds: List[int]) -> None:
+    from mlpipeline.keeper import LIFELINE_FD_VARIABLE
+
     code = 1
     try:
         os.setsid()
-        stdout, stderr, events = fds
+        stdout, stderr, events, lifeline = fds
         os.dup2(stdout, 1)
         os.dup2(stderr, 2)
         os.close(stdout)
         os.close(stderr)
         os.environ.update(request["env"])
         os.environ["MLPIPELINE_EVENTS_FD"] = str(events)
+        os.environ[LIFELINE_FD_VARIABLE] = str(lifeline)
         os.chdir(request["cwd"])
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
         sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
-        from mlpipeline import child
+        from mlpipeline import keeper
 
-        code = child.main([request["run_dir"]])
+        keeper.main([request["run_dir"]])  # ends the process the way the version ended
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except KeyboardInterrupt:
-        # End as a plain `python -m mlpipeline.child` would: killed by SIGINT, which says "stopped".
-        sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
     except BaseException:  # noqa: BLE001 - the fork must never return into the server's loop
         import traceback
 
@@ -156,7 +168,7 @@ class PreloadClient:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def fork(self, run_dir: str, cwd: str, env: Dict[str, str], fds: Tuple[int, int, int]) -> Tuple[int, socket.socket, Any]:
+    def fork(self, run_dir: str, cwd: str, env: Dict[str, str], fds: Tuple[int, int, int, int]) -> Tuple[int, socket.socket, Any]:
         """Ask for a child; returns its pid, the connection and a reader that will bring its end."""
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.connect(self.socket_path)

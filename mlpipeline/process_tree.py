@@ -1,23 +1,101 @@
-"""The processes of one version: sampled for peak memory, remembered so that all can be killed.
+"""The processes of one version: sampled for peak memory, and ended together, none escaping.
 
-A version's child leads a process group, and signals go to the group. A process that leaves
-the group (``setsid``) and is orphaned is no longer below the child either, so every process
-ever seen in the tree is remembered, by psutil handle (pid plus start time: a reused pid is
-never signalled by mistake).
+A version's child (its keeper, keeper.py) leads a process group and is the subreaper of
+everything the version starts, so every process of the version stays below it however it
+forks. To end them, :func:`end_processes` first stops (SIGSTOP) every process it finds,
+round after round until no new one appears, and only then kills them all: a stopped process
+can neither fork nor exit, so nothing is reparented away or started between the look and the
+kill (a double fork, fork-setsid-fork, escapes a plain kill of the group).
 """
 from __future__ import annotations
 
 import os
+import signal
 import threading
-from typing import Dict, List
+from typing import Dict, Iterable, List, Optional
 
 import psutil
 
 SAMPLE_INTERVAL_S = 0.5
 
+FREEZE_ROUNDS = 50
+"""Looks for new processes while freezing; each round finds only what forked during the last."""
+
+
+def end_processes(root: Optional[psutil.Process], include_root: bool, known: Iterable[psutil.Process] = ()) -> List[psutil.Process]:
+    """Freeze, then kill, every descendant of ``root`` (and ``root`` itself if ``include_root``)
+    and every process of ``known`` still running; returns those signalled.
+
+    psutil handles carry the start time, so a pid reused since is never signalled.
+    """
+    frozen: Dict[int, psutil.Process] = {}
+    for _ in range(FREEZE_ROUNDS):
+        found: List[psutil.Process] = list(known)
+        if root is not None:
+            if include_root:
+                found.append(root)
+            try:
+                found.extend(root.children(recursive=True))
+            except psutil.Error:
+                pass
+        new = [process for process in found if process.pid not in frozen]
+        if not new:
+            break
+        for process in new:
+            try:
+                process.send_signal(signal.SIGSTOP)
+            except psutil.Error:
+                continue
+            frozen[process.pid] = process
+    for process in frozen.values():
+        try:
+            process.send_signal(signal.SIGKILL)  # a stopped process dies of SIGKILL too
+        except psutil.Error:
+            continue
+    return list(frozen.values())
+
+
+def run_processes(pid: int, started: Optional[float], run_id: Optional[str], search_all: bool) -> List[psutil.Process]:
+    """The processes of a run that may have outlived its daemon: its keeper ``pid`` (if it is
+    still the process that started at ``started``) with all below it, and, with ``search_all``,
+    every process whose environment names the run (one that escaped to init), whatever its parent."""
+    found: Dict[int, psutil.Process] = {}
+    try:
+        root = psutil.Process(pid)
+        # Without its start time (a journal of an older mlpipeline) a pid proves nothing.
+        if started is not None and abs(root.create_time() - started) < 0.05:
+            for process in [root] + root.children(recursive=True):
+                found[process.pid] = process
+    except psutil.Error:
+        pass
+    if search_all and run_id:
+        from mlpipeline.protocol import RUN_ID_VARIABLE
+
+        for process in psutil.process_iter():
+            try:
+                environment = process.environ()
+            except psutil.Error:
+                continue
+            # An on_version_end command carries the run id too, but also its state: it is no version process.
+            if environment.get(RUN_ID_VARIABLE) == run_id and "MLPIPELINE_STATE" not in environment:
+                found.setdefault(process.pid, process)
+    me = os.getpid()
+    return [process for process in found.values() if process.pid != me and _running(process)]
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
 
 class ProcessTree:
-    """One version's process tree, rooted at its child process."""
+    """One version's process tree, rooted at its keeper process.
+
+    The keeper itself is left out of the memory sum: it runs no user code, and after a fork
+    from the preload server its resident pages are the server's, shared with the worker.
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -25,8 +103,7 @@ class ProcessTree:
         self._members: Dict[int, psutil.Process] = {}
         self._lock = threading.Lock()
         try:
-            self._root = psutil.Process(pid)
-            self._members[pid] = self._root
+            self._root: Optional[psutil.Process] = psutil.Process(pid)
         except psutil.NoSuchProcess:
             self._root = None
 
@@ -35,7 +112,7 @@ class ProcessTree:
         found: List[psutil.Process] = []
         if self._root is not None:
             try:
-                found = [self._root] + self._root.children(recursive=True)
+                found = self._root.children(recursive=True)
             except psutil.Error:
                 found = []
         with self._lock:
@@ -52,14 +129,18 @@ class ProcessTree:
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to the process group and to every member ever seen that still runs."""
+        """Send ``signum`` to the process group and every member ever seen that still runs;
+        SIGKILL freezes and kills the whole tree instead (:func:`end_processes`)."""
         self.sample()  # a fresh look first: what started since the last sample is signalled too
+        with self._lock:
+            members = list(self._members.values())
+        if signum == signal.SIGKILL:
+            end_processes(self._root, include_root=True, known=members)
+            return
         try:
             os.killpg(self.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
-        with self._lock:
-            members = list(self._members.values())
         for process in members:
             try:
                 if process.is_running():

@@ -19,6 +19,20 @@ RESULT_FILE = "result.json"
 LIST_VERSIONS = "list"
 RUN_VERSION = "run"
 
+RUN_ID_VARIABLE = "MLPIPELINE_RUN_ID"
+"""Set in every process of a version (inherited): it names the run, for the user's own tracking
+code, and lets the daemon find a process of the run that escaped its tree."""
+
+
+def version_environment(run_id: str, script: str, version: str, model_dir: str) -> Dict[str, str]:
+    """The variables a version's child gets: which run of which version it is, and where."""
+    return {
+        RUN_ID_VARIABLE: run_id,
+        "MLPIPELINE_SCRIPT": script,
+        "MLPIPELINE_VERSION": version,
+        "MLPIPELINE_MODEL_DIR": model_dir,
+    }
+
 
 @dataclass
 class ChildRequest:
@@ -32,9 +46,12 @@ class ChildRequest:
     execution_mode: bool = False
     fresh: bool = True
     run_record: Optional[Dict[str, Any]] = None  # run.json's start, written into <model_dir>/.mlpipeline/
+    models_dir: Optional[str] = None  # the script must really be inside it (a link may point elsewhere)
+    # The daemon's heartbeat, which the keeper watches: file, folder, interval, daemon, namespace.
+    heartbeat: Optional[Dict[str, Any]] = None
 
     def write(self, run_dir: Path) -> None:
-        write_json_atomic(run_dir / REQUEST_FILE, asdict(self))
+        write_json_atomic(run_dir / REQUEST_FILE, asdict(self), durable=False)  # a temporary folder
 
     @classmethod
     def read(cls, run_dir: Path) -> "ChildRequest":

@@ -13,10 +13,12 @@ import glob
 import os
 import random
 import tempfile
+from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from mlpipeline.data_order import StreamOrder
 from mlpipeline.extras import require
+from mlpipeline.files import fsync_dir
 from mlpipeline.helper import Model, SplitDataLoader
 from mlpipeline.utils import Versions
 
@@ -206,6 +208,7 @@ class TorchModel(Model):
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temporary, target)
+            fsync_dir(Path(self.model_dir))
         except BaseException:
             if os.path.exists(temporary):
                 os.remove(temporary)

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from mlpipeline.config import ConfigError, QueueConfig, QueueEntry, parse_queue_config
+
+SETTLE_S = 0.5
+"""A changed queue file is used once it has not changed for this long: an editor, a copy or a
+sync tool may be half-way through writing it, and a half-written file can still parse."""
+
+MAX_SETTLE_S = 5.0
+"""A file that keeps changing is used as it is after this long (if it parses)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,13 @@ class QueuedScript:
 
     def wants(self, version: str) -> bool:
         return version not in self.excluded and (self.only is None or version in self.only)
+
+
+def outside_models_dir(path: Path, models_dir: Path) -> Optional[str]:
+    """Where the script at ``path`` really is, when a link takes it outside ``models_dir``; else None."""
+    real = os.path.realpath(path)
+    root = os.path.realpath(models_dir)
+    return None if os.path.commonpath([real, root]) == root else real
 
 
 def discover_scripts(models_dir: Path, outputs_dir: Path) -> List[str]:
@@ -132,7 +147,7 @@ class QueueFile:
     def current(self) -> List[QueuedScript]:
         """The queue now: the file as it is, or the last good content when it does not parse."""
         try:
-            data = self.path.read_bytes()
+            data = self._settled()
         except OSError as exc:
             self._warn_once(f"{self.file}: cannot be read ({exc.strerror or exc}); the last good queue stays in force")
             data = self._text
@@ -148,6 +163,25 @@ class QueueFile:
         for warning in warnings:
             self._warn_once(warning)
         return restrict(scripts, self._only)
+
+    def _settled(self) -> bytes:
+        """The file's bytes, once a change has stopped for SETTLE_S (neither they nor the file's
+        modification time changed)."""
+        look = self._look()
+        if look[0] == self._text:
+            return look[0]
+        deadline = time.monotonic() + MAX_SETTLE_S
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_S)
+            again = self._look()
+            if again == look:
+                break
+            look = again
+        return look[0]
+
+    def _look(self) -> Tuple[bytes, int]:
+        with open(self.path, "rb") as handle:
+            return handle.read(), os.fstat(handle.fileno()).st_mtime_ns
 
     def discovered_scripts(self) -> List[str]:
         """Every script a queue could name: what the blacklist discovers under models_dir."""

@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.files import write_json_atomic
 from mlpipeline.journal import Journal
@@ -44,6 +44,7 @@ class VersionEnd:
     record: Dict[str, Any]
     log_lines: List[Tuple[str, str, str]] = field(default_factory=list)  # (level, source, message)
     write_log: bool = True
+    namespace: Optional[str] = None  # the daemon's (identity.py); absent in records of older daemons
 
 
 class RecordKeeper:
@@ -61,17 +62,23 @@ class RecordKeeper:
         self.log = RunLog(paths.log if write_log else None)
         self.output = OutputFile(paths.output if write_log else None)
 
-    def commit(self, end: VersionEnd) -> None:
-        """Journal the end durably, then write the record everywhere else."""
+    def commit(self, end: VersionEnd) -> bool:
+        """Journal the end durably, then write the record everywhere else.
+
+        Only while the run still holds its version: False, with nothing written, when another
+        daemon took it over (this one was paused past the heartbeat window, say).
+        """
         pending = self._pending_path(end)
         pending.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(pending, asdict(end))
-        self._journal.append(JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
-        self._publish(end, self.results, self.output, self.log, check_first=False)
+        committed = self._journal.append_if_owner(JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
+        if committed is not None:
+            self._publish(end, self.results, self.output, self.log, check_first=False)
         pending.unlink()
+        return committed is not None
 
-    def recover(self, is_dead: Callable[[str, str], bool]) -> int:
-        """Finish the commits of dead daemons (``is_dead(host, daemon)``); returns how many."""
+    def recover(self, is_dead: Callable[[str, str, Optional[str]], bool]) -> int:
+        """Finish the commits of dead daemons (``is_dead(host, daemon, namespace)``); returns how many."""
         folder = self._paths.pending
         if not folder.is_dir():
             return 0
@@ -83,7 +90,7 @@ class RecordKeeper:
                 self._warn(f"{path}: an unreadable pending record; removed")
                 _remove(path)
                 continue
-            if end.daemon == self._daemon or not is_dead(end.host, end.daemon):
+            if end.daemon == self._daemon or not is_dead(end.host, end.daemon, end.namespace):
                 continue
             self._journal.refresh()
             if self._journal.has_ended(end.run_id):

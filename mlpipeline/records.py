@@ -5,7 +5,6 @@ stripped, so ``tail -f`` is live and several daemons never interleave within a l
 """
 from __future__ import annotations
 
-import json
 import re
 import threading
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any, Dict, Optional
 
 from filelock import FileLock
 
-from mlpipeline.files import naming_file, now_iso
+from mlpipeline.files import json_text, naming_file, now_iso
 from mlpipeline.paths import OutputPaths
 from mlpipeline.provenance import describe_git
 
@@ -83,12 +82,12 @@ class ResultsFile:
         self._appender = _LockedAppender(path)
 
     def write(self, record: Dict[str, Any]) -> None:
-        self._appender.append(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._appender.append(json_text(record, ensure_ascii=False) + "\n")
 
 
 def _format_value(value: Any) -> str:
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+        return json_text(value, ensure_ascii=False)
     return str(value)
 
 

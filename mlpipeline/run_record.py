@@ -8,11 +8,10 @@ run's own record stays in results.jsonl.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from mlpipeline.files import write_json_atomic
+from mlpipeline.files import write_bytes_atomic, write_json_atomic
 
 RECORD_DIR = ".mlpipeline"
 RUN_FILE = "run.json"
@@ -34,7 +33,7 @@ def write_run_record(
         # files of a run killed while it wrote them.
         if (old.suffix == ".py" and old.name != script_name) or old.name.endswith(".tmp"):
             old.unlink()
-    _write_bytes_atomic(folder / script_name, source)
+    write_bytes_atomic(folder / script_name, source)
     write_json_atomic(folder / PARAMETERS_FILE, parameters)
     write_json_atomic(folder / RUN_FILE, run)
 
@@ -60,11 +59,3 @@ def read_run_record(model_dir: Path) -> Optional[Dict[str, Any]]:
         return None
     return data if isinstance(data, dict) else None
 
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

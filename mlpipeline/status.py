@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
@@ -19,18 +18,14 @@ from typing import Any, Dict, List, Optional
 from mlpipeline.catalog import Fingerprints, ListingStore, ScriptCatalog
 from mlpipeline.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
 from mlpipeline.console import ConsoleView
-from mlpipeline.heartbeat import STALE_BEATS, beat_path, heartbeat_interval
-from mlpipeline.identity import DaemonIdentity, hostname
+from mlpipeline.heartbeat import seems_alive
+from mlpipeline.identity import DaemonIdentity, hostname, process_namespace
 from mlpipeline.journal import Journal, state_of
 from mlpipeline.local_executor import LocalExecutor
 from mlpipeline.outcome import describe_report
 from mlpipeline.paths import OutputPaths
 from mlpipeline.queue import QueuedScript, resolve_queue
 from mlpipeline.states import RunState
-
-REMOTE_CLOCK_SLACK_S = 60.0
-"""How far another host's clock (or a file server's) may be off before its daemon's heartbeat
-file looks older than it is."""
 
 STALE = "stale"
 BROKEN = "broken"
@@ -72,6 +67,8 @@ class StatusReader:
         self.warnings: List[str] = []
         self.journal = Journal(self.paths.journal, warn=self.warnings.append)
         self._host = hostname()
+        # Only for judging others: status is no daemon, but sees pids as a daemon here would.
+        self._identity = DaemonIdentity(self._host, 0, 0.0, process_namespace(self._host), "")
 
     def rows(self) -> List[VersionStatus]:
         self.journal.read_without_lock()
@@ -84,6 +81,8 @@ class StatusReader:
             on_line=lambda *_: None,
             on_event=lambda *_: None,
             store=ListingStore(self.paths.listings, readable=True, writable=False),
+            timeout=self.project.listing_timeout,
+            models_dir=self.project.models_dir,
         )
         try:
             return self._rows(scripts, catalog)
@@ -158,21 +157,9 @@ class StatusReader:
         return row
 
     def _alive(self, record: Dict[str, Any]) -> bool:
-        """Whether the daemon of a claim still runs: its pid here, its heartbeat elsewhere.
-
-        One look cannot see a beat change, as a daemon does over time: another host's daemon
-        counts as alive while its heartbeat file was rewritten within the staleness a daemon
-        allows (6 beats) plus REMOTE_CLOCK_SLACK_S, for clocks that disagree between hosts.
-        A daemon removes its file when it stops.
-        """
-        key = str(record.get("daemon", ""))
-        if record.get("host") == self._host:
-            return DaemonIdentity.is_alive_on_this_host(key)
-        try:
-            age = time.time() - beat_path(self.paths.heartbeats, key).stat().st_mtime
-        except OSError:
-            return False
-        return age < heartbeat_interval() * STALE_BEATS + REMOTE_CLOCK_SLACK_S
+        """Whether the daemon of a claim still runs: its pid where this process can see it, its
+        heartbeat elsewhere (one look: a rewrite within 6 beats plus clock slack counts)."""
+        return seems_alive(record, self._identity, self.paths.heartbeats)
 
     def _progress(self, run_id: Optional[str]) -> Optional[Dict[str, Any]]:
         if not run_id:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import glob
 import math
 import os
+from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from mlpipeline.data_order import StreamOrder
 from mlpipeline.extras import require
+from mlpipeline.files import fsync_dir
 from mlpipeline.helper import Model, SplitDataLoader
 from mlpipeline.utils import Versions
 
@@ -150,7 +152,13 @@ class KerasModel(Model):
         """Save a checkpoint numbered by the step (the manager keeps the last ``max_to_keep``)."""
         assert self._manager is not None, "save_checkpoint() before pre_execution_hook()"
         self._step_variable.assign(self.step)
-        return self._manager.save(checkpoint_number=self.step)
+        path = self._manager.save(checkpoint_number=self.step)
+        # TensorFlow writes without fsync: sync the new files, then the folder that names them.
+        for written in glob.glob(f"{path}*") + [os.path.join(self._manager.directory, "checkpoint")]:
+            with open(written, "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(Path(self._manager.directory))
+        return path
 
     # -- inside --------------------------------------------------------------------------------
 

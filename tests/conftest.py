@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import pytest
 
@@ -186,15 +186,15 @@ class Project:
         result.output = result.stdout + result.stderr  # type: ignore[attr-defined]
         return result
 
-    def start(self, *args: str, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
-        return subprocess.Popen(
-            self.command(*args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=self._env(env),
-            stdin=subprocess.DEVNULL,
-        )
+    def start(
+        self, *args: str, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = (), args_only: bool = False, **popen: Any
+    ) -> subprocess.Popen:
+        """A daemon in the background; ``prefix`` runs it under another command (``unshare ...``),
+        or is the whole command before ``args`` with ``args_only``."""
+        options = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        options.update(popen)
+        command = [*prefix, *args] if args_only else [*prefix, *self.command(*args)]
+        return subprocess.Popen(command, env=self._env(env), **options)
 
     @staticmethod
     def _env(extra: Optional[Dict[str, str]]) -> Dict[str, str]:

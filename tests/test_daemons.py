@@ -1,8 +1,13 @@
-"""SPEC 6: several daemons on one project folder never run one version twice."""
+"""SPEC 6: several daemons on one project folder never run one version twice, and every queued
+version ends finished exactly once while any of them lives."""
+import os
+import shutil
+import signal
+import time
 from collections import Counter
 
 import pytest
-from conftest import kill_tree, versions_code
+from conftest import alive, kill_tree, versions_code
 
 FAST_BEATS = {"MLPIPELINE_HEARTBEAT_S": "0.2"}
 
@@ -61,11 +66,135 @@ def test_a_live_hosts_claim_is_left_alone(project):
     project.queue(["a.py"])
     host_a = project.start("-r", "-u", env={"MLPIPELINE_HOSTNAME": "host-a", **FAST_BEATS})
     project.wait_for(lambda: project.calls("train"), what="host-a to start the held version")
-    host_b = project.run("-r", "-u", env={"MLPIPELINE_HOSTNAME": "host-b", **FAST_BEATS})
-    assert host_b.returncode == 0, host_b.output
+    host_b = project.start("-r", "-u", env={"MLPIPELINE_HOSTNAME": "host-b", **FAST_BEATS})
+    project.wait_for(lambda: "waiting while other daemons run a.py:held on host-a" in project.log_text(), what="host-b to wait")
+    time.sleep(2)  # ten beats: host-a's claim stays its own, and host-b stays, in case host-a dies
+    assert host_b.poll() is None
     (project.root / "go").touch()
-    output, _ = host_a.communicate(timeout=60)
-    assert host_a.returncode == 0, output
+    for daemon in (host_a, host_b):
+        output, _ = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, output
     finished = [(e["version"], e["host"]) for e in project.journal() if e["event"] == "finished"]
     assert sorted(finished) == [("free", "host-b"), ("held", "host-a")]
     assert not [e for e in project.journal() if e["event"] == "interrupted"]
+
+
+def other_host(name):
+    return {"MLPIPELINE_HOSTNAME": name, **FAST_BEATS}
+
+
+def steps_done(project, name="a"):
+    path = project.outputs / "model_ckpts" / name / "steps.txt"
+    return int(path.read_text() or 0) if path.exists() else 0
+
+
+def finished_once(project, versions):
+    counts = Counter(e["version"] for e in project.journal() if e["event"] == "finished")
+    assert counts == {version: 1 for version in versions}, counts
+
+
+@pytest.mark.parametrize("where", ["same host", "other host"])
+def test_the_survivor_of_two_daemons_resumes_the_cut_off_version_in_the_same_session(project, where):
+    project.script(
+        "a.py",
+        versions_code(
+            'versions.addV("slow", sleep_per_step=0.02, epoc_count=10, model_dir_suffix="slow")',
+            'versions.addV("held", wait_for="go", model_dir_suffix="held")',
+        ),
+    )
+    project.queue(["a.py"])
+    env_a, env_b = (FAST_BEATS, FAST_BEATS) if where == "same host" else (other_host("host-a"), other_host("host-b"))
+    first = project.start("-r", "-u", env=env_a)
+    project.wait_for(lambda: steps_done(project, "a-slow") >= 5, what="the first daemon to train")
+    second = project.start("-r", "-u", env=env_b)  # takes "held" and waits for it
+    project.wait_for(lambda: any(c["version"] == "held" for c in project.calls("train")), what="the second daemon")
+    first.kill()  # mid-version
+    first.communicate()
+    cut_at = steps_done(project, "a-slow")
+    (project.root / "go").touch()
+    output, _ = second.communicate(timeout=90)
+    assert second.returncode == 0, output
+    assert "skipped by -u" not in output
+    slow_runs = [c for c in project.calls("train") if c["version"] == "slow"]
+    assert len(slow_runs) == 2 and slow_runs[1]["start"] >= cut_at - 1  # resumed, from its checkpoint
+    finished_once(project, ["slow", "held"])
+    assert "it resumes here" in project.log_text()
+
+
+def test_two_daemons_without_history_never_run_a_claimed_version_twice(project):
+    # The second daemon starts once the first has claimed its first version: a version claimed
+    # by a live daemon is not claimed again, and the two share one session.
+    eight_versions(project)
+    first = project.start("-r")
+    project.wait_for(lambda: any(e["event"] == "started" for e in project.journal()), what="a first claim")
+    second = project.start("-r")
+    for daemon in (first, second):
+        output, _ = daemon.communicate(timeout=90)
+        assert daemon.returncode == 0, output
+    for event in ("claimed", "started", "finished"):
+        counts = Counter(e["version"] for e in project.journal() if e["event"] == event)
+        assert counts == {f"v{i}": 1 for i in range(8)}, (event, counts)
+
+
+def test_a_version_run_once_by_a_live_daemon_is_not_rerun_by_one_that_joins_later(project):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2", wait_for="go", model_dir_suffix="v2")'))
+    project.queue(["a.py"])
+    first = project.start("-r")
+    project.wait_for(lambda: any(c["version"] == "v2" for c in project.calls("train")), what="v1 done, v2 running")
+    second = project.start("-r")  # v1 ran in this session already, v2 runs: it only stands by
+    project.wait_for(lambda: "waiting while other daemons run a.py:v2" in project.log_text(), what="the second to wait")
+    (project.root / "go").touch()
+    for daemon in (first, second):
+        output, _ = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, output
+    assert [c["version"] for c in project.calls("train")] == ["v1", "v2"]
+
+
+def unshared(name):
+    """Run under a pid namespace of its own (a container on this machine), as root only."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for pid namespaces")
+    return ["unshare", "--pid", "--fork", "--mount-proc", "--uts", "sh", "-c", f'hostname {name} && exec "$@"', "--"]
+
+
+def test_daemons_with_one_host_name_in_two_pid_namespaces_leave_each_others_claims_alone(project):
+    # Containers on one machine: the same host name, pids that start at 1 in each. Each daemon's
+    # liveness is its heartbeat there, not a pid that means another process here.
+    project.script("a.py", versions_code('versions.addV("held", wait_for="go")', 'versions.addV("free", model_dir_suffix="free")'))
+    project.queue(["a.py"])
+    first = project.start("-r", "-u", env=FAST_BEATS, prefix=unshared("box"))
+    project.wait_for(lambda: project.calls("train"), what="the first container to start the held version")
+    second = project.start("-r", "-u", env=FAST_BEATS, prefix=unshared("box"))
+    project.wait_for(lambda: len(project.calls("train")) == 2, what="the second container to take the free version")
+    time.sleep(2)  # ten beats: long enough to take over a claim wrongly
+    (project.root / "go").touch()
+    for daemon in (first, second):
+        output, _ = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, output
+    journal = project.journal()
+    assert not [e for e in journal if e["event"] == "interrupted"]
+    assert {e["host"] for e in journal} == {"box"} and len({e["namespace"] for e in journal}) == 2
+    finished_once(project, ["held", "free"])
+
+
+def test_a_paused_daemon_loses_its_claim_stops_its_version_and_records_nothing(project):
+    project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.02, epoc_count=10)'))
+    project.queue(["a.py"])
+    paused = project.start("-r", "-u", env=other_host("host-a"))
+    project.wait_for(lambda: steps_done(project) >= 5, what="host-a to train")
+    first_worker = project.calls("train")[0]["pid"]
+    paused.send_signal(signal.SIGSTOP)  # a suspended laptop, a frozen VM
+    try:
+        taker = project.start("-r", "-u", env=other_host("host-b"))
+        project.wait_for(lambda: len(project.calls("train")) == 2, timeout=60, what="host-b to take the version over")
+        # Its keeper ended it before the takeover: the two never train at once.
+        assert not alive(first_worker)
+        output, _ = taker.communicate(timeout=90)
+        assert taker.returncode == 0, output
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    output, _ = paused.communicate(timeout=60)
+    assert paused.returncode == 0, output
+    finished_once(project, ["slow"])
+    assert [r["host"] for r in project.results()] == ["host-b"]
+    assert "lost its claim" in project.log_text() or "another daemon took it over" in project.log_text()

@@ -95,7 +95,8 @@ def test_the_server_dies_with_a_killed_daemon_and_the_cut_off_version_resumes(pr
     project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.05, epoc_count=10)'))
     project.queue(["a.py"])
     daemon = project.start("-r", "-u")
-    project.wait_for(lambda: project.calls("train"), what="training")
+    checkpoint = project.outputs / "model_ckpts" / "a" / "steps.txt"
+    project.wait_for(lambda: checkpoint.exists() and int(checkpoint.read_text() or 0) >= 3, what="some steps")
     server = [p for p in psutil.Process(daemon.pid).children() if "mlpipeline.preload" in " ".join(p.cmdline())][0]
     version = project.calls("train")[0]["pid"]
     daemon.kill()  # the daemon alone: its server must not stay behind

@@ -67,7 +67,8 @@ def test_status_shows_every_state(project):
     script = project.models / "edited.py"
     script.write_text(script.read_text() + "\n# edited\n")
 
-    # A daemon in the background, reporting progress.
+    # A daemon in the background, reporting progress (with no version_timeout to race the looks at it).
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\n')
     daemon = project.start("-r", "--only", "live.py")
     try:
         project.wait_for(

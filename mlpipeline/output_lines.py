@@ -1,0 +1,131 @@
+"""A child's output cut into log lines, in bounded memory whatever it prints.
+
+A line is cut at MAX_LINE_BYTES: its start is kept, with the count of what was left out. A
+carriage return redraws the line (a progress bar): only the last redraw is kept, and one is
+written as a line of its own at most every REDRAW_LOG_INTERVAL_S, so a bar that never ends
+its line still shows in ``tail -f`` and never fills the daemon's memory.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+MAX_LINE_BYTES = 64 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
+REDRAW_LOG_INTERVAL_S = 10.0
+READ_BYTES = 64 * 1024
+
+
+class LineCutter:
+    """Feeds on bytes, hands each finished line (as text) to ``emit``."""
+
+    def __init__(self, emit: Callable[[str], None], max_bytes: int = MAX_LINE_BYTES, redraws: bool = True) -> None:
+        self._emit = emit
+        self._max = max_bytes
+        self._redraws = redraws
+        self._line = bytearray()
+        self._dropped = 0
+        self._last_redraw = b""
+        self._redraw_logged = time.monotonic()
+
+    def feed(self, data: bytes) -> None:
+        position = 0
+        while position < len(data):
+            newline = data.find(b"\n", position)
+            carriage = data.find(b"\r", position) if self._redraws else -1
+            ends = [index for index in (newline, carriage) if index >= 0]
+            if not ends:
+                self._take(data[position:])
+                return
+            end = min(ends)
+            self._take(data[position:end])
+            if end == newline:
+                self._end_line()
+            else:
+                self._redraw()
+            position = end + 1
+
+    def close(self) -> None:
+        """The stream ended: a last line without its newline is a line too."""
+        if self._line or self._dropped or self._last_redraw:
+            self._end_line()
+
+    def _take(self, chunk: bytes) -> None:
+        room = self._max - len(self._line)
+        if room > 0:
+            self._line += chunk[:room]
+        self._dropped += max(len(chunk) - max(room, 0), 0)
+
+    def _redraw(self) -> None:
+        if self._line.strip():
+            self._last_redraw = bytes(self._line)
+            now = time.monotonic()
+            if now - self._redraw_logged >= REDRAW_LOG_INTERVAL_S:
+                self._redraw_logged = now
+                self._emit(self._text(self._last_redraw, self._dropped))
+        self._line.clear()
+        self._dropped = 0
+
+    def _end_line(self) -> None:
+        # "text\r\n" (or a bar's last redraw then "\n"): the redraw is the line.
+        line = bytes(self._line) if self._line.strip() or not self._last_redraw else self._last_redraw
+        self._emit(self._text(line, self._dropped))
+        self._line.clear()
+        self._dropped = 0
+        self._last_redraw = b""
+
+    @staticmethod
+    def _text(line: bytes, dropped: int) -> str:
+        text = line.decode("utf-8", errors="replace")
+        if dropped:
+            text += f" [... {dropped} more bytes of this line not kept]"
+        return text
+
+
+def pump_lines(fd: int, emit: Callable[[str], None]) -> None:
+    """Read ``fd`` to its end, handing each line to ``emit``; closes ``fd`` (a thread's body)."""
+    cutter = LineCutter(emit)
+    try:
+        while True:
+            data = os.read(fd, READ_BYTES)
+            if not data:
+                break
+            cutter.feed(data)
+        cutter.close()
+    finally:
+        os.close(fd)
+
+
+def pump_records(fd: int, emit: Callable[[bytes], None], oversized: Callable[[int], None]) -> None:
+    """Read ``fd`` to its end, handing each newline-ended record (a JSON event) to ``emit``;
+    a record over MAX_EVENT_BYTES is dropped and its size told to ``oversized``."""
+    buffer = bytearray()
+    dropping = 0
+    try:
+        while True:
+            data = os.read(fd, READ_BYTES)
+            if not data:
+                break
+            position = 0
+            while position < len(data):
+                newline = data.find(b"\n", position)
+                end = len(data) if newline < 0 else newline
+                if dropping:
+                    dropping += end - position
+                else:
+                    buffer += data[position:end]
+                    if len(buffer) > MAX_EVENT_BYTES:
+                        dropping = len(buffer)
+                        buffer.clear()
+                if newline < 0:
+                    break
+                if dropping:
+                    oversized(dropping)
+                    dropping = 0
+                else:
+                    emit(bytes(buffer))
+                    buffer.clear()
+                position = newline + 1
+    finally:
+        os.close(fd)

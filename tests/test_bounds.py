@@ -1,0 +1,198 @@
+"""Nothing hangs, nothing grows without bound, nothing escapes models_dir or outputs/: scripts
+that hang at import, versions that print without end, links that point elsewhere, and names
+that are not names."""
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+
+import pytest
+from conftest import REPO, alive, versions_code
+
+HANGS_AT_IMPORT = "import time\nwhile True:\n    time.sleep(1)\n"
+
+
+def test_a_script_whose_import_hangs_fails_after_listing_timeout_and_the_queue_goes_on(project):
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\nlisting_timeout = 2\n')
+    (project.models / "hangs.py").write_text(HANGS_AT_IMPORT)
+    project.script("after.py", versions_code('versions.addV("v1")'))
+    project.queue(["hangs.py", "after.py"])
+    result = project.run("-r", timeout=60)
+    assert result.returncode == 1, result.output
+    assert "hangs.py: listing its versions took longer than listing_timeout (2 s)" in result.output
+    assert [(r["script"], r["status"]) for r in project.results()] == [("hangs.py", "failed"), ("after.py", "finished")]
+    assert "Traceback" not in result.output
+    # Test mode, too, is bounded.
+    project.queue(["hangs.py", "after.py"], test=True)
+    tested = project.run(timeout=60)
+    assert tested.returncode == 1 and "listing_timeout" in tested.output
+
+
+def test_a_daemon_killed_while_a_script_hangs_at_import_leaves_nothing_behind(project):
+    (project.models / "hangs.py").write_text(f"import os\nopen('pid', 'w').write(str(os.getpid()))\n{HANGS_AT_IMPORT}")
+    project.queue(["hangs.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: (project.root / "pid").exists() and (project.root / "pid").read_text(), what="the import")
+    daemon.kill()
+    daemon.communicate()
+    worker = int((project.root / "pid").read_text())
+    deadline = time.monotonic() + 5
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(worker)
+
+
+LOUD = '''
+class Loud(Counting):
+    def train_model(self, input_fn, steps):
+        record(hook="train", version=self.current_version["name"], steps=steps, start=0, pid=os.getpid(), t=time.time())
+        out = sys.stdout.buffer
+        out.write(b"start:" + b"x" * (50 * 2**20) + b":end\\n")  # one 50 MB line
+        for step in range(2000):  # a bar redrawn without a newline: 100 MB in all
+            out.write(b"\\r" + (b"%5d " % step) + b"#" * (50 * 2**10))
+        out.write(b"\\n")
+        out.flush()
+
+versions = Versions(learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=1)
+versions.addV("loud")
+versions.addV("holds", wait_for="go")
+MODEL = Loud(versions, allow_delete_model_dir=True)
+'''
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak from /proc")
+def test_the_daemons_memory_stays_bounded_whatever_a_version_prints(project):
+    project.script("a.py", LOUD)
+    project.queue(["a.py"])
+    daemon = project.start("-r", stdout=open(os.devnull, "w"))
+    project.wait_for(lambda: any(c["version"] == "holds" for c in project.calls("train")), timeout=120, what="the loud version to end")
+    peak = peak_rss_mib(daemon.pid)  # the daemon alone, its high-water mark so far
+    (project.root / "go").touch()
+    daemon.wait(timeout=60)
+    assert daemon.returncode == 0
+    assert peak < 100, f"the daemon peaked at {peak:.0f} MiB"
+    log = project.log_text()
+    line = next(line for line in log.splitlines() if "OUT a.py:loud start:" in line)
+    assert len(line) < 100_000 and "more bytes of this line not kept" in line
+    assert "#####" in log.split("OUT a.py:loud start:")[1]  # the bar's last redraw is there
+
+
+def test_a_link_out_of_models_dir_is_never_imported(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outside = elsewhere / "outside.py"
+    outside.write_text(MODEL_AT(versions_code('versions.addV("v1")')))
+    (project.models / "linked.py").symlink_to(outside)
+    project.script("inside.py", versions_code('versions.addV("v1")'))
+    project.queue([], blacklist=[])  # blacklist mode: every script under models_dir
+    result = project.run("-r")
+    assert result.returncode == 1, result.output
+    assert [c["script"] for c in project.calls("train")] == ["inside.py"]
+    assert not (project.root / "imported-outside").exists()
+    assert f"linked.py is a link to {outside}, outside models_dir" in result.output
+    assert [(r["script"], r["status"]) for r in project.results()] == [("inside.py", "finished"), ("linked.py", "failed")]
+
+    # A whitelisted script replaced by such a link while the queue runs.
+    (project.models / "linked.py").unlink()
+    project.script("a.py", versions_code('versions.addV("v1", wait_for="go")'))
+    project.script("b.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py", "b.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: any(c["script"] == "a.py" for c in project.calls("train")), what="a.py to run")
+    (project.models / "b.py").unlink()
+    (project.models / "b.py").symlink_to(outside)
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 1, output
+    assert not (project.root / "imported-outside").exists()
+    assert "b.py is a link to" in output
+
+
+def MODEL_AT(code):
+    # Marks its import, so that the test can tell it was never imported.
+    return "open('imported-outside', 'w').close()\n" + code
+
+
+@pytest.mark.parametrize(
+    "suffix, problem",
+    [("'a\\x00b'", "holds a control character"), ("'x' * 10000", "a folder name holds at most 255")],
+    ids=["NUL", "10 KB"],
+)
+def test_a_suffix_that_cannot_name_a_folder_fails_its_version_and_the_queue_goes_on(project, suffix, problem):
+    project.script("a.py", versions_code(f'versions.addV("bad", model_dir_suffix={suffix})', 'versions.addV("good", model_dir_suffix="good")'))
+    project.queue(["a.py"])
+    for _ in range(2):  # and again, on a later run
+        result = project.run("-r")
+        assert result.returncode == 1, result.output
+        assert "Traceback" not in result.output
+        assert "a.py:bad: MODEL_DIR_SUFFIX" in result.output and problem in result.output
+    assert [(r["version"], r["status"]) for r in project.results()] == [("bad", "failed"), ("good", "finished")] * 2
+
+
+def test_two_scripts_that_name_one_model_dir_never_share_it(project):
+    project.script("a.py", versions_code('versions.addV("v1", model_dir_suffix="b")'))
+    project.script("a-b.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py", "a-b.py"])
+    result = project.run("-r")
+    assert result.returncode == 1, result.output
+    assert [c["script"] for c in project.calls("train")] == ["a.py"]
+    record = {r["script"]: r for r in project.results()}["a-b.py"]
+    assert record["status"] == "failed" and "is a.py's" in record["reason"]
+    again = project.run("-r", "--only", "a-b.py")  # a later run: the folder's run record says whose it is
+    assert again.returncode == 1 and "is a.py's" in again.output
+
+
+def test_a_host_name_that_is_a_path_is_refused_at_start(project):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    result = project.run("-r", env={"MLPIPELINE_HOSTNAME": "../../x"})
+    assert result.returncode == 2
+    assert "MLPIPELINE_HOSTNAME='../../x' cannot be part of a file name" in result.output
+    assert not list(project.root.parent.glob("**/*x.lock")) and not (project.root.parent / "x").exists()
+    assert project.calls() == []
+
+
+def test_ctrl_c_in_the_first_moments_of_start_up_is_exit_130_without_a_traceback(project):
+    # Without site (-S), so that Python's own start-up, which runs no code of ours and can print
+    # its own traceback for a Ctrl-C, is over in a few milliseconds; the packages come by PYTHONPATH.
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    paths = sysconfig.get_paths()
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), paths["purelib"], paths["platlib"]])}
+    for step in range(16):
+        delay = step * 0.02
+        daemon = project.start("-r", env=env, prefix=[sys.executable, "-S", "-m", "mlpipeline", "-C", str(project.root)], args_only=True)
+        time.sleep(delay)
+        daemon.send_signal(signal.SIGINT)
+        output, _ = daemon.communicate(timeout=30)
+        assert "Traceback" not in output, (delay, output)
+        assert daemon.returncode in (0, 130, -signal.SIGINT), (delay, daemon.returncode, output)
+
+
+def test_stdout_on_a_full_disk_costs_the_console_only(project):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    with open("/dev/full", "w") as full:
+        daemon = project.start("-r", stdout=full, stderr=subprocess.PIPE)
+        _, errors = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, errors
+    assert "Traceback" not in errors and "the console cannot be written (No space left on device)" in errors
+    assert [r["status"] for r in project.results()] == ["finished", "finished"]
+    # With the records on a full disk too, the exit code says that they are, without a traceback.
+    (project.outputs / "results.jsonl").unlink()
+    os.symlink("/dev/full", project.outputs / "results.jsonl")
+    with open("/dev/full", "w") as full:
+        daemon = project.start("-r", stdout=full, stderr=subprocess.PIPE)
+        _, errors = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2, errors
+    assert "Traceback" not in errors
