@@ -119,7 +119,8 @@ class Dispatcher:
         self.journal = Journal(self.paths.journal, warn=self._warn)
         self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, self._warn)
         self.claims = Claims(self.journal, self.identity, self.paths.heartbeats, self._report_takeover)
-        self.preload = start_preload(list(project.preload), self._warn) if executor is None else None
+        heartbeat = self.claims.heartbeat_for_children()
+        self.preload = start_preload(list(project.preload), self._warn, heartbeat) if executor is None else None
         self.executor = executor or LocalExecutor(project.project_dir, self.preload)
         self.signals = StopSignals()
         self.fingerprints = Fingerprints()

@@ -1,19 +1,21 @@
-"""The keeper: the first process of every child, between the daemon and the user's code.
+"""Keepers: the processes between the daemon and the user's code, which end every version's
+processes together, whatever the version or the daemon does.
 
-``python -m mlpipeline.keeper RUN_DIR`` (or a fork of the preload server) becomes the keeper
-of one child. It makes itself the subreaper of everything below it, forks the *worker* that
-imports the script and runs it (child.py), and watches. It runs no user code, so it answers
-whatever the version does (a loop holding the interpreter, a crash, a double fork):
+Every *worker* (the process that imports a script and runs it, child.py) has a keeper as its
+parent: ``python -m mlpipeline.keeper RUN_DIR`` keeps one worker, which it forks itself; the
+preload server (preload.py) keeps all those it forks. A keeper runs no user code, so it
+answers whatever the workers do (a loop holding the interpreter, a crash, a double fork):
 
-- The worker ends: what the version left running is frozen and killed (process_tree.py),
-  and the keeper ends the way the worker did, with its exit status or by its signal, so that
-  to the daemon the keeper *is* the child.
-- The daemon dies, however (kill -9, the out-of-memory killer, SIGHUP): the lifeline, a pipe
-  whose only write end the daemon holds, reads end-of-file, and the whole tree is killed at
-  once. A version never trains on unsupervised.
+- Each worker is the subreaper of what it starts, and the keeper of everything else: so an
+  orphan stays below its worker while the worker runs, and comes to the keeper once it has
+  ended. When a worker ends, every process below the keeper that is no running worker is
+  frozen and killed (process_tree.py): a fork-setsid-fork no longer escapes.
+- The daemon dies, however (kill -9, the out-of-memory killer): the lifeline, a pipe whose
+  only write end the daemon holds, reads end-of-file, and everything below the keeper is
+  killed at once. A version never trains on unsupervised.
 - The daemon stops beating (SIGSTOP, a frozen VM) while a daemon elsewhere watches its
-  heartbeat: before that daemon may take the version over (after STALE_BEATS), the keeper
-  ends the version and says it was cut off, so that it never runs twice at once.
+  heartbeat: before that daemon may take the versions over (after STALE_BEATS), the keeper
+  ends them and writes that they were cut off, so that none runs twice at once.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.heartbeat import STALE_BEATS, beats_elsewhere
 from mlpipeline.protocol import RESULT_FILE, ChildRequest
@@ -32,18 +34,21 @@ from mlpipeline.protocol import RESULT_FILE, ChildRequest
 LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
 
 KEEPER_STALE_BEATS = STALE_BEATS - 2
-"""Beats of silence after which the keeper ends its version, two before another daemon may
-take it over."""
+"""Beats of silence after which a keeper ends its versions, two before another daemon may
+take them over."""
 
 REAP_DEADLINE_S = 10.0
-"""How long the keeper waits for killed processes to be gone before it ends anyway."""
+"""How long a keeper waits for killed processes to be gone before it goes on anyway."""
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+Ended = Tuple[int, int, Any]
+"""A worker that ended: (pid, wait status, resource usage)."""
 
 
 def adopt_orphans() -> None:
-    """Become the subreaper of this child's processes (Linux), so that one whose parent dies
-    stays below the keeper, where it can be found, instead of going to init."""
+    """Become the subreaper of this process's descendants (Linux), so that one whose parent
+    dies stays below this process, where it can be found, instead of going to init."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -55,59 +60,110 @@ def adopt_orphans() -> None:
         pass
 
 
-class Keeper:
-    """Watches one worker and everything below it."""
+def lifeline_from_environment() -> Optional[int]:
+    value = os.environ.pop(LIFELINE_FD_VARIABLE, "")
+    return int(value) if value.isdigit() else None
 
-    def __init__(self, run_dir: Path, request: ChildRequest, lifeline: Optional[int]) -> None:
-        self.run_dir = run_dir
-        self.request = request
+
+class Keeper:
+    """The keeper of the workers this process forks (one, or the preload server's many)."""
+
+    def __init__(self, lifeline: Optional[int], heartbeat: Optional[Dict[str, Any]]) -> None:
         self.lifeline = lifeline
-        self.worker = 0
-        self.worker_status: Optional[int] = None
+        self.heartbeat = heartbeat
+        self.workers: Dict[int, Path] = {}  # pid -> run folder
+        adopt_orphans()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
-        heartbeat = request.heartbeat or {}
-        self._beat_file = Path(heartbeat["file"]) if heartbeat else None
-        self._interval = float(heartbeat.get("interval", 1.0))
-        self._last_beat: Optional[bytes] = self._read_beat()
-        self._last_change = time.monotonic()
-
-    def start_worker(self) -> None:
-        # SIGCHLD wakes the watch loop through the wake pipe; installed before the fork, so no
-        # end can go unnoticed.
+        # SIGCHLD wakes the watch loop through the wake pipe; installed before any fork, so no
+        # end goes unnoticed.
         signal.set_wakeup_fd(self._wake_write)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        self._interval = float((heartbeat or {}).get("interval", 1.0))
+        self._beat_file = Path(heartbeat["file"]) if heartbeat else None
+        self._last_beat = self._read_beat()
+        self._last_change = time.monotonic()
+
+    def fork_worker(self, run_dir: Path, become_worker: Callable[[], None], keep: Sequence[int] = ()) -> int:
+        """Fork a worker that runs ``become_worker()`` (which must never return); ``keep``: the
+        file descriptors of this keeper the worker keeps, all others of the keeper are closed."""
         pid = os.fork()
         if pid == 0:
-            _become_worker(self.run_dir, [self._wake_read, self._wake_write, self.lifeline])
-        self.worker = pid
-        # The daemon signals the whole process group: a stop is for the worker to handle.
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
-
-    def watch(self) -> int:
-        """Wait for the worker; returns its wait status, or never returns if the version had to go."""
-        watched = [self._wake_read] + ([self.lifeline] if self.lifeline is not None else [])
-        # SIGCHLD and the lifeline wake the loop; the timeout is for the heartbeat, and a backstop.
-        poll = min(self._interval, 1.0) if self._beat_file else 1.0
-        while True:
-            ready, _, _ = select.select(watched, [], [], poll)
-            if self._wake_read in ready:
-                os.read(self._wake_read, 512)
-            self._reap()
-            if self.worker_status is not None:
-                return self.worker_status
-            if self.lifeline in ready and not os.read(self.lifeline, 512):
-                self._end_all()
-                os._exit(1)  # nobody is left to read how it ended
-            if self._beat_file is not None and self._daemon_silent():
-                self._end_all()
-                self._write_cut_off()
+            try:
+                signal.set_wakeup_fd(-1)
+                for fd in (self._wake_read, self._wake_write, self.lifeline):
+                    if fd is not None and fd not in keep:
+                        os.close(fd)
+                for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                adopt_orphans()  # what the worker starts stays below it while it runs
+                become_worker()
+            finally:
                 os._exit(1)
+        self.workers[pid] = run_dir
+        return pid
 
-    def end_leftovers(self) -> None:
-        """After the worker: whatever the version left running goes with it."""
-        self._end_all()
+    def watch(self, others: Sequence[Any] = (), timeout: float = 1.0) -> Tuple[List[Ended], List[Any]]:
+        """One look: the workers that ended (their leftovers ended already), and which of
+        ``others`` (sockets, fds) can be read. Never returns once the daemon is gone."""
+        watched: List[Any] = [self._wake_read, *others]
+        if self.lifeline is not None:
+            watched.append(self.lifeline)
+        if self._beat_file is not None:
+            timeout = min(timeout, self._interval)
+        ready, _, _ = select.select(watched, [], [], timeout)
+        if self._wake_read in ready:
+            os.read(self._wake_read, 512)
+        ended = self._reap()
+        if ended:
+            ended += self._end(everything=False)
+        if self.lifeline is not None and self.lifeline in ready and not os.read(self.lifeline, 512):
+            self._end(everything=True)
+            os._exit(1)  # nobody is left to tell how they ended
+        if self._beat_file is not None and self.workers and self._daemon_silent():
+            self._write_cut_off()
+            ended += self._end(everything=True)
+        return ended, [item for item in ready if item in others]
+
+    # -- inside ------------------------------------------------------------------------
+
+    def _reap(self) -> List[Ended]:
+        """Collect every child that ended: the workers' ends are returned, orphans just go."""
+        ended: List[Ended] = []
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return ended
+            if pid == 0:
+                return ended
+            if self.workers.pop(pid, None) is not None:
+                ended.append((pid, status, usage))
+
+    def _end(self, everything: bool) -> List[Ended]:
+        """Freeze and kill what ended workers left (every process below this one outside the
+        running workers' trees: an orphan goes to its worker while the worker runs), or, with
+        ``everything``, all below this one; wait a moment for them to be gone."""
+        import psutil
+
+        from mlpipeline.process_tree import children_of, end_processes
+
+        me = os.getpid()
+        for pid in children_of(me):
+            if everything or pid not in self.workers:
+                try:
+                    end_processes(psutil.Process(pid), include_root=True)
+                except psutil.Error:
+                    continue
+        ended: List[Ended] = []
+        deadline = time.monotonic() + REAP_DEADLINE_S
+        while time.monotonic() < deadline:
+            ended += self._reap()
+            if all(pid in self.workers for pid in children_of(me)) and (not everything or not self.workers):
+                break
+            time.sleep(0.005)
+        return ended
 
     def _daemon_silent(self) -> bool:
         beat = self._read_beat()
@@ -117,7 +173,7 @@ class Keeper:
             return False
         if now - self._last_change < KEEPER_STALE_BEATS * self._interval:
             return False
-        heartbeat = self.request.heartbeat or {}
+        heartbeat = self.heartbeat or {}
         return beats_elsewhere(Path(heartbeat["folder"]), heartbeat["daemon"], heartbeat["namespace"])
 
     def _read_beat(self) -> Optional[bytes]:
@@ -129,63 +185,32 @@ class Keeper:
             return None
 
     def _write_cut_off(self) -> None:
+        """The daemon has been silent too long: every running version is to go, said to be cut off."""
         from mlpipeline.files import write_json_atomic
 
-        if (self.run_dir / RESULT_FILE).exists():
-            return
         silent_s = time.monotonic() - self._last_change
         message = (
             f"stopped after its daemon was silent for {silent_s:.0f} s (paused or frozen?), before a daemon "
             "elsewhere could take it over: a version never runs twice at once"
         )
-        result: Dict[str, Any] = {"ok": False, "cut_off": True, "error": {"message": message, "phase": "keeper"}}
-        try:
-            write_json_atomic(self.run_dir / RESULT_FILE, result, durable=False)
-        except OSError:
-            pass
-
-    def _end_all(self) -> None:
-        import psutil
-
-        from mlpipeline.process_tree import end_processes
-
-        end_processes(psutil.Process(), include_root=False)
-        deadline = time.monotonic() + REAP_DEADLINE_S
-        while time.monotonic() < deadline:
-            if not self._reap():
-                return
-            time.sleep(0.01)
-
-    def _reap(self) -> bool:
-        """Collect every child that ended (the worker and adopted orphans); False once none is left."""
-        while True:
+        for run_dir in self.workers.values():
+            if (run_dir / RESULT_FILE).exists():
+                continue
+            result = {"ok": False, "cut_off": True, "error": {"message": message, "phase": "keeper"}}
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return False
-            if pid == 0:
-                return True
-            if pid == self.worker:
-                self.worker_status = status
+                write_json_atomic(run_dir / RESULT_FILE, result, durable=False)
+            except OSError:
+                pass
 
 
-def _become_worker(run_dir: Path, close: List[Optional[int]]) -> None:
-    """The worker's side of the fork: run the request, then end; it never returns."""
+def run_worker(run_dir: Path) -> None:
+    """The worker's life: run the request in ``run_dir``, then end; never returns."""
     code = 1
     try:
-        signal.set_wakeup_fd(-1)
-        for fd in close:
-            if fd is not None:
-                os.close(fd)
-        os.environ.pop(LIFELINE_FD_VARIABLE, None)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         from mlpipeline import child
 
         code = child.main([str(run_dir)])
-        atexit._run_exitfuncs()  # what a script registered runs, as at a normal exit
+        _run_exit_functions()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
@@ -200,6 +225,16 @@ def _become_worker(run_dir: Path, close: List[Optional[int]]) -> None:
     finally:
         _flush()
         os._exit(code)
+
+
+def _run_exit_functions() -> None:
+    """What the script registered with atexit runs, as at a normal exit (a tracker's last flush,
+    say), but not the finalizers of objects (``weakref.finalize``), which a process about to end
+    need not run: torch's alone take 50 ms, deregistering its operators one by one."""
+    import weakref
+
+    weakref.finalize._shutdown = True  # type: ignore[attr-defined]  # as the interpreter sets it at exit
+    atexit._run_exitfuncs()
 
 
 def _flush() -> None:
@@ -230,16 +265,24 @@ def end_like(status: int) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    """``python -m mlpipeline.keeper RUN_DIR``: keep one worker, and end as it ends."""
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     request = ChildRequest.read(run_dir)
-    adopt_orphans()
-    value = os.environ.get(LIFELINE_FD_VARIABLE, "")
-    keeper = Keeper(run_dir, request, int(value) if value.isdigit() else None)
-    keeper.start_worker()
-    status = keeper.watch()
-    keeper.end_leftovers()
-    end_like(status)
+    keeper = Keeper(lifeline_from_environment(), request.heartbeat)
+    worker = keeper.fork_worker(run_dir, lambda: run_worker(run_dir))
+    # The daemon signals the whole process group: a stop is for the worker to handle.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    # What ending the version's leftovers takes, loaded while the worker runs, not after.
+    import psutil  # noqa: F401
+
+    import mlpipeline.process_tree  # noqa: F401
+    while True:
+        ended, _ = keeper.watch()
+        for pid, status, _ in ended:
+            if pid == worker:
+                end_like(status)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""Runs each child as a local process: ``python -m mlpipeline.keeper RUN_DIR``, or forked by
-the preload server (preload.py) when there is one.
+"""Runs each child as a local process: ``python -m mlpipeline.keeper RUN_DIR``, a keeper that
+forks the worker, or a worker forked by the preload server (preload.py) when there is one.
 
-The child is a keeper (keeper.py) that leads a process group and a session of its own and
-is the subreaper of the version's processes, so a signal or a kill reaches its whole tree
-(DataLoader workers included), and nothing of it outlives the version. Each child gets the
-read end of a lifeline pipe whose write end only this daemon holds: when the daemon dies,
-however it dies, the keeper ends the version.
+Either way the child leads a process group and a session of its own, and the version's
+processes stay below a keeper (keeper.py), so a signal or a kill reaches its whole tree
+(DataLoader workers included), and nothing of it outlives the version. Each keeper watches
+the read end of a lifeline pipe whose write end only this daemon holds: when the daemon dies,
+however it dies, the keeper ends its versions.
 """
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ class LocalExecutor(Executor):
         self._trees: Dict[int, ProcessTree] = {}
 
     def _start(self, run: ChildRun) -> None:
+        if self.preload is not None and self.preload.alive():
+            self._start_forked(run, self.preload)  # the preload server is the worker's keeper
+            return
         lifeline_read, lifeline_write = os.pipe()
         run.lifeline = lifeline_write
         try:
-            if self.preload is not None and self.preload.alive():
-                self._start_forked(run, self.preload, lifeline_read)
-            else:
-                self._start_process(run, lifeline_read)
+            self._start_process(run, lifeline_read)
         except BaseException:
             os.close(lifeline_write)
             run.lifeline = None
@@ -49,15 +49,13 @@ class LocalExecutor(Executor):
         finally:
             os.close(lifeline_read)
 
-    def _start_forked(self, run: ChildRun, preload: PreloadClient, lifeline: int) -> None:
-        """The child forked by the preload server, its output piped to us as a plain child's."""
+    def _start_forked(self, run: ChildRun, preload: PreloadClient) -> None:
+        """The worker forked by the preload server, its output piped to us as a plain child's."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         events_read, events_write = os.pipe()
         try:
-            pid, connection, answer = preload.fork(
-                str(run.run_dir), str(self.work_dir), run.env, (out_write, err_write, events_write, lifeline)
-            )
+            pid, connection, answer = preload.fork(str(run.run_dir), str(self.work_dir), run.env, (out_write, err_write, events_write))
         except BaseException:
             for fd in (out_read, err_read, events_read):
                 os.close(fd)
@@ -66,7 +64,7 @@ class LocalExecutor(Executor):
             for fd in (out_write, err_write, events_write):
                 os.close(fd)
         run.pid = pid
-        tree = ProcessTree(pid)
+        tree = ProcessTree(pid, count_root=True)
         self._trees[id(run)] = tree
         _thread(sample_until, tree, run.done)
         readers = self._read_output(run, out_read, err_read, events_read)
@@ -117,7 +115,7 @@ class LocalExecutor(Executor):
             for fd in (out_write, err_write, events_write):
                 os.close(fd)
         run.pid = process.pid
-        tree = ProcessTree(process.pid)
+        tree = ProcessTree(process.pid, count_root=False)  # the keeper, which runs no user code
         self._trees[id(run)] = tree
         _thread(sample_until, tree, run.done)
         readers = self._read_output(run, out_read, err_read, events_read)

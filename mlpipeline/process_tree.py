@@ -22,6 +22,50 @@ FREEZE_ROUNDS = 50
 """Looks for new processes while freezing; each round finds only what forked during the last."""
 
 
+def children_of(pid: int) -> List[int]:
+    """The pids of ``pid``'s children, from /proc's list of each of its threads' children (Linux):
+    the cost is the family's size, not the machine's (psutil reads every process on the host)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []  # ended meanwhile
+    except OSError:
+        return _children_by_psutil(pid)
+    children: List[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as handle:
+                children.extend(int(child) for child in handle.read().split())
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{task}"):
+                continue  # a thread that ended meanwhile
+            return _children_by_psutil(pid)  # a kernel without these lists
+        except OSError:
+            return _children_by_psutil(pid)
+    return children
+
+
+def _children_by_psutil(pid: int) -> List[int]:
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
+        return []
+
+
+def descendants(root: psutil.Process) -> List[psutil.Process]:
+    """Every process below ``root`` (see :func:`children_of`)."""
+    found: List[psutil.Process] = []
+    pending = [root.pid]
+    while pending:
+        for child in children_of(pending.pop()):
+            try:
+                found.append(psutil.Process(child))
+            except psutil.Error:
+                continue
+            pending.append(child)
+    return found
+
+
 def end_processes(root: Optional[psutil.Process], include_root: bool, known: Iterable[psutil.Process] = ()) -> List[psutil.Process]:
     """Freeze, then kill, every descendant of ``root`` (and ``root`` itself if ``include_root``)
     and every process of ``known`` still running; returns those signalled.
@@ -29,23 +73,22 @@ def end_processes(root: Optional[psutil.Process], include_root: bool, known: Ite
     psutil handles carry the start time, so a pid reused since is never signalled.
     """
     frozen: Dict[int, psutil.Process] = {}
+    looked_at = set()
     for _ in range(FREEZE_ROUNDS):
         found: List[psutil.Process] = list(known)
         if root is not None:
             if include_root:
                 found.append(root)
-            try:
-                found.extend(root.children(recursive=True))
-            except psutil.Error:
-                pass
-        new = [process for process in found if process.pid not in frozen]
+            found.extend(descendants(root))
+        new = [process for process in found if process.pid not in looked_at]
         if not new:
             break
         for process in new:
+            looked_at.add(process.pid)
             try:
                 process.send_signal(signal.SIGSTOP)
             except psutil.Error:
-                continue
+                continue  # gone already
             frozen[process.pid] = process
     for process in frozen.values():
         try:
@@ -64,7 +107,7 @@ def run_processes(pid: int, started: Optional[float], run_id: Optional[str], sea
         root = psutil.Process(pid)
         # Without its start time (a journal of an older mlpipeline) a pid proves nothing.
         if started is not None and abs(root.create_time() - started) < 0.05:
-            for process in [root] + root.children(recursive=True):
+            for process in [root] + descendants(root):
                 found[process.pid] = process
     except psutil.Error:
         pass
@@ -91,14 +134,12 @@ def _running(process: psutil.Process) -> bool:
 
 
 class ProcessTree:
-    """One version's process tree, rooted at its keeper process.
+    """One version's process tree, rooted at its child: a keeper (left out of the memory sum
+    with ``count_root=False``: it runs no user code), or a worker forked by the preload server."""
 
-    The keeper itself is left out of the memory sum: it runs no user code, and after a fork
-    from the preload server its resident pages are the server's, shared with the worker.
-    """
-
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, count_root: bool = True) -> None:
         self.pid = pid
+        self.count_root = count_root
         self.peak_rss_bytes = 0
         self._members: Dict[int, psutil.Process] = {}
         self._lock = threading.Lock()
@@ -109,12 +150,9 @@ class ProcessTree:
 
     def sample(self) -> None:
         """Note every process now in the tree and add up their resident memory."""
-        found: List[psutil.Process] = []
-        if self._root is not None:
-            try:
-                found = self._root.children(recursive=True)
-            except psutil.Error:
-                found = []
+        found = descendants(self._root) if self._root is not None else []
+        if self.count_root and self._root is not None:
+            found.append(self._root)
         with self._lock:
             for process in found:
                 self._members.setdefault(process.pid, process)
