@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 READY_TIMEOUT_S = 300.0
@@ -89,7 +90,7 @@ def _fork_worker(keeper: Any, listener: socket.socket, connection: socket.socket
         _become_worker(request, fds)
 
     try:
-        pid = keeper.fork_worker(request["run_dir"], become_worker)
+        pid = keeper.fork_worker(Path(request["run_dir"]), become_worker)
     finally:
         for fd in fds:
             os.close(fd)
@@ -115,8 +116,6 @@ def _report_end(connection: Optional[socket.socket], status: int, usage: Any) ->
 
 
 def _become_worker(request: Dict[str, Any], fds: List[int]) -> None:
-    from pathlib import Path
-
     from mlpipeline.keeper import run_worker
 
     try:

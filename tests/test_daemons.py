@@ -177,7 +177,10 @@ def test_daemons_with_one_host_name_in_two_pid_namespaces_leave_each_others_clai
     finished_once(project, ["held", "free"])
 
 
-def test_a_paused_daemon_loses_its_claim_stops_its_version_and_records_nothing(project):
+@pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
+def test_a_paused_daemon_loses_its_claim_stops_its_version_and_records_nothing(project, preload):
+    if preload:  # the preload server keeps the workers: it watches the heartbeat
+        project.write("mlp.config", '[MLP]\nmodels_dir = "models"\npreload = ["wave"]\n')
     project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.02, epoc_count=10)'))
     project.queue(["a.py"])
     paused = project.start("-r", "-u", env=other_host("host-a"))
