@@ -239,14 +239,17 @@ class Dispatcher:
             if self.journal.holds(version_run.run_id, planned.script.label, planned.version):
                 continue
             version_run.lost = True
-            latest = self.journal.latest(planned.script.label, planned.version) or {}
-            message = (
-                f"lost its claim to {latest.get('daemon') or 'another daemon'} (this daemon was silent too long: "
-                "paused, or its host frozen?); stopped here, and nothing is recorded for this run"
-            )
-            self._log("WARNING", planned.label, message)
-            self.view.warning(f"{planned.label} {message}")
+            self._report_lost(planned)
             self.executor.stop(run, signal.SIGKILL)
+
+    def _report_lost(self, planned: PlannedRun) -> None:
+        latest = self.journal.latest(planned.script.label, planned.version) or {}
+        message = (
+            f"lost its claim to {latest.get('daemon') or 'another daemon'} (this daemon was silent too long: "
+            "paused, or its host frozen?); stopped here, and nothing is recorded for this run"
+        )
+        self._log("WARNING", planned.label, message)
+        self.view.warning(f"{planned.label} {message}")
 
     def _held_elsewhere(self) -> bool:
         """Whether another daemon holds a claim on a version this daemon's queue names."""
@@ -585,11 +588,11 @@ class Dispatcher:
         wall_s = outcome.wall_s if outcome else 0.0
         end = version_end(self.identity, planned, version_run, event, result, outcome, run_id, not self.options.no_log)
         if not self.records.commit(end):
+            # Another daemon took the version over while this one was silent: its end is not ours.
+            self._report_lost(planned)
             if version_run is not None:
                 version_run.lost = True
                 self._drop_lost(version_run, wall_s)
-            else:
-                self._log("WARNING", label, "another daemon took it over before its end was recorded; nothing recorded here")
             return
         self.view.progress_ended(label)
         if version_run is not None:
