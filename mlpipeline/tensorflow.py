@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
@@ -98,6 +99,9 @@ class KerasModel(Model):
         self.restored_from = None
         self.build(version)
         self._step_variable = tf.Variable(0, dtype=tf.int64, trainable=False)
+        for partial in glob.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*_temp")):
+            # A save cut off half way: TensorFlow names a checkpoint only once it is whole.
+            shutil.rmtree(partial, ignore_errors=True)
         checkpoint = tf.train.Checkpoint(step=self._step_variable, **self._trackables())
         self._manager = tf.train.CheckpointManager(
             checkpoint, model_dir, max_to_keep=self.max_to_keep, checkpoint_name=CHECKPOINT_NAME
@@ -114,7 +118,10 @@ class KerasModel(Model):
 
     def clean_model_dir(self, model_dir: str) -> None:
         for path in glob.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*")):
-            os.remove(path)
+            if os.path.isdir(path):  # a save cut off half way leaves its `_temp` folder
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
         index = os.path.join(model_dir, "checkpoint")
         if os.path.exists(index):
             with open(index, encoding="utf-8") as handle:
@@ -154,7 +161,7 @@ class KerasModel(Model):
         self._step_variable.assign(self.step)
         path = self._manager.save(checkpoint_number=self.step)
         # TensorFlow writes without fsync: sync the new files, then the folder that names them.
-        for written in glob.glob(f"{path}*") + [os.path.join(self._manager.directory, "checkpoint")]:
+        for written in [f"{path}.index", *glob.glob(f"{path}.data-*"), os.path.join(self._manager.directory, "checkpoint")]:
             with open(written, "rb") as handle:
                 os.fsync(handle.fileno())
         fsync_dir(Path(self._manager.directory))
