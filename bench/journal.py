@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._project import machine, write_journal  # noqa: E402
-from mlpipeline.journal import Journal  # noqa: E402
+from mlpipeline.records.journal import Journal  # noqa: E402
 
 EVENTS = 100_000
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._project import machine  # noqa: E402
-from mlpipeline.provenance import git_state  # noqa: E402
+from mlpipeline.records.provenance import git_state  # noqa: E402
 
 FILES = 1_000
 RUNS = 30

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._project import environment, machine, make_project, mlpipeline, write_journal  # noqa: E402
-from mlpipeline.config import load_project_config  # noqa: E402
-from mlpipeline.status import StatusReader  # noqa: E402
+from mlpipeline.queue.config import load_project_config  # noqa: E402
+from mlpipeline.watch.status import StatusReader  # noqa: E402
 
 EVENTS = 100_000
 SCRIPTS = 1_000

@@ -98,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.flush()
     except (OSError, ValueError):
         # stdout is a full disk or a closed pipe: what could not be flushed is lost, quietly.
-        from mlpipeline.console import silence_stdout
+        from mlpipeline.watch.console import silence_stdout
 
         silence_stdout()
     return code
@@ -107,9 +107,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _main(argv: Optional[List[str]]) -> int:
     from pathlib import Path
 
-    from mlpipeline.config import ConfigError, load_project_config, parse_entry
-    from mlpipeline.console import ConsoleView, make_console
-    from mlpipeline.identity import HostnameError, hostname
+    from mlpipeline.queue.config import ConfigError, load_project_config, parse_entry
+    from mlpipeline.watch.console import ConsoleView, make_console
+    from mlpipeline.records.identity import HostnameError, hostname
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -137,13 +137,13 @@ def _main(argv: Optional[List[str]]) -> int:
         return EXIT_USAGE
     try:
         if args.command == "migrate-config":
-            from mlpipeline.migrate import migrate_project
+            from mlpipeline.queue.ini import migrate_project
 
             migrate_project(project_dir, view.info)
             return EXIT_OK
         project = load_project_config(project_dir)
         if args.command == "status":
-            from mlpipeline.status import show_status
+            from mlpipeline.watch.status import show_status
 
             try:
                 return show_status(project, view, as_json=args.json)
@@ -151,7 +151,7 @@ def _main(argv: Optional[List[str]]) -> int:
                 return EXIT_INTERRUPTED
         only = tuple(parse_entry(item, project.models_dir, "--only") for item in args.only)
         if args.run:
-            from mlpipeline.dispatcher import Dispatcher, ExecutionOptions
+            from mlpipeline.execution.dispatcher import Dispatcher, ExecutionOptions
 
             options = ExecutionOptions(
                 use_history=args.use_history,
@@ -163,7 +163,7 @@ def _main(argv: Optional[List[str]]) -> int:
                 wait=args.wait,
             )
             return Dispatcher(project, options, view).run()
-        from mlpipeline.dry_run import DryRun
+        from mlpipeline.execution.test_mode import DryRun
 
         return DryRun(project, only, view).run()
     except ConfigError as exc:

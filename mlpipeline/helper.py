@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from mlpipeline import channel
-from mlpipeline.protocol import to_plain
+from mlpipeline.script_support import channel
+from mlpipeline.executors.protocol import to_plain
 from mlpipeline.utils import ExecutionModeKeys, ModeKeys
-from mlpipeline.versions import Versions
+from mlpipeline.script_support.versions import Versions
 
 __all__ = ["DataLoader", "Model", "SplitDataLoader"]
 

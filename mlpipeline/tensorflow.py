@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from mlpipeline.data_order import StreamOrder
-from mlpipeline.extras import require
-from mlpipeline.files import fsync_dir
+from mlpipeline.script_support.data_order import StreamOrder
+from mlpipeline.script_support.extras import require
+from mlpipeline.records.files import fsync_dir
 from mlpipeline.helper import Model, SplitDataLoader
 from mlpipeline.utils import Versions
 

@@ -6,8 +6,8 @@ import os
 import sys
 from typing import Any, Optional
 
-from mlpipeline import channel
-from mlpipeline.versions import VersionParameters, Versions, version_parameters
+from mlpipeline.script_support import channel
+from mlpipeline.script_support.versions import VersionParameters, Versions, version_parameters
 
 __all__ = [
     "ExecutionModeKeys",

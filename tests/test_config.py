@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from conftest import versions_code
 
-from mlpipeline.config import ConfigError, load_project_config, parse_queue_config
+from mlpipeline.queue.config import ConfigError, load_project_config, parse_queue_config
 
 
 def queue(text, models_dir):

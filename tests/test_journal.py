@@ -2,9 +2,9 @@
 import json
 import multiprocessing
 
-from mlpipeline.journal import Journal
-from mlpipeline.records import plain_text
-from mlpipeline.states import JournalEvent, RunState
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.logs import plain_text
+from mlpipeline.records.states import JournalEvent, RunState
 
 
 def event(journal, kind, version="v1", script="a.py", sha="s1"):

@@ -8,12 +8,12 @@ import psutil
 import pytest
 from conftest import versions_code
 
-from mlpipeline.files import write_json_atomic
-from mlpipeline.journal import Journal
-from mlpipeline.paths import OutputPaths
-from mlpipeline.record_keeper import VersionEnd
-from mlpipeline.records import OutputFile, ResultsFile
-from mlpipeline.states import JournalEvent
+from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.ends import VersionEnd
+from mlpipeline.records.logs import OutputFile, ResultsFile
+from mlpipeline.records.states import JournalEvent
 
 HOST = {"MLPIPELINE_HOSTNAME": "testhost"}
 DEAD = "testhost:999999:1.00"  # a daemon of this host whose pid does not run

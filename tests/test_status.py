@@ -156,9 +156,9 @@ def test_ctrl_c_while_status_lists_a_script_leaves_nothing_running(project):
 
 
 def test_another_hosts_claim_runs_while_its_heartbeat_is_fresh(project):
-    from mlpipeline.heartbeat import beat_path
-    from mlpipeline.journal import Journal
-    from mlpipeline.states import JournalEvent
+    from mlpipeline.records.heartbeat import beat_path
+    from mlpipeline.records.journal import Journal
+    from mlpipeline.records.states import JournalEvent
 
     project.script("a.py", versions_code('versions.addV("v")', defaults=FAST))
     project.queue(["a.py"])

@@ -15,17 +15,17 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
-from mlpipeline.catalog import Fingerprints, ListingStore, ScriptCatalog
-from mlpipeline.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
-from mlpipeline.console import ConsoleView
-from mlpipeline.heartbeat import seems_alive
-from mlpipeline.identity import DaemonIdentity, hostname, process_namespace
-from mlpipeline.journal import Journal, state_of
-from mlpipeline.local_executor import LocalExecutor
-from mlpipeline.outcome import describe_report
-from mlpipeline.paths import OutputPaths
-from mlpipeline.queue import QueuedScript, resolve_queue
-from mlpipeline.states import RunState
+from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog
+from mlpipeline.queue.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
+from mlpipeline.watch.console import ConsoleView
+from mlpipeline.records.heartbeat import seems_alive
+from mlpipeline.records.identity import DaemonIdentity, hostname, process_namespace
+from mlpipeline.records.journal import Journal, state_of
+from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.execution.outcome import describe_report
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.queue.queue_file import QueuedScript, resolve_queue
+from mlpipeline.records.states import RunState
 
 STALE = "stale"
 BROKEN = "broken"

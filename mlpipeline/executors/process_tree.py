@@ -112,7 +112,7 @@ def run_processes(pid: int, started: Optional[float], run_id: Optional[str], sea
     except psutil.Error:
         pass
     if search_all and run_id:
-        from mlpipeline.protocol import RUN_ID_VARIABLE
+        from mlpipeline.executors.protocol import RUN_ID_VARIABLE
 
         for process in psutil.process_iter():
             try:

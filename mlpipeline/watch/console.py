@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mlpipeline.records import plain_text
+from mlpipeline.records.logs import plain_text
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0
 """Without a terminal, at most one progress line per version per this many seconds."""
@@ -118,7 +118,7 @@ class ConsoleView:
 
     def progress(self, label: str, step: Any, total: Any, metrics: Dict[str, Any]) -> None:
         """A version's ``report()``: its bar on a terminal, else a plain line now and then."""
-        from mlpipeline.outcome import describe_report
+        from mlpipeline.execution.outcome import describe_report
 
         if self._lost:
             return

@@ -12,9 +12,9 @@ from typing import Any, Dict, Optional
 
 from filelock import FileLock
 
-from mlpipeline.files import json_text, naming_file, now_iso
-from mlpipeline.paths import OutputPaths
-from mlpipeline.provenance import describe_git
+from mlpipeline.records.files import json_text, naming_file, now_iso
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.provenance import describe_git
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

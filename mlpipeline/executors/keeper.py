@@ -2,7 +2,7 @@
 processes together, whatever the version or the daemon does.
 
 Every *worker* (the process that imports a script and runs it, child.py) has a keeper as its
-parent: ``python -m mlpipeline.keeper RUN_DIR`` keeps one worker, which it forks itself; the
+parent: ``python -m mlpipeline.executors.keeper RUN_DIR`` keeps one worker, which it forks itself; the
 preload server (preload.py) keeps all those it forks. A keeper runs no user code, so it
 answers whatever the workers do (a loop holding the interpreter, a crash, a double fork):
 
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.heartbeat import STALE_BEATS, beats_elsewhere
-from mlpipeline.protocol import RESULT_FILE, ChildRequest
+from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere
+from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
 
 LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
 
@@ -147,7 +147,7 @@ class Keeper:
         ``everything``, all below this one; wait a moment for them to be gone."""
         import psutil
 
-        from mlpipeline.process_tree import children_of, end_processes
+        from mlpipeline.executors.process_tree import children_of, end_processes
 
         me = os.getpid()
         for pid in children_of(me):
@@ -186,7 +186,7 @@ class Keeper:
 
     def _write_cut_off(self) -> None:
         """The daemon has been silent too long: every running version is to go, said to be cut off."""
-        from mlpipeline.files import write_json_atomic
+        from mlpipeline.records.files import write_json_atomic
 
         silent_s = time.monotonic() - self._last_change
         message = (
@@ -207,9 +207,9 @@ def run_worker(run_dir: Path) -> None:
     """The worker's life: run the request in ``run_dir``, then end; never returns."""
     code = 1
     try:
-        from mlpipeline import child
+        from mlpipeline.executors import worker
 
-        code = child.main([str(run_dir)])
+        code = worker.main([str(run_dir)])
         _run_exit_functions()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -265,7 +265,7 @@ def end_like(status: int) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """``python -m mlpipeline.keeper RUN_DIR``: keep one worker, and end as it ends."""
+    """``python -m mlpipeline.executors.keeper RUN_DIR``: keep one worker, and end as it ends."""
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     request = ChildRequest.read(run_dir)
@@ -277,7 +277,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     # What ending the version's leftovers takes, loaded while the worker runs, not after.
     import psutil  # noqa: F401
 
-    import mlpipeline.process_tree  # noqa: F401
+    import mlpipeline.executors.process_tree  # noqa: F401
     while True:
         ended, _ = keeper.watch()
         for pid, status, _ in ended:

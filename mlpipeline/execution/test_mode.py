@@ -8,16 +8,16 @@ import shutil
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.catalog import Fingerprints, ScriptCatalog, ScriptListing
-from mlpipeline.child import missing_message
-from mlpipeline.config import TEST_QUEUE, ProjectConfig, QueueEntry
-from mlpipeline.console import ConsoleView
-from mlpipeline.executor import ChildOutcome, Executor
-from mlpipeline.local_executor import LocalExecutor
-from mlpipeline.preload import start_preload
-from mlpipeline.protocol import RUN_VERSION, ChildRequest
-from mlpipeline.queue import QueuedScript, QueueFile
-from mlpipeline.signals import StopSignals
+from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.executors.worker import missing_message
+from mlpipeline.queue.config import TEST_QUEUE, ProjectConfig, QueueEntry
+from mlpipeline.watch.console import ConsoleView
+from mlpipeline.executors.base import ChildOutcome, Executor
+from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.executors.preload_server import start_preload
+from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest
+from mlpipeline.queue.queue_file import QueuedScript, QueueFile
+from mlpipeline.execution.signals import StopSignals
 
 
 class DryRun:

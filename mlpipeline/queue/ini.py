@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.config import (
+from mlpipeline.queue.config import (
     EXECUTION_QUEUE,
     PROJECT_CONFIG,
     TEST_QUEUE,

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.files import write_json_atomic
-from mlpipeline.journal import Journal
-from mlpipeline.paths import OutputPaths
-from mlpipeline.records import OutputFile, ResultsFile, RunLog
-from mlpipeline.states import JournalEvent
+from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog
+from mlpipeline.records.states import JournalEvent
 
 TAIL_BYTES = 8 * 2**20
 """How far back from the end of a file recovery looks for a record already written."""

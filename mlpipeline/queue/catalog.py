@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.executor import Executor
-from mlpipeline.files import write_json_atomic
-from mlpipeline.protocol import LIST_VERSIONS, ChildRequest, ScriptError
+from mlpipeline.executors.base import Executor
+from mlpipeline.records.files import write_json_atomic
+from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptError
 
 
 @dataclass

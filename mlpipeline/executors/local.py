@@ -1,4 +1,4 @@
-"""Runs each child as a local process: ``python -m mlpipeline.keeper RUN_DIR``, a keeper that
+"""Runs each child as a local process: ``python -m mlpipeline.executors.keeper RUN_DIR``, a keeper that
 forks the worker, or a worker forked by the preload server (preload.py) when there is one.
 
 Either way the child leads a process group and a session of its own, and the version's
@@ -18,12 +18,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from mlpipeline.channel import EVENTS_FD_VARIABLE
-from mlpipeline.executor import ChildRun, Executor
-from mlpipeline.keeper import LIFELINE_FD_VARIABLE
-from mlpipeline.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
-from mlpipeline.preload import PreloadClient
-from mlpipeline.process_tree import ProcessTree, sample_until
+from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
+from mlpipeline.executors.base import ChildRun, Executor
+from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
+from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
+from mlpipeline.executors.preload_server import PreloadClient
+from mlpipeline.executors.process_tree import ProcessTree, sample_until
 
 
 class LocalExecutor(Executor):
@@ -98,7 +98,7 @@ class LocalExecutor(Executor):
         env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "mlpipeline.keeper", str(run.run_dir)],
+                [sys.executable, "-m", "mlpipeline.executors.keeper", str(run.run_dir)],
                 stdin=subprocess.DEVNULL,
                 stdout=out_write,
                 stderr=err_write,

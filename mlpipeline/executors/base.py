@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from mlpipeline.protocol import RESULT_FILE, ChildRequest
+from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
 
 LineSink = Callable[[str, str], None]
 """Receives each line a child prints: (``"stdout"`` or ``"stderr"``, the line)."""

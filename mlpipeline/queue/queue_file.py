@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from mlpipeline.config import ConfigError, QueueConfig, QueueEntry, parse_queue_config
+from mlpipeline.queue.config import ConfigError, QueueConfig, QueueEntry, parse_queue_config
 
 SETTLE_S = 0.5
 """A changed queue file is used once it has not changed for this long: an editor, a copy or a

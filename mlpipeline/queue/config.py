@@ -99,7 +99,7 @@ def parse_toml(text: str, file: str) -> Dict[str, Any]:
 
 
 def _ini_hint(text: str, file: str) -> str:
-    from mlpipeline.migrate import ini_to_toml, looks_like_ini
+    from mlpipeline.queue.ini import ini_to_toml, looks_like_ini
 
     if not looks_like_ini(text):
         return ""

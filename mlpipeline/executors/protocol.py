@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from mlpipeline.files import write_json_atomic
+from mlpipeline.records.files import write_json_atomic
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"

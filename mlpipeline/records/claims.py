@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from mlpipeline.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
-from mlpipeline.identity import DaemonIdentity
-from mlpipeline.journal import Journal, state_of
-from mlpipeline.states import JournalEvent, RunState
+from mlpipeline.records.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
+from mlpipeline.records.identity import DaemonIdentity
+from mlpipeline.records.journal import Journal, state_of
+from mlpipeline.records.states import JournalEvent, RunState
 
 TakeoverReport = Callable[[Dict[str, Any], str], None]
 """Told (the claim's record, why it was ended) for each claim taken over."""

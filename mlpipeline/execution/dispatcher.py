@@ -16,31 +16,31 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import psutil
 
-from mlpipeline.catalog import Fingerprints, ListingStore, ScriptCatalog, ScriptListing
-from mlpipeline.child import missing_message
-from mlpipeline.claims import Claims
-from mlpipeline.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
-from mlpipeline.console import ConsoleView
-from mlpipeline.executor import ChildOutcome, ChildRun, Executor
-from mlpipeline.files import now_iso, write_json_atomic
-from mlpipeline.gpus import GpuPool, detect_gpus, requested, visible_devices
-from mlpipeline.identity import DaemonIdentity
-from mlpipeline.process_tree import end_processes, run_processes
-from mlpipeline.journal import Journal
-from mlpipeline.local_executor import LocalExecutor
-from mlpipeline.outcome import VersionRun, classify, describe_report, version_end
-from mlpipeline.paths import OutputPaths
-from mlpipeline.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
-from mlpipeline.preload import start_preload
-from mlpipeline.protocol import RUN_VERSION, ChildRequest, ScriptError, version_environment
-from mlpipeline.provenance import find_repository, git_state
-from mlpipeline.queue import QueuedScript, QueueFile, outside_models_dir
-from mlpipeline.record_keeper import RecordKeeper, new_run_id
-from mlpipeline.records import DAEMON_SOURCE
-from mlpipeline.run_record import read_run_record, update_run_record
-from mlpipeline.signals import StopSignals
-from mlpipeline.states import JournalEvent
-from mlpipeline.version_end_hook import HOOK_TIMEOUT_S, VersionEndHook
+from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog, ScriptListing
+from mlpipeline.executors.worker import missing_message
+from mlpipeline.records.claims import Claims
+from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
+from mlpipeline.watch.console import ConsoleView
+from mlpipeline.executors.base import ChildOutcome, ChildRun, Executor
+from mlpipeline.records.files import now_iso, write_json_atomic
+from mlpipeline.execution.gpus import GpuPool, detect_gpus, requested, visible_devices
+from mlpipeline.records.identity import DaemonIdentity
+from mlpipeline.executors.process_tree import end_processes, run_processes
+from mlpipeline.records.journal import Journal
+from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.execution.outcome import VersionRun, classify, describe_report, version_end
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
+from mlpipeline.executors.preload_server import start_preload
+from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, ScriptError, version_environment
+from mlpipeline.records.provenance import find_repository, git_state
+from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_dir
+from mlpipeline.records.ends import RecordKeeper, new_run_id
+from mlpipeline.records.logs import DAEMON_SOURCE
+from mlpipeline.records.run_record import read_run_record, update_run_record
+from mlpipeline.execution.signals import StopSignals
+from mlpipeline.records.states import JournalEvent
+from mlpipeline.execution.end_hook import HOOK_TIMEOUT_S, VersionEndHook
 
 STOP_GRACE_S = 10.0
 """Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""

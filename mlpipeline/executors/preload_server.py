@@ -1,12 +1,12 @@
 """Preload: children forked from a process that has already imported the heavy modules.
 
 ``preload = ["torch"]`` in mlp.config makes the daemon start one preload server,
-``python -m mlpipeline.preload SOCKET HEARTBEAT MODULE...``. It imports the modules (imports
+``python -m mlpipeline.executors.preload_server SOCKET HEARTBEAT MODULE...``. It imports the modules (imports
 only: nothing runs that could start thread pools or initialise CUDA before a fork), then
 serves requests on a Unix socket. For each version the daemon sends the run folder, the
 extra environment and the child's three pipe ends (stdout, stderr, events) over the socket;
 the server forks, and the fork becomes the version's worker exactly as under ``python -m
-mlpipeline.keeper``: a session of its own, the pipes as its stdout and stderr, the script
+mlpipeline.executors.keeper``: a session of its own, the pipes as its stdout and stderr, the script
 imported afresh. The server tells the daemon the worker's pid, and later how it ended.
 
 The server is its workers' keeper (keeper.py): it watches the daemon's lifeline and
@@ -52,10 +52,10 @@ def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[s
     # psutil, with which a keeper ends what a version left running.
     import psutil  # noqa: F401
 
-    import mlpipeline.child  # noqa: F401
+    import mlpipeline.executors.worker  # noqa: F401
     import mlpipeline.helper  # noqa: F401
-    import mlpipeline.process_tree  # noqa: F401
-    from mlpipeline.keeper import Keeper, lifeline_from_environment
+    import mlpipeline.executors.process_tree  # noqa: F401
+    from mlpipeline.executors.keeper import Keeper, lifeline_from_environment
 
     keeper = Keeper(lifeline_from_environment(), heartbeat)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -116,7 +116,7 @@ def _report_end(connection: Optional[socket.socket], status: int, usage: Any) ->
 
 
 def _become_worker(request: Dict[str, Any], fds: List[int]) -> None:
-    from mlpipeline.keeper import run_worker
+    from mlpipeline.executors.keeper import run_worker
 
     try:
         os.setsid()
@@ -203,13 +203,13 @@ def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, 
     """Start the preload server and wait until it has imported ``modules``."""
     import subprocess
 
-    from mlpipeline.keeper import LIFELINE_FD_VARIABLE
+    from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
 
     socket_path = os.path.join(folder, "preload.sock")
     lifeline_read, lifeline_write = os.pipe()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlpipeline.preload", socket_path, json.dumps(heartbeat), *modules],
+            [sys.executable, "-m", "mlpipeline.executors.preload_server", socket_path, json.dumps(heartbeat), *modules],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,

@@ -6,12 +6,12 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from mlpipeline.executor import ChildOutcome
-from mlpipeline.files import now_iso
-from mlpipeline.identity import DaemonIdentity
-from mlpipeline.plan import PlannedRun, Start
-from mlpipeline.record_keeper import VersionEnd
-from mlpipeline.states import JournalEvent
+from mlpipeline.executors.base import ChildOutcome
+from mlpipeline.records.files import now_iso
+from mlpipeline.records.identity import DaemonIdentity
+from mlpipeline.execution.plan import PlannedRun, Start
+from mlpipeline.records.ends import VersionEnd
+from mlpipeline.records.states import JournalEvent
 
 
 JOURNAL_EVAL_LIMIT = 512

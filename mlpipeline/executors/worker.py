@@ -15,17 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.extras import MissingExtra
-from mlpipeline.files import write_json_atomic
-from mlpipeline.protocol import (
+from mlpipeline.script_support.extras import MissingExtra
+from mlpipeline.records.files import write_json_atomic
+from mlpipeline.executors.protocol import (
     LIST_VERSIONS,
     RESULT_FILE,
     ChildRequest,
     ScriptError,
     to_plain,
 )
-from mlpipeline.provenance import software_versions
-from mlpipeline.run_record import update_run_record, write_run_record
+from mlpipeline.records.provenance import software_versions
+from mlpipeline.records.run_record import update_run_record, write_run_record
 
 _THIS_FILE = os.path.abspath(__file__)
 
@@ -112,7 +112,7 @@ def load_script(path: str, label: str, models_dir: Optional[str] = None) -> Tupl
 def find_model(module: types.ModuleType, label: str) -> Any:
     """The script's MODEL, checked to be a usable mlpipeline.helper.Model."""
     from mlpipeline.helper import Model
-    from mlpipeline.versions import Versions
+    from mlpipeline.script_support.versions import Versions
 
     if not hasattr(module, "MODEL"):
         raise VersionFailure(

@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from filelock import FileLock
 
-from mlpipeline.files import fsync_dir, json_text, naming_file, now_iso
-from mlpipeline.paths import OutputPaths
-from mlpipeline.states import STATE_AFTER, JournalEvent, RunState
+from mlpipeline.records.files import fsync_dir, json_text, naming_file, now_iso
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.states import STATE_AFTER, JournalEvent, RunState
 
 VersionKey = Tuple[str, str]
 

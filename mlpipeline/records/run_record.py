@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from mlpipeline.files import write_bytes_atomic, write_json_atomic
+from mlpipeline.records.files import write_bytes_atomic, write_json_atomic
 
 RECORD_DIR = ".mlpipeline"
 RUN_FILE = "run.json"

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import AbstractSet, Iterable, Optional, Tuple
 
-from mlpipeline.journal import Journal
-from mlpipeline.queue import QueuedScript
-from mlpipeline.states import RunState
+from mlpipeline.records.journal import Journal
+from mlpipeline.queue.queue_file import QueuedScript
+from mlpipeline.records.states import RunState
 
 
 class Start(Enum):

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Dict, Optional
 
-from mlpipeline.files import json_text
+from mlpipeline.records.files import json_text
 
 EVENTS_FD_VARIABLE = "MLPIPELINE_EVENTS_FD"
 

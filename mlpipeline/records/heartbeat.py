@@ -17,10 +17,10 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from mlpipeline.files import now_iso, write_json_atomic
+from mlpipeline.records.files import now_iso, write_json_atomic
 
 if TYPE_CHECKING:
-    from mlpipeline.identity import DaemonIdentity
+    from mlpipeline.records.identity import DaemonIdentity
 
 INTERVAL_VARIABLE = "MLPIPELINE_HEARTBEAT_S"
 DEFAULT_INTERVAL_S = 5.0
@@ -96,7 +96,7 @@ class LivenessJudge:
     def judge(self, record: Dict[str, Any]) -> Liveness:
         key = str(record.get("daemon", ""))
         if self._identity.sees(record):
-            from mlpipeline.identity import daemon_process_alive
+            from mlpipeline.records.identity import daemon_process_alive
 
             return Liveness.ALIVE if daemon_process_alive(key) else Liveness.DEAD
         try:
@@ -147,7 +147,7 @@ def seems_alive(record: Dict[str, Any], identity: DaemonIdentity, folder: Path) 
     process can see it, else a heartbeat file rewritten within STALE_BEATS intervals plus
     REMOTE_CLOCK_SLACK_S. For views and for joining a session; taking a claim over waits for
     a :class:`LivenessJudge` to watch the beat instead."""
-    from mlpipeline.identity import daemon_process_alive
+    from mlpipeline.records.identity import daemon_process_alive
 
     key = str(record.get("daemon", ""))
     if identity.sees(record):
