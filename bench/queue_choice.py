@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._project import machine, make_project  # noqa: E402
 from mlpipeline.queue.config import load_project_config  # noqa: E402
 from mlpipeline.watch.console import ConsoleView, make_console  # noqa: E402
-from mlpipeline.execution.dispatcher import Dispatcher, ExecutionOptions  # noqa: E402
+from mlpipeline.execution.loop import ExecutionLoop, ExecutionOptions  # noqa: E402
 from mlpipeline.records.states import JournalEvent  # noqa: E402
 
 SCRIPTS = 1000
@@ -33,19 +33,19 @@ def main() -> None:
     names = [f"model_{index:04d}.py" for index in range(SCRIPTS)]
     root = make_project({name: SCRIPT for name in names}, names)
     view = ConsoleView(make_console())
-    dispatcher = Dispatcher(load_project_config(root), ExecutionOptions(use_history=True), view)
+    loop = ExecutionLoop(load_project_config(root), ExecutionOptions(use_history=True), view)
     started = time.perf_counter()
-    first = dispatcher._plan()  # learns every listing from a child, once
+    first = loop.next_version()  # learns every listing from a child, once
     print(f"learning {SCRIPTS} listings (child processes, once): {time.perf_counter() - started:.1f} s")
     assert first is not None
     for name in names[:-1]:
         for version in ("a", "b"):
-            fields = dispatcher.identity.event_fields(name, version, dispatcher.fingerprints.sha256(root / "models" / name))
-            dispatcher.journal.append(JournalEvent.FINISHED, **fields)
+            fields = loop.identity.event_fields(name, version, loop.chooser.fingerprints.sha256(root / "models" / name))
+            loop.journal.append(JournalEvent.FINISHED, **fields)
     timings = []
     for _ in range(20):
         started = time.perf_counter()
-        planned = dispatcher._plan()
+        planned = loop.next_version()
         timings.append(time.perf_counter() - started)
     assert planned is not None and planned.script.label == names[-1], planned
     timings.sort()

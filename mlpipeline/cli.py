@@ -151,7 +151,7 @@ def _main(argv: Optional[List[str]]) -> int:
                 return EXIT_INTERRUPTED
         only = tuple(parse_entry(item, project.models_dir, "--only") for item in args.only)
         if args.run:
-            from mlpipeline.execution.dispatcher import Dispatcher, ExecutionOptions
+            from mlpipeline.execution.loop import ExecutionLoop, ExecutionOptions
 
             options = ExecutionOptions(
                 use_history=args.use_history,
@@ -162,7 +162,7 @@ def _main(argv: Optional[List[str]]) -> int:
                 workers=args.workers,
                 wait=args.wait,
             )
-            return Dispatcher(project, options, view).run()
+            return ExecutionLoop(project, options, view).run()
         from mlpipeline.execution.test_mode import DryRun
 
         return DryRun(project, only, view).run()

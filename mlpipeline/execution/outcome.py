@@ -35,6 +35,26 @@ class VersionRun:
     lost: bool = False  # another daemon took the version over: this run records nothing
 
 
+@dataclass
+class Ending:
+    """How one run of a version ended, before anything of it is recorded."""
+
+    planned: PlannedRun
+    run_id: str
+    event: JournalEvent
+    result: Dict[str, Any]
+    version_run: Optional[VersionRun] = None  # None: it failed before it was started
+    outcome: Optional[ChildOutcome] = None  # None: no process of it ran
+
+    @property
+    def wall_s(self) -> float:
+        return self.outcome.wall_s if self.outcome else 0.0
+
+    @property
+    def error(self) -> Dict[str, Any]:
+        return self.result.get("error") or {}
+
+
 def crash_message(label: str, outcome: ChildOutcome) -> str:
     """Why a version whose process died without a result failed, in words."""
     message = f"{label}: its process {outcome.exit_description} before it reported a result"
@@ -83,25 +103,16 @@ def exit_fields(outcome: ChildOutcome) -> Dict[str, Any]:
     return fields
 
 
-def version_end(
-    identity: DaemonIdentity,
-    planned: PlannedRun,
-    version_run: Optional[VersionRun],
-    event: JournalEvent,
-    result: Dict[str, Any],
-    outcome: Optional[ChildOutcome],
-    run_id: str,
-    write_log: bool,
-) -> VersionEnd:
-    """Everything written when ``planned`` ends: journal fields, the record, the log lines.
-
-    ``outcome`` is None for a version that failed before any process started.
-    """
+def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> VersionEnd:
+    """Everything written when a run ends: journal fields, the record, the log lines."""
+    planned, version_run, outcome, result, event, run_id = (
+        ending.planned, ending.version_run, ending.outcome, ending.result, ending.event, ending.run_id
+    )
     label = planned.label
-    wall_s = outcome.wall_s if outcome else 0.0
+    wall_s = ending.wall_s
     cpu_s = outcome.cpu_s if outcome else None
     exit_info = exit_fields(outcome) if outcome else {}
-    error = result.get("error") or {}
+    error = ending.error
     reason = error.get("message")
     sha256 = result.get("sha256") or planned.sha256
     fields = identity.event_fields(planned.script.label, planned.version, sha256)

@@ -13,8 +13,7 @@ from mlpipeline.executors.worker import missing_message
 from mlpipeline.queue.config import TEST_QUEUE, ProjectConfig, QueueEntry
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.executors.base import ChildOutcome, Executor
-from mlpipeline.executors.local import LocalExecutor
-from mlpipeline.executors.preload_server import start_preload
+from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile
 from mlpipeline.execution.signals import StopSignals
@@ -36,8 +35,7 @@ class DryRun:
             project.project_dir / TEST_QUEUE, TEST_QUEUE, project.models_dir, project.outputs_dir, view.warning, only
         )
         self.queue.load()
-        self.preload = start_preload(list(project.preload), view.warning) if executor is None else None
-        self.executor = executor or LocalExecutor(project.project_dir, self.preload)
+        self.executor = executor or local_executor(project.project_dir, project.preload, view.warning)
         self.signals = StopSignals()
         self.catalog = ScriptCatalog(
             self.executor,
@@ -54,8 +52,7 @@ class DryRun:
         try:
             return self._run()
         finally:
-            if self.preload is not None:
-                self.preload.stop()
+            self.executor.close()
 
     def _run(self) -> int:
         with self.signals:

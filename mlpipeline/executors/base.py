@@ -1,7 +1,10 @@
-"""The executor interface: start a child for a request, report how it ended.
+"""The executor contract: start a child for a request, report how it ended.
 
-The base keeps the bookkeeping (run folders, the finished queue, reading result.json); an
-executor subclass only starts, signals and kills. The local one is ``local_executor``.
+The base keeps the bookkeeping (run folders, the finished queue, timeouts, reading
+result.json); an executor only starts, signals and kills, in :meth:`Executor._start` and
+:meth:`Executor._signal`, and calls :meth:`Executor._finish` once a child has ended. The
+executors: ``local`` (a keeper process per version) and ``preloaded`` (workers forked from
+the preload server). tests/test_executor_contract.py holds every executor to this contract.
 """
 from __future__ import annotations
 
@@ -193,6 +196,9 @@ class Executor(ABC):
     def stop_all(self, signum: int) -> None:
         for run in list(self.running.values()):
             self.stop(run, signum)
+
+    def close(self) -> None:
+        """Give back what the executor holds beyond its children (a preload server, say)."""
 
     def _finish(
         self, run: ChildRun, returncode: Optional[int], cpu_s: Optional[float], peak_rss_bytes: Optional[int] = None

@@ -1,5 +1,5 @@
-"""Runs each child as a local process: ``python -m mlpipeline.executors.keeper RUN_DIR``, a keeper that
-forks the worker, or a worker forked by the preload server (preload.py) when there is one.
+"""Runs each child as a local process: ``python -m mlpipeline.executors.keeper RUN_DIR``, a
+keeper that forks the worker. (preloaded.py forks workers from the preload server instead.)
 
 Either way the child leads a process group and a session of its own, and the version's
 processes stay below a keeper (keeper.py), so a signal or a kill reaches its whole tree
@@ -16,28 +16,23 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
-from mlpipeline.executors.preload_server import PreloadClient
 from mlpipeline.executors.process_tree import ProcessTree, sample_until
 
 
 class LocalExecutor(Executor):
-    """Children on this host, each in its own process group."""
+    """Children on this host, each in its own process group below a keeper of its own."""
 
-    def __init__(self, work_dir: Path, preload: Optional[PreloadClient] = None) -> None:
+    def __init__(self, work_dir: Path) -> None:
         super().__init__(work_dir)
-        self.preload = preload
         self._trees: Dict[int, ProcessTree] = {}
 
     def _start(self, run: ChildRun) -> None:
-        if self.preload is not None and self.preload.alive():
-            self._start_forked(run, self.preload)  # the preload server is the worker's keeper
-            return
         lifeline_read, lifeline_write = os.pipe()
         run.lifeline = lifeline_write
         try:
@@ -48,44 +43,6 @@ class LocalExecutor(Executor):
             raise
         finally:
             os.close(lifeline_read)
-
-    def _start_forked(self, run: ChildRun, preload: PreloadClient) -> None:
-        """The worker forked by the preload server, its output piped to us as a plain child's."""
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        events_read, events_write = os.pipe()
-        try:
-            pid, connection, answer = preload.fork(str(run.run_dir), str(self.work_dir), run.env, (out_write, err_write, events_write))
-        except BaseException:
-            for fd in (out_read, err_read, events_read):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (out_write, err_write, events_write):
-                os.close(fd)
-        run.pid = pid
-        tree = ProcessTree(pid, count_root=True)
-        self._trees[id(run)] = tree
-        _thread(sample_until, tree, run.done)
-        readers = self._read_output(run, out_read, err_read, events_read)
-        _thread(self._wait_forked, run, connection, answer, tree, readers)
-
-    def _wait_forked(self, run: ChildRun, connection: Any, answer: Any, tree: ProcessTree, readers: List[threading.Thread]) -> None:
-        try:
-            ended = json.loads(answer.readline() or "{}")
-        except ValueError:
-            ended = {}
-        finally:
-            connection.close()
-        tree.sample()
-        tree.signal(signal.SIGKILL)  # what the version left running ends with it
-        for reader in readers:
-            reader.join(timeout=10)
-        self._trees.pop(id(run), None)
-        peak = max(tree.peak_rss_bytes, int(ended.get("maxrss_kib") or 0) * 1024)
-        # No answer: the preload server died with the child still unreported; count it as killed.
-        returncode = ended.get("returncode", -signal.SIGKILL)
-        self._finish(run, returncode, ended.get("cpu_s"), peak)
 
     def _start_process(self, run: ChildRun, lifeline: int) -> None:
         out_read, out_write = os.pipe()
@@ -117,18 +74,18 @@ class LocalExecutor(Executor):
         run.pid = process.pid
         tree = ProcessTree(process.pid, count_root=False)  # the keeper, which runs no user code
         self._trees[id(run)] = tree
-        _thread(sample_until, tree, run.done)
+        run_thread(sample_until, tree, run.done)
         readers = self._read_output(run, out_read, err_read, events_read)
-        _thread(self._wait, run, process, tree, readers)
+        run_thread(self._wait, run, process, tree, readers)
 
     def _read_output(self, run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
         def oversized(size: int) -> None:
             _deliver(run.on_line, "stderr", f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})")
 
         return [
-            _thread(pump_lines, out, lambda line: _deliver(run.on_line, "stdout", line)),
-            _thread(pump_lines, err, lambda line: _deliver(run.on_line, "stderr", line)),
-            _thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
+            run_thread(pump_lines, out, lambda line: _deliver(run.on_line, "stdout", line)),
+            run_thread(pump_lines, err, lambda line: _deliver(run.on_line, "stderr", line)),
+            run_thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
         ]
 
     def _wait(self, run: ChildRun, process: subprocess.Popen, tree: ProcessTree, readers: List[threading.Thread]) -> None:
@@ -152,7 +109,7 @@ class LocalExecutor(Executor):
             tree.signal(signum)
 
 
-def _thread(target: Callable[..., None], *args: Any) -> threading.Thread:
+def run_thread(target: Callable[..., None], *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, daemon=True)
     thread.start()
     return thread

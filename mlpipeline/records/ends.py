@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.files import remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog
@@ -88,7 +88,7 @@ class RecordKeeper:
                 end = VersionEnd(**json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError):
                 self._warn(f"{path}: an unreadable pending record; removed")
-                _remove(path)
+                remove_quietly(path)
                 continue
             if end.daemon == self._daemon or not is_dead(end.host, end.daemon, end.namespace):
                 continue
@@ -106,7 +106,7 @@ class RecordKeeper:
                     log_path=paths.log,
                 )
                 finished += 1
-            _remove(path)
+            remove_quietly(path)
         return finished
 
     def _publish(
@@ -141,10 +141,3 @@ def _tail_contains(path: Path, needle: str) -> bool:
             return needle.encode("utf-8") in handle.read(TAIL_BYTES)
     except OSError:
         return False
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass

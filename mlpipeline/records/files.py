@@ -93,3 +93,11 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
 def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
     """Write ``data`` as strict JSON to ``path``, atomically (see :func:`write_bytes_atomic`)."""
     write_bytes_atomic(path, json_text(data, indent=1).encode("utf-8"), durable)
+
+
+def remove_quietly(path: Path) -> None:
+    """Remove ``path`` if it is there; a file that is already gone is no error."""
+    try:
+        path.unlink()
+    except OSError:
+        pass

@@ -1,0 +1,202 @@
+"""The first step of a version's path: which version runs next, from the queue as it is now,
+the scripts' listings and the journal. Each version runs at most once per session and content."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
+from mlpipeline.execution.reporter import Reporter
+from mlpipeline.execution.tally import Tally
+from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.queue.config import EXECUTION_QUEUE
+from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_dir
+from mlpipeline.executors.protocol import ScriptError
+from mlpipeline.records.files import now_iso
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.logs import ResultsFile
+from mlpipeline.records.paths import OutputPaths
+
+VersionKey = Tuple[str, str, str]
+"""(script, version, sha256): one version at one content of its script."""
+
+
+class VersionChooser:
+    """Chooses the next version; owns what this session has handled and what waits for a retry."""
+
+    def __init__(
+        self,
+        queue: QueueFile,
+        catalog: ScriptCatalog,
+        journal: Journal,
+        policy: HistoryPolicy,
+        paths: OutputPaths,
+        model_dir_busy: Callable[[str], bool],
+        reporter: Reporter,
+        tally: Tally,
+        results: ResultsFile,
+        host: str,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.queue = queue
+        self.catalog = catalog
+        self.fingerprints = Fingerprints()
+        self._journal = journal
+        self._policy = policy
+        self._paths = paths
+        self._model_dir_busy = model_dir_busy
+        self._say = reporter
+        self._tally = tally
+        self._results = results
+        self._host = host
+        self._stopping = stopping
+        self._handled: Set[VersionKey] = set()
+        self._retries: List[PlannedRun] = []
+
+    # -- the choice ------------------------------------------------------------------------
+
+    def next(self, taken: Set[Tuple[str, str, str]], cut_off: Set[Tuple[str, str]]) -> Optional[PlannedRun]:
+        """The next version to start, or None. ``taken``: what any daemon claimed in this session;
+        ``cut_off``: versions cut off in it (their daemon died), which this daemon resumes."""
+        if self._retries:
+            retry = self._retry(self._retries[0])
+            if retry is not None:
+                return retry
+            self._retries.pop(0)  # the version is gone from its script: nothing to retry
+        scripts = self.queue.current()
+        handled = {key for key in self._handled | taken if key[:2] not in cut_off}
+        return choose_next(self._candidates(scripts), self._journal, self._policy, handled, cut_off)
+
+    def handled(self, planned: PlannedRun) -> None:
+        """``planned`` was started, claimed by another daemon, or recorded as failed: not again."""
+        self._handled.add(_key(planned))
+        if planned.attempt > 1 and self._retries:
+            self._retries.pop(0)  # a retry leaves the list only once it has started
+
+    def resume_in_session(self, planned: PlannedRun) -> None:
+        """``planned`` was cut off by its keeper while no other daemon took it: it runs again."""
+        self._handled.discard(_key(planned))
+
+    def retry_later(self, planned: PlannedRun) -> None:
+        """``planned`` failed with attempts left: its next attempt goes before new versions."""
+        self._retries.append(planned)
+
+    def queued(self, record: Dict[str, Any], scripts: Optional[List[QueuedScript]] = None) -> bool:
+        """Whether the queue (``scripts``, else read now) names the version of a journal record."""
+        queued = self.queue.current() if scripts is None else scripts
+        script = next((script for script in queued if script.label == record["script"]), None)
+        return script is not None and script.wants(record["version"])
+
+    # -- what is left ------------------------------------------------------------------------
+
+    def pending(self) -> Tuple[int, int]:
+        """What is still to run among the scripts already listed (listing the others would import
+        them early), retries included, and how many scripts are not listed yet."""
+        pending = unlisted = 0
+        for script in self.queue.current():
+            try:
+                listing = self.catalog.known(script.path, self.fingerprints.sha256(script.path))
+            except OSError:
+                continue
+            if listing is None:
+                unlisted += 1
+                continue
+            for name in listing.names:
+                key = (script.label, name, listing.sha256)
+                if script.wants(name) and key not in self._handled:
+                    if decide(self._journal, script.label, name, listing.sha256, self._policy) is not None:
+                        pending += 1
+        return pending + len(self._retries), unlisted
+
+    def skipped_by_history(self) -> int:
+        """Queued versions that -u left out because the journal has their end for this content."""
+        skipped = 0
+        for script in self.queue.current():
+            listing = self.listing(script)
+            for name in listing.names if listing else ():
+                if script.wants(name) and (script.label, name, listing.sha256) not in self._handled:
+                    skipped += 1
+        return skipped
+
+    # -- the scripts' listings -------------------------------------------------------------
+
+    def listing(self, script: QueuedScript) -> Optional[ScriptListing]:
+        """What ``script`` is now and which versions it has; None (reported) when it cannot run."""
+        elsewhere = outside_models_dir(script.path, self.queue.models_dir)
+        if elsewhere is not None:
+            message = f"{script.label} is a link to {elsewhere}, outside models_dir ({self.queue.models_dir}); only scripts inside it run"
+            self._report_broken_script(script, ScriptListing(sha256=f"link:{elsewhere}", error=ScriptError(message, phase="import")))
+            return None
+        try:
+            sha256 = self.fingerprints.sha256(script.path)
+        except OSError as exc:
+            self._say.warn_once((script.label, "unreadable"), f"{script.label} cannot be read ({exc.strerror}); skipped")
+            return None
+        listing = self.catalog.listing(script.path, script.label, sha256)
+        if listing is None:
+            return None
+        if listing.error is not None:
+            self._report_broken_script(script, listing)
+            return None
+        for version, line in script.entry_lines:
+            if version and version not in listing.names:
+                where = EXECUTION_QUEUE if line is None else f"{EXECUTION_QUEUE}:{line}"
+                known = ", ".join(listing.names) or "none"
+                self._say.warn_once(
+                    (script.label, f"unknown:{version}:{listing.sha256}"),
+                    f"{where}: {script.label} has no version '{version}' (its versions: {known}); skipped",
+                )
+        return listing
+
+    # -- inside --------------------------------------------------------------------------------
+
+    def _retry(self, failed: PlannedRun) -> Optional[PlannedRun]:
+        """The next attempt of a failed version: it continues in its model_dir, unless the script changed."""
+        listing = self.listing(failed.script)
+        if listing is None or failed.version not in listing.names:
+            return None
+        start = Start.RESUME if listing.sha256 == failed.sha256 else Start.FRESH
+        return PlannedRun(failed.script, failed.version, listing.sha256, start, failed.attempt + 1)
+
+    def _candidates(self, scripts: List[QueuedScript]) -> Iterator[Tuple[QueuedScript, str, List[str]]]:
+        for script in scripts:
+            listing = self.listing(script)
+            if listing is None:
+                if self._stopping():
+                    return
+                continue
+            # A version whose model_dir a running version uses waits; later ones may go first.
+            free = [
+                name
+                for name in listing.names
+                if not self._model_dir_busy(str(self._paths.model_dir(script.label, listing.suffixes.get(name))))
+            ]
+            yield script, listing.sha256, free
+
+    def _report_broken_script(self, script: QueuedScript, listing: ScriptListing) -> None:
+        """A script whose versions cannot be learned: reported once per content, counted as failed."""
+        if not self._say.first_time((script.label, listing.sha256)):
+            return
+        assert listing.error is not None
+        self._tally.any_failed = True
+        self._say.log("ERROR", script.label, listing.error.message)
+        if listing.error.traceback:
+            self._say.log("ERROR", script.label, listing.error.traceback)
+        self._say.view.error(listing.error.message)
+        if listing.error.traceback:
+            self._say.view.block(listing.error.traceback)
+        self._results.write(
+            {
+                "time": now_iso(),
+                "host": self._host,
+                "script": script.label,
+                "version": None,
+                "status": "failed",
+                "reason": listing.error.message,
+                "sha256": listing.sha256,
+            }
+        )
+        self._tally.add(script.label, "failed", 0.0)
+
+
+def _key(planned: PlannedRun) -> VersionKey:
+    return (planned.script.label, planned.version, planned.sha256)

@@ -1,0 +1,93 @@
+"""Claims while the queue runs: take over the versions of daemons that died, stop the runs
+whose claims this daemon lost (it was paused while another took them), and wait while other
+daemons run versions of this queue, which this daemon resumes if they die."""
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any, Callable, Dict
+
+from mlpipeline.execution.chooser import VersionChooser
+from mlpipeline.execution.outcome import VersionRun
+from mlpipeline.execution.plan import PlannedRun
+from mlpipeline.execution.reporter import Reporter
+from mlpipeline.executors.base import Executor
+from mlpipeline.records.claims import Claims
+from mlpipeline.records.journal import Journal
+
+CLAIM_CHECK_INTERVAL_S = 0.5
+"""How often the journal is read for claims: another daemon's to take over, this one's lost."""
+
+
+def lost_claim_message(journal: Journal, planned: PlannedRun) -> str:
+    """Why a run of ``planned`` here stops with nothing recorded: another daemon has its version."""
+    latest = journal.latest(planned.script.label, planned.version) or {}
+    return (
+        f"lost its claim to {latest.get('daemon') or 'another daemon'} (this daemon was silent too long: "
+        "paused, or its host frozen?); stopped here, and nothing is recorded for this run"
+    )
+
+
+class ClaimWatch:
+    """Keeps this daemon's view of who runs what current, every CLAIM_CHECK_INTERVAL_S."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        claims: Claims,
+        executor: Executor,
+        chooser: VersionChooser,
+        reporter: Reporter,
+        report_lost: Callable[[PlannedRun], None],
+    ) -> None:
+        self._journal = journal
+        self._claims = claims
+        self._executor = executor
+        self._chooser = chooser
+        self._say = reporter
+        self._report_lost = report_lost
+        self._checked = time.monotonic()
+        self._waiting_for_others = False
+
+    def check(self, force: bool = False) -> None:
+        """Take over the claims of dead daemons; stop the runs whose claims this daemon lost."""
+        now = time.monotonic()
+        if not force and now - self._checked < CLAIM_CHECK_INTERVAL_S:
+            return
+        self._checked = now
+        self._journal.refresh()
+        self._claims.take_over_stale()
+        for run in list(self._executor.running.values()):
+            version_run = run.tag
+            if not isinstance(version_run, VersionRun) or version_run.lost:
+                continue
+            planned = version_run.planned
+            if self._journal.holds(version_run.run_id, planned.script.label, planned.version):
+                continue
+            version_run.lost = True
+            self._report_lost(planned)
+            self._executor.stop(run, signal.SIGKILL)
+
+    def held_elsewhere(self) -> bool:
+        """Whether another daemon holds a claim on a version this daemon's queue names."""
+        held = self._claims.held_elsewhere()
+        if not held:
+            self._waiting_for_others = False
+            return False
+        scripts = self._chooser.queue.current()
+        mine = [record for record in held if self._chooser.queued(record, scripts)]
+        if mine and not self._waiting_for_others:
+            self._waiting_for_others = True
+            names = ", ".join(f"{r['script']}:{r['version']} on {r.get('host')}" for r in mine[:3])
+            more = f" and {len(mine) - 3} more" if len(mine) > 3 else ""
+            message = f"waiting while other daemons run {names}{more}: if one dies, its version resumes here"
+            self._say.daemon("INFO", message)
+            self._say.view.info(message)
+        return bool(mine)
+
+    def report_takeover(self, record: Dict[str, Any], reason: str) -> None:
+        """Say that a dead daemon's version was taken over, and whether it resumes here."""
+        label = f"{record['script']}:{record['version']}"
+        where = "it resumes here, from its checkpoint" if self._chooser.queued(record) else "this daemon's queue does not name it"
+        self._say.log("WARNING", label, f"was cut off: {reason}; {where}")
+        self._say.view.warning(f"{label} was cut off: {reason}; {where}")

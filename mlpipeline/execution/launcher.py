@@ -1,0 +1,246 @@
+"""The middle step of a version's path: claim it in the journal and start its child on the
+executor, with its GPUs, its model_dir and nothing of an earlier run of it still alive."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Optional
+
+import psutil
+
+from mlpipeline.execution.gpus import visible_devices
+from mlpipeline.execution.listener import ChildListener
+from mlpipeline.execution.outcome import Ending, VersionRun
+from mlpipeline.execution.plan import PlannedRun, Start
+from mlpipeline.execution.recorder import EndRecorder
+from mlpipeline.execution.reporter import Reporter
+from mlpipeline.execution.resources import Resources
+from mlpipeline.execution.tally import Tally
+from mlpipeline.executors.base import Executor
+from mlpipeline.executors.process_tree import end_processes, run_processes
+from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, version_environment
+from mlpipeline.executors.worker import missing_message
+from mlpipeline.queue.catalog import ScriptCatalog, ScriptListing
+from mlpipeline.queue.config import ProjectConfig
+from mlpipeline.records.claims import Claims
+from mlpipeline.records.ends import new_run_id
+from mlpipeline.records.files import now_iso
+from mlpipeline.records.identity import DaemonIdentity
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.provenance import find_repository, git_state
+from mlpipeline.records.run_record import read_run_record
+from mlpipeline.records.states import JournalEvent
+
+EARLIER_RUN_GRACE_S = 10.0
+"""How long the processes of an earlier run of a version get to go before it starts again."""
+
+
+class Launch(Enum):
+    """What became of a version the loop asked to launch."""
+
+    HANDLED = "handled"  # started, claimed by another daemon first, or recorded as failed
+    WAITS = "waits"  # its GPUs or model_dir are busy: it waits for a running version to end
+
+
+class Launcher:
+    """Claims and starts versions; what they hold is in ``resources``."""
+
+    def __init__(
+        self,
+        project: ProjectConfig,
+        identity: DaemonIdentity,
+        paths: OutputPaths,
+        journal: Journal,
+        claims: Claims,
+        catalog: ScriptCatalog,
+        executor: Executor,
+        resources: Resources,
+        listener: ChildListener,
+        recorder: EndRecorder,
+        reporter: Reporter,
+        tally: Tally,
+    ) -> None:
+        self._project = project
+        self._identity = identity
+        self._paths = paths
+        self._journal = journal
+        self._claims = claims
+        self._catalog = catalog
+        self._executor = executor
+        self._resources = resources
+        self._listener = listener
+        self._recorder = recorder
+        self._say = reporter
+        self._tally = tally
+        self._repository = find_repository(project.models_dir)
+
+    def launch(self, planned: PlannedRun) -> Launch:
+        """Claim and start ``planned``, or record why it cannot run."""
+        label = planned.label
+        run_id = new_run_id()
+        listing = self._catalog.listing(planned.script.path, planned.script.label, planned.sha256)
+        problem = self._problem(planned, listing)
+        suffix = listing.suffixes.get(planned.version) if listing else None
+        model_dir = self._paths.model_dir(planned.script.label, suffix)
+        if not problem and self._resources.model_dir_busy(str(model_dir)):
+            return Launch.WAITS  # versions that share a model_dir (no MODEL_DIR_SUFFIX) never run at once
+        share = 0.0 if problem else self._gpu_share(planned, listing)
+        granted = self._resources.take_gpus(share) if not problem else ()
+        if granted is None:
+            return Launch.WAITS
+        if not self._end_earlier_run(planned):
+            self._resources.release(granted, share)
+            return Launch.HANDLED
+        expected = self._journal.latest(planned.script.label, planned.version)
+        claimed = self._claims.claim(
+            expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
+        )
+        if not claimed:
+            self._resources.release(granted, share)
+            self._say.log("INFO", label, "another daemon claimed it first")
+            return Launch.HANDLED
+        if problem:
+            self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": {"message": problem}}))
+            return Launch.HANDLED
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            error = {"message": f"{label}: its model_dir {model_dir} cannot be made ({exc.strerror or exc})"}
+            self._resources.release(granted, share)
+            self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}))
+            return Launch.HANDLED
+        resumed = planned.start is Start.RESUME
+        how = "resuming" if resumed else "fresh"
+        if planned.attempt > 1:
+            how += f", attempt {planned.attempt} of {1 + self._project.retries}"
+        if granted:
+            how += f", GPU {','.join(granted)}"
+        self._say.log("INFO", label, f"started ({how}) in {model_dir}")
+        self._say.view.version_started(label, how)
+        version_run = VersionRun(
+            planned=planned,
+            model_dir=str(model_dir),
+            started_at=now_iso(),
+            run_id=run_id,
+            gpus=granted,
+            gpu_share=share,
+            git=git_state(self._repository, planned.script.path) if self._repository else None,
+        )
+        self._resources.occupy(version_run.model_dir, planned.script.label)
+        try:
+            run = self._executor.submit(
+                self._request(version_run, resumed),
+                on_line=lambda stream, line: self._listener.line(label, stream, line),
+                on_event=lambda event: self._listener.event(version_run, event),
+                tag=version_run,
+                timeout=self._project.version_timeout,
+                env={
+                    "CUDA_VISIBLE_DEVICES": visible_devices(granted),
+                    **version_environment(run_id, planned.script.label, planned.version, str(model_dir)),
+                },
+            )
+        except OSError as exc:
+            self._resources.release(granted, share, version_run.model_dir)
+            error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
+            self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}, version_run))
+            return Launch.HANDLED
+        self._journal.append(
+            JournalEvent.STARTED,
+            **self._identity.event_fields(planned.script.label, planned.version, planned.sha256),
+            resumed=resumed,
+            attempt=planned.attempt,
+            run_id=run_id,
+            child_pid=run.pid,
+            child_started=_start_time(run.pid),
+            gpus=list(granted),
+        )
+        return Launch.HANDLED
+
+    def _request(self, version_run: VersionRun, resumed: bool) -> ChildRequest:
+        planned = version_run.planned
+        return ChildRequest(
+            action=RUN_VERSION,
+            script_path=str(planned.script.path),
+            script_label=planned.script.label,
+            version=planned.version,
+            model_dir=version_run.model_dir,
+            execution_mode=True,
+            fresh=not resumed,
+            models_dir=str(self._project.models_dir),
+            heartbeat=self._claims.heartbeat_for_children(),
+            run_record={
+                "script": planned.script.label,
+                "version": planned.version,
+                "run_id": version_run.run_id,
+                "attempt": planned.attempt,
+                "resumed": resumed,
+                "started_at": version_run.started_at,
+                "host": self._identity.host,
+                "daemon": self._identity.key,
+                "git": version_run.git,
+            },
+        )
+
+    def _end_earlier_run(self, planned: PlannedRun) -> bool:
+        """Make sure no process of an earlier run of ``planned`` still runs before it starts again
+        (the earlier run's daemon died, and its keeper was killed with it, say). Only where their
+        pids can be seen: the journal names the earlier child, and its environment the run.
+        False when one could not be ended: then the version does not start."""
+        started = self._journal.last_started(planned.script.label, planned.version)
+        if started is None or not self._identity.sees(started) or not isinstance(started.get("child_pid"), int):
+            return True
+        latest = self._journal.latest(planned.script.label, planned.version) or {}
+        leftovers = run_processes(
+            started["child_pid"], started.get("child_started"), started.get("run_id"), search_all="taken_over_from" in latest
+        )
+        if not leftovers:
+            return True
+        pids = ", ".join(str(process.pid) for process in leftovers)
+        self._say.log("WARNING", planned.label, f"processes of its earlier run {started.get('run_id')} still run (pid {pids}); ended first")
+        end_processes(None, include_root=False, known=leftovers)
+        _, alive = psutil.wait_procs(leftovers, timeout=EARLIER_RUN_GRACE_S)
+        if alive:
+            message = f"{planned.label}: processes of its earlier run (pid {', '.join(str(p.pid) for p in alive)}) cannot be ended; not started"
+            self._say.log("ERROR", planned.label, message)
+            self._say.view.error(message)
+            self._tally.any_failed = True
+            return False
+        return True
+
+    def _problem(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> Optional[str]:
+        """Why ``planned`` cannot start at all (recorded as its failure), or None."""
+        label = planned.label
+        if listing is None:
+            return f"{label}: its versions could not be learned"
+        missing = listing.missing.get(planned.version)
+        if missing:
+            return missing_message(label, missing)
+        suffix = listing.suffixes.get(planned.version)
+        problem = self._paths.model_dir_problem(label, planned.script.label, suffix)
+        if problem:
+            return problem
+        model_dir = self._paths.model_dir(planned.script.label, suffix)
+        owner = self._resources.model_dir_owner(str(model_dir)) or (read_run_record(model_dir) or {}).get("script")
+        if owner and owner != planned.script.label:
+            return (
+                f"{label}: its model_dir {model_dir} is {owner}'s (a script name with a '-' and a MODEL_DIR_SUFFIX "
+                "can name the same folder); rename the script or give the version another MODEL_DIR_SUFFIX"
+            )
+        try:
+            share = self._gpu_share(planned, listing)
+        except ValueError as exc:
+            return str(exc)
+        if not self._resources.gpus.fits_ever(share):
+            return f"{label} asks for {share:g} GPUs; this daemon has {len(self._resources.gpus.ids)}"
+        return None
+
+    def _gpu_share(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> float:
+        return self._resources.gpu_share(planned.label, listing.gpus.get(planned.version) if listing else None)
+
+
+def _start_time(pid: Optional[int]) -> Optional[float]:
+    """When process ``pid`` started, so that a later check never mistakes a reused pid for it."""
+    try:
+        return round(psutil.Process(pid).create_time(), 2) if pid else None
+    except psutil.Error:
+        return None

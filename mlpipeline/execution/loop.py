@@ -1,0 +1,282 @@
+"""Execution mode: work through models.config, one child per version, keeping every record.
+
+The loop re-reads the queue before each dispatch and walks each version along one path:
+the chooser picks it (chooser.py), the launcher claims it and starts its child on the
+executor (launcher.py), the listener takes what the child says (listener.py), and the
+recorder records how it ended (recorder.py). Beside the path, the claim watch keeps claims
+current (claim_watch.py). ``workers`` versions run at once; a freed slot takes the next.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
+
+from mlpipeline.execution.chooser import VersionChooser
+from mlpipeline.execution.claim_watch import ClaimWatch
+from mlpipeline.execution.end_hook import HOOK_TIMEOUT_S
+from mlpipeline.execution.gpus import detect_gpus
+from mlpipeline.execution.launcher import Launch, Launcher
+from mlpipeline.execution.listener import ChildListener
+from mlpipeline.execution.plan import HistoryPolicy, PlannedRun
+from mlpipeline.execution.recorder import EndRecorder
+from mlpipeline.execution.reporter import Reporter
+from mlpipeline.execution.resources import Resources
+from mlpipeline.execution.signals import StopSignals
+from mlpipeline.execution.tally import Tally
+from mlpipeline.executors.base import Executor
+from mlpipeline.executors.preloaded import local_executor
+from mlpipeline.queue.catalog import ListingStore, ScriptCatalog
+from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
+from mlpipeline.queue.queue_file import QueueFile
+from mlpipeline.records.claims import Claims
+from mlpipeline.records.ends import RecordKeeper
+from mlpipeline.records.identity import DaemonIdentity
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.watch.console import ConsoleView
+
+STOP_GRACE_S = 10.0
+"""Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""
+
+EXIT_RECORDS_UNWRITABLE = 2
+
+WAIT_POLL_S = 2.0
+"""With --wait and an empty queue, how often the queue file and the scripts are looked at."""
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """The command line's say in execution mode."""
+
+    use_history: bool = False
+    retry_failed: bool = False
+    fail_fast: bool = False
+    no_log: bool = False
+    only: Tuple[QueueEntry, ...] = ()
+    workers: Optional[int] = None  # --workers; mlp.config's workers otherwise
+    wait: bool = False
+
+
+def prepare_outputs(paths: OutputPaths) -> None:
+    """Make the outputs folder and prove it takes writes, before any version runs."""
+    try:
+        paths.outputs_dir.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=str(paths.outputs_dir), prefix=".write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            str(paths.outputs_dir), f"outputs folder cannot be written ({exc.strerror or exc}); nothing was run"
+        ) from None
+
+
+class ExecutionLoop:
+    """Runs the execution-mode queue of one project to its end."""
+
+    def __init__(
+        self,
+        project: ProjectConfig,
+        options: ExecutionOptions,
+        view: ConsoleView,
+        executor: Optional[Executor] = None,
+    ) -> None:
+        self.project = project
+        self.options = options
+        self.view = view
+        self.slots = options.workers or project.workers
+        self.identity = DaemonIdentity.current()
+        self.signals = StopSignals()
+        self.tally = Tally()
+        say = self.say = Reporter(view)
+        self.queue = QueueFile(
+            project.project_dir / EXECUTION_QUEUE,
+            EXECUTION_QUEUE,
+            project.models_dir,
+            project.outputs_dir,
+            warn=say.warn,
+            only=options.only,
+        )
+        self.queue.load()
+        self.paths = OutputPaths(project.outputs_dir, self.identity.host)
+        prepare_outputs(self.paths)
+        self.journal = Journal(self.paths.journal, warn=say.warn)
+        self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, say.warn)
+        say.log_file = self.records.log
+        self.claims = Claims(
+            self.journal, self.identity, self.paths.heartbeats, lambda record, reason: self.claim_watch.report_takeover(record, reason)
+        )
+        self.executor = executor or local_executor(
+            project.project_dir, project.preload, say.warn, self.claims.heartbeat_for_children()
+        )
+        stopping = lambda: self.signals.count > 0  # noqa: E731
+        self.listener = ChildListener(say, self.paths)
+        catalog = ScriptCatalog(
+            self.executor,
+            self.listener.listing_line,
+            self.listener.listing_event,
+            cancel=stopping,
+            store=ListingStore(self.paths.listings, readable=False, writable=True),
+            timeout=project.listing_timeout,
+            models_dir=project.models_dir,
+        )
+        self.resources = Resources(detect_gpus() if project.gpus is None else project.gpus)
+        policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
+        self.chooser = VersionChooser(
+            self.queue, catalog, self.journal, policy, self.paths, self.resources.model_dir_busy,
+            say, self.tally, self.records.results, self.identity.host, stopping,
+        )  # fmt: skip
+        self.recorder = EndRecorder(
+            project, self.identity, self.journal, self.records, not options.no_log,
+            self.resources, self.listener, self.chooser, say, self.tally, stopping,
+            on_recorded=lambda: view.queue_counts(*self._queue_counts()),
+        )  # fmt: skip
+        self.launcher = Launcher(
+            project, self.identity, self.paths, self.journal, self.claims, catalog, self.executor,
+            self.resources, self.listener, self.recorder, say, self.tally,
+        )  # fmt: skip
+        self.claim_watch = ClaimWatch(self.journal, self.claims, self.executor, self.chooser, say, self.recorder.report_lost)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until the queue has nothing left (or a stop); returns the exit code."""
+        with self.signals:
+            try:
+                self.claims.start()
+                # What the journal shows as started by a daemon that is gone is ended before anything runs.
+                self.claims.take_over_stale()
+                self.records.recover(self.claims.is_dead)
+                self.listener.drop_old_progress(self.journal)
+                gpus = ", ".join(self.resources.gpus.ids) or "none"
+                self.say.daemon(
+                    "INFO",
+                    f"execution mode started by {self.identity.key} (pid {self.identity.pid}); "
+                    f"workers {self.slots}, GPUs {gpus}",
+                )
+                self._loop()
+            except OSError as exc:
+                # A record that cannot be written: running on would do work nobody could find.
+                where = exc.filename or self.paths.outputs_dir
+                self.view.error(f"{where}: cannot be written ({exc.strerror or exc}); stopped dispatching")
+                return EXIT_RECORDS_UNWRITABLE
+            finally:
+                # Whatever ended the loop, no version outlives its daemon.
+                self.executor.stop_all(signal.SIGKILL)
+                self.claims.stop()
+                self.executor.close()
+                # The last version's on_version_end still runs, unless a second Ctrl-C said: now.
+                self.recorder.end_hook.wait(0 if self.signals.count > 1 else HOOK_TIMEOUT_S)
+        return self._finish()
+
+    def _loop(self) -> None:
+        stop_asked: Optional[float] = None
+        killed = False
+        while True:
+            if self.signals.count and stop_asked is None:
+                stop_asked = time.monotonic()
+                name = signal.Signals(self.signals.first).name if self.signals.first else "a signal"
+                self.say.daemon("WARNING", f"{name} received: no new versions; stopping the running ones")
+                self.view.warning(f"{name}: stopping (press Ctrl-C again to kill at once)")
+                self.executor.stop_all(self._signal_for_versions())
+            if stop_asked is not None and not killed:
+                if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:
+                    self.executor.stop_all(signal.SIGKILL)
+                    killed = True
+            self.claim_watch.check()
+            # Taken before planning, so that a change made while the plan is made still wakes --wait;
+            # only when nothing is outstanding, the one case in which this pass can end in idling.
+            idle_possible = self.options.wait and not self.executor.outstanding
+            watched = self._watched_state() if idle_possible else ()
+            if stop_asked is None and not self._failed_fast():
+                self._fill_slots()
+            if not self.executor.outstanding:
+                if stop_asked is not None:
+                    break
+                if self.claim_watch.held_elsewhere():
+                    # Another daemon runs a version of this queue: if that daemon dies, this one
+                    # resumes the version, so it stays until the version ends.
+                    time.sleep(0.2)
+                    continue
+                if not self.options.wait:
+                    break
+                self._idle_until_change(watched)
+            finished = self.executor.next_finished(timeout=0.2)
+            if finished is not None:
+                self.recorder.finished(finished)
+
+    def _fill_slots(self) -> None:
+        while self.executor.outstanding < self.slots and not self.signals.count and not self._failed_fast():
+            planned = self.next_version()
+            if planned is None or self.signals.count:
+                return
+            if self.launcher.launch(planned) is Launch.WAITS:
+                return  # its GPUs or model_dir are busy: it waits for a running version to end
+            self.chooser.handled(planned)
+
+    def next_version(self) -> Optional[PlannedRun]:
+        """The next version to launch, with the journal's claims read just now."""
+        self.claim_watch.check(force=True)
+        self.records.recover(self.claims.is_dead)
+        return self.chooser.next(*self.claims.session())
+
+    def _failed_fast(self) -> bool:
+        return self.options.fail_fast and self.tally.any_failed
+
+    def _signal_for_versions(self) -> int:
+        """What the running versions get when the daemon is asked to stop: the same signal, but
+        SIGTERM for a SIGHUP (a closed terminal), which training code knows as "save and stop"."""
+        first = self.signals.first or signal.SIGINT
+        return signal.SIGTERM if first == signal.SIGHUP else first
+
+    def _idle_until_change(self, before: Tuple[Any, ...]) -> None:
+        """With --wait and nothing to run: sleep until models.config, a script or the journal changes.
+
+        A stat of each file every WAIT_POLL_S seconds: no thread, no busy loop, no inotify
+        dependency, and it works on network file systems where inotify sees nothing.
+        """
+        self.say.daemon("INFO", "nothing to run; waiting for models.config or a script to change (--wait)")
+        self.view.info("nothing to run; waiting for models.config or a script to change")
+        next_poll = time.monotonic() + WAIT_POLL_S
+        while not self.signals.count:
+            time.sleep(0.25)
+            if time.monotonic() < next_poll:
+                continue
+            next_poll = time.monotonic() + WAIT_POLL_S
+            self.journal.refresh()
+            self.claims.take_over_stale()
+            if self._watched_state() != before:
+                return
+
+    def _watched_state(self) -> Tuple[Any, ...]:
+        files = [self.queue.path] + [self.project.models_dir / name for name in self.queue.discovered_scripts()]
+        state: List[Any] = [self.journal.lines_read]
+        for path in files:
+            try:
+                stat = os.stat(path)
+                state.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
+            except OSError:
+                state.append((str(path), None))
+        return tuple(state)
+
+    def _queue_counts(self) -> Tuple[dict, int]:
+        counts = self.tally.counts()
+        counts["running"] = len(self.executor.running)
+        counts["pending"], unlisted = self.chooser.pending()
+        return counts, unlisted
+
+    def _finish(self) -> int:
+        parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
+        if self.options.use_history and not self.signals.count:
+            skipped = self.chooser.skipped_by_history()
+            if skipped:
+                parts.append(f"{skipped} skipped by -u")
+        summary = ", ".join(parts) or "nothing to run"
+        self.say.daemon("INFO", f"execution mode ended: {summary}")
+        self.view.summary("execution mode", self.tally.rows, [f"{summary}; records in {self.paths.outputs_dir}"])
+        if self.signals.count:
+            return self.signals.exit_code
+        return 1 if self.tally.any_failed else 0

@@ -1,0 +1,140 @@
+"""The last step of a version's path: how its run ended, recorded once (journal, results,
+logs, its run record), then the on_version_end hook, a retry or a resume in this session."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+from mlpipeline.execution.chooser import VersionChooser
+from mlpipeline.execution.claim_watch import lost_claim_message
+from mlpipeline.execution.end_hook import VersionEndHook
+from mlpipeline.execution.listener import ChildListener
+from mlpipeline.execution.outcome import Ending, VersionRun, classify, version_end
+from mlpipeline.execution.plan import PlannedRun
+from mlpipeline.execution.reporter import Reporter
+from mlpipeline.execution.resources import Resources
+from mlpipeline.execution.tally import Tally
+from mlpipeline.executors.base import ChildRun
+from mlpipeline.queue.config import ProjectConfig
+from mlpipeline.records.ends import RecordKeeper
+from mlpipeline.records.identity import DaemonIdentity
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.run_record import update_run_record
+from mlpipeline.records.states import JournalEvent
+
+
+class EndRecorder:
+    """Records each run's end exactly once, unless another daemon holds its version now."""
+
+    def __init__(
+        self,
+        project: ProjectConfig,
+        identity: DaemonIdentity,
+        journal: Journal,
+        records: RecordKeeper,
+        write_log: bool,
+        resources: Resources,
+        listener: ChildListener,
+        chooser: VersionChooser,
+        reporter: Reporter,
+        tally: Tally,
+        stopping: Callable[[], bool],
+        on_recorded: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._project = project
+        self._identity = identity
+        self._journal = journal
+        self._records = records
+        self._write_log = write_log
+        self._resources = resources
+        self._listener = listener
+        self._chooser = chooser
+        self._say = reporter
+        self._tally = tally
+        self._stopping = stopping
+        self._on_recorded = on_recorded  # the console's queue counts
+        self.end_hook = VersionEndHook(project.on_version_end, project.project_dir, reporter.log)
+
+    def finished(self, run: ChildRun) -> None:
+        """A started version's child ended: record how."""
+        version_run: VersionRun = run.tag
+        assert run.outcome is not None
+        self._resources.release(version_run.gpus, version_run.gpu_share, version_run.model_dir)
+        if version_run.lost:
+            self._drop_lost(version_run, run.outcome.wall_s)
+            return
+        event, result = classify(run.outcome, version_run.planned.label, self._project.version_timeout)
+        self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome))
+        if result.get("cut_off") and not self._stopping():
+            # Its keeper ended it while this daemon was silent, and no other daemon took it:
+            # it is this session's to resume.
+            self._chooser.resume_in_session(version_run.planned)
+
+    def record(self, ending: Ending) -> None:
+        """Commit ``ending`` to the records, then tell the console, the hook and the tally."""
+        planned, version_run = ending.planned, ending.version_run
+        label = planned.label
+        reason = ending.error.get("message")
+        end = version_end(self._identity, ending, self._write_log)
+        if not self._records.commit(end):
+            # Another daemon took the version over while this one was silent: its end is not ours.
+            self.report_lost(planned)
+            if version_run is not None:
+                version_run.lost = True
+                self._drop_lost(version_run, ending.wall_s)
+            return
+        if version_run is not None:
+            self._listener.ended(version_run)
+            self._close_run_record(version_run, end.record)
+        else:
+            self._say.view.progress_ended(label)
+        self.end_hook.run(
+            label,
+            {
+                "MLPIPELINE_SCRIPT": planned.script.label,
+                "MLPIPELINE_VERSION": planned.version,
+                "MLPIPELINE_STATE": ending.event.value,
+                "MLPIPELINE_RUN_ID": ending.run_id,
+                "MLPIPELINE_MODEL_DIR": version_run.model_dir if version_run else "",
+                "MLPIPELINE_DURATION_S": f"{ending.wall_s:.3f}",
+            },
+        )
+        self._say.view.version_ended(label, ending.event.value, ending.wall_s, reason)
+        if ending.error.get("traceback"):
+            self._say.view.block(ending.error["traceback"])
+        self._tally.add(label, ending.event.value, ending.wall_s)
+        if ending.event in (JournalEvent.FAILED, JournalEvent.TIMED_OUT):
+            if version_run is not None and planned.attempt <= self._project.retries and not self._stopping():
+                self._say.log("WARNING", label, f"attempt {planned.attempt} of {1 + self._project.retries} failed; retrying")
+                self._chooser.retry_later(planned)
+            else:
+                self._tally.any_failed = True
+        self._on_recorded()
+
+    def report_lost(self, planned: PlannedRun) -> None:
+        """Say that this daemon lost its claim on ``planned`` to another daemon."""
+        message = lost_claim_message(self._journal, planned)
+        self._say.log("WARNING", planned.label, message)
+        self._say.view.warning(f"{planned.label} {message}")
+
+    def _drop_lost(self, version_run: VersionRun, wall_s: float) -> None:
+        """A run whose version another daemon took over: it ended here, and nothing is recorded."""
+        label = version_run.planned.label
+        self._listener.ended(version_run)
+        self._say.log("WARNING", label, f"its run {version_run.run_id} here ended after {wall_s:.2f} s; another daemon has it now")
+        self._say.view.version_ended(label, "lost", wall_s, "another daemon took it over; nothing recorded here")
+        self._tally.add(label, "lost", wall_s)
+
+    def _close_run_record(self, version_run: VersionRun, record: Dict[str, Any]) -> None:
+        """Add how the run ended to ``<model_dir>/.mlpipeline/run.json``, which its child began."""
+        try:
+            update_run_record(
+                Path(version_run.model_dir),
+                version_run.run_id,
+                state=record["status"],
+                ended_at=record["time"],
+                duration_s=record["duration_s"],
+                steps=record.get("steps"),
+            )
+        except OSError as exc:
+            self._say.warn(f"{exc.filename or version_run.model_dir}: the run record cannot be completed ({exc.strerror or exc})")

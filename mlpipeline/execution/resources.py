@@ -1,0 +1,40 @@
+"""What a running version holds on this host: its GPUs and its model_dir, none shared unasked."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Set, Tuple
+
+from mlpipeline.execution.gpus import GpuPool, requested
+
+
+class Resources:
+    """GPUs and model dirs in use by this daemon's running versions."""
+
+    def __init__(self, gpu_ids: Sequence[str]) -> None:
+        self.gpus = GpuPool(gpu_ids)
+        self._busy_model_dirs: Set[str] = set()
+        self._model_dir_owners: Dict[str, str] = {}  # model_dir -> the script whose versions use it
+
+    def gpu_share(self, label: str, value: object) -> float:
+        """What a version whose ``gpus`` parameter is ``value`` (None: not set) takes; ValueError if it is not a number of GPUs."""
+        return self.gpus.default_request() if value is None else requested(value, label)
+
+    def model_dir_busy(self, model_dir: str) -> bool:
+        """Whether a running version uses ``model_dir``: versions sharing one never run at once."""
+        return model_dir in self._busy_model_dirs
+
+    def model_dir_owner(self, model_dir: str) -> Optional[str]:
+        """The script whose versions used ``model_dir`` in this session."""
+        return self._model_dir_owners.get(model_dir)
+
+    def take_gpus(self, share: float) -> Optional[Tuple[str, ...]]:
+        """GPU ids for ``share`` GPUs, or None while too few are free."""
+        return self.gpus.acquire(share)
+
+    def occupy(self, model_dir: str, script: str) -> None:
+        self._model_dir_owners.setdefault(model_dir, script)
+        self._busy_model_dirs.add(model_dir)
+
+    def release(self, granted: Sequence[str], share: float, model_dir: Optional[str] = None) -> None:
+        self.gpus.release(granted, share)
+        if model_dir is not None:
+            self._busy_model_dirs.discard(model_dir)

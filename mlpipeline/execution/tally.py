@@ -1,0 +1,21 @@
+"""What this session has ended, by state: for the live counts, the summary and the exit code."""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+
+class Tally:
+    """The versions (and broken scripts) this session ended, in order."""
+
+    def __init__(self) -> None:
+        self.rows: List[Tuple[str, str, float]] = []  # (label, state, seconds)
+        self.any_failed = False
+
+    def add(self, label: str, state: str, seconds: float) -> None:
+        self.rows.append((label, state, seconds))
+
+    def counts(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for _, state, _ in self.rows:
+            counts[state] = counts.get(state, 0) + 1
+        return counts
