@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from mlpipeline.script_support import channel
-from mlpipeline.executors.protocol import to_plain
 from mlpipeline.utils import ExecutionModeKeys, ModeKeys
 from mlpipeline.script_support.versions import Versions
 
@@ -83,7 +82,7 @@ class Model(_Summary):
         ``mlpipeline status``; the last value of each metric goes into the version's record.
         A tensor or numpy scalar is sent as its number.
         """
-        channel.send({"type": "report", "step": to_plain(step), "total": to_plain(total), "metrics": to_plain(metrics)})
+        channel.send({"type": "report", "step": channel.to_plain(step), "total": channel.to_plain(total), "metrics": channel.to_plain(metrics)})
 
 
 class DataLoader(_Summary):

@@ -19,13 +19,12 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from mlpipeline.script_support.data_order import StreamOrder
 from mlpipeline.script_support.extras import require
 from mlpipeline.records.files import fsync_dir
-from mlpipeline.helper import Model, SplitDataLoader
-from mlpipeline.utils import Versions
+from mlpipeline.helper import SplitDataLoader
+from mlpipeline.script_support.checkpointed import CheckpointedModel
 
 torch = require("torch", "torch", "mlpipeline.pytorch")
 
 CHECKPOINT_FILE = "mlpipeline-checkpoint.pt"
-DEFAULT_SEED = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -89,7 +88,7 @@ class _StepSampler(torch.utils.data.Sampler):
         return self.count
 
 
-class TorchModel(Model):
+class TorchModel(CheckpointedModel):
     """Subclass it, build your modules in :meth:`build`, train with :meth:`batches`.
 
     Every attribute with ``state_dict()`` and ``load_state_dict()`` (modules, optimizers,
@@ -98,44 +97,26 @@ class TorchModel(Model):
     removes only mlpipeline's checkpoint, so ``allow_delete_model_dir`` defaults to True here.
     """
 
-    def __init__(
-        self,
-        versions: Versions,
-        allow_delete_model_dir: bool = True,
-        reset_steps: bool = False,
-        checkpoint_every: int = 100,
-    ) -> None:
-        super().__init__(versions, allow_delete_model_dir=allow_delete_model_dir, reset_steps=reset_steps)
-        self.checkpoint_every = checkpoint_every
-        self.step = 0
-        self.seed = DEFAULT_SEED
-        self.device = torch.device("cpu")
-        self.restored_from: Optional[str] = None
+    device: Any = torch.device("cpu")  # the version's own from pre_execution_hook on
 
     # -- what a script implements ------------------------------------------------------
 
     def build(self, version: Dict[str, Any]) -> None:
         """Create this version's modules and optimizers as attributes (``self.net = ...``)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement build(version)")
+        super().build(version)
 
     # -- the pipeline's hooks ------------------------------------------------------------
 
     def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = "test") -> None:
         super().pre_execution_hook(version, model_dir, exec_mode)
-        self.seed = int(version.get("seed", DEFAULT_SEED))
         seed_everything(self.seed)
         # The GPU mlpipeline assigned is the only one visible (CUDA_VISIBLE_DEVICES): it is cuda:0.
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.step = 0
-        self.restored_from = None
         self.build(version)
         for module in self._stateful().values():
             if isinstance(module, torch.nn.Module):
                 module.to(self.device)
         self._restore()
-
-    def get_trained_step_count(self) -> Optional[int]:
-        return self.step if self.restored_from else None
 
     def clean_model_dir(self, model_dir: str) -> None:
         for path in [os.path.join(model_dir, CHECKPOINT_FILE)] + glob.glob(os.path.join(model_dir, f".{CHECKPOINT_FILE}.*")):
@@ -154,7 +135,7 @@ class TorchModel(Model):
         """
         dataset = _dataset_of(data)
         collate = data.collate_fn if isinstance(data, torch.utils.data.DataLoader) else None
-        size = int(batch_size or (self.current_version or {}).get("batch_size") or 1)
+        size = self._batch_size_for(batch_size)
         order = StreamOrder(len(dataset), size, self.seed, shuffle)
         loader = torch.utils.data.DataLoader(
             dataset,
@@ -165,19 +146,14 @@ class TorchModel(Model):
             # global generator would make a resumed run's random numbers differ from here on.
             generator=torch.Generator().manual_seed(self.seed + self.step),
         )
-        for batch in loader:
-            self.step += 1
-            yield self.step, self.to_device(batch)
-            if self.step % self.checkpoint_every == 0:
-                self.save_checkpoint()
-        self.save_checkpoint()
+        yield from self._numbered_steps(self.to_device(batch) for batch in loader)
 
     def eval_batches(self, data: Any, batch_size: Optional[int] = None, limit: Optional[int] = None) -> Iterator[Any]:
         """The samples of ``data`` in order, in batches on ``self.device``; at most ``limit`` samples."""
         dataset = _dataset_of(data)
         if limit is not None:
             dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
-        size = int(batch_size or (self.current_version or {}).get("batch_size") or 1)
+        size = self._batch_size_for(batch_size)
         for batch in torch.utils.data.DataLoader(dataset, batch_size=size, shuffle=False):
             yield self.to_device(batch)
 

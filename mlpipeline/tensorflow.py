@@ -19,14 +19,14 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from mlpipeline.script_support.data_order import StreamOrder
 from mlpipeline.script_support.extras import require
 from mlpipeline.records.files import fsync_dir
-from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.helper import SplitDataLoader
+from mlpipeline.script_support.checkpointed import CheckpointedModel
 from mlpipeline.utils import Versions
 
 tf = require("tensorflow", "tensorflow", "mlpipeline.tensorflow")
 keras = require("keras", "tensorflow", "mlpipeline.tensorflow")
 
 CHECKPOINT_NAME = "mlpipeline-ckpt"
-DEFAULT_SEED = 0
 
 
 class KerasDataLoader(SplitDataLoader):
@@ -50,7 +50,7 @@ def sample_count(data: Any) -> int:
     return len(data[0])
 
 
-class KerasModel(Model):
+class KerasModel(CheckpointedModel):
     """Subclass it, create and compile ``self.model`` in :meth:`build`, train with :meth:`batches`.
 
     The version's ``seed`` parameter (default 0) seeds Python, NumPy and TensorFlow (through
@@ -69,25 +69,20 @@ class KerasModel(Model):
         checkpoint_every: int = 100,
         max_to_keep: int = 2,
     ) -> None:
-        super().__init__(versions, allow_delete_model_dir=allow_delete_model_dir, reset_steps=reset_steps)
-        self.checkpoint_every = checkpoint_every
+        super().__init__(versions, allow_delete_model_dir, reset_steps, checkpoint_every)
         self.max_to_keep = max_to_keep
-        self.step = 0
-        self.seed = DEFAULT_SEED
         self.device = "/CPU:0"
-        self.restored_from: Optional[str] = None
         self._manager: Any = None
         self._step_variable: Any = None
 
     def build(self, version: Dict[str, Any]) -> None:
         """Create and compile this version's model as ``self.model`` (built, e.g. with keras.Input)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement build(version)")
+        super().build(version)
 
     # -- the pipeline's hooks ------------------------------------------------------------
 
     def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = "test") -> None:
         super().pre_execution_hook(version, model_dir, exec_mode)
-        self.seed = int(version.get("seed", DEFAULT_SEED))
         keras.utils.set_random_seed(self.seed)
         try:
             tf.config.experimental.enable_op_determinism()
@@ -95,8 +90,6 @@ class KerasModel(Model):
             pass
         # The GPU mlpipeline assigned is the only one visible (CUDA_VISIBLE_DEVICES).
         self.device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
-        self.step = 0
-        self.restored_from = None
         self.build(version)
         self._step_variable = tf.Variable(0, dtype=tf.int64, trainable=False)
         for partial in glob.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*_temp")):
@@ -112,9 +105,6 @@ class KerasModel(Model):
             self.step = int(self._step_variable.numpy())
             self.restored_from = latest
             self.log(f"restored step {self.step} from {latest}")
-
-    def get_trained_step_count(self) -> Optional[int]:
-        return self.step if self.restored_from else None
 
     def clean_model_dir(self, model_dir: str) -> None:
         for path in glob.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*")):
@@ -137,17 +127,11 @@ class KerasModel(Model):
         ``step`` counts from 1 over the whole training, resumes included. For arrays a batch
         is a tuple of array slices; for a dataset, a batched element.
         """
-        size = int(batch_size or (self.current_version or {}).get("batch_size") or 1)
-        for batch in self._stream(data, size, shuffle, steps):
-            self.step += 1
-            yield self.step, batch
-            if self.step % self.checkpoint_every == 0:
-                self.save_checkpoint()
-        self.save_checkpoint()
+        yield from self._numbered_steps(self._stream(data, self._batch_size_for(batch_size), shuffle, steps))
 
     def eval_batches(self, data: Any, batch_size: Optional[int] = None, limit: Optional[int] = None) -> Iterator[Any]:
         """The samples of ``data`` in order, in batches; at most ``limit`` samples."""
-        size = int(batch_size or (self.current_version or {}).get("batch_size") or 1)
+        size = self._batch_size_for(batch_size)
         total = sample_count(data) if limit is None else min(limit, sample_count(data))
         if isinstance(data, tf.data.Dataset):
             yield from data.take(total).batch(size)

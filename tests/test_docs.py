@@ -22,7 +22,7 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if ("WARNING" in line or "ERROR" in line) and "absl" not in line]
     assert result.returncode == 0, "\n".join(warnings) or result.stderr
     api = (tmp_path / "api.html").read_text(encoding="utf-8")
-    for name in ("mlpipeline.helper.Model.report", "mlpipeline.script_support.versions.Versions.addV", "mlpipeline.pytorch.TorchModel"):
+    for name in ("mlpipeline.helper.Model.report", "mlpipeline.utils.Versions.addV", "mlpipeline.pytorch.TorchModel"):
         assert f'id="{name}"' in api  # the reference comes from the docstrings
-    for page in ("quickstart", "script-api", "configuration", "modes", "outputs", "watching", "reliability", "frameworks", "performance"):
+    for page in ("quickstart", "script-api", "configuration", "modes", "outputs", "watching", "reliability", "frameworks", "performance", "architecture"):
         assert (tmp_path / f"{page}.html").is_file(), page

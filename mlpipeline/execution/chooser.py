@@ -67,8 +67,11 @@ class VersionChooser:
         return choose_next(self._candidates(scripts), self._journal, self._policy, handled, cut_off)
 
     def handled(self, planned: PlannedRun) -> None:
-        """``planned`` was started, claimed by another daemon, or recorded as failed: not again."""
+        """``planned`` is being started, claimed by another daemon, or recorded as failed: not again."""
         self._handled.add(_key(planned))
+
+    def launched(self, planned: PlannedRun) -> None:
+        """``planned`` left the launcher handled (not waiting for GPUs or its model_dir)."""
         if planned.attempt > 1 and self._retries:
             self._retries.pop(0)  # a retry leaves the list only once it has started
 

@@ -3,7 +3,7 @@ executor, with its GPUs, its model_dir and nothing of an earlier run of it still
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
+from typing import Callable, Optional
 
 import psutil
 
@@ -59,6 +59,7 @@ class Launcher:
         recorder: EndRecorder,
         reporter: Reporter,
         tally: Tally,
+        handled: Callable[[PlannedRun], None],
     ) -> None:
         self._project = project
         self._identity = identity
@@ -72,6 +73,7 @@ class Launcher:
         self._recorder = recorder
         self._say = reporter
         self._tally = tally
+        self._handled = handled  # the chooser's: from here on, this session does not choose it again
         self._repository = find_repository(project.models_dir)
 
     def launch(self, planned: PlannedRun) -> Launch:
@@ -88,6 +90,7 @@ class Launcher:
         granted = self._resources.take_gpus(share) if not problem else ()
         if granted is None:
             return Launch.WAITS
+        self._handled(planned)
         if not self._end_earlier_run(planned):
             self._resources.release(granted, share)
             return Launch.HANDLED

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any, Dict
 
-from mlpipeline.execution.outcome import VersionRun, describe_report
+from mlpipeline.execution.outcome import VersionRun
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.paths import OutputPaths
+from mlpipeline.watch.console import describe_report
 
 REPORT_LOG_INTERVAL_S = 10.0
 """At most one log line per version per this many seconds from ``Model.report()``."""

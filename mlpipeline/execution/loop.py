@@ -136,7 +136,7 @@ class ExecutionLoop:
         )  # fmt: skip
         self.launcher = Launcher(
             project, self.identity, self.paths, self.journal, self.claims, catalog, self.executor,
-            self.resources, self.listener, self.recorder, say, self.tally,
+            self.resources, self.listener, self.recorder, say, self.tally, self.chooser.handled,
         )  # fmt: skip
         self.claim_watch = ClaimWatch(self.journal, self.claims, self.executor, self.chooser, say, self.recorder.report_lost)
 
@@ -215,7 +215,7 @@ class ExecutionLoop:
                 return
             if self.launcher.launch(planned) is Launch.WAITS:
                 return  # its GPUs or model_dir are busy: it waits for a running version to end
-            self.chooser.handled(planned)
+            self.chooser.launched(planned)
 
     def next_version(self) -> Optional[PlannedRun]:
         """The next version to launch, with the journal's claims read just now."""

@@ -12,6 +12,7 @@ from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.records.ends import VersionEnd
 from mlpipeline.records.states import JournalEvent
+from mlpipeline.watch.console import describe_report
 
 
 JOURNAL_EVAL_LIMIT = 512
@@ -61,16 +62,6 @@ def crash_message(label: str, outcome: ChildOutcome) -> str:
     if outcome.signal_name == "SIGKILL":
         message += " (a SIGKILL not sent by mlpipeline: the out-of-memory killer, or kill -9)"
     return message
-
-
-def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
-    """``step 40/100 loss=0.0123`` from what ``Model.report()`` sent."""
-    parts = []
-    if step is not None:
-        parts.append(f"step {step}" if total is None else f"step {step}/{total}")
-    for key, value in metrics.items():
-        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
-    return " ".join(parts)
 
 
 def classify(outcome: ChildOutcome, label: str, version_timeout: float) -> Tuple[JournalEvent, Dict[str, Any]]:

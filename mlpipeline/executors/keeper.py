@@ -1,9 +1,9 @@
 """Keepers: the processes between the daemon and the user's code, which end every version's
 processes together, whatever the version or the daemon does.
 
-Every *worker* (the process that imports a script and runs it, child.py) has a keeper as its
+Every *worker* (the process that imports a script and runs it, worker.py) has a keeper as its
 parent: ``python -m mlpipeline.executors.keeper RUN_DIR`` keeps one worker, which it forks itself; the
-preload server (preload.py) keeps all those it forks. A keeper runs no user code, so it
+preload server (preload_server.py) keeps all those it forks. A keeper runs no user code, so it
 answers whatever the workers do (a loop holding the interpreter, a crash, a double fork):
 
 - Each worker is the subreaper of what it starts, and the keeper of everything else: so an

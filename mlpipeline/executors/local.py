@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 from mlpipeline.executors.base import ChildRun, Executor
@@ -45,38 +45,49 @@ class LocalExecutor(Executor):
             os.close(lifeline_read)
 
     def _start_process(self, run: ChildRun, lifeline: int) -> None:
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        events_read, events_write = os.pipe()
-        env = dict(os.environ)
-        env.update(run.env)
-        env[EVENTS_FD_VARIABLE] = str(events_write)
-        env[LIFELINE_FD_VARIABLE] = str(lifeline)
-        env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "mlpipeline.executors.keeper", str(run.run_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=out_write,
-                stderr=err_write,
-                pass_fds=(events_write, lifeline),
-                env=env,
-                cwd=str(self.work_dir),
-                start_new_session=True,
+        started: List[subprocess.Popen] = []
+
+        def start(out: int, err: int, events: int) -> int:
+            env = dict(os.environ)
+            env.update(run.env)
+            env[EVENTS_FD_VARIABLE] = str(events)
+            env[LIFELINE_FD_VARIABLE] = str(lifeline)
+            env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mlpipeline.executors.keeper", str(run.run_dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    pass_fds=(events, lifeline),
+                    env=env,
+                    cwd=str(self.work_dir),
+                    start_new_session=True,
+                )
             )
+            return started[0].pid
+
+        # The keeper runs no user code: its own memory is not the version's.
+        tree, readers = self._spawn(run, start, count_root=False)
+        run_thread(self._wait, run, started[0], tree, readers)
+
+    def _spawn(self, run: ChildRun, start: Callable[[int, int, int], int], count_root: bool) -> Tuple[ProcessTree, List[threading.Thread]]:
+        """Start the child with ``start(stdout, stderr, events)``, the write ends of three pipes,
+        which returns its pid; then sample its tree and read its output."""
+        pipes = [os.pipe() for _ in range(3)]
+        try:
+            run.pid = start(*(write for _, write in pipes))
         except BaseException:
-            for fd in (out_read, err_read, events_read):
-                os.close(fd)
+            for read, _ in pipes:
+                os.close(read)
             raise
         finally:
-            for fd in (out_write, err_write, events_write):
-                os.close(fd)
-        run.pid = process.pid
-        tree = ProcessTree(process.pid, count_root=False)  # the keeper, which runs no user code
+            for _, write in pipes:
+                os.close(write)
+        tree = ProcessTree(run.pid, count_root=count_root)
         self._trees[id(run)] = tree
         run_thread(sample_until, tree, run.done)
-        readers = self._read_output(run, out_read, err_read, events_read)
-        run_thread(self._wait, run, process, tree, readers)
+        return tree, self._read_output(run, *(read for read, _ in pipes))
 
     def _read_output(self, run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
         def oversized(size: int) -> None:

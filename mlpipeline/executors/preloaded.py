@@ -7,16 +7,15 @@ server be gone, a version starts the plain way (local.py).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.local import LocalExecutor, run_thread
 from mlpipeline.executors.preload_server import PreloadClient, start_preload
-from mlpipeline.executors.process_tree import ProcessTree, sample_until
+from mlpipeline.executors.process_tree import ProcessTree
 
 
 class PreloadExecutor(LocalExecutor):
@@ -30,26 +29,15 @@ class PreloadExecutor(LocalExecutor):
         if not self.preload.alive():
             super()._start(run)
             return
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        events_read, events_write = os.pipe()
-        try:
-            pid, connection, answer = self.preload.fork(
-                str(run.run_dir), str(self.work_dir), run.env, (out_write, err_write, events_write)
-            )
-        except BaseException:
-            for fd in (out_read, err_read, events_read):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (out_write, err_write, events_write):
-                os.close(fd)
-        run.pid = pid
-        tree = ProcessTree(pid, count_root=True)
-        self._trees[id(run)] = tree
-        run_thread(sample_until, tree, run.done)
-        readers = self._read_output(run, out_read, err_read, events_read)
-        run_thread(self._wait_forked, run, connection, answer, tree, readers)
+        answers: List[Tuple[Any, Any]] = []
+
+        def start(out: int, err: int, events: int) -> int:
+            pid, connection, answer = self.preload.fork(str(run.run_dir), str(self.work_dir), run.env, (out, err, events))
+            answers.append((connection, answer))
+            return pid
+
+        tree, readers = self._spawn(run, start, count_root=True)  # the worker runs user code
+        run_thread(self._wait_forked, run, *answers[0], tree, readers)
 
     def close(self) -> None:
         self.preload.stop()

@@ -6,7 +6,6 @@ exits. Only plain JSON crosses: live objects stay in the child.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -69,25 +68,3 @@ class ScriptError:
     @classmethod
     def from_json(cls, data: Optional[Dict[str, Any]]) -> Optional["ScriptError"]:
         return None if data is None else cls(**data)
-
-
-def to_plain(value: Any, depth: int = 0) -> Any:
-    """``value`` as JSON-ready data: objects become their class name, never a memory address."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if depth > 8:
-        return type(value).__name__
-    if isinstance(value, dict):
-        return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_plain(v, depth + 1) for v in value]
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "shape", None) in ((), []):
-        # numpy and torch scalars (a loss tensor, an accuracy) read as plain numbers.
-        try:
-            return to_plain(item(), depth + 1)
-        except Exception:  # noqa: BLE001 - any failure falls back to the class name
-            pass
-    return type(value).__name__

@@ -22,8 +22,8 @@ from mlpipeline.executors.protocol import (
     RESULT_FILE,
     ChildRequest,
     ScriptError,
-    to_plain,
 )
+from mlpipeline.script_support.channel import to_plain
 from mlpipeline.records.provenance import software_versions
 from mlpipeline.records.run_record import update_run_record, write_run_record
 

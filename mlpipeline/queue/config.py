@@ -6,35 +6,20 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11
-    import tomli as tomllib
-
-PROJECT_CONFIG = "mlp.config"
-EXECUTION_QUEUE = "models.config"
-TEST_QUEUE = "models_test.config"
+from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the names are this module's too
+    EXECUTION_QUEUE,
+    PROJECT_CONFIG,
+    TEST_QUEUE,
+    ConfigError,
+    parse_toml_text,
+)
+from mlpipeline.queue.ini import ini_to_toml, looks_like_ini
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used, with the file, line and key it is about."""
-
-    def __init__(self, file: str, message: str, line: Optional[int] = None) -> None:
-        self.file = file
-        self.line = line
-        self.message = message
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -85,22 +70,15 @@ def display_name(path: Path, project_dir: Path) -> str:
 
 
 def parse_toml(text: str, file: str) -> Dict[str, Any]:
-    """Parse TOML, turning a syntax error into a ConfigError at its line."""
+    """Parse TOML, turning a syntax error into a ConfigError at its line (and, for a file in
+    the original INI format, the same in TOML)."""
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        match = re.search(r"\s*\(at line (\d+), column \d+\)", message)
-        line = int(match.group(1)) if match else None
-        if match:
-            message = message[: match.start()] + message[match.end():]
-        hint = _ini_hint(text, file)
-        raise ConfigError(file, f"not valid TOML: {message}{hint}", line) from None
+        return parse_toml_text(text, file)
+    except ConfigError as exc:
+        raise ConfigError(exc.file, exc.message + _ini_hint(text, file), exc.line) from None
 
 
 def _ini_hint(text: str, file: str) -> str:
-    from mlpipeline.queue.ini import ini_to_toml, looks_like_ini
-
     if not looks_like_ini(text):
         return ""
     try:

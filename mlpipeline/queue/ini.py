@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.queue.config import (
+from mlpipeline.queue.config_files import (
     EXECUTION_QUEUE,
     PROJECT_CONFIG,
     TEST_QUEUE,
     ConfigError,
-    parse_toml,
+    parse_toml_text,
     tomllib,
 )
 
@@ -270,7 +270,7 @@ def migrate_project(project_dir: Path, say: Callable[[str], None]) -> List[Migra
         if not looks_like_ini(text):
             if re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]", text, re.M):
                 try:
-                    parse_toml(text, name)
+                    parse_toml_text(text, name)
                 except ConfigError as exc:
                     raise ConfigError(
                         exc.file, f"{exc.message} (TOML with a mistake, not the original INI format); nothing was changed", exc.line

@@ -40,7 +40,7 @@ class OutputPaths:
 
     @property
     def pending(self) -> Path:
-        """Records of version ends being written (see record_keeper.py); empty between writes."""
+        """Records of version ends being written (see ends.py); empty between writes."""
         return self.outputs_dir / ".pending"
 
     @property

@@ -1,10 +1,12 @@
-"""The child's side of the event pipe: log messages and progress reports to the daemon.
+"""The child's side of the event pipe: log messages and progress reports to the daemon, and
+values made plain JSON before they cross.
 
 The daemon passes the write end of a pipe in ``MLPIPELINE_EVENTS_FD``. Outside a daemon
 (a script imported in a notebook, say) messages go to stderr instead.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, Dict, Optional
@@ -44,3 +46,25 @@ def send(event: Dict[str, Any]) -> None:
 
 def log(message: str, level: str = "INFO") -> None:
     send({"type": "log", "level": level, "message": str(message)})
+
+
+def to_plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON-ready data: objects become their class name, never a memory address."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth > 8:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_plain(v, depth + 1) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) in ((), []):
+        # numpy and torch scalars (a loss tensor, an accuracy) read as plain numbers.
+        try:
+            return to_plain(item(), depth + 1)
+        except Exception:  # noqa: BLE001 - any failure falls back to the class name
+            pass
+    return type(value).__name__

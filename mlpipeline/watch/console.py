@@ -118,8 +118,6 @@ class ConsoleView:
 
     def progress(self, label: str, step: Any, total: Any, metrics: Dict[str, Any]) -> None:
         """A version's ``report()``: its bar on a terminal, else a plain line now and then."""
-        from mlpipeline.execution.outcome import describe_report
-
         if self._lost:
             return
         text = describe_report(None, None, metrics)
@@ -217,3 +215,13 @@ class ConsoleView:
             self._print(table)
         for line in footer:
             self._print(escape(line))
+
+
+def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
+    """``step 40/100 loss=0.0123`` from what ``Model.report()`` sent."""
+    parts = []
+    if step is not None:
+        parts.append(f"step {step}" if total is None else f"step {step}/{total}")
+    for key, value in metrics.items():
+        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)

@@ -1,0 +1,63 @@
+"""What the framework Model bases (pytorch.py, tensorflow.py) share: the step count over the
+whole training, the version's seed, the checkpoint cadence, and where a resume began."""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
+
+from mlpipeline.helper import Model
+from mlpipeline.script_support.versions import Versions
+
+DEFAULT_SEED = 0
+
+
+class CheckpointedModel(Model):
+    """A Model that trains in numbered steps and checkpoints every ``checkpoint_every`` of them.
+
+    A framework base implements :meth:`save_checkpoint` and, in its ``pre_execution_hook``
+    after this one's, builds the version and restores the last checkpoint, setting ``step``
+    and ``restored_from``.
+    """
+
+    def __init__(
+        self,
+        versions: Versions,
+        allow_delete_model_dir: bool = True,
+        reset_steps: bool = False,
+        checkpoint_every: int = 100,
+    ) -> None:
+        super().__init__(versions, allow_delete_model_dir=allow_delete_model_dir, reset_steps=reset_steps)
+        self.checkpoint_every = checkpoint_every
+        self.step = 0
+        self.seed = DEFAULT_SEED
+        self.restored_from: Optional[str] = None
+
+    def build(self, version: Dict[str, Any]) -> None:
+        """Create this version's model (a script implements it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement build(version)")
+
+    def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = "test") -> None:
+        super().pre_execution_hook(version, model_dir, exec_mode)
+        self.seed = int(version.get("seed", DEFAULT_SEED))
+        self.step = 0
+        self.restored_from = None
+
+    def get_trained_step_count(self) -> Optional[int]:
+        return self.step if self.restored_from else None
+
+    def save_checkpoint(self) -> str:
+        """Save the training state at ``step``; returns where."""
+        raise NotImplementedError
+
+    def _batch_size_for(self, asked: Optional[int] = None) -> int:
+        """``asked``, else the version's ``batch_size``, else 1."""
+        return int(asked or (self.current_version or {}).get("batch_size") or 1)
+
+    def _numbered_steps(self, batches: Iterable[Any]) -> Iterator[Tuple[int, Any]]:
+        """``(step, batch)`` for each batch, with a checkpoint every ``checkpoint_every`` steps
+        and after the last."""
+        for batch in batches:
+            self.step += 1
+            yield self.step, batch
+            if self.step % self.checkpoint_every == 0:
+                self.save_checkpoint()
+        self.save_checkpoint()

@@ -1,0 +1,154 @@
+"""The executor contract (mlpipeline/executors/base.py), held against every executor.
+
+Each test drives a real executor in this process, as the execution loop does, with real
+children running a real model script. A new executor joins by adding itself to EXECUTORS.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+from conftest import alive, versions_code
+from mlpipeline.executors.base import ChildRun, Executor
+from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.executors.preloaded import PreloadExecutor, local_executor
+from mlpipeline.executors.protocol import LIST_VERSIONS, RUN_VERSION, ChildRequest
+
+
+def _local(work_dir: Path) -> Executor:
+    return LocalExecutor(work_dir)
+
+
+def _preloaded(work_dir: Path) -> Executor:
+    warnings: List[str] = []
+    executor = local_executor(work_dir, ["json"], warnings.append)
+    assert isinstance(executor, PreloadExecutor), warnings
+    return executor
+
+
+EXECUTORS = {"local": _local, "preloaded": _preloaded}
+
+
+@pytest.fixture(params=sorted(EXECUTORS))
+def executor(request: Any, project: Any) -> Iterator[Executor]:
+    made = EXECUTORS[request.param](project.root)
+    yield made
+    made.stop_all(signal.SIGKILL)
+    made.close()
+
+
+def _script(project: Any) -> Path:
+    return project.script(
+        "net.py",
+        versions_code(
+            'versions.addV("talks", print_lines=2)',
+            'versions.addV("exits", exit_in="train", exit_code=3)',
+            f'versions.addV("stays", grandchildren=[False, True], wait_for={str(project.root / "never")!r})',
+        ),
+    )
+
+
+def _request(project: Any, script: Path, version: str = "", action: str = RUN_VERSION) -> ChildRequest:
+    model_dir = project.outputs / "model_ckpts" / version if version else None
+    if model_dir is not None:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    return ChildRequest(
+        action=action,
+        script_path=str(script),
+        script_label=script.name,
+        version=version or None,
+        model_dir=str(model_dir) if model_dir else None,
+        execution_mode=True,
+        models_dir=str(project.models),
+    )
+
+
+def _submit(executor: Executor, request: ChildRequest, **options: Any) -> Tuple[ChildRun, List[Tuple[str, str]], List[Dict[str, Any]]]:
+    lines: List[Tuple[str, str]] = []
+    events: List[Dict[str, Any]] = []
+    run = executor.submit(request, on_line=lambda stream, line: lines.append((stream, line)), on_event=events.append, tag="mine", **options)
+    return run, lines, events
+
+
+def _next(executor: Executor, timeout: float = 60) -> ChildRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finished = executor.next_finished(timeout=0.2)
+        if finished is not None:
+            return finished
+    raise AssertionError("no child ended in time")
+
+
+def _calls(project: Any, hook: str) -> List[Dict[str, Any]]:
+    path = project.root / "calls.jsonl"
+    if not path.exists():
+        return []
+    return [call for call in map(json.loads, path.read_text().splitlines()) if call.get("hook") == hook]
+
+
+def test_a_version_runs_and_its_lines_events_environment_and_result_come_back(executor, project):
+    script = _script(project)
+    run, lines, events = _submit(executor, _request(project, script, "talks"), env={"CUDA_VISIBLE_DEVICES": "7"})
+    assert executor.outstanding == 1 and isinstance(run.pid, int)
+    finished = _next(executor)
+    assert finished is run and finished.tag == "mine"
+    outcome = finished.outcome
+    assert outcome is not None and outcome.returncode == 0 and outcome.result and outcome.result["ok"], outcome
+    assert outcome.wall_s > 0 and outcome.stop_signal is None and not outcome.timed_out
+    assert lines.count(("stdout", "hello from talks")) == 2
+    reports = [event for event in events if event.get("type") == "report"]
+    assert reports and reports[-1]["metrics"]["loss"] > 0
+    assert [call["cuda"] for call in _calls(project, "train")] == ["7"]
+    assert executor.outstanding == 0 and not executor.running
+
+
+def test_call_runs_one_child_to_its_end(executor, project):
+    script = _script(project)
+    outcome = executor.call(_request(project, script, action=LIST_VERSIONS), on_line=lambda *_: None, on_event=lambda _: None)
+    assert outcome.returncode == 0 and outcome.result is not None
+    assert outcome.result["names"] == ["talks", "exits", "stays"]
+    assert executor.outstanding == 0  # a call is not queued for next_finished
+
+
+def test_a_child_that_exits_says_how(executor, project):
+    script = _script(project)
+    _submit(executor, _request(project, script, "exits"))
+    outcome = _next(executor).outcome
+    assert outcome is not None and outcome.result is None
+    assert outcome.returncode == 3 and outcome.exit_description == "exited with status 3"
+
+
+def test_an_end_counts_as_outstanding_until_it_is_taken(executor, project):
+    script = _script(project)
+    run, _, _ = _submit(executor, _request(project, script, "exits"))
+    assert run.done.wait(60)
+    assert executor.outstanding == 1  # ended, but its end not yet taken: a loop must not stop here
+    assert _next(executor) is run and executor.outstanding == 0
+
+
+@pytest.mark.parametrize("how", ["stop", "timeout"])
+def test_a_stop_or_a_timeout_ends_the_whole_tree(executor, project, how):
+    script = _script(project)
+    run, _, _ = _submit(executor, _request(project, script, "stays"), timeout=None if how == "stop" else 3)
+    deadline = time.monotonic() + 60
+    while len(_calls(project, "grandchild")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchildren = [call["pid"] for call in _calls(project, "grandchild")]
+    assert len(grandchildren) == 2  # one in the version's session, one in a session of its own
+    if how == "stop":
+        executor.stop(run, signal.SIGTERM)
+    outcome = _next(executor).outcome
+    assert outcome is not None
+    if how == "stop":
+        assert outcome.stop_signal == signal.SIGTERM and not outcome.timed_out
+    else:
+        assert outcome.timed_out and outcome.stop_signal == signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in grandchildren) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in grandchildren if alive(pid)]
