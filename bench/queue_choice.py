@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._project import machine, make_project  # noqa: E402
-from mlpipeline.queue.config import load_project_config  # noqa: E402
-from mlpipeline.watch.console import ConsoleView, make_console  # noqa: E402
 from mlpipeline.execution.loop import ExecutionLoop, ExecutionOptions  # noqa: E402
+from mlpipeline.queue.config import load_project_config  # noqa: E402
 from mlpipeline.records.states import JournalEvent  # noqa: E402
+from mlpipeline.watch.console import ConsoleView, make_console  # noqa: E402
 
 SCRIPTS = 1000
 SCRIPT = """

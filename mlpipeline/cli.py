@@ -108,8 +108,8 @@ def _main(argv: Optional[List[str]]) -> int:
     from pathlib import Path
 
     from mlpipeline.queue.config import ConfigError, load_project_config, parse_entry
-    from mlpipeline.watch.console import ConsoleView, make_console
     from mlpipeline.records.identity import HostnameError, hostname
+    from mlpipeline.watch.console import ConsoleView, make_console
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from mlpipeline.script_support import channel
-from mlpipeline.utils import ExecutionModeKeys, ModeKeys
 from mlpipeline.script_support.versions import Versions
+from mlpipeline.utils import ExecutionModeKeys, ModeKeys
 
 __all__ = ["DataLoader", "Model", "SplitDataLoader"]
 

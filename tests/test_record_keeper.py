@@ -8,11 +8,11 @@ import psutil
 import pytest
 from conftest import versions_code
 
+from mlpipeline.records.ends import VersionEnd
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.paths import OutputPaths
-from mlpipeline.records.ends import VersionEnd
 from mlpipeline.records.logs import OutputFile, ResultsFile
+from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import JournalEvent
 
 HOST = {"MLPIPELINE_HOSTNAME": "testhost"}

@@ -7,10 +7,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.execution.tally import Tally
+from mlpipeline.executors.protocol import ScriptError
 from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
 from mlpipeline.queue.config import EXECUTION_QUEUE
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_dir
-from mlpipeline.executors.protocol import ScriptError
 from mlpipeline.records.files import now_iso
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.logs import ResultsFile
@@ -54,7 +54,7 @@ class VersionChooser:
 
     # -- the choice ------------------------------------------------------------------------
 
-    def next(self, taken: Set[Tuple[str, str, str]], cut_off: Set[Tuple[str, str]]) -> Optional[PlannedRun]:
+    def next(self, taken: Set[Tuple[str, str, Optional[str]]], cut_off: Set[Tuple[str, str]]) -> Optional[PlannedRun]:
         """The next version to start, or None. ``taken``: what any daemon claimed in this session;
         ``cut_off``: versions cut off in it (their daemon died), which this daemon resumes."""
         if self._retries:

@@ -6,11 +6,11 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
+from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.executors.base import ChildOutcome
+from mlpipeline.records.ends import VersionEnd
 from mlpipeline.records.files import now_iso
 from mlpipeline.records.identity import DaemonIdentity
-from mlpipeline.execution.plan import PlannedRun, Start
-from mlpipeline.records.ends import VersionEnd
 from mlpipeline.records.states import JournalEvent
 from mlpipeline.watch.console import describe_report
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import AbstractSet, Iterable, Optional, Tuple
 
-from mlpipeline.records.journal import Journal
 from mlpipeline.queue.queue_file import QueuedScript
+from mlpipeline.records.journal import Journal
 from mlpipeline.records.states import RunState
 
 

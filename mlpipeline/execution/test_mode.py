@@ -8,15 +8,15 @@ import shutil
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
-from mlpipeline.executors.worker import missing_message
-from mlpipeline.queue.config import TEST_QUEUE, ProjectConfig, QueueEntry
-from mlpipeline.watch.console import ConsoleView
+from mlpipeline.execution.signals import StopSignals
 from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest
+from mlpipeline.executors.worker import missing_message
+from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.queue.config import TEST_QUEUE, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile
-from mlpipeline.execution.signals import StopSignals
+from mlpipeline.watch.console import ConsoleView
 
 
 class DryRun:

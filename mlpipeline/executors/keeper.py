@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere
 from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
+from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere
 
 LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
 

@@ -18,11 +18,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
-from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
 from mlpipeline.executors.process_tree import ProcessTree, sample_until
+from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 
 
 class LocalExecutor(Executor):

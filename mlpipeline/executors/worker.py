@@ -15,17 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.script_support.extras import MissingExtra
 from mlpipeline.records.files import write_json_atomic
+from mlpipeline.script_support.extras import MissingExtra
 from mlpipeline.executors.protocol import (
     LIST_VERSIONS,
     RESULT_FILE,
     ChildRequest,
     ScriptError,
 )
-from mlpipeline.script_support.channel import to_plain
 from mlpipeline.records.provenance import software_versions
 from mlpipeline.records.run_record import update_run_record, write_run_record
+from mlpipeline.script_support.channel import to_plain
 
 _THIS_FILE = os.path.abspath(__file__)
 

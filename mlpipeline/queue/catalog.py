@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.executors.base import Executor
-from mlpipeline.records.files import write_json_atomic
 from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptError
+from mlpipeline.records.files import write_json_atomic
 
 
 @dataclass

@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog
+from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import JournalEvent
 
 TAIL_BYTES = 8 * 2**20

@@ -15,16 +15,16 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
+from mlpipeline.executors.local import LocalExecutor
 from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog
 from mlpipeline.queue.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
-from mlpipeline.watch.console import ConsoleView, describe_report
+from mlpipeline.queue.queue_file import QueuedScript, resolve_queue
 from mlpipeline.records.heartbeat import seems_alive
 from mlpipeline.records.identity import DaemonIdentity, hostname, process_namespace
 from mlpipeline.records.journal import Journal, state_of
-from mlpipeline.executors.local import LocalExecutor
 from mlpipeline.records.paths import OutputPaths
-from mlpipeline.queue.queue_file import QueuedScript, resolve_queue
 from mlpipeline.records.states import RunState
+from mlpipeline.watch.console import ConsoleView, describe_report
 
 STALE = "stale"
 BROKEN = "broken"
