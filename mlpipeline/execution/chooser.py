@@ -2,7 +2,7 @@
 the scripts' listings and the journal. Each version runs at most once per session and content."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.execution.reporter import Reporter
@@ -30,7 +30,7 @@ class VersionChooser:
         journal: Journal,
         policy: HistoryPolicy,
         paths: OutputPaths,
-        model_dir_busy: Callable[[str], bool],
+        busy_model_dirs: Callable[[], AbstractSet[str]],
         reporter: Reporter,
         tally: Tally,
         results: ResultsFile,
@@ -43,7 +43,8 @@ class VersionChooser:
         self._journal = journal
         self._policy = policy
         self._paths = paths
-        self._model_dir_busy = model_dir_busy
+        self._busy_model_dirs = busy_model_dirs
+        self._real_dirs: Dict[str, str] = {}  # folders' real paths, for one pass over the queue
         self._say = reporter
         self._tally = tally
         self._results = results
@@ -57,6 +58,7 @@ class VersionChooser:
     def next(self, taken: Set[Tuple[str, str, Optional[str]]], cut_off: Set[Tuple[str, str]]) -> Optional[PlannedRun]:
         """The next version to start, or None. ``taken``: what any daemon claimed in this session;
         ``cut_off``: versions cut off in it (their daemon died), which this daemon resumes."""
+        self._real_dirs = {}
         if self._retries:
             retry = self._retry(self._retries[0])
             if retry is not None:
@@ -95,6 +97,7 @@ class VersionChooser:
         """What is still to run among the scripts already listed (listing the others would import
         them early), retries included, and how many scripts are not listed yet."""
         pending = unlisted = 0
+        self._real_dirs = {}
         for script in self.queue.current():
             try:
                 listing = self.catalog.known(script.path, self.fingerprints.sha256(script.path))
@@ -113,6 +116,7 @@ class VersionChooser:
     def skipped_by_history(self) -> int:
         """Queued versions that -u left out because the journal has their end for this content."""
         skipped = 0
+        self._real_dirs = {}
         for script in self.queue.current():
             listing = self.listing(script)
             for name in listing.names if listing else ():
@@ -124,7 +128,7 @@ class VersionChooser:
 
     def listing(self, script: QueuedScript) -> Optional[ScriptListing]:
         """What ``script`` is now and which versions it has; None (reported) when it cannot run."""
-        elsewhere = outside_models_dir(script.path, self.queue.models_dir)
+        elsewhere = outside_models_dir(script.path, self.queue.models_dir, self._real_dirs)
         if elsewhere is not None:
             message = f"{script.label} is a link to {elsewhere}, outside models_dir ({self.queue.models_dir}); only scripts inside it run"
             self._report_broken_script(script, ScriptListing(sha256=f"link:{elsewhere}", error=ScriptError(message, phase="import")))
@@ -168,10 +172,11 @@ class VersionChooser:
                     return
                 continue
             # A version whose model_dir a running version uses waits; later ones may go first.
+            busy = self._busy_model_dirs()
             free = [
                 name
                 for name in listing.names
-                if not self._model_dir_busy(str(self._paths.model_dir(script.label, listing.suffixes.get(name))))
+                if not busy or str(self._paths.model_dir(script.label, listing.suffixes.get(name))) not in busy
             ]
             yield script, listing.sha256, free
 

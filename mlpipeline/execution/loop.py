@@ -126,7 +126,7 @@ class ExecutionLoop:
         self.resources = Resources(detect_gpus() if project.gpus is None else project.gpus)
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.chooser = VersionChooser(
-            self.queue, catalog, self.journal, policy, self.paths, self.resources.model_dir_busy,
+            self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs,
             say, self.tally, self.records.results, self.identity.host, stopping,
         )  # fmt: skip
         self.recorder = EndRecorder(

@@ -1,7 +1,7 @@
 """What a running version holds on this host: its GPUs and its model_dir, none shared unasked."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Set, Tuple
+from typing import AbstractSet, Dict, Optional, Sequence, Set, Tuple
 
 from mlpipeline.execution.gpus import GpuPool, requested
 
@@ -21,6 +21,10 @@ class Resources:
     def model_dir_busy(self, model_dir: str) -> bool:
         """Whether a running version uses ``model_dir``: versions sharing one never run at once."""
         return model_dir in self._busy_model_dirs
+
+    def busy_model_dirs(self) -> AbstractSet[str]:
+        """The model dirs running versions use."""
+        return self._busy_model_dirs
 
     def model_dir_owner(self, model_dir: str) -> Optional[str]:
         """The script whose versions used ``model_dir`` in this session."""

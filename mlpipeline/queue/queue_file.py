@@ -31,11 +31,23 @@ class QueuedScript:
         return version not in self.excluded and (self.only is None or version in self.only)
 
 
-def outside_models_dir(path: Path, models_dir: Path) -> Optional[str]:
-    """Where the script at ``path`` really is, when a link takes it outside ``models_dir``; else None."""
-    real = os.path.realpath(path)
-    root = os.path.realpath(models_dir)
-    return None if os.path.commonpath([real, root]) == root else real
+def outside_models_dir(path: Path, models_dir: Path, real_dirs: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """Where the script at ``path`` really is, when a link takes it outside ``models_dir``; else None.
+
+    ``real_dirs`` caches folders' real paths for one pass over the queue: with it, a script
+    that is no link costs one lstat, however many scripts share its folder.
+    """
+    cache: Dict[str, str] = {} if real_dirs is None else real_dirs
+    folder, name = os.path.split(os.path.abspath(path))
+    if folder not in cache:
+        cache[folder] = os.path.realpath(folder)
+    real = os.path.realpath(path) if os.path.islink(path) else os.path.join(cache[folder], name)
+    key = os.fspath(models_dir)
+    if key not in cache:
+        cache[key] = os.path.realpath(models_dir)
+    root = cache[key]
+    # Both are real paths, normalised: a prefix test is exact (and cheaper than commonpath).
+    return None if real == root or real.startswith(root.rstrip(os.sep) + os.sep) else real
 
 
 def discover_scripts(models_dir: Path, outputs_dir: Path) -> List[str]:
