@@ -92,9 +92,12 @@ class KerasModel(CheckpointedModel):
         self.device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
         self.build(version)
         self._step_variable = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # A save cut off half way: TensorFlow names a checkpoint, and rewrites its `checkpoint`
+        # index, only once each is whole, from a `_temp` folder and a `checkpoint.tmp<hex>` file.
         for partial in glob.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*_temp")):
-            # A save cut off half way: TensorFlow names a checkpoint only once it is whole.
             shutil.rmtree(partial, ignore_errors=True)
+        for partial in glob.glob(os.path.join(model_dir, "checkpoint.tmp*")):
+            os.remove(partial)
         checkpoint = tf.train.Checkpoint(step=self._step_variable, **self._trackables())
         self._manager = tf.train.CheckpointManager(
             checkpoint, model_dir, max_to_keep=self.max_to_keep, checkpoint_name=CHECKPOINT_NAME
@@ -107,7 +110,7 @@ class KerasModel(CheckpointedModel):
             self.log(f"restored step {self.step} from {latest}")
 
     def clean_model_dir(self, model_dir: str) -> None:
-        for path in glob.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*")):
+        for path in glob.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*")) + glob.glob(os.path.join(model_dir, "checkpoint.tmp*")):
             if os.path.isdir(path):  # a save cut off half way leaves its `_temp` folder
                 shutil.rmtree(path)
             else:
