@@ -109,6 +109,8 @@ class ExecutionLoop:
         self.claims = Claims(
             self.journal, self.identity, self.paths.heartbeats, lambda record, reason: self.claim_watch.report_takeover(record, reason)
         )
+        self.resources = Resources(detect_gpus() if project.gpus is None else project.gpus)
+        self._own_executor = executor is None  # closed here only if made here
         self.executor = executor or local_executor(
             project.project_dir, project.preload, say.warn, self.claims.heartbeat_for_children()
         )
@@ -123,7 +125,6 @@ class ExecutionLoop:
             timeout=project.listing_timeout,
             models_dir=project.models_dir,
         )
-        self.resources = Resources(detect_gpus() if project.gpus is None else project.gpus)
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.chooser = VersionChooser(
             self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs,
@@ -167,7 +168,8 @@ class ExecutionLoop:
                 # Whatever ended the loop, no version outlives its daemon.
                 self.executor.stop_all(signal.SIGKILL)
                 self.claims.stop()
-                self.executor.close()
+                if self._own_executor:
+                    self.executor.close()
                 # The last version's on_version_end still runs, unless a second Ctrl-C said: now.
                 self.recorder.end_hook.wait(0 if self.signals.count > 1 else HOOK_TIMEOUT_S)
         return self._finish()

@@ -35,6 +35,7 @@ class DryRun:
             project.project_dir / TEST_QUEUE, TEST_QUEUE, project.models_dir, project.outputs_dir, view.warning, only
         )
         self.queue.load()
+        self._own_executor = executor is None  # closed here only if made here
         self.executor = executor or local_executor(project.project_dir, project.preload, view.warning)
         self.signals = StopSignals()
         self.catalog = ScriptCatalog(
@@ -52,7 +53,8 @@ class DryRun:
         try:
             return self._run()
         finally:
-            self.executor.close()
+            if self._own_executor:
+                self.executor.close()
 
     def _run(self) -> int:
         with self.signals:
