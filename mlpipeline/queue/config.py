@@ -61,14 +61,6 @@ class QueueConfig:
     blacklist: Tuple[QueueEntry, ...]
 
 
-def display_name(path: Path, project_dir: Path) -> str:
-    """``path`` as a user reads it in messages: relative to the project where possible."""
-    try:
-        return str(path.relative_to(project_dir))
-    except ValueError:
-        return str(path)
-
-
 def parse_toml(text: str, file: str) -> Dict[str, Any]:
     """Parse TOML, turning a syntax error into a ConfigError at its line (and, for a file in
     the original INI format, the same in TOML)."""

@@ -47,6 +47,3 @@ class StreamOrder:
             batch.append(self.permutation(epoch)[offset])
         return batch
 
-    def epoch_of(self, step: int) -> int:
-        """The epoch that step ``step`` starts in."""
-        return step * self.batch_size // self.sample_count
