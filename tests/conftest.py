@@ -11,12 +11,20 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The tests' Ray clusters use token authentication, as clusters `ray start` makes where a token
+# exists do: the token is in the environment, which the nodes and the daemons inherit. Set
+# before anything imports ray, which reads it once.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+if os.environ["RAY_AUTH_MODE"] == "token":
+    os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex)
 
 # A model script body shared by the tests: it records each hook call in calls.jsonl beside
 # the project, keeps a step counter in model_dir as its checkpoint, and misbehaves on request
@@ -86,7 +94,9 @@ class Counting(Model):
         version = self.current_version
         done = self.get_trained_step_count() or 0
         record(hook="train", version=version["name"], steps=steps, start=done, pid=os.getpid(),
-               cuda=os.environ.get("CUDA_VISIBLE_DEVICES"), t=time.time())
+               cuda=os.environ.get("CUDA_VISIBLE_DEVICES"), omp=os.environ.get("OMP_NUM_THREADS"),
+               marker=os.environ.get("MLPIPELINE_TEST_MARKER"), run_id=os.environ.get("MLPIPELINE_RUN_ID"),
+               t=time.time())
         for _ in range(version.get("print_lines", 0)):
             print("hello from " + version["name"])
         if version.get("ignore_signals"):
@@ -287,3 +297,44 @@ def alive(pid: int) -> bool:
 
 def scripts_of(rows: Iterable[dict]) -> List[str]:
     return [f"{row['script']}:{row['version']}" for row in rows]
+
+
+# -- Ray clusters: real nodes on this machine ---------------------------------------------------
+
+
+def start_ray_cluster(*nodes: Dict[str, Any]) -> Any:
+    """A Ray cluster of real nodes on this machine: a head with one CPU and no GPU, then one
+    node for each of ``nodes`` (add_node's arguments: ``num_gpus=2`` makes a node with two
+    fake GPUs). The caller shuts it down; never with ``ray stop``, which stops every cluster here.
+
+    Token authentication is on (see RAY_AUTH_MODE above)."""
+    cluster_utils = pytest.importorskip("ray.cluster_utils")
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    for node in nodes:
+        cluster.add_node(**{"num_cpus": 1, **node})
+    cluster.wait_for_nodes()
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterable[Any]:
+    """A head (1 CPU, no GPU) and a GPU node (1 CPU, 2 fake GPUs), for a whole test module."""
+    cluster = start_ray_cluster({"num_gpus": 2})
+    yield cluster
+    cluster.shutdown()
+
+
+def processes_of_runs(model_dirs_under: Path) -> List[Any]:
+    """Every live process of a version whose model_dir is under ``model_dirs_under``, on any
+    node of this machine (a version's processes carry MLPIPELINE_MODEL_DIR)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            model_dir = process.environ().get("MLPIPELINE_MODEL_DIR", "")
+            if model_dir.startswith(str(model_dirs_under)) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found

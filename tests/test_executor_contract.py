@@ -31,12 +31,24 @@ def _preloaded(work_dir: Path) -> Executor:
     return executor
 
 
-EXECUTORS = {"local": _local, "preloaded": _preloaded}
+def _ray(work_dir: Path, cluster: Any) -> Executor:
+    from mlpipeline.executors.ray_executor import RayExecutor
+
+    outputs = work_dir / "models" / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    return RayExecutor(work_dir, outputs, cluster.address)
+
+
+EXECUTORS = {"local": _local, "preloaded": _preloaded, "ray": _ray}
+NEEDS_CLUSTER = {"ray"}
 
 
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor(request: Any, project: Any) -> Iterator[Executor]:
-    made = EXECUTORS[request.param](project.root)
+    if request.param in NEEDS_CLUSTER:
+        made = EXECUTORS[request.param](project.root, request.getfixturevalue("ray_cluster"))
+    else:
+        made = EXECUTORS[request.param](project.root)
     yield made
     made.stop_all(signal.SIGKILL)
     made.close()
@@ -93,17 +105,18 @@ def _calls(project: Any, hook: str) -> List[Dict[str, Any]]:
 
 def test_a_version_runs_and_its_lines_events_environment_and_result_come_back(executor, project):
     script = _script(project)
-    run, lines, events = _submit(executor, _request(project, script, "talks"), env={"CUDA_VISIBLE_DEVICES": "7"})
-    assert executor.outstanding == 1 and isinstance(run.pid, int)
+    run, lines, events = _submit(executor, _request(project, script, "talks"), env={"MLPIPELINE_TEST_MARKER": "7"})
+    assert executor.outstanding == 1
     finished = _next(executor)
     assert finished is run and finished.tag == "mine"
+    assert executor.newly_placed() == [run] and run.placement  # where it ran, known before its end
     outcome = finished.outcome
     assert outcome is not None and outcome.returncode == 0 and outcome.result and outcome.result["ok"], outcome
     assert outcome.wall_s > 0 and outcome.stop_signal is None and not outcome.timed_out
     assert lines.count(("stdout", "hello from talks")) == 2
     reports = [event for event in events if event.get("type") == "report"]
     assert reports and reports[-1]["metrics"]["loss"] > 0
-    assert [call["cuda"] for call in _calls(project, "train")] == ["7"]
+    assert [call["marker"] for call in _calls(project, "train")] == ["7"]
     assert executor.outstanding == 0 and not executor.running
 
 

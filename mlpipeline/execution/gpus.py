@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 VERSION_PARAMETER = "gpus"
 _EPSILON = 1e-9
@@ -84,6 +84,51 @@ class GpuPool:
         share = amount if amount < 1 else 1.0
         for gpu in granted:
             self._used[gpu] = max(self._used[gpu] - share, 0.0)
+
+    def capacity(self) -> str:
+        """What there is, in words, for a version that asks for more."""
+        return f"this daemon has {len(self.ids)}"
+
+    def describe(self) -> str:
+        return ", ".join(self.ids) or "none"
+
+
+class ClusterGpus(GpuPool):
+    """GPUs that a cluster's scheduler hands out (Ray's ``num_gpus``): the daemon grants none
+    itself, and only checks that some node could ever give a version what it asks for.
+
+    ``node_gpus()`` says how many GPUs each live node has.
+    """
+
+    def __init__(self, node_gpus: Callable[[], List[float]]) -> None:
+        super().__init__(())
+        self._node_gpus = node_gpus
+
+    def _largest(self) -> float:
+        return max(self._node_gpus(), default=0.0)
+
+    def default_request(self) -> float:
+        return 1.0 if self._largest() >= 1 else 0.0
+
+    def fits_ever(self, amount: float) -> bool:
+        largest = self._largest()
+        return amount == 0 or (amount < 1 and largest >= 1) or amount <= largest
+
+    def acquire(self, amount: float) -> Optional[Tuple[str, ...]]:
+        return ()  # the scheduler places the version where its GPUs are free
+
+    def release(self, granted: Sequence[str], amount: float) -> None:
+        pass
+
+    def capacity(self) -> str:
+        counts = sorted(self._node_gpus(), reverse=True)
+        if not counts or counts[0] == 0:
+            return "no node of the Ray cluster has a GPU"
+        return f"the largest node of the Ray cluster has {counts[0]:g} (GPUs per node: {', '.join(f'{c:g}' for c in counts)})"
+
+    def describe(self) -> str:
+        total = sum(self._node_gpus())
+        return f"{total:g} on the Ray cluster's nodes, placed by Ray"
 
 
 def visible_devices(granted: Sequence[str]) -> str:

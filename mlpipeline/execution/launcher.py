@@ -17,7 +17,7 @@ from mlpipeline.execution.resources import Resources
 from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.process_tree import end_processes, run_processes
-from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, version_environment
+from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, describe_node, version_environment
 from mlpipeline.executors.worker import missing_message
 from mlpipeline.queue.catalog import ScriptCatalog, ScriptListing
 from mlpipeline.queue.config import ProjectConfig
@@ -131,7 +131,7 @@ class Launcher:
         )
         self._resources.occupy(version_run.model_dir, planned.script.label)
         try:
-            run = self._executor.submit(
+            self._executor.submit(
                 self._request(version_run, resumed),
                 on_line=lambda stream, line: self._listener.line(label, stream, line),
                 on_event=lambda event: self._listener.event(version_run, event),
@@ -141,23 +141,38 @@ class Launcher:
                     "CUDA_VISIBLE_DEVICES": visible_devices(granted),
                     **version_environment(run_id, planned.script.label, planned.version, str(model_dir)),
                 },
+                gpus=share,
             )
         except OSError as exc:
             self._resources.release(granted, share, version_run.model_dir)
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
             self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}, version_run))
             return Launch.HANDLED
-        self._journal.append(
-            JournalEvent.STARTED,
-            **self._identity.event_fields(planned.script.label, planned.version, planned.sha256),
-            resumed=resumed,
-            attempt=planned.attempt,
-            run_id=run_id,
-            child_pid=run.pid,
-            child_started=_start_time(run.pid),
-            gpus=list(granted),
-        )
+        self.record_placements()  # a local child runs already: its started event follows its claim at once
         return Launch.HANDLED
+
+    def record_placements(self) -> None:
+        """Append the started event of each child that began to run since the last call: at
+        once for a local child, when Ray has placed it on a node for a Ray task. Called before
+        any end is recorded, so a version's started event always comes before its end."""
+        for run in self._executor.newly_placed():
+            version_run: VersionRun = run.tag
+            planned = version_run.planned
+            version_run.placement = dict(run.placement or {})
+            where = {key: value for key, value in version_run.placement.items() if key != "gpus"}
+            gpus = version_run.placement.get("gpus", list(version_run.gpus))
+            if "node_id" in where:
+                on_gpus = f", GPU {','.join(str(gpu) for gpu in gpus)}" if gpus else ""
+                self._say.log("INFO", planned.label, f"running on node {describe_node(where)}{on_gpus}")
+            self._journal.append(
+                JournalEvent.STARTED,
+                **self._identity.event_fields(planned.script.label, planned.version, planned.sha256),
+                resumed=planned.start is Start.RESUME,
+                attempt=planned.attempt,
+                run_id=version_run.run_id,
+                gpus=gpus,
+                **where,
+            )
 
     def _request(self, version_run: VersionRun, resumed: bool) -> ChildRequest:
         planned = version_run.planned
@@ -171,6 +186,7 @@ class Launcher:
             fresh=not resumed,
             models_dir=str(self._project.models_dir),
             heartbeat=self._claims.heartbeat_for_children(),
+            sha256=planned.sha256,
             run_record={
                 "script": planned.script.label,
                 "version": planned.version,
@@ -234,16 +250,9 @@ class Launcher:
         except ValueError as exc:
             return str(exc)
         if not self._resources.gpus.fits_ever(share):
-            return f"{label} asks for {share:g} GPUs; this daemon has {len(self._resources.gpus.ids)}"
+            return f"{label} asks for {share:g} GPUs; {self._resources.gpus.capacity()}"
         return None
 
     def _gpu_share(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> float:
         return self._resources.gpu_share(planned.label, listing.gpus.get(planned.version) if listing else None)
 
-
-def _start_time(pid: Optional[int]) -> Optional[float]:
-    """When process ``pid`` started, so that a later check never mistakes a reused pid for it."""
-    try:
-        return round(psutil.Process(pid).create_time(), 2) if pid else None
-    except psutil.Error:
-        return None

@@ -18,7 +18,8 @@ from typing import Any, List, Optional, Tuple
 from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.claim_watch import ClaimWatch
 from mlpipeline.execution.end_hook import HOOK_TIMEOUT_S
-from mlpipeline.execution.gpus import detect_gpus
+from mlpipeline.execution.executor_choice import Executors, choose_executors
+from mlpipeline.execution.gpus import GpuPool, detect_gpus
 from mlpipeline.execution.launcher import Launch, Launcher
 from mlpipeline.execution.listener import ChildListener
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun
@@ -28,7 +29,6 @@ from mlpipeline.execution.resources import Resources
 from mlpipeline.execution.signals import StopSignals
 from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import Executor
-from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.queue.catalog import ListingStore, ScriptCatalog
 from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueueFile
@@ -109,15 +109,18 @@ class ExecutionLoop:
         self.claims = Claims(
             self.journal, self.identity, self.paths.heartbeats, lambda record, reason: self.claim_watch.report_takeover(record, reason)
         )
-        self.resources = Resources(detect_gpus() if project.gpus is None else project.gpus)
-        self._own_executor = executor is None  # closed here only if made here
-        self.executor = executor or local_executor(
-            project.project_dir, project.preload, say.warn, self.claims.heartbeat_for_children()
+        self._own_executors = executor is None  # closed here only if made here
+        self.executors = (
+            choose_executors(project, say.warn, self.claims.heartbeat_for_children())
+            if executor is None
+            else Executors(executor, executor, GpuPool(detect_gpus() if project.gpus is None else project.gpus))
         )
+        self.executor = self.executors.runs
+        self.resources = Resources(self.executors.gpus)
         stopping = lambda: self.signals.count > 0  # noqa: E731
         self.listener = ChildListener(say, self.paths)
         catalog = ScriptCatalog(
-            self.executor,
+            self.executors.listings,
             self.listener.listing_line,
             self.listener.listing_event,
             cancel=stopping,
@@ -152,11 +155,11 @@ class ExecutionLoop:
                 self.claims.take_over_stale()
                 self.records.recover(self.claims.is_dead)
                 self.listener.drop_old_progress(self.journal)
-                gpus = ", ".join(self.resources.gpus.ids) or "none"
                 self.say.daemon(
                     "INFO",
                     f"execution mode started by {self.identity.key} (pid {self.identity.pid}); "
-                    f"workers {self.slots}, GPUs {gpus}",
+                    f"versions run on {self.executor.where}; "
+                    f"workers {self.slots}, GPUs {self.resources.gpus.describe()}",
                 )
                 self._loop()
             except OSError as exc:
@@ -168,8 +171,8 @@ class ExecutionLoop:
                 # Whatever ended the loop, no version outlives its daemon.
                 self.executor.stop_all(signal.SIGKILL)
                 self.claims.stop()
-                if self._own_executor:
-                    self.executor.close()
+                if self._own_executors:
+                    self.executors.close()
                 # The last version's on_version_end still runs, unless a second Ctrl-C said: now.
                 self.recorder.end_hook.wait(0 if self.signals.count > 1 else HOOK_TIMEOUT_S)
         return self._finish()
@@ -206,8 +209,10 @@ class ExecutionLoop:
                 if not self.options.wait:
                     break
                 self._idle_until_change(watched)
+            self.launcher.record_placements()
             finished = self.executor.next_finished(timeout=0.2)
             if finished is not None:
+                self.launcher.record_placements()  # its started event, should it have come with its end
                 self.recorder.finished(finished)
 
     def _fill_slots(self) -> None:

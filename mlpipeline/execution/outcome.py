@@ -34,6 +34,7 @@ class VersionRun:
     last_report_logged: float = 0.0
     last_progress_written: float = 0.0
     lost: bool = False  # another daemon took the version over: this run records nothing
+    placement: Dict[str, Any] = field(default_factory=dict)  # where its child runs: pid, or a Ray node
 
 
 @dataclass
@@ -94,6 +95,16 @@ def exit_fields(outcome: ChildOutcome) -> Dict[str, Any]:
     return fields
 
 
+NODE_FIELDS = ("node_id", "node_ip", "node_host")
+"""What names the Ray node a version ran on, in the journal's started event and its record."""
+
+
+def node_fields(version_run: Optional[VersionRun]) -> Dict[str, Any]:
+    """The Ray node ``version_run`` ran on, for its record; nothing for a local child."""
+    placement = version_run.placement if version_run else {}
+    return {key: placement[key] for key in NODE_FIELDS if key in placement}
+
+
 def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> VersionEnd:
     """Everything written when a run ends: journal fields, the record, the log lines."""
     planned, version_run, outcome, result, event, run_id = (
@@ -137,7 +148,8 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         "parameters": result.get("parameters"),
         "model_dir": version_run.model_dir if version_run else None,
         "git": version_run.git if version_run else None,
-        "gpus": list(version_run.gpus) if version_run else None,
+        "gpus": version_run.placement.get("gpus", list(version_run.gpus)) if version_run else None,
+        **node_fields(version_run),
         "model_summary": result.get("model_summary"),
         "dataloader_summary": result.get("dataloader_summary"),
     }

@@ -9,8 +9,8 @@ from mlpipeline.execution.gpus import GpuPool, requested
 class Resources:
     """GPUs and model dirs in use by this daemon's running versions."""
 
-    def __init__(self, gpu_ids: Sequence[str]) -> None:
-        self.gpus = GpuPool(gpu_ids)
+    def __init__(self, gpus: GpuPool) -> None:
+        self.gpus = gpus
         self._busy_model_dirs: Set[str] = set()
         self._model_dir_owners: Dict[str, str] = {}  # model_dir -> the script whose versions use it
 

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
 
@@ -78,16 +78,22 @@ class ChildRun:
     done: threading.Event = field(default_factory=threading.Event)
     to_queue: bool = True
     lifeline: Optional[int] = None  # the write end of the child's lifeline pipe, held until it ends
+    gpus: float = 0.0  # what a scheduler that places the child (Ray) gives it; local children get env's
+    placement: Optional[Dict[str, Any]] = None  # where the child runs, once it does (pid; a Ray node)
 
 
 class Executor(ABC):
     """Runs child requests; several may be in flight at once."""
+
+    where = "this host"
+    """Where the children run, in words for the log."""
 
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir  # the children's working directory: the project folder
         self._finished: "queue.Queue[ChildRun]" = queue.Queue()
         self.running: Dict[int, ChildRun] = {}
         self._unreported: Dict[int, ChildRun] = {}
+        self._placed: "queue.Queue[ChildRun]" = queue.Queue()
 
     def submit(
         self,
@@ -97,13 +103,16 @@ class Executor(ABC):
         tag: Any = None,
         timeout: Optional[float] = None,
         env: Optional[Dict[str, str]] = None,
+        gpus: float = 0.0,
     ) -> ChildRun:
-        """Start a child for ``request``; its end comes back through :meth:`next_finished`.
+        """Start a child for ``request``; where it runs comes back through :meth:`newly_placed`,
+        its end through :meth:`next_finished`.
 
-        Past ``timeout`` seconds its process tree is killed and its outcome says ``timed_out``.
-        ``env`` adds to the child's environment (CUDA_VISIBLE_DEVICES, say).
+        Past ``timeout`` seconds of running its process tree is killed and its outcome says
+        ``timed_out``. ``env`` adds to the child's environment (CUDA_VISIBLE_DEVICES, say);
+        ``gpus`` is what an executor that places children itself asks its scheduler for.
         """
-        return self._submit(request, on_line, on_event, tag, timeout, to_queue=True, env=env)
+        return self._submit(request, on_line, on_event, tag, timeout, to_queue=True, env=env, gpus=gpus)
 
     def _submit(
         self,
@@ -114,6 +123,7 @@ class Executor(ABC):
         timeout: Optional[float],
         to_queue: bool,
         env: Optional[Dict[str, str]] = None,
+        gpus: float = 0.0,
     ) -> ChildRun:
         run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
         request.write(run_dir)
@@ -126,6 +136,7 @@ class Executor(ABC):
             timeout=timeout or None,
             to_queue=to_queue,
             env=dict(env or {}),
+            gpus=gpus,
         )
         self.running[id(run)] = run
         if to_queue:
@@ -158,6 +169,16 @@ class Executor(ABC):
             self._enforce_timeout(run)
         assert run.outcome is not None
         return run.outcome
+
+    def newly_placed(self) -> List[ChildRun]:
+        """The submitted children that started running since the last call, each with its
+        ``placement``; a child is always here before :meth:`next_finished` hands it back."""
+        placed = []
+        while True:
+            try:
+                placed.append(self._placed.get_nowait())
+            except queue.Empty:
+                return placed
 
     def next_finished(self, timeout: float) -> Optional[ChildRun]:
         """The next submitted child that ended, waiting up to ``timeout`` seconds.
@@ -200,15 +221,27 @@ class Executor(ABC):
     def close(self) -> None:
         """Give back what the executor holds beyond its children (a preload server, say)."""
 
+    def _place(self, run: ChildRun, placement: Dict[str, Any]) -> None:
+        """Called once by the subclass, from any thread, when the child runs: where, and as what."""
+        run.placement = placement
+        if run.to_queue:
+            self._placed.put(run)
+
     def _finish(
-        self, run: ChildRun, returncode: Optional[int], cpu_s: Optional[float], peak_rss_bytes: Optional[int] = None
+        self,
+        run: ChildRun,
+        returncode: Optional[int],
+        cpu_s: Optional[float],
+        peak_rss_bytes: Optional[int] = None,
+        result: Optional[Dict[str, Any]] = None,
     ) -> None:
-        """Called once by the subclass when the child has ended and its output is drained."""
-        result = None
-        try:
-            result = json.loads((run.run_dir / RESULT_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass
+        """Called once by the subclass when the child has ended and its output is drained;
+        ``result``: the child's result.json when it came another way than the run folder."""
+        if result is None:
+            try:
+                result = json.loads((run.run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                pass
         shutil.rmtree(run.run_dir, ignore_errors=True)
         if run.lifeline is not None:
             os.close(run.lifeline)

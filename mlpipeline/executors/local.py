@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
-from mlpipeline.executors.process_tree import ProcessTree, sample_until
+from mlpipeline.executors.process_tree import ProcessTree, sample_until, start_time
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 
 
@@ -86,6 +86,7 @@ class LocalExecutor(Executor):
                 os.close(write)
         tree = ProcessTree(run.pid, count_root=count_root)
         self._trees[id(run)] = tree
+        self._place(run, {"child_pid": run.pid, "child_started": start_time(run.pid)})
         run_thread(sample_until, tree, run.done)
         return tree, self._read_output(run, *(read for read, _ in pipes))
 

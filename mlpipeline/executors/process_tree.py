@@ -98,6 +98,14 @@ def end_processes(root: Optional[psutil.Process], include_root: bool, known: Ite
     return list(frozen.values())
 
 
+def start_time(pid: Optional[int]) -> Optional[float]:
+    """When process ``pid`` started, so that a later check never mistakes a reused pid for it."""
+    try:
+        return round(psutil.Process(pid).create_time(), 2) if pid else None
+    except psutil.Error:
+        return None
+
+
 def run_processes(pid: int, started: Optional[float], run_id: Optional[str], search_all: bool) -> List[psutil.Process]:
     """The processes of a run that may have outlived its daemon: its keeper ``pid`` (if it is
     still the process that started at ``started``) with all below it, and, with ``search_all``,

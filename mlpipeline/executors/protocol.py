@@ -48,6 +48,10 @@ class ChildRequest:
     models_dir: Optional[str] = None  # the script must really be inside it (a link may point elsewhere)
     # The daemon's heartbeat, which the keeper watches: file, folder, interval, daemon, namespace.
     heartbeat: Optional[Dict[str, Any]] = None
+    sha256: Optional[str] = None  # the script's fingerprint when the daemon chose the version
+    # Refuse a script whose bytes are not ``sha256``: set where the child may see another file
+    # system than the daemon's (a Ray node's view of the shared folder).
+    check_sha256: bool = False
 
     def write(self, run_dir: Path) -> None:
         write_json_atomic(run_dir / REQUEST_FILE, asdict(self), durable=False)  # a temporary folder
@@ -55,6 +59,12 @@ class ChildRequest:
     @classmethod
     def read(cls, run_dir: Path) -> "ChildRequest":
         return cls(**json.loads((run_dir / REQUEST_FILE).read_text(encoding="utf-8")))
+
+
+def describe_node(placement: Dict[str, Any]) -> str:
+    """A Ray node as records name it: ``10.0.0.6 (host gpu-b, node 3f2a9c1d)``."""
+    node_id = str(placement.get("node_id") or "")
+    return f"{placement.get('node_ip')} (host {placement.get('node_host')}, node {node_id[:8]})"
 
 
 @dataclass

@@ -84,9 +84,18 @@ def read_script(path: str, label: str, models_dir: Optional[str]) -> bytes:
         raise VersionFailure(ScriptError(message=f"{label} cannot be read ({exc.strerror or exc})", phase="import")) from None
 
 
-def load_script(path: str, label: str, models_dir: Optional[str] = None) -> Tuple[types.ModuleType, bytes]:
-    """Import the script at ``path`` from the exact bytes fingerprinted; returns (module, those bytes)."""
+def load_script(
+    path: str, label: str, models_dir: Optional[str] = None, required_sha256: Optional[str] = None
+) -> Tuple[types.ModuleType, bytes]:
+    """Import the script at ``path`` from the exact bytes fingerprinted; returns (module, those bytes).
+
+    With ``required_sha256``, bytes with another fingerprint are refused before any of them runs.
+    """
     source = read_script(path, label, models_dir)
+    if required_sha256 is not None:
+        sha256 = hashlib.sha256(source).hexdigest()
+        if sha256 != required_sha256:
+            raise VersionFailure(ScriptError(message=other_file_message(label, path, sha256, required_sha256), phase="import"))
     script_dir = os.path.dirname(path)
     if script_dir not in sys.path:
         sys.path.insert(0, script_dir)
@@ -188,7 +197,8 @@ def _step_count(label: str, trained: Any) -> Optional[int]:
 
 def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     """Run one version through the Model hooks, filling ``result`` as it goes."""
-    module, source = load_script(request.script_path, request.script_label, request.models_dir)
+    required = request.sha256 if request.check_sha256 else None
+    module, source = load_script(request.script_path, request.script_label, request.models_dir, required)
     result["sha256"] = hashlib.sha256(source).hexdigest()
     model = find_model(module, request.script_label)
     label = f"{request.script_label}:{request.version}"
@@ -255,6 +265,16 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 pass  # the daemon's update after the end says the same, or names the problem
         result["model_summary"] = str(getattr(model, "summery", ""))
         result["dataloader_summary"] = str(getattr(dataloader, "summery", ""))
+
+
+def other_file_message(label: str, path: str, sha256: str, required: str) -> str:
+    import socket
+
+    return (
+        f"{label}: host {socket.gethostname()} reads {path} as another file (sha256 {sha256[:12]}) than the "
+        f"daemon fingerprinted ({required[:12]}); the shared folder shows this node an older or newer copy, "
+        "so nothing of it was run here"
+    )
 
 
 def missing_message(label: str, missing: List[str]) -> str:

@@ -20,6 +20,7 @@ from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the 
 from mlpipeline.queue.ini import ini_to_toml, looks_like_ini
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ProjectConfig:
     preload: Tuple[str, ...] = ()
     on_version_end: Tuple[str, ...] = ()  # a command and its arguments; () = none
     listing_timeout: float = 300.0  # seconds a script's import may take while its versions are listed
+    executor: str = "local"  # where versions run: "local" (this host) or "ray" (a Ray cluster)
+    ray_address: Optional[str] = None  # with executor = "ray"; None: RAY_ADDRESS, else "auto"
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     mlp = data["MLP"]
     known = [
         "models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus", "preload",
-        "on_version_end", "listing_timeout",
+        "on_version_end", "listing_timeout", "executor", "ray_address",
     ]
     for key in mlp:
         if key not in known:
@@ -238,6 +241,20 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
                 key_line(text, "MLP", "on_version_end"),
             )
         on_version_end = tuple(value)
+    executor = "local"
+    if "executor" in mlp:
+        executor = _typed(file, text, "MLP", mlp, "executor", str, "a string")
+        if executor not in EXECUTORS:
+            raise ConfigError(
+                file, f'executor must be "local" or "ray", not {executor!r}', key_line(text, "MLP", "executor")
+            )
+    ray_address: Optional[str] = None
+    if "ray_address" in mlp:
+        ray_address = _typed(file, text, "MLP", mlp, "ray_address", str, "a string")
+        if not ray_address.strip():
+            raise ConfigError(
+                file, 'ray_address must be a cluster address such as "10.0.0.5:6379", or "auto"', key_line(text, "MLP", "ray_address")
+            )
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir.resolve(),
@@ -250,6 +267,8 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         preload=preload,
         on_version_end=on_version_end,
         listing_timeout=float(listing_timeout),
+        executor=executor,
+        ray_address=ray_address,
     )
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.executors.protocol import describe_node
 from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog
 from mlpipeline.queue.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
 from mlpipeline.queue.queue_file import QueuedScript, resolve_queue
@@ -40,6 +41,7 @@ class VersionStatus:
     host: Optional[str] = None
     pid: Optional[int] = None  # the daemon's
     child_pid: Optional[int] = None  # the version's own process, while it runs
+    node: Optional[Dict[str, Any]] = None  # the Ray node it runs on (node_id, node_ip, node_host)
     since: Optional[str] = None  # when the running version started
     ended_at: Optional[str] = None
     duration_s: Optional[float] = None
@@ -133,6 +135,8 @@ class StatusReader:
         if state is RunState.RUNNING:
             row.host, row.pid, row.since = last.get("host"), last.get("pid"), last.get("time")
             row.child_pid = last.get("child_pid")
+            if "node_id" in last:
+                row.node = {key: last.get(key) for key in ("node_id", "node_ip", "node_host")}
             if self._alive(last):
                 row.state = "running"
                 row.duration_s = _seconds_since(last.get("time"))
@@ -196,6 +200,8 @@ def _detail(row: VersionStatus) -> str:
     if row.state == "running":
         pids = f"pid {row.pid}" + (f", version pid {row.child_pid}" if row.child_pid else "")
         where = f"on {row.host}, {pids}, since {row.since}"
+        if row.node:
+            where = f"on node {describe_node(row.node)}, daemon on {row.host} ({pids}), since {row.since}"
         if row.progress and row.progress.get("step") is not None:
             total = row.progress.get("total")
             where = f"step {row.progress['step']}{'' if total is None else f'/{total}'}, " + where

@@ -1,0 +1,65 @@
+"""Which executors a daemon uses: mlp.config's ``executor`` says where versions run.
+
+``local`` (the default): this host, through the preload server when ``preload`` names
+modules. ``ray``: the tasks of a Ray cluster (executors/ray_executor.py), with GPUs placed by
+Ray. Scripts are always imported on this host to learn their versions, which needs no GPU and
+no cluster. Test mode always runs on this host: a dry run before the cluster is spent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional
+
+from mlpipeline.execution.gpus import ClusterGpus, GpuPool, detect_gpus
+from mlpipeline.executors.base import Executor
+from mlpipeline.executors.preloaded import local_executor
+from mlpipeline.queue.config_files import PROJECT_CONFIG, ConfigError
+from mlpipeline.queue.config import ProjectConfig, key_line
+from mlpipeline.script_support.extras import MissingExtra, require
+
+
+@dataclass
+class Executors:
+    """Where versions run, where scripts are listed, and the GPUs versions are granted from."""
+
+    runs: Executor
+    listings: Executor
+    gpus: GpuPool
+
+    def close(self) -> None:
+        self.runs.close()
+        if self.listings is not self.runs:
+            self.listings.close()
+
+
+def choose_executors(
+    project: ProjectConfig, warn: Callable[[str], None], heartbeat: Optional[Dict[str, Any]] = None
+) -> Executors:
+    """The executors mlp.config asks for; a ConfigError names mlp.config when the Ray cluster
+    cannot be used."""
+    if project.executor == "ray":
+        try:
+            require("ray", "ray", 'executor = "ray"')
+        except MissingExtra as exc:
+            raise ConfigError(PROJECT_CONFIG, str(exc), _config_line(project, "executor")) from None
+        from mlpipeline.executors.ray_executor import ClusterUnavailable, RayExecutor
+
+        try:
+            runs = RayExecutor(project.project_dir, project.outputs_dir, project.ray_address)
+        except ClusterUnavailable as exc:
+            line = _config_line(project, "ray_address") or _config_line(project, "executor")
+            raise ConfigError(PROJECT_CONFIG, f'executor = "ray": {exc}', line) from None
+        listings = local_executor(project.project_dir, project.preload, warn, heartbeat)
+        return Executors(runs, listings, ClusterGpus(runs.node_gpus))
+    # Detected before the preload server starts: it must not see a GPU the versions are given.
+    gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus)
+    executor = local_executor(project.project_dir, project.preload, warn, heartbeat)
+    return Executors(executor, executor, gpus)
+
+
+def _config_line(project: ProjectConfig, key: str) -> Optional[int]:
+    try:
+        text = (project.project_dir / PROJECT_CONFIG).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return key_line(text, "MLP", key)

@@ -1,0 +1,300 @@
+"""Runs each version as one Ray task on a Ray cluster: ``executor = "ray"`` in mlp.config.
+
+One daemon drives the whole cluster. The journal stays the one source of truth: every task
+has ``max_retries=0``, and a task that ends without its child's end (its node died, or fell
+silent) is a cut-off the daemon resumes from the version's checkpoint, wherever Ray places it
+next. The task itself is in ray_task.py; this is the daemon's side: connecting, checking that
+every node sees the project folder, placing tasks with the GPUs their versions ask for,
+following their streams, and passing stops and kills on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import ray
+
+from mlpipeline.executors.base import ChildRun, Executor
+from mlpipeline.executors.local import _deliver
+from mlpipeline.executors.protocol import describe_node
+from mlpipeline.executors.ray_task import ABANDON, RunBoard, check_node, run_version_on_node
+
+NODE_SILENT_S = 10.0
+"""Seconds without a word from a running task after which its node counts as lost: the
+version is recorded cut off and resumed elsewhere. Ray itself notices a silent node only
+after about a minute, and the daemon may never hear of it."""
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long the address of a cluster may take to answer before the daemon gives up on it."""
+
+NODE_CHECK_TIMEOUT_S = 60.0
+"""How long each node has to show, at the start, that it sees the project folder."""
+
+NODE_GPUS_TTL_S = 2.0
+
+
+class ClusterUnavailable(Exception):
+    """The Ray cluster cannot be used; the message says which address was tried, and why."""
+
+
+def cluster_address(configured: Optional[str]) -> Tuple[str, str]:
+    """The address to connect to, and where it came from: mlp.config, RAY_ADDRESS, or "auto"."""
+    if configured:
+        return configured, "from ray_address in mlp.config"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "from RAY_ADDRESS"
+    return "auto", "the default: the cluster `ray start` began on this machine"
+
+
+def connect(configured: Optional[str]) -> str:
+    """Join the Ray cluster as its driver; returns the address joined. ClusterUnavailable if it
+    cannot be reached or refuses this daemon (a token it does not know)."""
+    address, source = cluster_address(configured)
+    if address.startswith("ray://"):
+        raise ClusterUnavailable(
+            f"{address}, {source}, is a Ray Client address; run mlpipeline on a node of the cluster and give "
+            "the cluster's address (host:port), or \"auto\""
+        )
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        resolved = canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as exc:
+        raise ClusterUnavailable(f"no Ray cluster at {address}, {source}: {exc}") from None
+    if resolved is None:
+        raise ClusterUnavailable(f"no Ray cluster at {address}, {source}: start one with `ray start --head`")
+    named = address if address == resolved else f"{address} (that is {resolved})"
+    host, _, port = resolved.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except socket.timeout:
+        raise ClusterUnavailable(f"no Ray cluster answers at {named}, {source}, within {CONNECT_TIMEOUT_S:g} s") from None
+    except (OSError, ValueError) as exc:
+        raise ClusterUnavailable(f"no Ray cluster answers at {named}, {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    token = use_token_if_present()
+    try:
+        ray.init(address=resolved, log_to_driver=False, logging_level=logging.WARNING, namespace="mlpipeline")
+    except Exception as exc:  # noqa: BLE001 - Ray's errors differ by version; all mean "not usable"
+        hint = (
+            "this daemon sent the token Ray found here; the cluster's may differ"
+            if token
+            else "no Ray token was found here; a cluster started with token authentication needs the token of "
+            "`ray start` in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
+        )
+        raise ClusterUnavailable(f"the Ray cluster at {named}, {source}, could not be joined ({hint}): {_first_line(exc)}") from None
+    return resolved
+
+
+def use_token_if_present() -> bool:
+    """Use Ray's token authentication when a token is at hand, as `ray start` and the `ray` CLI
+    do, and whether it is on. ``ray.init`` itself turns it on only for a cluster it finds by
+    "auto", not for an address it is given: a daemon configured with ``ray_address`` would send
+    no token to a cluster that requires one."""
+    try:
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+
+        return maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ImportError:  # a Ray without token authentication
+        return False
+
+
+class RayExecutor(Executor):
+    """Each child as a Ray task on the node Ray picks, with ``run.gpus`` as its ``num_gpus``."""
+
+    def __init__(self, work_dir: Path, outputs_dir: Path, address: Optional[str]) -> None:
+        super().__init__(work_dir)
+        self.address = connect(address)
+        self.where = f"the Ray cluster at {self.address}"
+        here = ray.get_runtime_context().get_node_id()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the daemon's own node, so that it lives exactly as long as the daemon.
+        self._board = RunBoard.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+        self._keys: Dict[int, str] = {}
+        self._streams: Dict[int, Any] = {}
+        self._heard: Dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._node_gpus: Tuple[float, List[float]] = (0.0, [])
+        self._closed = threading.Event()
+        self.check_shared_folder(outputs_dir)
+        threading.Thread(target=self._watch_nodes, daemon=True).start()
+
+    # -- the cluster ---------------------------------------------------------------------
+
+    def live_nodes(self) -> List[Dict[str, Any]]:
+        return [node for node in ray.nodes() if node.get("Alive")]
+
+    def node_gpus(self) -> List[float]:
+        """How many GPUs each live node has (a node started with ``--num-gpus``, or found)."""
+        checked, counts = self._node_gpus
+        if time.monotonic() - checked > NODE_GPUS_TTL_S:
+            counts = [float(node.get("Resources", {}).get("GPU", 0.0)) for node in self.live_nodes()]
+            self._node_gpus = (time.monotonic(), counts)
+        return counts
+
+    def check_shared_folder(self, outputs_dir: Path) -> None:
+        """Every live node must see the project folder at the daemon's path: a probe file is
+        written in the outputs folder and read back on each node."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        content = uuid.uuid4().hex
+        probe = outputs_dir / f".ray-probe-{content[:12]}"
+        probe.write_text(content, encoding="utf-8")
+        try:
+            nodes = self.live_nodes()
+            checks = [
+                check_node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
+                    str(self.work_dir), (str(probe), content)
+                )
+                for node in nodes
+            ]
+            ray.wait(checks, num_returns=len(checks), timeout=NODE_CHECK_TIMEOUT_S)
+            problems = [self._node_problem(node, check) for node, check in zip(nodes, checks)]
+        finally:
+            probe.unlink()
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise ClusterUnavailable("; ".join(problems))
+
+    @staticmethod
+    def _node_problem(node: Dict[str, Any], check: Any) -> Optional[str]:
+        ready, _ = ray.wait([check], timeout=0)
+        if not ready:
+            ray.cancel(check, force=True)
+            return (
+                f"node {node.get('NodeManagerAddress')} sent nothing back within {NODE_CHECK_TIMEOUT_S:g} s (is it "
+                "overloaded, or does it use another Ray token than this daemon?)"
+            )
+        try:
+            problem = ray.get(next(check))
+            if problem:
+                problem += (
+                    "; executor = \"ray\" needs the project folder on a file system every node mounts at the "
+                    "same path (NFS, say): see docs/cluster.md"
+                )
+            return problem
+        except ray.exceptions.RayError as exc:
+            return f"node {node.get('NodeManagerAddress')} could not check the folder ({_first_line(exc)})"
+
+    # -- the executor contract ---------------------------------------------------------------
+
+    def _start(self, run: ChildRun) -> None:
+        key = uuid.uuid4().hex
+        request = asdict(run.request)
+        request["check_sha256"] = True  # the node reads the script through the shared folder
+        stream = run_version_on_node.options(num_cpus=1, num_gpus=run.gpus).remote(
+            request, run.env, str(self.work_dir), key, self._board, os.environ.get("OMP_NUM_THREADS")
+        )
+        with self._lock:
+            self._keys[id(run)] = key
+            self._streams[id(run)] = stream
+        threading.Thread(target=self._follow, args=(run, stream), daemon=True).start()
+
+    def _signal(self, run: ChildRun, signum: int) -> None:
+        with self._lock:
+            key, stream = self._keys.get(id(run)), self._streams.get(id(run))
+        if key is None:
+            return
+        if run.placement is None:
+            # Still waiting for a node: it never starts.
+            ray.cancel(stream, force=False)
+        self._board.post.remote(key, int(signum))
+
+    def close(self) -> None:
+        """Wait a moment for the stopped tasks to end, then leave the cluster."""
+        deadline = time.monotonic() + 10
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._closed.set()
+        ray.shutdown()
+
+    # -- inside ------------------------------------------------------------------------
+
+    def _follow(self, run: ChildRun, stream: Any) -> None:
+        """Read the task's stream until its end, or until it breaks (its node died)."""
+        try:
+            for reference in stream:
+                message = ray.get(reference)
+                if run.done.is_set():
+                    return  # given up as silent; what it says now is not recorded
+                self._heard[id(run)] = time.monotonic()
+                kind = message[0]
+                if kind == "placed":
+                    run.started = time.monotonic()  # a timeout counts from here, not from the queue
+                    self._place(run, message[1])
+                elif kind == "out":
+                    for item in message[1]:
+                        if item[0] == "line":
+                            _deliver(run.on_line, item[1], item[2])
+                        else:
+                            _deliver(run.on_event, item[1])
+                elif kind == "ended":
+                    ended = message[1]
+                    self._end(run, ended.get("returncode"), ended.get("cpu_s"), ended.get("peak_rss_bytes"), ended.get("result"))
+                    return
+            self._end(run, None, None, None, self._broken(run, "its task ended without saying how"))
+        except ray.exceptions.TaskCancelledError:
+            self._end(run, None, None, None, None)
+        except ray.exceptions.RayError as exc:
+            self._end(run, None, None, None, self._broken(run, f"{type(exc).__name__}: {_first_line(exc)}"))
+
+    def _broken(self, run: ChildRun, what: str) -> Dict[str, Any]:
+        """The result of a run whose task ended without its child's end: cut off, to resume."""
+        where = f"node {describe_node(run.placement)}" if run.placement else "its node"
+        message = f"{where} was lost mid-run ({what}); cut off, to resume from its checkpoint"
+        return {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}}
+
+    def _end(
+        self,
+        run: ChildRun,
+        returncode: Optional[int],
+        cpu_s: Optional[float],
+        peak_rss_bytes: Optional[int],
+        result: Optional[Dict[str, Any]],
+        abandoned: bool = False,
+    ) -> None:
+        with self._lock:
+            if run.done.is_set() or id(run) not in self._keys:
+                return
+            key = self._keys.pop(id(run))
+            self._streams.pop(id(run), None)
+            self._heard.pop(id(run), None)
+        if result is None and returncode is None and run.stop_signal is not None:
+            returncode = -run.stop_signal  # stopped before it ever ran
+        self._finish(run, returncode, cpu_s, peak_rss_bytes, result=result)
+        if abandoned:
+            return  # the word stays on the board for the task, should its node wake
+        try:
+            self._board.forget.remote(key)
+        except Exception:  # noqa: BLE001 - the cluster is going; the board goes with it
+            pass
+
+    def _watch_nodes(self) -> None:
+        """Give up on runs whose task has said nothing for NODE_SILENT_S: their node is lost."""
+        while not self._closed.wait(1.0):
+            now = time.monotonic()
+            for run in list(self.running.values()):
+                heard = self._heard.get(id(run))
+                if run.placement is None or heard is None or now - heard < NODE_SILENT_S:
+                    continue
+                key, stream = self._keys.get(id(run)), self._streams.get(id(run))
+                if key is None:
+                    continue
+                self._board.post.remote(key, ABANDON)  # should the node wake, the task ends it
+                try:
+                    ray.cancel(stream, force=True)
+                except Exception:  # noqa: BLE001 - a node that cannot be reached cannot be told
+                    pass
+                self._end(run, None, None, None, self._broken(run, f"silent for {now - heard:.0f} s"), abandoned=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

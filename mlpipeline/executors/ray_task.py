@@ -1,0 +1,229 @@
+"""What runs on a Ray node for one version, and the board through which its daemon speaks to it.
+
+A version is one Ray task, :func:`run_version_on_node`: on the node Ray chose, it starts the
+same child as the local executor (a keeper and its worker, through :class:`LocalExecutor`),
+and streams back where it runs, every line and event the child sends, a beat every second,
+and at last how the child ended. The task holds the write end of the keeper's lifeline, so
+when Ray kills the task's worker process (its daemon died, its node is going), the keeper
+ends the version's whole process tree.
+
+The daemon speaks through a :class:`RunBoard`, an actor on the daemon's own node that dies
+with the daemon: a signal for a run (stop, kill), or word that the daemon gave the run up
+(its node fell silent, and the version is to resume elsewhere). A task that cannot hear the
+board for :data:`DAEMON_SILENT_S` ends its version itself: nothing trains on unsupervised.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import ray
+
+from mlpipeline.executors.base import ChildRun
+from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.executors.protocol import ChildRequest
+
+ABANDON = "abandon"
+"""The board's word for a run its daemon gave up on: end it now, record nothing."""
+
+BEAT_S = 1.0
+"""How often a task says it is alive when its child is quiet."""
+
+DAEMON_SILENT_S = 6.0
+"""Seconds without an answer from the board after which a task ends its version: less than
+the daemon waits for a silent node (ray_executor.NODE_SILENT_S), so that a version the daemon
+resumes elsewhere has ended here first."""
+
+Message = Tuple[Any, ...]
+"""What a task streams: ``("placed", where)``, ``("out", [item, ...])``, ``("ended", how)``;
+an item is ``("line", stream, text)`` or ``("event", event)``."""
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class RunBoard:
+    """The daemon's word to its running versions, kept until each asks for it."""
+
+    def __init__(self) -> None:
+        self._words: Dict[str, List[Any]] = {}
+        self._news: Dict[str, asyncio.Event] = {}
+
+    async def post(self, key: str, word: Any) -> None:
+        self._words.setdefault(key, []).append(word)
+        self._news.setdefault(key, asyncio.Event()).set()
+
+    async def listen(self, key: str, timeout: float) -> List[Any]:
+        """What was posted for ``key`` since the last call, waiting up to ``timeout`` for some."""
+        news = self._news.setdefault(key, asyncio.Event())
+        if not self._words.get(key):
+            try:
+                await asyncio.wait_for(news.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        news.clear()
+        return self._words.pop(key, [])
+
+    async def forget(self, key: str) -> None:
+        self._words.pop(key, None)
+        self._news.pop(key, None)
+
+
+def node_identity() -> Dict[str, str]:
+    """The node this task runs on, as the records name it."""
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "node_host": socket.gethostname(),
+    }
+
+
+def shared_folder_problem(project_dir: str, probe: Optional[Tuple[str, str]]) -> Optional[str]:
+    """Why this node does not see the daemon's project folder at the same path, or None.
+
+    ``probe``: a file the daemon wrote just now in its outputs folder, and what it holds.
+    """
+    node = node_identity()
+    where = f"node {node['node_ip']} (host {node['node_host']})"
+    if not os.path.isdir(project_dir):
+        return f"{where} does not see the project folder {project_dir}"
+    if probe is not None:
+        path, content = probe
+        try:
+            seen = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            return f"{where} cannot read {path}, which the daemon wrote just now ({exc.strerror or exc})"
+        if seen != content:
+            return f"{where} sees another folder at {project_dir}: {path} does not hold what the daemon wrote"
+    return None
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def check_node(project_dir: str, probe: Tuple[str, str]) -> Iterator[Optional[str]]:
+    """Run on each node at the start: whether it sees the project folder the daemon sees.
+
+    Its answer is streamed, as a version's lines are, so that the check also proves the node
+    can stream to the daemon (a node whose token authentication differs cannot)."""
+    yield shared_folder_problem(project_dir, probe)
+
+
+@ray.remote(max_retries=0, retry_exceptions=False)
+def run_version_on_node(
+    request_fields: Dict[str, Any], env: Dict[str, str], work_dir: str, key: str, board: Any, omp_threads: Optional[str]
+) -> Iterator[Message]:
+    """Run one version's child here, streaming what it says; see the module's description."""
+    node = node_identity()
+    problem = shared_folder_problem(work_dir, None)
+    if problem:
+        message = f"{problem}: executor = \"ray\" needs the project on a file system every node mounts at the same path"
+        yield ("ended", {"result": {"ok": False, "error": {"message": message, "phase": "start"}}, "returncode": None})
+        return
+    request = ChildRequest(**request_fields)
+    if request.run_record is not None:
+        # run.json names where the version ran: this node, not the daemon's host.
+        request.run_record.update(host=node["node_host"], node_id=node["node_id"], node_ip=node["node_ip"])
+    gpu_ids = [str(gpu) for gpu in ray.get_gpu_ids()]
+    env = dict(env, CUDA_VISIBLE_DEVICES=",".join(gpu_ids))
+    # Ray sets OMP_NUM_THREADS=1 in its workers; the version gets what its daemon had, as locally.
+    if omp_threads is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = omp_threads
+    said: "queue.Queue[Any]" = queue.Queue()
+    executor = LocalExecutor(Path(work_dir))
+    run = executor.submit(
+        request,
+        on_line=lambda stream, line: said.put(("line", stream, line)),
+        on_event=lambda event: said.put(("event", event)),
+        env=env,
+    )
+    watch = _BoardWatch(executor, run, board, key)
+    try:
+        yield ("placed", dict(node, node_pid=run.pid, gpus=gpu_ids))
+        watch.start()
+        last_beat = time.monotonic()
+        while not run.done.is_set() or not said.empty():
+            items = _take(said, BEAT_S if not run.done.is_set() else 0)
+            if items or time.monotonic() - last_beat >= BEAT_S:
+                yield ("out", items)
+                last_beat = time.monotonic()
+        outcome = run.outcome
+        assert outcome is not None
+        result = outcome.result
+        if watch.cut_off and not (result or {}).get("ok"):
+            result = {"ok": False, "cut_off": True, "error": {"message": watch.cut_off, "phase": "node"}}
+        yield ("ended", {
+            "result": result,
+            "returncode": outcome.returncode,
+            "cpu_s": outcome.cpu_s,
+            "peak_rss_bytes": outcome.peak_rss_bytes,
+        })  # fmt: skip
+    finally:
+        # Also when Ray cancels the task or the daemon stops reading: the child never outlives it.
+        watch.stop()
+        if not run.done.is_set():
+            executor.stop(run, signal.SIGKILL)
+            run.done.wait(30)
+
+
+def _take(said: "queue.Queue[Any]", wait_s: float) -> List[Any]:
+    """What the child said: the first item waited for up to ``wait_s``, then all there is."""
+    items: List[Any] = []
+    try:
+        items.append(said.get(timeout=wait_s) if wait_s > 0 else said.get_nowait())
+        while True:
+            items.append(said.get_nowait())
+    except queue.Empty:
+        return items
+
+
+class _BoardWatch:
+    """Listens on the board for one run: passes the daemon's signals to the child's tree, and
+    ends it when the daemon gives the run up, is gone, or cannot be heard."""
+
+    def __init__(self, executor: LocalExecutor, run: ChildRun, board: Any, key: str) -> None:
+        self._executor = executor
+        self._run = run
+        self._board = board
+        self._key = key
+        self._stopped = threading.Event()
+        self.cut_off: Optional[str] = None
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _listen(self) -> None:
+        heard = time.monotonic()
+        while not self._stopped.is_set() and not self._run.done.is_set():
+            try:
+                words = ray.get(self._board.listen.remote(self._key, BEAT_S), timeout=DAEMON_SILENT_S)
+            except ray.exceptions.GetTimeoutError:
+                words = None
+            except Exception:  # noqa: BLE001 - the board is gone: so is its daemon
+                self._end("its daemon is gone (its board cannot be reached)")
+                return
+            now = time.monotonic()
+            if words is None or now - heard > DAEMON_SILENT_S:
+                # No answer, or this process was frozen (a paused machine): the daemon may have
+                # resumed the version elsewhere by now.
+                self._end(f"its daemon could not be heard for {now - heard:.0f} s; ended here so that it never runs twice")
+                return
+            heard = now
+            for word in words:
+                if word == ABANDON:
+                    self._end("its daemon gave this run up (its node was silent) and resumes the version elsewhere")
+                    return
+                self._executor.stop(self._run, int(word))
+
+    def _end(self, why: str) -> None:
+        self.cut_off = why
+        self._executor.stop(self._run, signal.SIGKILL)
