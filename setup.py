@@ -24,7 +24,7 @@ setup(
         "torch": ["torch>=2.0"],
         "tensorflow": ["tensorflow>=2.13"],
         "tensorflow-cpu": ["tensorflow-cpu>=2.13"],
-        "ray": ["ray>=2.9"],
+        "ray": ["ray==2.60.0"],  # the release the Ray executor is tested with
         "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6"],
         "docs": ["sphinx>=7", "myst-parser>=2"],
     },

@@ -24,5 +24,5 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path):
     api = (tmp_path / "api.html").read_text(encoding="utf-8")
     for name in ("mlpipeline.helper.Model.report", "mlpipeline.utils.Versions.addV", "mlpipeline.pytorch.TorchModel"):
         assert f'id="{name}"' in api  # the reference comes from the docstrings
-    for page in ("quickstart", "script-api", "configuration", "modes", "outputs", "watching", "reliability", "frameworks", "performance", "architecture"):
+    for page in ("quickstart", "script-api", "configuration", "modes", "outputs", "watching", "reliability", "cluster", "frameworks", "performance", "architecture"):
         assert (tmp_path / f"{page}.html").is_file(), page

@@ -64,6 +64,8 @@ class DryRun:
             if not planned:
                 self.view.info(f"{TEST_QUEUE} queues no versions: nothing to test")
                 return 0
+            if self.project.executor != "local":
+                self.view.info(f'test mode runs on this host; -r runs the versions with executor = "{self.project.executor}"')
             for script, version in planned:
                 if not self._run_one(script, version):
                     return self.signals.exit_code or 1

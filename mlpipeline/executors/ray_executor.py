@@ -78,6 +78,8 @@ def connect(configured: Optional[str]) -> str:
         raise ClusterUnavailable(f"no Ray cluster answers at {named}, {source}, within {CONNECT_TIMEOUT_S:g} s") from None
     except (OSError, ValueError) as exc:
         raise ClusterUnavailable(f"no Ray cluster answers at {named}, {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    # Ray says "token authentication is enabled" through its logger when it turns it on: not news here.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     token = use_token_if_present()
     try:
         ray.init(address=resolved, log_to_driver=False, logging_level=logging.WARNING, namespace="mlpipeline")
@@ -112,18 +114,22 @@ class RayExecutor(Executor):
         super().__init__(work_dir)
         self.address = connect(address)
         self.where = f"the Ray cluster at {self.address}"
-        here = ray.get_runtime_context().get_node_id()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        # On the daemon's own node, so that it lives exactly as long as the daemon.
-        self._board = RunBoard.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
         self._keys: Dict[int, str] = {}
         self._streams: Dict[int, Any] = {}
         self._heard: Dict[int, float] = {}
         self._lock = threading.Lock()
         self._node_gpus: Tuple[float, List[float]] = (0.0, [])
         self._closed = threading.Event()
-        self.check_shared_folder(outputs_dir)
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = ray.get_runtime_context().get_node_id()
+            # On the daemon's own node, so that it lives exactly as long as the daemon.
+            self._board = RunBoard.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+            self.check_shared_folder(outputs_dir)
+        except BaseException:
+            ray.shutdown()
+            raise
         threading.Thread(target=self._watch_nodes, daemon=True).start()
 
     # -- the cluster ---------------------------------------------------------------------
@@ -203,8 +209,11 @@ class RayExecutor(Executor):
         if key is None:
             return
         if run.placement is None:
-            # Still waiting for a node: it never starts.
-            ray.cancel(stream, force=False)
+            # Still waiting for a node: it never starts (should it start meanwhile, the board has the word).
+            try:
+                ray.cancel(stream, force=False)
+            except Exception:  # noqa: BLE001 - ended meanwhile
+                pass
         self._board.post.remote(key, int(signum))
 
     def close(self) -> None:
@@ -277,12 +286,16 @@ class RayExecutor(Executor):
             pass
 
     def _watch_nodes(self) -> None:
-        """Give up on runs whose task has said nothing for NODE_SILENT_S: their node is lost."""
+        """Give up on runs whose task has said nothing for NODE_SILENT_S: their node is lost;
+        and on runs waiting for GPUs that no live node has any more (Ray would wait forever)."""
         while not self._closed.wait(1.0):
             now = time.monotonic()
             for run in list(self.running.values()):
+                if run.placement is None:
+                    self._check_feasible(run)
+                    continue
                 heard = self._heard.get(id(run))
-                if run.placement is None or heard is None or now - heard < NODE_SILENT_S:
+                if heard is None or now - heard < NODE_SILENT_S:
                     continue
                 key, stream = self._keys.get(id(run)), self._streams.get(id(run))
                 if key is None:
@@ -293,6 +306,19 @@ class RayExecutor(Executor):
                 except Exception:  # noqa: BLE001 - a node that cannot be reached cannot be told
                     pass
                 self._end(run, None, None, None, self._broken(run, f"silent for {now - heard:.0f} s"), abandoned=True)
+
+
+    def _check_feasible(self, run: ChildRun) -> None:
+        if not run.gpus or run.gpus <= max(self.node_gpus(), default=0.0):
+            return
+        with self._lock:
+            stream = self._streams.get(id(run))
+        if stream is None:
+            return
+        ray.cancel(stream, force=False)
+        # Cut off, not failed: the daemon tries it again, and records why if it still cannot run.
+        message = f"it waited for {run.gpus:g} GPUs, and no live node of the Ray cluster has them any more"
+        self._end(run, None, None, None, {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}})
 
 
 def _first_line(exc: BaseException) -> str:
