@@ -62,23 +62,25 @@ def log_span(lines: List[str]) -> float:
 
 
 def line_delays(lines: List[str]) -> List[float]:
-    """Seconds from each child's print to the log line (the log's times are to the ms)."""
+    """Seconds from each child's print to the log line. The log's times are cut to the ms, so a
+    delay under 1 ms can read as slightly negative: such a one counts as 0."""
     delays = []
     for line in lines:
         if "printed at " in line:
             logged = datetime.fromisoformat(line.split()[0])
             printed = datetime.fromtimestamp(float(line.rsplit(" ", 1)[1]), tz=timezone.utc)
-            delays.append((logged - printed).total_seconds())
+            delays.append(max((logged - printed).total_seconds(), 0.0))
     return delays
 
 
-def measure(mlp_extra: str, env: Dict[str, str]) -> Tuple[float, float, float]:
-    per_version, steady, delays = [], [], []
+def measure(mlp_extra: str, env: Dict[str, str]) -> Tuple[float, float, float, float]:
+    per_version, steady, delays, empties = [], [], [], []
     for _ in range(REPEATS):
         empty = make_project({"one_step.py": SCRIPT}, [], mlp_extra)
         started = time.perf_counter()
         run(mlpipeline(empty, "-r"), env)
         fixed = time.perf_counter() - started
+        empties.append(fixed)
         root = make_project({"one_step.py": SCRIPT}, ["one_step.py"], mlp_extra)
         started = time.perf_counter()
         run(mlpipeline(root, "-r"), env)
@@ -86,7 +88,7 @@ def measure(mlp_extra: str, env: Dict[str, str]) -> Tuple[float, float, float]:
         lines = log_lines(root)
         steady.append(log_span(lines) / VERSIONS)
         delays += line_delays(lines)
-    return statistics.median(per_version), statistics.median(steady), statistics.median(delays)
+    return statistics.median(per_version), statistics.median(steady), statistics.median(delays), statistics.median(empties)
 
 
 def main() -> None:
@@ -103,13 +105,14 @@ def main() -> None:
         figures = {}
         for label, extra in {"local": "", "ray": f'executor = "ray"\nray_address = "{cluster.address}"\n'}.items():
             figures[label] = measure(extra, {})
-            whole, steady, delay = figures[label]
+            whole, steady, delay, empty = figures[label]
             print(f"{label}: {whole * 1000:.0f} ms a version (whole command less an empty queue's); "
                   f"steady state {steady * 1000:.0f} ms a version; a printed line reaches the log "
-                  f"{delay * 1000:.0f} ms later")
+                  f"{delay * 1000:.0f} ms later; the empty queue's command {empty * 1000:.0f} ms")
         (local, ray) = figures["local"], figures["ray"]
         print(f"ray over local: {(ray[0] - local[0]) * 1000:+.0f} ms a version whole, "
-              f"{(ray[1] - local[1]) * 1000:+.0f} ms steady; line delay {(ray[2] - local[2]) * 1000:+.0f} ms")
+              f"{(ray[1] - local[1]) * 1000:+.0f} ms steady; line delay {(ray[2] - local[2]) * 1000:+.0f} ms; "
+              f"start and end of a queue {(ray[3] - local[3]) * 1000:+.0f} ms")
     finally:
         cluster.shutdown()
 

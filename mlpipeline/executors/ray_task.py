@@ -142,13 +142,18 @@ def run_version_on_node(
         on_event=lambda event: said.put(("event", event)),
         env=env,
     )
+    # The child's end wakes the loop below at once, as its lines do.
+    threading.Thread(target=lambda: (run.done.wait(), said.put(_ENDED)), daemon=True).start()
     watch = _BoardWatch(executor, run, board, key)
     try:
         yield ("placed", dict(node, node_pid=run.pid, gpus=gpu_ids))
         watch.start()
         last_beat = time.monotonic()
-        while not run.done.is_set() or not said.empty():
-            items = _take(said, BEAT_S if not run.done.is_set() else 0)
+        ended = False
+        while not ended:
+            items = _take(said, BEAT_S)
+            ended = _ENDED in items
+            items = [item for item in items if item is not _ENDED]
             if items or time.monotonic() - last_beat >= BEAT_S:
                 yield ("out", items)
                 last_beat = time.monotonic()
@@ -171,11 +176,16 @@ def run_version_on_node(
             run.done.wait(30)
 
 
+_ENDED = ("ended",)
+"""Put after the child's last line and event: its output is all delivered (LocalExecutor joins
+its readers before the run is done)."""
+
+
 def _take(said: "queue.Queue[Any]", wait_s: float) -> List[Any]:
     """What the child said: the first item waited for up to ``wait_s``, then all there is."""
     items: List[Any] = []
     try:
-        items.append(said.get(timeout=wait_s) if wait_s > 0 else said.get_nowait())
+        items.append(said.get(timeout=wait_s))
         while True:
             items.append(said.get_nowait())
     except queue.Empty:
