@@ -251,6 +251,11 @@ class RayExecutor(Executor):
             self._end(run, None, None, None, self._broken(run, "its task ended without saying how"))
         except ray.exceptions.TaskCancelledError:
             self._end(run, None, None, None, None)
+        except ray.exceptions.RayTaskError as exc:
+            # The task's own code failed on a live node: resuming would fail the same way.
+            where = f" on node {describe_node(run.placement)}" if run.placement else ""
+            message = f"its Ray task failed{where}: {_first_line(exc)}"
+            self._end(run, None, None, None, {"ok": False, "error": {"message": message, "phase": "start"}})
         except ray.exceptions.RayError as exc:
             self._end(run, None, None, None, self._broken(run, f"{type(exc).__name__}: {_first_line(exc)}"))
 
