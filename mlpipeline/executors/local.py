@@ -92,11 +92,11 @@ class LocalExecutor(Executor):
 
     def _read_output(self, run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
         def oversized(size: int) -> None:
-            _deliver(run.on_line, "stderr", f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})")
+            deliver(run.on_line, "stderr", f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})")
 
         return [
-            run_thread(pump_lines, out, lambda line: _deliver(run.on_line, "stdout", line)),
-            run_thread(pump_lines, err, lambda line: _deliver(run.on_line, "stderr", line)),
+            run_thread(pump_lines, out, lambda line: deliver(run.on_line, "stdout", line)),
+            run_thread(pump_lines, err, lambda line: deliver(run.on_line, "stderr", line)),
             run_thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
         ]
 
@@ -127,8 +127,9 @@ def run_thread(target: Callable[..., None], *args: Any) -> threading.Thread:
     return thread
 
 
-def _deliver(sink: Callable[..., None], *item: Any) -> None:
-    # A reader that died would leave the child blocked on a full pipe: keep reading whatever happens.
+def deliver(sink: Callable[..., None], *item: Any) -> None:
+    """Hand ``item`` to ``sink``; a sink that fails is reported, never raised: a reader that
+    died would leave the child blocked on a full pipe, so reading goes on whatever happens."""
     try:
         sink(*item)
     except Exception as exc:  # noqa: BLE001
@@ -144,4 +145,4 @@ def _deliver_event(sink: Callable[[Dict[str, Any]], None], raw: bytes) -> None:
     except ValueError:
         return
     if isinstance(event, dict):
-        _deliver(sink, event)
+        deliver(sink, event)

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import ray
 
 from mlpipeline.executors.base import ChildRun, Executor
-from mlpipeline.executors.local import _deliver
+from mlpipeline.executors.local import deliver
 from mlpipeline.executors.protocol import describe_node
 from mlpipeline.executors.ray_task import ABANDON, RunBoard, check_node, run_version_on_node
 
@@ -241,9 +241,9 @@ class RayExecutor(Executor):
                 elif kind == "out":
                     for item in message[1]:
                         if item[0] == "line":
-                            _deliver(run.on_line, item[1], item[2])
+                            deliver(run.on_line, item[1], item[2])
                         else:
-                            _deliver(run.on_event, item[1])
+                            deliver(run.on_event, item[1])
                 elif kind == "ended":
                     ended = message[1]
                     self._end(run, ended.get("returncode"), ended.get("cpu_s"), ended.get("peak_rss_bytes"), ended.get("result"))
