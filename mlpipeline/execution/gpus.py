@@ -103,12 +103,18 @@ class ClusterGpus(GpuPool):
     def __init__(self, node_gpus: Callable[[], List[float]]) -> None:
         super().__init__(())
         self._node_gpus = node_gpus
+        self._had_gpus = False
 
     def _largest(self) -> float:
-        return max(self._node_gpus(), default=0.0)
+        largest = max(self._node_gpus(), default=0.0)
+        self._had_gpus = self._had_gpus or largest >= 1
+        return largest
 
     def default_request(self) -> float:
-        return 1.0 if self._largest() >= 1 else 0.0
+        # A cluster that had a GPU node in this session still has one, though it is restarting:
+        # a version that says nothing keeps asking for a GPU, not silently for none.
+        self._largest()
+        return 1.0 if self._had_gpus else 0.0
 
     def fits_ever(self, amount: float) -> bool:
         largest = self._largest()

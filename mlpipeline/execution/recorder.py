@@ -3,7 +3,7 @@ logs, its run record), then the on_version_end hook, a retry or a resume in this
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Tuple
 
 from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.claim_watch import lost_claim_message
@@ -21,6 +21,11 @@ from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.run_record import update_run_record
 from mlpipeline.records.states import JournalEvent
+
+
+MAX_RESUMES_IN_SESSION = 3
+"""How often a version cut off (its node lost, its daemon silent) is resumed in one session:
+one that takes its node down each time must not go round the cluster forever."""
 
 
 class EndRecorder:
@@ -54,6 +59,7 @@ class EndRecorder:
         self._stopping = stopping
         self._on_recorded = on_recorded  # the console's queue counts
         self.end_hook = VersionEndHook(project.on_version_end, project.project_dir, reporter.log)
+        self._cut_offs: Dict[Tuple[str, str], int] = {}
 
     def finished(self, run: ChildRun) -> None:
         """A started version's child ended: record how."""
@@ -66,9 +72,18 @@ class EndRecorder:
         event, result = classify(run.outcome, version_run.planned.label, self._project.version_timeout)
         self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome))
         if result.get("cut_off") and not self._stopping():
-            # Its keeper ended it while this daemon was silent, and no other daemon took it:
-            # it is this session's to resume.
-            self._chooser.resume_in_session(version_run.planned)
+            # Its keeper ended it while this daemon was silent, or its Ray node was lost, and no
+            # other daemon took it: it is this session's to resume, a few times at most.
+            planned = version_run.planned
+            key = (planned.script.label, planned.version)
+            self._cut_offs[key] = self._cut_offs.get(key, 0) + 1
+            if self._cut_offs[key] <= MAX_RESUMES_IN_SESSION:
+                self._chooser.resume_in_session(planned)
+            else:
+                self._say.log(
+                    "WARNING", planned.label,
+                    f"cut off {self._cut_offs[key]} times in this session: not resumed again now; `mlpipeline -r -u` resumes it",
+                )  # fmt: skip
 
     def record(self, ending: Ending) -> None:
         """Commit ``ending`` to the records, then tell the console, the hook and the tally."""

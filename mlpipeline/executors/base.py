@@ -204,6 +204,9 @@ class Executor(ABC):
         return len(self._unreported)
 
     def _enforce_timeout(self, run: ChildRun) -> None:
+        # A child not yet placed (a task waiting in a cluster's queue) has not started to run.
+        if run.placement is None:
+            return
         if run.timeout and not run.timed_out and time.monotonic() - run.started > run.timeout:
             run.timed_out = True
             self.stop(run, signal.SIGKILL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.local import deliver
 from mlpipeline.executors.protocol import describe_node
 from mlpipeline.executors.ray_task import ABANDON, RunBoard, check_node, run_version_on_node
+from mlpipeline.records.files import remove_quietly
 
 NODE_SILENT_S = 10.0
 """Seconds without a word from a running task after which its node counts as lost: the
@@ -36,6 +38,10 @@ CONNECT_TIMEOUT_S = 5.0
 
 NODE_CHECK_TIMEOUT_S = 60.0
 """How long each node has to show, at the start, that it sees the project folder."""
+
+NODE_GONE_GRACE_S = 30.0
+"""How long a task may wait for GPUs that no live node has (their node is restarting, say)
+before it is cut off; tried again then, it fails with the reason if they are still missing."""
 
 NODE_GPUS_TTL_S = 2.0
 
@@ -120,6 +126,8 @@ class RayExecutor(Executor):
         self._lock = threading.Lock()
         self._node_gpus: Tuple[float, List[float]] = (0.0, [])
         self._closed = threading.Event()
+        self._gpus_missing_since: Dict[int, float] = {}
+        self._probe: Optional[Tuple[Path, str]] = None
         try:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -128,6 +136,7 @@ class RayExecutor(Executor):
             self._board = RunBoard.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
             self.check_shared_folder(outputs_dir)
         except BaseException:
+            self._remove_probe()
             ray.shutdown()
             raise
         threading.Thread(target=self._watch_nodes, daemon=True).start()
@@ -147,25 +156,23 @@ class RayExecutor(Executor):
 
     def check_shared_folder(self, outputs_dir: Path) -> None:
         """Every live node must see the project folder at the daemon's path: a probe file is
-        written in the outputs folder and read back on each node."""
+        written in the outputs folder and read back on each node. It stays while the daemon
+        runs, and each version's task reads it too, on nodes that join later as well."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         content = uuid.uuid4().hex
         probe = outputs_dir / f".ray-probe-{content[:12]}"
         probe.write_text(content, encoding="utf-8")
-        try:
-            nodes = self.live_nodes()
-            checks = [
-                check_node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
-                    str(self.work_dir), (str(probe), content)
-                )
-                for node in nodes
-            ]
-            ray.wait(checks, num_returns=len(checks), timeout=NODE_CHECK_TIMEOUT_S)
-            problems = [self._node_problem(node, check) for node, check in zip(nodes, checks)]
-        finally:
-            probe.unlink()
-        problems = [problem for problem in problems if problem]
+        self._probe = (probe, content)
+        nodes = self.live_nodes()
+        checks = [
+            check_node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
+                str(self.work_dir), (str(probe), content)
+            )
+            for node in nodes
+        ]
+        ray.wait(checks, num_returns=len(checks), timeout=NODE_CHECK_TIMEOUT_S)
+        problems = [problem for problem in (self._node_problem(node, check) for node, check in zip(nodes, checks)) if problem]
         if problems:
             raise ClusterUnavailable("; ".join(problems))
 
@@ -195,9 +202,13 @@ class RayExecutor(Executor):
         key = uuid.uuid4().hex
         request = asdict(run.request)
         request["check_sha256"] = True  # the node reads the script through the shared folder
-        stream = run_version_on_node.options(num_cpus=1, num_gpus=run.gpus).remote(
-            request, run.env, str(self.work_dir), key, self._board, os.environ.get("OMP_NUM_THREADS")
-        )
+        probe = (str(self._probe[0]), self._probe[1]) if self._probe else None
+        try:
+            stream = run_version_on_node.options(num_cpus=1, num_gpus=run.gpus).remote(
+                request, run.env, str(self.work_dir), probe, key, self._board, os.environ.get("OMP_NUM_THREADS")
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded as a version that could not start
+            raise OSError(f"Ray did not take its task ({_first_line(exc)})") from None
         with self._lock:
             self._keys[id(run)] = key
             self._streams[id(run)] = stream
@@ -222,7 +233,13 @@ class RayExecutor(Executor):
         while self.running and time.monotonic() < deadline:
             time.sleep(0.05)
         self._closed.set()
+        self._remove_probe()
         ray.shutdown()
+
+    def _remove_probe(self) -> None:
+        if self._probe is not None:
+            remove_quietly(self._probe[0])
+            self._probe = None
 
     # -- inside ------------------------------------------------------------------------
 
@@ -231,14 +248,15 @@ class RayExecutor(Executor):
         try:
             for reference in stream:
                 message = ray.get(reference)
-                if run.done.is_set():
-                    return  # given up as silent; what it says now is not recorded
-                self._heard[id(run)] = time.monotonic()
+                with self._lock:
+                    if id(run) not in self._keys:
+                        return  # given up (its node was silent): what it says now is not recorded
+                    self._heard[id(run)] = time.monotonic()
+                    if message[0] == "placed":
+                        run.started = time.monotonic()  # a timeout counts from here, not from the queue
+                        self._place(run, message[1])
                 kind = message[0]
-                if kind == "placed":
-                    run.started = time.monotonic()  # a timeout counts from here, not from the queue
-                    self._place(run, message[1])
-                elif kind == "out":
+                if kind == "out":
                     for item in message[1]:
                         if item[0] == "line":
                             deliver(run.on_line, item[1], item[2])
@@ -251,16 +269,31 @@ class RayExecutor(Executor):
             self._end(run, None, None, None, self._broken(run, "its task ended without saying how"))
         except ray.exceptions.TaskCancelledError:
             self._end(run, None, None, None, None)
-        except ray.exceptions.RayTaskError as exc:
-            # The task's own code failed on a live node: resuming would fail the same way.
-            where = f" on node {describe_node(run.placement)}" if run.placement else ""
-            message = f"its Ray task failed{where}: {_first_line(exc)}"
-            self._end(run, None, None, None, {"ok": False, "error": {"message": message, "phase": "start"}})
         except ray.exceptions.RayError as exc:
-            self._end(run, None, None, None, self._broken(run, f"{type(exc).__name__}: {_first_line(exc)}"))
+            self._end(run, None, None, None, self._lost(run, exc))
+        except BaseException:  # noqa: BLE001 - Ray is shut down under a thread still reading
+            if not self._closed.is_set():
+                raise
+
+    def _lost(self, run: ChildRun, exc: BaseException) -> Dict[str, Any]:
+        """The result of a run whose stream broke: cut off when its node is gone (to resume
+        elsewhere), failed otherwise (Ray's memory monitor killed it, its task's own code
+        failed): a resume would meet the same end."""
+        if isinstance(exc, ray.exceptions.NodeDiedError) or (run.placement and not self._node_alive(run.placement)):
+            return self._broken(run, f"{type(exc).__name__}: {_first_line(exc)}")
+        cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+        what = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(exc).__name__}: {_first_line(exc)}"
+        where = f" on node {describe_node(run.placement)}" if run.placement else ""
+        return {"ok": False, "error": {"message": f"its Ray task ended{where} without its version's end ({what})", "phase": "node"}}
+
+    def _node_alive(self, placement: Dict[str, Any]) -> bool:
+        try:
+            return any(node["NodeID"] == placement.get("node_id") for node in self.live_nodes())
+        except Exception:  # noqa: BLE001 - the cluster cannot say: count the node as gone
+            return False
 
     def _broken(self, run: ChildRun, what: str) -> Dict[str, Any]:
-        """The result of a run whose task ended without its child's end: cut off, to resume."""
+        """The result of a run whose node was lost: cut off, to resume."""
         where = f"node {describe_node(run.placement)}" if run.placement else "its node"
         message = f"{where} was lost mid-run ({what}); cut off, to resume from its checkpoint"
         return {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}}
@@ -280,6 +313,7 @@ class RayExecutor(Executor):
             key = self._keys.pop(id(run))
             self._streams.pop(id(run), None)
             self._heard.pop(id(run), None)
+            self._gpus_missing_since.pop(id(run), None)
         if result is None and returncode is None and run.stop_signal is not None:
             returncode = -run.stop_signal  # stopped before it ever ran
         self._finish(run, returncode, cpu_s, peak_rss_bytes, result=result)
@@ -292,40 +326,50 @@ class RayExecutor(Executor):
 
     def _watch_nodes(self) -> None:
         """Give up on runs whose task has said nothing for NODE_SILENT_S: their node is lost;
-        and on runs waiting for GPUs that no live node has any more (Ray would wait forever)."""
+        and on runs waiting NODE_GONE_GRACE_S for GPUs that no live node has (Ray would wait
+        forever)."""
         while not self._closed.wait(1.0):
-            now = time.monotonic()
-            for run in list(self.running.values()):
-                if run.placement is None:
-                    self._check_feasible(run)
-                    continue
-                heard = self._heard.get(id(run))
-                if heard is None or now - heard < NODE_SILENT_S:
-                    continue
-                key, stream = self._keys.get(id(run)), self._streams.get(id(run))
-                if key is None:
-                    continue
-                self._board.post.remote(key, ABANDON)  # should the node wake, the task ends it
-                try:
-                    ray.cancel(stream, force=True)
-                except Exception:  # noqa: BLE001 - a node that cannot be reached cannot be told
-                    pass
-                self._end(run, None, None, None, self._broken(run, f"silent for {now - heard:.0f} s"), abandoned=True)
+            try:
+                self._watch_once()
+            except Exception:  # noqa: BLE001 - a hiccup of the cluster's state: look again in a second
+                if self._closed.is_set():
+                    return
+
+    def _watch_once(self) -> None:
+        now = time.monotonic()
+        for run in list(self.running.values()):
+            with self._lock:
+                key, stream, heard = self._keys.get(id(run)), self._streams.get(id(run)), self._heard.get(id(run))
+            if key is None:
+                continue
+            if run.placement is None:
+                if run.gpus and run.gpus > max(self.node_gpus(), default=0.0):
+                    missing = self._gpus_missing_since.setdefault(id(run), now)
+                    if now - missing >= NODE_GONE_GRACE_S:
+                        # Cut off, not failed: the daemon tries it again, and records why if it still cannot run.
+                        message = f"it waited for {run.gpus:g} GPUs, and no live node of the Ray cluster has them any more"
+                        self._end(run, None, None, None, {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}})
+                        _cancel(stream, force=False)
+                else:
+                    self._gpus_missing_since.pop(id(run), None)
+                continue
+            if heard is None or now - heard < NODE_SILENT_S:
+                continue
+            # Ended first, so that nothing the task says from now on is taken; the word stays on
+            # the board for the task, should its node wake.
+            self._end(run, None, None, None, self._broken(run, f"silent for {now - heard:.0f} s"), abandoned=True)
+            self._board.post.remote(key, ABANDON)
+            _cancel(stream, force=True)
 
 
-    def _check_feasible(self, run: ChildRun) -> None:
-        if not run.gpus or run.gpus <= max(self.node_gpus(), default=0.0):
-            return
-        with self._lock:
-            stream = self._streams.get(id(run))
-        if stream is None:
-            return
-        ray.cancel(stream, force=False)
-        # Cut off, not failed: the daemon tries it again, and records why if it still cannot run.
-        message = f"it waited for {run.gpus:g} GPUs, and no live node of the Ray cluster has them any more"
-        self._end(run, None, None, None, {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}})
+def _cancel(stream: Any, force: bool) -> None:
+    try:
+        ray.cancel(stream, force=force)
+    except Exception:  # noqa: BLE001 - a task that cannot be reached cannot be told; it ends itself
+        pass
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The first line of ``exc``'s message, without the colours Ray puts in its own."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__

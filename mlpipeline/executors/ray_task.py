@@ -36,6 +36,9 @@ ABANDON = "abandon"
 BEAT_S = 1.0
 """How often a task says it is alive when its child is quiet."""
 
+BATCH_ITEMS = 1000
+"""The most lines and events one message carries."""
+
 DAEMON_SILENT_S = 6.0
 """Seconds without an answer from the board after which a task ends its version: less than
 the daemon waits for a silent node (ray_executor.NODE_SILENT_S), so that a version the daemon
@@ -114,11 +117,17 @@ def check_node(project_dir: str, probe: Tuple[str, str]) -> Iterator[Optional[st
 
 @ray.remote(max_retries=0, retry_exceptions=False)
 def run_version_on_node(
-    request_fields: Dict[str, Any], env: Dict[str, str], work_dir: str, key: str, board: Any, omp_threads: Optional[str]
+    request_fields: Dict[str, Any],
+    env: Dict[str, str],
+    work_dir: str,
+    probe: Optional[Tuple[str, str]],
+    key: str,
+    board: Any,
+    omp_threads: Optional[str],
 ) -> Iterator[Message]:
     """Run one version's child here, streaming what it says; see the module's description."""
     node = node_identity()
-    problem = shared_folder_problem(work_dir, None)
+    problem = shared_folder_problem(work_dir, probe)
     if problem:
         message = f"{problem}: executor = \"ray\" needs the project on a file system every node mounts at the same path"
         yield ("ended", {"result": {"ok": False, "error": {"message": message, "phase": "start"}}, "returncode": None})
@@ -136,16 +145,18 @@ def run_version_on_node(
         os.environ["OMP_NUM_THREADS"] = omp_threads
     said: "queue.Queue[Any]" = queue.Queue()
     executor = LocalExecutor(Path(work_dir))
-    run = executor.submit(
-        request,
-        on_line=lambda stream, line: said.put(("line", stream, line)),
-        on_event=lambda event: said.put(("event", event)),
-        env=env,
-    )
-    # The child's end wakes the loop below at once, as its lines do.
-    threading.Thread(target=lambda: (run.done.wait(), said.put(_ENDED)), daemon=True).start()
-    watch = _BoardWatch(executor, run, board, key)
-    try:
+    run: Optional[ChildRun] = None
+    watch: Optional[_BoardWatch] = None
+    try:  # from the child's start on: a cancel (KeyboardInterrupt) anywhere still ends it below
+        run = executor.submit(
+            request,
+            on_line=lambda stream, line: said.put(("line", stream, line)),
+            on_event=lambda event: said.put(("event", event)),
+            env=env,
+        )
+        # The child's end wakes the loop below at once, as its lines do.
+        threading.Thread(target=lambda done=run.done: (done.wait(), said.put(_ENDED)), daemon=True).start()
+        watch = _BoardWatch(executor, run, board, key)
         yield ("placed", dict(node, node_pid=run.pid, gpus=gpu_ids))
         watch.start()
         last_beat = time.monotonic()
@@ -170,8 +181,9 @@ def run_version_on_node(
         })  # fmt: skip
     finally:
         # Also when Ray cancels the task or the daemon stops reading: the child never outlives it.
-        watch.stop()
-        if not run.done.is_set():
+        if watch is not None:
+            watch.stop()
+        if run is not None and not run.done.is_set():
             executor.stop(run, signal.SIGKILL)
             run.done.wait(30)
 
@@ -182,14 +194,16 @@ its readers before the run is done)."""
 
 
 def _take(said: "queue.Queue[Any]", wait_s: float) -> List[Any]:
-    """What the child said: the first item waited for up to ``wait_s``, then all there is."""
+    """What the child said: the first item waited for up to ``wait_s``, then what else is
+    there, up to BATCH_ITEMS, so that a child that never stops printing still lets beats out."""
     items: List[Any] = []
     try:
         items.append(said.get(timeout=wait_s))
-        while True:
+        while len(items) < BATCH_ITEMS:
             items.append(said.get_nowait())
     except queue.Empty:
-        return items
+        pass
+    return items
 
 
 class _BoardWatch:
