@@ -380,3 +380,21 @@ def _quote(path: Path) -> str:
     import shlex
 
     return shlex.quote(str(path))
+
+
+def test_without_ray_the_local_executor_runs_and_ray_says_what_to_install(project, tmp_path):
+    """Ray is an extra: a Python where `import ray` fails still runs the local executor (which
+    never imports it), and executor = "ray" names what to install."""
+    no_ray = tmp_path / "no ray"
+    (no_ray / "ray").mkdir(parents=True)
+    (no_ray / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = {"PYTHONPATH": f"{no_ray}{os.pathsep}{Path(__file__).resolve().parents[1]}"}
+    project.script("net.py", versions_code('versions.addV("a", gpus=0)'))
+    project.queue(["net.py"])
+    local = project.run("-r", env=env)
+    assert local.returncode == 0, local.output
+    _ray_project(project, "127.0.0.1:1")
+    result = project.run("-r", "-u", env=env)
+    assert result.returncode == 2, result.output
+    assert "pip install 'mlpipeline[ray]'" in result.output and "mlp.config:3" in result.output
+    assert "Traceback" not in result.output

@@ -221,10 +221,7 @@ class RayExecutor(Executor):
             return
         if run.placement is None:
             # Still waiting for a node: it never starts (should it start meanwhile, the board has the word).
-            try:
-                ray.cancel(stream, force=False)
-            except Exception:  # noqa: BLE001 - ended meanwhile
-                pass
+            _cancel(stream, force=False)
         self._board.post.remote(key, int(signum))
 
     def close(self) -> None:
