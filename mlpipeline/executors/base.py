@@ -94,6 +94,7 @@ class Executor(ABC):
         self.running: Dict[int, ChildRun] = {}
         self._unreported: Dict[int, ChildRun] = {}
         self._placed: "queue.Queue[ChildRun]" = queue.Queue()
+        self._lifeline_lock = threading.Lock()
 
     def submit(
         self,
@@ -224,6 +225,13 @@ class Executor(ABC):
     def close(self) -> None:
         """Give back what the executor holds beyond its children (a preload server, say)."""
 
+    def _close_lifeline(self, run: ChildRun) -> None:
+        """Close the run's end of its lifeline once, whichever thread asks first."""
+        with self._lifeline_lock:
+            lifeline, run.lifeline = run.lifeline, None
+        if lifeline is not None:
+            os.close(lifeline)
+
     def _place(self, run: ChildRun, placement: Dict[str, Any]) -> None:
         """Called once by the subclass, from any thread, when the child runs: where, and as what."""
         run.placement = placement
@@ -246,9 +254,7 @@ class Executor(ABC):
             except (OSError, ValueError):
                 pass
         shutil.rmtree(run.run_dir, ignore_errors=True)
-        if run.lifeline is not None:
-            os.close(run.lifeline)
-            run.lifeline = None
+        self._close_lifeline(run)
         run.outcome = ChildOutcome(
             result=result,
             returncode=returncode,

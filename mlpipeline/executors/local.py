@@ -120,6 +120,15 @@ class LocalExecutor(Executor):
         if tree is not None:
             tree.signal(signum)
 
+    def end_through_keeper(self, run: ChildRun) -> None:
+        """End the run's whole tree as its daemon's death would: its keeper, whose lifeline
+        closes now, kills everything below it and exits. Where this process may itself be
+        killed at any moment (a Ray task's), one killer that is not this process is what makes
+        sure a kill is never left half done: no process frozen and forgotten, no orphan."""
+        if run.stop_signal is None:
+            run.stop_signal = signal.SIGKILL
+        self._close_lifeline(run)
+
 
 def run_thread(target: Callable[..., None], *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, daemon=True)

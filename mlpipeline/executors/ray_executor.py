@@ -36,6 +36,13 @@ after about a minute, and the daemon may never hear of it."""
 CONNECT_TIMEOUT_S = 5.0
 """How long the address of a cluster may take to answer before the daemon gives up on it."""
 
+TASK_RUNTIME_ENV = {"env_vars": {"RAY_kill_child_processes_on_worker_exit": "false"}}
+"""Ray kills a worker's child processes with SIGKILL when the worker exits (its driver died, the
+task was cancelled). A task's child is the version's keeper, whose whole purpose is to outlive
+it and end everything below it once its lifeline closes: killed first, it would leave the
+version's own processes orphaned and running. So the tasks' workers leave their children to
+the keeper."""
+
 NODE_CHECK_TIMEOUT_S = 60.0
 """How long each node has to show, at the start, that it sees the project folder."""
 
@@ -204,7 +211,7 @@ class RayExecutor(Executor):
         request["check_sha256"] = True  # the node reads the script through the shared folder
         probe = (str(self._probe[0]), self._probe[1]) if self._probe else None
         try:
-            stream = run_version_on_node.options(num_cpus=1, num_gpus=run.gpus).remote(
+            stream = run_version_on_node.options(num_cpus=1, num_gpus=run.gpus, runtime_env=TASK_RUNTIME_ENV).remote(
                 request, run.env, str(self.work_dir), probe, key, self._board, os.environ.get("OMP_NUM_THREADS")
             )
         except Exception as exc:  # noqa: BLE001 - recorded as a version that could not start

@@ -184,7 +184,7 @@ def run_version_on_node(
         if watch is not None:
             watch.stop()
         if run is not None and not run.done.is_set():
-            executor.stop(run, signal.SIGKILL)
+            executor.end_through_keeper(run)
             run.done.wait(30)
 
 
@@ -246,8 +246,11 @@ class _BoardWatch:
                 if word == ABANDON:
                     self._end("its daemon gave this run up (its node was silent) and resumes the version elsewhere")
                     return
-                self._executor.stop(self._run, int(word))
+                if int(word) == signal.SIGKILL:
+                    self._executor.end_through_keeper(self._run)
+                else:
+                    self._executor.stop(self._run, int(word))
 
     def _end(self, why: str) -> None:
         self.cut_off = why
-        self._executor.stop(self._run, signal.SIGKILL)
+        self._executor.end_through_keeper(self._run)
