@@ -196,13 +196,7 @@ class RayExecutor(Executor):
                 "overloaded, or does it use another Ray token than this daemon?)"
             )
         try:
-            problem = ray.get(next(check))
-            if problem:
-                problem += (
-                    "; executor = \"ray\" needs the project folder on a file system every node mounts at the "
-                    "same path (NFS, say): see docs/cluster.md"
-                )
-            return problem
+            return ray.get(next(check))
         except ray.exceptions.RayError as exc:
             return f"node {node.get('NodeManagerAddress')} could not check the folder ({_first_line(exc)})"
 

@@ -86,6 +86,12 @@ def node_identity() -> Dict[str, str]:
     }
 
 
+SHARED_FOLDER_NEEDED = (
+    'executor = "ray" needs the project folder on a file system every node mounts at the same path '
+    "(NFS, say): see docs/cluster.md"
+)
+
+
 def shared_folder_problem(project_dir: str, probe: Optional[Tuple[str, str]]) -> Optional[str]:
     """Why this node does not see the daemon's project folder at the same path, or None.
 
@@ -112,7 +118,8 @@ def check_node(project_dir: str, probe: Tuple[str, str]) -> Iterator[Optional[st
 
     Its answer is streamed, as a version's lines are, so that the check also proves the node
     can stream to the daemon (a node whose token authentication differs cannot)."""
-    yield shared_folder_problem(project_dir, probe)
+    problem = shared_folder_problem(project_dir, probe)
+    yield f"{problem}; {SHARED_FOLDER_NEEDED}" if problem else None
 
 
 @ray.remote(max_retries=0, retry_exceptions=False)
@@ -129,7 +136,7 @@ def run_version_on_node(
     node = node_identity()
     problem = shared_folder_problem(work_dir, probe)
     if problem:
-        message = f"{problem}: executor = \"ray\" needs the project on a file system every node mounts at the same path"
+        message = f"{problem}; {SHARED_FOLDER_NEEDED}"
         yield ("ended", {"result": {"ok": False, "error": {"message": message, "phase": "start"}}, "returncode": None})
         return
     request = ChildRequest(**request_fields)
