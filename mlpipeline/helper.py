@@ -1,13 +1,17 @@
-"""Base classes a model script extends: :class:`Model` and :class:`DataLoader`."""
+"""Base classes a model script extends: :class:`Model` and :class:`DataLoader`.
+
+:class:`Experiment` is release 1.1a3.post8's name for a Model, kept for its scripts.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import logging
+from typing import Any, Dict, List, Optional
 
-from mlpipeline.script_support import channel
+from mlpipeline.script_support import channel, related_files
 from mlpipeline.script_support.versions import Versions
-from mlpipeline.utils import ExecutionModeKeys, ModeKeys
+from mlpipeline.utils import ExecutionModeKeys, ModeKeys, log
 
-__all__ = ["DataLoader", "Model", "SplitDataLoader"]
+__all__ = ["DataLoader", "Experiment", "Model", "SplitDataLoader"]
 
 
 class _Summary:
@@ -26,9 +30,13 @@ class _Summary:
     def summary(self) -> str:
         return self.summery
 
-    def log(self, message: Any, level: str = "INFO") -> None:
-        """Write ``message`` to the pipeline's log under the running script and version."""
-        channel.log(str(message), level)
+    def log(self, message: Any, level: Any = logging.INFO, log_to_file: Any = None, **_ignored: Any) -> None:
+        """Write ``message`` to the pipeline's log under the running script and version.
+
+        ``level`` is a :mod:`logging` level or its name. The original's ``log_to_file`` and
+        colour modifiers are accepted and ignored: everything logged reaches the log file.
+        """
+        log(message, level)
 
 
 class Model(_Summary):
@@ -59,6 +67,18 @@ class Model(_Summary):
         self.current_version = version
         self.model_dir = model_dir
         self.exec_mode = exec_mode
+
+    def get_current_version(self) -> Optional[Dict[str, Any]]:
+        """The parameters of the version running (what pre_execution_hook was given)."""
+        return self.current_version
+
+    def copy_related_files(self, dst_dir: str) -> List[str]:
+        """Copy this script and the modules it imported from its folder into ``dst_dir``.
+
+        Paths below the script's folder are kept (``lib/layers.py`` lands in
+        ``dst_dir/lib/layers.py``). Returns the paths written.
+        """
+        return related_files.copy_related_files(self, dst_dir)
 
     def get_trained_step_count(self) -> Optional[int]:
         """Steps already trained in ``model_dir`` (None when unknown); the pipeline trains the rest."""
@@ -99,6 +119,10 @@ class DataLoader(_Summary):
         """The test input."""
         raise NotImplementedError(f"{type(self).__name__} does not implement get_test_input")
 
+    def get_dataloader_summery(self, **kwargs: Any) -> str:
+        """What add_to_summery() collected (the original's name; the pipeline never needed it)."""
+        return self.summery
+
     def get_train_sample_count(self) -> int:
         """Number of training samples; sets the step count with BATCH_SIZE and EPOC_COUNT."""
         raise NotImplementedError(f"{type(self).__name__} does not implement get_train_sample_count")
@@ -130,3 +154,53 @@ class SplitDataLoader(DataLoader):
     def count(self, data: Any) -> int:
         """How many samples ``data`` holds."""
         return len(data)
+
+
+class Experiment(Model):
+    """Release 1.1a3.post8's Model: a script sets ``EXPERIMENT`` to one.
+
+    Its hooks are ``train_loop``, ``evaluate_loop`` and ``clean_experiment_dir``, its folder
+    ``experiment_dir``, and before the first hook its script and the modules it imported
+    from its folder are copied into that folder, as that release did.
+    """
+
+    def __init__(self, versions: Versions, allow_delete_experiment_dir: bool = False, reset_steps: bool = False) -> None:
+        super().__init__(versions, allow_delete_model_dir=allow_delete_experiment_dir, reset_steps=reset_steps)
+
+    @property
+    def allow_delete_experiment_dir(self) -> bool:
+        return self.allow_delete_model_dir
+
+    @allow_delete_experiment_dir.setter
+    def allow_delete_experiment_dir(self, value: bool) -> None:
+        self.allow_delete_model_dir = value
+
+    @property
+    def experiment_dir(self) -> Optional[str]:
+        """The folder this version may write to (``model_dir``)."""
+        return self.model_dir
+
+    @experiment_dir.setter
+    def experiment_dir(self, value: Optional[str]) -> None:
+        self.model_dir = value
+
+    def pre_execution_hook(self, version: Dict[str, Any], experiment_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> None:
+        super().pre_execution_hook(version, experiment_dir, exec_mode)
+
+    def clean_experiment_dir(self, experiment_dir: str) -> None:
+        """Remove what an earlier run left in ``experiment_dir``. The base deletes nothing."""
+
+    def train_loop(self, input_fn: Any, steps: int) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement train_loop(input_fn, steps)")
+
+    def evaluate_loop(self, input_fn: Any, steps: int) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement evaluate_loop(input_fn, steps)")
+
+    def clean_model_dir(self, model_dir: str) -> None:
+        self.clean_experiment_dir(model_dir)
+
+    def train_model(self, input_fn: Any, steps: int) -> Any:
+        return self.train_loop(input_fn, steps)
+
+    def evaluate_model(self, input_fn: Any, steps: int) -> Any:
+        return self.evaluate_loop(input_fn, steps)

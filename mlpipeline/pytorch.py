@@ -21,6 +21,7 @@ from mlpipeline.records.files import fsync_dir
 from mlpipeline.script_support.checkpointed import CheckpointedModel
 from mlpipeline.script_support.data_order import StreamOrder
 from mlpipeline.script_support.extras import require
+from mlpipeline.utils import ExecutionModeKeys
 
 torch = require("torch", "torch", "mlpipeline.pytorch")
 
@@ -107,7 +108,7 @@ class TorchModel(CheckpointedModel):
 
     # -- the pipeline's hooks ------------------------------------------------------------
 
-    def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = "test") -> None:
+    def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> None:
         super().pre_execution_hook(version, model_dir, exec_mode)
         seed_everything(self.seed)
         # The GPU mlpipeline assigned is the only one visible (CUDA_VISIBLE_DEVICES): it is cuda:0.

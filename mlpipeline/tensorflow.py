@@ -21,7 +21,7 @@ from mlpipeline.records.files import fsync_dir
 from mlpipeline.script_support.checkpointed import CheckpointedModel
 from mlpipeline.script_support.data_order import StreamOrder
 from mlpipeline.script_support.extras import require
-from mlpipeline.utils import Versions
+from mlpipeline.utils import ExecutionModeKeys, Versions
 
 tf = require("tensorflow", "tensorflow", "mlpipeline.tensorflow")
 keras = require("keras", "tensorflow", "mlpipeline.tensorflow")
@@ -81,7 +81,7 @@ class KerasModel(CheckpointedModel):
 
     # -- the pipeline's hooks ------------------------------------------------------------
 
-    def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = "test") -> None:
+    def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> None:
         super().pre_execution_hook(version, model_dir, exec_mode)
         keras.utils.set_random_seed(self.seed)
         try:

@@ -7,10 +7,13 @@ import sys
 from typing import Any, Optional
 
 from mlpipeline.script_support import channel
+from mlpipeline.script_support.metrics import Metric, MetricContainer
 from mlpipeline.script_support.versions import VersionParameters, Versions, version_parameters
 
 __all__ = [
     "ExecutionModeKeys",
+    "Metric",
+    "MetricContainer",
     "ModeKeys",
     "VersionParameters",
     "Versions",
@@ -24,30 +27,47 @@ __all__ = [
 class ExecutionModeKeys:
     """What the pipeline is doing: a real run (TRAIN) or a test-mode dry run (TEST)."""
 
-    TRAIN = "train"
-    TEST = "test"
+    TRAIN = "Train"
+    TEST = "Test"
 
 
 class ModeKeys:
-    """What an input is for, passed to ``DataLoader.get_train_input(mode=...)``."""
+    """What an input is for, passed to ``DataLoader.get_train_input(mode=...)``.
 
-    TRAIN = "train"
-    PREDICT = "predict"
-    EVALUATE = "evaluate"
+    The values are the original's. EVALUATE equals ExecutionModeKeys.TEST: the original
+    asked for the evaluation input with ``mode=ExecutionModeKeys.TEST``, so scripts test
+    for either.
+    """
+
+    TRAIN = "Train"
+    PREDICT = "Predict"
+    EVALUATE = ExecutionModeKeys.TEST
 
 
 class console_colors:  # noqa: N801 - original API name
-    """ANSI codes scripts may use in messages; mlpipeline strips them before writing files."""
+    """ANSI codes scripts may use in messages; mlpipeline strips them before writing files.
+
+    The original's spellings (MEGENTA_FG, MEGENTA_BG) are here beside the corrected ones.
+    """
 
     RESET = "\033[0m"
     BOLD = "\033[1m"
+    BLACK_FG = "\033[30m"
     RED_FG = "\033[31m"
     GREEN_FG = "\033[32m"
     YELLOW_FG = "\033[33m"
     BLUE_FG = "\033[34m"
-    MAGENTA_FG = "\033[35m"
+    MAGENTA_FG = MEGENTA_FG = "\033[35m"
     CYAN_FG = "\033[36m"
     WHITE_FG = "\033[37m"
+    BLACK_BG = "\033[40m"
+    RED_BG = "\033[41m"
+    GREEN_BG = "\033[42m"
+    YELLOW_BG = "\033[43m"
+    BLUE_BG = "\033[44m"
+    MAGENTA_BG = MEGENTA_BG = "\033[45m"
+    CYAN_BG = "\033[46m"
+    WHITE_BG = "\033[47m"
 
 
 _LEVEL_NAMES = {
@@ -59,13 +79,24 @@ _LEVEL_NAMES = {
 }
 
 
-def log(message: Any, level: Any = logging.INFO, **_ignored: Any) -> None:
+def log(
+    message: Any,
+    level: Any = logging.INFO,
+    log_to_file: Any = True,
+    modifier_1: Optional[str] = None,
+    modifier_2: Optional[str] = None,
+    **_ignored: Any,
+) -> None:
     """Write ``message`` to the pipeline's log under the running script and version.
 
-    ``level`` is a :mod:`logging` level or its name. The original's extra keyword arguments
-    (``log_to_file``, ``agent``, colour modifiers) are accepted and ignored.
+    ``level`` is a :mod:`logging` level or its name. The original's ``log_to_file`` and
+    colour modifiers (and any other keyword) are accepted and ignored: the log gets every
+    message, and colours are stripped from files anyway.
     """
-    if isinstance(level, int):
+    if isinstance(level, bool):
+        # Model.log(message, True) in the original meant log_to_file=True.
+        name = "INFO"
+    elif isinstance(level, int):
         name = _LEVEL_NAMES.get(level, "INFO")
     else:
         name = str(level).upper()

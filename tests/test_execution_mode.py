@@ -5,6 +5,8 @@ import re
 
 from conftest import scripts_of, versions_code
 
+from mlpipeline.utils import ExecutionModeKeys
+
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d (INFO|WARNING|ERROR|OUT|ERR|DEBUG|CRITICAL) \S+ ")
 
 
@@ -23,7 +25,7 @@ def test_full_runs_with_the_steps_formula_and_every_record(project):
     assert [(c["version"], c["steps"]) for c in project.calls("train")] == [("v1", 20), ("v2", math.ceil(150 / 30))]
     assert [c["steps"] for c in project.calls("eval")] == [100, 50, 100, 50]  # the sample counts
     pre = project.calls("pre")
-    assert {c["mode"] for c in pre} == {"train"}
+    assert {c["mode"] for c in pre} == {ExecutionModeKeys.TRAIN}
     assert pre[0]["model_dir"] == str(project.outputs / "model_ckpts" / "a-one")
     assert pre[1]["model_dir"] == str(project.outputs / "model_ckpts" / "a")
 

@@ -3,6 +3,8 @@ from pathlib import Path
 
 from conftest import versions_code
 
+from mlpipeline.utils import ExecutionModeKeys
+
 
 def test_runs_every_version_in_order_one_step_each_in_temporary_dirs(project):
     project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")', 'versions.addV("v0", order=-1)'))
@@ -14,7 +16,7 @@ def test_runs_every_version_in_order_one_step_each_in_temporary_dirs(project):
     assert trained == [("b.py", "only", 1), ("a.py", "v0", 1), ("a.py", "v1", 1), ("a.py", "v2", 1)]
     assert [c["steps"] for c in project.calls("eval")] == [1] * 8
     pre = project.calls("pre")
-    assert {c["mode"] for c in pre} == {"test"}
+    assert {c["mode"] for c in pre} == {ExecutionModeKeys.TEST}
     dirs = [c["model_dir"] for c in pre]
     assert len(set(dirs)) == 4  # a fresh one per version
     assert not any(Path(d).exists() for d in dirs)  # removed after

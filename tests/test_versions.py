@@ -127,4 +127,6 @@ def test_summaries_in_both_spellings_even_without_super_init():
 
 def test_mode_keys_have_the_original_names():
     assert ExecutionModeKeys.TRAIN != ExecutionModeKeys.TEST
-    assert {ModeKeys.TRAIN, ModeKeys.PREDICT, ModeKeys.EVALUATE} == {"train", "predict", "evaluate"}
+    assert (ModeKeys.TRAIN, ModeKeys.PREDICT) == ("Train", "Predict")
+    # The original asked for the evaluation input with ExecutionModeKeys.TEST.
+    assert ModeKeys.EVALUATE == ExecutionModeKeys.TEST == "Test"

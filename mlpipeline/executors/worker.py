@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.script_support.extras import MissingExtra
+from mlpipeline.executors.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
 from mlpipeline.executors.protocol import (
     LIST_VERSIONS,
     RESULT_FILE,
@@ -54,9 +55,10 @@ def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, 
         # Nothing to debug in the user's code: the message says what to install.
         raise VersionFailure(ScriptError(message=f"{label}: {exc}", phase=phase)) from exc
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any user error is recorded, not raised
+        advice = old_code_advice(exc)
         raise VersionFailure(
             ScriptError(
-                message=f"{label} failed in {phase}: {type(exc).__name__}: {exc}",
+                message=f"{label} failed in {phase}: {type(exc).__name__}: {exc}" + (f" ({advice})" if advice else ""),
                 traceback=user_traceback(exc),
                 phase=phase,
             )
@@ -119,11 +121,12 @@ def load_script(
 
 
 def find_model(module: types.ModuleType, label: str) -> Any:
-    """The script's MODEL, checked to be a usable mlpipeline.helper.Model."""
+    """The script's MODEL (or EXPERIMENT), checked to be a usable mlpipeline.helper.Model."""
     from mlpipeline.helper import Model
     from mlpipeline.script_support.versions import Versions
 
-    if not hasattr(module, "MODEL"):
+    name = next((name for name in MODEL_NAMES if hasattr(module, name)), None)
+    if name is None:
         raise VersionFailure(
             ScriptError(
                 message=f"{label} defines no MODEL: a model script sets MODEL to an instance of "
@@ -131,18 +134,18 @@ def find_model(module: types.ModuleType, label: str) -> Any:
                 phase="import",
             )
         )
-    model = module.MODEL
+    model = getattr(module, name)
     if not isinstance(model, Model):
         raise VersionFailure(
             ScriptError(
-                message=f"{label}: MODEL is a {type(model).__name__}, not a mlpipeline.helper.Model",
+                message=f"{label}: {name} is a {type(model).__name__}, not a mlpipeline.helper.{'Experiment' if name == 'EXPERIMENT' else 'Model'}",
                 phase="import",
             )
         )
     if not isinstance(getattr(model, "versions", None), Versions):
         raise VersionFailure(
             ScriptError(
-                message=f"{label}: MODEL has no Versions; does {type(model).__name__}.__init__ call "
+                message=f"{label}: {name} has no Versions; does {type(model).__name__}.__init__ call "
                 "super().__init__(versions)?",
                 phase="import",
             )
@@ -216,6 +219,7 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     result["epochs"] = epoc_count
     dataloader = version["dataloader"]
 
+    from mlpipeline.helper import Experiment
     from mlpipeline.utils import ExecutionModeKeys, ModeKeys
 
     exec_mode = ExecutionModeKeys.TRAIN if request.execution_mode else ExecutionModeKeys.TEST
@@ -232,7 +236,10 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             except OSError as exc:
                 message = f"{label}: its run record cannot be written in {model_dir} ({exc.strerror or exc})"
                 raise VersionFailure(ScriptError(message=message, phase="run record")) from None
-        call_user(label, "pre_execution_hook", model.pre_execution_hook, version, model_dir, exec_mode)
+        hook_arguments = pre_execution_arguments(model.pre_execution_hook, version, model_dir, exec_mode)
+        call_user(label, "pre_execution_hook", model.pre_execution_hook, *hook_arguments)
+        if isinstance(model, Experiment):
+            call_user(label, "copy_related_files", model.copy_related_files, model_dir)
         train_count = _sample_count(label, "get_train_sample_count", dataloader.get_train_sample_count)
         test_count = _sample_count(label, "get_test_sample_count", dataloader.get_test_sample_count)
         if request.execution_mode:

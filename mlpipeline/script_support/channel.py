@@ -56,6 +56,12 @@ def to_plain(value: Any, depth: int = 0) -> Any:
         return value if math.isfinite(value) else str(value)
     if depth > 8:
         return type(value).__name__
+    from mlpipeline.script_support.metrics import Metric, MetricContainer  # it imports this module
+
+    if isinstance(value, MetricContainer):
+        return to_plain(value.as_record(), depth + 1)
+    if isinstance(value, Metric):
+        return to_plain(value.avg_epoc(), depth + 1)
     if isinstance(value, dict):
         return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -6,6 +6,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from mlpipeline.helper import Model
 from mlpipeline.script_support.versions import Versions
+from mlpipeline.utils import ExecutionModeKeys
 
 DEFAULT_SEED = 0
 
@@ -35,7 +36,7 @@ class CheckpointedModel(Model):
         """Create this version's model (a script implements it)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement build(version)")
 
-    def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = "test") -> None:
+    def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> None:
         super().pre_execution_hook(version, model_dir, exec_mode)
         self.seed = int(version.get("seed", DEFAULT_SEED))
         self.step = 0

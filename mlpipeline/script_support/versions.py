@@ -1,6 +1,7 @@
 """Versions: the named hyperparameter sets of one model script."""
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -15,6 +16,13 @@ class version_parameters:  # noqa: N801 - the original package's spelling, kept 
     LEARNING_RATE = "learning_rate"
     MODEL_DIR_SUFFIX = "model_dir_suffix"
     ORDER = "order"
+    # Release 1.1a3.post8's name for the suffix; the same key.
+    EXPERIMENT_DIR_SUFFIX = "model_dir_suffix"
+    # Keys the original's 1.x releases gave every version (None unless set).
+    HOOKS = "hooks"
+    CLASSES_COUNT = "classes_count"
+    CLASSES_OFFSET = "classes_offset"
+    USE_ALL_CLASSES = "use_all_classes"
 
 
 REQUIRED_PARAMETERS = (
@@ -32,9 +40,23 @@ _STANDARD = (
     version_parameters.ORDER,
 )
 
+# Read as None when a version does not set them, as the 1.x releases stored them; not stored,
+# so a script that never uses them does not carry four empty parameters in its records.
+OLD_RELEASE_PARAMETERS = (
+    version_parameters.HOOKS,
+    version_parameters.USE_ALL_CLASSES,
+    version_parameters.CLASSES_COUNT,
+    version_parameters.CLASSES_OFFSET,
+)
+
 
 class VersionParameters(dict):
     """A version's parameters: a dict that also answers attribute access (``version.batch_size``)."""
+
+    def __missing__(self, key: Any) -> Any:
+        if key in OLD_RELEASE_PARAMETERS:
+            return None
+        raise KeyError(key)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -50,37 +72,78 @@ class VersionParameters(dict):
         return [key for key in REQUIRED_PARAMETERS if self.get(key) is None]
 
 
+def _readme_form(
+    learning_rate: Any = None,
+    dataloader: Any = None,
+    batch_size: Optional[int] = None,
+    epoc_count: Optional[float] = None,
+    model_dir_suffix: Optional[str] = None,
+    order: Optional[int] = None,
+    hooks: Any = None,
+    use_all_classes: Any = None,
+    classes_count: Any = None,
+    classes_offset: Any = None,
+    **defaults: Any,
+) -> None:
+    """Versions(learning_rate, dataloader, batch_size, epoc_count, ...): the README's form."""
+
+
+def _experiment_form(
+    dataloader: Any = None, batch_size: Optional[int] = None, epoc_count: Optional[float] = None, **defaults: Any
+) -> None:
+    """Versions(dataloader, batch_size, epoc_count, **defaults): release 1.1a3.post8's form."""
+
+
+def _is_dataloader(value: Any) -> bool:
+    return callable(getattr(value, "get_train_input", None)) and callable(getattr(value, "get_train_sample_count", None))
+
+
 class Versions:
     """Defaults shared by every version, and the versions added with :meth:`addV`.
+
+    ``Versions(learning_rate, dataloader, batch_size=None, epoc_count=None,
+    model_dir_suffix=None, order=None)`` is the documented form. Scripts of release
+    1.1a3.post8 wrote ``Versions(dataloader, batch_size, epoc_count, learning_rate=..., ...)``:
+    a DataLoader as the first argument selects that form. Keyword arguments beyond the
+    named ones are defaults for a custom parameter of every version.
 
     Versions run in ORDER; a version without an explicit order runs in declaration order.
     """
 
-    def __init__(
-        self,
-        learning_rate: Any = None,
-        dataloader: Any = None,
-        batch_size: Optional[int] = None,
-        epoc_count: Optional[int] = None,
-        model_dir_suffix: Optional[str] = None,
-        order: Optional[int] = None,
-    ) -> None:
-        self._defaults: Dict[str, Any] = {
-            version_parameters.LEARNING_RATE: learning_rate,
-            version_parameters.DATALOADER: dataloader,
-            version_parameters.BATCH_SIZE: batch_size,
-            version_parameters.EPOC_COUNT: epoc_count,
-            version_parameters.MODEL_DIR_SUFFIX: model_dir_suffix,
-        }
-        self._default_order = order
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        form = _experiment_form if args and _is_dataloader(args[0]) else _readme_form
+        try:
+            bound = inspect.signature(form).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{form.__doc__.split(':')[0]}: {exc}") from None
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        extra = values.pop("defaults")
+        suffix = extra.pop("experiment_dir_suffix", None)
+        if values.get(version_parameters.MODEL_DIR_SUFFIX) is None:
+            values[version_parameters.MODEL_DIR_SUFFIX] = suffix
+        for key in (*_STANDARD, *OLD_RELEASE_PARAMETERS):
+            values.setdefault(key, extra.pop(key, None))
+        values.update(extra)
+        self._defaults: Dict[str, Any] = values
         self._versions: Dict[str, VersionParameters] = {}
+
+    @property
+    def versions(self) -> Dict[str, VersionParameters]:
+        """Every version by name, in declaration order (the original's public mapping)."""
+        return self._versions
+
+    @property
+    def versions_defaults(self) -> Dict[str, Any]:
+        """The defaults a version takes for what it does not set; changing one affects later addV()."""
+        return self._defaults
 
     def addV(  # noqa: N802 - original API name
         self,
         name: str,
         dataloader: Any = None,
         batch_size: Optional[int] = None,
-        epoc_count: Optional[int] = None,
+        epoc_count: Optional[float] = None,
         learning_rate: Any = None,
         model_dir_suffix: Optional[str] = None,
         order: Optional[int] = None,
@@ -109,19 +172,39 @@ class Versions:
         version = VersionParameters()
         version[version_parameters.NAME] = name
         for key, value in given.items():
-            version[key] = self._defaults[key] if value is None else value
+            version[key] = self._defaults.get(key) if value is None else value
+        for key, default in self._defaults.items():
+            if key not in given and key != version_parameters.ORDER and default is not None:
+                version[key] = default
         for custom in (custom_paramters, custom_parameters, extra_parameters):
             for key, value in (custom or {}).items():
                 if key in (version_parameters.NAME, version_parameters.ORDER):
                     raise ValueError(f"version {name!r}: {key!r} cannot be a custom parameter")
                 version[key] = value
         if order is None:
-            order = len(self._versions) if self._default_order is None else self._default_order
+            default_order = self._defaults.get(version_parameters.ORDER)
+            order = len(self._versions) if default_order is None else default_order
         version[version_parameters.ORDER] = order
         self._versions[name] = version
         return version
 
-    add_version = addV
+    def add_version(
+        self,
+        name: str,
+        dataloader: Any = None,
+        batch_size: Optional[int] = None,
+        epoc_count: Optional[float] = None,
+        experiment_dir_suffix: Optional[str] = None,
+        order: Optional[int] = None,
+        custom_paramters: Optional[Dict[str, Any]] = None,
+        **parameters: Any,
+    ) -> VersionParameters:
+        """Release 1.1a3.post8's addV: the same, with its positional order and suffix name."""
+        if experiment_dir_suffix is not None:
+            parameters[version_parameters.MODEL_DIR_SUFFIX] = experiment_dir_suffix
+        return self.addV(
+            name, dataloader, batch_size, epoc_count, order=order, custom_paramters=custom_paramters, **parameters
+        )
 
     def rangeOnParameters(  # noqa: N802 - original API name
         self,

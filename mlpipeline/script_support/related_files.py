@@ -1,0 +1,57 @@
+"""The files a model is made of: its script and the modules it imported from beside it.
+
+Release 1.1a3.post8 copied these into each experiment's folder, so that the folder alone
+says what code trained the model; ``Model.copy_related_files`` does it on request, and
+before an ``Experiment``'s first hook.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Any, List, Optional
+
+
+def script_of(model: Any) -> Optional[str]:
+    """The path of the script whose MODEL (or EXPERIMENT) is ``model``, else of its class's module."""
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", {})
+        if namespace.get("MODEL") is model or namespace.get("EXPERIMENT") is model:
+            path = namespace.get("__file__")
+            if path:
+                return os.path.abspath(path)
+    module = sys.modules.get(type(model).__module__)
+    path = getattr(module, "__file__", None)
+    return os.path.abspath(path) if path else None
+
+
+def related_files(script: str) -> List[str]:
+    """``script`` first, then every imported module's file below the script's folder, sorted."""
+    root = os.path.dirname(script)
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        path = os.path.abspath(path)
+        if path != script and os.path.commonpath([path, root]) == root and os.path.isfile(path):
+            found.add(path)
+    return [script, *sorted(found)]
+
+
+def copy_related_files(model: Any, dst_dir: str) -> List[str]:
+    """Copy ``model``'s script and its neighbours it imported into ``dst_dir``; the paths written."""
+    script = script_of(model)
+    if script is None:
+        raise RuntimeError(f"the script that made this {type(model).__name__} is not known; set MODEL in a model script")
+    root = os.path.dirname(script)
+    destination = os.path.abspath(dst_dir)
+    written = []
+    for path in related_files(script):
+        if os.path.commonpath([path, destination]) == destination:
+            continue  # a copy made earlier, imported back
+        target = os.path.join(destination, os.path.relpath(path, root))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(path, target)
+        written.append(target)
+    return written
