@@ -343,6 +343,50 @@ def test_a_script_of_release_post8_in_the_experiment_form_runs_in_both_modes(pro
     assert sorted(p.name for p in exports.iterdir()) == ["probe.py", "sample_experiment.py"]
 
 
+def test_a_project_of_release_post8_migrates_and_runs(project):
+    """experiments_dir, experiments.config and [WHITELISTED_EXPERIMENTS], as that release had them."""
+    project.write("mlp.config", "# where the experiments are\n[MLP]\nexperiments_dir=experiments\n")
+    queue = (
+        "[MLP]\nuse_blacklist=False\n\n[BLACKLISTED_EXPERIMENTS]\n\n"
+        "[WHITELISTED_EXPERIMENTS]\n# the one experiment\nsample_experiment.py\n"
+    )
+    project.write("experiments.config", queue)
+    project.write("experiments_test.config", queue)
+    project.write("experiments/probe.py", PROBE)
+    project.write("experiments/sample_experiment.py", RELEASE_POST8)
+    refused = project.run()
+    assert refused.returncode == 2
+    assert 'models_dir = "experiments"    # experiments_dir in release 1.1a3.post8' in refused.output
+    assert "mlpipeline migrate-config" in refused.output
+
+    migrated = project.run("migrate-config")
+    assert migrated.returncode == 0, migrated.output
+    assert "models.config: written as TOML from experiments.config" in migrated.output
+    assert (project.root / "experiments.config").read_text() == queue  # left as it was
+    models_config = (project.root / "models.config").read_text()
+    assert "[WHITELISTED_MODELS]    # [WHITELISTED_EXPERIMENTS] in release 1.1a3.post8" in models_config
+    assert "# the one experiment" in models_config
+
+    dry = project.run()
+    assert dry.returncode == 0 and "all 2 versions passed" in dry.output, dry.output
+    real = project.run("-r")
+    assert real.returncode == 0, real.output
+    outputs = project.root / "experiments" / "outputs"
+    rows = [json.loads(line) for line in (outputs / "results.jsonl").read_text().splitlines()]
+    assert [(row["version"], row["status"]) for row in rows] == [("version1", "finished"), ("version2", "finished")]
+
+
+def test_a_missing_models_config_beside_experiments_config_says_to_migrate(project):
+    project.write("experiments.config", "[MLP]\nuse_blacklist=False\n")
+    result = project.run("-r")
+    assert result.returncode == 2
+    assert "experiments.config is release 1.1a3.post8's name for it: `mlpipeline migrate-config` writes models.config" in result.output
+    project.write("mlp.config", '[MLP]\nexperiments_dir = "models"\n')
+    result = project.run("-r")
+    assert result.returncode == 2
+    assert "mlp.config:2: 'experiments_dir' is not a key of [MLP]; did you mean 'models_dir'?" in result.output
+
+
 TENSORFLOW1 = '''
 import tensorflow as tf
 

@@ -17,7 +17,7 @@ from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the 
     ConfigError,
     parse_toml_text,
 )
-from mlpipeline.queue.ini import ini_to_toml, looks_like_ini
+from mlpipeline.queue.ini import POST8_KEYS, POST8_QUEUES, ini_to_toml, looks_like_ini
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 EXECUTORS = ("local", "ray")
@@ -114,8 +114,21 @@ def _value_lines(text: str) -> Dict[str, int]:
     return lines
 
 
+def missing_queue_message(path: Path) -> str:
+    """What to say when the queue file ``path`` does not exist."""
+    old = path.with_name(POST8_QUEUES.get(path.name, path.name))
+    if old != path and old.exists():
+        return (
+            f"not found ({path}); {old.name} is release 1.1a3.post8's name for it: "
+            f"`mlpipeline migrate-config` writes {path.name} from it"
+        )
+    return f"not found ({path}); create it with a [WHITELISTED_MODELS] scripts list"
+
+
 def _unknown(file: str, text: str, table: Optional[str], key: str, known: List[str], what: str) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
+    if key in POST8_KEYS:
+        close = [POST8_KEYS[key]]  # release 1.1a3.post8's name for it
     hint = f"; did you mean '{close[0]}'?" if close else f"; the {what}s are: {', '.join(known)}"
     if table is None:
         line = key_line(text, key) or key_line(text, None, key)
@@ -346,7 +359,7 @@ def read_queue_config(path: Path, file: str, models_dir: Path) -> QueueConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(file, f"not found ({path}); create it with a [WHITELISTED_MODELS] scripts list") from None
+        raise ConfigError(file, missing_queue_message(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(file, f"cannot be read: {exc}") from None
     return parse_queue_config(text, file, models_dir)

@@ -27,6 +27,11 @@ from mlpipeline.queue.config_files import (
 )
 
 SCRIPT_LIST_SECTIONS = ("WHITELISTED_MODELS", "BLACKLISTED_MODELS")
+# Release 1.1a3.post8 called models experiments: its names, and what they are now.
+POST8_SECTIONS = {"WHITELISTED_EXPERIMENTS": "WHITELISTED_MODELS", "BLACKLISTED_EXPERIMENTS": "BLACKLISTED_MODELS"}
+POST8_KEYS = {"experiments_dir": "models_dir"}
+POST8_QUEUES = {EXECUTION_QUEUE: "experiments.config", TEST_QUEUE: "experiments_test.config"}
+_ANY_SECTION = re.compile(r"^\s*\[(MLP|(?:WHITELISTED|BLACKLISTED)_(?:MODELS|EXPERIMENTS))\]", re.M)
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 # What each key of [MLP] is in TOML, per file; a key not here is kept as a comment, since
 # mlpipeline refuses keys it does not know.
@@ -53,6 +58,7 @@ _INI_ENTRY = re.compile(r"^([\w.-]+)\s*([=:])\s*(.*)$")
 class _Section:
     name: str
     lines: List[Tuple[str, str, int]] = field(default_factory=list)  # ("comment"|"blank"|"entry", text, line)
+    old_name: Optional[str] = None  # release 1.1a3.post8's name for it
 
 
 def looks_like_ini(text: str) -> bool:
@@ -62,7 +68,7 @@ def looks_like_ini(text: str) -> bool:
     ``key: value``, an unquoted word as a value, a ``;`` comment): a TOML file with a slip in
     it (an unclosed list, a missing comma, a key set twice) is TOML with an error, not INI.
     """
-    if not re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]\s*$", text, re.M):
+    if not _ANY_SECTION.search(text):
         return False
     only_ini = False
     for raw in text.splitlines():
@@ -90,7 +96,8 @@ def _parse_ini(text: str, file: str) -> Tuple[List[Tuple[str, str, int]], List[_
         line = raw.strip()
         header = _SECTION.match(line)
         if header:
-            sections.append(_Section(header.group(1).strip()))
+            name = header.group(1).strip()
+            sections.append(_Section(POST8_SECTIONS.get(name, name), old_name=name if name in POST8_SECTIONS else None))
             continue
         if not line:
             kind = "blank"
@@ -129,7 +136,7 @@ def ini_to_toml(text: str, file: str) -> str:
             out.append(f"# [{section.name}]    # not a table mlpipeline knows in {file}; kept as a comment")
             out.extend(_commented(text) if kind == "entry" else text for kind, text, _ in section.lines)
         elif section.name in SCRIPT_LIST_SECTIONS:
-            out.append(f"[{section.name}]")
+            out.append(f"[{section.name}]" + (f"    # [{section.old_name}] in release 1.1a3.post8" if section.old_name else ""))
             out.extend(_script_list(section))
         else:
             out.append(f"[{section.name}]")
@@ -153,8 +160,8 @@ def ini_values(text: str, file: str) -> Dict[str, Dict[str, Any]]:
             continue
         for text, number in entries:
             match = re.match(r"^([^=:]+?)\s*[=:]\s*(.*)$", text, re.S)
-            if match and kinds.get(match.group(1).strip()):
-                key = match.group(1).strip()
+            key = POST8_KEYS.get(match.group(1).strip(), match.group(1).strip()) if match else ""
+            if match and kinds.get(key):
                 table[key] = _typed_value(kinds[key], key, match.group(2).strip(), file, number)
     return values
 
@@ -197,6 +204,10 @@ def _key_values(section: _Section, kinds: Dict[str, str], file: str) -> List[str
             out.append(f"{_commented(text)}    # (no value in the INI file; not used by mlpipeline)")
             continue
         key, value = match.group(1).strip(), match.group(2).strip()
+        if key in POST8_KEYS and Path(file).name == PROJECT_CONFIG:
+            typed = _typed_value(kinds[POST8_KEYS[key]], key, value, file, number)
+            out.append(f"{POST8_KEYS[key]} = {json.dumps(typed, ensure_ascii=False)}    # {key} in release 1.1a3.post8")
+            continue
         if key not in kinds:
             out.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}    # not a key mlpipeline knows here; kept as a comment")
             continue
@@ -247,51 +258,44 @@ class Migration:
 def migrate_project(project_dir: Path, say: Callable[[str], None]) -> List[Migration]:
     """Rewrite each INI config file of ``project_dir`` as TOML, keeping ``<file>.bak``.
 
-    Every file is converted and checked before any is written, so a file that cannot be
-    converted leaves all three untouched (a ConfigError naming it).
+    A project of release 1.1a3.post8 has experiments.config and experiments_test.config:
+    where models.config (or models_test.config) is absent, it is written from them, and
+    they are left as they are. Every file is converted and checked before any is written,
+    so a file that cannot be converted leaves all of them untouched (a ConfigError naming it).
     """
-    planned: List[Tuple[Path, str]] = []
+    planned: List[Tuple[Path, Path, str]] = []  # (read from, written to, TOML)
     results: List[Migration] = []
     for name in (PROJECT_CONFIG, EXECUTION_QUEUE, TEST_QUEUE):
-        path = project_dir / name
+        path = source = project_dir / name
+        old_name = POST8_QUEUES.get(name)
+        if old_name and not path.exists() and (project_dir / old_name).exists():
+            source = project_dir / old_name
         try:
-            text = path.read_text(encoding="utf-8")
+            text = source.read_text(encoding="utf-8")
         except FileNotFoundError:
             results.append(Migration(name, "absent"))
             continue
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(path), f"cannot be read: {exc}") from None
+            raise ConfigError(str(source), f"cannot be read: {exc}") from None
         try:
             tomllib.loads(text)
+            is_toml = True
+        except tomllib.TOMLDecodeError:
+            is_toml = False
+        if is_toml and source == path:
             results.append(Migration(name, "already TOML"))
             continue
-        except tomllib.TOMLDecodeError:
-            pass
-        if not looks_like_ini(text):
-            if re.search(r"^\s*\[(MLP|WHITELISTED_MODELS|BLACKLISTED_MODELS)\]", text, re.M):
-                try:
-                    parse_toml_text(text, name)
-                except ConfigError as exc:
-                    raise ConfigError(
-                        exc.file, f"{exc.message} (TOML with a mistake, not the original INI format); nothing was changed", exc.line
-                    ) from None
-            raise ConfigError(name, "is neither TOML nor the original package's INI format; nothing was changed")
-        converted = ini_to_toml(text, name)
+        converted = text if is_toml else _converted(text, name, source.name)
+        if source == path:
+            backup = path.with_name(path.name + ".bak")
+            if backup.exists():
+                raise ConfigError(str(backup), "exists already; move it away first (nothing was changed)")
+        planned.append((source, path, converted))
+    for source, path, converted in planned:
+        backup = path.with_name(path.name + ".bak") if source == path else None
         try:
-            read_back = tomllib.loads(converted)
-        except tomllib.TOMLDecodeError as exc:  # a bug here, but the user's files stay as they are
-            raise ConfigError(name, f"could not be converted ({exc}); nothing was changed") from None
-        if read_back != ini_values(text, name):
-            # Written only when the TOML says what the INI said, read back: never a lossy rewrite.
-            raise ConfigError(name, "could not be converted faithfully; nothing was changed") from None
-        backup = path.with_name(path.name + ".bak")
-        if backup.exists():
-            raise ConfigError(str(backup), "exists already; move it away first (nothing was changed)")
-        planned.append((path, converted))
-    for path, converted in planned:
-        backup = path.with_name(path.name + ".bak")
-        try:
-            shutil.copy2(path, backup)
+            if backup is not None:
+                shutil.copy2(path, backup)
             tmp = path.with_name(f".{path.name}.migrating")
             tmp.write_text(converted, encoding="utf-8")
             os.replace(tmp, path)
@@ -301,8 +305,34 @@ def migrate_project(project_dir: Path, say: Callable[[str], None]) -> List[Migra
                 str(exc.filename or path), f"cannot be written ({exc.strerror or exc}); files migrated before it: {done}"
             ) from None
         results.append(Migration(path.name, "migrated", backup))
-        say(f"{path.name}: rewritten as TOML; the INI file is kept as {backup.name}")
+        if backup is not None:
+            say(f"{path.name}: rewritten as TOML; the INI file is kept as {backup.name}")
+        else:
+            say(f"{path.name}: written as TOML from {source.name} (release 1.1a3.post8's name), which is left as it is")
     for migration in results:
         if migration.action != "migrated":
             say(f"{migration.file}: {migration.action}; left as it is")
     return results
+
+
+def _converted(text: str, name: str, read_from: str) -> str:
+    """The TOML for ``name`` from the INI ``text`` of the file ``read_from``; a ConfigError
+    when it is not INI, or when its TOML would not say what it says."""
+    if not looks_like_ini(text):
+        if _ANY_SECTION.search(text):
+            try:
+                parse_toml_text(text, read_from)
+            except ConfigError as exc:
+                raise ConfigError(
+                    exc.file, f"{exc.message} (TOML with a mistake, not the original INI format); nothing was changed", exc.line
+                ) from None
+        raise ConfigError(read_from, "is neither TOML nor the original package's INI format; nothing was changed")
+    converted = ini_to_toml(text, name)
+    try:
+        read_back = tomllib.loads(converted)
+    except tomllib.TOMLDecodeError as exc:  # a bug here, but the user's files stay as they are
+        raise ConfigError(read_from, f"could not be converted ({exc}); nothing was changed") from None
+    if read_back != ini_values(text, name):
+        # Written only when the TOML says what the INI said, read back: never a lossy rewrite.
+        raise ConfigError(read_from, "could not be converted faithfully; nothing was changed") from None
+    return converted

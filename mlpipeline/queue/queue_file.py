@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from mlpipeline.queue.config import ConfigError, QueueConfig, QueueEntry, parse_queue_config
+from mlpipeline.queue.config import ConfigError, QueueConfig, QueueEntry, missing_queue_message, parse_queue_config
 
 SETTLE_S = 0.5
 """A changed queue file is used once it has not changed for this long: an editor, a copy or a
@@ -145,7 +145,7 @@ class QueueFile:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            raise ConfigError(self.file, f"not found ({self.path}); create it with a [WHITELISTED_MODELS] scripts list") from None
+            raise ConfigError(self.file, missing_queue_message(self.path)) from None
         except OSError as exc:
             raise ConfigError(self.file, f"cannot be read: {exc}") from None
         self._config = self._parse(data)
