@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, overload
 
 
 class version_parameters:  # noqa: N801 - the original package's spelling, kept for scripts
@@ -109,6 +109,21 @@ class Versions:
 
     Versions run in ORDER; a version without an explicit order runs in declaration order.
     """
+
+    @overload
+    def __init__(
+        self,
+        learning_rate: Any = None,
+        dataloader: Any = None,
+        batch_size: Optional[int] = None,
+        epoc_count: Optional[float] = None,
+        model_dir_suffix: Optional[str] = None,
+        order: Optional[int] = None,
+        **defaults: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(self, dataloader: Any, batch_size: Optional[int] = None, epoc_count: Optional[float] = None, **defaults: Any) -> None: ...
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         form = _experiment_form if args and _is_dataloader(args[0]) else _readme_form
