@@ -30,11 +30,12 @@ class _Summary:
     def summary(self) -> str:
         return self.summery
 
-    def log(self, message: Any, level: Any = logging.INFO, log_to_file: Any = None, **_ignored: Any) -> None:
+    def log(self, message: Any, log_to_file: Any = None, *, level: Any = logging.INFO, **_ignored: Any) -> None:
         """Write ``message`` to the pipeline's log under the running script and version.
 
-        ``level`` is a :mod:`logging` level or its name. The original's ``log_to_file`` and
-        colour modifiers are accepted and ignored: everything logged reaches the log file.
+        ``level`` (by keyword) is a :mod:`logging` level or its name. The second argument is
+        the original's ``log_to_file``, accepted and ignored like its colour modifiers:
+        everything logged reaches the log file.
         """
         log(message, level)
 
@@ -47,6 +48,15 @@ class Model(_Summary):
     ``evaluate_model`` on the train input and then on the test input.
     """
 
+    # Class-level too, as in the original: a subclass whose __init__ sets only self.versions
+    # and skips super().__init__() still has them.
+    versions: Optional[Versions] = None
+    allow_delete_model_dir = False
+    reset_steps = False
+    current_version: Optional[Dict[str, Any]] = None
+    model_dir: Optional[str] = None
+    exec_mode = ExecutionModeKeys.TEST
+
     def __init__(self, versions: Versions, allow_delete_model_dir: bool = False, reset_steps: bool = False) -> None:
         if not isinstance(versions, Versions):
             raise ValueError(
@@ -55,9 +65,6 @@ class Model(_Summary):
         self.versions = versions
         self.allow_delete_model_dir = allow_delete_model_dir
         self.reset_steps = reset_steps
-        self.current_version: Optional[Dict[str, Any]] = None
-        self.model_dir: Optional[str] = None
-        self.exec_mode = ExecutionModeKeys.TEST
 
     def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> None:
         """Called first for each version, with its parameters and the folder it may write to.

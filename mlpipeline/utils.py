@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, List, Optional
 
-from mlpipeline.script_support import channel
+from mlpipeline.script_support import channel, related_files
 from mlpipeline.script_support.metrics import Metric, MetricContainer
 from mlpipeline.script_support.versions import VersionParameters, Versions, version_parameters
 
@@ -19,6 +19,7 @@ __all__ = [
     "Versions",
     "add_script_dir_to_PATH",
     "console_colors",
+    "copy_related_files",
     "log",
     "version_parameters",
 ]
@@ -110,3 +111,8 @@ def add_script_dir_to_PATH(current_dir: Optional[str] = None) -> None:  # noqa: 
         current_dir = os.path.dirname(os.path.abspath(caller))
     if current_dir not in sys.path:
         sys.path.insert(0, current_dir)
+
+
+def copy_related_files(model: Any, dst_dir: str) -> List[str]:
+    """``model.copy_related_files(dst_dir)``, as release 1.1a3.post8's utils had it."""
+    return related_files.copy_related_files(model, dst_dir)

@@ -186,7 +186,7 @@ RELEASE_POST8 = '''
 import os
 
 from mlpipeline.helper import DataLoader, Experiment
-from mlpipeline.utils import ExecutionModeKeys, MetricContainer, Versions, version_parameters
+from mlpipeline.utils import ExecutionModeKeys, MetricContainer, Versions, copy_related_files, version_parameters
 from probe import record
 
 
@@ -229,7 +229,7 @@ class Trial(Experiment):
         record("train", version=version.name, steps=steps, lr=version.learning_rate,
                hyperparameter=version["hyperparameter"], input=input_fn(),
                copied=sorted(os.listdir(self.experiment_dir)))
-        self.copy_related_files("exports")
+        copy_related_files(self, "exports")
 
     def evaluate_loop(self, input_fn, steps):
         input_fn()
@@ -333,10 +333,12 @@ def test_a_script_of_release_post8_in_the_experiment_form_runs_in_both_modes(pro
         # As release post8 did, the script and what it imported from beside it are in the
         # experiment's folder before its first hook.
         assert all({"sample_experiment.py", "probe.py"} <= set(c["copied"]) for c in train), train
-    assert [c["folder"] for c in calls if c["hook"] == "clean"] == ["sample_experiment", "sample_experiment-second"]
+    assert [c["folder"] for c in calls if c["hook"] == "clean"] == ["sample_experiment-version1", "sample_experiment-second"]
     results = {row["version"]: row for row in project.results()}
     assert {row["status"] for row in results.values()} == {"finished"}
     assert results["version1"]["eval_test"] == {"a": 10.0, "b": 2.0}
+    # That release gave each version a folder of its own: the version's name, or the suffix.
+    assert results["version1"]["model_dir"].endswith("sample_experiment-version1")
     assert results["version2"]["model_dir"].endswith("sample_experiment-second")
     assert results["version1"]["parameters"]["learning_rate"] == 0.01
     exports = project.root / "exports"
@@ -385,6 +387,75 @@ def test_a_missing_models_config_beside_experiments_config_says_to_migrate(proje
     result = project.run("-r")
     assert result.returncode == 2
     assert "mlp.config:2: 'experiments_dir' is not a key of [MLP]; did you mean 'models_dir'?" in result.output
+
+
+# Things scripts of the Model form did that the original let pass: an __init__ that skips
+# super().__init__(), a version put into the `versions` mapping by hand, a fractional sample
+# count, Model.log's second argument (log_to_file) given positionally, a script in a
+# subfolder importing a module from the top of models_dir, the `name` the original set.
+LENIENT = '''
+from mlpipeline.helper import DataLoader, Model
+from mlpipeline.utils import ExecutionModeKeys, Versions
+from shared_code import record
+
+
+class Split(DataLoader):
+    def get_train_sample_count(self):
+        return 10 * 0.75
+
+    def get_test_sample_count(self):
+        return 2
+
+    def get_train_input(self, **kargs):
+        return None
+
+    def get_test_input(self):
+        return None
+
+
+class Bare(Model):
+    def __init__(self, versions):
+        self.versions = versions
+
+    def pre_execution_hook(self, version, model_dir, exec_mode=ExecutionModeKeys.TEST):
+        self.current_version = version
+
+    def get_trained_step_count(self):
+        return None
+
+    def train_model(self, input_fn, steps):
+        self.log("steps: ", steps)
+        record("train", version=self.current_version["name"], steps=steps, name=self.name)
+
+    def evaluate_model(self, input_fn, steps):
+        return {"steps": steps}
+
+
+v = Versions(0.1, Split(), 2, 1)
+v.addV("v")
+v.versions["v_copy"] = dict(v.getVersion("v"), name="v_copy", order=None)
+MODEL = Bare(v)
+'''
+
+
+def test_what_the_original_let_scripts_do_still_works(project):
+    project.write("models/shared_code.py", PROBE)
+    project.script("sub/lenient.py", LENIENT, prelude=False)
+    project.queue(["sub/lenient.py"])
+    project.queue(["sub/lenient.py"], test=True)
+    dry, dry_calls, real, calls = both_modes(project)
+    assert "all 2 versions passed" in dry.output
+    for run_calls, steps in ((dry_calls, 1), (calls, 4)):  # ceil(1 * 7.5 / 2)
+        assert [(c["version"], c["steps"], c["name"]) for c in run_calls] == [
+            ("v", steps, "models/sub/lenient.py"),
+            ("v_copy", steps, "models/sub/lenient.py"),
+        ]
+    results = {row["version"]: row for row in project.results()}
+    assert {row["status"] for row in results.values()} == {"finished"}
+    assert results["v"]["eval_train"] == {"steps": 7.5}  # the count as given, as the original did
+    assert results["v"]["steps"]["total"] == 4
+    lines = [line for line in project.log_text().splitlines() if "steps: " in line]
+    assert lines and all(" INFO " in line for line in lines), lines  # not a level taken from the steps
 
 
 TENSORFLOW1 = '''
@@ -486,6 +557,50 @@ def test_both_versions_constructors():
         Versions(loader, 1, 2, 3)
 
 
+def test_which_constructor_form_a_call_uses():
+    loader = Loader()
+    # Release post8's form with its dataloaders given per version: the second argument is a
+    # number, which the README form's DataLoader never is.
+    none_first = Versions(None, 32, 10)
+    assert none_first.addV("a", dataloader=loader)["batch_size"] == 32
+    assert Versions(None, loader, 8, 1).addV("b")["batch_size"] == 8  # README form, no learning rate
+    keyword = Versions(loader, 4, 1, learning_rate=0.5, model_dir_suffix="shared", experiment_dir_suffix="x")
+    version = keyword.add_version("c")
+    # That release gave each version a folder of its own unless add_version named a suffix.
+    assert version["model_dir_suffix"] is None and version.experiment_dir_suffix is None
+    named = keyword.add_version("d", experiment_dir_suffix="mine")
+    assert named["experiment_dir_suffix"] == named["model_dir_suffix"] == "mine"
+
+
+def test_post8_versions_read_nested_parameters_as_attributes():
+    versions = Versions(Loader(), 1, 1, optimizer={"name": "adam"})
+    version = versions.add_version("v", schedule=[{"lr": 0.1}], custom_paramters={"net": {"width": 8}})
+    assert (version.optimizer.name, version.schedule[0].lr, version.net.width) == ("adam", 0.1, 8)
+    version.extra = {"depth": 2}
+    assert version.extra.depth == 2
+    assert json.loads(json.dumps(version.net)) == {"width": 8}
+
+
+def test_addv_takes_the_1x_parameters_in_their_places():
+    versions = Versions(0.1, Loader(), 1, 1, None, None, "default hooks")
+    version = versions.addV("v", None, None, None, None, None, None, {"width": 3}, None, True, 4, 1)
+    assert (version["hooks"], version["use_all_classes"], version["classes_count"], version["classes_offset"]) == (
+        "default hooks", True, 4, 1)
+    assert version["width"] == 3
+    assert versions.addV("w", custom_parameters={"width": 5})["width"] == 5
+
+
+def test_advice_for_the_originals_private_modules():
+    from mlpipeline.executors.old_scripts import old_code_advice
+
+    try:
+        import mlpipeline.utils._utils  # noqa: F401
+    except ImportError as exc:
+        assert old_code_advice(exc) == "the original's private modules are gone; import the same names from mlpipeline.utils"
+    else:
+        raise AssertionError("mlpipeline.utils._utils imported")
+
+
 def test_metric_matches_the_originals_arithmetic():
     metric = Metric(track_average_epoc_count=2)
     assert metric.avg() == metric.avg_epoc() == metric.get_tracking_average() == 0
@@ -524,6 +639,12 @@ def test_metric_container_forms_and_guards():
         names.c
     groups.x.update(2)
     assert json.loads(json.dumps(groups.as_record())) == {"x": 2.0, "y": 0}
+    similar = MetricContainer(["loss", "l"])
+    similar.loss.update(1)
+    similar.l.update(1)
+    similar.reset("loss")  # one name, not its letters
+    assert (similar.loss.avg(), similar.l.avg()) == (0, 1)
+    assert similar.log_metrics("l") == "l: 1.0000    "
 
 
 def test_console_colors_and_mode_keys_have_every_original_name():

@@ -48,6 +48,9 @@ def old_code_advice(exc: BaseException) -> Optional[str]:
             return f"{name.group(1)} was part of the original package's pipeline, not of its script API; remove the import"
         if "No module named 'mlpipeline.mlp_helper'" in text:
             return "mlp_helper was the original's first name for mlpipeline.helper; import from mlpipeline.helper"
+        private = re.search(r"No module named '(mlpipeline\.(?:utils|helper))\._\w+'", text)
+        if private:
+            return f"the original's private modules are gone; import the same names from {private.group(1)}"
     missing = _MISSING_MODULE.search(text) if isinstance(exc, ImportError) else None
     if missing:
         part = missing.group(1).split(".")[1]

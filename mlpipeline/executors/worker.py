@@ -98,9 +98,11 @@ def load_script(
         sha256 = hashlib.sha256(source).hexdigest()
         if sha256 != required_sha256:
             raise VersionFailure(ScriptError(message=other_file_message(label, path, sha256, required_sha256), phase="import"))
-    script_dir = os.path.dirname(path)
-    if script_dir not in sys.path:
-        sys.path.insert(0, script_dir)
+    # The script's folder first, then models_dir, as the original had it: a script in a
+    # subfolder imports its neighbours and the shared modules at the top alike.
+    for position, folder in enumerate((os.path.dirname(path), models_dir)):
+        if folder and folder not in sys.path:
+            sys.path.insert(position, folder)
     stem = Path(path).stem
     name = stem if stem.isidentifier() and stem not in sys.modules else "mlpipeline_script"
     module = types.ModuleType(name)
@@ -154,10 +156,12 @@ def find_model(module: types.ModuleType, label: str) -> Any:
 
 
 def list_versions(request: ChildRequest) -> Dict[str, Any]:
+    from mlpipeline.helper import Experiment
+
     module, source = load_script(request.script_path, request.script_label, request.models_dir)
     sha256 = hashlib.sha256(source).hexdigest()
     model = find_model(module, request.script_label)
-    versions = model.versions.get_versions()
+    versions = call_user(request.script_label, "its versions", model.versions.get_versions)
     names = [version["name"] for version in versions]
     missing = {version["name"]: version.missing_required() for version in versions if version.missing_required()}
     suffixes = {
@@ -165,6 +169,9 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
         for version in versions
         if version.get("model_dir_suffix") not in (None, "")
     }
+    if isinstance(model, Experiment):
+        # Release 1.1a3.post8 gave each version without a suffix a folder of its own.
+        suffixes = {name: suffixes.get(name, name) for name in names}
     gpus = {version["name"]: to_plain(version["gpus"]) for version in versions if version.get("gpus") is not None}
     return {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes, "gpus": gpus}
 
@@ -178,13 +185,17 @@ def _positive(label: str, key: str, value: Any, integer: bool) -> None:
         raise VersionFailure(ScriptError(message=f"{label}: {key.upper()} must be {kind}, not {value!r}", phase="parameters"))
 
 
-def _sample_count(label: str, name: str, method: Callable[[], Any]) -> int:
-    """What the DataLoader's ``name`` says, checked to be a whole number of samples."""
+def _sample_count(label: str, name: str, method: Callable[[], Any]) -> float:
+    """What the DataLoader's ``name`` says, checked to be a number of samples.
+
+    A fraction (``len(data) * 0.8``) is accepted, as the original accepted it: the step count
+    is rounded up, and evaluation is given the count as it is.
+    """
     count = to_plain(call_user(label, name, method))
-    if isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0 or count != int(count):
-        message = f"{label}: {name}() returned {count!r}; it must return a whole number of samples"
+    if isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0:
+        message = f"{label}: {name}() returned {count!r}; it must return the number of samples"
         raise VersionFailure(ScriptError(message=message, phase=name))
-    return int(count)
+    return int(count) if count == int(count) else count
 
 
 def _step_count(label: str, trained: Any) -> Optional[int]:
@@ -209,6 +220,11 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
         version = model.versions.getVersion(request.version)
     except ValueError as exc:
         raise VersionFailure(ScriptError(message=f"{request.script_label}: {exc}", phase="parameters")) from exc
+    if not hasattr(model, "name"):
+        try:
+            model.name = os.path.relpath(request.script_path)  # what the original set: models/<script>.py
+        except AttributeError:
+            pass  # a class that refuses new attributes never relied on it
     result["parameters"] = to_plain({k: v for k, v in version.items() if k != "name"})
     missing = version.missing_required()
     if missing:

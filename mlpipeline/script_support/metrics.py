@@ -1,5 +1,6 @@
-"""Metric and MetricContainer: running averages a training loop keeps, as release
-1.1a3.post3 to post8 of the original package gave them to scripts.
+"""Metric and MetricContainer: running averages a training loop keeps, as releases
+1.1a3.post3 to post8 of the original package gave them to scripts (with the tracking delta
+of post6 on: post3 to post5's was always 0).
 
 A Metric sums the values it is given and the counts that go with them; ``avg()`` is one
 over the other since the last ``reset()``, ``avg_epoc()`` the same since the last
@@ -137,7 +138,7 @@ class MetricContainer(dict):
     def _subset(self, metrics: Optional[Iterable[str]]) -> List[Tuple[str, Metric]]:
         if metrics is None:
             return list(self.items())
-        wanted = set(metrics)
+        wanted = {metrics} if isinstance(metrics, str) else set(metrics)
         return [(name, metric) for name, metric in self.items() if name in wanted]
 
     def reset(self, metrics: Optional[Iterable[str]] = None) -> None:

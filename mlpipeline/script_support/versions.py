@@ -50,13 +50,9 @@ OLD_RELEASE_PARAMETERS = (
 )
 
 
-class VersionParameters(dict):
-    """A version's parameters: a dict that also answers attribute access (``version.batch_size``)."""
-
-    def __missing__(self, key: Any) -> Any:
-        if key in OLD_RELEASE_PARAMETERS:
-            return None
-        raise KeyError(key)
+class AttributeDict(dict):
+    """A dict whose keys also read and write as attributes; a dict or list of dicts set as an
+    attribute becomes AttributeDicts too, as release 1.1a3.post8's EasyDict versions did."""
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -65,7 +61,27 @@ class VersionParameters(dict):
             raise AttributeError(name) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
+        self[name] = with_attribute_access(value)
+
+
+def with_attribute_access(value: Any) -> Any:
+    """``value`` with every dict in it (through lists and tuples) an AttributeDict."""
+    if isinstance(value, dict) and not isinstance(value, AttributeDict):
+        return AttributeDict((key, with_attribute_access(item)) for key, item in value.items())
+    if type(value) in (list, tuple):
+        return type(value)(with_attribute_access(item) for item in value)
+    return value
+
+
+class VersionParameters(AttributeDict):
+    """A version's parameters: a dict that also answers attribute access (``version.batch_size``)."""
+
+    def __missing__(self, key: Any) -> Any:
+        if key in OLD_RELEASE_PARAMETERS:
+            return None
+        if key == "experiment_dir_suffix":  # release 1.1a3.post8's name
+            return self.get(version_parameters.MODEL_DIR_SUFFIX)
+        raise KeyError(key)
 
     def missing_required(self) -> List[str]:
         """The required parameters (DATALOADER, BATCH_SIZE, EPOC_COUNT) this version lacks."""
@@ -94,8 +110,18 @@ def _experiment_form(
     """Versions(dataloader, batch_size, epoc_count, **defaults): release 1.1a3.post8's form."""
 
 
-def _is_dataloader(value: Any) -> bool:
-    return callable(getattr(value, "get_train_input", None)) and callable(getattr(value, "get_train_sample_count", None))
+def _form_of(args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+    """Which constructor form a call uses. The README form's second argument is the
+    DataLoader, never a number, and its first is the learning rate, never a DataLoader."""
+    if not args:
+        return _readme_form
+    loader_first = callable(getattr(args[0], "get_train_input", None)) and callable(
+        getattr(args[0], "get_train_sample_count", None)
+    )
+    number_second = len(args) >= 2 and isinstance(args[1], (int, float)) and not isinstance(args[1], bool)
+    if loader_first or number_second or version_parameters.LEARNING_RATE in kwargs:
+        return _experiment_form
+    return _readme_form
 
 
 class Versions:
@@ -104,8 +130,9 @@ class Versions:
     ``Versions(learning_rate, dataloader, batch_size=None, epoc_count=None,
     model_dir_suffix=None, order=None)`` is the documented form. Scripts of release
     1.1a3.post8 wrote ``Versions(dataloader, batch_size, epoc_count, learning_rate=..., ...)``:
-    a DataLoader as the first argument selects that form. Keyword arguments beyond the
-    named ones are defaults for a custom parameter of every version.
+    a call whose first argument is a DataLoader, whose second is a number, or that gives
+    ``learning_rate`` by keyword beside positional arguments is read in that form. Keyword
+    arguments beyond the named ones are defaults for a custom parameter of every version.
 
     Versions run in ORDER; a version without an explicit order runs in declaration order.
     """
@@ -126,7 +153,7 @@ class Versions:
     def __init__(self, dataloader: Any, batch_size: Optional[int] = None, epoc_count: Optional[float] = None, **defaults: Any) -> None: ...
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        form = _experiment_form if args and _is_dataloader(args[0]) else _readme_form
+        form = _form_of(args, kwargs)
         try:
             bound = inspect.signature(form).bind(*args, **kwargs)
         except TypeError as exc:
@@ -135,7 +162,12 @@ class Versions:
         values = dict(bound.arguments)
         extra = values.pop("defaults")
         suffix = extra.pop("experiment_dir_suffix", None)
-        if values.get(version_parameters.MODEL_DIR_SUFFIX) is None:
+        if form is _experiment_form:
+            # That release gave each version a folder of its own unless add_version() named a
+            # suffix, and ignored one given here; a shared default would make them one folder.
+            extra.pop(version_parameters.MODEL_DIR_SUFFIX, None)
+            extra = with_attribute_access(extra)
+        elif values.get(version_parameters.MODEL_DIR_SUFFIX) is None:
             values[version_parameters.MODEL_DIR_SUFFIX] = suffix
         for key in (*_STANDARD, *OLD_RELEASE_PARAMETERS):
             values.setdefault(key, extra.pop(key, None))
@@ -163,13 +195,19 @@ class Versions:
         model_dir_suffix: Optional[str] = None,
         order: Optional[int] = None,
         custom_paramters: Optional[Dict[str, Any]] = None,
+        hooks: Any = None,
+        use_all_classes: Any = None,
+        classes_count: Any = None,
+        classes_offset: Any = None,
+        *,
         custom_parameters: Optional[Dict[str, Any]] = None,
         **extra_parameters: Any,
     ) -> VersionParameters:
         """Add the version ``name``; unset parameters take the defaults.
 
         ``custom_paramters`` (the original spelling), ``custom_parameters`` and any extra
-        keyword arguments all become custom parameters of the version.
+        keyword arguments all become custom parameters of the version. ``hooks`` to
+        ``classes_offset`` are the original 1.x releases' parameters, in their places.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a version name must be a non-empty string, not {name!r}")
@@ -184,12 +222,18 @@ class Versions:
             version_parameters.LEARNING_RATE: learning_rate,
             version_parameters.MODEL_DIR_SUFFIX: model_dir_suffix,
         }
+        old_release = dict(zip(OLD_RELEASE_PARAMETERS, (hooks, use_all_classes, classes_count, classes_offset)))
         version = VersionParameters()
         version[version_parameters.NAME] = name
         for key, value in given.items():
             version[key] = self._defaults.get(key) if value is None else value
+        for key, value in old_release.items():
+            value = self._defaults.get(key) if value is None else value
+            if value is not None:
+                version[key] = value
         for key, default in self._defaults.items():
-            if key not in given and key != version_parameters.ORDER and default is not None:
+            taken = key in given or key in old_release or key == version_parameters.ORDER
+            if not taken and default is not None:
                 version[key] = default
         for custom in (custom_paramters, custom_parameters, extra_parameters):
             for key, value in (custom or {}).items():
@@ -214,11 +258,18 @@ class Versions:
         custom_paramters: Optional[Dict[str, Any]] = None,
         **parameters: Any,
     ) -> VersionParameters:
-        """Release 1.1a3.post8's addV: the same, with its positional order and suffix name."""
+        """Release 1.1a3.post8's addV: the same, with its positional order and suffix name;
+        dicts among the parameters read as attributes too, as that release's did."""
         if experiment_dir_suffix is not None:
             parameters[version_parameters.MODEL_DIR_SUFFIX] = experiment_dir_suffix
         return self.addV(
-            name, dataloader, batch_size, epoc_count, order=order, custom_paramters=custom_paramters, **parameters
+            name,
+            dataloader,
+            batch_size,
+            epoc_count,
+            order=order,
+            custom_paramters=with_attribute_access(custom_paramters),
+            **with_attribute_access(parameters),
         )
 
     def rangeOnParameters(  # noqa: N802 - original API name
@@ -264,6 +315,7 @@ class Versions:
 
     def getVersion(self, name: str) -> VersionParameters:  # noqa: N802 - original API name
         """The parameters of version ``name``; ValueError naming the known versions otherwise."""
+        self._check_mapping()
         try:
             return self._versions[name]
         except KeyError:
@@ -274,20 +326,41 @@ class Versions:
 
     def get_versions(self) -> List[VersionParameters]:
         """The versions in the order they run: by ORDER, then by declaration."""
+        self._check_mapping()
         indexed = list(enumerate(self._versions.values()))
-        # The declaration index breaks ties, so equal ORDER values keep declaration order.
-        indexed.sort(key=lambda item: (item[1][version_parameters.ORDER], item[0]))
+        # The declaration index breaks ties, so equal ORDER values keep declaration order;
+        # a version put into the mapping by hand without one runs where it was put.
+        indexed.sort(key=lambda item: (_order_or(item[1], item[0]), item[0]))
         return [version for _, version in indexed]
 
     def get_version_names(self) -> List[str]:
         """Version names in run order."""
         return [version[version_parameters.NAME] for version in self.get_versions()]
 
+    def _check_mapping(self) -> None:
+        """Versions a script put into ``versions`` by hand (the original's scripts could) as
+        VersionParameters, each named by its key."""
+        for name, version in list(self._versions.items()):
+            if isinstance(version, VersionParameters) and version.get(version_parameters.NAME) == name:
+                continue
+            if not isinstance(name, str) or not name or ":" in name:
+                raise ValueError(f"Versions.versions has a version named {name!r}; a name is a non-empty string without ':'")
+            if not isinstance(version, dict):
+                raise ValueError(f"Versions.versions[{name!r}] is a {type(version).__name__}, not a dict of parameters")
+            version = VersionParameters(version)
+            version[version_parameters.NAME] = name
+            self._versions[name] = version
+
     def __len__(self) -> int:
         return len(self._versions)
 
     def __contains__(self, name: object) -> bool:
         return name in self._versions
+
+
+def _order_or(version: Dict[str, Any], index: int) -> Any:
+    order = version.get(version_parameters.ORDER)
+    return index if order is None else order
 
 
 def _as_list(value: Any) -> List[Any]:
