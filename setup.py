@@ -25,6 +25,10 @@ setup(
         "tensorflow": ["tensorflow>=2.13"],
         "tensorflow-cpu": ["tensorflow-cpu>=2.13"],
         "ray": ["ray==2.60.0"],  # the release the Ray executor is tested with
+        "plot": ["matplotlib>=3.7"],
+        # MLflow's client without its server; its sqlite store needs SQLAlchemy and Alembic.
+        "mlflow": ["mlflow-skinny>=3.0,<4", "sqlalchemy>=2", "alembic>=1.12"],
+        "tensorboard": ["tensorboard>=2.12"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6"],
         "docs": ["sphinx>=7", "myst-parser>=2"],
     },

@@ -16,7 +16,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-COMMANDS = ("status", "migrate-config")
+COMMANDS = {
+    "status": "where every queued version stands",
+    "compare": "the versions' parameters, evaluations and metrics side by side",
+    "plot": "a metric's curve over steps, one per version, as a PNG or SVG file",
+    "migrate-config": "rewrite the original package's INI config files as TOML",
+}
 
 
 def _positive_int(text: str) -> int:
@@ -32,22 +37,21 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> "argparse.ArgumentParser":
+    """The parser of ``mlpipeline [options]``: test mode, or with -r execution mode."""
     import argparse
 
     from mlpipeline import __version__
 
+    commands = "\n".join(f"  mlpipeline {name:<15} {what}" for name, what in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="mlpipeline",
-        usage="%(prog)s [-r] [-u] [-n] [-C DIR] [options]\n"
-        "       %(prog)s status [--json] [-C DIR]\n"
-        "       %(prog)s migrate-config [-C DIR]",
+        usage="%(prog)s [-r] [-u] [-n] [-C DIR] [options]\n       %(prog)s COMMAND [-C DIR] [options]",
         description="Run every version of every queued model script, each in its own process. "
         "Without -r: test mode (models_test.config, 1 step, temporary dirs, stop at the first error). "
-        "With -r: execution mode (models.config, full runs, records under outputs/). "
-        "'status' shows where every queued version stands; 'migrate-config' rewrites the original "
-        "package's INI config files as TOML.",
+        "With -r: execution mode (models.config, full runs, records under outputs/).",
+        epilog=f"commands (each has --help):\n{commands}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", nargs="?", choices=COMMANDS, help=argparse.SUPPRESS)
     parser.add_argument("-r", "--run", action="store_true", help="execution mode: run models.config for real")
     parser.add_argument(
         "-u",
@@ -56,7 +60,7 @@ def build_parser() -> "argparse.ArgumentParser":
         help="skip versions finished before; resume versions that were cut off, first",
     )
     parser.add_argument("-n", "--no-log", action="store_true", help="write no log-<host> or output-<host> lines")
-    parser.add_argument("-C", dest="directory", metavar="DIR", help="the project folder (default: the current one)")
+    _add_directory(parser)
     parser.add_argument("--retry-failed", action="store_true", help="with -u: run failed versions again")
     parser.add_argument("--fail-fast", action="store_true", help="stop the queue at the first failed version")
     parser.add_argument(
@@ -72,9 +76,68 @@ def build_parser() -> "argparse.ArgumentParser":
     parser.add_argument(
         "--wait", action="store_true", help="execution mode: when the queue is empty, wait for models.config or a script to change"
     )
-    parser.add_argument("--json", action="store_true", help="with status: print JSON instead of a table")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # to say it is status's
     parser.add_argument("--version", action="version", version=f"mlpipeline {__version__}")
     return parser
+
+
+def _add_directory(parser: "argparse.ArgumentParser") -> None:
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="the project folder (default: the current one)")
+
+
+def build_command_parser(command: str) -> "argparse.ArgumentParser":
+    """The parser of ``mlpipeline COMMAND``, with that command's options only."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"mlpipeline {command}", description=COMMANDS[command].capitalize() + ".")
+    _add_directory(parser)
+    if command == "status":
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    if command in ("compare", "plot"):
+        if command == "plot":
+            parser.add_argument("metric", metavar="METRIC", help="a metric the versions report()")
+        parser.add_argument(
+            "select", nargs="*", metavar="SCRIPT[:VERSION]", help="these scripts or versions (default: every version with a run)"
+        )
+        parser.add_argument(
+            "--any-state", action="store_true", help="the latest run of each version whatever its state (default: the latest finished)"
+        )
+    if command == "compare":
+        parser.add_argument("--best", action="store_true", help="add the best value of each reported metric")
+        parser.add_argument("--sort", metavar="COLUMN", help="sort by this column or metric; -COLUMN sorts descending")
+        form = parser.add_mutually_exclusive_group()
+        form.add_argument("--json", dest="form", action="store_const", const="json", help="print JSON")
+        form.add_argument("--csv", dest="form", action="store_const", const="csv", help="print CSV")
+        form.add_argument("--markdown", dest="form", action="store_const", const="markdown", help="print a Markdown table")
+    if command == "plot":
+        parser.add_argument("-o", dest="output", metavar="FILE", help="the figure to write, .png or .svg (default: METRIC.png)")
+        parser.add_argument("--log", action="store_true", help="a logarithmic scale for the metric")
+    return parser
+
+
+def _descending_sort(arguments: List[str]) -> List[str]:
+    """``--sort -loss`` as ``--sort=-loss``: argparse takes a value starting with - for an option."""
+    out = list(arguments)
+    for index, word in enumerate(out[:-1]):
+        if word == "--sort" and out[index + 1].startswith("-") and len(out[index + 1]) > 1:
+            out[index : index + 2] = [f"--sort={out[index + 1]}"]
+            break
+    return out
+
+
+def split_command(argv: List[str]) -> "tuple[Optional[str], List[str]]":
+    """The command named in ``argv`` (its first word that is not an option or -C's folder),
+    and the arguments without it."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "-C":
+            index += 2
+            continue
+        if not word.startswith("-"):
+            return (word, argv[:index] + argv[index + 1:]) if word in COMMANDS else (None, argv)
+        index += 1
+    return None, argv
 
 
 def _run_flags(args: "argparse.Namespace") -> Dict[str, Any]:
@@ -111,20 +174,20 @@ def _main(argv: Optional[List[str]]) -> int:
     from mlpipeline.records.identity import HostnameError, hostname
     from mlpipeline.watch.console import ConsoleView, make_console
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.json and args.command != "status":
-        parser.error("--json: for 'mlpipeline status' only")
-    if args.command is not None:
-        given = [flag for flag, value in _run_flags(args).items() if value] + (["-r"] if args.run else [])
-        if given:
-            parser.error(f"{', '.join(given)}: not for 'mlpipeline {args.command}'")
-    elif not args.run:
-        given = [flag for flag, value in _run_flags(args).items() if value and flag != "--only"]
-        if given:
-            parser.error(f"{', '.join(given)}: for execution mode only; add -r")
-    if args.retry_failed and not args.use_history:
-        parser.error("--retry-failed works with -u, which is what skips failed versions")
+    command, arguments = split_command(list(sys.argv[1:] if argv is None else argv))
+    arguments = _descending_sort(arguments)
+    parser = build_parser() if command is None else build_command_parser(command)
+    # Intermixed: `plot loss -o loss.png a.py` names a.py after an option, as people write it.
+    args = parser.parse_args(arguments) if command is None else parser.parse_intermixed_args(arguments)
+    if command is None:
+        if args.json:
+            parser.error("--json: for 'mlpipeline status' and 'mlpipeline compare' only")
+        if not args.run:
+            given = [flag for flag, value in _run_flags(args).items() if value and flag != "--only"]
+            if given:
+                parser.error(f"{', '.join(given)}: for execution mode only; add -r")
+        if args.retry_failed and not args.use_history:
+            parser.error("--retry-failed works with -u, which is what skips failed versions")
     view = ConsoleView(make_console())
     project_dir = Path(args.directory or ".").resolve()
     if not project_dir.is_dir():
@@ -136,19 +199,30 @@ def _main(argv: Optional[List[str]]) -> int:
         view.error(str(exc))
         return EXIT_USAGE
     try:
-        if args.command == "migrate-config":
+        if command == "migrate-config":
             from mlpipeline.queue.ini import migrate_project
 
             migrate_project(project_dir, view.info)
             return EXIT_OK
         project = load_project_config(project_dir)
-        if args.command == "status":
+        if command == "status":
             from mlpipeline.watch.status import show_status
 
             try:
                 return show_status(project, view, as_json=args.json)
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
+        if command in ("compare", "plot"):
+            from mlpipeline.watch.runs import select_runs
+
+            runs = select_runs(project, args.select, any_state=args.any_state)
+            if command == "compare":
+                from mlpipeline.watch.compare import show_comparison
+
+                return show_comparison(runs, view, best=args.best, sort=args.sort, form=args.form)
+            from mlpipeline.watch.plot import plot_metric
+
+            return plot_metric(runs, view, args.metric, output=args.output, log_scale=args.log)
         only = tuple(parse_entry(item, project.models_dir, "--only") for item in args.only)
         if args.run:
             from mlpipeline.execution.loop import ExecutionLoop, ExecutionOptions

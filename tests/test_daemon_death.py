@@ -16,6 +16,18 @@ def checkpoint(project, name="a"):
     return int(path.read_text() or 0) if path.exists() else 0
 
 
+def kill_daemon_mid_version(project, steps=40, model_dir="a"):
+    """A daemon (-r -u) killed alone once its version has trained ``steps`` steps; returns the
+    step its version was cut at, once the version is gone too."""
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: checkpoint(project, model_dir) >= steps, timeout=60, what=f"{steps} steps")
+    version = project.calls("train")[0]["pid"]
+    daemon.kill()
+    daemon.communicate()
+    assert gone_within([version], 5), "the version trains on without its daemon"
+    return checkpoint(project, model_dir)
+
+
 def gone_within(pids, seconds):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -135,7 +135,7 @@ def test_status_needs_a_valid_queue(project):
     assert result.returncode == 2
     assert "models.config" in result.output and "not valid TOML" in result.output
     assert project.run("status", "-r").returncode == 2  # not for status
-    assert "--json: for 'mlpipeline status' only" in project.run("--json").output
+    assert "--json: for 'mlpipeline status' and 'mlpipeline compare' only" in project.run("--json").output
 
 
 def test_ctrl_c_while_status_lists_a_script_leaves_nothing_running(project):

@@ -148,6 +148,7 @@ class Launcher:
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
             self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}, version_run))
             return Launch.HANDLED
+        self._listener.started(version_run)
         self.record_placements()  # a local child runs already: its started event follows its claim at once
         return Launch.HANDLED
 

@@ -1,14 +1,19 @@
 """What running children say: their output lines, log messages and ``report()`` progress,
-passed on to log-<host>, the console and the progress files ``mlpipeline status`` reads."""
+passed on to log-<host>, the console, the progress files ``mlpipeline status`` reads, each
+model's metric history, and the tracker mlp.config names (MLflow, TensorBoard)."""
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Set
 
 from mlpipeline.execution.outcome import VersionRun
+from mlpipeline.execution.plan import Start
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
+from mlpipeline.records.metric_history import HistoryWriter
+from mlpipeline.tracking.bridge import TrackedRun, TrackingBridge
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.watch.console import describe_report
 
@@ -22,9 +27,14 @@ PROGRESS_FILE_INTERVAL_S = 1.0
 class ChildListener:
     """Takes each line and event of a running child; owns the progress files."""
 
-    def __init__(self, reporter: Reporter, paths: OutputPaths) -> None:
+    def __init__(self, reporter: Reporter, paths: OutputPaths, tracking: Optional[TrackingBridge] = None) -> None:
         self._say = reporter
         self._progress = paths.progress
+        self._tracking = tracking
+        self._tracked: Dict[str, TrackedRun] = {}
+        self._histories: Dict[str, HistoryWriter] = {}
+        self._closed_histories: Set[str] = set()  # runs that ended: a straggling event writes nothing
+        self._histories_lock = threading.Lock()
 
     def line(self, label: str, stream: str, line: str) -> None:
         """A line a version printed."""
@@ -40,6 +50,12 @@ class ChildListener:
         elif event.get("type") == "report":
             metrics = event.get("metrics") or {}
             step, total = event.get("step"), event.get("total")
+            history = self._history(version_run)
+            if history is not None:
+                history.add(step, total, metrics)
+            tracked = self._tracked.get(version_run.run_id)
+            if tracked is not None and self._tracking is not None:
+                self._tracking.reported(tracked, step, metrics)
             version_run.metrics.update(metrics)
             self._say.view.progress(label, step, total, metrics)
             now = time.monotonic()
@@ -58,10 +74,57 @@ class ChildListener:
         if event.get("type") == "log":
             self._say.log(str(event.get("level", "INFO")), script, str(event.get("message", "")))
 
-    def ended(self, version_run: VersionRun) -> None:
-        """The version ended: its progress goes from the console and from ``status``."""
+    def started(self, version_run: VersionRun) -> None:
+        """A version's child was started: its tracker run begins (or goes on, when it resumes)."""
+        if self._tracking is None:
+            return
+        planned = version_run.planned
+        tracked = TrackedRun(
+            planned.script.label,
+            planned.version,
+            version_run.run_id,
+            version_run.model_dir,
+            resumed=planned.start is Start.RESUME,
+            git=version_run.git,
+        )
+        self._tracked[version_run.run_id] = tracked
+        self._tracking.started(tracked)
+
+    def ended(self, version_run: VersionRun, record: Optional[Dict[str, Any]] = None) -> None:
+        """The version ended: its history is written out, its tracker run ends with ``record``
+        (its results.jsonl row; None when another daemon took it over), and its progress goes
+        from the console and ``status``."""
+        tracked = self._tracked.pop(version_run.run_id, None)
+        if tracked is not None and self._tracking is not None and record is not None:
+            self._tracking.ended(tracked, record)
+        with self._histories_lock:
+            history = self._histories.pop(version_run.run_id, None)
+            self._closed_histories.add(version_run.run_id)
+        if history is not None:
+            history.close()
         self._say.view.progress_ended(version_run.planned.label)
         remove_quietly(self._progress / f"{version_run.run_id}.json")
+
+    def flush_histories(self) -> None:
+        """Write out the reports that have waited a second; called by the loop on every pass."""
+        with self._histories_lock:
+            histories = list(self._histories.values())
+        for history in histories:
+            history.flush_if_due()
+
+    def _history(self, version_run: VersionRun) -> Optional[HistoryWriter]:
+        with self._histories_lock:
+            history = self._histories.get(version_run.run_id)
+            if history is None and version_run.run_id not in self._closed_histories:
+                label = version_run.planned.label
+                history = HistoryWriter(
+                    version_run.model_dir,
+                    version_run.run_id,
+                    fresh=version_run.planned.start is Start.FRESH,
+                    on_error=lambda message: self._say.log("WARNING", label, message),
+                )
+                self._histories[version_run.run_id] = history
+            return history
 
     def drop_old_progress(self, journal: Journal) -> None:
         """Progress files of runs no daemon runs any more (cut off before they could remove theirs)."""

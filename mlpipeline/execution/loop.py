@@ -22,6 +22,7 @@ from mlpipeline.execution.executor_choice import Executors, choose_executors
 from mlpipeline.execution.gpus import GpuPool, detect_gpus
 from mlpipeline.execution.launcher import Launch, Launcher
 from mlpipeline.execution.listener import ChildListener
+from mlpipeline.tracking.configured import tracking_bridge
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun
 from mlpipeline.execution.recorder import EndRecorder
 from mlpipeline.execution.reporter import Reporter
@@ -46,6 +47,9 @@ EXIT_RECORDS_UNWRITABLE = 2
 
 WAIT_POLL_S = 2.0
 """With --wait and an empty queue, how often the queue file and the scripts are looked at."""
+
+TRACKING_CLOSE_S = 30.0
+"""How long the daemon waits at its end for the tracker to take what is still queued."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,8 @@ class ExecutionLoop:
         self.executor = self.executors.runs
         self.resources = Resources(self.executors.gpus)
         stopping = lambda: self.signals.count > 0  # noqa: E731
-        self.listener = ChildListener(say, self.paths)
+        self.tracking = tracking_bridge(project, lambda label, message: (say.log("WARNING", label, message), view.warning(f"{label}: {message}")))
+        self.listener = ChildListener(say, self.paths, self.tracking)
         catalog = ScriptCatalog(
             self.executors.listings,
             self.listener.listing_line,
@@ -175,6 +180,8 @@ class ExecutionLoop:
                     self.executors.close()
                 # The last version's on_version_end still runs, unless a second Ctrl-C said: now.
                 self.recorder.end_hook.wait(0 if self.signals.count > 1 else HOOK_TIMEOUT_S)
+                if self.tracking is not None:
+                    self.tracking.close(timeout=0 if self.signals.count > 1 else TRACKING_CLOSE_S)
         return self._finish()
 
     def _loop(self) -> None:
@@ -211,6 +218,7 @@ class ExecutionLoop:
                 self._idle_until_change(watched)
             self.launcher.record_placements()
             finished = self.executor.next_finished(timeout=0.2)
+            self.listener.flush_histories()
             if finished is not None:
                 self.launcher.record_placements()  # its started event, should it have come with its end
                 self.recorder.finished(finished)

@@ -99,7 +99,7 @@ class EndRecorder:
                 self._drop_lost(version_run, ending.wall_s)
             return
         if version_run is not None:
-            self._listener.ended(version_run)
+            self._listener.ended(version_run, end.record)
             self._close_run_record(version_run, end.record)
         else:
             self._say.view.progress_ended(label)

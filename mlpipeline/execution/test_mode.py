@@ -11,11 +11,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from mlpipeline.execution.signals import StopSignals
 from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
-from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest
+from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, version_environment
 from mlpipeline.executors.worker import missing_message
 from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
 from mlpipeline.queue.config import TEST_QUEUE, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile
+from mlpipeline.records.ends import new_run_id
 from mlpipeline.watch.console import ConsoleView
 
 
@@ -135,6 +136,8 @@ class DryRun:
                 lambda event: self._child_event(label, event),
                 cancel=lambda: self.signals.count > 0,
                 timeout=self.project.version_timeout,
+                # Named as in execution mode, for the user's own tracking code; nothing records the id.
+                env=version_environment(new_run_id(), script.label, version, model_dir),
             )
         finally:
             shutil.rmtree(model_dir, ignore_errors=True)

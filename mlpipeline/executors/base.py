@@ -158,12 +158,13 @@ class Executor(ABC):
         on_event: EventSink,
         cancel: Callable[[], bool] = lambda: False,
         timeout: Optional[float] = None,
+        env: Optional[Dict[str, str]] = None,
     ) -> ChildOutcome:
         """Run one child to its end and return how it ended (listing a script's versions, say).
 
         When ``cancel()`` turns true (Ctrl-C), the child's process tree is killed.
         """
-        run = self._submit(request, on_line, on_event, None, timeout, to_queue=False)
+        run = self._submit(request, on_line, on_event, None, timeout, to_queue=False, env=env)
         while not run.done.wait(0.1):
             if cancel() and run.stop_signal is None:
                 self.stop(run, signal.SIGKILL)

@@ -21,6 +21,7 @@ from mlpipeline.queue.ini import POST8_KEYS, POST8_QUEUES, ini_to_toml, looks_li
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 EXECUTORS = ("local", "ray")
+TRACKERS = ("mlflow", "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class ProjectConfig:
     listing_timeout: float = 300.0  # seconds a script's import may take while its versions are listed
     executor: str = "local"  # where versions run: "local" (this host) or "ray" (a Ray cluster)
     ray_address: Optional[str] = None  # with executor = "ray"; None: RAY_ADDRESS, else "auto"
+    tracking: Optional[str] = None  # "mlflow" or "tensorboard": a tracker fed with every run
+    tracking_uri: Optional[str] = None  # with mlflow; None: sqlite:///<outputs>/mlflow.db
+    tracking_dir: Optional[Path] = None  # with tensorboard; None: <model_dir>/tensorboard
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     mlp = data["MLP"]
     known = [
         "models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus", "preload",
-        "on_version_end", "listing_timeout", "executor", "ray_address",
+        "on_version_end", "listing_timeout", "executor", "ray_address", "tracking", "tracking_uri", "tracking_dir",
     ]
     for key in mlp:
         if key not in known:
@@ -268,6 +272,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
             raise ConfigError(
                 file, 'ray_address must be a cluster address such as "10.0.0.5:6379", or "auto"', key_line(text, "MLP", "ray_address")
             )
+    tracking, tracking_uri, tracking_dir = _tracking(file, text, mlp, project_dir)
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir.resolve(),
@@ -282,7 +287,37 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         listing_timeout=float(listing_timeout),
         executor=executor,
         ray_address=ray_address,
+        tracking=tracking,
+        tracking_uri=tracking_uri,
+        tracking_dir=tracking_dir,
     )
+
+
+def _tracking(file: str, text: str, mlp: Dict[str, Any], project_dir: Path) -> Tuple[Optional[str], Optional[str], Optional[Path]]:
+    """``tracking``, with ``tracking_uri`` (MLflow's) or ``tracking_dir`` (TensorBoard's)."""
+    tracking = None
+    if "tracking" in mlp:
+        tracking = _typed(file, text, "MLP", mlp, "tracking", str, "a string")
+        if tracking not in TRACKERS:
+            raise ConfigError(file, f'tracking must be "mlflow" or "tensorboard", not {tracking!r}', key_line(text, "MLP", "tracking"))
+    uri = None
+    if "tracking_uri" in mlp:
+        uri = _typed(file, text, "MLP", mlp, "tracking_uri", str, "a string")
+        if tracking != "mlflow" or not uri.strip():
+            raise ConfigError(
+                file, 'tracking_uri is MLflow\'s store, such as "sqlite:///mlflow.db" or "http://host:5000", with tracking = "mlflow"',
+                key_line(text, "MLP", "tracking_uri"),
+            )
+    folder = None
+    if "tracking_dir" in mlp:
+        value = _typed(file, text, "MLP", mlp, "tracking_dir", str, "a string")
+        if tracking != "tensorboard" or not value.strip():
+            raise ConfigError(
+                file, 'tracking_dir is the folder of TensorBoard\'s event files, such as "runs", with tracking = "tensorboard"',
+                key_line(text, "MLP", "tracking_dir"),
+            )
+        folder = (project_dir / value).resolve()
+    return tracking, uri, folder
 
 
 def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:

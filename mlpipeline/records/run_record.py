@@ -28,10 +28,13 @@ def write_run_record(
     """Write the script copy, parameters.json and run.json for the run starting in ``model_dir``."""
     folder = record_dir(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    own = (script_name, PARAMETERS_FILE, RUN_FILE)
     for old in folder.iterdir():
         # A script renamed since the last run (its old copy would mislead), and temporary
-        # files of a run killed while it wrote them.
-        if (old.suffix == ".py" and old.name != script_name) or old.name.endswith(".tmp"):
+        # files of these three that a run killed while it wrote them left (the daemon's own
+        # files here, such as a tracker's, are not this process's to touch).
+        leftover = old.name.endswith(".tmp") and any(old.name.startswith(f".{name}.") for name in own)
+        if (old.suffix == ".py" and old.name != script_name) or leftover:
             old.unlink()
     write_bytes_atomic(folder / script_name, source)
     write_json_atomic(folder / PARAMETERS_FILE, parameters)

@@ -56,6 +56,8 @@ def to_plain(value: Any, depth: int = 0) -> Any:
         return value if math.isfinite(value) else str(value)
     if depth > 8:
         return type(value).__name__
+    if type(value) is dict:  # the common case, first: report()'s metrics
+        return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
     from mlpipeline.script_support.metrics import Metric, MetricContainer  # it imports this module
 
     if isinstance(value, MetricContainer):

@@ -120,7 +120,6 @@ class ConsoleView:
         """A version's ``report()``: its bar on a terminal, else a plain line now and then."""
         if self._lost:
             return
-        text = describe_report(None, None, metrics)
         if not self.console.is_terminal:
             now = time.monotonic()
             with self._lock:
@@ -129,6 +128,7 @@ class ConsoleView:
                 self._plain_shown[label] = now
             self._print(f"{escape(label)} {escape(describe_report(step, total, metrics))}")
             return
+        text = describe_report(None, None, metrics)
         steps = {"completed": step} if isinstance(step, (int, float)) else {}
         if isinstance(total, (int, float)):
             steps["total"] = total
@@ -202,6 +202,25 @@ class ConsoleView:
         # rendering would cost a second for 30,000 rows and add nothing without a terminal.
         self._write("\n".join(lines) + "\n")
 
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """A table of text cells: rich on a terminal, aligned plain columns otherwise. A column
+        whose every cell reads as a number is aligned right."""
+        numeric = [all(_is_number(row[i]) or not row[i] for row in rows) and any(row[i] for row in rows) for i in range(len(headers))]
+        if self.console.is_terminal:
+            table = Table(show_edge=False, pad_edge=False)
+            for header, right in zip(headers, numeric):
+                table.add_column(escape(header), justify="right" if right else "left")
+            for row in rows:
+                table.add_row(*(escape(cell) for cell in row))
+            self._print(table)
+            return
+        widths = [max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)]
+        lines = []
+        for row in [list(headers), *rows]:
+            cells = [cell.rjust(width) if right else cell.ljust(width) for cell, width, right in zip(row, widths, numeric)]
+            lines.append("  ".join(cells).rstrip())
+        self._write("\n".join(lines) + "\n")
+
     def summary(self, title: str, rows: Sequence[Tuple[str, str, float]], footer: List[str]) -> None:
         """A table of (script:version, state, seconds), then the footer lines."""
         if rows:
@@ -225,3 +244,11 @@ def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
     for key, value in metrics.items():
         parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
     return " ".join(parts)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

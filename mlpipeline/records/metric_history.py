@@ -1,0 +1,147 @@
+"""``<model_dir>/.mlpipeline/metrics.jsonl``: every ``report()`` of the model in that folder.
+
+One JSON line per report, in the order they came: ``{"time", "run_id", "step", "total",
+"metrics"}``. A resumed run appends to its folder's file, so the file is the model's whole
+curve; a fresh run starts a new file, and the old one stays as ``metrics-<its last run
+id>.jsonl``. The daemon writes the reports as they arrive, through a buffer written out at
+least every second: a crash of the version loses nothing it sent, a crash of the daemon at
+most the last second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+from mlpipeline.records.files import json_text
+from mlpipeline.records.run_record import record_dir
+
+HISTORY_FILE = "metrics.jsonl"
+FLUSH_INTERVAL_S = 1.0
+"""At most this long between a report's arrival and its line reaching the file."""
+
+
+def history_path(model_dir: Path) -> Path:
+    return record_dir(model_dir) / HISTORY_FILE
+
+
+class HistoryWriter:
+    """Appends one run's reports to its model_dir's history; safe from several threads."""
+
+    def __init__(self, model_dir: str, run_id: str, fresh: bool, on_error: Callable[[str], None]) -> None:
+        self._path = history_path(Path(model_dir))
+        self._run_id = run_id
+        self._fresh = fresh
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self._pending: List[str] = []
+        self._handle: Optional[Any] = None
+        self._last_flush = time.monotonic()
+        self._broken = False
+        self._clock = IsoClock()
+
+    def add(self, step: Any, total: Any, metrics: Dict[str, Any]) -> None:
+        """One report, kept in memory until the next flush (at most FLUSH_INTERVAL_S away)."""
+        line = json_text({"time": self._clock.now(), "run_id": self._run_id, "step": step, "total": total, "metrics": metrics})
+        with self._lock:
+            if self._broken:
+                return
+            self._pending.append(line + "\n")
+            if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+                self._flush()
+
+    def flush_if_due(self) -> None:
+        with self._lock:
+            if self._pending and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+                self._flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush()
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def _flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending or self._broken:
+            return
+        try:
+            if self._handle is None:
+                self._handle = self._open()
+            self._handle.write("".join(self._pending))
+            self._handle.flush()
+        except OSError as exc:
+            self._broken = True
+            self._on_error(f"its metric history cannot be written to {self._path} ({exc.strerror or exc}); the run goes on without it")
+        self._pending.clear()
+
+    def _open(self) -> Any:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        if self._fresh and self._path.exists():
+            # The model this folder held before: its curve stays, under its last run's id.
+            last = last_run_id(self._path) or f"before-{self._run_id}"
+            os.replace(self._path, self._path.with_name(f"metrics-{last}.jsonl"))
+        return open(self._path, "a", encoding="utf-8")
+
+
+class IsoClock:
+    """now_iso() at a fraction of its cost: the date, time and offset are formatted once a
+    second, the milliseconds each time (a loop may report thousands of times a second)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._head = ""
+        self._offset = ""
+
+    def now(self) -> str:
+        moment = time.time()
+        second = int(moment)
+        if second != self._second:
+            local = datetime.fromtimestamp(second).astimezone()
+            self._head = local.strftime("%Y-%m-%dT%H:%M:%S")
+            self._offset = local.isoformat()[19:]
+            self._second = second
+        return f"{self._head}.{int((moment - second) * 1000):03d}{self._offset}"
+
+
+def last_run_id(path: Path) -> Optional[str]:
+    """The run id on the last whole line of the history at ``path``."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 65536))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            return str(json.loads(line)["run_id"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def read_history(model_dir: Path) -> Iterator[Dict[str, Any]]:
+    """The reports of the model in ``model_dir``, in order; a line cut short by a crash is left out."""
+    return read_history_file(history_path(model_dir))
+
+
+def read_history_file(path: Path) -> Iterator[Dict[str, Any]]:
+    """The reports in the history file ``path`` (the current one, or one kept aside)."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("metrics"), dict):
+                yield row

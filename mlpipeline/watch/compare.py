@@ -1,0 +1,162 @@
+"""``mlpipeline compare``: one row per version, its parameters that differ from the others',
+its evaluations, the last (and best) value of each metric it reported, steps, duration, state."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from mlpipeline.watch.console import ConsoleView
+from mlpipeline.watch.runs import RecordedRun, number
+
+LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|nll|perplexity|ppl|wer|cer|cost|distance|regret", re.I)
+"""A metric whose name matches is best at its lowest, any other at its highest."""
+
+_FIXED_FIRST = ("version", "state")
+_NOT_HYPERPARAMETERS = ("order", "model_dir_suffix")  # where and when a version ran, not what it is
+_FIXED_LAST = ("steps", "duration_s")
+
+
+def lower_is_better(metric: str) -> bool:
+    return bool(LOWER_IS_BETTER.search(metric))
+
+
+def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
+    """The columns and the rows of the comparison of ``runs``."""
+    rows: List[Dict[str, Any]] = []
+    parameters: List[Dict[str, Any]] = []
+    for run in runs:
+        record = run.row
+        row: Dict[str, Any] = {"version": run.label, "state": run.state}
+        for side in ("eval_train", "eval_test"):
+            value = record.get(side)
+            if isinstance(value, dict):
+                row.update({f"{side}.{key}": item for key, item in value.items()})
+            elif value is not None:
+                row[side] = value
+        last = dict(record.get("metrics") or {})
+        history = run.history() if best or not last else []
+        for report in history:
+            last.update(report["metrics"])
+        row.update(last)
+        if best:
+            row.update(_best(history))
+        steps = record.get("steps") or {}
+        row["steps"] = steps.get("total") if isinstance(steps, dict) else steps
+        row["duration_s"] = record.get("duration_s")
+        rows.append(row)
+        values = dict(record.get("parameters") or {})
+        parameters.append({key: value for key, value in values.items() if key not in _NOT_HYPERPARAMETERS})
+    differing = _differing(parameters)
+    for row, values in zip(rows, parameters):
+        row.update({key: values.get(key) for key in differing})
+    seen = set(_FIXED_FIRST) | set(differing) | set(_FIXED_LAST)
+    rest: List[str] = []
+    for row in rows:
+        rest.extend(key for key in row if key not in seen and key not in rest)
+    # Evaluations on train, then on test, then the reported metrics, then their best values.
+    rest.sort(key=lambda key: 0 if key.startswith("eval_train") else 1 if key.startswith("eval_test") else 3 if key.startswith("best.") else 2)
+    return list(_FIXED_FIRST) + differing + rest + list(_FIXED_LAST), rows
+
+
+def _best(history: List[Dict[str, Any]]) -> Dict[str, Any]:
+    best: Dict[str, float] = {}
+    for report in history:
+        for name, value in report["metrics"].items():
+            value = number(value)
+            if value is None or value != value:  # NaN is never the best
+                continue
+            if name not in best or (value < best[name] if lower_is_better(name) else value > best[name]):
+                best[name] = value
+    return {f"best.{name}": value for name, value in best.items()}
+
+
+def _differing(parameters: List[Dict[str, Any]]) -> List[str]:
+    """The parameter names whose values are not the same in every row, in first-seen order."""
+    names: List[str] = []
+    for values in parameters:
+        names.extend(name for name in values if name not in names)
+    canonical = [{name: json.dumps(values.get(name), sort_keys=True, default=str) for name in names} for values in parameters]
+    return [name for name in names if len({row[name] for row in canonical}) > 1]
+
+
+def sort_rows(columns: List[str], rows: List[Dict[str, Any]], sort: str) -> List[Dict[str, Any]]:
+    """``rows`` by the column ``sort`` names (``-name``: descending): numbers, then other
+    values as text, then the rows without one (NaN counts as without)."""
+    descending = sort.startswith("-")
+    column = resolve_column(columns, sort[1:] if descending else sort)
+    numbers, texts, absent = [], [], []
+    for row in rows:
+        value = row.get(column)
+        as_number = number(value)
+        if as_number is not None and as_number == as_number:
+            numbers.append((as_number, row))
+        elif value is None or as_number is not None:
+            absent.append(row)
+        else:
+            texts.append((str(value), row))
+    numbers.sort(key=lambda item: item[0], reverse=descending)
+    texts.sort(key=lambda item: item[0], reverse=descending)
+    return [row for _, row in numbers] + [row for _, row in texts] + absent
+
+
+def resolve_column(columns: List[str], name: str) -> str:
+    """The column ``name`` means: itself, or eval_test.NAME, or eval_train.NAME."""
+    for candidate in (name, f"eval_test.{name}", f"eval_train.{name}"):
+        if candidate in columns:
+            return candidate
+    raise ValueError(f"--sort {name}: no such column; the columns are: {', '.join(columns)}")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def show_comparison(
+    runs: Sequence[RecordedRun], view: ConsoleView, best: bool = False, sort: Optional[str] = None, form: Optional[str] = None
+) -> int:
+    """Print the comparison in ``form`` (a table, "json", "csv" or "markdown"); the exit code."""
+    if not runs:
+        view.error("no run to compare: results.jsonl has no finished run of what was asked (mlpipeline -r runs the queue)")
+        return 1
+    columns, rows = comparison(runs, best)
+    if sort:
+        try:
+            rows = sort_rows(columns, rows, sort)
+        except ValueError as exc:
+            view.error(str(exc))
+            return 2
+    if form == "json":
+        sys.stdout.write(json.dumps([{key: row.get(key) for key in columns} for row in rows], indent=1, default=str) + "\n")
+    elif form == "csv":
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[cell(row.get(key)) for key in columns] for row in rows])
+        sys.stdout.write(text.getvalue())
+    elif form == "markdown":
+        sys.stdout.write(markdown_table(columns, rows))
+    else:
+        view.table(columns, [[cell(row.get(key)) for key in columns] for row in rows])
+    return 0
+
+
+def markdown_table(columns: List[str], rows: List[Dict[str, Any]]) -> str:
+    def escaped(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    numeric = {key for key in columns if rows and all(number(row.get(key)) is not None or row.get(key) is None for row in rows)}
+    lines = ["| " + " | ".join(escaped(key) for key in columns) + " |"]
+    lines.append("|" + "|".join("---:" if key in numeric else "---" for key in columns) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(escaped(cell(row.get(key))) for key in columns) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,93 @@
+"""``mlpipeline plot METRIC``: one figure, a curve per version of METRIC over the steps it was
+reported at, written as PNG or SVG. matplotlib is the optional extra ``mlpipeline[plot]``."""
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mlpipeline.watch.console import ConsoleView
+from mlpipeline.watch.runs import RecordedRun, number
+
+FORMATS = (".png", ".svg")
+
+Curve = List[Tuple[float, float]]
+
+
+def curves(runs: Sequence[RecordedRun], metric: str) -> Dict[str, Curve]:
+    """(step, value) of ``metric`` for each run that reported it, by script:version. A report
+    without a step is placed at its count of reports so far."""
+    found: Dict[str, Curve] = {}
+    for run in runs:
+        points: Curve = []
+        for index, report in enumerate(run.history(), start=1):
+            value = number(report["metrics"].get(metric))
+            if value is None:
+                continue
+            step = number(report.get("step"))
+            points.append((index if step is None else step, value))
+        if points:
+            found[run.label] = points
+    return found
+
+
+def default_output(metric: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", metric).strip("._") + ".png"
+
+
+def plot_metric(
+    runs: Sequence[RecordedRun], view: ConsoleView, metric: str, output: Optional[str] = None, log_scale: bool = False
+) -> int:
+    """Write the figure of ``metric`` for ``runs``; the exit code."""
+    path = Path(output or default_output(metric))
+    if path.suffix.lower() not in FORMATS:
+        view.error(f"-o {path}: the figure is written as PNG or SVG, by the file's suffix (.png or .svg)")
+        return 2
+    try:
+        importlib.import_module("matplotlib.figure")
+    except ImportError:
+        view.error("mlpipeline plot needs matplotlib, which is not installed: pip install 'mlpipeline[plot]'")
+        return 2
+    if not runs:
+        view.error("no run to plot: results.jsonl has no finished run of what was asked (mlpipeline -r runs the queue)")
+        return 1
+    found = curves(runs, metric)
+    if not found:
+        reported = sorted({name for run in runs for report in run.history() for name in report["metrics"]})
+        known = ", ".join(reported) if reported else "none (their scripts never called report())"
+        view.error(f"no run reported '{metric}'; the metrics reported are: {known}")
+        return 1
+    for run in runs:
+        if run.label not in found:
+            view.warning(f"{run.label} reported no '{metric}'; left out")
+    if log_scale and any(value <= 0 for points in found.values() for _, value in points):
+        view.warning(f"'{metric}' has values of 0 or less, which a log scale leaves out")
+    try:
+        write_figure(found, metric, path, log_scale)
+    except OSError as exc:
+        view.error(f"{path}: cannot be written ({exc.strerror or exc})")
+        return 1
+    view.info(f"wrote {path}: {metric} of {', '.join(found)}")
+    return 0
+
+
+def write_figure(found: Dict[str, Curve], metric: str, path: Path, log_scale: bool) -> None:
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    # Text stays text in an SVG: searchable, and readable by a test.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure = Figure(figsize=(8, 5), layout="constrained")
+        axes = figure.add_subplot()
+        for label, points in found.items():
+            steps, values = zip(*points)
+            axes.plot(steps, values, label=label, marker="." if len(points) < 30 else None)
+        axes.set_xlabel("step")
+        axes.set_ylabel(metric)
+        axes.set_title(f"{metric} over steps")
+        if log_scale:
+            axes.set_yscale("log")
+        axes.grid(True, alpha=0.3)
+        axes.legend(title="script:version")
+        figure.savefig(path, dpi=120)

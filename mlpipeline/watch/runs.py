@@ -1,0 +1,108 @@
+"""The recorded runs that ``compare`` and ``plot`` look at: from results.jsonl, the latest
+finished run of each version (or the latest whatever its state), and the reports of each."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from mlpipeline.queue.config import ConfigError, ProjectConfig, QueueEntry, parse_entry
+from mlpipeline.records.metric_history import history_path, read_history_file
+from mlpipeline.records.paths import OutputPaths
+
+
+@dataclass
+class RecordedRun:
+    """One run of a version as results.jsonl has it."""
+
+    row: Dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.row.get('script')}:{self.row.get('version')}"
+
+    @property
+    def state(self) -> str:
+        return str(self.row.get("status"))
+
+    def history(self) -> List[Dict[str, Any]]:
+        """The reports of the model this run trained, up to this run's last: its own and those
+        of the runs it resumed. Empty when none was kept (a run from before metric histories)."""
+        model_dir, run_id = self.row.get("model_dir"), self.row.get("run_id")
+        if not model_dir or not run_id:
+            return []
+        current = history_path(Path(model_dir))
+        for path in [current, *sorted(current.parent.glob("metrics-*.jsonl"))]:
+            rows = list(read_history_file(path))
+            ends = [index for index, row in enumerate(rows) if row.get("run_id") == run_id]
+            if ends:
+                return rows[: ends[-1] + 1]
+        return []
+
+
+# The head of a results.jsonl row as records/ends.py writes it: the version and how it ended
+# are read without parsing the rest, so only each version's latest row is parsed whole.
+_ROW_HEAD = re.compile(r'^\{"time": "[^"]*", "host": "(?:[^"\\]|\\.)*", "script": ("(?:[^"\\]|\\.)*"), '
+                       r'"version": ("(?:[^"\\]|\\.)*"), "status": "(\w+)"')
+
+
+def select_runs(project: ProjectConfig, select: Sequence[str], any_state: bool = False) -> List[RecordedRun]:
+    """The latest finished run (or, with ``any_state``, the latest run) of each version that
+    ``select`` names (``script.py`` or ``script.py:version``; all when empty), in the order
+    the versions first appear in results.jsonl."""
+    entries = [parse_entry(item, project.models_dir, "the selection") for item in select]
+    latest: Dict[Tuple[str, str], str] = {}  # the latest wanted line of each version, in first-seen order
+    results = OutputPaths(project.outputs_dir, host="").results  # host: only for the per-host logs
+    try:
+        handle = open(results, encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None
+    with handle:
+        for line in handle:
+            head = _ROW_HEAD.match(line)
+            if head is not None:
+                key, status = (json.loads(head.group(1)), json.loads(head.group(2))), head.group(3)
+            else:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a crash
+                if not isinstance(row, dict):
+                    continue
+                key, status = (str(row.get("script")), str(row.get("version"))), str(row.get("status"))
+            if (any_state or status == "finished") and (not entries or _selected(key, entries)):
+                latest[key] = line
+    runs = []
+    for line in latest.values():
+        try:
+            runs.append(RecordedRun(json.loads(line)))
+        except ValueError:
+            continue
+    return runs
+
+
+def _selected(key: Tuple[str, str], entries: Sequence[QueueEntry]) -> bool:
+    script, version = key
+    return any(entry.script == script and entry.version in (None, version) for entry in entries)
+
+
+def missing_selections(select: Sequence[str], runs: Sequence[RecordedRun], project: ProjectConfig) -> List[str]:
+    """The items of ``select`` that matched no run."""
+    found = {(str(run.row.get("script")), str(run.row.get("version"))) for run in runs}
+    missing = []
+    for item in select:
+        entry = parse_entry(item, project.models_dir, "the selection")
+        if not any(_selected(key, [entry]) for key in found):
+            missing.append(item)
+    return missing
+
+
+def number(value: Any) -> Optional[float]:
+    """``value`` as a float when it is a (non-boolean) number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)

@@ -1,0 +1,52 @@
+"""Every report() of a run is kept, in order, in <model_dir>/.mlpipeline/metrics.jsonl: across
+a daemon killed mid-run and the resume after it, and a fresh run keeps the old curve aside."""
+import json
+import re
+
+from conftest import versions_code
+from test_daemon_death import SLOW, kill_daemon_mid_version
+
+from mlpipeline.records.metric_history import read_history
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)$")
+
+
+def history_rows(project, name="metrics.jsonl"):
+    path = project.outputs / "model_ckpts" / "a" / ".mlpipeline" / name
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_reports_survive_a_killed_daemon_and_the_resume_appends(project):
+    project.script("a.py", versions_code(SLOW.replace("epoc_count=20", "epoc_count=30")))  # 300 steps
+    project.queue(["a.py"])
+    cut_at = kill_daemon_mid_version(project, steps=80)
+    first = history_rows(project)
+    steps = [row["step"] for row in first]
+    assert steps == list(range(1, len(steps) + 1))  # in order, none twice
+    # Reports are written at least every second (and a loop pass): what the version reported
+    # up to well before the kill is there; a step takes 0.05 s and more, so 2.5 s is 50 steps.
+    assert len(steps) >= cut_at - 50, (len(steps), cut_at)
+    (run_a,) = {row["run_id"] for row in first}
+    assert all(ISO.match(row["time"]) for row in first)
+    assert first[0]["metrics"] == {"loss": 1.0} and first[0]["total"] == 300
+
+    again = project.run("-r", "-u")
+    assert again.returncode == 0, again.output
+    rows = history_rows(project)
+    assert rows[: len(first)] == first  # the resumed run appends to the same curve
+    resumed = rows[len(first):]
+    assert {row["run_id"] for row in resumed} != {run_a} and len({row["run_id"] for row in resumed}) == 1
+    assert [row["step"] for row in resumed] == list(range(cut_at + 1, 301))
+    assert list(read_history(project.outputs / "model_ckpts" / "a")) == rows
+
+
+def test_a_fresh_run_keeps_the_old_curve_aside(project):
+    project.script("a.py", versions_code('versions.addV("a", epoc_count=1)'))  # 10 steps
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    old = history_rows(project)
+    assert [row["step"] for row in old] == list(range(1, 11))
+    assert project.run("-r").returncode == 0  # without -u: run again, from a clean model_dir
+    new = history_rows(project)
+    assert [row["step"] for row in new] == list(range(1, 11)) and new[0]["run_id"] != old[0]["run_id"]
+    assert history_rows(project, f"metrics-{old[-1]['run_id']}.jsonl") == old
