@@ -80,3 +80,15 @@ def test_on_a_terminal_each_running_version_has_a_progress_bar(project):
     assert "\x1b[" in screen  # colour and cursor control on a terminal...
     assert "\x1b" not in project.log_text()  # ...and never in a file
     assert "\x1b" not in project.output_text()
+
+
+def test_names_and_lines_print_as_written_not_as_emoji(project):
+    # rich reads ":fire:" and ":a:" as emoji codes; "x.py:a: ..." is how a label meets a colon.
+    project.script("x.py", versions_code('versions.addV("a", print_lines=1)', defaults=REPORTING))
+    project.queue(["x.py"], test=True)
+    result = project.run()
+    assert result.returncode == 0, result.output
+    assert "x.py:a | hello from a" in result.stdout
+    project.script("x.py", versions_code('versions.addV("a")', defaults=REPORTING) + 'print(":fire: :a: ready")\n')
+    result = project.run()
+    assert ":fire: :a: ready" in result.stdout and "\U0001f525" not in result.stdout

@@ -121,7 +121,7 @@ import json, os
 from mlpipeline.helper import Model, SplitDataLoader
 from mlpipeline.utils import Versions
 
-NAMES = ("MLPIPELINE_RUN_ID", "MLPIPELINE_SCRIPT", "MLPIPELINE_VERSION", "MLPIPELINE_MODEL_DIR")
+NAMES = ("MLPIPELINE_RUN_ID", "MLPIPELINE_SCRIPT", "MLPIPELINE_VERSION", "MLPIPELINE_MODEL_DIR", "CUDA_DEVICE_ORDER")
 
 
 class Named(Model):
@@ -147,9 +147,12 @@ def test_every_versions_process_can_name_its_run_in_both_modes(project):
     project.queue(["sub/named.py"], test=True)
     assert project.run().returncode == 0
     assert project.run("-r").returncode == 0
-    dry, real = [json.loads(line) for line in (project.root / "names.jsonl").read_text().splitlines()]
-    (row,) = project.results()
+    assert project.run("-r", env={"CUDA_DEVICE_ORDER": "FASTEST_FIRST"}).returncode == 0  # a user's own, kept
+    dry, real, own = [json.loads(line) for line in (project.root / "names.jsonl").read_text().splitlines()]
+    assert own["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"
+    row = project.results()[0]
     assert real == {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # GPU ids as nvidia-smi numbers them
         "MLPIPELINE_RUN_ID": row["run_id"],
         "MLPIPELINE_SCRIPT": "sub/named.py",
         "MLPIPELINE_VERSION": "v",

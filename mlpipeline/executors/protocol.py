@@ -6,6 +6,7 @@ exits. Only plain JSON crosses: live objects stay in the child.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -24,8 +25,11 @@ code, and lets the daemon find a process of the run that escaped its tree."""
 
 
 def version_environment(run_id: str, script: str, version: str, model_dir: str) -> Dict[str, str]:
-    """The variables a version's child gets: which run of which version it is, and where."""
+    """The variables a version's child gets: which run of which version it is, and where;
+    and CUDA_DEVICE_ORDER=PCI_BUS_ID unless set, so that GPU ids mean what nvidia-smi shows
+    (CUDA's own default order, fastest first, numbers them differently)."""
     return {
+        "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),
         RUN_ID_VARIABLE: run_id,
         "MLPIPELINE_SCRIPT": script,
         "MLPIPELINE_VERSION": version,

@@ -44,7 +44,8 @@ def silence_stdout() -> None:
 
 def make_console() -> Console:
     """The one Console of a command; rich leaves out colour and cursor codes when not on a terminal."""
-    return Console(highlight=False, soft_wrap=True)
+    # emoji off: a script or version named "a:fire:" prints as written, not as rich's emoji.
+    return Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 class ConsoleView:
@@ -135,11 +136,11 @@ class ConsoleView:
         with self._lock:
             if self._bars is None:
                 self._bars = Progress(
-                    TextColumn("{task.description}"),
+                    TextColumn("{task.description}", markup=False),
                     BarColumn(),
                     MofNCompleteColumn(),
                     TimeElapsedColumn(),
-                    TextColumn("{task.fields[metrics]}"),
+                    TextColumn("{task.fields[metrics]}", markup=False),
                     console=self.console,
                     transient=True,
                 )
@@ -150,8 +151,8 @@ class ConsoleView:
                     except OSError as exc:
                         self._output_lost(exc)
                         return
-                self._tasks[label] = self._bars.add_task(escape(label), total=None, metrics="")
-            self._bars.update(self._tasks[label], metrics=escape(text), **steps)
+                self._tasks[label] = self._bars.add_task(label, total=None, metrics="")
+            self._bars.update(self._tasks[label], metrics=text, **steps)
 
     def progress_ended(self, label: str) -> None:
         """The version's bar goes (the last bar takes the live display with it)."""
