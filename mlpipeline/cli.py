@@ -191,7 +191,7 @@ def _main(argv: Optional[List[str]]) -> int:
     view = ConsoleView(make_console())
     project_dir = Path(args.directory or ".").resolve()
     if not project_dir.is_dir():
-        view.error(f"{args.directory}: no such folder")
+        view.error(f"{args.directory}: " + ("a file, not a folder" if project_dir.exists() else "no such folder"))
         return EXIT_USAGE
     try:
         hostname()

@@ -148,3 +148,12 @@ def test_usage_errors_exit_2(project):
     assert missing.returncode == 2  # no models_test.config
     result = project.run("-r", "--only", "../x.py")
     assert result.returncode == 2 and "--only: '../x.py' is outside models_dir" in result.output
+
+
+def test_messages_say_what_is_wrong_in_plain_words(project):
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\nzzzz = 1\n')
+    result = project.run("-r")
+    assert result.returncode == 2 and "'zzzz' is not a key of [MLP]; the keys of [MLP] are: models_dir" in result.output
+    a_file = project.write("notes.txt", "x")
+    result = project.run("-C", str(a_file))
+    assert result.returncode == 2 and "notes.txt: a file, not a folder" in result.output

@@ -19,7 +19,7 @@ def test_states_follow_the_last_event(tmp_path):
     assert journal.state("a.py", "v1") is RunState.RUNNING
     assert [r["version"] for r in journal.unfinished()] == ["v1"]
     event(journal, JournalEvent.FINISHED)
-    assert journal.state("a.py", "v1") is RunState.DONE
+    assert journal.state("a.py", "v1") is RunState.FINISHED
     assert list(journal.unfinished()) == []
     reread = Journal(tmp_path / "history.jsonl", warnings.append)
     reread.refresh()
@@ -38,7 +38,7 @@ def test_a_torn_last_line_is_skipped_with_a_warning_and_later_appends_are_whole(
     warnings = []
     after_crash = Journal(path, warnings.append)
     after_crash.refresh()
-    assert after_crash.state("a.py", "v1") is RunState.DONE
+    assert after_crash.state("a.py", "v1") is RunState.FINISHED
     assert warnings == ["history.jsonl:3: last line is cut off (written during a crash?); skipped"]
 
     event(after_crash, JournalEvent.STARTED, version="v2")
@@ -70,7 +70,7 @@ def test_a_corrupt_middle_line_is_skipped_with_its_number(tmp_path):
     warnings = []
     reread = Journal(path, warnings.append)
     reread.refresh()
-    assert reread.state("a.py", "v1") is RunState.DONE
+    assert reread.state("a.py", "v1") is RunState.FINISHED
     assert warnings == [
         f"history.jsonl:{number}: not a journal event (corrupt or cut off); skipped" for number in range(2, 2 + len(corrupt))
     ]

@@ -94,7 +94,7 @@ def test_status_shows_every_state(project):
     rows = status(project)
     states = {label: row["state"] for label, row in rows.items()}
     assert states == {
-        "one.py:done": "done",
+        "one.py:done": "finished",
         "one.py:failed": "failed",
         "one.py:timed": "timed_out",
         "one.py:later": "pending",
@@ -110,10 +110,10 @@ def test_status_shows_every_state(project):
     assert "version_timeout" in rows["one.py:timed"]["reason"]
     assert "ended without recording an end" in rows["cut.py:v"]["reason"]  # the next daemon said so
     assert "SIGINT" in rows["live.py:v"]["reason"]
-    assert rows["edited.py:v"]["previous_state"] == "done"
+    assert rows["edited.py:v"]["previous_state"] == "finished"
 
     plain = project.run("status").stdout
-    assert "1 done, 1 failed, 1 timed_out, 1 pending, 2 interrupted, 1 stale, 1 broken" in plain
+    assert "1 finished, 1 failed, 1 timed_out, 1 pending, 2 interrupted, 1 stale, 1 broken" in plain
 
 
 def test_status_over_a_half_written_journal_line_waits_for_it(project):
@@ -125,7 +125,7 @@ def test_status_over_a_half_written_journal_line_waits_for_it(project):
         handle.write('{"time": "2026-01-01T00:00:00+00:00", "event": "claimed", "scr')
     result = project.run("status", "--json")
     assert result.returncode == 0
-    assert json.loads(result.stdout)[0]["state"] == "done"
+    assert json.loads(result.stdout)[0]["state"] == "finished"
     assert "cut off" not in result.stderr
 
 

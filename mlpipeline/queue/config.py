@@ -133,7 +133,9 @@ def _unknown(file: str, text: str, table: Optional[str], key: str, known: List[s
     close = difflib.get_close_matches(key, known, n=1)
     if key in POST8_KEYS:
         close = [POST8_KEYS[key]]  # release 1.1a3.post8's name for it
-    hint = f"; did you mean '{close[0]}'?" if close else f"; the {what}s are: {', '.join(known)}"
+    kind, _, rest = what.partition(" ")
+    plural = f"{kind}s {rest}".strip()  # "key of [MLP]": "the keys of [MLP] are"
+    hint = f"; did you mean '{close[0]}'?" if close else f"; the {plural} are: {', '.join(known)}"
     if table is None:
         line = key_line(text, key) or key_line(text, None, key)
     else:

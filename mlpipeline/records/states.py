@@ -20,7 +20,7 @@ class RunState(Enum):
 
     PENDING = "pending"
     RUNNING = "running"
-    DONE = "done"
+    FINISHED = "finished"  # as the journal and results.jsonl say it
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
@@ -29,7 +29,7 @@ class RunState(Enum):
 STATE_AFTER = {
     JournalEvent.CLAIMED: RunState.RUNNING,
     JournalEvent.STARTED: RunState.RUNNING,
-    JournalEvent.FINISHED: RunState.DONE,
+    JournalEvent.FINISHED: RunState.FINISHED,
     JournalEvent.FAILED: RunState.FAILED,
     JournalEvent.INTERRUPTED: RunState.INTERRUPTED,
     JournalEvent.TIMED_OUT: RunState.TIMED_OUT,

@@ -19,7 +19,7 @@ PLAIN_PROGRESS_INTERVAL_S = 10.0
 
 _STATE_STYLE = {
     "finished": "green",
-    "done": "green",
+    "finished": "green",
     "running": "cyan",
     "stale": "magenta",
     "broken": "bold red",
@@ -171,7 +171,7 @@ class ConsoleView:
         """``queue: 3 finished, 1 running, 4 pending`` after each version's end."""
         parts = [f"{n} {state}" for state, n in counts.items() if n]
         if unlisted:
-            parts.append(f"{unlisted} script{'s' if unlisted > 1 else ''} not listed yet")
+            parts.append(f"{unlisted} script{'s' if unlisted > 1 else ''} not opened yet (their versions are counted then)")
         self._print(f"[dim]queue: {escape(', '.join(parts) or 'empty')}[/]")
 
     def status_table(self, rows: Sequence[Tuple[str, str, str, str, str]], counts: Dict[str, int]) -> None:

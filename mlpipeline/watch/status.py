@@ -36,7 +36,7 @@ class VersionStatus:
 
     script: str
     version: Optional[str]
-    state: str  # pending, running, done, failed, interrupted, timed_out, stale, broken
+    state: str  # pending, running, finished, failed, interrupted, timed_out, stale, broken
     queued: bool = True
     host: Optional[str] = None
     pid: Optional[int] = None  # the daemon's
@@ -210,7 +210,7 @@ def _detail(row: VersionStatus) -> str:
         return f"was {row.previous_state}, ended {row.ended_at}; script edited since"
     if row.state in ("failed", "interrupted", "timed_out", BROKEN) and row.reason:
         return row.reason.splitlines()[0]
-    if row.state == "done":
+    if row.state == "finished":
         return f"ended {row.ended_at} on {row.host}"
     return ""
 
