@@ -138,12 +138,33 @@ def test_broken_scripts_are_failures_and_the_rest_runs(project):
     assert "Traceback" not in result.output.split("syntax.py:1")[0]  # no traceback from mlpipeline itself
 
 
-def test_missing_script_is_a_warning_and_skipped(project):
-    project.script("a.py", versions_code('versions.addV("v1")'))
-    project.queue(["ghost.py", "a.py"])
+def test_missing_script_or_version_at_start_is_a_config_error(project):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
+    project.queue(["ghost.py", "a.py", "other.py"])
     result = project.run("-r")
-    assert result.returncode == 0, result.output
-    assert "WARNING mlpipeline models.config:5: ghost.py does not exist" in project.log_text()
+    assert result.returncode == 2
+    assert "error: models.config:5: ghost.py does not exist in " in result.output and "(nor do other.py)" in result.output
+    project.queue(["a.py:v1", "a.py:v7"])
+    result = project.run("-r")
+    assert result.returncode == 2
+    assert "models.config:5: a.py has no version 'v7' (its versions: v1, v2)" in result.output
+    assert project.calls("train") == [] and not project.journal()  # nothing ran, nothing claimed
+    project.queue(["a.py:v1"], test=True)
+    project.write("models_test.config", (project.root / "models_test.config").read_text().replace('"a.py:v1"', '"a.py:v1", "ghost.py"'))
+    result = project.run()
+    assert result.returncode == 2 and "models_test.config:5: ghost.py does not exist" in result.output
+
+
+def test_a_script_gone_while_the_queue_runs_is_a_warning_and_skipped(project):
+    project.script("a.py", versions_code('versions.addV("v1", sleep_per_step=0.05)'))
+    project.script("b.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py", "b.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: project.calls("train"), what="a.py to train")
+    (project.models / "b.py").unlink()
+    output, _ = daemon.communicate(timeout=120)
+    assert daemon.returncode == 0, output
+    assert "WARNING mlpipeline models.config:5: b.py does not exist" in project.log_text()
     assert [c["script"] for c in project.calls("train")] == ["a.py"]
 
 

@@ -92,8 +92,9 @@ def test_unknown_version_in_the_test_queue(project):
     project.script("a.py", versions_code('versions.addV("v1")'))
     project.queue(["a.py:v9"], test=True)
     result = project.run()
-    assert result.returncode == 1
+    assert result.returncode == 2  # a config error, named with its line
     assert "models_test.config:5: a.py has no version 'v9' (its versions: v1)" in result.output
+    assert project.calls("train") == []
 
 
 def test_only_runs_the_named_version(project):

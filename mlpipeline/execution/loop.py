@@ -30,7 +30,7 @@ from mlpipeline.execution.resources import Resources
 from mlpipeline.execution.signals import StopSignals
 from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import Executor
-from mlpipeline.queue.catalog import ListingStore, ScriptCatalog
+from mlpipeline.queue.catalog import ListingStore, ScriptCatalog, check_named_versions
 from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueueFile
 from mlpipeline.records.claims import Claims
@@ -124,7 +124,7 @@ class ExecutionLoop:
         stopping = lambda: self.signals.count > 0  # noqa: E731
         self.tracking = tracking_bridge(project, lambda label, message: (say.log("WARNING", label, message), view.warning(f"{label}: {message}")))
         self.listener = ChildListener(say, self.paths, self.tracking)
-        catalog = ScriptCatalog(
+        catalog = self.catalog = ScriptCatalog(
             self.executors.listings,
             self.listener.listing_line,
             self.listener.listing_event,
@@ -155,6 +155,7 @@ class ExecutionLoop:
         """Run until the queue has nothing left (or a stop); returns the exit code."""
         with self.signals:
             try:
+                check_named_versions(self.queue.current(), self.catalog, EXECUTION_QUEUE)
                 self.claims.start()
                 # What the journal shows as started by a daemon that is gone is ended before anything runs.
                 self.claims.take_over_stale()

@@ -13,8 +13,8 @@ from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, version_environment
 from mlpipeline.executors.worker import missing_message
-from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
-from mlpipeline.queue.config import TEST_QUEUE, ProjectConfig, QueueEntry
+from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, unknown_versions
+from mlpipeline.queue.config import TEST_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile
 from mlpipeline.records.ends import new_run_id
 from mlpipeline.watch.console import ConsoleView
@@ -77,7 +77,8 @@ class DryRun:
         """Every queued version in order, or None after reporting why the queue cannot be tested."""
         fingerprints = Fingerprints()
         planned = []
-        problems = []
+        problems: List[str] = []
+        unknown: List[ConfigError] = []
         for script in self.queue.current():
             try:
                 sha256 = fingerprints.sha256(script.path)
@@ -92,28 +93,23 @@ class DryRun:
                 if listing.error.traceback:
                     self.view.block(listing.error.traceback)
                 return None
-            problems.extend(self._unknown_versions(script, listing))
+            unknown.extend(unknown_versions(script.label, script.entry_lines, listing, TEST_QUEUE))
             for name in listing.names:
                 if script.wants(name):
                     planned.append((script, name))
                     if name in listing.missing:
                         problems.append(missing_message(f"{script.label}:{name}", listing.missing[name]))
+        if unknown:
+            # A queue naming what is not there is a config error (exit 2), as a missing script is.
+            for error in unknown[1:]:
+                self.view.error(str(error))
+            raise unknown[0]
         if problems:
             # Checked before any training: a wrong queue or parameter fails in seconds, not hours in.
             for problem in problems:
                 self.view.error(problem)
             return None
         return planned
-
-    @staticmethod
-    def _unknown_versions(script: QueuedScript, listing: ScriptListing) -> List[str]:
-        problems = []
-        for version, line in script.entry_lines:
-            if version and version not in listing.names:
-                where = TEST_QUEUE if line is None else f"{TEST_QUEUE}:{line}"
-                known = ", ".join(listing.names) or "none"
-                problems.append(f"{where}: {script.label} has no version '{version}' (its versions: {known})")
-        return problems
 
     def _run_one(self, script: QueuedScript, version: str) -> bool:
         label = f"{script.label}:{version}"

@@ -9,10 +9,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptError
+from mlpipeline.queue.config import ConfigError
 from mlpipeline.records.files import write_json_atomic
 
 
@@ -26,6 +27,40 @@ class ScriptListing:
     suffixes: Dict[str, str] = field(default_factory=dict)
     gpus: Dict[str, Any] = field(default_factory=dict)
     error: Optional[ScriptError] = None
+
+
+def unknown_versions(
+    label: str, entry_lines: Sequence[Tuple[str, Optional[int]]], listing: ScriptListing, file: str
+) -> List[ConfigError]:
+    """A queue line of ``file`` naming a version the script ``label`` does not have, each."""
+    known = ", ".join(listing.names) or "none"
+    return [
+        ConfigError(file, f"{label} has no version '{version}' (its versions: {known})", line)
+        for version, line in entry_lines
+        if version and version not in listing.names
+    ]
+
+
+def check_named_versions(scripts: Sequence[Any], catalog: "ScriptCatalog", file: str) -> None:
+    """At start: a ConfigError when a line of ``file`` names a version its script does not
+    have. Only scripts with such lines are listed now (their listing is kept for the run); a
+    script that fails to import is left to its run, which records why."""
+    fingerprints = Fingerprints()
+    errors: List[ConfigError] = []
+    for script in scripts:
+        if not any(version for version, _ in script.entry_lines):
+            continue
+        try:
+            sha256 = fingerprints.sha256(script.path)
+        except OSError:
+            continue
+        listing = catalog.listing(script.path, script.label, sha256)
+        if listing is not None and listing.error is None:
+            errors.extend(unknown_versions(script.label, script.entry_lines, listing, file))
+    if errors:
+        first = errors[0]
+        more = "".join(f"; and {error}" for error in errors[1:])
+        raise ConfigError(first.file, first.message + more, first.line)
 
 
 class Fingerprints:

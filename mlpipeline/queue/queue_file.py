@@ -150,6 +150,14 @@ class QueueFile:
             raise ConfigError(self.file, f"cannot be read: {exc}") from None
         self._config = self._parse(data)
         self._text = data
+        if not self._config.use_blacklist:
+            # At start a script the queue names and that is not there is a mistake to fix
+            # first; once the queue runs, an edit that names one costs a warning.
+            missing = [entry for entry in self._config.whitelist if not (self.models_dir / entry.script).is_file()]
+            if missing:
+                more = f" (nor do {', '.join(entry.script for entry in missing[1:])})" if len(missing) > 1 else ""
+                message = f"{missing[0].script} does not exist in {self.models_dir}{more}"
+                raise ConfigError(self.file, message, missing[0].line)
         if self._only:
             scripts, _ = resolve_queue(self._config, self.models_dir, self.outputs_dir)
             if not restrict(scripts, self._only):
