@@ -20,6 +20,9 @@ COMMANDS = {
     "status": "where every queued version stands",
     "compare": "the versions' parameters, evaluations and metrics side by side",
     "plot": "a metric's curve over steps, one per version, as a PNG or SVG file",
+    "cancel": "stop the running versions named, record them cancelled, start none of them again",
+    "pause": "let running versions finish and start no new one, on every daemon of the folder",
+    "resume": "let the daemons start versions again after a pause",
     "migrate-config": "rewrite the original package's INI config files as TOML",
 }
 
@@ -93,6 +96,8 @@ def build_command_parser(command: str) -> "argparse.ArgumentParser":
     _add_directory(parser)
     if command == "status":
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    if command == "cancel":
+        parser.add_argument("select", nargs="+", metavar="SCRIPT[:VERSION]", help="the scripts or versions to cancel")
     if command in ("compare", "plot"):
         if command == "plot":
             parser.add_argument("metric", metavar="METRIC", help="a metric the versions report()")
@@ -212,6 +217,12 @@ def _main(argv: Optional[List[str]]) -> int:
                 return show_status(project, view, as_json=args.json)
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
+        if command in ("cancel", "pause", "resume"):
+            from mlpipeline.execution.control import cancel_command, pause_command
+
+            if command == "cancel":
+                return cancel_command(project, args.select, view)
+            return pause_command(project, view, pause=command == "pause")
         if command in ("compare", "plot"):
             from mlpipeline.watch.runs import select_runs
 

@@ -2,6 +2,7 @@
 the scripts' listings and the journal. Each version runs at most once per session and content."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import AbstractSet, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
@@ -11,6 +12,7 @@ from mlpipeline.executors.protocol import ScriptError
 from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
 from mlpipeline.queue.config import EXECUTION_QUEUE
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_dir
+from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.files import now_iso
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.logs import ResultsFile
@@ -52,6 +54,7 @@ class VersionChooser:
         self._stopping = stopping
         self._handled: Set[VersionKey] = set()
         self._retries: List[PlannedRun] = []
+        self._cancelled: List[ControlRequest] = []  # `mlpipeline cancel` during this session
 
     # -- the choice ------------------------------------------------------------------------
 
@@ -64,9 +67,22 @@ class VersionChooser:
             if retry is not None:
                 return retry
             self._retries.pop(0)  # the version is gone from its script: nothing to retry
-        scripts = self.queue.current()
+        scripts = [self._without_cancelled(script) for script in self.queue.current()]
         handled = {key for key in self._handled | taken if key[:2] not in cut_off}
         return choose_next(self._candidates(scripts), self._journal, self._policy, handled, cut_off)
+
+    def cancel(self, request: ControlRequest) -> None:
+        """What ``request`` names is not started again in this session (retries included)."""
+        self._cancelled.append(request)
+        self._retries = [planned for planned in self._retries if not request.matches(planned.script.label, planned.version)]
+
+    def _without_cancelled(self, script: QueuedScript) -> QueuedScript:
+        names = [request.version for request in self._cancelled if request.script == script.label]
+        if not names:
+            return script
+        if None in names:
+            return replace(script, only=())
+        return replace(script, excluded=script.excluded | frozenset(names))
 
     def handled(self, planned: PlannedRun) -> None:
         """``planned`` is being started, claimed by another daemon, or recorded as failed: not again."""
@@ -98,7 +114,7 @@ class VersionChooser:
         them early), retries included, and how many scripts are not listed yet."""
         pending = unlisted = 0
         self._real_dirs = {}
-        for script in self.queue.current():
+        for script in map(self._without_cancelled, self.queue.current()):
             try:
                 listing = self.catalog.known(script.path, self.fingerprints.sha256(script.path))
             except OSError:

@@ -17,6 +17,7 @@ from typing import Any, List, Optional, Tuple
 
 from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.claim_watch import ClaimWatch
+from mlpipeline.execution.control import ControlWatch
 from mlpipeline.execution.end_hook import HOOK_TIMEOUT_S
 from mlpipeline.execution.executor_choice import Executors, choose_executors
 from mlpipeline.execution.gpus import GpuPool, detect_gpus
@@ -147,6 +148,7 @@ class ExecutionLoop:
             project, self.identity, self.paths, self.journal, self.claims, catalog, self.executor,
             self.resources, self.listener, self.recorder, say, self.tally, self.chooser.handled,
         )  # fmt: skip
+        self.control = ControlWatch(self.paths, self.executor, self.chooser, say)
         self.claim_watch = ClaimWatch(self.journal, self.claims, self.executor, self.chooser, say, self.recorder.report_lost)
 
     # -- the loop -----------------------------------------------------------------------
@@ -200,15 +202,19 @@ class ExecutionLoop:
                     self.executor.stop_all(signal.SIGKILL)
                     killed = True
             self.claim_watch.check()
+            self.control.check()
             # Taken before planning, so that a change made while the plan is made still wakes --wait;
             # only when nothing is outstanding, the one case in which this pass can end in idling.
             idle_possible = self.options.wait and not self.executor.outstanding
             watched = self._watched_state() if idle_possible else ()
-            if stop_asked is None and not self._failed_fast():
+            if stop_asked is None and not self._failed_fast() and not self.control.paused:
                 self._fill_slots()
             if not self.executor.outstanding:
                 if stop_asked is not None:
                     break
+                if self.control.paused and any(self.chooser.pending()):
+                    time.sleep(0.2)  # paused with work left: wait for `mlpipeline resume`
+                    continue
                 if self.claim_watch.held_elsewhere():
                     # Another daemon runs a version of this queue: if that daemon dies, this one
                     # resumes the version, so it stays until the version ends.

@@ -35,6 +35,7 @@ class VersionRun:
     last_progress_written: float = 0.0
     lost: bool = False  # another daemon took the version over: this run records nothing
     placement: Dict[str, Any] = field(default_factory=dict)  # where its child runs: pid, or a Ray node
+    cancelled: Optional[str] = None  # why, when `mlpipeline cancel` stopped it
 
 
 @dataclass

@@ -67,7 +67,7 @@ def decide(
         return Start.FRESH
     if state is RunState.INTERRUPTED:
         return Start.RESUME
-    if state in (RunState.FAILED, RunState.TIMED_OUT) and policy.retry_failed:
+    if state in (RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED) and policy.retry_failed:
         return Start.FRESH
     return None
 

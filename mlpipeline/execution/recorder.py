@@ -70,6 +70,8 @@ class EndRecorder:
             self._drop_lost(version_run, run.outcome.wall_s)
             return
         event, result = classify(run.outcome, version_run.planned.label, self._project.version_timeout)
+        if version_run.cancelled and event is not JournalEvent.FINISHED:
+            event, result = JournalEvent.CANCELLED, dict(result, error={"message": version_run.cancelled})
         self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome))
         if result.get("cut_off") and not self._stopping():
             # Its keeper ended it while this daemon was silent, or its Ray node was lost, and no

@@ -13,6 +13,7 @@ class JournalEvent(Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"  # `mlpipeline cancel` stopped it: -u neither resumes nor retries it
 
 
 class RunState(Enum):
@@ -24,6 +25,7 @@ class RunState(Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
 
 
 STATE_AFTER = {
@@ -33,4 +35,5 @@ STATE_AFTER = {
     JournalEvent.FAILED: RunState.FAILED,
     JournalEvent.INTERRUPTED: RunState.INTERRUPTED,
     JournalEvent.TIMED_OUT: RunState.TIMED_OUT,
+    JournalEvent.CANCELLED: RunState.CANCELLED,
 }

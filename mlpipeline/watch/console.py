@@ -19,7 +19,7 @@ PLAIN_PROGRESS_INTERVAL_S = 10.0
 
 _STATE_STYLE = {
     "finished": "green",
-    "finished": "green",
+    "cancelled": "yellow",
     "running": "cyan",
     "stale": "magenta",
     "broken": "bold red",

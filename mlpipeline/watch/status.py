@@ -24,6 +24,7 @@ from mlpipeline.records.heartbeat import seems_alive
 from mlpipeline.records.identity import DaemonIdentity, hostname, process_namespace
 from mlpipeline.records.journal import Journal, state_of
 from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.control import ControlReader, paused_by
 from mlpipeline.records.states import RunState
 from mlpipeline.watch.console import ConsoleView, describe_report
 
@@ -178,6 +179,9 @@ def show_status(project: ProjectConfig, view: ConsoleView, as_json: bool = False
     """Print the status of every queued version; returns the exit code (0)."""
     reader = StatusReader(project)
     rows = reader.rows()
+    pause = paused_by(ControlReader(project.outputs_dir).read_new())
+    if pause is not None:
+        reader.warnings.append(f"the queue is paused (`mlpipeline pause` on {pause.host} at {pause.time}); `mlpipeline resume` lets it go on")
     if as_json:
         # One object a line: readable, grep-able, and quick for 100,000 rows (dataclasses.asdict is not).
         fields = [f.name for f in dataclass_fields(VersionStatus)]

@@ -1,0 +1,95 @@
+"""`mlpipeline cancel`, `pause` and `resume` against real daemons, from this host and from
+another host name on the same folder."""
+from conftest import alive, versions_code
+from test_daemon_death import SLOW, checkpoint, gone_within, kill_daemon_mid_version
+
+SLOW_A = SLOW.replace('"slow"', '"a"')  # 200 steps of 0.05 s, in model_ckpts/a
+QUICK_B = 'versions.addV("b", model_dir_suffix="b")'  # 20 steps
+
+
+def events(project, version):
+    return [e["event"] for e in project.journal() if e["version"] == version]
+
+
+def test_cancel_stops_a_running_version_records_it_and_u_leaves_it(project):
+    project.script("a.py", versions_code(SLOW_A, QUICK_B))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: checkpoint(project) >= 5, what="a to train")
+    version = project.calls("train")[0]["pid"]
+    other_host = {"MLPIPELINE_HOSTNAME": "laptop"}  # the command need not run where the daemon does
+    result = project.run("cancel", "a.py:a", env=other_host)
+    assert result.returncode == 0, result.output
+    assert "its daemon stops a.py:a on" in result.output
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output  # a cancel is no failure
+    assert gone_within([version], 1)
+    assert "cancel a.py:a (asked on laptop): stopping a.py:a" in output
+    assert events(project, "a")[-1] == "cancelled" and events(project, "b")[-1] == "finished"
+    rows = {row["version"]: row for row in project.results()}
+    assert rows["a"]["status"] == "cancelled" and "cancelled by `mlpipeline cancel a.py:a` on laptop" in rows["a"]["reason"]
+    assert checkpoint(project) < 200
+
+    status = project.run("status")
+    assert "a.py:a" in status.stdout and "cancelled" in status.stdout
+    again = project.run("-r", "-u")
+    assert again.returncode == 0 and [c["version"] for c in project.calls("train")] == ["a", "b"]  # neither again
+    retried = project.run("-r", "-u", "--retry-failed")
+    assert retried.returncode == 0 and [c["version"] for c in project.calls("train")][-1] == "a"
+    assert events(project, "a")[-1] == "finished"
+
+
+def test_cancel_keeps_queued_versions_from_starting_in_the_session(project):
+    project.script("a.py", versions_code(SLOW_A.replace("epoc_count=20", "epoc_count=3")))  # 30 steps
+    project.script("b.py", versions_code(QUICK_B))
+    project.queue(["a.py", "b.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: checkpoint(project) >= 2, what="a to train")
+    assert project.run("cancel", "b.py").returncode == 0
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert [c["script"] for c in project.calls("train")] == ["a.py"]
+    assert events(project, "b") == []  # never claimed: it was only skipped by that session
+    assert project.run("-r", "-u").returncode == 0
+    assert [c["script"] for c in project.calls("train")] == ["a.py", "b.py"]  # a later session runs it
+
+
+def test_cancel_of_a_version_whose_daemon_died_keeps_u_from_resuming_it(project):
+    project.script("a.py", versions_code(SLOW_A))
+    project.queue(["a.py"])
+    kill_daemon_mid_version(project, steps=5)
+    result = project.run("cancel", "a.py")
+    assert result.returncode == 0 and "a.py:a (cut off earlier) recorded as cancelled" in result.output
+    assert project.run("-r", "-u").returncode == 0
+    assert len(project.calls("train")) == 1 and events(project, "a")[-1] == "cancelled"
+
+
+def test_pause_lets_running_versions_finish_and_resume_starts_the_rest(project):
+    project.script("a.py", versions_code(SLOW_A.replace("epoc_count=20", "epoc_count=4"), QUICK_B))  # 40 steps, then b
+    project.queue(["a.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: checkpoint(project) >= 2, what="a to train")
+    assert project.run("pause", env={"MLPIPELINE_HOSTNAME": "laptop"}).returncode == 0
+    project.wait_for(lambda: events(project, "a")[-1:] == ["finished"], timeout=60, what="a to finish")
+    status = project.run("status")
+    assert "the queue is paused (`mlpipeline pause` on laptop" in status.output
+    project.wait_for(lambda: "paused by `mlpipeline pause` on laptop" in project.log_text(), what="the daemon to say so")
+    assert daemon.poll() is None and events(project, "b") == []  # waits, starts nothing
+    assert project.run("resume").returncode == 0
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert events(project, "b")[-1] == "finished"
+    assert "the queue is paused" not in project.run("status").output
+
+
+def test_a_daemon_started_while_paused_waits_for_resume(project):
+    project.script("a.py", versions_code(QUICK_B))
+    project.queue(["a.py"])
+    assert project.run("pause").returncode == 0
+    daemon = project.start("-r")
+    project.wait_for(lambda: "paused by" in project.log_text(), what="the daemon to see the pause")
+    assert alive(daemon.pid) and project.calls("train") == []
+    assert project.run("resume").returncode == 0
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert [c["version"] for c in project.calls("train")] == ["b"]
