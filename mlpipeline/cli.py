@@ -79,6 +79,9 @@ def build_parser() -> "argparse.ArgumentParser":
     parser.add_argument(
         "--wait", action="store_true", help="execution mode: when the queue is empty, wait for models.config or a script to change"
     )
+    parser.add_argument(
+        "--pdb", action="store_true", help="test mode: run a failing version again in this process, in the debugger at its exception"
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # to say it is status's
     parser.add_argument("--version", action="version", version=f"mlpipeline {__version__}")
     return parser
@@ -191,6 +194,8 @@ def _main(argv: Optional[List[str]]) -> int:
             given = [flag for flag, value in _run_flags(args).items() if value and flag != "--only"]
             if given:
                 parser.error(f"{', '.join(given)}: for execution mode only; add -r")
+        if args.pdb and args.run:
+            parser.error("--pdb: for test mode (without -r); execution mode records failures and goes on")
         if args.retry_failed and not args.use_history:
             parser.error("--retry-failed works with -u, which is what skips failed versions")
     view = ConsoleView(make_console())
@@ -250,7 +255,7 @@ def _main(argv: Optional[List[str]]) -> int:
             return ExecutionLoop(project, options, view).run()
         from mlpipeline.execution.test_mode import DryRun
 
-        return DryRun(project, only, view).run()
+        return DryRun(project, only, view, debug=args.pdb).run()
     except ConfigError as exc:
         view.error(str(exc))
         return EXIT_USAGE

@@ -119,3 +119,41 @@ def test_empty_test_queue_is_fine(project):
     result = project.run()
     assert result.returncode == 0
     assert "nothing to test" in result.output
+
+
+PDB_SCRIPT = '''
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Broken(Model):
+    def train_model(self, data, steps):
+        secret = 41 + len(data)
+        raise ValueError("broken at %d" % secret)
+
+    def evaluate_model(self, data, steps):
+        return {}
+
+
+versions = Versions(0.1, SplitDataLoader([1], [1]), 1, 1)
+versions.addV("v")
+MODEL = Broken(versions)
+'''
+
+
+def test_pdb_opens_the_debugger_at_the_users_exception(project):
+    import subprocess
+
+    project.script("broken.py", PDB_SCRIPT, prelude=False)
+    project.queue(["broken.py"], test=True)
+    result = subprocess.run(
+        project.command("--pdb"), input="p secret\np self.current_version['name']\nq\n",
+        capture_output=True, text=True, timeout=90, env=project._env(None),
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "ValueError: broken at 42" in output  # the child's failure, as without --pdb
+    assert "--pdb: running broken.py:v again in this process" in output
+    assert "(Pdb) 42" in output and "(Pdb) 'v'" in output  # the user's frame, its locals
+    assert 'raise ValueError("broken at %d" % secret)' in output
+    assert project.run("-r", "--pdb").returncode == 2

@@ -29,9 +29,11 @@ class DryRun:
         only: Sequence[QueueEntry],
         view: ConsoleView,
         executor: Optional[Executor] = None,
+        debug: bool = False,
     ) -> None:
         self.project = project
         self.view = view
+        self.debug = debug  # --pdb: a failed version runs again here, in the debugger
         self.queue = QueueFile(
             project.project_dir / TEST_QUEUE, TEST_QUEUE, project.models_dir, project.outputs_dir, view.warning, only
         )
@@ -116,24 +118,13 @@ class DryRun:
         self.view.version_started(label, "test mode, 1 step")
         model_dir = tempfile.mkdtemp(prefix="mlpipeline-test-")
         try:
-            request = ChildRequest(
-                action=RUN_VERSION,
-                script_path=str(script.path),
-                script_label=script.label,
-                version=version,
-                model_dir=model_dir,
-                execution_mode=False,
-                fresh=True,
-                models_dir=str(self.project.models_dir),
-            )
             outcome = self.executor.call(
-                request,
+                self._request(script, version, model_dir),
                 lambda stream, line: self.view.child_line(label, line),
                 lambda event: self._child_event(label, event),
                 cancel=lambda: self.signals.count > 0,
                 timeout=self.project.version_timeout,
-                # Named as in execution mode, for the user's own tracking code; nothing records the id.
-                env=version_environment(new_run_id(), script.label, version, model_dir),
+                env=self._environment(script, version, model_dir),
             )
         finally:
             shutil.rmtree(model_dir, ignore_errors=True)
@@ -147,7 +138,42 @@ class DryRun:
             self.rows.append((label, "passed", outcome.wall_s))
             return True
         self._report_failure(label, outcome, result)
+        if self.debug and not outcome.timed_out:
+            self._debug(script, version)
         return False
+
+    def _request(self, script: QueuedScript, version: str, model_dir: str) -> ChildRequest:
+        return ChildRequest(
+            action=RUN_VERSION,
+            script_path=str(script.path),
+            script_label=script.label,
+            version=version,
+            model_dir=model_dir,
+            execution_mode=False,
+            fresh=True,
+            models_dir=str(self.project.models_dir),
+        )
+
+    @staticmethod
+    def _environment(script: QueuedScript, version: str, model_dir: str) -> Dict[str, str]:
+        # Named as in execution mode, for the user's own tracking code; nothing records the id.
+        return version_environment(new_run_id(), script.label, version, model_dir)
+
+    def _debug(self, script: QueuedScript, version: str) -> None:
+        """--pdb: the failed version again, in this process, with the debugger at its exception."""
+        from mlpipeline.executors.in_process import debug_version
+
+        label = f"{script.label}:{version}"
+        self.view.info(f"--pdb: running {label} again in this process; the debugger opens at its exception (q quits)")
+        model_dir = tempfile.mkdtemp(prefix="mlpipeline-test-")
+        try:
+            failure = debug_version(
+                self._request(script, version, model_dir), str(self.project.project_dir), self._environment(script, version, model_dir)
+            )
+        finally:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        if failure is None:
+            self.view.warning(f"--pdb: {label} did not fail when run again in this process")
 
     def _report_failure(self, label: str, outcome: ChildOutcome, result: Dict[str, Any]) -> None:
         error = result.get("error") or {}
