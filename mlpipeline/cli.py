@@ -25,6 +25,8 @@ COMMANDS = {
     "resume": "let the daemons start versions again after a pause",
     "migrate-config": "rewrite the original package's INI config files as TOML",
 }
+# Not a command on a project: `mlpipeline completion bash|zsh` prints a shell completion script.
+COMPLETION = "completion"
 
 
 def _positive_int(text: str) -> int:
@@ -42,8 +44,6 @@ def _positive_int(text: str) -> int:
 def build_parser() -> "argparse.ArgumentParser":
     """The parser of ``mlpipeline [options]``: test mode, or with -r execution mode."""
     import argparse
-
-    from mlpipeline import __version__
 
     commands = "\n".join(f"  mlpipeline {name:<15} {what}" for name, what in COMMANDS.items())
     parser = argparse.ArgumentParser(
@@ -83,8 +83,20 @@ def build_parser() -> "argparse.ArgumentParser":
         "--pdb", action="store_true", help="test mode: run a failing version again in this process, in the debugger at its exception"
     )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # to say it is status's
-    parser.add_argument("--version", action="version", version=f"mlpipeline {__version__}")
+    parser.add_argument("--version", action="version", version=f"mlpipeline {installed_version()}")
     return parser
+
+
+def installed_version() -> str:
+    """The version in the installed package's metadata; the source's own when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlpipeline")
+    except PackageNotFoundError:
+        from mlpipeline import __version__
+
+        return __version__
 
 
 def _add_directory(parser: "argparse.ArgumentParser") -> None:
@@ -143,7 +155,7 @@ def split_command(argv: List[str]) -> "tuple[Optional[str], List[str]]":
             index += 2
             continue
         if not word.startswith("-"):
-            return (word, argv[:index] + argv[index + 1:]) if word in COMMANDS else (None, argv)
+            return (word, argv[:index] + argv[index + 1:]) if word in COMMANDS or word == COMPLETION else (None, argv)
         index += 1
     return None, argv
 
@@ -175,6 +187,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     return code
 
 
+def _completion(arguments: List[str]) -> int:
+    import argparse
+
+    from mlpipeline.completion import SHELLS, completion_script
+
+    parser = argparse.ArgumentParser(prog="mlpipeline completion", description="Print a shell completion script: eval \"$(mlpipeline completion bash)\"")
+    parser.add_argument("shell", choices=SHELLS)
+    sys.stdout.write(completion_script(parser.parse_args(arguments).shell))
+    return EXIT_OK
+
+
 def _main(argv: Optional[List[str]]) -> int:
     from pathlib import Path
 
@@ -183,6 +206,8 @@ def _main(argv: Optional[List[str]]) -> int:
     from mlpipeline.watch.console import ConsoleView, make_console
 
     command, arguments = split_command(list(sys.argv[1:] if argv is None else argv))
+    if command == COMPLETION:
+        return _completion([word for word in arguments if word != "-C"][-1:])
     arguments = _descending_sort(arguments)
     parser = build_parser() if command is None else build_command_parser(command)
     # Intermixed: `plot loss -o loss.png a.py` names a.py after an option, as people write it.
