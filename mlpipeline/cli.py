@@ -265,6 +265,9 @@ def _main(argv: Optional[List[str]]) -> int:
 
             return plot_metric(runs, view, args.metric, output=args.output, log_scale=args.log)
         only = tuple(parse_entry(item, project.models_dir, "--only") for item in args.only)
+        from mlpipeline.execution.framework_noise import quiet_frameworks
+
+        quiet_frameworks()
         if args.run:
             from mlpipeline.execution.loop import ExecutionLoop, ExecutionOptions
 

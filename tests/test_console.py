@@ -92,3 +92,47 @@ def test_names_and_lines_print_as_written_not_as_emoji(project):
     project.script("x.py", versions_code('versions.addV("a")', defaults=REPORTING) + 'print(":fire: :a: ready")\n')
     result = project.run()
     assert ":fire: :a: ready" in result.stdout and "\U0001f525" not in result.stdout
+
+
+NOISY = '''
+import os, sys
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+ABSL = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+GRAPH = ("E0000 00:00:1795502063.296914   26507 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool "
+         "which is not in the op definition: Op<name=MapDataset> This may be expected if your graph generating binary is newer "
+         " than this binary. Unknown attributes will be ignored. NodeDef: {{node ParallelMapDatasetV2/_15}}")
+REAL = "E0000 00:00:1795502063.3   26507 cuda_driver.cc:100] failed call to cuInit: UNKNOWN ERROR (303)"
+
+
+class Noisy(Model):
+    def train_model(self, data, steps):
+        for line in (ABSL, GRAPH, REAL, "level " + os.environ.get("TF_CPP_MIN_LOG_LEVEL", "unset")):
+            print(line, file=sys.stderr, flush=True)
+
+    def evaluate_model(self, data, steps):
+        return {}
+
+
+versions = Versions(0.1, SplitDataLoader([1], [1]), 1, 1)
+versions.addV("v")
+MODEL = Noisy(versions)
+'''
+
+
+def test_tensorflows_start_up_lines_are_quiet_unless_the_user_asks_and_errors_stay(project):
+    project.script("noisy.py", NOISY, prelude=False)
+    project.queue(["noisy.py"])
+    project.queue(["noisy.py"], test=True)
+    result = project.run("-r")
+    assert result.returncode == 0, result.output
+    log = project.log_text()
+    assert "level 2" in log and "failed call to cuInit" in log  # a real error still shows
+    assert "absl::InitializeLog" not in log and "Unknown attributes will be ignored" not in log
+    dry = project.run()
+    assert "failed call to cuInit" in dry.stdout and "absl::InitializeLog" not in dry.stdout
+    loud = project.run("-r", env={"TF_CPP_MIN_LOG_LEVEL": "0"})  # the user's own setting: everything shows
+    assert loud.returncode == 0
+    log = project.log_text()
+    assert "level 0" in log and log.count("absl::InitializeLog") == 1 and "Unknown attributes will be ignored" in log

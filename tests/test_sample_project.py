@@ -42,6 +42,8 @@ def test_sample_project_in_both_modes(tmp_path):
         assert results[classifier]["eval_test"]["accuracy"] > 0.8  # three blobs, well apart
     assert (project.outputs / "model_ckpts" / "torch_classifier-lr_0.05" / "mlpipeline-checkpoint.pt").exists()
     assert (project.outputs / "model_ckpts" / "keras_classifier-lr_0.01" / "checkpoint").exists()
+    log = "".join(path.read_text() for path in project.outputs.glob("log-*"))
+    assert "cpu_feature_guard" not in log and "absl::InitializeLog" not in log and "node_def_util" not in log
 
     again = project.run("-r", "-u", timeout=120)
     assert again.returncode == 0

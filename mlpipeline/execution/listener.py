@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Set
 
+from mlpipeline.execution.framework_noise import is_noise
 from mlpipeline.execution.outcome import VersionRun
 from mlpipeline.execution.plan import Start
 from mlpipeline.execution.reporter import Reporter
@@ -38,6 +39,8 @@ class ChildListener:
 
     def line(self, label: str, stream: str, line: str) -> None:
         """A line a version printed."""
+        if is_noise(line):
+            return
         self._say.log("OUT" if stream == "stdout" else "ERR", label, line)
         self._say.view.child_line(label, line)
 
@@ -68,6 +71,8 @@ class ChildListener:
 
     def listing_line(self, script: str, stream: str, line: str) -> None:
         """A line a script printed while its versions were listed: the log only."""
+        if is_noise(line):
+            return
         self._say.log("OUT" if stream == "stdout" else "ERR", script, line)
 
     def listing_event(self, script: str, event: Dict[str, Any]) -> None:

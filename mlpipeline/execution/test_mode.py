@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from mlpipeline.execution.framework_noise import is_noise
 from mlpipeline.execution.signals import StopSignals
 from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
@@ -43,7 +44,7 @@ class DryRun:
         self.signals = StopSignals()
         self.catalog = ScriptCatalog(
             self.executor,
-            lambda label, stream, line: view.child_line(label, line),
+            lambda label, stream, line: None if is_noise(line) else view.child_line(label, line),
             lambda label, event: view.child_line(label, str(event.get("message", ""))),
             cancel=lambda: self.signals.count > 0,
             timeout=project.listing_timeout,
@@ -120,7 +121,7 @@ class DryRun:
         try:
             outcome = self.executor.call(
                 self._request(script, version, model_dir),
-                lambda stream, line: self.view.child_line(label, line),
+                lambda stream, line: None if is_noise(line) else self.view.child_line(label, line),
                 lambda event: self._child_event(label, event),
                 cancel=lambda: self.signals.count > 0,
                 timeout=self.project.version_timeout,

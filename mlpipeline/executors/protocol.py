@@ -30,6 +30,8 @@ def version_environment(run_id: str, script: str, version: str, model_dir: str) 
     (CUDA's own default order, fastest first, numbers them differently)."""
     return {
         "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),
+        # The daemon's (framework_noise.py), carried to versions on Ray nodes too.
+        **({"TF_CPP_MIN_LOG_LEVEL": os.environ["TF_CPP_MIN_LOG_LEVEL"]} if "TF_CPP_MIN_LOG_LEVEL" in os.environ else {}),
         RUN_ID_VARIABLE: run_id,
         "MLPIPELINE_SCRIPT": script,
         "MLPIPELINE_VERSION": version,

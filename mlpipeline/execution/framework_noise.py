@@ -1,0 +1,34 @@
+"""What frameworks print as a version starts that says nothing about the run: TensorFlow's
+C++ start-up lines. Unless the user set TF_CPP_MIN_LOG_LEVEL, versions run with it at 2
+(TensorFlow's INFO and WARNING lines left out, its errors kept), and the daemon leaves out
+two lines that would still come with every Keras version: absl's notice that it logs to
+stderr, and a graph-attribute message TensorFlow itself calls expected and ignores. Any other
+line, errors included, reaches the console and the log as printed."""
+from __future__ import annotations
+
+import os
+import re
+
+QUIET_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+
+_HARMLESS = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|node_def_util\.cc:\d+\] NodeDef mentions attribute \w+ which is not in the op definition: .*"
+    r"Unknown attributes will be ignored\."
+)
+
+_quieted = False
+
+
+def quiet_frameworks() -> None:
+    """Set TF_CPP_MIN_LOG_LEVEL=2 for this process and its children, unless the user set it;
+    called once as a mode starts, before any child."""
+    global _quieted
+    if QUIET_VARIABLE not in os.environ:
+        os.environ[QUIET_VARIABLE] = "2"
+        _quieted = True
+
+
+def is_noise(line: str) -> bool:
+    """Whether ``line`` is one of the start-up lines left out (only while mlpipeline chose the quiet)."""
+    return _quieted and _HARMLESS.search(line) is not None
