@@ -139,7 +139,8 @@ def _descending_sort(arguments: List[str]) -> List[str]:
     """``--sort -loss`` as ``--sort=-loss``: argparse takes a value starting with - for an option."""
     out = list(arguments)
     for index, word in enumerate(out[:-1]):
-        if word == "--sort" and out[index + 1].startswith("-") and len(out[index + 1]) > 1:
+        following = out[index + 1]
+        if word == "--sort" and following.startswith("-") and not following.startswith("--") and len(following) > 1:
             out[index : index + 2] = [f"--sort={out[index + 1]}"]
             break
     return out
@@ -254,9 +255,14 @@ def _main(argv: Optional[List[str]]) -> int:
                 return cancel_command(project, args.select, view)
             return pause_command(project, view, pause=command == "pause")
         if command in ("compare", "plot"):
-            from mlpipeline.watch.runs import select_runs
+            from mlpipeline.watch.runs import missing_selections, select_runs
 
             runs = select_runs(project, args.select, any_state=args.any_state)
+            if runs:
+                kind = "run" if args.any_state else "finished run"
+                for item in missing_selections(args.select, runs, project):
+                    # On stderr: stdout may be JSON or CSV for another program.
+                    sys.stderr.write(f"warning: {item}: results.jsonl has no {kind} of it; left out\n")
             if command == "compare":
                 from mlpipeline.watch.compare import show_comparison
 

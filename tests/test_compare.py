@@ -60,7 +60,7 @@ def test_compare_shows_what_differs_the_evaluations_and_the_metrics(ran):
     assert "batch_size" not in fast and "order" not in fast and "model_dir_suffix" not in fast
     assert (fast["learning_rate"], slow["learning_rate"], fast["width"], slow["width"]) == (0.3, 0.01, None, 4)
     assert (fast["eval_test.accuracy"], fast["eval_train.mse"]) == (0.8, 0.25)
-    assert fast["loss"] == pytest.approx(math.exp(-0.3 * 30)) and fast["accuracy"] == pytest.approx(0.8)
+    assert fast["last.loss"] == pytest.approx(math.exp(-0.3 * 30)) and fast["last.accuracy"] == pytest.approx(0.8)
     assert (fast["steps"], fast["state"]) == (30, "finished") and fast["duration_s"] > 0
 
     best = compare_json(ran, "--best")[0]
@@ -69,6 +69,14 @@ def test_compare_shows_what_differs_the_evaluations_and_the_metrics(ran):
 
     failed = compare_json(ran, "--any-state", "line.py:broken")
     assert [(row["version"], row["state"]) for row in failed] == [("line.py:broken", "failed")]
+
+    # A row a daemon is writing (or a crash cut short) hides no earlier run of its version.
+    results = ran.outputs / "results.jsonl"
+    with open(results, "a") as handle:
+        handle.write(results.read_text().splitlines()[0][:150])
+    both = ran.run("compare", "--json", "line.py:fast", "line.py:typo")
+    assert [row["version"] for row in json.loads(both.stdout)] == ["line.py:fast"]
+    assert "line.py:typo: results.jsonl has no finished run of it; left out" in both.stderr
 
 
 def test_compare_sorts_and_writes_csv_markdown_and_plain_text(ran):

@@ -30,14 +30,16 @@ def test_reports_survive_a_killed_daemon_and_the_resume_appends(project):
     assert all(ISO.match(row["time"]) for row in first)
     assert first[0]["metrics"] == {"loss": 1.0} and first[0]["total"] == 300
 
+    # The daemon died mid-write, say: the last line is cut short.
+    path = project.outputs / "model_ckpts" / "a" / ".mlpipeline" / "metrics.jsonl"
+    path.write_bytes(path.read_bytes()[:-10])
     again = project.run("-r", "-u")
     assert again.returncode == 0, again.output
-    rows = history_rows(project)
-    assert rows[: len(first)] == first  # the resumed run appends to the same curve
-    resumed = rows[len(first):]
+    rows = list(read_history(project.outputs / "model_ckpts" / "a"))
+    assert rows[: len(first) - 1] == first[:-1]  # the resumed run appends to the same curve
+    resumed = rows[len(first) - 1:]  # the cut line alone is lost, not the next report
     assert {row["run_id"] for row in resumed} != {run_a} and len({row["run_id"] for row in resumed}) == 1
     assert [row["step"] for row in resumed] == list(range(cut_at + 1, 301))
-    assert list(read_history(project.outputs / "model_ckpts" / "a")) == rows
 
 
 def test_a_fresh_run_keeps_the_old_curve_aside(project):
@@ -50,3 +52,8 @@ def test_a_fresh_run_keeps_the_old_curve_aside(project):
     new = history_rows(project)
     assert [row["step"] for row in new] == list(range(1, 11)) and new[0]["run_id"] != old[0]["run_id"]
     assert history_rows(project, f"metrics-{old[-1]['run_id']}.jsonl") == old
+    # A fresh run sets the old curve aside as it starts, whether it reports or not.
+    project.script("a.py", versions_code('versions.addV("a", epoc_count=1, fail_in="pre")'))
+    assert project.run("-r").returncode == 1
+    assert not (project.outputs / "model_ckpts" / "a" / ".mlpipeline" / "metrics.jsonl").exists()
+    assert history_rows(project, f"metrics-{new[-1]['run_id']}.jsonl") == new

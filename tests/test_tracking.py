@@ -58,7 +58,7 @@ def test_tensorboard_event_files_per_version_and_the_resume_in_the_same_run(proj
     cut_at = kill_daemon_mid_version(project)
     assert project.run("-r", "-u").returncode == 0
 
-    run_dir = project.outputs / "model_ckpts" / "a" / "tensorboard"  # under the model_dir
+    (run_dir,) = (project.outputs / "model_ckpts" / "a" / "tensorboard" / "a").iterdir()  # under the model_dir, one run
     events = accumulator.EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     steps = [event.step for event in events.Scalars("loss")]
@@ -75,8 +75,11 @@ def test_tensorboard_in_a_folder_of_ones_choosing(project):
     project.script("sub/a.py", versions_code(STEPS, 'versions.addV("b", epoc_count=1)'))
     project.queue(["sub/a.py"])
     assert project.run("-r").returncode == 0
+    assert project.run("-r", "--only", "sub/a.py:b").returncode == 0  # a fresh rerun: a run of its own
+    assert len(list((project.root / "runs" / "sub" / "a" / "b").iterdir())) == 2
     for version, count in (("a", 20), ("b", 10)):
-        events = accumulator.EventAccumulator(str(project.root / "runs" / "sub" / "a" / version), size_guidance={"scalars": 0})
+        run_dir = sorted((project.root / "runs" / "sub" / "a" / version).iterdir(), key=lambda path: path.stat().st_mtime)[0]
+        events = accumulator.EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
         events.Reload()
         assert [event.step for event in events.Scalars("loss")] == list(range(1, count + 1))
 
@@ -161,3 +164,51 @@ def test_every_versions_process_can_name_its_run_in_both_modes(project):
     assert dry["MLPIPELINE_SCRIPT"] == "sub/named.py" and dry["MLPIPELINE_VERSION"] == "v"
     assert len(dry["MLPIPELINE_RUN_ID"]) == 12 and dry["MLPIPELINE_RUN_ID"] != row["run_id"]
     assert dry["MLPIPELINE_MODEL_DIR"] != row["model_dir"]  # test mode's temporary folder
+
+
+ODD_NAMES = '''
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Odd(Model):
+    def train_model(self, data, steps):
+        self.report(step=1, **{"a//b": 1.0, "x:y": 2.0, "x_y": 3.0, "huge": 10 ** 400, "nan": float("nan")})
+
+    def evaluate_model(self, data, steps):
+        return {"ok": 1}
+
+
+versions = Versions(0.1, SplitDataLoader([1], [1]), 1, 1)
+versions.addV("odd", custom_parameters={"lr:x": 1, "lr_x": 2})
+MODEL = Odd(versions)
+'''
+
+
+def test_mlflow_takes_odd_names_apart_and_always_ends_the_run(project):
+    mlflow_client = pytest.importorskip("mlflow.tracking")
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\ntracking = "mlflow"\ntracking_uri = "sqlite:///store/mlflow.db"\n')
+    (project.root / "store").mkdir()
+    project.script("odd.py", ODD_NAMES, prelude=False)
+    project.queue(["odd.py"])
+    result = project.run("-r")
+    assert result.returncode == 0 and "tracking failed" not in result.output, result.output
+    client = mlflow_client.MlflowClient(f"sqlite:///{project.root / 'store' / 'mlflow.db'}")  # relative to the project
+    (run,) = client.search_runs([client.get_experiment_by_name("odd.py").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert {"a/b", "x_y", "x_y_2", "eval_test.ok"} <= set(run.data.metrics)  # none lost to another's name
+    assert {run.data.params[key] for key in ("lr_x", "lr_x_2")} == {"1", "2"}
+
+
+def test_an_mlflow_server_that_does_not_answer_stops_the_daemon_at_start(project):
+    pytest.importorskip("mlflow.tracking")
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\ntracking = "mlflow"\ntracking_uri = "http://127.0.0.1:1"\n')
+    project.script("a.py", versions_code(STEPS))
+    project.queue(["a.py"])
+    result = project.run("-r", timeout=180)
+    assert result.returncode == 2 and "mlp.config:4: tracking = \"mlflow\": http://127.0.0.1:1 cannot be used" in result.output
+    assert project.calls("train") == []
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\ntracking = "tensorboard"\ntracking_dir = "taken"\n')
+    project.write("taken", "a file where the folder should be")
+    result = project.run("-r")
+    assert result.returncode == 2 and "mlp.config:4: tracking = \"tensorboard\"" in result.output

@@ -130,6 +130,7 @@ class Launcher:
             git=git_state(self._repository, planned.script.path) if self._repository else None,
         )
         self._resources.occupy(version_run.model_dir, planned.script.label)
+        self._listener.started(version_run)  # before any report of it can arrive
         try:
             self._executor.submit(
                 self._request(version_run, resumed),
@@ -148,7 +149,6 @@ class Launcher:
             error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
             self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}, version_run))
             return Launch.HANDLED
-        self._listener.started(version_run)
         self.record_placements()  # a local child runs already: its started event follows its claim at once
         return Launch.HANDLED
 

@@ -13,7 +13,7 @@ from mlpipeline.execution.plan import Start
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.metric_history import HistoryWriter
+from mlpipeline.records.metric_history import FLUSH_INTERVAL_S, HistoryWriter, set_aside
 from mlpipeline.tracking.bridge import TrackedRun, TrackingBridge
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.watch.console import describe_report
@@ -36,6 +36,10 @@ class ChildListener:
         self._histories: Dict[str, HistoryWriter] = {}
         self._closed_histories: Set[str] = set()  # runs that ended: a straggling event writes nothing
         self._histories_lock = threading.Lock()
+        # Reports reach the file within a second whatever the loop is doing (it may be
+        # listing a slow script for minutes).
+        self._stop_flushing = threading.Event()
+        threading.Thread(target=self._flush_every_second, name="mlpipeline-history", daemon=True).start()
 
     def line(self, label: str, stream: str, line: str) -> None:
         """A line a version printed."""
@@ -54,11 +58,12 @@ class ChildListener:
             metrics = event.get("metrics") or {}
             step, total = event.get("step"), event.get("total")
             history = self._history(version_run)
-            if history is not None:
-                history.add(step, total, metrics)
+            place = history.add(step, total, metrics) if history is not None else None
             tracked = self._tracked.get(version_run.run_id)
             if tracked is not None and self._tracking is not None:
-                self._tracking.reported(tracked, step, metrics)
+                # A report without a step is placed as plot places it: at its place in the history.
+                at = step if isinstance(step, (int, float)) and not isinstance(step, bool) else place
+                self._tracking.reported(tracked, at, metrics)
             version_run.metrics.update(metrics)
             self._say.view.progress(label, step, total, metrics)
             now = time.monotonic()
@@ -80,10 +85,16 @@ class ChildListener:
             self._say.log(str(event.get("level", "INFO")), script, str(event.get("message", "")))
 
     def started(self, version_run: VersionRun) -> None:
-        """A version's child was started: its tracker run begins (or goes on, when it resumes)."""
+        """A version's child is about to start: a fresh run's history starts anew, and its
+        tracker run begins (or goes on, when it resumes)."""
+        planned = version_run.planned
+        if planned.start is Start.FRESH:
+            try:
+                set_aside(version_run.model_dir, version_run.run_id)
+            except OSError as exc:
+                self._say.log("WARNING", planned.label, f"its earlier metric history could not be set aside ({exc.strerror or exc})")
         if self._tracking is None:
             return
-        planned = version_run.planned
         tracked = TrackedRun(
             planned.script.label,
             planned.version,
@@ -111,11 +122,19 @@ class ChildListener:
         remove_quietly(self._progress / f"{version_run.run_id}.json")
 
     def flush_histories(self) -> None:
-        """Write out the reports that have waited a second; called by the loop on every pass."""
+        """Write out the reports that have waited a second."""
         with self._histories_lock:
             histories = list(self._histories.values())
         for history in histories:
             history.flush_if_due()
+
+    def close(self) -> None:
+        """Stop the history thread (the runs' own ends have written theirs out)."""
+        self._stop_flushing.set()
+
+    def _flush_every_second(self) -> None:
+        while not self._stop_flushing.wait(FLUSH_INTERVAL_S / 4):
+            self.flush_histories()
 
     def _history(self, version_run: VersionRun) -> Optional[HistoryWriter]:
         with self._histories_lock:
@@ -123,10 +142,7 @@ class ChildListener:
             if history is None and version_run.run_id not in self._closed_histories:
                 label = version_run.planned.label
                 history = HistoryWriter(
-                    version_run.model_dir,
-                    version_run.run_id,
-                    fresh=version_run.planned.start is Start.FRESH,
-                    on_error=lambda message: self._say.log("WARNING", label, message),
+                    version_run.model_dir, version_run.run_id, on_error=lambda message: self._say.log("WARNING", label, message)
                 )
                 self._histories[version_run.run_id] = history
             return history

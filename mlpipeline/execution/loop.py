@@ -183,6 +183,7 @@ class ExecutionLoop:
                     self.executors.close()
                 # The last version's on_version_end still runs, unless a second Ctrl-C said: now.
                 self.recorder.end_hook.wait(0 if self.signals.count > 1 else HOOK_TIMEOUT_S)
+                self.listener.close()
                 if self.tracking is not None:
                     self.tracking.close(timeout=0 if self.signals.count > 1 else TRACKING_CLOSE_S)
         return self._finish()
@@ -225,7 +226,6 @@ class ExecutionLoop:
                 self._idle_until_change(watched)
             self.launcher.record_placements()
             finished = self.executor.next_finished(timeout=0.2)
-            self.listener.flush_histories()
             if finished is not None:
                 self.launcher.record_placements()  # its started event, should it have come with its end
                 self.recorder.finished(finished)

@@ -4,8 +4,8 @@ One JSON line per report, in the order they came: ``{"time", "run_id", "step", "
 "metrics"}``. A resumed run appends to its folder's file, so the file is the model's whole
 curve; a fresh run starts a new file, and the old one stays as ``metrics-<its last run
 id>.jsonl``. The daemon writes the reports as they arrive, through a buffer written out at
-least every second: a crash of the version loses nothing it sent, a crash of the daemon at
-most the last second.
+least every second (by a thread of its own): a crash of the version loses nothing it sent, a
+crash of the daemon at most the last second.
 """
 from __future__ import annotations
 
@@ -32,10 +32,9 @@ def history_path(model_dir: Path) -> Path:
 class HistoryWriter:
     """Appends one run's reports to its model_dir's history; safe from several threads."""
 
-    def __init__(self, model_dir: str, run_id: str, fresh: bool, on_error: Callable[[str], None]) -> None:
+    def __init__(self, model_dir: str, run_id: str, on_error: Callable[[str], None]) -> None:
         self._path = history_path(Path(model_dir))
         self._run_id = run_id
-        self._fresh = fresh
         self._on_error = on_error
         self._lock = threading.Lock()
         self._pending: List[str] = []
@@ -43,16 +42,22 @@ class HistoryWriter:
         self._last_flush = time.monotonic()
         self._broken = False
         self._clock = IsoClock()
+        self._count: Optional[int] = None
 
-    def add(self, step: Any, total: Any, metrics: Dict[str, Any]) -> None:
-        """One report, kept in memory until the next flush (at most FLUSH_INTERVAL_S away)."""
+    def add(self, step: Any, total: Any, metrics: Dict[str, Any]) -> int:
+        """One report, kept in memory until the next flush (at most FLUSH_INTERVAL_S away);
+        returns its place in the model's history (1 for the first), which stands for its step
+        where it gave none."""
         line = json_text({"time": self._clock.now(), "run_id": self._run_id, "step": step, "total": total, "metrics": metrics})
         with self._lock:
-            if self._broken:
-                return
-            self._pending.append(line + "\n")
-            if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
-                self._flush()
+            if self._count is None:
+                self._count = _lines(self._path)
+            self._count += 1
+            if not self._broken:
+                self._pending.append(line + "\n")
+                if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+                    self._flush()
+            return self._count
 
     def flush_if_due(self) -> None:
         with self._lock:
@@ -82,11 +87,33 @@ class HistoryWriter:
 
     def _open(self) -> Any:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        if self._fresh and self._path.exists():
-            # The model this folder held before: its curve stays, under its last run's id.
-            last = last_run_id(self._path) or f"before-{self._run_id}"
-            os.replace(self._path, self._path.with_name(f"metrics-{last}.jsonl"))
-        return open(self._path, "a", encoding="utf-8")
+        handle = open(self._path, "a", encoding="utf-8")
+        if handle.tell() > 0 and not _ends_with_newline(self._path):
+            handle.write("\n")  # a line a crash cut short stays apart from the next report
+        return handle
+
+
+def set_aside(model_dir: str, run_id: str) -> None:
+    """A fresh run starts a new history: the folder's earlier one is kept as
+    metrics-<its last run id>.jsonl. Called as the run starts, reports or not."""
+    path = history_path(Path(model_dir))
+    if path.exists():
+        last = last_run_id(path) or f"before-{run_id}"
+        os.replace(path, path.with_name(f"metrics-{last}.jsonl"))
+
+
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 class IsoClock:

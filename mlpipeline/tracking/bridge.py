@@ -5,6 +5,7 @@ without it: the records under outputs/ are the truth, a tracker a view of them."
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -48,15 +49,26 @@ class TrackedRun:
         """What the tracker kept of the run this one resumes, if it resumes one."""
         if not self.resumed:
             return {}
-        try:
-            return json.loads((record_dir(self.model_dir) / TRACKING_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+        found = self._kept().get(self.version)
+        return found if isinstance(found, dict) else {}
 
     def remember(self, data: Dict[str, Any]) -> None:
+        """Keep ``data`` for a resume of this version; written only when the file does not hold
+        it. Keyed by version: versions may share a model_dir, one after the other."""
+        kept = self._kept()
+        if kept.get(self.version) == data:
+            return
+        kept[self.version] = data
         folder = record_dir(self.model_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / TRACKING_FILE, data)
+        write_json_atomic(folder / TRACKING_FILE, kept)
+
+    def _kept(self) -> Dict[str, Any]:
+        try:
+            kept = json.loads((record_dir(self.model_dir) / TRACKING_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return kept if isinstance(kept, dict) else {}
 
 
 def final_step(record: Dict[str, Any]) -> int:
@@ -98,14 +110,25 @@ class Tracker:
         pass
 
 
+MAX_QUEUED = 100_000
+"""Reports waiting for a tracker that cannot keep up; beyond this they are dropped, said once."""
+
+
 class TrackingBridge:
-    """Queues what happens to versions for ``tracker``, on a thread of its own."""
+    """Queues what happens to versions for ``tracker``, on a thread of its own.
+
+    A run whose start failed is not tracked further. Any other failed call is said once per
+    run, and the run's later calls (its end included, so it is not left running in the
+    tracker) are still tried.
+    """
 
     def __init__(self, tracker: Tracker, warn: Callable[[str, str], None]) -> None:
         self._tracker = tracker
         self._warn = warn
         self._queue: "queue.Queue[Optional[Tuple[str, TrackedRun, Any]]]" = queue.Queue()
-        self._failed: set = set()
+        self._untracked: set = set()  # runs whose start failed
+        self._warned: set = set()
+        self._dropped = 0
         self._thread = threading.Thread(target=self._work, name="mlpipeline-tracking", daemon=True)
         self._thread.start()
 
@@ -113,13 +136,23 @@ class TrackingBridge:
         self._queue.put(("start", run, None))
 
     def reported(self, run: TrackedRun, step: Any, metrics: Dict[str, Any]) -> None:
-        numbers = {
-            name: float(value)
-            for name, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        }
-        if numbers:
-            self._queue.put(("report", run, (time.time(), step, numbers)))
+        numbers = {}
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                try:
+                    value = float(value)
+                except OverflowError:
+                    continue
+                if math.isfinite(value):
+                    numbers[name] = value
+        if not numbers:
+            return
+        if self._queue.qsize() >= MAX_QUEUED:
+            self._dropped += 1
+            if self._dropped == 1:
+                self._warn(f"{run.script}:{run.version}", f"{self._tracker.name} falls behind: reports beyond {MAX_QUEUED:,} waiting are dropped (the metric history keeps them all)")
+            return
+        self._queue.put(("report", run, (time.time(), step, numbers)))
 
     def ended(self, run: TrackedRun, record: Dict[str, Any]) -> None:
         self._queue.put(("end", run, record))
@@ -128,6 +161,8 @@ class TrackingBridge:
         """Hand over what is queued, then stop (at most ``timeout`` seconds)."""
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._warn("tracking", f"{self._tracker.name} did not take {self._queue.qsize()} queued items within {timeout:g} s; they are not tracked (the records under outputs/ have them)")
 
     def _work(self) -> None:
         pending: Dict[str, Tuple[TrackedRun, List[Tuple[float, Any, Dict[str, float]]]]] = {}
@@ -145,7 +180,8 @@ class TrackingBridge:
             if kind == "report":
                 pending.setdefault(run.run_id, (run, []))[1].append(data)
             elif kind == "start":
-                self._call(run, self._tracker.start, run)
+                if not self._call(run, self._tracker.start, run):
+                    self._untracked.add(run.run_id)
             elif kind == "end":
                 self._send({key: value for key, value in pending.items() if key == run.run_id})
                 pending.pop(run.run_id, None)
@@ -160,13 +196,16 @@ class TrackingBridge:
             if reports:
                 self._call(run, self._tracker.metrics, run, reports)
 
-    def _call(self, run: Optional[TrackedRun], function: Callable[..., None], *args: Any) -> None:
-        if run is not None and run.run_id in self._failed:
-            return
+    def _call(self, run: Optional[TrackedRun], function: Callable[..., None], *args: Any) -> bool:
+        if run is not None and run.run_id in self._untracked:
+            return False
         try:
             function(*args)
+            return True
         except Exception as exc:  # noqa: BLE001 - a tracker's failure never reaches the queue
-            label = f"{run.script}:{run.version}" if run is not None else "tracking"
-            if run is not None:
-                self._failed.add(run.run_id)
-            self._warn(label, f"{self._tracker.name} tracking failed and stops for this run: {type(exc).__name__}: {exc}")
+            key = run.run_id if run is not None else None
+            if key not in self._warned:
+                self._warned.add(key)
+                label = f"{run.script}:{run.version}" if run is not None else "tracking"
+                self._warn(label, f"{self._tracker.name} tracking failed ({type(exc).__name__}: {exc}); the run goes on, its records complete")
+            return False

@@ -28,8 +28,11 @@ def tracking_bridge(project: ProjectConfig, warn: Callable[[str, str], None]) ->
         ) from None
     except Exception as exc:  # noqa: BLE001 - the library's own error, said with where it came from
         where = project.tracking_uri or project.tracking_dir or "its default store"
+        key = "tracking_uri" if project.tracking_uri else "tracking_dir" if project.tracking_dir else "tracking"
         raise ConfigError(
-            PROJECT_CONFIG, f"tracking = \"{project.tracking}\": {where} cannot be used ({type(exc).__name__}: {exc})", line
+            PROJECT_CONFIG,
+            f"tracking = \"{project.tracking}\": {where} cannot be used ({type(exc).__name__}: {str(exc)[:500]})",
+            _line(project, key) or line,
         ) from None
     return TrackingBridge(tracker, warn)
 
@@ -39,7 +42,7 @@ def _tracker(project: ProjectConfig) -> Tracker:
         from mlpipeline.tracking.mlflow_tracker import MlflowTracker, default_store
 
         if project.tracking_uri:
-            return MlflowTracker(project.tracking_uri)
+            return MlflowTracker(project_relative(project.tracking_uri, project))
         return MlflowTracker(*default_store(project.outputs_dir))
     from mlpipeline.tracking.tensorboard_tracker import TensorBoardTracker
 
@@ -51,3 +54,12 @@ def _line(project: ProjectConfig, key: str) -> Optional[int]:
         return key_line((project.project_dir / PROJECT_CONFIG).read_text(encoding="utf-8"), "MLP", key)
     except OSError:
         return None
+
+
+def project_relative(uri: str, project: ProjectConfig) -> str:
+    """A sqlite URI with a relative path, made absolute from the project folder (as
+    tracking_dir is), so the store does not depend on the folder the daemon started in."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and not uri[len(prefix):].startswith(":memory:"):
+        return prefix + str((project.project_dir / uri[len(prefix):]).resolve())
+    return uri

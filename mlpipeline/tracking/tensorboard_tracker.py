@@ -1,13 +1,18 @@
 """TensorBoard: event files written with the tensorboard package's record format and protos
-(its EventFileWriter would import TensorFlow, seconds and hundreds of MB in the daemon). A version's run is a folder: ``<model_dir>/tensorboard`` by default, or
-``<tracking_dir>/<script without .py>/<version>``, so ``tensorboard --logdir`` on that folder
-shows each script's versions side by side. A resumed version writes a new event file in the
-same folder, which TensorBoard reads as the same run."""
+(its EventFileWriter would import TensorFlow: seconds and hundreds of MB in the daemon).
+
+A run is a folder: ``<model_dir>/tensorboard/<version>/<run id>`` by default, or
+``<tracking_dir>/<script without .py>/<version>/<run id>``, so ``tensorboard --logdir`` on
+either shows each version's runs side by side, a fresh rerun as a run of its own. A resumed
+version writes a new event file in its first part's folder, which TensorBoard reads as the
+same run.
+"""
 from __future__ import annotations
 
 import importlib
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -16,41 +21,61 @@ from typing import Any, Dict, List, Optional, Tuple
 from mlpipeline.tracking.bridge import TrackedRun, Tracker, evaluations, final_step
 
 
+_SAFE = re.compile(r"[^\w.,=+-]")
+"""What a version name may keep in a folder name: no separators, so it stays inside the folder."""
+
+
 class TensorBoardTracker(Tracker):
     name = "TensorBoard"
 
     def __init__(self, tracking_dir: Optional[Path] = None) -> None:
         # Imported here, so a wrong install is a message at start, not a failure per run.
         importlib.import_module("tensorboard.summary.writer.record_writer")
-
+        if tracking_dir is not None:
+            tracking_dir.mkdir(parents=True, exist_ok=True)  # a file in its place is an error at start
+            if not os.access(tracking_dir, os.W_OK):
+                raise PermissionError(f"{tracking_dir} cannot be written")
         self.tracking_dir = tracking_dir
+        self._folders: Dict[str, Path] = {}
         self._writers: Dict[str, Any] = {}
-        self._reports: Dict[str, int] = {}
         self._parameters_written: set = set()
 
     def run_dir(self, run: TrackedRun) -> Path:
+        """A fresh run's folder: one per version and run, so that a fresh rerun is a run of
+        its own; a resumed run goes on in the folder its first part wrote to."""
+        earlier = run.earlier()
+        if earlier.get("tracker") == "tensorboard" and earlier.get("run_dir"):
+            return Path(earlier["run_dir"])
+        version = _SAFE.sub("_", run.version).strip(".") or "_"
         if self.tracking_dir is None:
-            return run.model_dir / "tensorboard"
-        return self.tracking_dir / str(Path(run.script).with_suffix("")) / run.version
+            return run.model_dir / "tensorboard" / version / run.run_id
+        return self.tracking_dir / str(Path(run.script).with_suffix("")) / version / run.run_id
 
     def start(self, run: TrackedRun) -> None:
-        writer = EventFile(self.run_dir(run), run.run_id)
-        self._writers[run.run_id] = writer
-        self._reports[run.run_id] = 0
-        lines = [f"run {run.run_id}" + (" (resumed)" if run.resumed else "")]
-        if run.git and run.git.get("commit"):
-            lines.append(f"git commit {run.git['commit']}" + (" (dirty)" if run.git.get("dirty") else ""))
-        self._text(writer, "mlpipeline/run", "  \n".join(lines), 0)
+        self._folders[run.run_id] = self.run_dir(run)
+
+    def _writer(self, run: TrackedRun) -> Any:
+        """The run's event file, opened at its first use: after the version's own
+        clean_model_dir, which may empty the model_dir it lives in."""
+        writer = self._writers.get(run.run_id)
+        if writer is None:
+            folder = self._folders[run.run_id]
+            writer = self._writers[run.run_id] = EventFile(folder, run.run_id)
+            run.remember({"tracker": "tensorboard", "run_dir": str(folder)})
+            lines = [f"run {run.run_id}" + (" (resumed)" if run.resumed else "")]
+            if run.git and run.git.get("commit"):
+                lines.append(f"git commit {run.git['commit']}" + (" (dirty)" if run.git.get("dirty") else ""))
+            self._text(writer, "mlpipeline/run", "  \n".join(lines), 0)
+        return writer
 
     def metrics(self, run: TrackedRun, reports: List[Tuple[float, Any, Dict[str, float]]]) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        writer = self._writers[run.run_id]
+        writer = self._writer(run)
         self._write_parameters(run, writer)
         for when, step, values in reports:
-            self._reports[run.run_id] += 1
-            at = int(step) if isinstance(step, (int, float)) else self._reports[run.run_id]
+            at = int(step) if isinstance(step, (int, float)) else 0
             summary = Summary(value=[Summary.Value(tag=name, simple_value=value) for name, value in values.items()])
             writer.add_event(Event(wall_time=when, step=at, summary=summary))
         writer.flush()
@@ -59,9 +84,10 @@ class TensorBoardTracker(Tracker):
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        writer = self._writers.pop(run.run_id, None)
-        if writer is None:
+        if run.run_id not in self._folders:
             return
+        writer = self._writer(run)
+        del self._writers[run.run_id], self._folders[run.run_id]
         self._write_parameters(run, writer)
         final = final_step(record)
         values = [Summary.Value(tag=name, simple_value=value) for name, value in evaluations(record, "/").items()]
@@ -74,7 +100,6 @@ class TensorBoardTracker(Tracker):
             source = copy.read_text(encoding="utf-8", errors="replace")
             self._text(writer, "mlpipeline/script", f"{run.script}\n\n" + "\n".join("    " + line for line in source.splitlines()), final)
         writer.close()
-        self._reports.pop(run.run_id, None)
 
     def close(self) -> None:
         for writer in self._writers.values():

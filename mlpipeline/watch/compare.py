@@ -16,8 +16,10 @@ LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|nll|perplexity|ppl|wer|cer|
 """A metric whose name matches is best at its lowest, any other at its highest."""
 
 _FIXED_FIRST = ("version", "state")
-_NOT_HYPERPARAMETERS = ("order", "model_dir_suffix")  # where and when a version ran, not what it is
 _FIXED_LAST = ("steps", "duration_s")
+_NOT_HYPERPARAMETERS = ("order", "model_dir_suffix")  # where and when a version ran, not what it is
+_TAKEN = _FIXED_FIRST + _FIXED_LAST + ("eval_train", "eval_test")
+_PREFIXES = ("eval_train.", "eval_test.", "last.", "best.", "param.")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -41,7 +43,7 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
         history = run.history() if best or not last else []
         for report in history:
             last.update(report["metrics"])
-        row.update(last)
+        row.update({f"last.{name}": value for name, value in last.items()})
         if best:
             row.update(_best(history))
         steps = record.get("steps") or {}
@@ -50,16 +52,18 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
         rows.append(row)
         values = dict(record.get("parameters") or {})
         parameters.append({key: value for key, value in values.items() if key not in _NOT_HYPERPARAMETERS})
-    differing = _differing(parameters)
+    # A parameter keeps its bare name unless a column of the comparison has it already.
+    differing = [(name, f"param.{name}" if name in _TAKEN or name.startswith(_PREFIXES) else name) for name in _differing(parameters)]
     for row, values in zip(rows, parameters):
-        row.update({key: values.get(key) for key in differing})
-    seen = set(_FIXED_FIRST) | set(differing) | set(_FIXED_LAST)
+        row.update({column: values.get(name) for name, column in differing})
+    differing_columns = [column for _, column in differing]
+    seen = set(_FIXED_FIRST) | set(differing_columns) | set(_FIXED_LAST)
     rest: List[str] = []
     for row in rows:
         rest.extend(key for key in row if key not in seen and key not in rest)
     # Evaluations on train, then on test, then the reported metrics, then their best values.
     rest.sort(key=lambda key: 0 if key.startswith("eval_train") else 1 if key.startswith("eval_test") else 3 if key.startswith("best.") else 2)
-    return list(_FIXED_FIRST) + differing + rest + list(_FIXED_LAST), rows
+    return list(_FIXED_FIRST) + differing_columns + rest + list(_FIXED_LAST), rows
 
 
 def _best(history: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -104,8 +108,8 @@ def sort_rows(columns: List[str], rows: List[Dict[str, Any]], sort: str) -> List
 
 
 def resolve_column(columns: List[str], name: str) -> str:
-    """The column ``name`` means: itself, or eval_test.NAME, or eval_train.NAME."""
-    for candidate in (name, f"eval_test.{name}", f"eval_train.{name}"):
+    """The column ``name`` means: itself, or eval_test.NAME, last.NAME, eval_train.NAME."""
+    for candidate in (name, f"eval_test.{name}", f"last.{name}", f"eval_train.{name}"):
         if candidate in columns:
             return candidate
     raise ValueError(f"--sort {name}: no such column; the columns are: {', '.join(columns)}")
@@ -126,7 +130,7 @@ def show_comparison(
 ) -> int:
     """Print the comparison in ``form`` (a table, "json", "csv" or "markdown"); the exit code."""
     if not runs:
-        view.error("no run to compare: results.jsonl has no finished run of what was asked (mlpipeline -r runs the queue)")
+        view.error("no run to compare: results.jsonl has no finished run of what was asked (mlpipeline -r runs the queue; --any-state takes unfinished runs too)")
         return 1
     columns, rows = comparison(runs, best)
     if sort:

@@ -204,18 +204,19 @@ class ConsoleView:
         self._write("\n".join(lines) + "\n")
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        """A table of text cells: rich on a terminal, aligned plain columns otherwise. A column
+        """A table of text cells: rich on a terminal it fits, aligned plain columns otherwise
+        (a table wider than the terminal is not squeezed into illegible columns). A column
         whose every cell reads as a number is aligned right."""
         numeric = [all(_is_number(row[i]) or not row[i] for row in rows) and any(row[i] for row in rows) for i in range(len(headers))]
-        if self.console.is_terminal:
+        widths = [max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)]
+        if self.console.is_terminal and sum(widths) + 3 * len(widths) <= self.console.width:
             table = Table(show_edge=False, pad_edge=False)
             for header, right in zip(headers, numeric):
-                table.add_column(escape(header), justify="right" if right else "left")
+                table.add_column(escape(header), justify="right" if right else "left", no_wrap=True)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
             self._print(table)
             return
-        widths = [max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)]
         lines = []
         for row in [list(headers), *rows]:
             cells = [cell.rjust(width) if right else cell.ljust(width) for cell, width, right in zip(row, widths, numeric)]

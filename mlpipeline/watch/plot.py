@@ -3,6 +3,7 @@ reported at, written as PNG or SVG. matplotlib is the optional extra ``mlpipelin
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -23,17 +24,17 @@ def curves(runs: Sequence[RecordedRun], metric: str) -> Dict[str, Curve]:
         points: Curve = []
         for index, report in enumerate(run.history(), start=1):
             value = number(report["metrics"].get(metric))
-            if value is None:
-                continue
+            if value is None or not math.isfinite(value):
+                continue  # NaN and infinities have no place on a curve
             step = number(report.get("step"))
-            points.append((index if step is None else step, value))
+            points.append((index if step is None or not math.isfinite(step) else step, value))
         if points:
             found[run.label] = points
     return found
 
 
 def default_output(metric: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", metric).strip("._") + ".png"
+    return (re.sub(r"[^\w.-]+", "_", metric).strip("._") or "plot") + ".png"
 
 
 def plot_metric(
@@ -50,7 +51,7 @@ def plot_metric(
         view.error("mlpipeline plot needs matplotlib, which is not installed: pip install 'mlpipeline[plot]'")
         return 2
     if not runs:
-        view.error("no run to plot: results.jsonl has no finished run of what was asked (mlpipeline -r runs the queue)")
+        view.error("no run to plot: results.jsonl has no finished run of what was asked (mlpipeline -r runs the queue; --any-state takes unfinished runs too)")
         return 1
     found = curves(runs, metric)
     if not found:

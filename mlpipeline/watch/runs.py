@@ -3,6 +3,7 @@ finished run of each version (or the latest whatever its state), and the reports
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,8 @@ def select_runs(project: ProjectConfig, select: Sequence[str], any_state: bool =
         raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None
     with handle:
         for line in handle:
+            if not line.endswith("\n"):
+                continue  # a row a daemon is writing now, or one a crash cut short
             head = _ROW_HEAD.match(line)
             if head is not None:
                 key, status = (json.loads(head.group(1)), json.loads(head.group(2))), head.group(3)
@@ -101,8 +104,17 @@ def missing_selections(select: Sequence[str], runs: Sequence[RecordedRun], proje
     return missing
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
 def number(value: Any) -> Optional[float]:
-    """``value`` as a float when it is a (non-boolean) number."""
+    """``value`` as a float when it is a (non-boolean) number: "nan", "inf" and "-inf" are
+    how the records keep those; an integer too large for a float is infinite."""
+    if isinstance(value, str):
+        return _NON_FINITE.get(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
