@@ -45,7 +45,8 @@ def build_parser() -> "argparse.ArgumentParser":
     """The parser of ``mlpipeline [options]``: test mode, or with -r execution mode."""
     import argparse
 
-    commands = "\n".join(f"  mlpipeline {name:<15} {what}" for name, what in COMMANDS.items())
+    described = {**COMMANDS, COMPLETION: "print a bash or zsh completion script: eval \"$(mlpipeline completion bash)\""}
+    commands = "\n".join(f"  mlpipeline {name:<15} {what}" for name, what in described.items())
     parser = argparse.ArgumentParser(
         prog="mlpipeline",
         usage="%(prog)s [-r] [-u] [-n] [-C DIR] [options]\n       %(prog)s COMMAND [-C DIR] [options]",
@@ -208,7 +209,9 @@ def _main(argv: Optional[List[str]]) -> int:
 
     command, arguments = split_command(list(sys.argv[1:] if argv is None else argv))
     if command == COMPLETION:
-        return _completion([word for word in arguments if word != "-C"][-1:])
+        # -C names a project, which completion has no use for.
+        kept = [word for index, word in enumerate(arguments) if word != "-C" and (index == 0 or arguments[index - 1] != "-C")]
+        return _completion(kept)
     arguments = _descending_sort(arguments)
     parser = build_parser() if command is None else build_command_parser(command)
     # Intermixed: `plot loss -o loss.png a.py` names a.py after an option, as people write it.
@@ -251,9 +254,13 @@ def _main(argv: Optional[List[str]]) -> int:
         if command in ("cancel", "pause", "resume"):
             from mlpipeline.execution.control import cancel_command, pause_command
 
-            if command == "cancel":
-                return cancel_command(project, args.select, view)
-            return pause_command(project, view, pause=command == "pause")
+            try:
+                if command == "cancel":
+                    return cancel_command(project, args.select, view)
+                return pause_command(project, view, pause=command == "pause")
+            except OSError as exc:
+                view.error(f"{exc.filename or project.outputs_dir}: cannot be written ({exc.strerror or exc}); nothing was asked")
+                return EXIT_USAGE
         if command in ("compare", "plot"):
             from mlpipeline.watch.runs import missing_selections, select_runs
 

@@ -93,3 +93,23 @@ def test_a_daemon_started_while_paused_waits_for_resume(project):
     output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, output
     assert [c["version"] for c in project.calls("train")] == ["b"]
+
+
+def test_the_control_file_survives_hand_edits_and_cut_lines(project):
+    project.script("a.py", versions_code(QUICK_B))
+    project.queue(["a.py"])
+    project.outputs.mkdir(parents=True)
+    control = project.outputs / "control.jsonl"
+    # A line a crash cut short, and lines that are not requests: none of them swallows a pause.
+    control.write_text('{"action": "cancel", "script": "a.py", "version": ["b"]}\n{"time": "x", "act')
+    assert project.run("pause").returncode == 0
+    assert "the queue is paused" in project.run("status").output
+    daemon = project.start("-r")
+    project.wait_for(lambda: "paused by" in project.log_text(), what="the daemon to see the pause")
+    control.unlink()  # deleted under the daemon: a new file is read from its start
+    assert project.run("resume").returncode == 0
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert [c["version"] for c in project.calls("train")] == ["b"]
+    nothing = project.run("cancel", "nope.py")
+    assert nothing.returncode == 0 and "models_dir has no nope.py and the journal never saw it" in nothing.output

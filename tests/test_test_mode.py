@@ -157,3 +157,11 @@ def test_pdb_opens_the_debugger_at_the_users_exception(project):
     assert "(Pdb) 42" in output and "(Pdb) 'v'" in output  # the user's frame, its locals
     assert 'raise ValueError("broken at %d" % secret)' in output
     assert project.run("-r", "--pdb").returncode == 2
+
+
+def test_pdb_says_so_when_a_version_died_without_an_exception(project):
+    project.script("a.py", versions_code('versions.addV("dies", exit_in="train", exit_code=4)'))
+    project.queue(["a.py"], test=True)
+    result = project.run("--pdb")
+    assert result.returncode == 1, result.output  # mlpipeline itself does not die of it
+    assert "--pdb: a.py:dies raised no exception of its code to open the debugger at" in result.output

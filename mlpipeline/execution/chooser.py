@@ -98,8 +98,14 @@ class VersionChooser:
         self._handled.discard(_key(planned))
 
     def retry_later(self, planned: PlannedRun) -> None:
-        """``planned`` failed with attempts left: its next attempt goes before new versions."""
-        self._retries.append(planned)
+        """``planned`` failed with attempts left: its next attempt goes before new versions
+        (unless a cancel named it meanwhile)."""
+        if not self.is_cancelled(planned):
+            self._retries.append(planned)
+
+    def is_cancelled(self, planned: PlannedRun) -> bool:
+        """Whether a cancel during this session named ``planned``."""
+        return any(request.matches(planned.script.label, planned.version) for request in self._cancelled)
 
     def queued(self, record: Dict[str, Any], scripts: Optional[List[QueuedScript]] = None) -> bool:
         """Whether the queue (``scripts``, else read now) names the version of a journal record."""

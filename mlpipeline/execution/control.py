@@ -92,34 +92,41 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
     project.outputs_dir.mkdir(parents=True, exist_ok=True)
     paths = OutputPaths(project.outputs_dir, hostname())
     journal = Journal(paths.journal, warn=view.warning)
-    journal.read_without_lock()
     # Only for judging the daemons of claims, as status does: this command is no daemon.
     identity = DaemonIdentity(paths.host, 0, 0.0, process_namespace(paths.host), "")
     for entry in entries:
-        running, cut_off = [], []
+        # The request first: a daemon that chooses the version from here on already skips it.
+        request = append_request(project.outputs_dir, CANCEL, entry.script, entry.version)
+        journal.read_without_lock()
+        running, cut_off, known = [], [], False
         for script, version in journal.versions():
             if script != entry.script or entry.version not in (None, version):
                 continue
+            known = True
             state = journal.state(script, version)
             latest = journal.latest(script, version) or {}
-            alive = state is RunState.RUNNING and seems_alive(latest, identity, paths.heartbeats)
-            if alive:
+            if state is RunState.RUNNING and seems_alive(latest, identity, paths.heartbeats):
                 running.append(f"{script}:{version} on {latest.get('host')}")
             elif state in (RunState.RUNNING, RunState.INTERRUPTED):
                 # Cut off, no daemon has it: recorded cancelled now, so -u does not resume it.
                 fields = {key: latest.get(key) for key in ("script", "version", "sha256")}
                 fields.update(host=paths.host, pid=os.getpid())
-                reason = f"cancelled by `mlpipeline cancel {entry}` while cut off"
+                reason = f"cancelled by `mlpipeline cancel {entry}` on {paths.host} while cut off"
                 if journal.append_if_latest(latest, JournalEvent.CANCELLED, **fields, reason=reason) is not None:
                     cut_off.append(f"{script}:{version}")
-        request = append_request(project.outputs_dir, CANCEL, entry.script, entry.version)
+        if not known and not (project.models_dir / entry.script).is_file():
+            view.warning(f"cancel {request.target}: models_dir has no {entry.script} and the journal never saw it; nothing to cancel")
+            continue
         parts = []
         if running:
             parts.append(f"its daemon stops {', '.join(running)}")
         if cut_off:
-            parts.append(f"{', '.join(cut_off)} (cut off earlier) recorded as cancelled")
-        parts.append("running daemons do not start it again in their session")
-        view.info(f"cancel {request.target}: " + "; ".join(parts) + ". `mlpipeline -r -u --retry-failed` or an edit of the script runs it again")
+            parts.append(f"{', '.join(cut_off)} (cut off earlier) recorded as cancelled in the journal")
+        parts.append("the daemons running now do not start it again in their session")
+        view.info(
+            f"cancel {request.target}: " + "; ".join(parts)
+            + ". `mlpipeline -r`, `-r -u --retry-failed` or an edit of the script runs it again"
+        )
     return 0
 
 

@@ -1,6 +1,7 @@
 """What frameworks print as a version starts that says nothing about the run: TensorFlow's
-C++ start-up lines. Unless the user set TF_CPP_MIN_LOG_LEVEL, versions run with it at 2
-(TensorFlow's INFO and WARNING lines left out, its errors kept), and the daemon leaves out
+C++ start-up lines. Unless the user set TF_CPP_MIN_LOG_LEVEL, versions run with it at 1
+(TensorFlow's INFO lines left out; its warnings, such as a GPU library it could not load,
+and its errors kept), and the daemon leaves out
 two lines that would still come with every Keras version: absl's notice that it logs to
 stderr, and a graph-attribute message TensorFlow itself calls expected and ignores. Any other
 line, errors included, reaches the console and the log as printed."""
@@ -21,11 +22,11 @@ _quieted = False
 
 
 def quiet_frameworks() -> None:
-    """Set TF_CPP_MIN_LOG_LEVEL=2 for this process and its children, unless the user set it;
+    """Set TF_CPP_MIN_LOG_LEVEL=1 for this process and its children, unless the user set it;
     called once as a mode starts, before any child."""
     global _quieted
     if QUIET_VARIABLE not in os.environ:
-        os.environ[QUIET_VARIABLE] = "2"
+        os.environ[QUIET_VARIABLE] = "1"
         _quieted = True
 
 

@@ -235,6 +235,13 @@ class ExecutionLoop:
             planned = self.next_version()
             if planned is None or self.signals.count:
                 return
+            # Choosing may have taken a while (listing a script): a pause or cancel asked
+            # meanwhile holds before the version starts, not after.
+            self.control.check(force=True)
+            if self.control.paused:
+                return
+            if self.chooser.is_cancelled(planned):
+                continue
             if self.launcher.launch(planned) is Launch.WAITS:
                 return  # its GPUs or model_dir are busy: it waits for a running version to end
             self.chooser.launched(planned)

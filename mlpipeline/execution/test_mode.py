@@ -5,6 +5,7 @@ It stops at the first error with the user's traceback, and writes nothing under 
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -14,7 +15,7 @@ from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, version_environment
 from mlpipeline.executors.worker import missing_message
-from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, unknown_versions
+from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, combined, unknown_versions
 from mlpipeline.queue.config import TEST_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile
 from mlpipeline.records.ends import new_run_id
@@ -104,9 +105,7 @@ class DryRun:
                         problems.append(missing_message(f"{script.label}:{name}", listing.missing[name]))
         if unknown:
             # A queue naming what is not there is a config error (exit 2), as a missing script is.
-            for error in unknown[1:]:
-                self.view.error(str(error))
-            raise unknown[0]
+            raise combined(unknown)
         if problems:
             # Checked before any training: a wrong queue or parameter fails in seconds, not hours in.
             for problem in problems:
@@ -139,8 +138,11 @@ class DryRun:
             self.rows.append((label, "passed", outcome.wall_s))
             return True
         self._report_failure(label, outcome, result)
-        if self.debug and not outcome.timed_out:
-            self._debug(script, version)
+        if self.debug:
+            if (result.get("error") or {}).get("traceback"):
+                self._debug(script, version)
+            else:
+                self.view.info(f"--pdb: {label} raised no exception of its code to open the debugger at (it ended otherwise)")
         return False
 
     def _request(self, script: QueuedScript, version: str, model_dir: str) -> ChildRequest:
@@ -167,11 +169,20 @@ class DryRun:
         label = f"{script.label}:{version}"
         self.view.info(f"--pdb: running {label} again in this process; the debugger opens at its exception (q quits)")
         model_dir = tempfile.mkdtemp(prefix="mlpipeline-test-")
+        # The debugger's own Ctrl-C, not the queue's: it interrupts the run or the prompt.
+        handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
             failure = debug_version(
                 self._request(script, version, model_dir), str(self.project.project_dir), self._environment(script, version, model_dir)
             )
+        except KeyboardInterrupt:
+            self.view.info("--pdb: interrupted")
+            return
         finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
             shutil.rmtree(model_dir, ignore_errors=True)
         if failure is None:
             self.view.warning(f"--pdb: {label} did not fail when run again in this process")

@@ -58,9 +58,13 @@ def check_named_versions(scripts: Sequence[Any], catalog: "ScriptCatalog", file:
         if listing is not None and listing.error is None:
             errors.extend(unknown_versions(script.label, script.entry_lines, listing, file))
     if errors:
-        first = errors[0]
-        more = "".join(f"; and {error}" for error in errors[1:])
-        raise ConfigError(first.file, first.message + more, first.line)
+        raise combined(errors)
+
+
+def combined(errors: Sequence[ConfigError]) -> ConfigError:
+    """One ConfigError at the first error's line, naming every error in order."""
+    first = errors[0]
+    return ConfigError(first.file, first.message + "".join(f"; and {error}" for error in errors[1:]), first.line)
 
 
 class Fingerprints:

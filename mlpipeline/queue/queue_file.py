@@ -153,7 +153,14 @@ class QueueFile:
         if not self._config.use_blacklist:
             # At start a script the queue names and that is not there is a mistake to fix
             # first; once the queue runs, an edit that names one costs a warning.
-            missing = [entry for entry in self._config.whitelist if not (self.models_dir / entry.script).is_file()]
+            named = {entry.script for entry in self._only}
+            missing = list(
+                {
+                    entry.script: entry
+                    for entry in self._config.whitelist
+                    if (not named or entry.script in named) and not (self.models_dir / entry.script).is_file()
+                }.values()
+            )
             if missing:
                 more = f" (nor do {', '.join(entry.script for entry in missing[1:])})" if len(missing) > 1 else ""
                 message = f"{missing[0].script} does not exist in {self.models_dir}{more}"

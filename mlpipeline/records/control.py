@@ -49,44 +49,60 @@ def append_request(outputs_dir: Path, action: str, script: Optional[str] = None,
         record.update(script=script, version=version)
     path = control_path(outputs_dir)
     with FileLock(str(OutputPaths.lock_for(path))):
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json_text(record) + "\n")
+        with open(path, "a+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            ends_cut = handle.tell() > 0 and not _ends_with_newline(handle)
+            # A line a crash cut short stays apart from this request.
+            handle.write((("\n" if ends_cut else "") + json_text(record) + "\n").encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
     return request
 
 
 class ControlReader:
-    """Reads the requests appended since the last read; a line still being written waits."""
+    """Reads the requests appended since the last read; a line still being written waits. A
+    file deleted or replaced since is read again from its start."""
 
     def __init__(self, outputs_dir: Path) -> None:
         self._path = control_path(outputs_dir)
         self._offset = 0
+        self._identity: Optional[tuple] = None
 
     def read_new(self) -> List[ControlRequest]:
         try:
             with open(self._path, "rb") as handle:
+                status = os.fstat(handle.fileno())
+                identity = (status.st_dev, status.st_ino)
+                if identity != self._identity or status.st_size < self._offset:
+                    self._identity, self._offset = identity, 0
                 handle.seek(self._offset)
                 data = handle.read()
-        except FileNotFoundError:
-            return []
         except OSError:
-            return []  # read again on the next pass
+            return []  # not there yet, or not readable now: read again on the next pass
         end = data.rfind(b"\n") + 1
         self._offset += end
-        requests = []
-        for line in data[:end].splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("action") in (CANCEL, PAUSE, RESUME):
-                requests.append(
-                    ControlRequest(
-                        record["action"], record.get("script"), record.get("version"), str(record.get("time", "")), str(record.get("host", ""))
-                    )
-                )
-        return requests
+        return [request for request in map(_request, data[:end].splitlines()) if request is not None]
+
+
+def _request(line: bytes) -> Optional[ControlRequest]:
+    """The request on ``line``, or None for a line that is not one (cut short, or edited by hand)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("action") not in (CANCEL, PAUSE, RESUME):
+        return None
+    script, version = record.get("script"), record.get("version")
+    if not isinstance(script, (str, type(None))) or not isinstance(version, (str, type(None))):
+        return None
+    if record["action"] == CANCEL and script is None:
+        return None
+    return ControlRequest(record["action"], script, version, str(record.get("time", "")), str(record.get("host", "")))
+
+
+def _ends_with_newline(handle: Any) -> bool:
+    handle.seek(-1, os.SEEK_END)
+    return handle.read(1) == b"\n"
 
 
 def paused_by(requests: List[ControlRequest]) -> Optional[ControlRequest]:

@@ -212,7 +212,7 @@ def _detail(row: VersionStatus) -> str:
         return where + ("" if row.queued else " (no longer queued)")
     if row.state == STALE:
         return f"was {row.previous_state}, ended {row.ended_at}; script edited since"
-    if row.state in ("failed", "interrupted", "timed_out", BROKEN) and row.reason:
+    if row.state in ("failed", "interrupted", "timed_out", "cancelled", BROKEN) and row.reason:
         return row.reason.splitlines()[0]
     if row.state == "finished":
         return f"ended {row.ended_at} on {row.host}"
