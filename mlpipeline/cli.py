@@ -45,6 +45,8 @@ def build_parser() -> "argparse.ArgumentParser":
     """The parser of ``mlpipeline [options]``: test mode, or with -r execution mode."""
     import argparse
 
+    _VersionAction = _version_action()
+
     described = {**COMMANDS, COMPLETION: "print a bash or zsh completion script: eval \"$(mlpipeline completion bash)\""}
     commands = "\n".join(f"  mlpipeline {name:<15} {what}" for name, what in described.items())
     parser = argparse.ArgumentParser(
@@ -84,8 +86,21 @@ def build_parser() -> "argparse.ArgumentParser":
         "--pdb", action="store_true", help="test mode: run a failing version again in this process, in the debugger at its exception"
     )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # to say it is status's
-    parser.add_argument("--version", action="version", version=f"mlpipeline {installed_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the installed version and exit")
     return parser
+
+
+def _version_action() -> type:
+    import argparse
+
+    class VersionAction(argparse.Action):
+        """--version, read from the metadata only when asked (the lookup costs tens of ms)."""
+
+        def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+            sys.stdout.write(f"mlpipeline {installed_version()}\n")
+            parser.exit()
+
+    return VersionAction
 
 
 def installed_version() -> str:
