@@ -198,6 +198,8 @@ def test_mlflow_takes_odd_names_apart_and_always_ends_the_run(project):
     assert run.info.status == "FINISHED"
     assert {"a/b", "x_y", "x_y_2", "eval_test.ok"} <= set(run.data.metrics)  # none lost to another's name
     assert {run.data.params[key] for key in ("lr_x", "lr_x_2")} == {"1", "2"}
+    # The artifacts of a database store beside the project go under outputs/, not the current folder.
+    assert run.info.artifact_uri.startswith((project.outputs / "mlflow-artifacts").as_uri())
 
 
 def test_an_mlflow_server_that_does_not_answer_stops_the_daemon_at_start(project):

@@ -41,9 +41,14 @@ def _tracker(project: ProjectConfig) -> Tracker:
     if project.tracking == "mlflow":
         from mlpipeline.tracking.mlflow_tracker import MlflowTracker, default_store
 
+        uri, artifacts = default_store(project.outputs_dir)
         if project.tracking_uri:
-            return MlflowTracker(project_relative(project.tracking_uri, project))
-        return MlflowTracker(*default_store(project.outputs_dir))
+            uri = project_relative(project.tracking_uri, project)
+            # A server keeps its own artifacts; a database file here would put them in
+            # ./mlruns of whatever folder the daemon started in.
+            if not uri.startswith("sqlite:"):
+                artifacts = None
+        return MlflowTracker(uri, artifacts)
     from mlpipeline.tracking.tensorboard_tracker import TensorBoardTracker
 
     return TensorBoardTracker(project.tracking_dir)
