@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from filelock import FileLock
 
-from mlpipeline.records.files import json_text, now_iso
+from mlpipeline.records.files import ends_with_newline, json_text, now_iso
 from mlpipeline.records.identity import hostname
 from mlpipeline.records.paths import OutputPaths
 
@@ -51,7 +51,7 @@ def append_request(outputs_dir: Path, action: str, script: Optional[str] = None,
     with FileLock(str(OutputPaths.lock_for(path))):
         with open(path, "a+b") as handle:
             handle.seek(0, os.SEEK_END)
-            ends_cut = handle.tell() > 0 and not _ends_with_newline(handle)
+            ends_cut = handle.tell() > 0 and not ends_with_newline(path)
             # A line a crash cut short stays apart from this request.
             handle.write((("\n" if ends_cut else "") + json_text(record) + "\n").encode("utf-8"))
             handle.flush()
@@ -98,11 +98,6 @@ def _request(line: bytes) -> Optional[ControlRequest]:
     if record["action"] == CANCEL and script is None:
         return None
     return ControlRequest(record["action"], script, version, str(record.get("time", "")), str(record.get("host", "")))
-
-
-def _ends_with_newline(handle: Any) -> bool:
-    handle.seek(-1, os.SEEK_END)
-    return handle.read(1) == b"\n"
 
 
 def paused_by(requests: List[ControlRequest]) -> Optional[ControlRequest]:

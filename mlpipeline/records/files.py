@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def ends_with_newline(path: Path) -> bool:
+    """Whether the file at ``path`` (not empty) ends its last line: else a crash cut it short."""
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
 def now_iso() -> str:
     """The current local time in ISO 8601 with its UTC offset, to the millisecond."""
     return datetime.now().astimezone().isoformat(timespec="milliseconds")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from filelock import FileLock
 
-from mlpipeline.records.files import fsync_dir, json_text, naming_file, now_iso
+from mlpipeline.records.files import ends_with_newline, fsync_dir, json_text, naming_file, now_iso
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import STATE_AFTER, JournalEvent, RunState
 
@@ -157,7 +157,7 @@ class Journal:
         data = "".join(json_text(record, ensure_ascii=False, separators=(",", ":")) + "\n" for record in records)
         created = not self.path.exists()
         with open(self.path, "ab") as handle:
-            if handle.tell() > 0 and not self._ends_with_newline():
+            if handle.tell() > 0 and not ends_with_newline(self.path):
                 # A torn last line (a power cut mid-write) is closed with a marker that no JSON
                 # can end in: every reader, before and after this append, skips it alike.
                 handle.write(TORN_LINE_END)
@@ -169,11 +169,6 @@ class Journal:
                 self._file = (stat.st_dev, stat.st_ino)
         if created:
             fsync_dir(self.path.parent)  # a new file is durable once its folder names it
-
-    def _ends_with_newline(self) -> bool:
-        with open(self.path, "rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            return handle.read(1) == b"\n"
 
     def _read_new(self, locked: bool = True) -> None:
         try:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from mlpipeline.records.files import json_text
+from mlpipeline.records.files import ends_with_newline, json_text
 from mlpipeline.records.run_record import record_dir
 
 HISTORY_FILE = "metrics.jsonl"
@@ -88,7 +88,7 @@ class HistoryWriter:
     def _open(self) -> Any:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self._path, "a", encoding="utf-8")
-        if handle.tell() > 0 and not _ends_with_newline(self._path):
+        if handle.tell() > 0 and not ends_with_newline(self._path):
             handle.write("\n")  # a line a crash cut short stays apart from the next report
         return handle
 
@@ -108,12 +108,6 @@ def _lines(path: Path) -> int:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
     except OSError:
         return 0
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
 
 
 class IsoClock:
