@@ -60,6 +60,6 @@ def choose_executors(
 def _config_line(project: ProjectConfig, key: str) -> Optional[int]:
     try:
         text = (project.project_dir / PROJECT_CONFIG).read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, ValueError):  # gone, or no longer text, since it was read at start
         return None
     return key_line(text, "MLP", key)

@@ -8,7 +8,6 @@ the preload server). tests/test_executor_contract.py holds every executor to thi
 """
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
+from mlpipeline.records.lines import load_object
 
 LineSink = Callable[[str, str], None]
 """Receives each line a child prints: (``"stdout"`` or ``"stderr"``, the line)."""
@@ -251,7 +251,7 @@ class Executor(ABC):
         ``result``: the child's result.json when it came another way than the run folder."""
         if result is None:
             try:
-                result = json.loads((run.run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+                result = load_object(run.run_dir / RESULT_FILE)
             except (OSError, ValueError):
                 pass
         shutil.rmtree(run.run_dir, ignore_errors=True)

@@ -9,7 +9,6 @@ however it dies, the keeper ends its versions.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
 from mlpipeline.executors.process_tree import ProcessTree, sample_until, start_time
+from mlpipeline.records.lines import RecordError, decode_object
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 
 
@@ -150,8 +150,8 @@ def deliver(sink: Callable[..., None], *item: Any) -> None:
 
 def _deliver_event(sink: Callable[[Dict[str, Any]], None], raw: bytes) -> None:
     try:
-        event = json.loads(raw)
-    except ValueError:
+        event = decode_object(raw)
+    except RecordError:
         return
     if isinstance(event, dict):
         deliver(sink, event)

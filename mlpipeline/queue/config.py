@@ -15,7 +15,9 @@ from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the 
     PROJECT_CONFIG,
     TEST_QUEUE,
     ConfigError,
+    config_text,
     parse_toml_text,
+    read_config_bytes,
 )
 from mlpipeline.queue.ini import POST8_KEYS, POST8_QUEUES, ini_to_toml, looks_like_ini
 
@@ -165,12 +167,12 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     path = project_dir / PROJECT_CONFIG
     file = PROJECT_CONFIG
     try:
-        text = path.read_text(encoding="utf-8")
+        text = config_text(read_config_bytes(path), file)
     except FileNotFoundError:
         raise ConfigError(
             str(path), "not found: mlpipeline works in a project folder holding mlp.config (or give -C DIR)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(str(path), f"cannot be read: {exc}") from None
     data = parse_toml(text, file)
     _check_tables(data, file, text, ["MLP"])
@@ -394,9 +396,9 @@ def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = No
 def read_queue_config(path: Path, file: str, models_dir: Path) -> QueueConfig:
     """Read and check a queue file; a missing or unreadable file is a ConfigError too."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = config_text(read_config_bytes(path), file)
     except FileNotFoundError:
         raise ConfigError(file, missing_queue_message(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(file, f"cannot be read: {exc}") from None
     return parse_queue_config(text, file, models_dir)

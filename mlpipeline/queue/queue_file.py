@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from mlpipeline.queue.config import ConfigError, QueueConfig, QueueEntry, missing_queue_message, parse_queue_config
+from mlpipeline.queue.config_files import CONFIG_LIMIT, config_text, read_config_bytes
 
 SETTLE_S = 0.5
 """A changed queue file is used once it has not changed for this long: an editor, a copy or a
@@ -143,7 +144,7 @@ class QueueFile:
     def load(self) -> None:
         """The first read: any problem is a ConfigError, as at start nothing is in force yet."""
         try:
-            data = self.path.read_bytes()
+            data = read_config_bytes(self.path)
         except FileNotFoundError:
             raise ConfigError(self.file, missing_queue_message(self.path)) from None
         except OSError as exc:
@@ -208,17 +209,14 @@ class QueueFile:
 
     def _look(self) -> Tuple[bytes, int]:
         with open(self.path, "rb") as handle:
-            return handle.read(), os.fstat(handle.fileno()).st_mtime_ns
+            return handle.read(CONFIG_LIMIT + 1), os.fstat(handle.fileno()).st_mtime_ns
 
     def discovered_scripts(self) -> List[str]:
         """Every script a queue could name: what the blacklist discovers under models_dir."""
         return discover_scripts(self.models_dir, self.outputs_dir)
 
     def _parse(self, data: Optional[bytes]) -> QueueConfig:
-        try:
-            text = (data or b"").decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(self.file, f"is not UTF-8 text: {exc}") from None
+        text = config_text(data or b"", self.file)
         if not text.strip():
             # An editor truncates before it writes: an empty file is a save in progress, not a queue.
             raise ConfigError(self.file, "is empty; an empty queue is written as scripts = []")

@@ -4,20 +4,22 @@ a lock of its own; every daemon on the folder, on any host, reads the new lines 
 the journal, so a request made anywhere reaches them all."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from filelock import FileLock
 
 from mlpipeline.records.files import ends_with_newline, json_text, now_iso
 from mlpipeline.records.identity import hostname
+from mlpipeline.records.lines import FileTail, RecordError, decode_object
 from mlpipeline.records.paths import OutputPaths
 
 CONTROL_FILE = "control.jsonl"
 CANCEL, PAUSE, RESUME = "cancel", "pause", "resume"
+REQUEST_LINE_LIMIT = 64 << 10
+"""The longest request line read (64 KiB); a longer line is garbage, skipped without being held."""
 
 
 @dataclass(frozen=True)
@@ -61,36 +63,37 @@ def append_request(outputs_dir: Path, action: str, script: Optional[str] = None,
 
 class ControlReader:
     """Reads the requests appended since the last read; a line still being written waits. A
-    file deleted or replaced since is read again from its start."""
+    file deleted or replaced since is read again from its start. A line that is no request
+    (edited by hand, cut short, garbage) is skipped with a warning naming its line."""
 
-    def __init__(self, outputs_dir: Path) -> None:
-        self._path = control_path(outputs_dir)
-        self._offset = 0
-        self._identity: Optional[tuple] = None
+    def __init__(self, outputs_dir: Path, warn: Optional[Callable[[str], None]] = None) -> None:
+        self._tail = FileTail(control_path(outputs_dir), REQUEST_LINE_LIMIT)
+        self._warn = warn or (lambda message: None)
 
     def read_new(self) -> List[ControlRequest]:
         try:
-            with open(self._path, "rb") as handle:
-                status = os.fstat(handle.fileno())
-                identity = (status.st_dev, status.st_ino)
-                if identity != self._identity or status.st_size < self._offset:
-                    self._identity, self._offset = identity, 0
-                handle.seek(self._offset)
-                data = handle.read()
+            read = self._tail.read_new()
+            if read.changed is not None:
+                read = self._tail.read_new()
         except OSError:
-            return []  # not there yet, or not readable now: read again on the next pass
-        end = data.rfind(b"\n") + 1
-        self._offset += end
-        return [request for request in map(_request, data[:end].splitlines()) if request is not None]
+            return []  # not readable now: read again on the next pass
+        requests = []
+        for number, line in read.lines:
+            request = _request(line) if line is not None else None
+            if request is not None:
+                requests.append(request)
+            elif line is None or line.strip():
+                self._warn(f"{CONTROL_FILE}:{number}: not a request of `mlpipeline cancel`, `pause` or `resume`; skipped")
+        return requests
 
 
 def _request(line: bytes) -> Optional[ControlRequest]:
     """The request on ``line``, or None for a line that is not one (cut short, or edited by hand)."""
     try:
-        record = json.loads(line)
-    except ValueError:
+        record = decode_object(line)
+    except RecordError:
         return None
-    if not isinstance(record, dict) or record.get("action") not in (CANCEL, PAUSE, RESUME):
+    if record.get("action") not in (CANCEL, PAUSE, RESUME):
         return None
     script, version = record.get("script"), record.get("version")
     if not isinstance(script, (str, type(None))) or not isinstance(version, (str, type(None))):

@@ -9,7 +9,6 @@ version, still open in the journal, is resumed.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
@@ -19,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
+from mlpipeline.records.lines import load_object
 from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import JournalEvent
@@ -85,7 +85,7 @@ class RecordKeeper:
         finished = 0
         for path in sorted(folder.glob("*.json")):
             try:
-                end = VersionEnd(**json.loads(path.read_text(encoding="utf-8")))
+                end = VersionEnd(**load_object(path))
             except (OSError, ValueError, TypeError):
                 self._warn(f"{path}: an unreadable pending record; removed")
                 remove_quietly(path)

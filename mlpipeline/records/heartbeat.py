@@ -8,7 +8,6 @@ clocks that disagree between hosts (or an NFS server's) do not matter.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from mlpipeline.records.files import now_iso, write_json_atomic
+from mlpipeline.records.lines import read_object
 
 if TYPE_CHECKING:
     from mlpipeline.records.identity import DaemonIdentity
@@ -128,11 +128,8 @@ def beats_elsewhere(folder: Path, own_key: str, namespace: str) -> bool:
     for name in names:
         if name == own or name.startswith("."):  # "." names: atomic writes in progress
             continue
-        try:
-            beat = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(beat, dict) and beat.get("namespace") != namespace:
+        beat = read_object(folder / name)
+        if beat is not None and beat.get("namespace") != namespace:
             return True
     return False
 
@@ -169,11 +166,8 @@ def live_daemons(folder: Path, identity: DaemonIdentity) -> Dict[str, Dict[str, 
     for name in names:
         if name.startswith("."):
             continue
-        try:
-            beat = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(beat, dict) or beat.get("daemon") in (None, identity.key):
+        beat = read_object(folder / name)
+        if beat is None or beat.get("daemon") in (None, identity.key):
             continue
         record = {"daemon": beat["daemon"], "namespace": beat.get("namespace"), "host": str(beat["daemon"]).split(":")[0]}
         if seems_alive(record, identity, folder):

@@ -10,7 +10,6 @@ does not run it again from step 0.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
@@ -18,6 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from filelock import FileLock
 
 from mlpipeline.records.files import ends_with_newline, fsync_dir, json_text, naming_file, now_iso
+from mlpipeline.records.lines import LINE_LIMIT, FileTail, decode_object
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import STATE_AFTER, JournalEvent, RunState
 
@@ -25,7 +25,6 @@ VersionKey = Tuple[str, str]
 
 TORN_LINE_END = b" -- cut off by a crash --\n"
 
-_DECODER = json.JSONDecoder()
 # Event names to states, looked up by string: Enum calls cost a third of reading a large journal.
 _STATE_OF = {event.value: STATE_AFTER[event] for event in JournalEvent}
 _CLAIM_EVENTS = (JournalEvent.CLAIMED.value, JournalEvent.STARTED.value)
@@ -35,6 +34,27 @@ _RUNNING = RunState.RUNNING
 def state_of(record: Dict[str, Any]) -> RunState:
     """The state a journal event leaves its version in."""
     return _STATE_OF[record["event"]]
+
+
+FIELD_LIMIT = 16384
+"""Characters of one text field (a failure's message, say) kept in a journal event: the whole
+message is in log-<host>, and every event stays far below the readers' line limit."""
+
+
+_IDENTITY_FIELDS = frozenset({"time", "event", "script", "version", "run_id", "daemon", "host", "sha256"})
+
+
+def _event_line(record: Dict[str, Any]) -> str:
+    line = json_text(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    if len(line) <= FIELD_LIMIT * 4:
+        return line
+    shortened = {
+        key: f"{value[:FIELD_LIMIT]} ... ({len(value) - FIELD_LIMIT} more characters in log-<host>)"
+        if isinstance(value, str) and len(value) > FIELD_LIMIT and key not in _IDENTITY_FIELDS
+        else value
+        for key, value in record.items()
+    }
+    return json_text(shortened, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def _signature(record: Dict[str, Any]) -> Tuple[Any, ...]:
@@ -48,14 +68,12 @@ class Journal:
         self.path = path
         self._warn = warn
         self._lock = FileLock(str(OutputPaths.lock_for(path)))
-        self._file: Optional[Tuple[int, int]] = None  # (device, inode) of the file being read
+        self._tail = FileTail(path)
+        self._known_file = False  # whether events were read from the file now followed
         self._reset()
         self._lines_read = 0
 
     def _reset(self) -> None:
-        self._offset = 0
-        self._line_in_file = 0
-        self._after_torn_line = False
         self._latest: Dict[VersionKey, Dict[str, Any]] = {}
         self._started: Dict[VersionKey, Dict[str, Any]] = {}
         self._claims: Dict[VersionKey, Tuple[int, Optional[str], Optional[str]]] = {}
@@ -154,7 +172,7 @@ class Journal:
     # -- the file ------------------------------------------------------------------------
 
     def _write(self, records: List[Dict[str, Any]]) -> None:
-        data = "".join(json_text(record, ensure_ascii=False, separators=(",", ":")) + "\n" for record in records)
+        data = "".join(_event_line(record) for record in records)
         created = not self.path.exists()
         with open(self.path, "ab") as handle:
             if handle.tell() > 0 and not ends_with_newline(self.path):
@@ -164,57 +182,37 @@ class Journal:
             handle.write(data.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
-            if self._file is None:
-                stat = os.fstat(handle.fileno())
-                self._file = (stat.st_dev, stat.st_ino)
         if created:
             fsync_dir(self.path.parent)  # a new file is durable once its folder names it
 
     def _read_new(self, locked: bool = True) -> None:
-        try:
-            with open(self.path, "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                identity = (stat.st_dev, stat.st_ino)
-                if self._file is not None and (identity != self._file or stat.st_size < self._offset):
-                    replaced = "cut short" if identity == self._file else "replaced"
-                    self._lost(replaced, locked)
-                    return
-                self._file = identity
-                handle.seek(self._offset)
-                data = handle.read()
-        except FileNotFoundError:
-            if self._file is not None:
-                self._lost("deleted", locked)
-            return
-        if self._after_torn_line:
-            # The rest of a torn line, already counted and warned about: skip to its end.
-            newline = data.find(b"\n")
-            if newline < 0:
+        read = self._tail.read_new()
+        if read.changed is not None:
+            if self._known_file:
+                self._lost(read.changed, locked)
                 return
-            data = data[newline + 1 :]
-            self._offset += newline + 1
-            self._after_torn_line = False
-        end = data.rfind(b"\n") + 1
-        for raw in data[:end].splitlines():
+            read = self._tail.read_new()
+        self._known_file = self._known_file or self._tail.offset > 0
+        for number, raw in read.lines:
             self._lines_read += 1
-            self._line_in_file += 1
-            self._fold(raw, self._lines_read)
-        self._offset += end
-        tail = data[end:]
-        if tail and locked:
-            # Read under the lock, so a line without its newline is not being written: it was cut off.
-            self._lines_read += 1
-            self._line_in_file += 1
-            self._warn(f"{self.path.name}:{self._line_in_file}: last line is cut off (written during a crash?); skipped")
-            self._offset += len(tail)
-            self._after_torn_line = True
+            if raw is None:
+                self._warn(f"{self.path.name}:{number}: a line longer than {LINE_LIMIT >> 20} MiB, not a journal event; skipped")
+            else:
+                self._fold(raw, number, self._lines_read)
+        if locked:
+            # Read under the lock, so a line without its newline is not being written: it was
+            # cut off. It and the rest of it, should any come, are skipped.
+            torn = self._tail.splitter.abandon_partial()
+            if torn is not None:
+                self._lines_read += 1
+                self._warn(f"{self.path.name}:{torn}: last line is cut off (written during a crash?); skipped")
 
     def _lost(self, how: str, locked: bool) -> None:
         """The file was deleted, replaced or cut short under us: read what is there now, and
         (holding the lock) write back the last event of each version this reader knew that
         the file no longer holds."""
         known = self._latest
-        self._file = None
+        self._known_file = False
         self._reset()
         if not locked:
             self._read_new(locked=False)
@@ -232,24 +230,18 @@ class Journal:
             f"{len(known)} versions it knew is kept ({len(missing)} written back); older events are gone"
         )
 
-    def _fold(self, raw: bytes, number: int) -> None:
-        text = raw.strip()
-        if not text:
+    def _fold(self, raw: bytes, line: int, number: int) -> None:
+        if not raw.strip():
             return
         try:
-            # raw_decode on the decoded line: json.loads' encoding detection, paid 100,000 times,
-            # is a quarter of reading a large journal. What follows the object must be nothing.
-            line = text.decode("utf-8")
-            record, end = _DECODER.raw_decode(line)
-            if end != len(line):
-                raise ValueError("more than one value on the line")
+            record = decode_object(raw)
             event = record["event"]
             if event not in _STATE_OF:
                 raise KeyError(event)
             key = (record["script"], record["version"])
             hash(key)  # a list where a name belongs is as corrupt as a missing name
         except (ValueError, KeyError, TypeError):
-            self._warn(f"{self.path.name}:{self._line_in_file}: not a journal event (corrupt or cut off); skipped")
+            self._warn(f"{self.path.name}:{line}: not a journal event (corrupt or cut off); skipped")
             return
         if key[1] is not None:
             self._latest[key] = record

@@ -9,7 +9,6 @@ crash of the daemon at most the last second.
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from mlpipeline.records.files import ends_with_newline, json_text
+from mlpipeline.records.lines import RecordError, decode_object, read_objects
 from mlpipeline.records.run_record import record_dir
 
 HISTORY_FILE = "metrics.jsonl"
@@ -131,38 +131,39 @@ class IsoClock:
 
 
 def last_run_id(path: Path) -> Optional[str]:
-    """The run id on the last whole line of the history at ``path``."""
+    """The run id on the last whole line of the history at ``path`` that is a report."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - 65536))
-            tail = handle.read().decode("utf-8", "replace")
+            tail = handle.read()
     except OSError:
         return None
     for line in reversed(tail.splitlines()):
         try:
-            return str(json.loads(line)["run_id"])
-        except (ValueError, KeyError, TypeError):
+            run_id = decode_object(line).get("run_id")
+        except RecordError:
             continue
+        if isinstance(run_id, str):
+            return run_id
     return None
 
 
-def read_history(model_dir: Path) -> Iterator[Dict[str, Any]]:
+def read_history(model_dir: Path, warn: Optional[Callable[[str], None]] = None) -> Iterator[Dict[str, Any]]:
     """The reports of the model in ``model_dir``, in order; a line cut short by a crash is left out."""
-    return read_history_file(history_path(model_dir))
+    return read_history_file(history_path(model_dir), warn)
 
 
-def read_history_file(path: Path) -> Iterator[Dict[str, Any]]:
-    """The reports in the history file ``path`` (the current one, or one kept aside)."""
+def read_history_file(path: Path, warn: Optional[Callable[[str], None]] = None) -> Iterator[Dict[str, Any]]:
+    """The reports in the history file ``path`` (the current one, or one kept aside). A line
+    that is no report is skipped, with a warning to ``warn`` naming file and line."""
     try:
-        handle = open(path, encoding="utf-8")
-    except OSError:
-        return
-    with handle:
-        for line in handle:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
+        for number, row in read_objects(path):
             if isinstance(row, dict) and isinstance(row.get("metrics"), dict):
                 yield row
+            elif warn is not None:
+                why = row if isinstance(row, RecordError) else "no metrics"
+                warn(f"{path}:{number}: not a report ({why}); skipped")
+    except OSError as exc:
+        if warn is not None:
+            warn(f"{path}: cannot be read ({exc.strerror or exc}); its reports are left out")

@@ -7,11 +7,11 @@ run's own record stays in results.jsonl.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from mlpipeline.records.files import write_bytes_atomic, write_json_atomic
+from mlpipeline.records.lines import read_object
 
 RECORD_DIR = ".mlpipeline"
 RUN_FILE = "run.json"
@@ -44,11 +44,8 @@ def write_run_record(
 def update_run_record(model_dir: Path, run_id: str, **fields: Any) -> bool:
     """Add ``fields`` to run.json if it describes run ``run_id``; False when it does not."""
     path = record_dir(model_dir) / RUN_FILE
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(run, dict) or run.get("run_id") != run_id:
+    run = read_object(path)
+    if run is None or run.get("run_id") != run_id:
         return False
     run.update(fields)
     write_json_atomic(path, run)
@@ -56,9 +53,5 @@ def update_run_record(model_dir: Path, run_id: str, **fields: Any) -> bool:
 
 
 def read_run_record(model_dir: Path) -> Optional[Dict[str, Any]]:
-    try:
-        data = json.loads((record_dir(model_dir) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_object(record_dir(model_dir) / RUN_FILE)
 

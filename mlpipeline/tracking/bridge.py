@@ -4,7 +4,6 @@ daemon or a version. A tracker that fails is reported once for the run, and the 
 without it: the records under outputs/ are the truth, a tracker a view of them."""
 from __future__ import annotations
 
-import json
 import math
 import queue
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.lines import read_object
 from mlpipeline.records.run_record import PARAMETERS_FILE, record_dir
 
 TRACKING_FILE = "tracking.json"
@@ -35,10 +35,7 @@ class TrackedRun:
 
     def parameters(self) -> Dict[str, Any]:
         """The version's parameters as its process wrote them (empty before it did)."""
-        try:
-            return json.loads((record_dir(self.model_dir) / PARAMETERS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+        return read_object(record_dir(self.model_dir) / PARAMETERS_FILE) or {}
 
     def script_copy(self) -> Optional[Path]:
         """The exact script the run imported, from the run record."""
@@ -64,11 +61,7 @@ class TrackedRun:
         write_json_atomic(folder / TRACKING_FILE, kept)
 
     def _kept(self) -> Dict[str, Any]:
-        try:
-            kept = json.loads((record_dir(self.model_dir) / TRACKING_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return kept if isinstance(kept, dict) else {}
+        return read_object(record_dir(self.model_dir) / TRACKING_FILE) or {}
 
 
 def final_step(record: Dict[str, Any]) -> int:

@@ -57,7 +57,7 @@ def _tracker(project: ProjectConfig) -> Tracker:
 def _line(project: ProjectConfig, key: str) -> Optional[int]:
     try:
         return key_line((project.project_dir / PROJECT_CONFIG).read_text(encoding="utf-8"), "MLP", key)
-    except OSError:
+    except (OSError, ValueError):  # gone, or no longer text, since it was read at start
         return None
 
 

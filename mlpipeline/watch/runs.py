@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.queue.config import ConfigError, ProjectConfig, QueueEntry, parse_entry
+from mlpipeline.records.lines import RecordError, decode_object, iter_lines
 from mlpipeline.records.metric_history import history_path, read_history_file
 from mlpipeline.records.paths import OutputPaths
+
+
+def warn_on_stderr(message: str) -> None:
+    """compare's and plot's warnings go to stderr: stdout may be JSON or CSV for a program."""
+    sys.stderr.write(f"warning: {message}\n")
 
 
 @dataclass
@@ -19,6 +26,7 @@ class RecordedRun:
     """One run of a version as results.jsonl has it."""
 
     row: Dict[str, Any]
+    warn: Callable[[str], None] = warn_on_stderr
 
     @property
     def label(self) -> str:
@@ -36,7 +44,7 @@ class RecordedRun:
             return []
         current = history_path(Path(model_dir))
         for path in [current, *sorted(current.parent.glob("metrics-*.jsonl"))]:
-            rows = list(read_history_file(path))
+            rows = list(read_history_file(path, self.warn))
             ends = [index for index, row in enumerate(rows) if row.get("run_id") == run_id]
             if ends:
                 return rows[: ends[-1] + 1]
@@ -49,43 +57,68 @@ _ROW_HEAD = re.compile(r'^\{"time": "[^"]*", "host": "(?:[^"\\]|\\.)*", "script"
                        r'"version": ("(?:[^"\\]|\\.)*"), "status": "(\w+)"')
 
 
-def select_runs(project: ProjectConfig, select: Sequence[str], any_state: bool = False) -> List[RecordedRun]:
+def select_runs(
+    project: ProjectConfig, select: Sequence[str], any_state: bool = False, warn: Callable[[str], None] = warn_on_stderr
+) -> List[RecordedRun]:
     """The latest finished run (or, with ``any_state``, the latest run) of each version that
     ``select`` names (``script.py`` or ``script.py:version``; all when empty), in the order
-    the versions first appear in results.jsonl."""
+    the versions first appear in results.jsonl. A line that is no record is skipped, with a
+    warning to ``warn`` naming its line."""
     entries = [parse_entry(item, project.models_dir, "the selection") for item in select]
-    latest: Dict[Tuple[str, str], str] = {}  # the latest wanted line of each version, in first-seen order
+    latest: Dict[Tuple[str, str], Tuple[int, bytes]] = {}  # the latest wanted line of each version, in first-seen order
     results = OutputPaths(project.outputs_dir, host="").results  # host: only for the per-host logs
     try:
-        handle = open(results, encoding="utf-8")
+        handle = open(results, "rb")
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None
     with handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                continue  # a row a daemon is writing now, or one a crash cut short
-            head = _ROW_HEAD.match(line)
-            if head is not None:
-                key, status = (json.loads(head.group(1)), json.loads(head.group(2))), head.group(3)
-            else:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a crash
-                if not isinstance(row, dict):
-                    continue
-                key, status = (str(row.get("script")), str(row.get("version"))), str(row.get("status"))
-            if (any_state or status == "finished") and (not entries or _selected(key, entries)):
-                latest[key] = line
-    runs = []
-    for line in latest.values():
         try:
-            runs.append(RecordedRun(json.loads(line)))
-        except ValueError:
-            continue
+            for number, line in iter_lines(handle):  # a last line without its newline: being written, or cut short
+                found = _version_and_status(line)
+                if found is None:
+                    if line is None or line.strip():
+                        warn(f"{results.name}:{number}: not a version's record; skipped")
+                    continue
+                key, status = found
+                if (any_state or status == "finished") and (not entries or _selected(key, entries)):
+                    latest[key] = (number, line)
+        except OSError as exc:
+            raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None
+    runs = []
+    for number, line in latest.values():
+        try:
+            runs.append(RecordedRun(decode_object(line), warn))
+        except RecordError:
+            warn(f"{results.name}:{number}: not a version's record; skipped")
     return runs
+
+
+def _version_and_status(line: Optional[bytes]) -> Optional[Tuple[Tuple[str, str], str]]:
+    """The (script, version) and status of a results.jsonl row, or None for a line that is none.
+    The head as records/ends.py writes it is read without parsing the rest of the row, so only
+    each version's latest row is parsed whole."""
+    if line is None:
+        return None
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    head = _ROW_HEAD.match(text)
+    if head is not None:
+        try:
+            return (json.loads(head.group(1)), json.loads(head.group(2))), head.group(3)
+        except ValueError:
+            return None
+    try:
+        row = decode_object(line)
+    except RecordError:
+        return None
+    script, version, status = row.get("script"), row.get("version"), row.get("status")
+    if not isinstance(script, str) or not isinstance(version, str) or not isinstance(status, str):
+        return None
+    return (script, version), status
 
 
 def _selected(key: Tuple[str, str], entries: Sequence[QueueEntry]) -> bool:

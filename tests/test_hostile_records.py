@@ -1,0 +1,235 @@
+"""Issue 20: every file mlpipeline reads back survives any byte sequence in it. A line that does
+not decode to what is expected is skipped with one warning naming file and line; nothing a
+reader holds grows with a line's length; no reader raises."""
+import json
+import os
+import time
+
+import psutil
+import pytest
+from conftest import versions_code
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_daemon_death import SLOW, checkpoint
+
+from mlpipeline.records.control import ControlReader, append_request
+from mlpipeline.records.ends import RecordKeeper
+from mlpipeline.records.heartbeat import live_daemons
+from mlpipeline.records.identity import DaemonIdentity
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.lines import FileTail, LineSplitter, RecordError, decode_object, read_object
+from mlpipeline.records.metric_history import last_run_id, read_history_file
+from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.states import JournalEvent, RunState
+
+DEEP = b"[" * 200000 + b"]" * 200000
+DEEP_OBJECT = b'{"a":' * 100000 + b"1" + b"}" * 100000
+HOSTILE = [
+    DEEP,
+    DEEP_OBJECT,
+    b"\xff\xfe\xfa not utf-8",
+    b"\x00" * 64,
+    b"1" * 5000,  # an integer past Python's digit limit
+    b'"\\ud800"',
+    b"NaN",
+    b"[]",
+    b'{"event": "finished", "script": [], "version": {}}',
+    b'{"event": "finished", "script": "a.py", "version": null}',
+    b'{"event": "no such event", "script": "a.py", "version": "v"}',
+    b'{"action": "cancel", "script": 7}',
+    b'{"metrics": [1, 2]}',
+    b'{"a": 1} {"b": 2}',
+    b"\x1b[31m red \x1b[0m",
+]
+any_line = st.one_of(st.sampled_from(HOSTILE), st.binary(max_size=300).map(lambda data: data.replace(b"\n", b"")))
+
+
+def test_decode_object_refuses_everything_but_one_object_with_a_reason():
+    assert decode_object(b' {"a": [1, {"b": null}]}\r') == {"a": [1, {"b": None}]}
+    reasons = []
+    for line in HOSTILE[:8] + [b'{"a": 1} {"b": 2}']:
+        with pytest.raises(RecordError) as caught:
+            decode_object(line)
+        reasons.append(str(caught.value))
+    assert reasons[:3] == ["nested too deep", "nested too deep", "not UTF-8"]
+    assert reasons[3:] == ["not JSON", "not JSON", "a JSON str, not an object", "a JSON float, not an object", "a JSON list, not an object", "more than one value on the line"]
+
+
+def test_the_splitter_keeps_no_more_of_a_line_than_its_limit_and_numbers_every_line():
+    splitter = LineSplitter(limit=10)
+    lines = []
+    for chunk in [b"short\nabc", b"defghijklmnop", b"qrstuv", b"wxyz\nok\npart"]:
+        lines += splitter.feed(chunk)
+    assert lines == [(1, b"short"), (2, None), (3, b"ok")]
+    assert splitter.has_partial and splitter.abandon_partial() == 4
+    assert splitter.feed(b"ial rest of the torn line\nnext\n") == [(5, b"next")]
+
+
+def test_a_followed_file_is_read_once_and_an_endless_line_holds_the_limit_only(tmp_path):
+    path = tmp_path / "control.jsonl"
+    path.write_bytes(b'{"action": "pause"}\n' + b"x" * (30 << 20))  # 30 MB without a newline
+    tail = FileTail(path, limit=64 << 10)
+    import tracemalloc
+
+    tracemalloc.start()
+    first = tail.read_new()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [number for number, _ in first.lines] == [1, 2] and first.lines[1][1] is None
+    assert peak < 4 << 20, peak  # chunks of 1 MiB and 64 KiB of the line, never the 30 MB
+    assert tail.offset == path.stat().st_size
+    assert tail.read_new().lines == []  # nothing new: nothing read again
+    with open(path, "ab") as handle:
+        handle.write(b'x\n{"action": "resume"}\n')
+    assert tail.read_new().lines == [(3, b'{"action": "resume"}')]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.lists(any_line, min_size=1, max_size=3), torn=st.binary(max_size=50))
+def test_the_journal_reads_around_any_bytes_and_keeps_every_whole_event(tmp_path_factory, garbage, torn):
+    path = tmp_path_factory.mktemp("journal") / "history.jsonl"
+    writer = Journal(path, lambda message: None)
+    writer.append(JournalEvent.STARTED, script="a.py", version="v1", sha256="s", host="h", pid=1)
+    with open(path, "ab") as handle:
+        handle.write(b"\n".join(garbage) + b"\n")
+    writer.append(JournalEvent.FINISHED, script="a.py", version="v1", sha256="s", host="h", pid=1)
+    with open(path, "ab") as handle:
+        handle.write(torn.replace(b"\n", b""))
+    warnings = []
+    reader = Journal(path, warnings.append)
+    reader.read_without_lock()
+    assert reader.state("a.py", "v1") is RunState.FINISHED
+    reader.refresh()
+    reader.append(JournalEvent.STARTED, script="a.py", version="v2", sha256="s", host="h", pid=1)
+    again = Journal(path, lambda message: None)
+    again.refresh()
+    assert again.state("a.py", "v1") is RunState.FINISHED and again.state("a.py", "v2") is RunState.RUNNING
+    assert all(warning.startswith("history.jsonl:") for warning in warnings), warnings
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.lists(any_line, min_size=1, max_size=3))
+def test_control_requests_around_any_bytes_are_read_and_each_bad_line_warned_once(tmp_path_factory, garbage):
+    outputs = tmp_path_factory.mktemp("outputs")
+    append_request(outputs, "pause")
+    with open(outputs / "control.jsonl", "ab") as handle:
+        handle.write(b"\n".join(garbage))  # the last without its newline: the next request ends it
+    append_request(outputs, "cancel", "a.py", "v1")
+    warnings = []
+    requests = ControlReader(outputs, warnings.append).read_new()
+    assert [request.action for request in requests] == ["pause", "cancel"]
+    assert all(warning.startswith("control.jsonl:") and "skipped" in warning for warning in warnings)
+    assert len(warnings) == sum(1 for line in garbage if line.strip())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=any_line)
+def test_histories_heartbeats_and_pending_ends_survive_any_bytes(tmp_path_factory, garbage):
+    folder = tmp_path_factory.mktemp("records")
+    history = folder / "metrics.jsonl"
+    good = json.dumps({"run_id": "r1", "step": 1, "metrics": {"loss": 1.0}}).encode()
+    history.write_bytes(good + b"\n" + garbage + b"\n" + good.replace(b"r1", b"r2") + b"\n" + garbage)
+    warnings = []
+    assert [row["run_id"] for row in read_history_file(history, warnings.append)] == ["r1", "r2"]
+    assert all(warning.startswith(f"{history}:2: not a report") for warning in warnings)
+    # The last 64 KiB are read for it: past a longer torn tail the old file is named before-<run>.
+    assert last_run_id(history) == ("r2" if len(garbage) < 60000 else None)
+
+    beats = folder / "heartbeats"
+    beats.mkdir()
+    (beats / "other-daemon").write_bytes(garbage)
+    assert live_daemons(beats, DaemonIdentity.current()) == {}
+    try:
+        expected = decode_object(garbage)
+    except RecordError:
+        expected = None
+    assert read_object(beats / "other-daemon") == expected
+
+    paths = OutputPaths(folder, "h")
+    paths.pending.mkdir(parents=True, exist_ok=True)
+    (paths.pending / "x.json").write_bytes(garbage)
+    ended = []
+    keeper = RecordKeeper(paths, Journal(paths.journal, ended.append), "d", True, ended.append)
+    assert keeper.recover(lambda host, daemon, namespace: True) == 0
+    assert not (paths.pending / "x.json").exists() and "an unreadable pending record; removed" in ended[-1]
+
+
+# -- against real daemons -----------------------------------------------------------------
+
+
+def test_a_deeply_nested_control_line_costs_a_running_daemon_one_warning(project):
+    project.script("a.py", versions_code(SLOW.replace("epoc_count=20", "epoc_count=2"), 'versions.addV("quick", model_dir_suffix="q")'))
+    project.queue(["a.py"])
+    project.outputs.mkdir(parents=True)
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: checkpoint(project) >= 5, what="the version to train")
+    with open(project.outputs / "control.jsonl", "ab") as handle:
+        handle.write(DEEP + b"\n")
+    output, _ = daemon.communicate(timeout=90)
+    assert daemon.returncode == 0, output
+    assert "Traceback" not in output and "control.jsonl:1: not a request" in output
+    assert [e["event"] for e in project.journal() if e["version"] == "slow"] == ["claimed", "started", "finished"]
+    assert project.log_text().count("control.jsonl:1: not a request") == 1
+    for command in (["-r", "-u"], ["status"], ["status", "--json"]):
+        result = project.run(*command)
+        assert result.returncode == 0 and "Traceback" not in result.output, (command, result.output)
+    assert project.run("cancel", "a.py:quick").returncode in (0, 2)  # appending after it still works
+
+
+def test_a_deeply_nested_journal_line_is_skipped_with_its_line_everywhere(project):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    journal = project.outputs / "history.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:2] + [DEEP + b"\n", b"\xff\x00garbage\n"] + lines[2:]))
+    status = project.run("status")
+    assert status.returncode == 0 and "Traceback" not in status.output, status.output
+    assert "history.jsonl:3: not a journal event" in status.output and "history.jsonl:4" in status.output
+    again = project.run("-r", "-u")
+    assert again.returncode == 0 and "Traceback" not in again.output, again.output
+    assert "history.jsonl:3: not a journal event" in again.output
+    assert len(project.calls("train")) == 2  # both finished before: neither ran again
+
+
+def test_deep_lines_in_results_and_metric_histories_cost_compare_and_plot_a_warning(project, tmp_path):
+    pytest.importorskip("matplotlib")
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2", learning_rate=0.2)'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    with open(project.outputs / "results.jsonl", "ab") as handle:
+        handle.write(DEEP + b"\n" + b'{"script": "a.py", "version": "v1", "status": "finished"' + b" " * 10 + b"\xff\n")
+    history = project.outputs / "model_ckpts" / "a" / ".mlpipeline" / "metrics.jsonl"
+    lines = history.read_bytes().splitlines(keepends=True)
+    history.write_bytes(b"".join(lines[:1] + [DEEP + b"\n"] + lines[1:]))
+    compare = project.run("compare", "--json", "--best")
+    assert compare.returncode == 0 and "Traceback" not in compare.output, compare.output
+    rows = json.loads(compare.stdout, parse_constant=lambda token: pytest.fail(f"bare {token}"))
+    assert {row["version"] for row in rows} == {"a.py:v1", "a.py:v2"}
+    assert "results.jsonl:3: not a version's record; skipped" in compare.stderr
+    assert "results.jsonl:4: not a version's record; skipped" in compare.stderr
+    assert f"{history}:2: not a report" in compare.stderr
+    plot = project.run("plot", "loss", "-o", str(tmp_path / "loss.png"))
+    assert plot.returncode == 0 and "Traceback" not in plot.output, plot.output
+    assert (tmp_path / "loss.png").stat().st_size > 0
+
+
+def test_an_endless_control_line_keeps_the_daemon_small_and_a_later_cancel_still_works(project):
+    project.script("a.py", versions_code(SLOW))
+    project.queue(["a.py"])
+    project.outputs.mkdir(parents=True)
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: checkpoint(project) >= 5, what="the version to train")
+    with open(project.outputs / "control.jsonl", "ab") as handle:
+        for _ in range(100):
+            handle.write(b"x" * (1 << 20))  # 100 MB, no newline
+    time.sleep(3)  # six control checks
+    rss_mb = psutil.Process(daemon.pid).memory_info().rss / 2**20
+    assert rss_mb < 100, rss_mb  # SPEC 11's bound on the daemon, whatever a file holds
+    cancel = project.run("cancel", "a.py:slow")
+    assert cancel.returncode == 0, cancel.output
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0 and "Traceback" not in output, output
+    assert [e["event"] for e in project.journal()][-1] == "cancelled"
+    assert "control.jsonl:1: not a request" in output
+    assert os.path.getsize(project.outputs / "control.jsonl") > 100 << 20  # nothing of it was removed
