@@ -233,3 +233,27 @@ def test_an_endless_control_line_keeps_the_daemon_small_and_a_later_cancel_still
     assert [e["event"] for e in project.journal()][-1] == "cancelled"
     assert "control.jsonl:1: not a request" in output
     assert os.path.getsize(project.outputs / "control.jsonl") > 100 << 20  # nothing of it was removed
+
+
+def test_a_hostile_models_config_is_a_config_error_or_a_warning(project):
+    project.script("a.py", versions_code('versions.addV("v1", sleep_per_step=0.05)', 'versions.addV("v2")'))
+    good = project.queue(["a.py"])
+    good_text = good.read_bytes()
+    for bad in (b"[MLP]\nuse_blacklist = " + b"[" * 100000, b"[MLP]\nuse_blacklist = false\xff\n", b"\x00" * 10):
+        good.write_bytes(bad)
+        result = project.run("-r")
+        assert result.returncode == 2 and "Traceback" not in result.output, result.output
+        assert "models.config" in result.output
+    (project.root / "mlp.config").write_bytes(b'[MLP]\nmodels_dir = "models"\nworkers = ' + b"[" * 100000)
+    result = project.run("-r")
+    assert result.returncode == 2 and "mlp.config: not valid TOML: arrays or tables nested too deep" in result.output
+    (project.root / "mlp.config").write_text('[MLP]\nmodels_dir = "models"\n')
+
+    good.write_bytes(good_text)
+    daemon = project.start("-r")
+    project.wait_for(lambda: checkpoint(project) >= 3, what="v1 to train")
+    good.write_bytes(b"[MLP]\nuse_blacklist = " + b"[" * 100000)
+    output, _ = daemon.communicate(timeout=90)
+    assert daemon.returncode == 0 and "Traceback" not in output, output
+    assert "models.config: not valid TOML: arrays or tables nested too deep; the last good queue stays in force" in output
+    assert [row["version"] for row in project.results()] == ["v1", "v2"]
