@@ -5,10 +5,11 @@ stripped, so ``tail -f`` is live and several daemons never interleave within a l
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from filelock import FileLock
 
@@ -31,17 +32,61 @@ def plain_text(line: str) -> str:
     return _CONTROL.sub("", line)
 
 
+def plain_lines(lines: Sequence[str]) -> List[str]:
+    """:func:`plain_text` of each line, the common case (no escape code, no carriage return,
+    no line break inside a line) done for all lines at once."""
+    joined = "\n".join(lines)
+    if "\x1b" in joined or "\r" in joined or len(joined.splitlines()) != len(lines) or joined.endswith("\n"):
+        return [plain_text(piece) for line in lines for piece in (line.splitlines() or [""])]
+    return _CONTROL.sub("", joined).split("\n")
+
+
 class _LockedAppender:
+    """Appends whole texts to one file, each under the file's lock in one write. The file stays
+    open between appends (opening it per line cost more than the line); a file deleted or
+    replaced since (logrotate, a careless rm) is opened anew, so appends never go to a file
+    no one can see."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._thread_lock = threading.Lock()
         self._file_lock = FileLock(str(OutputPaths.lock_for(path)))
+        self._fd: Optional[int] = None
 
     def append(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogateescape")
         with naming_file(self.path), self._thread_lock, self._file_lock:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
+            try:
+                fd = self._current_fd()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            except BaseException:
+                self.close()
+                raise
+
+    def _current_fd(self) -> int:
+        if self._fd is not None:
+            try:
+                on_disk, held = os.stat(self.path), os.fstat(self._fd)
+                if (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino):
+                    return self._fd
+            except FileNotFoundError:
+                pass
+            self.close()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class RunLog:
@@ -54,14 +99,22 @@ class RunLog:
         self._appender = _LockedAppender(path) if path is not None else None
 
     def write(self, level: str, source: str, message: str) -> None:
-        if self._appender is None:
+        self.write_lines(level, source, str(message).splitlines() or [""])
+
+    def write_lines(self, level: str, source: str, lines: Sequence[str]) -> None:
+        """Lines of one source at one moment (what one read of a child's output brought), in
+        one append: one time stamp, one lock, one write."""
+        if self._appender is None or not lines:
             return
         level = level.strip().upper()
         if not level.isalpha():
             level = "INFO"  # a level a script made up must not break the line's columns
-        stamp = now_iso()
-        lines = [plain_text(line) for line in str(message).splitlines()] or [""]
-        self._appender.append("".join(f"{stamp} {level} {source} {line}\n" for line in lines))
+        head = f"{now_iso()} {level} {source} "
+        self._appender.append("".join(f"{head}{line}\n" for line in plain_lines(lines)))
+
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
 
 
 class OutputFile:
