@@ -111,5 +111,45 @@ def test_the_control_file_survives_hand_edits_and_cut_lines(project):
     output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, output
     assert [c["version"] for c in project.calls("train")] == ["b"]
+    before = control.read_bytes()
     nothing = project.run("cancel", "nope.py")
-    assert nothing.returncode == 0 and "models_dir has no nope.py and the journal never saw it" in nothing.output
+    assert nothing.returncode == 2, nothing.output
+    assert "cancel nope.py: models.config does not queue nope.py and the journal never saw it" in nothing.output
+    assert control.read_bytes() == before  # nothing was asked
+
+
+def test_a_cancel_says_what_it_matched_and_writes_nothing_for_what_matches_nothing(project):
+    project.script("a.py", versions_code('versions.addV("a")', QUICK_B))
+    project.queue(["a.py"])
+    control = project.outputs / "control.jsonl"
+    refused = [
+        (["a.py:nosuch"], "cancel a.py:nosuch: a.py has no version nosuch (its versions: a, b)"),
+        (["nope.py"], "cancel nope.py: models.config does not queue nope.py and the journal never saw it"),
+        (["a.py:a", "a.py:typo"], "cancel a.py:typo: a.py has no version typo"),  # one typo: none of them is asked
+        (["x" * 5000], "cancel 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (5000 characters): models.config does not queue"),
+        (["a.py:" + "v" * 70000], "is too long for a request line"),
+        (["a.py:b\n2026-01-01T00:00:00.000+00:00 INFO x"], "cancel 'a.py:b\\n2026-01-01T00:00:00.000+00:00 INFO x': the name holds a control character (U+000A"),
+        (["a.py:\x1b[2Jb"], "holds a control character (U+001B at character 6)"),
+    ]
+    for names, message in refused:
+        result = project.run("cancel", *names)
+        assert result.returncode == 2, result.output
+        assert message in result.output and "nothing was asked" in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output) < 2000, result.output
+        assert not control.exists() and not project.outputs.exists(), names  # not even the folder
+
+    queued = project.run("cancel", "a.py:b")
+    assert queued.returncode == 0, queued.output
+    assert "cancel a.py:b: queued: a.py:b; the daemons running now do not start it again" in queued.output
+    assert [line.count('"version": "b"') for line in control.read_text().splitlines()] == [1]
+    whole = project.run("cancel", "a.py")
+    assert whole.returncode == 0 and "cancel a.py: queued: a.py:a, a.py:b;" in whole.output, whole.output
+
+    # What the journal knows matches too, though models.config no longer queues it.
+    assert project.run("-r").returncode == 0
+    project.queue([])
+    done = project.run("cancel", "a.py:a")
+    assert done.returncode == 0, done.output
+    assert "cancel a.py:a: neither running nor queued now" in done.output
+    assert project.run("cancel", "a.py:c").returncode == 2
+    assert len(control.read_text().splitlines()) == 3

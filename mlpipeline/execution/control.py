@@ -9,18 +9,33 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import List, Sequence
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
 
 from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.outcome import VersionRun
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.base import Executor
-from mlpipeline.queue.config import ProjectConfig, parse_entry
-from mlpipeline.records.control import CANCEL, PAUSE, RESUME, ControlReader, ControlRequest, append_request, paused_by
+from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog
+from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry, parse_entry, read_queue_config
+from mlpipeline.queue.queue_file import resolve_queue
+from mlpipeline.records.control import (
+    CANCEL,
+    PAUSE,
+    REQUEST_LINE_LIMIT,
+    RESUME,
+    ControlReader,
+    ControlRequest,
+    append_request,
+    paused_by,
+)
+from mlpipeline.records.files import json_text
 from mlpipeline.records.heartbeat import seems_alive
 from mlpipeline.records.identity import DaemonIdentity, hostname, process_namespace
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.states import JournalEvent, RunState
+from mlpipeline.script_support.versions import SHOWN_NAME_LIMIT, name_problem, shown_name
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.records.paths import OutputPaths
 
@@ -31,7 +46,7 @@ class ControlWatch:
     """Applies cancel, pause and resume requests to this daemon's session."""
 
     def __init__(self, paths: OutputPaths, executor: Executor, chooser: VersionChooser, reporter: Reporter) -> None:
-        self._reader = ControlReader(paths.outputs_dir)
+        self._reader = ControlReader(paths.outputs_dir, reporter.warn)
         self._executor = executor
         self._chooser = chooser
         self._say = reporter
@@ -86,27 +101,138 @@ class ControlWatch:
         self._say.view.warning(message)
 
 
+NOTHING_MATCHED = 2
+"""The exit code of a cancel that names nothing to cancel, or a name that cannot be asked: a usage error."""
+
+
+@dataclass
+class _Target:
+    """What one SCRIPT[:VERSION] of a cancel names: the versions of it the journal and the queue know."""
+
+    entry: QueueEntry
+    journal: List[str] = field(default_factory=list)  # the versions the journal has of it, in its order
+    queued: List[str] = field(default_factory=list)  # the versions models.config queues of it
+    listed: List[str] = field(default_factory=list)  # every version its script defines, where learned
+    in_queue: bool = False  # models.config names the script
+
+    def matched(self) -> bool:
+        if self.entry.version is None:
+            return self.in_queue or bool(self.journal)
+        return self.entry.version in self.journal or self.entry.version in self.listed
+
+    def nothing(self) -> str:
+        """Why it matches nothing."""
+        script, version = self.entry.script, self.entry.version
+        if not self.in_queue and not self.journal:
+            return f"{EXECUTION_QUEUE} does not queue {_shown(script)} and the journal never saw it"
+        known = list(dict.fromkeys(self.listed + self.journal))
+        shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "") if known else "none known"
+        return f"{_shown(script)} has no version {_shown(version or '')} (its versions: {shown})"
+
+
+def _shown(name: str) -> str:
+    # Names come from the command line, checked for control characters already: only a long one is cut.
+    return name if len(name) <= SHOWN_NAME_LIMIT else shown_name(name)
+
+
+def _refused(item: str) -> Optional[str]:
+    """Why the cancel of ``item`` cannot even be asked, or None."""
+    problem = name_problem(item)
+    if problem is not None:
+        return f"cancel {shown_name(item)}: the name {problem}, which no script or version name holds"
+    # The request line with room for its time, host and pid, as append_request writes it.
+    size = len(json_text({"script": item, "version": item}).encode("utf-8")) + 1024
+    if size > REQUEST_LINE_LIMIT:
+        return f"cancel {shown_name(item)}: the name is too long for a request line (at most {REQUEST_LINE_LIMIT} bytes)"
+    return None
+
+
+def _targets(project: ProjectConfig, entries: Sequence[QueueEntry], journal: Journal, paths: OutputPaths, view: ConsoleView) -> List[_Target]:
+    """What each entry names, from the journal and from the queue as models.config has it now."""
+    targets = [_Target(entry) for entry in entries]
+    for script, version in journal.versions():
+        for target in targets:
+            if target.entry.script == script and version not in target.journal:
+                target.journal.append(version)
+    try:
+        config = read_queue_config(project.project_dir / EXECUTION_QUEUE, EXECUTION_QUEUE, project.models_dir)
+        scripts, _ = resolve_queue(config, project.models_dir, project.outputs_dir)
+    except ConfigError as exc:
+        if (project.project_dir / EXECUTION_QUEUE).exists():
+            view.warning(f"{exc}; the cancel is matched against the journal alone")
+        scripts = []
+    queued = {script.label: script for script in scripts}
+    wanted = [target for target in targets if target.entry.script in queued]
+    if not wanted:
+        return targets
+    # The versions as status learns them: from the daemons' stored listings, else from a child.
+    executor = LocalExecutor(project.project_dir)
+    catalog = ScriptCatalog(
+        executor,
+        on_line=lambda *_: None,
+        on_event=lambda *_: None,
+        store=ListingStore(paths.listings, readable=True, writable=False),
+        timeout=project.listing_timeout,
+        models_dir=project.models_dir,
+        warn=lambda message: None,
+    )
+    fingerprints = Fingerprints()
+    try:
+        for target in wanted:
+            script = queued[target.entry.script]
+            target.in_queue = True
+            try:
+                listing = catalog.listing(script.path, script.label, fingerprints.sha256(script.path))
+            except OSError:
+                continue  # unreadable now: the journal's versions are all that is known
+            if listing is not None and listing.error is None:
+                target.listed = list(listing.names)
+                target.queued = [name for name in listing.names if script.wants(name)]
+    finally:
+        executor.stop_all(signal.SIGKILL)  # a Ctrl-C while a script is listed: its child goes too
+    return targets
+
+
 def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleView) -> int:
-    """``mlpipeline cancel SCRIPT[:VERSION] ...``: the exit code."""
+    """``mlpipeline cancel SCRIPT[:VERSION] ...``: the exit code.
+
+    Nothing is written unless every name can be asked and matches a version the journal or
+    the queue knows: a typo cancels nothing and says so (exit 2), rather than asking daemons
+    to stop what does not exist.
+    """
+    for item in select:
+        refused = _refused(item)
+        if refused is not None:
+            view.error(refused + "; nothing was asked")
+            return NOTHING_MATCHED
     entries = [parse_entry(item, project.models_dir, "cancel") for item in select]
-    project.outputs_dir.mkdir(parents=True, exist_ok=True)
     paths = OutputPaths(project.outputs_dir, hostname())
     journal = Journal(paths.journal, warn=view.warning)
+    journal.read_without_lock()
+    targets = _targets(project, entries, journal, paths, view)
+    unmatched = [target for target in targets if not target.matched()]
+    if unmatched:
+        for target in unmatched:
+            view.error(f"cancel {_shown(str(target.entry))}: {target.nothing()}")
+        view.error("nothing was asked" + ("" if len(targets) == 1 else " (not of the other names either)"))
+        return NOTHING_MATCHED
+    project.outputs_dir.mkdir(parents=True, exist_ok=True)
     # Only for judging the daemons of claims, as status does: this command is no daemon.
     identity = DaemonIdentity(paths.host, 0, 0.0, process_namespace(paths.host), "")
-    for entry in entries:
+    for target in targets:
+        entry = target.entry
         # The request first: a daemon that chooses the version from here on already skips it.
         request = append_request(project.outputs_dir, CANCEL, entry.script, entry.version)
         journal.read_without_lock()
-        running, cut_off, known = [], [], False
+        running, cut_off, stopped = [], [], set()
         for script, version in journal.versions():
             if script != entry.script or entry.version not in (None, version):
                 continue
-            known = True
             state = journal.state(script, version)
             latest = journal.latest(script, version) or {}
             if state is RunState.RUNNING and seems_alive(latest, identity, paths.heartbeats):
                 running.append(f"{script}:{version} on {latest.get('host')}")
+                stopped.add(version)
             elif state in (RunState.RUNNING, RunState.INTERRUPTED):
                 # Cut off, no daemon has it: recorded cancelled now, so -u does not resume it.
                 fields = {key: latest.get(key) for key in ("script", "version", "sha256")}
@@ -114,14 +240,17 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
                 reason = f"cancelled by `mlpipeline cancel {entry}` on {paths.host} while cut off"
                 if journal.append_if_latest(latest, JournalEvent.CANCELLED, **fields, reason=reason) is not None:
                     cut_off.append(f"{script}:{version}")
-        if not known and not (project.models_dir / entry.script).is_file():
-            view.warning(f"cancel {request.target}: models_dir has no {entry.script} and the journal never saw it; nothing to cancel")
-            continue
+                    stopped.add(version)
+        queued = [f"{entry.script}:{name}" for name in target.queued if name not in stopped and entry.version in (None, name)]
         parts = []
         if running:
             parts.append(f"its daemon stops {', '.join(running)}")
         if cut_off:
             parts.append(f"{', '.join(cut_off)} (cut off earlier) recorded as cancelled in the journal")
+        if queued:
+            parts.append(f"queued: {', '.join(queued)}")
+        if not running and not cut_off and not queued:
+            parts.append("neither running nor queued now")
         parts.append("the daemons running now do not start it again in their session")
         view.info(
             f"cancel {request.target}: " + "; ".join(parts)

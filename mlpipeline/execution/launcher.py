@@ -2,6 +2,7 @@
 executor, with its GPUs, its model_dir and nothing of an earlier run of it still alive."""
 from __future__ import annotations
 
+import traceback
 from enum import Enum
 from typing import Callable, Optional
 
@@ -130,8 +131,8 @@ class Launcher:
             git=git_state(self._repository, planned.script.path) if self._repository else None,
         )
         self._resources.occupy(version_run.model_dir, planned.script.label)
-        self._listener.started(version_run)  # before any report of it can arrive
         try:
+            self._listener.started(version_run)  # before any report of it can arrive
             self._executor.submit(
                 self._request(version_run, resumed),
                 on_line=lambda stream, line: self._listener.line(label, stream, line),
@@ -144,9 +145,13 @@ class Launcher:
                 },
                 gpus=share,
             )
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - what stops one version's start fails that version alone
             self._resources.release(granted, share, version_run.model_dir)
-            error = {"message": f"{label} could not be started: {exc}", "traceback": "", "phase": "start"}
+            # An OSError is the system's word (no such file, too many processes); anything else
+            # is a bug of ours, recorded with its traceback so that it can be reported.
+            ours = not isinstance(exc, OSError)
+            cause = f"{type(exc).__name__}: {exc}" if ours else str(exc)
+            error = {"message": f"{label} could not be started: {cause}", "traceback": traceback.format_exc() if ours else "", "phase": "start"}
             self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}, version_run))
             return Launch.HANDLED
         self.record_placements()  # a local child runs already: its started event follows its claim at once

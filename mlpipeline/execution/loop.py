@@ -133,6 +133,7 @@ class ExecutionLoop:
             store=ListingStore(self.paths.listings, readable=False, writable=True),
             timeout=project.listing_timeout,
             models_dir=project.models_dir,
+            warn=say.warn,  # a version refused for its name: on the console too, not only in the log
         )
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.chooser = VersionChooser(

@@ -1,7 +1,6 @@
 """From how a version's child ended to what is recorded about it."""
 from __future__ import annotations
 
-import json
 import signal
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
@@ -9,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.executors.base import ChildOutcome
 from mlpipeline.records.ends import VersionEnd
-from mlpipeline.records.files import now_iso
+from mlpipeline.records.files import json_text, now_iso
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.states import JournalEvent
 from mlpipeline.watch.console import describe_report
@@ -124,7 +123,7 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
     if version_run is not None and version_run.metrics:
         journal_fields["metrics"] = version_run.metrics
     eval_test = result.get("eval_test")
-    if eval_test is not None and len(json.dumps(eval_test, default=str)) <= JOURNAL_EVAL_LIMIT:
+    if eval_test is not None and len(json_text(eval_test)) <= JOURNAL_EVAL_LIMIT:
         journal_fields["eval_test"] = eval_test
     record = {
         "time": now_iso(),

@@ -15,7 +15,7 @@ from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, version_environment
 from mlpipeline.executors.worker import missing_message
-from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, combined, unknown_versions
+from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, combined, refused_message, unknown_versions
 from mlpipeline.queue.config import TEST_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile
 from mlpipeline.records.ends import new_run_id
@@ -50,6 +50,7 @@ class DryRun:
             cancel=lambda: self.signals.count > 0,
             timeout=project.listing_timeout,
             models_dir=project.models_dir,
+            warn=lambda message: None,  # a refused version is one of the problems _plan reports
         )
         self.rows: List[Tuple[str, str, float]] = []
 
@@ -98,6 +99,7 @@ class DryRun:
                     self.view.block(listing.error.traceback)
                 return None
             unknown.extend(unknown_versions(script.label, script.entry_lines, listing, TEST_QUEUE))
+            problems.extend(refused_message(script.label, name, why) for name, why in listing.refused.items() if script.wants(name))
             for name in listing.names:
                 if script.wants(name):
                     planned.append((script, name))

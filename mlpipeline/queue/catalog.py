@@ -5,7 +5,6 @@ The daemon never imports a script: a child lists its versions, once per script c
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,8 @@ from mlpipeline.executors.base import Executor
 from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptError
 from mlpipeline.queue.config import ConfigError
 from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.lines import load_object
+from mlpipeline.script_support.versions import name_problem, shown_name
 
 
 @dataclass
@@ -27,6 +28,36 @@ class ScriptListing:
     suffixes: Dict[str, str] = field(default_factory=dict)
     gpus: Dict[str, Any] = field(default_factory=dict)
     error: Optional[ScriptError] = None
+    refused: Dict[str, str] = field(default_factory=dict)
+    """Versions left out of ``names`` because their name cannot be carried (name_problem): why, by name."""
+
+
+def refused_message(label: str, name: str, problem: str) -> str:
+    """What is said of the version ``name`` of script ``label`` refused for ``problem``."""
+    return f"{label}: version {shown_name(name)} is refused: its name {problem}; rename it in the script"
+
+
+def script_name_message(label: str, problem: str) -> str:
+    """What is said of a script whose own name (``label``) is refused for ``problem``."""
+    return f"script {shown_name(label)} is refused: its file name {problem}; rename the file"
+
+
+def _refuse_names(listing: ScriptListing) -> ScriptListing:
+    """``listing`` with the versions whose names name_problem refuses moved to ``refused``:
+    none of them reaches a log line, a journal record or a child's environment."""
+    names: List[str] = []
+    for name in listing.names:
+        problem = name_problem(name) if isinstance(name, str) and name else "is not a non-empty string"
+        if problem is None:
+            names.append(name)
+        else:
+            listing.refused[name if isinstance(name, str) else repr(name)] = problem
+    if listing.refused:
+        listing.names = names
+        for kept in (listing.missing, listing.suffixes, listing.gpus):
+            for name in listing.refused:
+                kept.pop(name, None)
+    return listing
 
 
 def unknown_versions(
@@ -104,7 +135,7 @@ class ListingStore:
         if not self.readable:
             return None
         try:
-            data = json.loads((self.folder / f"{sha256}.json").read_text(encoding="utf-8"))
+            data = load_object(self.folder / f"{sha256}.json")
             data["error"] = ScriptError.from_json(data.get("error"))
             return ScriptListing(**data)
         except (OSError, ValueError, TypeError):
@@ -139,8 +170,12 @@ class ScriptCatalog:
         store: Optional[ListingStore] = None,
         timeout: Optional[float] = None,
         models_dir: Optional[Path] = None,
+        warn: Optional[Callable[[str], None]] = None,
     ) -> None:
+        """``warn`` hears of each version refused by its name as the script is listed; without
+        it, the warning goes to ``on_event`` as a log message of the script."""
         self._executor = executor
+        self._warn = warn
         self._timeout = timeout
         self._models_dir = str(models_dir) if models_dir is not None else None
         self._store = store
@@ -161,6 +196,12 @@ class ScriptCatalog:
         cached = self._listings.get((str(path), sha256))
         if cached is not None:
             return cached
+        problem = name_problem(label)
+        if problem is not None:
+            # Not stored: the store goes by content, and the same content under a plain name is fine.
+            refused = ScriptListing(sha256=sha256, error=ScriptError(message=script_name_message(label, problem), phase="import"))
+            self._listings[(str(path), sha256)] = refused
+            return refused
         if self._store is not None:
             stored = self._store.load(sha256)
             if stored is not None:
@@ -178,13 +219,21 @@ class ScriptCatalog:
             return None  # cancelled (Ctrl-C): nothing learned
         result = outcome.result or {}
         if result.get("ok") and not outcome.timed_out:
-            listing = ScriptListing(
-                sha256=result["sha256"],
-                names=result["names"],
-                missing=result["missing"],
-                suffixes=result["suffixes"],
-                gpus=result["gpus"],
+            listing = _refuse_names(
+                ScriptListing(
+                    sha256=result["sha256"],
+                    names=result["names"],
+                    missing=result["missing"],
+                    suffixes=result["suffixes"],
+                    gpus=result["gpus"],
+                )
             )
+            for name, why in listing.refused.items():
+                message = refused_message(label, name, why) + " (skipped; the script's other versions run)"
+                if self._warn is not None:
+                    self._warn(message)
+                else:
+                    self._on_event(label, {"type": "log", "level": "WARNING", "message": message})
         elif outcome.timed_out:
             error = ScriptError(
                 message=f"{label}: listing its versions took longer than listing_timeout ({self._timeout:g} s), so its "

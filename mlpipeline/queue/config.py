@@ -20,6 +20,7 @@ from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the 
     read_config_bytes,
 )
 from mlpipeline.queue.ini import POST8_KEYS, POST8_QUEUES, ini_to_toml, looks_like_ini
+from mlpipeline.script_support.versions import name_problem, shown_name
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 EXECUTORS = ("local", "ray")
@@ -381,6 +382,9 @@ def _entry(file: str, text: str, table: str, item: Any, models_dir: Path, value_
 
 def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = None) -> QueueEntry:
     """``"script.py"`` or ``"script.py:version"``, relative to models_dir and refused outside it."""
+    problem = name_problem(item)
+    if problem is not None:
+        raise ConfigError(file, f"entry {shown_name(item)} {problem}, which no script or version name may hold", line)
     script, colon, version = item.partition(":")
     script = script.strip()
     if not script or (colon and not version):

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
+from mlpipeline.queue.catalog import script_name_message
 from mlpipeline.queue.config import ConfigError, QueueConfig, QueueEntry, missing_queue_message, parse_queue_config
 from mlpipeline.queue.config_files import CONFIG_LIMIT, config_text, read_config_bytes
+from mlpipeline.script_support.versions import name_problem
 
 SETTLE_S = 0.5
 """A changed queue file is used once it has not changed for this long: an editor, a copy or a
@@ -74,11 +76,14 @@ def resolve_queue(config: QueueConfig, models_dir: Path, outputs_dir: Path) -> T
         for entry in config.blacklist:
             if entry.version is not None:
                 excluded_versions.setdefault(entry.script, set()).add(entry.version)
-        scripts = [
-            QueuedScript(label=label, path=models_dir / label, excluded=frozenset(excluded_versions.get(label, ())))
-            for label in discover_scripts(models_dir, outputs_dir)
-            if label not in excluded_scripts
-        ]
+        scripts = []
+        for label in discover_scripts(models_dir, outputs_dir):
+            problem = name_problem(label)
+            if problem is not None:
+                # As it is, its name would go into log lines and the console, and could forge a line.
+                warnings.append(f"{models_dir}: {script_name_message(label, problem)}; skipped")
+            elif label not in excluded_scripts:
+                scripts.append(QueuedScript(label=label, path=models_dir / label, excluded=frozenset(excluded_versions.get(label, ()))))
         return scripts, warnings
     grouped: Dict[str, List[QueueEntry]] = {}
     for entry in config.whitelist:

@@ -9,7 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 def ends_with_newline(path: Path) -> bool:
@@ -57,6 +57,21 @@ def json_text(value: Any, **options: Any) -> str:
         return json.dumps(value, allow_nan=False, **options)
     except ValueError:
         return json.dumps(finite(value), allow_nan=False, **options)
+
+
+def json_encoder(**options: Any) -> Callable[[Any], str]:
+    """:func:`json_text` with ``options`` bound once: the same strict JSON, for many values
+    in a row (``status --json`` writes one object a version, for 100,000 versions)."""
+    options.setdefault("default", str)
+    encoder = json.JSONEncoder(allow_nan=False, **options)
+
+    def encode(value: Any) -> str:
+        try:
+            return encoder.encode(value)
+        except ValueError:
+            return encoder.encode(finite(value))
+
+    return encode
 
 
 def fsync_dir(folder: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, overload
 
 
@@ -23,6 +24,41 @@ class version_parameters:  # noqa: N801 - the original package's spelling, kept 
     CLASSES_COUNT = "classes_count"
     CLASSES_OFFSET = "classes_offset"
     USE_ALL_CLASSES = "use_all_classes"
+
+
+_NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+SHOWN_NAME_LIMIT = 60
+"""Characters of a refused name shown in a message; the rest is counted, not printed."""
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot name a version (or a script), or None when it can.
+
+    A name travels into log-<host> lines, the console, the child's environment and file
+    names. A control character (C0 with NUL, DEL, C1) or a line or paragraph separator
+    (U+2028, U+2029) would end a log line there and forge the next, redraw the terminal, or
+    be refused by the OS (NUL); a lone surrogate, which stands for a byte of a file name that
+    is not UTF-8, cannot be written to a UTF-8 file at all.
+    """
+    found = _NOT_IN_NAMES.search(name)
+    if found is None:
+        return None
+    code, where = ord(found.group()), found.start() + 1
+    if 0xDC80 <= code <= 0xDCFF:  # how Python reads the bytes of a name that are not UTF-8
+        return f"holds a byte that is not UTF-8 (0x{code - 0xDC00:02X} at character {where})"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"holds a lone surrogate (U+{code:04X} at character {where}), which is no text"
+    what = "a line or paragraph separator" if code in (0x2028, 0x2029) else "a control character"
+    return f"holds {what} (U+{code:04X} at character {where})"
+
+
+def shown_name(name: str) -> str:
+    """``name`` as a message can show it: quoted, with every character that is not printable
+    escaped as Python writes it (``'a\\nb'``), and cut after SHOWN_NAME_LIMIT characters."""
+    if len(name) <= SHOWN_NAME_LIMIT:
+        return repr(name)
+    return f"{name[:SHOWN_NAME_LIMIT]!r}... ({len(name)} characters)"
 
 
 REQUIRED_PARAMETERS = (
@@ -208,6 +244,9 @@ class Versions:
         ``custom_paramters`` (the original spelling), ``custom_parameters`` and any extra
         keyword arguments all become custom parameters of the version. ``hooks`` to
         ``classes_offset`` are the original 1.x releases' parameters, in their places.
+
+        A name :func:`name_problem` refuses (a control character, say) is kept here, so the
+        script still imports; the daemon refuses that one version where versions are listed.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a version name must be a non-empty string, not {name!r}")

@@ -4,7 +4,6 @@ with artifacts in ``<outputs>/mlflow-artifacts``; ``tracking_uri`` names another
 included."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mlpipeline.records.files import json_text
 from mlpipeline.tracking.bridge import TrackedRun, Tracker, evaluations, final_step
 
 STATUS = {"finished": "FINISHED", "failed": "FAILED", "timed_out": "FAILED", "interrupted": "KILLED", "cancelled": "KILLED"}
@@ -116,7 +116,7 @@ class MlflowTracker(Tracker):
         tags = {"mlpipeline.state": str(record.get("status"))}
         for side in ("eval_train", "eval_test"):
             if record.get(side) is not None:
-                tags[f"mlpipeline.{side}"] = json.dumps(record[side], default=str)[:5000]
+                tags[f"mlpipeline.{side}"] = json_text(record[side])[:5000]
         tags["mlpipeline.reason"] = str(record.get("reason") or "")[:5000]  # a resumed run's earlier reason goes
         try:
             if metrics:
@@ -163,7 +163,7 @@ class MlflowTracker(Tracker):
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    return value if isinstance(value, str) else json_text(value)
 
 
 def default_store(outputs_dir: Path) -> Tuple[str, str]:

@@ -10,7 +10,6 @@ same run.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import socket
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mlpipeline.records.files import json_text
 from mlpipeline.tracking.bridge import TrackedRun, Tracker, evaluations, final_step
 
 
@@ -113,7 +113,7 @@ class TensorBoardTracker(Tracker):
         if not parameters:
             return
         rows = ["| parameter | value |", "| --- | --- |"]
-        rows += [f"| {key} | {json.dumps(value, default=str)} |" for key, value in parameters.items()]
+        rows += [f"| {key} | {json_text(value)} |" for key, value in parameters.items()]
         self._text(writer, "mlpipeline/parameters", "\n".join(rows), 0)
         self._parameters_written.add(run.run_id)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from mlpipeline.records.files import json_text
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.watch.runs import RecordedRun, number
 
@@ -83,7 +83,7 @@ def _differing(parameters: List[Dict[str, Any]]) -> List[str]:
     names: List[str] = []
     for values in parameters:
         names.extend(name for name in values if name not in names)
-    canonical = [{name: json.dumps(values.get(name), sort_keys=True, default=str) for name in names} for values in parameters]
+    canonical = [{name: json_text(values.get(name), sort_keys=True) for name in names} for values in parameters]
     return [name for name in names if len({row[name] for row in canonical}) > 1]
 
 
@@ -121,7 +121,7 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json_text(value, ensure_ascii=False)
     return str(value)
 
 
@@ -140,7 +140,7 @@ def show_comparison(
             view.error(str(exc))
             return 2
     if form == "json":
-        sys.stdout.write(json.dumps([{key: row.get(key) for key in columns} for row in rows], indent=1, default=str) + "\n")
+        sys.stdout.write(json_text([{key: row.get(key) for key in columns} for row in rows], indent=1) + "\n")
     elif form == "csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")

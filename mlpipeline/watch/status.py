@@ -7,7 +7,6 @@ daemon has listed is listed by a child here, as the daemon would.
 """
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from dataclasses import dataclass
@@ -17,12 +16,14 @@ from typing import Any, Dict, List, Optional
 
 from mlpipeline.executors.local import LocalExecutor
 from mlpipeline.executors.protocol import describe_node
-from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog
+from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog, refused_message
 from mlpipeline.queue.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
 from mlpipeline.queue.queue_file import QueuedScript, resolve_queue
+from mlpipeline.records.files import json_encoder
 from mlpipeline.records.heartbeat import seems_alive
 from mlpipeline.records.identity import DaemonIdentity, hostname, process_namespace
 from mlpipeline.records.journal import Journal, state_of
+from mlpipeline.records.lines import read_object
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.control import ControlReader, paused_by
 from mlpipeline.records.states import RunState
@@ -111,6 +112,9 @@ class StatusReader:
                 if script.wants(version):
                     rows.append(self._version(script.label, version, listing.sha256))
                     seen.add((script.label, version))
+            self.warnings.extend(
+                refused_message(script.label, name, why) + " (not run)" for name, why in listing.refused.items() if script.wants(name)
+            )
             for version, line in script.entry_lines:
                 if version and version not in listing.names:
                     where = EXECUTION_QUEUE if line is None else f"{EXECUTION_QUEUE}:{line}"
@@ -168,25 +172,21 @@ class StatusReader:
     def _progress(self, run_id: Optional[str]) -> Optional[Dict[str, Any]]:
         if not run_id:
             return None
-        try:
-            data = json.loads((self.paths.progress / f"{run_id}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return read_object(self.paths.progress / f"{run_id}.json")
 
 
 def show_status(project: ProjectConfig, view: ConsoleView, as_json: bool = False) -> int:
     """Print the status of every queued version; returns the exit code (0)."""
     reader = StatusReader(project)
     rows = reader.rows()
-    pause = paused_by(ControlReader(project.outputs_dir).read_new())
+    pause = paused_by(ControlReader(project.outputs_dir, reader.warnings.append).read_new())
     if pause is not None:
         reader.warnings.append(f"the queue is paused (`mlpipeline pause` on {pause.host} at {pause.time}); `mlpipeline resume` lets it go on")
     if as_json:
         # One object a line: readable, grep-able, and quick for 100,000 rows (dataclasses.asdict is not).
         fields = [f.name for f in dataclass_fields(VersionStatus)]
-        encoder = json.JSONEncoder(ensure_ascii=False, default=str)
-        lines = [encoder.encode({name: getattr(row, name) for name in fields}) for row in rows]
+        encode = json_encoder(ensure_ascii=False)
+        lines = [encode({name: getattr(row, name) for name in fields}) for row in rows]
         sys.stdout.write("[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n"))
         for warning in reader.warnings:
             sys.stderr.write(f"warning: {warning}\n")
