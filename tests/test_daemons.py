@@ -201,3 +201,28 @@ def test_a_paused_daemon_loses_its_claim_stops_its_version_and_records_nothing(p
     finished_once(project, ["slow"])
     assert [r["host"] for r in project.results()] == ["host-b"]
     assert "a.py:slow lost its claim to host-b:" in project.log_text()
+
+
+def test_a_daemon_killed_on_another_host_leaves_no_session_behind(project):
+    # Its heartbeat file outlives a kill -9. A daemon that starts once that beat is stale (by the
+    # folder's own clock) does not join the dead daemon's session: --retry-failed retries what
+    # it failed, and the version it held is taken over and finished.
+    project.script(
+        "a.py",
+        versions_code(
+            'versions.addV("flaky", fail_until_attempt=2, model_dir_suffix="flaky")',
+            'versions.addV("held", wait_for="go", model_dir_suffix="held")',
+        ),
+    )
+    project.queue(["a.py"])
+    host_a = project.start("-r", "-u", env=other_host("host-a"))
+    project.wait_for(lambda: any(c["version"] == "held" for c in project.calls("train")), what="host-a to fail one, hold the other")
+    host_a.kill()
+    host_a.communicate()
+    assert list((project.outputs / ".heartbeats").iterdir())  # left behind
+    time.sleep(2)  # ten beats: host-a is gone, by any daemon's judgement
+    (project.root / "go").touch()
+    host_b = project.run("-r", "-u", "--retry-failed", env=other_host("host-b"))
+    assert host_b.returncode == 0, host_b.output
+    assert sorted(c["version"] for c in project.calls("train")) == ["flaky", "flaky", "held", "held"]  # both ran again
+    finished_once(project, ["flaky", "held"])

@@ -13,7 +13,7 @@ again by another.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from mlpipeline.records.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
 from mlpipeline.records.identity import DaemonIdentity
@@ -39,12 +39,16 @@ class Claims:
         self._report = report
         self._session_start = 0
         self._session_daemons: Set[str] = set()
+        self._taken: Set[Tuple[str, str, Optional[str]]] = set()
+        self._taken_by: Dict[VersionKey, Tuple[str, str, Optional[str]]] = {}
+        self._cut_off: Set[VersionKey] = set()
 
     def start(self) -> None:
         """Begin beating, note where in the journal this session starts, and join the session
-        of the daemons running now."""
-        self._session_daemons = set(live_daemons(self._heartbeat_dir, self._identity))
+        of the daemons running now (judged after the first beat, whose file's mtime is the
+        folder's "now": live_daemons)."""
         self._heartbeat.start()
+        self._session_daemons = set(live_daemons(self._heartbeat_dir, self._identity))
         self._journal.refresh()
         self._session_start = self._journal.lines_read
 
@@ -76,25 +80,52 @@ class Claims:
             record["namespace"] = namespace
         return self._judge.judge(record) is Liveness.DEAD
 
-    def session(self) -> Tuple[Set[Tuple[str, str, Optional[str]]], Set[VersionKey]]:
+    def session(self) -> Tuple[AbstractSet[Tuple[str, str, Optional[str]]], AbstractSet[VersionKey]]:
         """This session as the journal tells it: (the (script, version, sha256) that daemons of
         the session claimed, which this one must not run again; the versions of the session
-        that were cut off, which it resumes)."""
-        for _, number, _, daemon in self._journal.claims():
-            if number > self._session_start and daemon is not None:
-                self._session_daemons.add(daemon)
-        taken: Set[Tuple[str, str, Optional[str]]] = set()
-        cut_off: Set[VersionKey] = set()
-        for key, _, sha256, daemon in self._journal.claims():
-            ours = daemon == self._identity.key
-            if not ours and daemon not in self._session_daemons:
-                continue
-            latest = self._journal.latest(*key)
-            if latest is not None and latest["event"] == JournalEvent.INTERRUPTED.value:
-                cut_off.add(key)
-            elif not ours:
-                taken.add((key[0], key[1], sha256))
-        return taken, cut_off
+        that were cut off, which it resumes). Kept up to date from the journal's changes, so
+        that each dispatch costs what changed, not the whole journal; the sets are this
+        object's own, to read, not to change."""
+        changed = self._journal.take_changes()
+        keys: Iterable[VersionKey] = self._all_claimed() if changed is None else changed
+        joined = False
+        for key in keys:
+            claim = self._journal.claim_of(*key)
+            if claim is not None and claim[0] > self._session_start and claim[2] is not None and claim[2] not in self._session_daemons:
+                self._session_daemons.add(claim[2])
+                joined = True
+        if changed is None or joined:
+            # A daemon that joined the session makes its older claims the session's too.
+            self._taken_by.clear()
+            self._taken.clear()
+            self._cut_off.clear()
+            keys = self._all_claimed()
+        for key in keys:
+            self._follow(key)
+        return self._taken, self._cut_off
+
+    def _all_claimed(self) -> List[VersionKey]:
+        return [key for key, _, _, _ in self._journal.claims()]
+
+    def _follow(self, key: VersionKey) -> None:
+        old = self._taken_by.pop(key, None)
+        if old is not None:
+            self._taken.discard(old)
+        self._cut_off.discard(key)
+        claim = self._journal.claim_of(*key)
+        if claim is None:
+            return
+        _, sha256, daemon = claim
+        ours = daemon == self._identity.key
+        if not ours and daemon not in self._session_daemons:
+            return
+        latest = self._journal.latest(*key)
+        if latest is not None and latest["event"] == JournalEvent.INTERRUPTED.value:
+            self._cut_off.add(key)
+        elif not ours:
+            taken = (key[0], key[1], sha256)
+            self._taken_by[key] = taken
+            self._taken.add(taken)
 
     def held_elsewhere(self) -> List[Dict[str, Any]]:
         """The claims other daemons hold now (alive, or not yet judged)."""

@@ -157,12 +157,25 @@ def seems_alive(record: Dict[str, Any], identity: DaemonIdentity, folder: Path) 
 
 
 def live_daemons(folder: Path, identity: DaemonIdentity) -> Dict[str, Dict[str, Any]]:
-    """The daemons (by key, with their last beat) that seem alive now, this one left out."""
+    """The daemons (by key, with their last beat) that seem alive now, this one left out.
+
+    Once this daemon has beaten in ``folder``, its own beat file's mtime is "now" on the clock
+    that stamps every beat file there (the file server's, on a shared folder): another
+    namespace's daemon then seems alive only if its beat is less than STALE_BEATS intervals
+    older than that, with no slack for clocks that disagree. A daemon killed with -9 leaves its
+    beat file behind; judged by this process's own clock with REMOTE_CLOCK_SLACK_S, it would
+    seem alive for a minute after its death, and a daemon started meanwhile would join its
+    session (and leave what it failed alone, even with --retry-failed).
+    """
     found: Dict[str, Dict[str, Any]] = {}
     try:
         names = os.listdir(folder)
     except OSError:
         return found
+    try:
+        now: Optional[float] = beat_path(folder, identity.key).stat().st_mtime
+    except OSError:
+        now = None  # not beating (yet): a single glance with the slack
     for name in names:
         if name.startswith("."):
             continue
@@ -170,6 +183,13 @@ def live_daemons(folder: Path, identity: DaemonIdentity) -> Dict[str, Dict[str, 
         if beat is None or beat.get("daemon") in (None, identity.key):
             continue
         record = {"daemon": beat["daemon"], "namespace": beat.get("namespace"), "host": str(beat["daemon"]).split(":")[0]}
-        if seems_alive(record, identity, folder):
+        if now is not None and not identity.sees(record):
+            try:
+                alive = now - (folder / name).stat().st_mtime < heartbeat_interval() * STALE_BEATS
+            except OSError:
+                continue
+        else:
+            alive = seems_alive(record, identity, folder)
+        if alive:
             found[str(beat["daemon"])] = beat
     return found

@@ -78,6 +78,8 @@ class Journal:
         self._started: Dict[VersionKey, Dict[str, Any]] = {}
         self._claims: Dict[VersionKey, Tuple[int, Optional[str], Optional[str]]] = {}
         self._ended_runs: Set[str] = set()
+        self._running: Dict[VersionKey, None] = {}  # claimed or started, not ended: in order, as a dict keeps it
+        self._changes: Optional[List[VersionKey]] = None  # None: not followed, or read anew
 
     def refresh(self) -> None:
         """Read the events appended since the last refresh (by this or any other daemon)."""
@@ -92,12 +94,16 @@ class Journal:
         """
         self._read_new(locked=False)
 
-    def append(self, event: JournalEvent, **fields: Any) -> Dict[str, Any]:
-        """Append one event durably and return it; it is visible to :meth:`latest` at once."""
+    def append(self, event: JournalEvent, durable: bool = True, **fields: Any) -> Dict[str, Any]:
+        """Append one event and return it; it is visible to :meth:`latest` at once.
+
+        ``durable=False`` leaves out the fsync (the write still reaches every reader at once):
+        for an event a power cut may lose without harm, such as ``started`` after its claim.
+        """
         record = {"time": now_iso(), "event": event.value, **fields}
         with naming_file(self.path), self._lock:
             self._read_new()
-            self._write([record])
+            self._write([record], durable)
             self._read_new()
         return record
 
@@ -140,6 +146,18 @@ class Journal:
         had to be rewritten."""
         return self._lines_read
 
+    def take_changes(self) -> Optional[List[VersionKey]]:
+        """The versions with events read since the last call, in order (repeats left in);
+        None on the first call and after the file was read anew: then any may have changed.
+        For one reader of the journal's changes (the daemon's claims); others never call it."""
+        changes = self._changes
+        self._changes = []
+        return changes
+
+    def claim_of(self, script: str, version: str) -> Optional[Tuple[int, Optional[str], Optional[str]]]:
+        """The latest claim of ``script:version``: its line, sha256 and daemon; None if none."""
+        return self._claims.get((script, version))
+
     def claims(self) -> Iterator[Tuple[VersionKey, int, Optional[str], Optional[str]]]:
         """The latest claim of each version: (script, version), its line, sha256 and daemon."""
         for key, (number, sha256, daemon) in self._claims.items():
@@ -165,13 +183,12 @@ class Journal:
 
     def unfinished(self) -> Iterator[Dict[str, Any]]:
         """Events of versions that were claimed or started and never ended."""
-        for record in list(self._latest.values()):
-            if _STATE_OF[record["event"]] is _RUNNING:
-                yield record
+        for key in list(self._running):
+            yield self._latest[key]
 
     # -- the file ------------------------------------------------------------------------
 
-    def _write(self, records: List[Dict[str, Any]]) -> None:
+    def _write(self, records: List[Dict[str, Any]], durable: bool = True) -> None:
         data = "".join(_event_line(record) for record in records)
         created = not self.path.exists()
         with open(self.path, "ab") as handle:
@@ -181,7 +198,8 @@ class Journal:
                 handle.write(TORN_LINE_END)
             handle.write(data.encode("utf-8"))
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         if created:
             fsync_dir(self.path.parent)  # a new file is durable once its folder names it
 
@@ -245,6 +263,12 @@ class Journal:
             return
         if key[1] is not None:
             self._latest[key] = record
+            if _STATE_OF[event] is _RUNNING:
+                self._running[key] = None
+            else:
+                self._running.pop(key, None)
+            if self._changes is not None:
+                self._changes.append(key)
             if event in _CLAIM_EVENTS:
                 self._claims[key] = (number, record.get("sha256"), record.get("daemon"))
                 if event == "started":
