@@ -1,12 +1,20 @@
 """The ``mlpipeline`` command: parse, build the config, call the library, map errors to exit codes.
 
-Nothing heavy is imported before :func:`main` is running, so that a Ctrl-C in the first moments
-of start-up ends with exit code 130, not a traceback from the middle of an import.
+The stop signals' handlers are the first thing this module installs, and nothing heavy is
+imported before :func:`main` is running: a Ctrl-C or SIGTERM at any moment of a command ends it
+with exit code 130 or 143, never a traceback from the middle of an import
+(execution/signals.py says how).
 """
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from mlpipeline.execution.signals import EXIT_CODES, first_stop_signal, raise_on_stop_signals, settle
+
+# Before typing and the rest: until a handler of ours is in place, SIGTERM kills outright.
+raise_on_stop_signals()
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional  # noqa: E402
 
 if TYPE_CHECKING:
     import argparse
@@ -191,9 +199,17 @@ def _run_flags(args: "argparse.Namespace") -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     try:
-        code = _main(argv)
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED  # before the command's own signal handling was in place
+        try:
+            code = _main(argv)
+        finally:
+            settle()
+    except BaseException as exc:  # noqa: BLE001 - judged below: a signal's doing, or re-raised
+        settle()  # again: a signal may have come in the finally above, before settle() had run
+        if first_stop_signal() is None and not _from_ctrl_c(exc):
+            raise  # not a signal's doing: a bug, whose traceback is wanted (or argparse's SystemExit)
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED and first_stop_signal() is not None:
+        code = EXIT_CODES.get(first_stop_signal(), EXIT_INTERRUPTED)  # 143 for a SIGTERM, 129 for a SIGHUP
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
@@ -202,6 +218,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         silence_stdout()
     return code
+
+
+def _from_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, a KeyboardInterrupt: a Ctrl-C under Python's own
+    handler (the debugger's, with --pdb), perhaps wrapped (Python 3.11's ``__set_name__`` wraps
+    one in a RuntimeError)."""
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 100:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
 
 
 def _completion(arguments: List[str]) -> int:

@@ -2,6 +2,7 @@
 that hang at import, versions that print without end, links that point elsewhere, and names
 that are not names."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sysconfig
 import time
 
 import pytest
-from conftest import REPO, alive, versions_code
+from conftest import REPO, alive, processes_of_runs, versions_code
 
 HANGS_AT_IMPORT = "import time\nwhile True:\n    time.sleep(1)\n"
 
@@ -162,25 +163,83 @@ def test_a_host_name_that_is_a_path_is_refused_at_start(project):
     assert project.calls() == []
 
 
-def test_ctrl_c_in_the_first_moments_of_start_up_is_exit_130_without_a_traceback(project):
-    # Without site (-S), so that Python's own start-up, which runs no code of ours and can print
-    # its own traceback for a Ctrl-C, is over in a few milliseconds; the packages come by PYTHONPATH.
-    # A traceback with no frame of mlpipeline's in it is Python's, from before mlpipeline ran.
-    project.script("a.py", versions_code('versions.addV("v1")'))
+# Stays to tell the daemon's exit status: the group's signal is for the daemon and its reader,
+# which dies of it as `tee` or `less` would, so that the daemon's stdout becomes a broken pipe.
+PIPED_TO_A_READER = r"""
+import signal, subprocess, sys
+for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, lambda *_: None)
+reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+daemon = subprocess.Popen(sys.argv[1:], stdout=reader.stdin)
+reader.stdin.close()
+print("spawned", flush=True)
+print("exit status", daemon.wait(), flush=True)
+"""
+
+# When, after the daemon was started, the signal comes: seconds (Python's own start, the imports,
+# the listing of a.py's versions, the first version's start), or the moment an event appears:
+# the first journal line (the claim), the first version started, the first one finished, the
+# daemon's closing log line (its exit under way: exit 0 if it had finished).
+MOMENTS = [0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.13, 0.17, 0.22, 0.28, 0.35, 0.45, 0.6, 0.8, 1.0]
+MOMENTS += ["claimed", "started", "finished", "ended"] * 2
+
+
+def _moment_came(project, moment):
+    if moment == "ended":
+        return "execution mode ended" in project.log_text()
+    return any(event["event"] == moment for event in project.journal())
+
+
+def test_a_stop_signal_at_any_moment_of_a_run_ends_it_with_130_or_143_and_never_a_traceback(project):
+    # Ctrl-C as a terminal sends it, to the whole foreground process group: the daemon, and on
+    # every other run a reader of its stdout (`| tee`), which dies of it too. Without site (-S),
+    # so that Python's own start-up, which runs no code of ours and can print its own traceback
+    # for a Ctrl-C or end by the signal before any handler is in place, is over in milliseconds;
+    # the packages come by PYTHONPATH. The shell reports an end by the signal as 130 or 143 too.
+    project.script("a.py", versions_code('versions.addV("v1", sleep_per_step=0.1)', 'versions.addV("v2")'))
     project.queue(["a.py"])
     paths = sysconfig.get_paths()
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), paths["purelib"], paths["platlib"]])}
-    for step in range(16):
-        delay = step * 0.02
-        daemon = project.start("-r", env=env, prefix=[sys.executable, "-S", "-m", "mlpipeline", "-C", str(project.root)], args_only=True)
-        time.sleep(delay)
-        daemon.send_signal(signal.SIGINT)
-        output, _ = daemon.communicate(timeout=30)
+    command = [sys.executable, "-S", "-m", "mlpipeline", "-C", str(project.root), "-r"]
+    for index, moment in enumerate(MOMENTS):
+        signum = (signal.SIGINT, signal.SIGTERM)[index % 2 if isinstance(moment, float) else index // 4 % 2]
+        piped = index % 3 == 1
+        shutil.rmtree(project.outputs, ignore_errors=True)
+        prefix = [sys.executable, "-c", PIPED_TO_A_READER, *command] if piped else command
+        daemon = project.start(env=env, prefix=prefix, args_only=True, start_new_session=True)
+        if piped:
+            assert daemon.stdout.readline() == "spawned\n"
+        if isinstance(moment, float):
+            time.sleep(moment)
+        else:
+            project.wait_for(lambda: _moment_came(project, moment) or daemon.poll() is not None, timeout=60, what=moment)
+        os.killpg(daemon.pid, signum)
+        output, _ = daemon.communicate(timeout=60)
+        returncode = daemon.returncode
+        if piped:
+            output, _, status = output.rpartition("exit status ")
+            returncode = int(status)
+        events = project.journal()
+        ends = [(row["version"], row["status"], row.get("reason")) for row in project.results()]
+        seen = (moment, signum.name, "piped" if piped else "plain", returncode, ends, output[-3000:])
         if "Traceback" in output:
-            # Python's own start (runpy, the import machinery), before any code of ours: its limit.
-            assert "mlpipeline" not in output, (delay, output)
+            # Python's own, from before any code of ours ran: nothing of mlpipeline's in it, nothing written.
+            assert "mlpipeline" not in output and not events, seen
             continue
-        assert daemon.returncode in (0, 130, -signal.SIGINT), (delay, daemon.returncode, output)
+        assert returncode in (0, 128 + signum, -signum), seen
+        if returncode < 0:
+            assert not events, seen  # ended by the signal before a handler of ours was in place
+        # Whatever was started is recorded: interrupted (to resume with -u), or finished.
+        last = {}
+        for event in events:
+            last[event["run_id"]] = event["event"]
+        assert set(last.values()) <= {"interrupted", "finished"}, seen
+        if returncode == 0:
+            # Done before the signal came, which a signal at a version's claim, start or end
+            # never is (the queue has two): a signal swallowed somewhere would end so.
+            assert moment not in ("claimed", "started", "finished"), seen
+            assert sorted(r["version"] for r in project.results() if r["status"] == "finished") == ["v1", "v2"], seen
+        project.wait_for(lambda: not processes_of_runs(project.outputs), timeout=10, what=f"nothing left running {seen[:3]}")
 
 
 def test_stdout_on_a_full_disk_costs_the_console_only(project):

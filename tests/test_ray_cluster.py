@@ -237,6 +237,52 @@ def test_a_node_lost_mid_version_is_cut_off_and_resumed_on_another(project, how)
         cluster.shutdown()
 
 
+def test_a_head_whose_gcs_dies_mid_version_ends_the_daemon_at_once_saying_so_and_u_resumes(project):
+    # Its own cluster, whose head loses its GCS: the cluster can start nothing more, and Ray
+    # itself would end the daemon only after a minute, with no word of the daemon's.
+    cluster = start_ray_cluster()
+    try:
+        project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.15)', 'versions.addV("next", gpus=0)', defaults="dataloader=Data(), batch_size=10, epoc_count=8"))
+        project.queue(["net.py"])
+        _ray_project(project, cluster.address)
+        daemon = project.start("-r")
+        try:
+            checkpoint = project.outputs / "model_ckpts" / "net" / "steps.txt"
+            project.wait_for(lambda: checkpoint.exists() and int(checkpoint.read_text() or 0) >= 2, timeout=90, what="some steps")
+            cluster.head_node.all_processes["gcs_server"][0].process.kill()
+            killed = time.monotonic()
+            output, _ = daemon.communicate(timeout=90)
+            took = time.monotonic() - killed
+        finally:
+            daemon.kill()
+        assert daemon.returncode == 75, output
+        assert took < 30, f"the daemon took {took:.0f} s to end"  # promptly: not Ray's own minute
+        gone = f"the Ray cluster at {cluster.address} is gone"
+        assert f"{gone} (it has not answered for " in output and "run `mlpipeline -r -u` again to resume them" in output
+        assert "Traceback" not in output
+        assert _events(project, "long") == ["claimed", "started", "interrupted"] and not _events(project, "next")
+        cut = [row for row in project.journal() if row["event"] == "interrupted"][0]
+        assert gone in cut["reason"] and "resume from its checkpoint" in cut["reason"]
+        steps_at_the_end = int(checkpoint.read_text())
+        _no_version_process_left(project, timeout=20)  # before the cluster's shutdown, which would end it anyway
+    finally:
+        cluster.shutdown()
+    assert steps_at_the_end < 80
+    fresh = start_ray_cluster()
+    try:
+        _ray_project(project, fresh.address)
+        resumed = project.run("-r", "-u", timeout=180)
+    finally:
+        fresh.shutdown()
+    assert resumed.returncode == 0, resumed.output
+    assert _events(project, "long") == ["claimed", "started", "interrupted", "claimed", "started", "finished"]
+    assert _started(project, "long")[-1]["resumed"] is True
+    train = [(call["version"], call["start"]) for call in project.calls("train")]
+    assert [version for version, _ in train] == ["long", "long", "next"] and train[0][1] == 0
+    assert train[1][1] >= 2  # resumed from its checkpoint, not from scratch
+    assert [(row["version"], row["status"]) for row in project.results()] == [("long", "interrupted"), ("long", "finished"), ("next", "finished")]
+
+
 def _processes_of_run(run_id: str) -> List[int]:
     found = []
     for process in psutil.process_iter():

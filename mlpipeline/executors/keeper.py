@@ -23,13 +23,23 @@ import atexit
 import os
 import select
 import signal
-import sys
-import time
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
-from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere
+_EARLY_STOPS: list = []
+"""The stop signals the daemon sent while this keeper was starting, before its worker existed:
+the worker's, which it gets as soon as it runs. A keeper that died of one here, of Python's
+KeyboardInterrupt, would print a traceback among the version's lines."""
+if __name__ == "__main__":
+    for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(_signum) != signal.SIG_IGN:
+            signal.signal(_signum, lambda signum, frame: _EARLY_STOPS.append(signum))
+
+import sys  # noqa: E402 - after the handlers above, which the first moments need
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: E402
+
+from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest  # noqa: E402
+from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere  # noqa: E402
 
 LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
 
@@ -207,6 +217,8 @@ def run_worker(run_dir: Path) -> None:
     """The worker's life: run the request in ``run_dir``, then end; never returns."""
     code = 1
     try:
+        if _EARLY_STOPS:
+            os.kill(os.getpid(), _EARLY_STOPS[0])  # asked to stop before it existed
         from mlpipeline.executors import worker
 
         code = worker.main([str(run_dir)])

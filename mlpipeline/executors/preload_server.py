@@ -26,11 +26,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mlpipeline.records.files import json_text
+
 READY_TIMEOUT_S = 300.0
 
 
 def _send(connection: socket.socket, message: Dict[str, Any]) -> None:
-    connection.sendall((json.dumps(message) + "\n").encode("utf-8"))
+    connection.sendall((json_text(message) + "\n").encode("utf-8"))
 
 
 def _receive(reader: Any) -> Optional[Dict[str, Any]]:
@@ -62,7 +64,12 @@ def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[s
     listener.bind(socket_path)
     listener.listen(16)
     # The daemon reads this line from our stdout to know we are ready, and what failed.
-    print(json.dumps({"ready": True, "failed": failed}), flush=True)
+    try:
+        print(json_text({"ready": True, "failed": failed}), flush=True)
+    except OSError:
+        # The daemon is gone (stopped while the modules loaded): nobody to serve, and a
+        # traceback here would land on its terminal after it had exited.
+        os._exit(0)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     connections: Dict[int, socket.socket] = {}  # worker pid -> the daemon's connection for it
     while True:
@@ -154,7 +161,7 @@ class PreloadClient:
         """Ask for a child; returns its pid, the connection and a reader that will bring its end."""
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.connect(self.socket_path)
-        request = json.dumps({"run_dir": run_dir, "cwd": cwd, "env": env}).encode("utf-8")
+        request = json_text({"run_dir": run_dir, "cwd": cwd, "env": env}).encode("utf-8")
         socket.send_fds(connection, [request], list(fds))
         reader = connection.makefile("r", encoding="utf-8")
         answer = _receive(reader)
@@ -209,7 +216,7 @@ def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, 
     lifeline_read, lifeline_write = os.pipe()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlpipeline.executors.preload_server", socket_path, json.dumps(heartbeat), *modules],
+            [sys.executable, "-m", "mlpipeline.executors.preload_server", socket_path, json_text(heartbeat), *modules],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -223,7 +230,14 @@ def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, 
     finally:
         os.close(lifeline_read)
     assert process.stdout is not None
-    line = process.stdout.readline()
+    try:
+        line = process.stdout.readline()
+    except BaseException:
+        # Stopped while the server imports (a Ctrl-C in the daemon's start-up): it would serve nobody.
+        process.kill()
+        process.wait()
+        os.close(lifeline_write)
+        raise
     if not line:
         process.wait()
         os.close(lifeline_write)
