@@ -83,7 +83,7 @@ def _request(project: Any, script: Path, version: str = "", action: str = RUN_VE
 def _submit(executor: Executor, request: ChildRequest, **options: Any) -> Tuple[ChildRun, List[Tuple[str, str]], List[Dict[str, Any]]]:
     lines: List[Tuple[str, str]] = []
     events: List[Dict[str, Any]] = []
-    run = executor.submit(request, on_line=lambda stream, line: lines.append((stream, line)), on_event=events.append, tag="mine", **options)
+    run = executor.submit(request, on_lines=lambda stream, texts: lines.extend((stream, text) for text in texts), on_event=events.append, tag="mine", **options)
     return run, lines, events
 
 
@@ -122,7 +122,7 @@ def test_a_version_runs_and_its_lines_events_environment_and_result_come_back(ex
 
 def test_call_runs_one_child_to_its_end(executor, project):
     script = _script(project)
-    outcome = executor.call(_request(project, script, action=LIST_VERSIONS), on_line=lambda *_: None, on_event=lambda _: None)
+    outcome = executor.call(_request(project, script, action=LIST_VERSIONS), on_lines=lambda *_: None, on_event=lambda _: None)
     assert outcome.returncode == 0 and outcome.result is not None
     assert outcome.result["names"] == ["talks", "exits", "stays"]
     assert executor.outstanding == 0  # a call is not queued for next_finished

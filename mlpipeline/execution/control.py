@@ -169,7 +169,7 @@ def _targets(project: ProjectConfig, entries: Sequence[QueueEntry], journal: Jou
     executor = LocalExecutor(project.project_dir)
     catalog = ScriptCatalog(
         executor,
-        on_line=lambda *_: None,
+        on_lines=lambda *_: None,
         on_event=lambda *_: None,
         store=ListingStore(paths.listings, readable=True, writable=False),
         timeout=project.listing_timeout,

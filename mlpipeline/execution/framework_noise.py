@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import List
 
 QUIET_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 
@@ -28,6 +29,13 @@ def quiet_frameworks() -> None:
     if QUIET_VARIABLE not in os.environ:
         os.environ[QUIET_VARIABLE] = "1"
         _quieted = True
+
+
+def without_noise(lines: List[str]) -> List[str]:
+    """``lines`` less the start-up lines left out (the list itself while nothing is left out)."""
+    if not _quieted:
+        return lines
+    return [line for line in lines if _HARMLESS.search(line) is None]
 
 
 def is_noise(line: str) -> bool:

@@ -135,7 +135,7 @@ class Launcher:
             self._listener.started(version_run)  # before any report of it can arrive
             self._executor.submit(
                 self._request(version_run, resumed),
-                on_line=lambda stream, line: self._listener.line(label, stream, line),
+                on_lines=lambda stream, lines: self._listener.lines(label, stream, lines),
                 on_event=lambda event: self._listener.event(version_run, event),
                 tag=version_run,
                 timeout=self._project.version_timeout,
@@ -170,8 +170,11 @@ class Launcher:
             if "node_id" in where:
                 on_gpus = f", GPU {','.join(str(gpu) for gpu in gpus)}" if gpus else ""
                 self._say.log("INFO", planned.label, f"running on node {describe_node(where)}{on_gpus}")
+            # Not synced: its claim is, and a power cut that loses a started event leaves a
+            # claim never ended, which -u resumes just the same.
             self._journal.append(
                 JournalEvent.STARTED,
+                durable=False,
                 **self._identity.event_fields(planned.script.label, planned.version, planned.sha256),
                 resumed=planned.start is Start.RESUME,
                 attempt=planned.attempt,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
-from mlpipeline.execution.framework_noise import is_noise
+from mlpipeline.execution.framework_noise import without_noise
 from mlpipeline.execution.outcome import VersionRun
 from mlpipeline.execution.plan import Start
 from mlpipeline.execution.reporter import Reporter
@@ -41,12 +41,11 @@ class ChildListener:
         self._stop_flushing = threading.Event()
         threading.Thread(target=self._flush_every_second, name="mlpipeline-history", daemon=True).start()
 
-    def line(self, label: str, stream: str, line: str) -> None:
-        """A line a version printed."""
-        if is_noise(line):
-            return
-        self._say.log("OUT" if stream == "stdout" else "ERR", label, line)
-        self._say.view.child_line(label, line)
+    def lines(self, label: str, stream: str, lines: List[str]) -> None:
+        """Lines a version printed, read together."""
+        lines = without_noise(lines)
+        self._say.log_lines("OUT" if stream == "stdout" else "ERR", label, lines)
+        self._say.view.child_lines(label, lines)
 
     def event(self, version_run: VersionRun, event: Dict[str, Any]) -> None:
         """A ``log`` or ``report`` event a version sent."""
@@ -74,11 +73,9 @@ class ChildListener:
                 version_run.last_progress_written = now
                 self._write_progress(version_run, step, total)
 
-    def listing_line(self, script: str, stream: str, line: str) -> None:
-        """A line a script printed while its versions were listed: the log only."""
-        if is_noise(line):
-            return
-        self._say.log("OUT" if stream == "stdout" else "ERR", script, line)
+    def listing_lines(self, script: str, stream: str, lines: List[str]) -> None:
+        """Lines a script printed while its versions were listed: the log only."""
+        self._say.log_lines("OUT" if stream == "stdout" else "ERR", script, without_noise(lines))
 
     def listing_event(self, script: str, event: Dict[str, Any]) -> None:
         if event.get("type") == "log":

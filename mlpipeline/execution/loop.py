@@ -28,9 +28,9 @@ from mlpipeline.execution.plan import HistoryPolicy, PlannedRun
 from mlpipeline.execution.recorder import EndRecorder
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.execution.resources import Resources
-from mlpipeline.execution.signals import StopSignals
+from mlpipeline.execution.signals import EXIT_CODES, StopSignals
 from mlpipeline.execution.tally import Tally
-from mlpipeline.executors.base import Executor
+from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.queue.catalog import ListingStore, ScriptCatalog, check_named_versions
 from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueueFile
@@ -46,7 +46,14 @@ STOP_GRACE_S = 10.0
 
 EXIT_RECORDS_UNWRITABLE = 2
 
+EXIT_CLUSTER_GONE = 75
+"""The Ray cluster went away mid-run: its versions are recorded interrupted, and `-r -u` on a
+cluster that is back resumes them (75 is sysexits' EX_TEMPFAIL: try again later)."""
+
 WAIT_POLL_S = 2.0
+QUEUE_COUNTS_INTERVAL_S = 1.0
+"""At most one ``queue: ...`` line a second: counting what is pending walks the queue, which
+at 16 versions ending a second over 10,000 queued cost more than the versions' dispatch."""
 """With --wait and an empty queue, how often the queue file and the scripts are looked at."""
 
 TRACKING_CLOSE_S = 30.0
@@ -95,7 +102,10 @@ class ExecutionLoop:
         self.slots = options.workers or project.workers
         self.identity = DaemonIdentity.current()
         self.signals = StopSignals()
+        self._lost_said = False
         self.tally = Tally()
+        self._counts_due = False
+        self._counts_shown = 0.0
         say = self.say = Reporter(view)
         self.queue = QueueFile(
             project.project_dir / EXECUTION_QUEUE,
@@ -122,12 +132,12 @@ class ExecutionLoop:
         )
         self.executor = self.executors.runs
         self.resources = Resources(self.executors.gpus)
-        stopping = lambda: self.signals.count > 0  # noqa: E731
+        stopping = lambda: self.signals.count > 0 or self._executor_lost() is not None  # noqa: E731
         self.tracking = tracking_bridge(project, lambda label, message: (say.log("WARNING", label, message), view.warning(f"{label}: {message}")))
         self.listener = ChildListener(say, self.paths, self.tracking)
         catalog = self.catalog = ScriptCatalog(
             self.executors.listings,
-            self.listener.listing_line,
+            self.listener.listing_lines,
             self.listener.listing_event,
             cancel=stopping,
             store=ListingStore(self.paths.listings, readable=False, writable=True),
@@ -143,7 +153,7 @@ class ExecutionLoop:
         self.recorder = EndRecorder(
             project, self.identity, self.journal, self.records, not options.no_log,
             self.resources, self.listener, self.chooser, say, self.tally, stopping,
-            on_recorded=lambda: view.queue_counts(*self._queue_counts()),
+            on_recorded=self._queue_changed,
         )  # fmt: skip
         self.launcher = Launcher(
             project, self.identity, self.paths, self.journal, self.claims, catalog, self.executor,
@@ -193,6 +203,8 @@ class ExecutionLoop:
         stop_asked: Optional[float] = None
         killed = False
         while True:
+            if self._say_if_lost() and stop_asked is None:
+                stop_asked = time.monotonic()  # its runs ended already; nothing new starts
             if self.signals.count and stop_asked is None:
                 stop_asked = time.monotonic()
                 name = signal.Signals(self.signals.first).name if self.signals.first else "a signal"
@@ -228,8 +240,11 @@ class ExecutionLoop:
             self.launcher.record_placements()
             finished = self.executor.next_finished(timeout=0.2)
             if finished is not None:
+                self._say_if_lost()  # before the ends it brings, which name it
+                self._stopped_as_it_started(finished)
                 self.launcher.record_placements()  # its started event, should it have come with its end
                 self.recorder.finished(finished)
+            self._show_queue_counts(now=not self.executor.outstanding)
 
     def _fill_slots(self) -> None:
         while self.executor.outstanding < self.slots and not self.signals.count and not self._failed_fast():
@@ -253,6 +268,37 @@ class ExecutionLoop:
         self.records.recover(self.claims.is_dead)
         return self.chooser.next(*self.claims.session())
 
+    def _executor_lost(self) -> Optional[str]:
+        """Why nothing can run on the executor any more (its cluster is gone), or None.
+
+        The Ray executor's ``lost``; an executor without one is never lost."""
+        return getattr(self.executor, "lost", None)
+
+    def _say_if_lost(self) -> bool:
+        """Whether the executor is lost; said once, in the log and on the console."""
+        lost = self._executor_lost()
+        if lost is not None and not self._lost_said:
+            self._lost_said = True
+            message = f"{lost}; the running versions are recorded interrupted; run `mlpipeline -r -u` again to resume them"
+            self.say.daemon("ERROR", message)
+            self.view.error(message)
+        return lost is not None
+
+    def _stopped_as_it_started(self, run: ChildRun) -> None:
+        """A child started in the very moment of a Ctrl-C to the daemon's process group got it
+        too: until it has a session of its own, which it makes just before it runs, it is in
+        that group (and Python has reset its handlers by then). Dead of the daemon's own stop
+        signal before the daemon passed the stop on, it was stopped, not failed: it resumes."""
+        outcome = run.outcome
+        if (
+            self.signals.count
+            and outcome is not None
+            and outcome.stop_signal is None
+            and outcome.returncode is not None
+            and -outcome.returncode in EXIT_CODES
+        ):
+            outcome.stop_signal = -outcome.returncode
+
     def _failed_fast(self) -> bool:
         return self.options.fail_fast and self.tally.any_failed
 
@@ -271,7 +317,7 @@ class ExecutionLoop:
         self.say.daemon("INFO", "nothing to run; waiting for models.config or a script to change (--wait)")
         self.view.info("nothing to run; waiting for models.config or a script to change")
         next_poll = time.monotonic() + WAIT_POLL_S
-        while not self.signals.count:
+        while not self.signals.count and self._executor_lost() is None:
             time.sleep(0.25)
             if time.monotonic() < next_poll:
                 continue
@@ -292,6 +338,15 @@ class ExecutionLoop:
                 state.append((str(path), None))
         return tuple(state)
 
+    def _queue_changed(self) -> None:
+        self._counts_due = True
+
+    def _show_queue_counts(self, now: bool = False) -> None:
+        if self._counts_due and (now or time.monotonic() - self._counts_shown >= QUEUE_COUNTS_INTERVAL_S):
+            self._counts_due = False
+            self._counts_shown = time.monotonic()
+            self.view.queue_counts(*self._queue_counts())
+
     def _queue_counts(self) -> Tuple[dict, int]:
         counts = self.tally.counts()
         counts["running"] = len(self.executor.running)
@@ -309,4 +364,6 @@ class ExecutionLoop:
         self.view.summary("execution mode", self.tally.rows, [f"{summary}; records in {self.paths.outputs_dir}"])
         if self.signals.count:
             return self.signals.exit_code
+        if self._executor_lost() is not None:
+            return EXIT_CLUSTER_GONE
         return 1 if self.tally.any_failed else 0

@@ -1,7 +1,7 @@
 """One voice for the execution loop's parts: a line in log-<host>, and what the console shows."""
 from __future__ import annotations
 
-from typing import Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
 from mlpipeline.records.logs import DAEMON_SOURCE, RunLog
 from mlpipeline.watch.console import ConsoleView
@@ -19,6 +19,11 @@ class Reporter:
         """A line of log-<host> about ``source`` (a script, a version, or the daemon)."""
         if self.log_file is not None:
             self.log_file.write(level, source, message)
+
+    def log_lines(self, level: str, source: str, lines: List[str]) -> None:
+        """Lines of log-<host> from ``source`` at one moment, in one append."""
+        if self.log_file is not None and lines:
+            self.log_file.write_lines(level, source, lines)
 
     def daemon(self, level: str, message: str) -> None:
         """A line of log-<host> about the daemon itself."""

@@ -9,7 +9,7 @@ import signal
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.execution.framework_noise import is_noise
+from mlpipeline.execution.framework_noise import without_noise
 from mlpipeline.execution.signals import StopSignals
 from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
@@ -45,7 +45,7 @@ class DryRun:
         self.signals = StopSignals()
         self.catalog = ScriptCatalog(
             self.executor,
-            lambda label, stream, line: None if is_noise(line) else view.child_line(label, line),
+            lambda label, stream, lines: view.child_lines(label, without_noise(lines)),
             lambda label, event: view.child_line(label, str(event.get("message", ""))),
             cancel=lambda: self.signals.count > 0,
             timeout=project.listing_timeout,
@@ -122,7 +122,7 @@ class DryRun:
         try:
             outcome = self.executor.call(
                 self._request(script, version, model_dir),
-                lambda stream, line: None if is_noise(line) else self.view.child_line(label, line),
+                lambda stream, lines: self.view.child_lines(label, without_noise(lines)),
                 lambda event: self._child_event(label, event),
                 cancel=lambda: self.signals.count > 0,
                 timeout=self.project.version_timeout,

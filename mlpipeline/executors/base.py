@@ -23,8 +23,9 @@ from typing import Any, Callable, Dict, List, Optional
 from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
 from mlpipeline.records.lines import load_object
 
-LineSink = Callable[[str, str], None]
-"""Receives each line a child prints: (``"stdout"`` or ``"stderr"``, the line)."""
+LineSink = Callable[[str, List[str]], None]
+"""Receives the lines a child printed, as they were read together: (``"stdout"`` or
+``"stderr"``, the lines), so that a version printing as fast as it can costs a write a read."""
 
 EventSink = Callable[[Dict[str, Any]], None]
 """Receives each event a child sends (``log``, ``report``)."""
@@ -65,7 +66,7 @@ class ChildRun:
 
     request: ChildRequest
     run_dir: Path
-    on_line: LineSink
+    on_lines: LineSink
     on_event: EventSink
     tag: Any = None
     pid: Optional[int] = None
@@ -99,7 +100,7 @@ class Executor(ABC):
     def submit(
         self,
         request: ChildRequest,
-        on_line: LineSink,
+        on_lines: LineSink,
         on_event: EventSink,
         tag: Any = None,
         timeout: Optional[float] = None,
@@ -113,12 +114,12 @@ class Executor(ABC):
         ``timed_out``. ``env`` adds to the child's environment (CUDA_VISIBLE_DEVICES, say);
         ``gpus`` is what an executor that places children itself asks its scheduler for.
         """
-        return self._submit(request, on_line, on_event, tag, timeout, to_queue=True, env=env, gpus=gpus)
+        return self._submit(request, on_lines, on_event, tag, timeout, to_queue=True, env=env, gpus=gpus)
 
     def _submit(
         self,
         request: ChildRequest,
-        on_line: LineSink,
+        on_lines: LineSink,
         on_event: EventSink,
         tag: Any,
         timeout: Optional[float],
@@ -131,7 +132,7 @@ class Executor(ABC):
         run = ChildRun(
             request=request,
             run_dir=run_dir,
-            on_line=on_line,
+            on_lines=on_lines,
             on_event=on_event,
             tag=tag,
             timeout=timeout or None,
@@ -154,7 +155,7 @@ class Executor(ABC):
     def call(
         self,
         request: ChildRequest,
-        on_line: LineSink,
+        on_lines: LineSink,
         on_event: EventSink,
         cancel: Callable[[], bool] = lambda: False,
         timeout: Optional[float] = None,
@@ -164,7 +165,7 @@ class Executor(ABC):
 
         When ``cancel()`` turns true (Ctrl-C), the child's process tree is killed.
         """
-        run = self._submit(request, on_line, on_event, None, timeout, to_queue=False, env=env)
+        run = self._submit(request, on_lines, on_event, None, timeout, to_queue=False, env=env)
         while not run.done.wait(0.1):
             if cancel() and run.stop_signal is None:
                 self.stop(run, signal.SIGKILL)

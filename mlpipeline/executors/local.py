@@ -92,11 +92,11 @@ class LocalExecutor(Executor):
 
     def _read_output(self, run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
         def oversized(size: int) -> None:
-            deliver(run.on_line, "stderr", f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})")
+            deliver(run.on_lines, "stderr", [f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})"])
 
         return [
-            run_thread(pump_lines, out, lambda line: deliver(run.on_line, "stdout", line)),
-            run_thread(pump_lines, err, lambda line: deliver(run.on_line, "stderr", line)),
+            run_thread(pump_lines, out, lambda lines: deliver(run.on_lines, "stdout", lines)),
+            run_thread(pump_lines, err, lambda lines: deliver(run.on_lines, "stderr", lines)),
             run_thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
         ]
 

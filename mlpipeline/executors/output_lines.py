@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, List
 
 MAX_LINE_BYTES = 64 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
@@ -18,9 +18,9 @@ READ_BYTES = 64 * 1024
 
 
 class LineCutter:
-    """Feeds on bytes, hands each finished line (as text) to ``emit``."""
+    """Feeds on bytes, hands the lines each feed finished (as text) to ``emit``, all at once."""
 
-    def __init__(self, emit: Callable[[str], None], max_bytes: int = MAX_LINE_BYTES, redraws: bool = True) -> None:
+    def __init__(self, emit: Callable[[List[str]], None], max_bytes: int = MAX_LINE_BYTES, redraws: bool = True) -> None:
         self._emit = emit
         self._max = max_bytes
         self._redraws = redraws
@@ -28,8 +28,49 @@ class LineCutter:
         self._dropped = 0
         self._last_redraw = b""
         self._redraw_logged = time.monotonic()
+        self._done: List[str] = []
 
     def feed(self, data: bytes) -> None:
+        self._cut(data)
+        self._hand_over()
+
+    def close(self) -> None:
+        """The stream ended: a last line without its newline is a line too."""
+        if self._line or self._dropped or self._last_redraw:
+            self._end_line()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._done:
+            done, self._done = self._done, []
+            self._emit(done)
+
+    def _cut(self, data: bytes) -> None:
+        if self._redraws and b"\r" in data:
+            self._cut_slowly(data)
+            return
+        # Ordinary lines, whole in this read: split and decoded at once, not line by line
+        # (a loop that prints as fast as it can sends thousands of lines a read).
+        start = 0
+        if self._line or self._dropped or self._last_redraw:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._take(data)
+                return
+            self._cut_slowly(data[: newline + 1])
+            start = newline + 1
+        end = data.rfind(b"\n")
+        if end < start:
+            self._take(data[start:])
+            return
+        body = data[start:end]
+        if len(body) > self._max and max(map(len, body.split(b"\n"))) > self._max:
+            self._cut_slowly(data[start:])
+            return
+        self._done.extend(body.decode("utf-8", errors="replace").split("\n"))
+        self._take(data[end + 1 :])
+
+    def _cut_slowly(self, data: bytes) -> None:
         position = 0
         while position < len(data):
             newline = data.find(b"\n", position)
@@ -46,11 +87,6 @@ class LineCutter:
                 self._redraw()
             position = end + 1
 
-    def close(self) -> None:
-        """The stream ended: a last line without its newline is a line too."""
-        if self._line or self._dropped or self._last_redraw:
-            self._end_line()
-
     def _take(self, chunk: bytes) -> None:
         room = self._max - len(self._line)
         if room > 0:
@@ -63,14 +99,14 @@ class LineCutter:
             now = time.monotonic()
             if now - self._redraw_logged >= REDRAW_LOG_INTERVAL_S:
                 self._redraw_logged = now
-                self._emit(self._text(self._last_redraw, self._dropped))
+                self._done.append(self._text(self._last_redraw, self._dropped))
         self._line.clear()
         self._dropped = 0
 
     def _end_line(self) -> None:
         # "text\r\n" (or a bar's last redraw then "\n"): the redraw is the line.
         line = bytes(self._line) if self._line.strip() or not self._last_redraw else self._last_redraw
-        self._emit(self._text(line, self._dropped))
+        self._done.append(self._text(line, self._dropped))
         self._line.clear()
         self._dropped = 0
         self._last_redraw = b""
@@ -83,8 +119,9 @@ class LineCutter:
         return text
 
 
-def pump_lines(fd: int, emit: Callable[[str], None]) -> None:
-    """Read ``fd`` to its end, handing each line to ``emit``; closes ``fd`` (a thread's body)."""
+def pump_lines(fd: int, emit: Callable[[List[str]], None]) -> None:
+    """Read ``fd`` to its end, handing the lines of each read to ``emit`` together; closes
+    ``fd`` (a thread's body)."""
     cutter = LineCutter(emit)
     try:
         while True:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -52,6 +53,15 @@ NODE_GONE_GRACE_S = 30.0
 before it is cut off; tried again then, it fails with the reason if they are still missing."""
 
 NODE_GPUS_TTL_S = 2.0
+
+CLUSTER_GONE_S = 5.0
+"""How long the address the daemon joined (the head's GCS) may go unanswered before the
+cluster counts as gone. Without its GCS a cluster starts nothing, and Ray itself ends a driver
+whose GCS has been away for 60 s, with no word of the daemon's; so the daemon ends its runs and
+says so first. Long enough for a connection refused in passing; a GCS that is restarted (a head
+with fault tolerance) comes back within it."""
+
+CLUSTER_CHECK_S = 1.0
 
 
 class ClusterUnavailable(Exception):
@@ -138,6 +148,8 @@ class RayExecutor(Executor):
         self._closed = threading.Event()
         self._gpus_missing_since: Dict[int, float] = {}
         self._probe: Optional[Tuple[Path, str]] = None
+        self.lost: Optional[str] = None
+        """Why no version can run here any more (the cluster is gone), once that is so."""
         try:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -150,6 +162,8 @@ class RayExecutor(Executor):
             ray.shutdown()
             raise
         threading.Thread(target=self._watch_nodes, daemon=True).start()
+        # A thread of its own: the nodes' watch asks the GCS, and such a call waits for a GCS that is gone.
+        threading.Thread(target=self._watch_cluster, daemon=True).start()
 
     # -- the cluster ---------------------------------------------------------------------
 
@@ -204,6 +218,12 @@ class RayExecutor(Executor):
 
     def _start(self, run: ChildRun) -> None:
         key = uuid.uuid4().hex
+        if self.lost is not None:
+            # The cluster went since the daemon last looked: ended as the runs it had were.
+            with self._lock:
+                self._keys[id(run)] = key
+            self._end_lost(run)
+            return
         request = asdict(run.request)
         request["check_sha256"] = True  # the node reads the script through the shared folder
         probe = (str(self._probe[0]), self._probe[1]) if self._probe else None
@@ -217,6 +237,8 @@ class RayExecutor(Executor):
             self._keys[id(run)] = key
             self._streams[id(run)] = stream
         threading.Thread(target=self._follow, args=(run, stream), daemon=True).start()
+        if self.lost is not None:
+            self._end_lost(run)  # the cluster went while the task was handed over
 
     def _signal(self, run: ChildRun, signum: int) -> None:
         with self._lock:
@@ -236,6 +258,43 @@ class RayExecutor(Executor):
         self._closed.set()
         self._remove_probe()
         ray.shutdown()
+
+    # -- the cluster's own end ---------------------------------------------------------------
+
+    def _watch_cluster(self) -> None:
+        host, _, port = self.address.rpartition(":")
+        answered = time.monotonic()
+        while not self._closed.wait(CLUSTER_CHECK_S):
+            try:
+                socket.create_connection((host, int(port)), timeout=CLUSTER_CHECK_S * 2).close()
+                answered = time.monotonic()
+            except (OSError, ValueError):
+                if time.monotonic() - answered >= CLUSTER_GONE_S:
+                    self._cluster_gone(time.monotonic() - answered)
+                    return
+
+    def _cluster_gone(self, silent_s: float) -> None:
+        """End every run at once as cut off, to resume in a later session: nothing more can
+        start on this cluster, and what runs on its nodes is told to end (the word goes to the
+        tasks straight, not through the GCS) or ends with its node."""
+        # Set first: the daemon resumes nothing of what ends below, and starts nothing more.
+        self.lost = f"the Ray cluster at {self.address} is gone (it has not answered for {silent_s:.0f} s)"
+        for run in list(self.running.values()):
+            self._end_lost(run)
+
+    def _end_lost(self, run: ChildRun) -> None:
+        with self._lock:
+            key, stream = self._keys.get(id(run)), self._streams.get(id(run))
+        if key is None:
+            return  # being started: _start ends it
+        if stream is not None:
+            try:
+                self._board.post.remote(key, int(signal.SIGKILL))
+            except Exception:  # noqa: BLE001 - the board went with the cluster: the task ends with its node
+                pass
+            _cancel(stream, force=True)
+        message = f"{self.lost}; cut off, to resume from its checkpoint"
+        self._end(run, None, None, None, {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}}, abandoned=True)
 
     def _remove_probe(self) -> None:
         if self._probe is not None:
@@ -259,8 +318,8 @@ class RayExecutor(Executor):
                 kind = message[0]
                 if kind == "out":
                     for item in message[1]:
-                        if item[0] == "line":
-                            deliver(run.on_line, item[1], item[2])
+                        if item[0] == "lines":
+                            deliver(run.on_lines, item[1], item[2])
                         else:
                             deliver(run.on_event, item[1])
                 elif kind == "ended":

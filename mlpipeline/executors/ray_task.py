@@ -46,7 +46,7 @@ resumes elsewhere has ended here first."""
 
 Message = Tuple[Any, ...]
 """What a task streams: ``("placed", where)``, ``("out", [item, ...])``, ``("ended", how)``;
-an item is ``("line", stream, text)`` or ``("event", event)``."""
+an item is ``("lines", stream, texts)`` or ``("event", event)``."""
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -157,7 +157,7 @@ def run_version_on_node(
     try:  # from the child's start on: a cancel (KeyboardInterrupt) anywhere still ends it below
         run = executor.submit(
             request,
-            on_line=lambda stream, line: said.put(("line", stream, line)),
+            on_lines=lambda stream, lines: said.put(("lines", stream, lines)),
             on_event=lambda event: said.put(("event", event)),
             env=env,
         )

@@ -151,7 +151,7 @@ class ListingStore:
             pass  # a cache: the daemon's records do not depend on it
 
 
-ListingLineSink = Callable[[str, str, str], None]
+ListingLineSink = Callable[[str, str, List[str]], None]
 """Receives (script label, stream, line) for what a script prints while its versions are listed."""
 
 ListingEventSink = Callable[[str, Dict[str, Any]], None]
@@ -164,7 +164,7 @@ class ScriptCatalog:
     def __init__(
         self,
         executor: Executor,
-        on_line: ListingLineSink,
+        on_lines: ListingLineSink,
         on_event: ListingEventSink,
         cancel: Callable[[], bool] = lambda: False,
         store: Optional[ListingStore] = None,
@@ -179,7 +179,7 @@ class ScriptCatalog:
         self._timeout = timeout
         self._models_dir = str(models_dir) if models_dir is not None else None
         self._store = store
-        self._on_line = on_line
+        self._on_lines = on_lines
         self._on_event = on_event
         self._cancel = cancel
         self._listings: Dict[Tuple[str, str], ScriptListing] = {}
@@ -210,7 +210,7 @@ class ScriptCatalog:
         request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label, models_dir=self._models_dir)
         outcome = self._executor.call(
             request,
-            lambda stream, line: self._on_line(label, stream, line),
+            lambda stream, lines: self._on_lines(label, stream, lines),
             lambda event: self._on_event(label, event),
             self._cancel,
             timeout=self._timeout,

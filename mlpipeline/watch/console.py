@@ -1,6 +1,7 @@
 """What a person watching the terminal sees. Rich on a terminal, plain lines otherwise."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -12,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mlpipeline.records.logs import plain_text
+from mlpipeline.records.logs import plain_lines
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0
 """Without a terminal, at most one progress line per version per this many seconds."""
@@ -42,10 +43,19 @@ def silence_stdout() -> None:
         pass
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's own ends the program (SystemExit(1)): a daemon whose reader went away (`| tee`
+        # that got the same Ctrl-C, `| head`) would leave its versions unrecorded. Raised as
+        # the OSError it is, ConsoleView goes on without the console.
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def make_console() -> Console:
     """The one Console of a command; rich leaves out colour and cursor codes when not on a terminal."""
     # emoji off: a script or version named "a:fire:" prints as written, not as rich's emoji.
-    return Console(highlight=False, soft_wrap=True, emoji=False)
+    return _Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 class ConsoleView:
@@ -100,7 +110,19 @@ class ConsoleView:
         self._print(f"[bold red]error:[/] {escape(message)}")
 
     def child_line(self, source: str, line: str) -> None:
-        self._print(f"[dim]{escape(source)} |[/] {escape(plain_text(line))}")
+        self.child_lines(source, [line])
+
+    def child_lines(self, source: str, lines: Sequence[str]) -> None:
+        """Lines a version printed, as ``source | line``. Without a terminal, written as they
+        are in one write: rich's rendering of each line cost more than the version's print."""
+        if not lines:
+            return
+        if self.console.is_terminal:
+            head = f"[dim]{escape(source)} |[/] "
+            self._print("\n".join(head + escape(line) for line in plain_lines(lines)))
+        else:
+            head = f"{source} | "
+            self._write("".join(f"{head}{line}\n" for line in plain_lines(lines)))
 
     def block(self, text: str) -> None:
         """A multi-line text such as a traceback, as it is."""

@@ -81,7 +81,7 @@ class StatusReader:
         executor = LocalExecutor(self.project.project_dir)
         catalog = ScriptCatalog(
             executor,
-            on_line=lambda *_: None,
+            on_lines=lambda *_: None,
             on_event=lambda *_: None,
             store=ListingStore(self.paths.listings, readable=True, writable=False),
             timeout=self.project.listing_timeout,
