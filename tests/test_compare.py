@@ -141,3 +141,19 @@ def test_plot_without_matplotlib_says_what_to_install(ran, tmp_path):
     assert result.returncode == 2
     assert "pip install 'mlpipeline[plot]'" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_of_many_versions_draws_every_curve_and_names_none(project, tmp_path):
+    many = LINE.replace('versions.addV("broken", model_dir_suffix="broken", broken=True)\n', "".join(
+        f'versions.addV("v{index}", learning_rate={0.01 * (index + 1)}, model_dir_suffix="v{index}")\n' for index in range(23)
+    ))
+    project.script("line.py", many, prelude=False)
+    project.queue(["line.py"])
+    assert project.run("-r").returncode == 0
+    figure = tmp_path / "loss.svg"
+    result = project.run("plot", "loss", "-o", str(figure))
+    assert result.returncode == 0, result.output
+    assert "loss of 25 versions, unnamed in the figure" in result.output
+    svg = figure.read_text()
+    assert "loss over steps (25 versions)" in svg and "line.py:" not in svg and "script:version" not in svg
+    assert svg.count("<path d=") >= 25  # a path a curve, in one collection

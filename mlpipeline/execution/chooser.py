@@ -2,8 +2,9 @@
 the scripts' listings and the journal. Each version runs at most once per session and content."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
-from typing import AbstractSet, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.execution.reporter import Reporter
@@ -55,6 +56,12 @@ class VersionChooser:
         self._handled: Set[VersionKey] = set()
         self._retries: List[PlannedRun] = []
         self._cancelled: List[ControlRequest] = []  # `mlpipeline cancel` during this session
+        # Per listing (script, sha256): how many of its first versions this session handled,
+        # each version's place, and the model_dir of each: so that a choice among 10,000
+        # versions of a script does not walk the ones done, nor make 10,000 paths.
+        self._handled_prefix: Dict[Tuple[str, str], int] = {}
+        self._places: Dict[Tuple[str, str], Dict[str, int]] = {}
+        self._names_by_dir: Dict[Tuple[str, str], Dict[str, List[str]]] = {}
 
     # -- the choice ------------------------------------------------------------------------
 
@@ -68,8 +75,8 @@ class VersionChooser:
                 return retry
             self._retries.pop(0)  # the version is gone from its script: nothing to retry
         scripts = [self._without_cancelled(script) for script in self.queue.current()]
-        handled = {key for key in self._handled | taken if key[:2] not in cut_off}
-        return choose_next(self._candidates(scripts), self._journal, self._policy, handled, cut_off)
+        handled = _Handled(self._handled, taken, cut_off)
+        return choose_next(self._candidates(scripts, cut_off), self._journal, self._policy, handled, cut_off)
 
     def cancel(self, request: ControlRequest) -> None:
         """What ``request`` names is not started again in this session (retries included)."""
@@ -96,6 +103,7 @@ class VersionChooser:
     def resume_in_session(self, planned: PlannedRun) -> None:
         """``planned`` was cut off by its keeper while no other daemon took it: it runs again."""
         self._handled.discard(_key(planned))
+        self._handled_prefix.clear()  # the prefixes counted it as handled
 
     def retry_later(self, planned: PlannedRun) -> None:
         """``planned`` failed with attempts left: its next attempt goes before new versions
@@ -186,21 +194,49 @@ class VersionChooser:
         start = Start.RESUME if listing.sha256 == failed.sha256 else Start.FRESH
         return PlannedRun(failed.script, failed.version, listing.sha256, start, failed.attempt + 1)
 
-    def _candidates(self, scripts: List[QueuedScript]) -> Iterator[Tuple[QueuedScript, str, List[str]]]:
+    def _candidates(
+        self, scripts: List[QueuedScript], cut_off: AbstractSet[Tuple[str, str]]
+    ) -> Iterator[Tuple[QueuedScript, str, Iterable[str]]]:
         for script in scripts:
             listing = self.listing(script)
             if listing is None:
                 if self._stopping():
                     return
                 continue
-            # A version whose model_dir a running version uses waits; later ones may go first.
-            busy = self._busy_model_dirs()
-            free = [
-                name
-                for name in listing.names
-                if not busy or str(self._paths.model_dir(script.label, listing.suffixes.get(name))) not in busy
-            ]
-            yield script, listing.sha256, free
+            yield script, listing.sha256, self._unhandled_names(script.label, listing, cut_off)
+
+    def _unhandled_names(self, label: str, listing: ScriptListing, cut_off: AbstractSet[Tuple[str, str]]) -> Iterator[str]:
+        """The versions of ``listing`` in run order, less the first ones this session handled
+        (but for those cut off since, which resume) and those whose model_dir a running
+        version uses (they wait; later ones may go first)."""
+        key = (label, listing.sha256)
+        names = listing.names
+        start = self._handled_prefix.get(key, 0)
+        while start < len(names) and (label, names[start], listing.sha256) in self._handled:
+            start += 1
+        self._handled_prefix[key] = start
+        places = self._places.get(key)
+        if places is None:
+            places = self._places[key] = {name: index for index, name in enumerate(names)}
+        resumed = sorted(
+            (name for script, name in cut_off if script == label and places.get(name, len(names)) < start), key=places.__getitem__
+        )
+        busy = self._busy_names(label, listing)
+        for name in itertools.chain(resumed, itertools.islice(names, start, None)):
+            if name not in busy:
+                yield name
+
+    def _busy_names(self, label: str, listing: ScriptListing) -> AbstractSet[str]:
+        busy_dirs = self._busy_model_dirs()
+        if not busy_dirs:
+            return frozenset()
+        key = (label, listing.sha256)
+        by_dir = self._names_by_dir.get(key)
+        if by_dir is None:
+            by_dir = self._names_by_dir[key] = {}
+            for name in listing.names:
+                by_dir.setdefault(str(self._paths.model_dir(label, listing.suffixes.get(name))), []).append(name)
+        return {name for folder in busy_dirs for name in by_dir.get(folder, ())}
 
     def _report_broken_script(self, script: QueuedScript, listing: ScriptListing) -> None:
         """A script whose versions cannot be learned: reported once per content, counted as failed."""
@@ -226,6 +262,20 @@ class VersionChooser:
             }
         )
         self._tally.add(script.label, "failed", 0.0)
+
+
+class _Handled:
+    """What this session must not start (again): what it handled or any daemon of it claimed,
+    but for the versions cut off since, which resume. A view, not a set built per choice."""
+
+    def __init__(self, own: AbstractSet[VersionKey], taken: AbstractSet[Tuple[str, str, Optional[str]]], cut_off: AbstractSet[Tuple[str, str]]) -> None:
+        self._own = own
+        self._taken = taken
+        self._cut_off = cut_off
+
+    def __contains__(self, key: object) -> bool:
+        assert isinstance(key, tuple)
+        return (key in self._own or key in self._taken) and key[:2] not in self._cut_off
 
 
 def _key(planned: PlannedRun) -> VersionKey:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import AbstractSet, Iterable, Optional, Tuple
+from typing import AbstractSet, Container, Iterable, Optional, Tuple
 
 from mlpipeline.queue.queue_file import QueuedScript
 from mlpipeline.records.journal import Journal
@@ -76,7 +76,7 @@ def choose_next(
     candidates: Iterable[Tuple[QueuedScript, str, Iterable[str]]],
     journal: Journal,
     policy: HistoryPolicy,
-    handled: AbstractSet[Tuple[str, str, str]],
+    handled: Container[Tuple[str, str, str]],
     cut_off: AbstractSet[Tuple[str, str]] = frozenset(),
 ) -> Optional[PlannedRun]:
     """The next version to run: the first resumable one in queue order, else the first fresh one.

@@ -12,6 +12,9 @@ from mlpipeline.watch.console import ConsoleView
 from mlpipeline.watch.runs import RecordedRun, number
 
 FORMATS = (".png", ".svg")
+LEGEND_LIMIT = 20
+"""Past this many curves the figure names none: a legend of thousands of versions hides the
+plot and took matplotlib most of a minute. The curves are then drawn as one collection."""
 
 Curve = List[Tuple[float, float]]
 
@@ -69,7 +72,10 @@ def plot_metric(
     except OSError as exc:
         view.error(f"{path}: cannot be written ({exc.strerror or exc})")
         return 1
-    view.info(f"wrote {path}: {metric} of {', '.join(found)}")
+    if len(found) <= LEGEND_LIMIT:
+        view.info(f"wrote {path}: {metric} of {', '.join(found)}")
+    else:
+        view.info(f"wrote {path}: {metric} of {len(found)} versions, unnamed in the figure (name up to {LEGEND_LIMIT} to see which is which)")
     return 0
 
 
@@ -81,14 +87,27 @@ def write_figure(found: Dict[str, Curve], metric: str, path: Path, log_scale: bo
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         figure = Figure(figsize=(8, 5), layout="constrained")
         axes = figure.add_subplot()
-        for label, points in found.items():
-            steps, values = zip(*points)
-            axes.plot(steps, values, label=label, marker="." if len(points) < 30 else None)
+        if len(found) <= LEGEND_LIMIT:
+            for label, points in found.items():
+                steps, values = zip(*points)
+                axes.plot(steps, values, label=label, marker="." if len(points) < 30 else None)
+        else:
+            from matplotlib.collections import LineCollection
+
+            # A lone point (a one-report version) is no segment: a dot marks it.
+            lines = [points for points in found.values() if len(points) > 1]
+            dots = [points[0] for points in found.values() if len(points) == 1]
+            axes.add_collection(LineCollection(lines, linewidths=0.6, alpha=0.5, colors="tab:blue"))
+            if dots:
+                axes.scatter(*zip(*dots), s=4, alpha=0.5, color="tab:blue")
+            axes.autoscale_view()
         axes.set_xlabel("step")
         axes.set_ylabel(metric)
-        axes.set_title(f"{metric} over steps")
+        many = f" ({len(found)} versions)" if len(found) > LEGEND_LIMIT else ""
+        axes.set_title(f"{metric} over steps{many}")
         if log_scale:
             axes.set_yscale("log")
         axes.grid(True, alpha=0.3)
-        axes.legend(title="script:version")
+        if len(found) <= LEGEND_LIMIT:
+            axes.legend(title="script:version")
         figure.savefig(path, dpi=120)
