@@ -192,7 +192,7 @@ def _moment_came(project, moment):
 
 def test_a_stop_signal_at_any_moment_of_a_run_ends_it_with_130_or_143_and_never_a_traceback(project):
     # Ctrl-C as a terminal sends it, to the whole foreground process group: the daemon, and on
-    # every other run a reader of its stdout (`| tee`), which dies of it too. Without site (-S),
+    # every third run a reader of its stdout (`| tee`), which dies of it too. Without site (-S),
     # so that Python's own start-up, which runs no code of ours and can print its own traceback
     # for a Ctrl-C or end by the signal before any handler is in place, is over in milliseconds;
     # the packages come by PYTHONPATH. The shell reports an end by the signal as 130 or 143 too.

@@ -51,10 +51,11 @@ EXIT_CLUSTER_GONE = 75
 cluster that is back resumes them (75 is sysexits' EX_TEMPFAIL: try again later)."""
 
 WAIT_POLL_S = 2.0
+"""With --wait and an empty queue, how often the queue file and the scripts are looked at."""
+
 QUEUE_COUNTS_INTERVAL_S = 1.0
 """At most one ``queue: ...`` line a second: counting what is pending walks the queue, which
 at 16 versions ending a second over 10,000 queued cost more than the versions' dispatch."""
-"""With --wait and an empty queue, how often the queue file and the scripts are looked at."""
 
 TRACKING_CLOSE_S = 30.0
 """How long the daemon waits at its end for the tracker to take what is still queued."""
