@@ -24,6 +24,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._project import environment, machine, make_project, mlpipeline  # noqa: E402
+from bench.memory import peak_mib  # noqa: E402
 
 LOOP = """
 import sys, time
@@ -83,7 +84,7 @@ def under_mlpipeline(lines: int, mlp_extra: str = "") -> Dict[str, float]:
         try:
             times = watched.cpu_times()
             cpu = times.user + times.system
-            peak = _peak_mib(daemon.pid)
+            peak = peak_mib(daemon.pid)
         except (psutil.Error, OSError):
             pass
         time.sleep(0.1)
@@ -91,14 +92,6 @@ def under_mlpipeline(lines: int, mlp_extra: str = "") -> Dict[str, float]:
         raise RuntimeError(f"mlpipeline -r exited {daemon.returncode}")
     logs = list((root / "models" / "outputs").glob("log-*"))
     return {"loop_s": float((root / "loop_s").read_text()), "daemon_cpu_s": cpu, "peak_mib": peak, "in_order": _check_log(logs[0], lines)}
-
-
-def _peak_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 _LINE = re.compile(r"^\S+ OUT printer\.py:printer step (\d+) loss \S+$")
