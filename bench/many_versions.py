@@ -26,14 +26,8 @@ from bench._project import environment, machine, make_project, mlpipeline  # noq
 
 SCRIPT = """
 import time
-from mlpipeline.helper import DataLoader, Model
+from mlpipeline.helper import Model, SplitDataLoader
 from mlpipeline.utils import Versions
-
-class Data(DataLoader):
-    def get_train_input(self, **kw): return [0]
-    def get_test_input(self, **kw): return [0]
-    def get_train_sample_count(self): return 1
-    def get_test_sample_count(self): return 1
 
 class Sleeper(Model):
     def train_model(self, input_fn, steps):
@@ -43,7 +37,7 @@ class Sleeper(Model):
     def evaluate_model(self, input_fn, steps):
         return {"mse": 0.25}
 
-versions = Versions(learning_rate=0.1, dataloader=Data(), batch_size=1, epoc_count=1)
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([0], [0]), batch_size=1, epoc_count=1)
 for index in range(%d):
     versions.addV("v%%05d" %% index, model_dir_suffix="v%%05d" %% index)
 MODEL = Sleeper(versions)

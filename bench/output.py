@@ -37,14 +37,8 @@ def print_lines(count):
 """
 
 SCRIPT = LOOP + """
-from mlpipeline.helper import DataLoader, Model
+from mlpipeline.helper import Model, SplitDataLoader
 from mlpipeline.utils import Versions
-
-class Data(DataLoader):
-    def get_train_input(self, **kw): return [0]
-    def get_test_input(self, **kw): return [0]
-    def get_train_sample_count(self): return 1
-    def get_test_sample_count(self): return 1
 
 class Printer(Model):
     def train_model(self, input_fn, steps):
@@ -55,7 +49,7 @@ class Printer(Model):
     def evaluate_model(self, input_fn, steps):
         return {}
 
-versions = Versions(learning_rate=0.1, dataloader=Data(), batch_size=1, epoc_count=1)
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([0], [0]), batch_size=1, epoc_count=1)
 versions.addV("printer")
 MODEL = Printer(versions)
 """

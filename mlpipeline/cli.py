@@ -307,14 +307,13 @@ def _main(argv: Optional[List[str]]) -> int:
                 view.error(f"{exc.filename or project.outputs_dir}: cannot be written ({exc.strerror or exc}); nothing was asked")
                 return EXIT_USAGE
         if command in ("compare", "plot"):
-            from mlpipeline.watch.runs import missing_selections, select_runs
+            from mlpipeline.watch.runs import missing_selections, select_runs, warn_on_stderr
 
             runs = select_runs(project, args.select, any_state=args.any_state)
             if runs:
                 kind = "run" if args.any_state else "finished run"
                 for item in missing_selections(args.select, runs, project):
-                    # On stderr: stdout may be JSON or CSV for another program.
-                    sys.stderr.write(f"warning: {item}: results.jsonl has no {kind} of it; left out\n")
+                    warn_on_stderr(f"{item}: results.jsonl has no {kind} of it; left out")
             if command == "compare":
                 from mlpipeline.watch.compare import show_comparison
 
