@@ -79,7 +79,7 @@ def under_mlpipeline(lines: int, mlp_extra: str = "") -> Dict[str, float]:
             times = watched.cpu_times()
             cpu = times.user + times.system
             peak = peak_mib(daemon.pid)
-        except (psutil.Error, OSError):
+        except (psutil.Error, OSError, RuntimeError):  # RuntimeError: ended between the two looks
             pass
         time.sleep(0.1)
     if daemon.returncode != 0:
@@ -109,7 +109,7 @@ def _ray_head() -> Tuple[subprocess.Popen, str]:
     import ray  # noqa: F401 - the extra must be installed
 
     folder = tempfile.mkdtemp(prefix="mlpipeline-bench-ray-")
-    command = ["ray", "start", "--head", "--node-ip-address=127.0.0.1", "--port=0", "--num-cpus=2", "--block", f"--temp-dir={folder}",
+    command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address=127.0.0.1", "--port=0", "--num-cpus=2", "--block", f"--temp-dir={folder}",
                "--include-dashboard=false", "--disable-usage-stats"]
     head = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert head.stdout is not None

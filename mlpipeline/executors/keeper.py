@@ -250,7 +250,10 @@ def _run_exit_functions() -> None:
 
 
 def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
+    # The streams the worker set up, too, when the script replaced sys.stdout with its own.
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is None:
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):

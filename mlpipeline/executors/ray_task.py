@@ -36,8 +36,12 @@ ABANDON = "abandon"
 BEAT_S = 1.0
 """How often a task says it is alive when its child is quiet."""
 
-BATCH_ITEMS = 1000
+BATCH_ITEMS = 20000
 """The most lines and events one message carries."""
+
+GATHER_S = 0.05
+"""How long a task gathers what its child says before it sends it on: a line is at the daemon
+this much later, and a child printing fast costs one message in this time, not one a read."""
 
 DAEMON_SILENT_S = 6.0
 """Seconds without an answer from the board after which a task ends its version: less than
@@ -201,13 +205,33 @@ its readers before the run is done)."""
 
 
 def _take(said: "queue.Queue[Any]", wait_s: float) -> List[Any]:
-    """What the child said: the first item waited for up to ``wait_s``, then what else is
-    there, up to BATCH_ITEMS, so that a child that never stops printing still lets beats out."""
+    """What the child said: the first item waited for up to ``wait_s``, then what else comes
+    within GATHER_S of it, up to BATCH_ITEMS lines and events, so that a child that never stops
+    printing still lets beats out. Lines of one stream that follow each other become one item:
+    a version printing fast costs the daemon one message, not one per read of the pipe."""
     items: List[Any] = []
+    count = 0
     try:
-        items.append(said.get(timeout=wait_s))
-        while len(items) < BATCH_ITEMS:
-            items.append(said.get_nowait())
+        first = said.get(timeout=wait_s)
+        deadline = time.monotonic() + GATHER_S
+        item: Any = first
+        while True:
+            if item is _ENDED:
+                items.append(item)
+                break
+            if item[0] == "lines":
+                count += len(item[2])
+                if items and items[-1][0] == "lines" and items[-1][1] == item[1]:
+                    items[-1][2].extend(item[2])
+                else:
+                    items.append(("lines", item[1], list(item[2])))
+            else:
+                count += 1
+                items.append(item)
+            left = deadline - time.monotonic()
+            if count >= BATCH_ITEMS or left <= 0:
+                break
+            item = said.get(timeout=left)
     except queue.Empty:
         pass
     return items

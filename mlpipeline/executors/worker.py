@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.script_support.extras import MissingExtra
+from mlpipeline.executors.live_output import buffer_output
 from mlpipeline.executors.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
 from mlpipeline.executors.protocol import (
     LIST_VERSIONS,
@@ -305,22 +306,8 @@ def missing_message(label: str, missing: List[str]) -> str:
     return f"{label} has no {names}: set it in addV() or as a Versions default"
 
 
-def line_buffered_output() -> None:
-    """One write a line on stdout and stderr, as the preload server's workers have them.
-
-    The daemon sets PYTHONUNBUFFERED so that the version's own child processes print live
-    too; in this process it would write each piece of a print apart (eight writes for
-    ``print("step", i, "loss", x)``), which cost a version printing a million lines 6 s.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            pass  # not a text stream of ours (replaced before this ran): left as it is
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    line_buffered_output()
+    buffer_output()
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     request = ChildRequest.read(run_dir)
