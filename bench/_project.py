@@ -29,6 +29,9 @@ def mlpipeline(root: Path, *args: str, env: Optional[Dict[str, str]] = None) -> 
 
 def environment(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     env = dict(os.environ)
+    # As an installed package runs: its bytecode compiled (pip does it at install), not every
+    # module compiled again in every child, which a shell's PYTHONDONTWRITEBYTECODE would cause.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra or {})
     return env
