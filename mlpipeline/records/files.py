@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -89,12 +88,23 @@ def fsync_dir(folder: Path) -> None:
         os.close(handle)
 
 
+def _temporary_beside(path: Path) -> "tuple[int, str]":
+    """A new file, readable by its owner only, in ``path``'s folder: as tempfile.mkstemp makes
+    one, without the import (every version's child writes its result through here)."""
+    while True:
+        name = os.path.join(str(path.parent), f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), name
+        except FileExistsError:
+            continue
+
+
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half.
 
     ``durable=False`` skips the fsyncs, for files that are only ever a passing view.
     """
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

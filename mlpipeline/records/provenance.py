@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -48,6 +46,8 @@ def git_state(repository: Path, script: Path) -> Optional[Dict[str, Any]]:
 
 
 def _git(repository: Path, *args: str) -> Optional[str]:
+    import subprocess  # here: a version's child, which imports this module, never runs git
+
     try:
         done = subprocess.run(
             ["git", "-C", str(repository), *args],
@@ -66,7 +66,7 @@ def software_versions() -> Dict[str, str]:
     """Python's, mlpipeline's, and those of the frameworks this process has imported."""
     from mlpipeline import __version__
 
-    versions = {"python": platform.python_version(), "mlpipeline": __version__}
+    versions = {"python": sys.version.split()[0], "mlpipeline": __version__}
     for name in _FRAMEWORKS:
         module = sys.modules.get(name)
         version = getattr(module, "__version__", None) if module is not None else None

@@ -11,7 +11,6 @@ it is recorded as ``{name: avg_epoc()}``, what release post8 logged for it.
 """
 from __future__ import annotations
 
-import statistics
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from mlpipeline.script_support import channel
@@ -74,6 +73,8 @@ class Metric:
         """The mean of the window of epoch averages; 0 until it is half full."""
         if not self.track_value_list or len(self.track_value_list) < self.track_average_epoc_count / 2:
             return 0
+        import statistics  # here: most versions never ask, and every child imports this module
+
         return statistics.mean(self.track_value_list)
 
     def get_tracking_delta(self) -> float:
@@ -86,6 +87,8 @@ class Metric:
         """The standard deviation of the window of epoch averages; 0 with fewer than two."""
         if len(self.track_value_list) < 2:
             return 0
+        import statistics
+
         return statistics.stdev(self.track_value_list)
 
     def __repr__(self) -> str:
