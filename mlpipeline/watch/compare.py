@@ -83,8 +83,25 @@ def _differing(parameters: List[Dict[str, Any]]) -> List[str]:
     names: List[str] = []
     for values in parameters:
         names.extend(name for name in values if name not in names)
-    canonical = [{name: json_text(values.get(name), sort_keys=True) for name in names} for values in parameters]
-    return [name for name in names if len({row[name] for row in canonical}) > 1]
+    differing = []
+    for name in names:
+        seen = set()
+        for values in parameters:
+            seen.add(_comparable(values.get(name)))
+            if len(seen) > 1:
+                differing.append(name)
+                break
+    return differing
+
+
+def _comparable(value: Any) -> Any:
+    """``value`` as something that is equal for equal values and hashable: a plain value as
+    itself with its type (1 and 1.0 and True differ, as in JSON), anything else as its JSON."""
+    if isinstance(value, float) and value != value:
+        return ("float", "NaN")  # never equal to itself, yet one value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return (type(value).__name__, value)
+    return ("json", json_text(value, sort_keys=True))
 
 
 def sort_rows(columns: List[str], rows: List[Dict[str, Any]], sort: str) -> List[Dict[str, Any]]:

@@ -43,12 +43,20 @@ class RecordedRun:
         if not model_dir or not run_id:
             return []
         current = history_path(Path(model_dir))
-        for path in [current, *sorted(current.parent.glob("metrics-*.jsonl"))]:
-            rows = list(read_history_file(path, self.warn))
-            ends = [index for index, row in enumerate(rows) if row.get("run_id") == run_id]
-            if ends:
-                return rows[: ends[-1] + 1]
+        rows = self._up_to(current, run_id)
+        if rows is not None:
+            return rows
+        # Kept aside when a fresh run started over: looked for only when the current lacks it.
+        for path in sorted(current.parent.glob("metrics-*.jsonl")):
+            rows = self._up_to(path, run_id)
+            if rows is not None:
+                return rows
         return []
+
+    def _up_to(self, path: Path, run_id: str) -> Optional[List[Dict[str, Any]]]:
+        rows = list(read_history_file(path, self.warn))
+        ends = [index for index, row in enumerate(rows) if row.get("run_id") == run_id]
+        return rows[: ends[-1] + 1] if ends else None
 
 
 # The head of a results.jsonl row as records/ends.py writes it: the version and how it ended
