@@ -17,11 +17,11 @@ def _options(parser: "argparse.ArgumentParser") -> List[str]:
 
 def completion_script(shell: str) -> str:
     """The completion script for ``shell`` (bash, or zsh through its bash compatibility)."""
-    from mlpipeline.cli import COMMANDS, build_command_parser, build_parser
+    from mlpipeline.commands import COMMANDS, build_command_parser, build_parser
 
-    commands = [*COMMANDS, "completion"]
+    commands = list(COMMANDS)
     per_command: Dict[str, List[str]] = {name: _options(build_command_parser(name)) for name in COMMANDS}
-    per_command["completion"] = list(SHELLS)
+    per_command["completion"] = list(SHELLS)  # its one argument is a shell, not an option
     cases = "\n".join(f'        {name}) words="{" ".join(options)}" ;;' for name, options in per_command.items())
     script = f"""# mlpipeline completion for {shell}, made by `mlpipeline completion {shell}`
 _mlpipeline() {{
