@@ -19,7 +19,7 @@ from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.process_tree import end_processes, run_processes
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, describe_node, version_environment
-from mlpipeline.executors.worker import missing_message
+from mlpipeline.executors.protocol import missing_message
 from mlpipeline.queue.catalog import ScriptCatalog, ScriptListing
 from mlpipeline.queue.config import ProjectConfig
 from mlpipeline.records.claims import Claims

@@ -14,7 +14,7 @@ from mlpipeline.execution.signals import StopSignals
 from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, version_environment
-from mlpipeline.executors.worker import missing_message
+from mlpipeline.executors.protocol import missing_message
 from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, combined, refused_message, unknown_versions
 from mlpipeline.queue.config import TEST_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile

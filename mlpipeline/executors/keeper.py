@@ -38,7 +38,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
-from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest  # noqa: E402
+from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest, cut_off_result  # noqa: E402
 from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere  # noqa: E402
 
 LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
@@ -206,7 +206,7 @@ class Keeper:
         for run_dir in self.workers.values():
             if (run_dir / RESULT_FILE).exists():
                 continue
-            result = {"ok": False, "cut_off": True, "error": {"message": message, "phase": "keeper"}}
+            result = cut_off_result(message, "keeper")
             try:
                 write_json_atomic(run_dir / RESULT_FILE, result, durable=False)
             except OSError:

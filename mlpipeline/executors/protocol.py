@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, TypedDict
 
 from mlpipeline.records.files import write_json_atomic
 
@@ -84,3 +84,44 @@ class ScriptError:
     @classmethod
     def from_json(cls, data: Optional[Dict[str, Any]]) -> Optional["ScriptError"]:
         return None if data is None else cls(**data)
+
+
+class ErrorFields(TypedDict, total=False):
+    """A result's ``error``: ScriptError's fields as JSON."""
+
+    message: str
+    traceback: str
+    phase: str
+
+
+class ChildResult(TypedDict, total=False):
+    """What ``result.json`` holds, written by the worker, or in its place by whoever saw the
+    child end without one (its keeper, a Ray task, the Ray executor).
+
+    ``ok``: the version (or the listing) ended well. ``cut_off``: it was ended from outside
+    before its end (a silent daemon, a lost node): to be resumed, not recorded failed. The
+    rest is the worker's: a listing's ``sha256``, ``names``, ``missing``, ``suffixes``,
+    ``gpus``; a run's ``sha256``, ``parameters``, ``epochs``, ``steps``, ``eval_train``,
+    ``eval_test``, ``model_summary``, ``dataloader_summary``.
+    """
+
+    ok: bool
+    cut_off: bool
+    error: ErrorFields
+
+
+def cut_off_result(message: str, phase: str) -> ChildResult:
+    """The result of a run ended from outside before it could end itself: resumed later."""
+    return {"ok": False, "cut_off": True, "error": {"message": message, "phase": phase}}
+
+
+def failed_result(message: str, phase: str) -> ChildResult:
+    """The result of a run that could not be run or whose end was never told: failed."""
+    return {"ok": False, "error": {"message": message, "phase": phase}}
+
+
+def missing_message(label: str, missing: List[str]) -> str:
+    """Why a version lacking required parameters cannot run: said by the daemon before it
+    starts one (launcher, test mode) and by the child that finds it."""
+    names = ", ".join(name.upper() for name in missing)
+    return f"{label} has no {names}: set it in addV() or as a Versions default"

@@ -25,7 +25,7 @@ import ray
 
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.local import deliver
-from mlpipeline.executors.protocol import describe_node
+from mlpipeline.executors.protocol import cut_off_result, describe_node, failed_result
 from mlpipeline.executors.ray_task import ABANDON, RunBoard, check_node, run_version_on_node
 from mlpipeline.records.files import remove_quietly
 
@@ -294,7 +294,7 @@ class RayExecutor(Executor):
                 pass
             _cancel(stream, force=True)
         message = f"{self.lost}; cut off, to resume from its checkpoint"
-        self._end(run, None, None, None, {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}}, abandoned=True)
+        self._end(run, None, None, None, cut_off_result(message, "node"), abandoned=True)
 
     def _remove_probe(self) -> None:
         if self._probe is not None:
@@ -344,7 +344,7 @@ class RayExecutor(Executor):
         cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
         what = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(exc).__name__}: {_first_line(exc)}"
         where = f" on node {describe_node(run.placement)}" if run.placement else ""
-        return {"ok": False, "error": {"message": f"its Ray task ended{where} without its version's end ({what})", "phase": "node"}}
+        return failed_result(f"its Ray task ended{where} without its version's end ({what})", "node")
 
     def _node_alive(self, placement: Dict[str, Any]) -> bool:
         try:
@@ -356,7 +356,7 @@ class RayExecutor(Executor):
         """The result of a run whose node was lost: cut off, to resume."""
         where = f"node {describe_node(run.placement)}" if run.placement else "its node"
         message = f"{where} was lost mid-run ({what}); cut off, to resume from its checkpoint"
-        return {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}}
+        return cut_off_result(message, "node")
 
     def _end(
         self,
@@ -408,7 +408,7 @@ class RayExecutor(Executor):
                     if now - missing >= NODE_GONE_GRACE_S:
                         # Cut off, not failed: the daemon tries it again, and records why if it still cannot run.
                         message = f"it waited for {run.gpus:g} GPUs, and no live node of the Ray cluster has them any more"
-                        self._end(run, None, None, None, {"ok": False, "cut_off": True, "error": {"message": message, "phase": "node"}})
+                        self._end(run, None, None, None, cut_off_result(message, "node"))
                         _cancel(stream, force=False)
                 else:
                     self._gpus_missing_since.pop(id(run), None)

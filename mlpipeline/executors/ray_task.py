@@ -28,7 +28,7 @@ import ray
 
 from mlpipeline.executors.base import ChildRun
 from mlpipeline.executors.local import LocalExecutor
-from mlpipeline.executors.protocol import ChildRequest
+from mlpipeline.executors.protocol import ChildRequest, cut_off_result, failed_result
 
 ABANDON = "abandon"
 """The board's word for a run its daemon gave up on: end it now, record nothing."""
@@ -141,7 +141,7 @@ def run_version_on_node(
     problem = shared_folder_problem(work_dir, probe)
     if problem:
         message = f"{problem}; {SHARED_FOLDER_NEEDED}"
-        yield ("ended", {"result": {"ok": False, "error": {"message": message, "phase": "start"}}, "returncode": None})
+        yield ("ended", {"result": failed_result(message, "start"), "returncode": None})
         return
     request = ChildRequest(**request_fields)
     if request.run_record is not None:
@@ -183,7 +183,7 @@ def run_version_on_node(
         assert outcome is not None
         result = outcome.result
         if watch.cut_off and not (result or {}).get("ok"):
-            result = {"ok": False, "cut_off": True, "error": {"message": watch.cut_off, "phase": "node"}}
+            result = cut_off_result(watch.cut_off, "node")
         yield ("ended", {
             "result": result,
             "returncode": outcome.returncode,

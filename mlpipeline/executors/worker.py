@@ -9,7 +9,6 @@ import hashlib
 import math
 import os
 import sys
-import traceback
 import types
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from mlpipeline.executors.protocol import (
     RESULT_FILE,
     ChildRequest,
     ScriptError,
+    missing_message,
 )
 from mlpipeline.records.provenance import software_versions
 from mlpipeline.records.run_record import update_run_record, write_run_record
@@ -45,6 +45,8 @@ def user_traceback(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == _THIS_FILE:
         tb = tb.tb_next
+    import traceback  # here: a version that ends well never needs it
+
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
@@ -112,6 +114,8 @@ def load_script(
     try:
         code = compile(source, path, "exec")
     except SyntaxError as exc:
+        import traceback
+
         raise VersionFailure(
             ScriptError(
                 message=f"{label}:{exc.lineno}: syntax error: {exc.msg}",
@@ -299,11 +303,6 @@ def other_file_message(label: str, path: str, sha256: str, required: str) -> str
         f"daemon fingerprinted ({required[:12]}); the shared folder shows this node an older or newer copy, "
         "so nothing of it was run here"
     )
-
-
-def missing_message(label: str, missing: List[str]) -> str:
-    names = ", ".join(name.upper() for name in missing)
-    return f"{label} has no {names}: set it in addV() or as a Versions default"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
