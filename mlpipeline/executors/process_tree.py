@@ -16,40 +16,12 @@ from typing import Dict, Iterable, List, Optional
 
 import psutil
 
+from mlpipeline.executors.child_pids import children_of
+
 SAMPLE_INTERVAL_S = 0.5
 
 FREEZE_ROUNDS = 50
 """Looks for new processes while freezing; each round finds only what forked during the last."""
-
-
-def children_of(pid: int) -> List[int]:
-    """The pids of ``pid``'s children, from /proc's list of each of its threads' children (Linux):
-    the cost is the family's size, not the machine's (psutil reads every process on the host)."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return []  # ended meanwhile
-    except OSError:
-        return _children_by_psutil(pid)
-    children: List[int] = []
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as handle:
-                children.extend(int(child) for child in handle.read().split())
-        except FileNotFoundError:
-            if not os.path.exists(f"/proc/{pid}/task/{task}"):
-                continue  # a thread that ended meanwhile
-            return _children_by_psutil(pid)  # a kernel without these lists
-        except OSError:
-            return _children_by_psutil(pid)
-    return children
-
-
-def _children_by_psutil(pid: int) -> List[int]:
-    try:
-        return [child.pid for child in psutil.Process(pid).children()]
-    except psutil.Error:
-        return []
 
 
 def descendants(root: psutil.Process) -> List[psutil.Process]:
