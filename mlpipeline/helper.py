@@ -4,12 +4,11 @@
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, List, Optional
 
 from mlpipeline.script_support import channel, related_files
 from mlpipeline.script_support.versions import Versions
-from mlpipeline.utils import ExecutionModeKeys, ModeKeys, log
+from mlpipeline.utils import _INFO, ExecutionModeKeys, ModeKeys, log
 
 __all__ = ["DataLoader", "Experiment", "Model", "SplitDataLoader"]
 
@@ -30,7 +29,7 @@ class _Summary:
     def summary(self) -> str:
         return self.summery
 
-    def log(self, message: Any, log_to_file: Any = None, *, level: Any = logging.INFO, **_ignored: Any) -> None:
+    def log(self, message: Any, log_to_file: Any = None, *, level: Any = _INFO, **_ignored: Any) -> None:
         """Write ``message`` to the pipeline's log under the running script and version.
 
         ``level`` (by keyword) is a :mod:`logging` level or its name. The second argument is

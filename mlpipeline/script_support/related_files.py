@@ -7,7 +7,6 @@ before an ``Experiment``'s first hook.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from typing import Any, List, Optional
 
@@ -52,6 +51,8 @@ def copy_related_files(model: Any, dst_dir: str) -> List[str]:
             continue  # a copy made earlier, imported back
         target = os.path.join(destination, os.path.relpath(path, root))
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        import shutil  # here: only Experiment models copy files, and every child imports this
+
         shutil.copyfile(path, target)
         written.append(target)
     return written
