@@ -78,11 +78,14 @@ def main() -> None:
     started = time.perf_counter()
     with open("/dev/null", "w") as null:
         daemon = subprocess.Popen(mlpipeline(root, "-r"), env=environment(), cwd=root, stdout=null, stderr=null)
-    watched, cpu = psutil.Process(daemon.pid), 0.0
+    watched, cpu, children_cpu = psutil.Process(daemon.pid), 0.0, 0.0
     while daemon.poll() is None:
         try:
             times = watched.cpu_times()
             cpu = times.user + times.system
+            # Every process below the daemon that has ended and been waited for (a keeper waits
+            # for its worker): the versions' children, the preload server's forks excepted.
+            children_cpu = times.children_user + times.children_system
         except psutil.Error:
             pass
         time.sleep(0.5)
@@ -92,6 +95,8 @@ def main() -> None:
     ideal = count * seconds / workers
     print(f"whole: {took:.1f} s; ideal {ideal:.1f} s; ratio {took / ideal:.3f}")
     print(f"daemon CPU: {cpu:.1f} s, {cpu / count * 1000:.1f} ms a version")
+    if not preload:
+        print(f"children's CPU: {children_cpu:.1f} s, {children_cpu / count * 1000:.1f} ms a version (keeper, worker, the script)")
     begun = starts(root / "models" / "outputs" / "history.jsonl")
     window = min(1000, len(begun) // 2)
     for name, part in (("first", begun[:window]), ("last", begun[-window:])):
