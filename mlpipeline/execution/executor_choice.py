@@ -14,7 +14,7 @@ from mlpipeline.execution.gpus import ClusterGpus, GpuPool, detect_gpus
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.queue.config_files import PROJECT_CONFIG, ConfigError
-from mlpipeline.queue.config import ProjectConfig, key_line
+from mlpipeline.queue.config import ProjectConfig
 from mlpipeline.script_support.extras import MissingExtra, require
 
 
@@ -41,13 +41,13 @@ def choose_executors(
         try:
             require("ray", "ray", 'executor = "ray"')
         except MissingExtra as exc:
-            raise ConfigError(PROJECT_CONFIG, str(exc), _config_line(project, "executor")) from None
+            raise ConfigError(PROJECT_CONFIG, str(exc), project.line_of("executor")) from None
         from mlpipeline.executors.ray_executor import ClusterUnavailable, RayExecutor
 
         try:
             runs = RayExecutor(project.project_dir, project.outputs_dir, project.ray_address)
         except ClusterUnavailable as exc:
-            line = _config_line(project, "ray_address") or _config_line(project, "executor")
+            line = project.line_of("ray_address") or project.line_of("executor")
             raise ConfigError(PROJECT_CONFIG, f'executor = "ray": {exc}', line) from None
         listings = local_executor(project.project_dir, project.preload, warn, heartbeat)
         return Executors(runs, listings, ClusterGpus(runs.node_gpus))
@@ -55,11 +55,3 @@ def choose_executors(
     gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus)
     executor = local_executor(project.project_dir, project.preload, warn, heartbeat)
     return Executors(executor, executor, gpus)
-
-
-def _config_line(project: ProjectConfig, key: str) -> Optional[int]:
-    try:
-        text = (project.project_dir / PROJECT_CONFIG).read_text(encoding="utf-8")
-    except (OSError, ValueError):  # gone, or no longer text, since it was read at start
-        return None
-    return key_line(text, "MLP", key)

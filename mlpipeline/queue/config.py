@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the names are this module's too
     EXECUTION_QUEUE,
@@ -22,9 +22,13 @@ from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the 
 from mlpipeline.queue.ini import POST8_KEYS, POST8_QUEUES, ini_to_toml, looks_like_ini
 from mlpipeline.script_support.versions import name_problem, shown_name
 
-ON_SCRIPT_CHANGE = ("rerun", "keep")
-EXECUTORS = ("local", "ray")
-TRACKERS = ("mlflow", "tensorboard")
+from mlpipeline.queue.project_keys import (
+    MLP_KEYS,
+    TRACKING_DIR_NEEDS,
+    TRACKING_URI_NEEDS,
+    KeyProblem,
+    default,
+)
 
 
 @dataclass(frozen=True)
@@ -34,19 +38,25 @@ class ProjectConfig:
     project_dir: Path
     models_dir: Path
     outputs_dir: Path
-    on_script_change: str = "rerun"
-    version_timeout: float = 0.0
-    retries: int = 0
-    workers: int = 1
-    gpus: Optional[Tuple[str, ...]] = None  # None: "auto", detected at start
-    preload: Tuple[str, ...] = ()
-    on_version_end: Tuple[str, ...] = ()  # a command and its arguments; () = none
-    listing_timeout: float = 300.0  # seconds a script's import may take while its versions are listed
-    executor: str = "local"  # where versions run: "local" (this host) or "ray" (a Ray cluster)
-    ray_address: Optional[str] = None  # with executor = "ray"; None: RAY_ADDRESS, else "auto"
-    tracking: Optional[str] = None  # "mlflow" or "tensorboard": a tracker fed with every run
-    tracking_uri: Optional[str] = None  # with mlflow; None: sqlite:///<outputs>/mlflow.db
-    tracking_dir: Optional[Path] = None  # with tensorboard; None: <model_dir>/tensorboard
+    on_script_change: str = default("on_script_change")
+    version_timeout: float = default("version_timeout")
+    retries: int = default("retries")
+    workers: int = default("workers")
+    gpus: Optional[Tuple[str, ...]] = default("gpus")
+    preload: Tuple[str, ...] = default("preload")
+    on_version_end: Tuple[str, ...] = default("on_version_end")
+    listing_timeout: float = default("listing_timeout")
+    executor: str = default("executor")
+    ray_address: Optional[str] = default("ray_address")
+    tracking: Optional[str] = default("tracking")
+    tracking_uri: Optional[str] = default("tracking_uri")
+    tracking_dir: Optional[Path] = default("tracking_dir")
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    """The line of mlp.config on which each [MLP] key given is set, for messages that come
+    later (a cluster that cannot be reached, a tracker that cannot start)."""
+
+    def line_of(self, key: str) -> Optional[int]:
+        return self.key_lines.get(key)
 
 
 @dataclass(frozen=True)
@@ -180,149 +190,36 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     if "MLP" not in data:
         raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
     mlp = data["MLP"]
-    known = [
-        "models_dir", "outputs_dir", "on_script_change", "version_timeout", "retries", "workers", "gpus", "preload",
-        "on_version_end", "listing_timeout", "executor", "ray_address", "tracking", "tracking_uri", "tracking_dir",
-    ]
+    known = list(MLP_KEYS)
     for key in mlp:
         if key not in known:
             raise _unknown(file, text, "MLP", key, known, "key of [MLP]")
     if "models_dir" not in mlp:
         raise ConfigError(file, "[MLP] has no 'models_dir': name the folder of the model scripts", key_line(text, "MLP"))
-    models_dir = project_dir / _typed(file, text, "MLP", mlp, "models_dir", str, "a string")
+    lines = {key: line for key in mlp if (line := key_line(text, "MLP", key)) is not None}
+    values: Dict[str, Any] = {}
+    for name, key in MLP_KEYS.items():
+        if name not in mlp:
+            values[name] = key.default
+            continue
+        try:
+            values[name] = key.check(name, mlp[name])
+        except KeyProblem as problem:
+            raise ConfigError(file, str(problem), lines.get(name)) from None
+    models_dir = project_dir / values.pop("models_dir")
     if not models_dir.is_dir():
-        raise ConfigError(
-            file, f"models_dir '{mlp['models_dir']}' is not a folder ({models_dir})", key_line(text, "MLP", "models_dir")
-        )
-    outputs_dir = models_dir / "outputs"
-    if "outputs_dir" in mlp:
-        outputs_dir = project_dir / _typed(file, text, "MLP", mlp, "outputs_dir", str, "a string")
-    on_change = "rerun"
-    if "on_script_change" in mlp:
-        on_change = _typed(file, text, "MLP", mlp, "on_script_change", str, "a string")
-        if on_change not in ON_SCRIPT_CHANGE:
-            raise ConfigError(
-                file,
-                f"on_script_change must be \"rerun\" or \"keep\", not {on_change!r}",
-                key_line(text, "MLP", "on_script_change"),
-            )
-    version_timeout = 0.0
-    if "version_timeout" in mlp:
-        version_timeout = _typed(file, text, "MLP", mlp, "version_timeout", (int, float), "a number of seconds")
-        if version_timeout < 0:
-            raise ConfigError(
-                file, f"version_timeout must be 0 (none) or more seconds, not {version_timeout}", key_line(text, "MLP", "version_timeout")
-            )
-    listing_timeout = 300.0
-    if "listing_timeout" in mlp:
-        listing_timeout = _typed(file, text, "MLP", mlp, "listing_timeout", (int, float), "a number of seconds")
-        if not 0 < listing_timeout < float("inf"):
-            raise ConfigError(
-                file, f"listing_timeout must be more than 0 seconds, not {listing_timeout}", key_line(text, "MLP", "listing_timeout")
-            )
-    retries = 0
-    if "retries" in mlp:
-        retries = _typed(file, text, "MLP", mlp, "retries", int, "a whole number")
-        if retries < 0:
-            raise ConfigError(file, f"retries must be 0 or more, not {retries}", key_line(text, "MLP", "retries"))
-    workers = 1
-    if "workers" in mlp:
-        workers = _typed(file, text, "MLP", mlp, "workers", int, "a whole number")
-        if workers < 1:
-            raise ConfigError(file, f"workers must be 1 or more, not {workers}", key_line(text, "MLP", "workers"))
-    gpus: Optional[Tuple[str, ...]] = None
-    if "gpus" in mlp:
-        value = mlp["gpus"]
-        valid_list = isinstance(value, list) and all(
-            (isinstance(item, int) and not isinstance(item, bool) and item >= 0) or (isinstance(item, str) and item)
-            for item in value
-        )
-        if value != "auto" and not valid_list:
-            raise ConfigError(
-                file, f'gpus must be "auto" or a list of GPU ids such as [0, 1], not {value!r}', key_line(text, "MLP", "gpus")
-            )
-        if valid_list:
-            gpus = tuple(str(item) for item in value)
-            if len(set(gpus)) != len(gpus):
-                raise ConfigError(file, f"gpus lists a GPU twice: {value!r}", key_line(text, "MLP", "gpus"))
-    preload: Tuple[str, ...] = ()
-    if "preload" in mlp:
-        value = mlp["preload"]
-        if not isinstance(value, list) or not all(isinstance(item, str) and re.fullmatch(r"[\w.]+", item) for item in value):
-            raise ConfigError(
-                file, f'preload must be a list of module names such as ["torch"], not {value!r}', key_line(text, "MLP", "preload")
-            )
-        preload = tuple(value)
-    on_version_end: Tuple[str, ...] = ()
-    if "on_version_end" in mlp:
-        value = mlp["on_version_end"]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value) or (value and not value[0]):
-            raise ConfigError(
-                file,
-                f'on_version_end must be a command as a list of strings, such as ["notify-send", "done"], not {value!r}',
-                key_line(text, "MLP", "on_version_end"),
-            )
-        on_version_end = tuple(value)
-    executor = "local"
-    if "executor" in mlp:
-        executor = _typed(file, text, "MLP", mlp, "executor", str, "a string")
-        if executor not in EXECUTORS:
-            raise ConfigError(
-                file, f'executor must be "local" or "ray", not {executor!r}', key_line(text, "MLP", "executor")
-            )
-    ray_address: Optional[str] = None
-    if "ray_address" in mlp:
-        ray_address = _typed(file, text, "MLP", mlp, "ray_address", str, "a string")
-        if not ray_address.strip():
-            raise ConfigError(
-                file, 'ray_address must be a cluster address such as "10.0.0.5:6379", or "auto"', key_line(text, "MLP", "ray_address")
-            )
-    tracking, tracking_uri, tracking_dir = _tracking(file, text, mlp, project_dir)
+        raise ConfigError(file, f"models_dir '{mlp['models_dir']}' is not a folder ({models_dir})", lines.get("models_dir"))
+    outputs = values.pop("outputs_dir")
+    outputs_dir = models_dir / "outputs" if outputs is None else project_dir / outputs
+    if values["tracking_uri"] is not None and values["tracking"] != "mlflow":
+        raise ConfigError(file, TRACKING_URI_NEEDS, lines.get("tracking_uri"))
+    if values["tracking_dir"] is not None:
+        if values["tracking"] != "tensorboard":
+            raise ConfigError(file, TRACKING_DIR_NEEDS, lines.get("tracking_dir"))
+        values["tracking_dir"] = (project_dir / values["tracking_dir"]).resolve()
     return ProjectConfig(
-        project_dir=project_dir,
-        models_dir=models_dir.resolve(),
-        outputs_dir=outputs_dir.resolve(),
-        on_script_change=on_change,
-        version_timeout=float(version_timeout),
-        retries=retries,
-        workers=workers,
-        gpus=gpus,
-        preload=preload,
-        on_version_end=on_version_end,
-        listing_timeout=float(listing_timeout),
-        executor=executor,
-        ray_address=ray_address,
-        tracking=tracking,
-        tracking_uri=tracking_uri,
-        tracking_dir=tracking_dir,
+        project_dir=project_dir, models_dir=models_dir.resolve(), outputs_dir=outputs_dir.resolve(), key_lines=lines, **values
     )
-
-
-def _tracking(file: str, text: str, mlp: Dict[str, Any], project_dir: Path) -> Tuple[Optional[str], Optional[str], Optional[Path]]:
-    """``tracking``, with ``tracking_uri`` (MLflow's) or ``tracking_dir`` (TensorBoard's)."""
-    tracking = None
-    if "tracking" in mlp:
-        tracking = _typed(file, text, "MLP", mlp, "tracking", str, "a string")
-        if tracking not in TRACKERS:
-            raise ConfigError(file, f'tracking must be "mlflow" or "tensorboard", not {tracking!r}', key_line(text, "MLP", "tracking"))
-    uri = None
-    if "tracking_uri" in mlp:
-        uri = _typed(file, text, "MLP", mlp, "tracking_uri", str, "a string")
-        if tracking != "mlflow" or not uri.strip():
-            raise ConfigError(
-                file, 'tracking_uri is MLflow\'s store, such as "sqlite:///mlflow.db" or "http://host:5000", with tracking = "mlflow"',
-                key_line(text, "MLP", "tracking_uri"),
-            )
-    folder = None
-    if "tracking_dir" in mlp:
-        value = _typed(file, text, "MLP", mlp, "tracking_dir", str, "a string")
-        if tracking != "tensorboard" or not value.strip():
-            raise ConfigError(
-                file, 'tracking_dir is the folder of TensorBoard\'s event files, such as "runs", with tracking = "tensorboard"',
-                key_line(text, "MLP", "tracking_dir"),
-            )
-        folder = (project_dir / value).resolve()
-    return tracking, uri, folder
 
 
 def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from mlpipeline.queue.project_keys import MLP_KEYS
 from mlpipeline.queue.config_files import (
     EXECUTION_QUEUE,
     PROJECT_CONFIG,
@@ -35,14 +36,7 @@ _ANY_SECTION = re.compile(r"^\s*\[(MLP|(?:WHITELISTED|BLACKLISTED)_(?:MODELS|EXP
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 # What each key of [MLP] is in TOML, per file; a key not here is kept as a comment, since
 # mlpipeline refuses keys it does not know.
-_PROJECT_KEYS = {
-    "models_dir": "string",
-    "outputs_dir": "string",
-    "on_script_change": "string",
-    "workers": "integer",
-    "retries": "integer",
-    "version_timeout": "number",
-}
+_PROJECT_KEYS = {key.name: key.toml for key in MLP_KEYS.values() if key.toml is not None}
 _QUEUE_KEYS = {"use_blacklist": "boolean"}
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
 

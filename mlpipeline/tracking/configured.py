@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from mlpipeline.queue.config import PROJECT_CONFIG, ConfigError, ProjectConfig, key_line
+from mlpipeline.queue.config import PROJECT_CONFIG, ConfigError, ProjectConfig
 from mlpipeline.tracking.bridge import Tracker, TrackingBridge
 
 EXTRAS = {"mlflow": ("mlflow", "mlflow"), "tensorboard": ("tensorboard", "tensorboard")}
@@ -15,7 +15,7 @@ def tracking_bridge(project: ProjectConfig, warn: Callable[[str, str], None]) ->
     """The bridge to the configured tracker, or None when mlp.config names none."""
     if project.tracking is None:
         return None
-    line = _line(project, "tracking")
+    line = project.line_of("tracking")
     try:
         tracker = _tracker(project)
     except ImportError as exc:
@@ -32,7 +32,7 @@ def tracking_bridge(project: ProjectConfig, warn: Callable[[str, str], None]) ->
         raise ConfigError(
             PROJECT_CONFIG,
             f"tracking = \"{project.tracking}\": {where} cannot be used ({type(exc).__name__}: {str(exc)[:500]})",
-            _line(project, key) or line,
+            project.line_of(key) or line,
         ) from None
     return TrackingBridge(tracker, warn)
 
@@ -52,13 +52,6 @@ def _tracker(project: ProjectConfig) -> Tracker:
     from mlpipeline.tracking.tensorboard_tracker import TensorBoardTracker
 
     return TensorBoardTracker(project.tracking_dir)
-
-
-def _line(project: ProjectConfig, key: str) -> Optional[int]:
-    try:
-        return key_line((project.project_dir / PROJECT_CONFIG).read_text(encoding="utf-8"), "MLP", key)
-    except (OSError, ValueError):  # gone, or no longer text, since it was read at start
-        return None
 
 
 def project_relative(uri: str, project: ProjectConfig) -> str:

@@ -1,0 +1,147 @@
+"""The keys of mlp.config's [MLP] table, each declared once: its name, its default, how its
+value is checked, and what it is in TOML. The loader (config.py), ProjectConfig's defaults and
+the INI migration (ini.py) all read this table.
+
+A check takes the value as TOML gave it and returns it as ProjectConfig holds it, or raises
+:class:`KeyProblem` saying what is wrong; the loader adds the file and the line.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+ON_SCRIPT_CHANGE = ("rerun", "keep")
+EXECUTORS = ("local", "ray")
+TRACKERS = ("mlflow", "tensorboard")
+
+
+class KeyProblem(ValueError):
+    """A value that a key does not take; the message says what it must be."""
+
+
+class ConfigKey(NamedTuple):
+    name: str
+    default: Any
+    check: Callable[[str, Any], Any]
+    toml: Optional[str] = None
+    """What the value is in TOML, for keys an INI file of the original package may hold
+    (``string``, ``integer``, ``number``); None for keys only TOML files have."""
+
+
+def _typed(key: str, value: Any, kind: Any, kind_name: str) -> Any:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise KeyProblem(f"'{key}' must be {kind_name}, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _string(key: str, value: Any) -> str:
+    return _typed(key, value, str, "a string")
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    said = " or ".join(f'"{choice}"' for choice in choices)
+
+    def check(key: str, value: Any) -> str:
+        if _string(key, value) not in choices:
+            raise KeyProblem(f"{key} must be {said}, not {value!r}")
+        return value
+
+    return check
+
+
+def _timeout(key: str, value: Any) -> float:
+    if _typed(key, value, (int, float), "a number of seconds") < 0:
+        raise KeyProblem(f"{key} must be 0 (none) or more seconds, not {value}")
+    return float(value)
+
+
+def _positive_seconds(key: str, value: Any) -> float:
+    if not 0 < _typed(key, value, (int, float), "a number of seconds") < float("inf"):
+        raise KeyProblem(f"{key} must be more than 0 seconds, not {value}")
+    return float(value)
+
+
+def _at_least(least: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if _typed(key, value, int, "a whole number") < least:
+            raise KeyProblem(f"{key} must be {least} or more, not {value}")
+        return value
+
+    return check
+
+
+def _gpus(key: str, value: Any) -> Optional[Tuple[str, ...]]:
+    valid_list = isinstance(value, list) and all(
+        (isinstance(item, int) and not isinstance(item, bool) and item >= 0) or (isinstance(item, str) and item) for item in value
+    )
+    if value != "auto" and not valid_list:
+        raise KeyProblem(f'gpus must be "auto" or a list of GPU ids such as [0, 1], not {value!r}')
+    if not valid_list:
+        return None  # "auto": detected at start
+    gpus = tuple(str(item) for item in value)
+    if len(set(gpus)) != len(gpus):
+        raise KeyProblem(f"gpus lists a GPU twice: {value!r}")
+    return gpus
+
+
+def _modules(key: str, value: Any) -> Tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and re.fullmatch(r"[\w.]+", item) for item in value):
+        raise KeyProblem(f'preload must be a list of module names such as ["torch"], not {value!r}')
+    return tuple(value)
+
+
+def _command(key: str, value: Any) -> Tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value) or (value and not value[0]):
+        raise KeyProblem(f'on_version_end must be a command as a list of strings, such as ["notify-send", "done"], not {value!r}')
+    return tuple(value)
+
+
+def _ray_address(key: str, value: Any) -> str:
+    if not _string(key, value).strip():
+        raise KeyProblem('ray_address must be a cluster address such as "10.0.0.5:6379", or "auto"')
+    return value
+
+
+def _tracking_uri(key: str, value: Any) -> str:
+    if not _string(key, value).strip():
+        raise KeyProblem(TRACKING_URI_NEEDS)
+    return value
+
+
+def _tracking_dir(key: str, value: Any) -> str:
+    if not _string(key, value).strip():
+        raise KeyProblem(TRACKING_DIR_NEEDS)
+    return value
+
+
+TRACKING_URI_NEEDS = 'tracking_uri is MLflow\'s store, such as "sqlite:///mlflow.db" or "http://host:5000", with tracking = "mlflow"'
+TRACKING_DIR_NEEDS = 'tracking_dir is the folder of TensorBoard\'s event files, such as "runs", with tracking = "tensorboard"'
+
+REQUIRED = object()
+"""The default of a key that must be given."""
+
+MLP_KEYS: Dict[str, ConfigKey] = {
+    key.name: key
+    for key in (
+        ConfigKey("models_dir", REQUIRED, _string, "string"),
+        ConfigKey("outputs_dir", None, _string, "string"),  # None: <models_dir>/outputs
+        ConfigKey("on_script_change", "rerun", _choice(*ON_SCRIPT_CHANGE), "string"),
+        ConfigKey("version_timeout", 0.0, _timeout, "number"),
+        ConfigKey("retries", 0, _at_least(0), "integer"),
+        ConfigKey("workers", 1, _at_least(1), "integer"),
+        ConfigKey("gpus", None, _gpus),  # None: "auto", detected at start
+        ConfigKey("preload", (), _modules),
+        ConfigKey("on_version_end", (), _command),  # a command and its arguments; () = none
+        ConfigKey("listing_timeout", 300.0, _positive_seconds),  # seconds a script's import may take while listed
+        ConfigKey("executor", "local", _choice(*EXECUTORS)),  # "local" (this host) or "ray" (a Ray cluster)
+        ConfigKey("ray_address", None, _ray_address),  # None: RAY_ADDRESS, else "auto"
+        ConfigKey("tracking", None, _choice(*TRACKERS)),  # a tracker fed with every run
+        ConfigKey("tracking_uri", None, _tracking_uri),  # MLflow's; None: sqlite:///<outputs>/mlflow.db
+        ConfigKey("tracking_dir", None, _tracking_dir),  # TensorBoard's; None: <model_dir>/tensorboard
+    )
+}
+
+
+def default(name: str) -> Any:
+    """The default of the [MLP] key ``name``, as ProjectConfig holds it."""
+    return MLP_KEYS[name].default
