@@ -48,6 +48,11 @@ def log(message: str, level: str = "INFO") -> None:
     send({"type": "log", "level": level, "message": str(message)})
 
 
+PLAIN_VALUE = "_mlpipeline_plain_value_"
+"""The method by which one of our objects (a Metric, a MetricContainer) says what it is as
+JSON-ready data, so that this module needs to know none of them."""
+
+
 def to_plain(value: Any, depth: int = 0) -> Any:
     """``value`` as JSON-ready data: objects become their class name, never a memory address."""
     if value is None or isinstance(value, (bool, int, str)):
@@ -58,12 +63,9 @@ def to_plain(value: Any, depth: int = 0) -> Any:
         return type(value).__name__
     if type(value) is dict:  # the common case, first: report()'s metrics
         return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
-    from mlpipeline.script_support.metrics import Metric, MetricContainer  # it imports this module
-
-    if isinstance(value, MetricContainer):
-        return to_plain(value.as_record(), depth + 1)
-    if isinstance(value, Metric):
-        return to_plain(value.avg_epoc(), depth + 1)
+    as_plain = getattr(type(value), PLAIN_VALUE, None)
+    if as_plain is not None:
+        return to_plain(as_plain(value), depth + 1)
     if isinstance(value, dict):
         return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

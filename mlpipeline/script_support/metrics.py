@@ -65,6 +65,9 @@ class Metric:
         """The average since the last ``reset()`` (0 before any update)."""
         return self.value / self.count if self.count else 0
 
+    def _mlpipeline_plain_value_(self) -> float:  # channel.PLAIN_VALUE: what a record holds of it
+        return self.avg_epoc()
+
     def avg_epoc(self) -> float:
         """The average since the last ``reset_epoc()`` (0 before any update)."""
         return self.epoc_value / self.epoc_count if self.epoc_count else 0
@@ -185,6 +188,9 @@ class MetricContainer(dict):
         for text in rows:
             channel.log(text.rstrip())
         return "".join(rows)
+
+    def _mlpipeline_plain_value_(self) -> Dict[str, float]:  # channel.PLAIN_VALUE
+        return self.as_record()
 
     def as_record(self) -> Dict[str, float]:
         """``{name: avg_epoc()}``: what the records keep of a container a hook returned."""
