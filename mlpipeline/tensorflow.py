@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from mlpipeline.helper import SplitDataLoader
 from mlpipeline.records.files import fsync_dir
-from mlpipeline.script_support.checkpointed import CheckpointedModel
+from mlpipeline._checkpointed import CheckpointedModel
 from mlpipeline.script_support.data_order import StreamOrder
 from mlpipeline.script_support.extras import require
 from mlpipeline.utils import ExecutionModeKeys, Versions
