@@ -125,3 +125,26 @@ def missing_message(label: str, missing: List[str]) -> str:
     starts one (launcher, test mode) and by the child that finds it."""
     names = ", ".join(name.upper() for name in missing)
     return f"{label} has no {names}: set it in addV() or as a Versions default"
+
+
+# -- what a Ray task streams to its daemon (ray_task.py to ray_executor.py) ---------------
+
+PLACED = "placed"
+"""``(PLACED, where)``: the child runs; ``where`` names the node, the child's pid, its GPUs."""
+OUT = "out"
+"""``(OUT, [item, ...])``: what the child said, in order; an item is ``(LINES, stream,
+[text, ...])`` or ``(EVENT, event)``. Sent empty as a beat when the child is quiet."""
+ENDED = "ended"
+"""``(ENDED, TaskEnd)``: the child ended; the last message."""
+LINES = "lines"
+EVENT = "event"
+
+
+class TaskEnd(TypedDict, total=False):
+    """How a version's child ended on its node: its result (None when it left none), its
+    exit code, and what it used."""
+
+    result: Optional[ChildResult]
+    returncode: Optional[int]
+    cpu_s: Optional[float]
+    peak_rss_bytes: Optional[int]

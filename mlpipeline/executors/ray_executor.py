@@ -25,7 +25,7 @@ import ray
 
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.local import deliver
-from mlpipeline.executors.protocol import cut_off_result, describe_node, failed_result
+from mlpipeline.executors.protocol import ENDED, LINES, OUT, PLACED, cut_off_result, describe_node, failed_result
 from mlpipeline.executors.ray_task import ABANDON, RunBoard, check_node, run_version_on_node
 from mlpipeline.records.files import remove_quietly
 
@@ -312,17 +312,17 @@ class RayExecutor(Executor):
                     if id(run) not in self._keys:
                         return  # given up (its node was silent): what it says now is not recorded
                     self._heard[id(run)] = time.monotonic()
-                    if message[0] == "placed":
+                    if message[0] == PLACED:
                         run.started = time.monotonic()  # a timeout counts from here, not from the queue
                         self._place(run, message[1])
                 kind = message[0]
-                if kind == "out":
+                if kind == OUT:
                     for item in message[1]:
-                        if item[0] == "lines":
+                        if item[0] == LINES:
                             deliver(run.on_lines, item[1], item[2])
                         else:
                             deliver(run.on_event, item[1])
-                elif kind == "ended":
+                elif kind == ENDED:
                     ended = message[1]
                     self._end(run, ended.get("returncode"), ended.get("cpu_s"), ended.get("peak_rss_bytes"), ended.get("result"))
                     return

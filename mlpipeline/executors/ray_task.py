@@ -28,7 +28,7 @@ import ray
 
 from mlpipeline.executors.base import ChildRun
 from mlpipeline.executors.local import LocalExecutor
-from mlpipeline.executors.protocol import ChildRequest, cut_off_result, failed_result
+from mlpipeline.executors.protocol import ENDED, EVENT, LINES, OUT, PLACED, ChildRequest, TaskEnd, cut_off_result, failed_result
 
 ABANDON = "abandon"
 """The board's word for a run its daemon gave up on: end it now, record nothing."""
@@ -49,8 +49,7 @@ the daemon waits for a silent node (ray_executor.NODE_SILENT_S), so that a versi
 resumes elsewhere has ended here first."""
 
 Message = Tuple[Any, ...]
-"""What a task streams: ``("placed", where)``, ``("out", [item, ...])``, ``("ended", how)``;
-an item is ``("lines", stream, texts)`` or ``("event", event)``."""
+"""What a task streams: protocol.py's PLACED, OUT and ENDED messages."""
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -141,7 +140,7 @@ def run_version_on_node(
     problem = shared_folder_problem(work_dir, probe)
     if problem:
         message = f"{problem}; {SHARED_FOLDER_NEEDED}"
-        yield ("ended", {"result": failed_result(message, "start"), "returncode": None})
+        yield (ENDED, TaskEnd(result=failed_result(message, "start"), returncode=None))
         return
     request = ChildRequest(**request_fields)
     if request.run_record is not None:
@@ -161,14 +160,14 @@ def run_version_on_node(
     try:  # from the child's start on: a cancel (KeyboardInterrupt) anywhere still ends it below
         run = executor.submit(
             request,
-            on_lines=lambda stream, lines: said.put(("lines", stream, lines)),
-            on_event=lambda event: said.put(("event", event)),
+            on_lines=lambda stream, lines: said.put((LINES, stream, lines)),
+            on_event=lambda event: said.put((EVENT, event)),
             env=env,
         )
         # The child's end wakes the loop below at once, as its lines do.
         threading.Thread(target=lambda done=run.done: (done.wait(), said.put(_ENDED)), daemon=True).start()
         watch = _BoardWatch(executor, run, board, key)
-        yield ("placed", dict(node, node_pid=run.pid, gpus=gpu_ids))
+        yield (PLACED, dict(node, node_pid=run.pid, gpus=gpu_ids))
         watch.start()
         last_beat = time.monotonic()
         ended = False
@@ -177,19 +176,14 @@ def run_version_on_node(
             ended = _ENDED in items
             items = [item for item in items if item is not _ENDED]
             if items or time.monotonic() - last_beat >= BEAT_S:
-                yield ("out", items)
+                yield (OUT, items)
                 last_beat = time.monotonic()
         outcome = run.outcome
         assert outcome is not None
         result = outcome.result
         if watch.cut_off and not (result or {}).get("ok"):
             result = cut_off_result(watch.cut_off, "node")
-        yield ("ended", {
-            "result": result,
-            "returncode": outcome.returncode,
-            "cpu_s": outcome.cpu_s,
-            "peak_rss_bytes": outcome.peak_rss_bytes,
-        })  # fmt: skip
+        yield (ENDED, TaskEnd(result=result, returncode=outcome.returncode, cpu_s=outcome.cpu_s, peak_rss_bytes=outcome.peak_rss_bytes))
     finally:
         # Also when Ray cancels the task or the daemon stops reading: the child never outlives it.
         if watch is not None:
@@ -219,12 +213,12 @@ def _take(said: "queue.Queue[Any]", wait_s: float) -> List[Any]:
             if item is _ENDED:
                 items.append(item)
                 break
-            if item[0] == "lines":
+            if item[0] == LINES:
                 count += len(item[2])
-                if items and items[-1][0] == "lines" and items[-1][1] == item[1]:
+                if items and items[-1][0] == LINES and items[-1][1] == item[1]:
                     items[-1][2].extend(item[2])
                 else:
-                    items.append(("lines", item[1], list(item[2])))
+                    items.append((LINES, item[1], list(item[2])))
             else:
                 count += 1
                 items.append(item)
