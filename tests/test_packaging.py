@@ -48,6 +48,20 @@ def test_shell_completion_offers_commands_and_each_commands_options(project):
     assert project.run("completion", "fish").returncode == 2
 
 
+
+def test_every_command_of_the_table_is_in_help_and_answers_its_own_help(project):
+    from mlpipeline.commands import COMMANDS
+
+    listed = project.run("--help")
+    assert listed.returncode == 0, listed.output
+    for name, command in COMMANDS.items():
+        assert f"mlpipeline {name}" in listed.stdout and command.summary in listed.stdout
+        own = project.run(name, "--help")
+        assert own.returncode == 0 and own.stdout.startswith(f"usage: mlpipeline {name}"), own.output
+    # A command that needs no project takes -C as every other does, and ignores it.
+    assert project.run("-C", "/nonexistent", "completion", "bash").returncode == 0
+
+
 @pytest.mark.slow
 def test_pip_install_without_extras_on_the_oldest_and_newest_python(tmp_path):
     found = installed_pythons()
