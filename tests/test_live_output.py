@@ -50,3 +50,21 @@ def test_a_printed_line_is_in_the_log_while_the_version_runs(project, preload, f
             daemon.kill()
     assert daemon.returncode == 0, output[-2000:]
     assert project.log_text().count(expected) == 1
+
+
+def test_a_line_printed_just_before_os_exit_is_logged(project):
+    # Some scripts end with os._exit to skip a slow teardown: what they printed last must not
+    # wait in a buffer that os._exit never writes.
+    code = versions_code('versions.addV("x")')
+    body = """
+import os
+class Exiting(Counting):
+    def train_model(self, input_fn, steps):
+        print("the last words")
+        os._exit(3)
+"""
+    project.script("exit.py", code.replace("MODEL = Counting(", body + "\nMODEL = Exiting("))
+    project.queue(["exit.py"])
+    result = project.run("-r")
+    assert result.returncode == 1, result.output[-2000:]  # recorded failed: it exited with 3
+    assert "the last words" in project.log_text()

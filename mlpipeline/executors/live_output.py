@@ -4,18 +4,18 @@ A version that prints a million lines should cost no more than printing them to 
 Python buffers in blocks; a version that prints a line a minute should show it at once (people
 ``tail -f`` the log). Line buffering gives the second at one ``write`` a line (a million lines:
 2.5 s more here), block buffering the first but holds a slow version's lines back. So stdout is
-block-buffered and a thread flushes it when something waits: a line is in the log within
-FLUSH_INTERVAL_S whatever the rate. What a version killed outright (SIGKILL, a segfault) printed
-in its last FLUSH_INTERVAL_S may be lost; every ending the worker sees (an exception, a stop
-signal, the end of train_model) flushes first. stderr stays line-buffered: the traceback, the
-warning a person reads first, is never held back.
+block-buffered and a thread flushes it every FLUSH_INTERVAL_S: a line is in the log within
+that time whatever the rate. What a version killed outright (SIGKILL, a segfault) printed in
+its last FLUSH_INTERVAL_S may be lost; every ending the worker sees (an exception, a stop
+signal, the end of train_model, ``os._exit``) flushes first. stderr stays line-buffered: the
+traceback, the warning a person reads first, is never held back.
 """
 from __future__ import annotations
 
 import os
 import sys
 import threading
-from typing import Optional, TextIO
+from typing import Callable, NoReturn, Optional, TextIO
 
 FLUSH_INTERVAL_S = 0.1
 """The most a printed line waits before it is written to the daemon's pipe."""
@@ -62,6 +62,24 @@ def buffer_output() -> None:
     _flusher = _Flusher(stdout)
     if first:
         os.register_at_fork(after_in_child=_restart_in_child)
+        os._exit = _flushing_exit(os._exit)
+
+
+def _flushing_exit(exit_now: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
+    """``os._exit`` that writes out what waits in stdout first: a script that prints its last
+    line and ends with ``os._exit`` (to skip a slow teardown) still has that line logged, as
+    it had with line buffering. Nothing else of the interpreter's shutdown runs."""
+
+    def _exit(status: int) -> NoReturn:
+        for stream in (sys.stdout, sys.__stdout__):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:  # noqa: BLE001 - exiting matters more than the last lines
+                pass
+        exit_now(status)
+
+    return _exit
 
 
 def _restart_in_child() -> None:
