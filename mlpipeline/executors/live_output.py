@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import Callable, NoReturn, Optional, TextIO
 
 FLUSH_INTERVAL_S = 0.1
@@ -24,14 +25,15 @@ _flusher: Optional["_Flusher"] = None
 
 
 class _Flusher:
+    """A daemon thread flushing ``stream`` every FLUSH_INTERVAL_S for the process's life."""
+
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mlpipeline-stdout-flush", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name="mlpipeline-stdout-flush", daemon=True).start()
 
     def _run(self) -> None:
-        while not self._stopped.wait(FLUSH_INTERVAL_S):
+        while True:
+            time.sleep(FLUSH_INTERVAL_S)
             try:
                 self.stream.flush()
             except (OSError, ValueError):
