@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from mlpipeline.queue.config import ProjectConfig
     from mlpipeline.watch.console import ConsoleView
 
+SHELLS = ("bash", "zsh")
+"""What ``mlpipeline completion`` writes a script for."""
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -78,8 +81,6 @@ def _plot_arguments(parser: "argparse.ArgumentParser") -> None:
 
 
 def _completion_arguments(parser: "argparse.ArgumentParser") -> None:
-    from mlpipeline.completion import SHELLS
-
     parser.add_argument("shell", choices=SHELLS)
 
 
@@ -141,9 +142,11 @@ def _migrate_config(project_dir: "Path", args: "argparse.Namespace", view: "Cons
 
 
 def _completion(project: None, args: "argparse.Namespace", view: "ConsoleView") -> int:
-    from mlpipeline.completion import completion_script
+    from mlpipeline.completion import completion_script, options_of
 
-    sys.stdout.write(completion_script(args.shell))
+    per_command = {name: options_of(build_command_parser(name)) for name in COMMANDS}
+    per_command["completion"] = list(SHELLS)  # its one argument is a shell, not an option
+    sys.stdout.write(completion_script(args.shell, options_of(build_parser()), per_command))
     return EXIT_OK
 
 

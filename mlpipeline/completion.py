@@ -1,6 +1,9 @@
 """Shell completion for bash and zsh, generated from the command's own parsers, so it always
 offers what ``mlpipeline --help`` and each command's ``--help`` list:
-``eval "$(mlpipeline completion bash)"`` (or ``zsh``) in the shell's start-up file."""
+``eval "$(mlpipeline completion bash)"`` (or ``zsh``) in the shell's start-up file.
+
+The commands and their options come in as arguments (commands.py's ``completion`` command
+passes them from its table): this module knows nothing of the commands itself."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, List
@@ -8,21 +11,17 @@ from typing import TYPE_CHECKING, Dict, List
 if TYPE_CHECKING:
     import argparse
 
-SHELLS = ("bash", "zsh")
 
-
-def _options(parser: "argparse.ArgumentParser") -> List[str]:
+def options_of(parser: "argparse.ArgumentParser") -> List[str]:
+    """The options ``parser`` shows in its --help."""
     return sorted(option for action in parser._actions for option in action.option_strings if action.help != "==SUPPRESS==")
 
 
-def completion_script(shell: str) -> str:
-    """The completion script for ``shell`` (bash, or zsh through its bash compatibility)."""
-    from mlpipeline.commands import COMMANDS, build_command_parser, build_parser
-
-    commands = list(COMMANDS)
-    per_command: Dict[str, List[str]] = {name: _options(build_command_parser(name)) for name in COMMANDS}
-    per_command["completion"] = list(SHELLS)  # its one argument is a shell, not an option
-    cases = "\n".join(f'        {name}) words="{" ".join(options)}" ;;' for name, options in per_command.items())
+def completion_script(shell: str, options: List[str], per_command: Dict[str, List[str]]) -> str:
+    """The completion script for ``shell`` (bash, or zsh through its bash compatibility):
+    ``options`` after ``mlpipeline``, and after each command the words ``per_command`` gives."""
+    commands = list(per_command)
+    cases = "\n".join(f'        {name}) words="{" ".join(words)}" ;;' for name, words in per_command.items())
     script = f"""# mlpipeline completion for {shell}, made by `mlpipeline completion {shell}`
 _mlpipeline() {{
     local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}" command="" words word
@@ -35,7 +34,7 @@ _mlpipeline() {{
     esac
     case "$command" in
 {cases}
-        *) words="{" ".join(_options(build_parser()) + commands)}" ;;
+        *) words="{" ".join(options + commands)}" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }}
