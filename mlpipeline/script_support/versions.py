@@ -85,6 +85,9 @@ OLD_RELEASE_PARAMETERS = (
     version_parameters.CLASSES_OFFSET,
 )
 
+_SET_BY_ADDV = frozenset(_STANDARD + OLD_RELEASE_PARAMETERS)
+"""The parameters addV sets from its own arguments (or their defaults), not as extra defaults."""
+
 
 class AttributeDict(dict):
     """A dict whose keys also read and write as attributes; a dict or list of dicts set as an
@@ -254,28 +257,27 @@ class Versions:
             raise ValueError(f"version name {name!r} contains ':', which models.config uses to name versions")
         if name in self._versions:
             raise ValueError(f"version {name!r} is defined twice")
-        given = {
-            version_parameters.DATALOADER: dataloader,
-            version_parameters.BATCH_SIZE: batch_size,
-            version_parameters.EPOC_COUNT: epoc_count,
-            version_parameters.LEARNING_RATE: learning_rate,
-            version_parameters.MODEL_DIR_SUFFIX: model_dir_suffix,
-        }
-        old_release = dict(zip(OLD_RELEASE_PARAMETERS, (hooks, use_all_classes, classes_count, classes_offset)))
-        version = VersionParameters()
-        version[version_parameters.NAME] = name
-        for key, value in given.items():
-            version[key] = self._defaults.get(key) if value is None else value
-        for key, value in old_release.items():
-            value = self._defaults.get(key) if value is None else value
+        # Every child imports its script, so a script of 10,000 versions runs this 10,000 times
+        # before each version starts: written for speed (the same result as the plain loops).
+        defaults = self._defaults
+        version = VersionParameters(name=name)
+        version["dataloader"] = defaults.get("dataloader") if dataloader is None else dataloader
+        version["batch_size"] = defaults.get("batch_size") if batch_size is None else batch_size
+        version["epoc_count"] = defaults.get("epoc_count") if epoc_count is None else epoc_count
+        version["learning_rate"] = defaults.get("learning_rate") if learning_rate is None else learning_rate
+        version["model_dir_suffix"] = defaults.get("model_dir_suffix") if model_dir_suffix is None else model_dir_suffix
+        for key, value in zip(OLD_RELEASE_PARAMETERS, (hooks, use_all_classes, classes_count, classes_offset)):
+            if value is None:
+                value = defaults.get(key)
             if value is not None:
                 version[key] = value
-        for key, default in self._defaults.items():
-            taken = key in given or key in old_release or key == version_parameters.ORDER
-            if not taken and default is not None:
+        for key, default in defaults.items():
+            if default is not None and key not in _SET_BY_ADDV:
                 version[key] = default
         for custom in (custom_paramters, custom_parameters, extra_parameters):
-            for key, value in (custom or {}).items():
+            if not custom:
+                continue
+            for key, value in custom.items():
                 if key in (version_parameters.NAME, version_parameters.ORDER):
                     raise ValueError(f"version {name!r}: {key!r} cannot be a custom parameter")
                 version[key] = value
