@@ -7,7 +7,9 @@ time and its ratio to the ideal, the daemon's own CPU (and per version), and the
 over the first and the last thousand versions (from the journal's `started` events, against
 W / S a second), so a cost that grows with the journal shows. Then `status`, `compare` and
 `plot` over the finished queue, each timed as a whole command.
-Run: python bench/many_versions.py [N] [--seconds S] [--workers W] [--no-preload]
+With ``--preload-scripts`` (``preload_scripts = true``), each worker is forked from one import
+of the script instead of importing it itself.
+Run: python bench/many_versions.py [N] [--seconds S] [--workers W] [--no-preload] [--preload-scripts]
 """
 from __future__ import annotations
 
@@ -71,14 +73,15 @@ def main() -> None:
     count = int(numbers[0]) if numbers else 10_000
     seconds, workers = option("--seconds", 1.0), int(option("--workers", 16))
     preload = "--no-preload" not in sys.argv
-    extra = f"workers = {workers}\n" + ('preload = ["json"]\n' if preload else "")
+    scripts = "--preload-scripts" in sys.argv
+    extra = f"workers = {workers}\n" + ('preload = ["json"]\n' if preload else "") + ("preload_scripts = true\n" if scripts else "")
     root = make_project({"sleeper.py": SCRIPT % (seconds, count)}, ["sleeper.py"], extra)
     print(f"machine: {machine()}")
-    print(f"{count:,} versions of {seconds:g} s, workers {workers}, {'with' if preload else 'without'} a preload")
+    print(f"{count:,} versions of {seconds:g} s, workers {workers}, {'with' if preload else 'without'} a preload" + (", preload_scripts" if scripts else ""))
     started = time.perf_counter()
     with open("/dev/null", "w") as null:
         daemon = subprocess.Popen(mlpipeline(root, "-r"), env=environment(), cwd=root, stdout=null, stderr=null)
-    watched, cpu, children_cpu = psutil.Process(daemon.pid), 0.0, 0.0
+    watched, cpu, children_cpu, served_cpu = psutil.Process(daemon.pid), 0.0, 0.0, 0.0
     while daemon.poll() is None:
         try:
             times = watched.cpu_times()
@@ -86,6 +89,13 @@ def main() -> None:
             # Every process below the daemon that has ended and been waited for (a keeper waits
             # for its worker): the versions' children, the preload server's forks excepted.
             children_cpu = times.children_user + times.children_system
+            # With a preload, the workers are the preload server's children, not the daemon's,
+            # or, with preload_scripts, the children of a script server below it.
+            for child in watched.children():
+                if "preload_server" in " ".join(child.cmdline()):
+                    served_cpu = sum(
+                        sum(process.cpu_times()[:4]) for process in (child, *child.children())
+                    )
         except psutil.Error:
             pass
         time.sleep(0.5)
@@ -95,7 +105,9 @@ def main() -> None:
     ideal = count * seconds / workers
     print(f"whole: {took:.1f} s; ideal {ideal:.1f} s; ratio {took / ideal:.3f}")
     print(f"daemon CPU: {cpu:.1f} s, {cpu / count * 1000:.1f} ms a version")
-    if not preload:
+    if preload:
+        print(f"preload server, script servers and workers' CPU: {served_cpu:.1f} s, {served_cpu / count * 1000:.1f} ms a version")
+    else:
         print(f"children's CPU: {children_cpu:.1f} s, {children_cpu / count * 1000:.1f} ms a version (keeper, worker, the script)")
     begun = starts(root / "models" / "outputs" / "history.jsonl")
     window = min(1000, len(begun) // 2)

@@ -1,6 +1,7 @@
 """SPEC 6: preload. Children forked from a server that imported the modules, and every promise
 of plain children kept: output, crashes, signals, timeouts, nothing outliving the daemon."""
 import signal
+import pytest
 import time
 
 import psutil
@@ -109,3 +110,117 @@ def test_the_server_dies_with_a_killed_daemon_and_the_cut_off_version_resumes(pr
     result = project.run("-r", "-u")
     assert result.returncode == 0, result.output
     assert project.calls("train")[-1]["start"] > 0  # resumed from its checkpoint
+
+
+# -- preload_scripts: each script imported once, its versions forked from the import ------
+
+IMPORTED_ONCE = '''
+import json, os, sys, threading, time
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+import helperlib
+
+IMPORT_PID = os.getpid()
+print("imported by", IMPORT_PID)
+if os.environ.get("START_A_THREAD_AT_IMPORT") or {thread}:
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+
+class Noting(Model):
+    def train_model(self, input_fn, steps):
+        version = self.current_version
+        with open({calls!r}, "a") as calls:
+            calls.write(json.dumps({{"hook": "train", "version": version["name"], "pid": os.getpid(),
+                                     "import_pid": IMPORT_PID, "factor": helperlib.FACTOR}}) + "\\n")
+        if version["edit_helper"]:
+            with open(helperlib.__file__, "w") as helper:
+                helper.write("FACTOR = 3\\n")
+            os.utime(helperlib.__file__, (time.time() + 10, time.time() + 10))
+        time.sleep(version["sleep"])
+
+    def evaluate_model(self, input_fn, steps):
+        return {{"mse": 0.25}}
+
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([0], [0]), batch_size=1, epoc_count=1, sleep=0.0, edit_helper=False)
+{lines}
+MODEL = Noting(versions)
+'''
+
+
+def imported_once(project, *lines, thread=False, workers=1):
+    project.write("mlp.config", f'[MLP]\nmodels_dir = "models"\npreload_scripts = true\nworkers = {workers}\n')
+    project.write("models/helperlib.py", "FACTOR = 2\n")
+    code = IMPORTED_ONCE.format(thread=thread, calls=str(project.root / "calls.jsonl"), lines="\n".join(lines))
+    project.script("a.py", code, prelude=False)
+    project.queue(["a.py"])
+
+
+def test_with_preload_scripts_versions_fork_from_one_import_that_follows_edits(project):
+    # v0 imports the script itself while its script server starts; the 1.5 s sleeps give each
+    # server time to be ready before the next version is asked for.
+    imported_once(
+        project,
+        'versions.addV("v0", sleep=1.5)',
+        'versions.addV("v1", edit_helper=True)',
+        'versions.addV("v2", sleep=1.5)',
+        'versions.addV("v3")',
+        'versions.addV("v4")',
+    )
+    result = project.run("-r")
+    assert result.returncode == 0, result.output
+    assert [r["status"] for r in project.results()] == ["finished"] * 5
+    calls = {call["version"]: call for call in project.calls("train")}
+    assert calls["v0"]["import_pid"] == calls["v0"]["pid"]
+    served = calls["v1"]["import_pid"]
+    assert served != calls["v1"]["pid"] and served != calls["v0"]["pid"]
+    # v1 changed a module the script imports from beside it: that server is retired, v2
+    # imports the script itself while a new one starts, and v3 and v4 come from the new one.
+    assert calls["v2"]["import_pid"] == calls["v2"]["pid"] and calls["v2"]["factor"] == 3
+    assert calls["v3"]["import_pid"] == calls["v4"]["import_pid"] not in (served, calls["v3"]["pid"])
+    assert calls["v3"]["factor"] == calls["v4"]["factor"] == 3
+    assert calls["v1"]["factor"] == 2
+    assert not alive(served) and not alive(calls["v3"]["import_pid"])
+    log = project.log_text()
+    for version in calls:  # what the import printed is in every version's lines
+        assert f" OUT a.py:{version} imported by " in log
+    assert " WARNING " not in log
+
+
+def test_a_script_whose_import_starts_a_thread_is_imported_by_each_version(project):
+    imported_once(project, 'versions.addV("v0", sleep=1.5)', 'versions.addV("v1")', 'versions.addV("v2")', thread=True)
+    result = project.run("-r")
+    assert result.returncode == 0, result.output
+    assert [r["status"] for r in project.results()] == ["finished"] * 3
+    assert all(call["import_pid"] == call["pid"] for call in project.calls("train"))
+    warnings = [line for line in project.log_text().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, warnings
+    assert "preload_scripts: a.py is imported by each of its versions: its import started 1 thread(s)" in warnings[0]
+
+
+def test_a_script_whose_import_fails_in_its_server_is_imported_by_each_version(project):
+    # The import needs what only a version's process (or a listing's) has: its events channel.
+    imported_once(project, 'os.environ["MLPIPELINE_EVENTS_FD"]', 'versions.addV("v0", sleep=1.5)', 'versions.addV("v1")')
+    result = project.run("-r")
+    assert result.returncode == 0, result.output
+    assert [r["status"] for r in project.results()] == ["finished"] * 2
+    assert all(call["import_pid"] == call["pid"] for call in project.calls("train"))
+    warnings = [line for line in project.log_text().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, warnings
+    assert "a.py is imported by each of its versions: its import failed (a.py failed in import: KeyError: 'MLPIPELINE_EVENTS_FD')" in warnings[0]
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_a_version_forked_from_a_script_server_ends_with_its_daemon(project, how):
+    imported_once(project, 'versions.addV("v0", sleep=1.5)', 'versions.addV("v1", sleep=600)')
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: len(project.calls("train")) == 2, timeout=60, what="v1 started")
+    v1 = project.calls("train")[1]
+    assert v1["import_pid"] != v1["pid"]  # forked from the script server
+    daemon.send_signal(getattr(signal, how))
+    daemon.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while (alive(v1["pid"]) or alive(v1["import_pid"])) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(v1["pid"]) and not alive(v1["import_pid"])
+    if how == "SIGINT":
+        assert daemon.returncode == 130
+        assert [r["status"] for r in project.results()] == ["finished", "interrupted"]

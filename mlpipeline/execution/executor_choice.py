@@ -49,9 +49,9 @@ def choose_executors(
         except ClusterUnavailable as exc:
             line = project.line_of("ray_address") or project.line_of("executor")
             raise ConfigError(PROJECT_CONFIG, f'executor = "ray": {exc}', line) from None
-        listings = local_executor(project.project_dir, project.preload, warn, heartbeat)
+        listings = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
         return Executors(runs, listings, ClusterGpus(runs.node_gpus))
     # Detected before the preload server starts: it must not see a GPU the versions are given.
     gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus)
-    executor = local_executor(project.project_dir, project.preload, warn, heartbeat)
+    executor = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
     return Executors(executor, executor, gpus)

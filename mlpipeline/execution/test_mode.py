@@ -41,7 +41,7 @@ class DryRun:
         )
         self.queue.load()
         self._own_executor = executor is None  # closed here only if made here
-        self.executor = executor or local_executor(project.project_dir, project.preload, view.warning)
+        self.executor = executor or local_executor(project.project_dir, project.preload, view.warning, scripts=project.preload_scripts)
         self.signals = StopSignals()
         self.catalog = ScriptCatalog(
             self.executor,

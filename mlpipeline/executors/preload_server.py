@@ -31,7 +31,7 @@ from mlpipeline.records.files import json_text
 READY_TIMEOUT_S = 300.0
 
 
-def _send(connection: socket.socket, message: Dict[str, Any]) -> None:
+def send(connection: socket.socket, message: Dict[str, Any]) -> None:
     connection.sendall((json_text(message) + "\n").encode("utf-8"))
 
 
@@ -43,7 +43,7 @@ def _receive(reader: Any) -> Optional[Dict[str, Any]]:
 # -- the server ---------------------------------------------------------------------------
 
 
-def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[str]) -> None:
+def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[str], scripts: bool = False) -> None:
     failed: Dict[str, str] = {}
     for module in modules:
         try:
@@ -71,45 +71,166 @@ def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[s
         # traceback here would land on its terminal after it had exited.
         os._exit(0)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    servers = ScriptServers(os.path.dirname(socket_path), heartbeat) if scripts else None
+    serve_forks(keeper, listener, None, (b"", b""), servers)
+
+
+def serve_forks(keeper: Any, listener: socket.socket, control: Optional[socket.socket], replay: Tuple[bytes, bytes], servers: Optional["ScriptServers"] = None) -> None:
+    """Fork a worker for each request on ``listener`` and tell its end; never returns.
+
+    The preload server's loop, and a script server's (script_preload.py), whose ``control``
+    says when to retire: it then takes no more requests and ends with its last worker."""
     connections: Dict[int, socket.socket] = {}  # worker pid -> the daemon's connection for it
+    retiring = False
     while True:
-        ended, readable = keeper.watch([listener])
+        watched: List[Any] = [] if retiring else [listener]
+        if control is not None:
+            watched.append(control)
+        if servers is not None:
+            watched += servers.starting()
+        ended, readable = keeper.watch(watched)
         for pid, status, usage in ended:
-            _report_end(connections.pop(pid, None), status, usage)
-        if listener in readable:
-            connection, _ = listener.accept()
-            try:
-                pid = _fork_worker(keeper, listener, connection, connections)
-            except OSError:
-                connection.close()
-                continue
-            connections[pid] = connection
+            if servers is None or not servers.ended(pid):
+                _report_end(connections.pop(pid, None), status, usage)
+        if retiring and not keeper.workers:
+            os._exit(0)
+        for item in readable:
+            if item is listener:
+                connection, _ = listener.accept()
+                try:
+                    pid = _answer(keeper, connection, [listener, *([control] if control else []), *connections.values()], replay, servers)
+                except (OSError, ValueError):
+                    connection.close()
+                    continue
+                if pid is not None:
+                    connections[pid] = connection
+            elif item is control:
+                try:
+                    said = control.recv(64)
+                except OSError:
+                    said = b""
+                if not said or said.startswith(b"retire"):
+                    retiring = True
+                    listener.close()
+                    control.close()
+                    control = None
+            elif servers is not None:
+                servers.answered(item)
 
 
-def _fork_worker(keeper: Any, listener: socket.socket, connection: socket.socket, connections: Dict[int, socket.socket]) -> int:
+def _answer(keeper: Any, connection: socket.socket, held: List[socket.socket], replay: Tuple[bytes, bytes], servers: Optional["ScriptServers"]) -> Optional[int]:
+    """Serve one request: fork its worker (returns the pid), or send it to its script's server."""
     message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
     request = json.loads(message.decode("utf-8"))
-
-    def become_worker() -> None:
-        # A worker holding another's connection would keep that one from ever seeing its end.
-        for held in (listener, connection, *connections.values()):
-            held.close()
-        _become_worker(request, fds)
-
+    note = None
     try:
+        if servers is not None and request.get("script"):
+            script = dict(request["script"], cwd=request["cwd"])
+            redirect, note = servers.route(script, keeper, [connection, *held])
+            if redirect is not None:
+                send(connection, {"redirect": redirect})
+                connection.close()
+                return None
+
+        def become_worker() -> None:
+            # A worker holding another's connection would keep that one from ever seeing its end.
+            for other in (connection, *held, *(servers.controls() if servers else ())):
+                other.close()
+            _become_worker(request, fds, replay)
+
         pid = keeper.fork_worker(Path(request["run_dir"]), become_worker)
     finally:
         for fd in fds:
             os.close(fd)
-    _send(connection, {"pid": pid})
+    send(connection, {"pid": pid, **({"note": note} if note else {})})
     return pid
+
+
+class ScriptServers:
+    """The preload server's script servers (script_preload.py), one a script and fingerprint."""
+
+    def __init__(self, folder: str, heartbeat: Optional[Dict[str, Any]]) -> None:
+        self.folder = folder
+        self.heartbeat = heartbeat
+        self.servers: Dict[Tuple[str, str], Any] = {}
+
+    def starting(self) -> List[socket.socket]:
+        return [server.control for server in self.servers.values() if server.pid and not server.socket_path and not server.refused]
+
+    def controls(self) -> List[socket.socket]:
+        return [server.control for server in self.servers.values()]
+
+    def answered(self, control: socket.socket) -> None:
+        for server in self.servers.values():
+            if server.control is control:
+                server.read_answer()
+
+    def ended(self, pid: int) -> bool:
+        """Whether ``pid`` was a script server; a ready one that ended is started anew when asked."""
+        for key, server in list(self.servers.items()):
+            if server.pid == pid:
+                server.pid = None
+                if not server.refused:
+                    server.close()
+                    del self.servers[key]
+                return True
+        return False
+
+    def route(self, script: Dict[str, Any], keeper: Any, held: List[socket.socket]) -> Tuple[Optional[str], Optional[str]]:
+        """(the script server's socket to send the request to, or None to fork it here; a note
+        for the daemon when the script's versions import it themselves, once)."""
+        from mlpipeline.executors.script_preload import script_key
+
+        key = script_key(script)
+        server = self.servers.get(key)
+        if server is not None and server.socket_path and server.pid and not server.stale():
+            return server.socket_path, None
+        if server is None or server.socket_path:
+            for other in [other for other in self.servers if other[0] == key[0]]:
+                self.servers.pop(other).retire()  # an older fingerprint, or a stale import
+            self._start(script, keeper, held)
+            return None, None
+        if server.refused and not server.told:
+            server.told = True
+            return None, f"preload_scripts: {script['label']} is imported by each of its versions: {server.refused}"
+        return None, None
+
+    def _start(self, script: Dict[str, Any], keeper: Any, held: List[socket.socket]) -> None:
+        from mlpipeline.executors.script_preload import ScriptServer, new_socket_path, script_key, serve_script
+
+        socket_path = new_socket_path(self.folder)
+        ours, theirs = socket.socketpair()
+        lifeline = keeper.lifeline
+        keep = {0, 1, 2, theirs.fileno(), *([lifeline] if lifeline is not None else [])}
+
+        def become_script_server() -> None:
+            _close_all_but(keep)
+            serve_script(theirs, script, socket_path, (lifeline, self.heartbeat))
+
+        try:
+            pid = keeper.fork_worker(Path(socket_path).parent, become_script_server, keep=tuple(keep))
+        finally:
+            theirs.close()
+        self.servers[script_key(script)] = ScriptServer(pid, ours)
+
+
+def _close_all_but(keep: Any) -> None:
+    """Close every file descriptor of this process but ``keep``: a script server holding a
+    version's pipe or connection would keep that version from ever seeing its end."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _report_end(connection: Optional[socket.socket], status: int, usage: Any) -> None:
     if connection is None:
         return
     try:
-        _send(
+        send(
             connection,
             {
                 "returncode": os.waitstatus_to_exitcode(status),
@@ -122,7 +243,7 @@ def _report_end(connection: Optional[socket.socket], status: int, usage: Any) ->
     connection.close()
 
 
-def _become_worker(request: Dict[str, Any], fds: List[int]) -> None:
+def _become_worker(request: Dict[str, Any], fds: List[int], replay: Tuple[bytes, bytes] = (b"", b"")) -> None:
     from mlpipeline.executors.keeper import run_worker
 
     try:
@@ -137,6 +258,9 @@ def _become_worker(request: Dict[str, Any], fds: List[int]) -> None:
         os.chdir(request["cwd"])
         sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
         sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+        for fd, printed in zip((1, 2), replay):
+            if printed:  # what the script printed when its script server imported it
+                os.write(fd, printed)
     except BaseException:  # noqa: BLE001 - the fork must never return into the server's loop
         os._exit(1)
     run_worker(Path(request["run_dir"]))  # never returns
@@ -157,18 +281,39 @@ class PreloadClient:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def fork(self, run_dir: str, cwd: str, env: Dict[str, str], fds: Tuple[int, int, int]) -> Tuple[int, socket.socket, Any]:
-        """Ask for a child; returns its pid, the connection and a reader that will bring its end."""
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        connection.connect(self.socket_path)
-        request = json_text({"run_dir": run_dir, "cwd": cwd, "env": env}).encode("utf-8")
-        socket.send_fds(connection, [request], list(fds))
-        reader = connection.makefile("r", encoding="utf-8")
-        answer = _receive(reader)
-        if not answer or "pid" not in answer:
+    def fork(
+        self, run_dir: str, cwd: str, env: Dict[str, str], fds: Tuple[int, int, int], script: Optional[Dict[str, Any]] = None
+    ) -> Tuple[int, socket.socket, Any, Optional[str]]:
+        """Ask for a child; returns its pid, the connection, a reader that will bring its end,
+        and a note for the log. ``script`` (path, sha256, models_dir, label): fork it from
+        that script's server (``preload_scripts``), which the server may send the request on to."""
+        request = {"run_dir": run_dir, "cwd": cwd, "env": env, "script": script}
+        answer, connection, reader = self._ask(self.socket_path, request, fds)
+        if "redirect" in answer:
+            try:
+                answer, connection, reader = self._ask(str(answer["redirect"]), request, fds)
+            except OSError:
+                # The script server ended since the preload server looked: fork it here.
+                answer, connection, reader = self._ask(self.socket_path, dict(request, script=None), fds)
+        if "pid" not in answer:
             connection.close()
             raise OSError("the preload server did not start the child")
-        return int(answer["pid"]), connection, reader
+        return int(answer["pid"]), connection, reader, answer.get("note")
+
+    @staticmethod
+    def _ask(socket_path: str, request: Dict[str, Any], fds: Tuple[int, int, int]) -> Tuple[Dict[str, Any], socket.socket, Any]:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(socket_path)
+            socket.send_fds(connection, [json_text(request).encode("utf-8")], list(fds))
+            reader = connection.makefile("r", encoding="utf-8")
+            answer = _receive(reader) or {}
+        except (OSError, ValueError) as exc:
+            connection.close()
+            raise OSError(f"the preload server did not answer ({exc})") from None
+        if "redirect" in answer:
+            connection.close()
+        return answer, connection, reader
 
     def stop(self) -> None:
         if self.alive():
@@ -187,17 +332,18 @@ class PreloadClient:
             pass
 
 
-def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, Any]] = None) -> Optional[PreloadClient]:
+def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, Any]] = None, scripts: bool = False) -> Optional[PreloadClient]:
     """The preload server for ``modules``, or None (with one warning) when it cannot start.
 
     ``heartbeat``: the daemon's, which the server watches as every keeper does (keeper.py).
+    ``scripts``: it forks each script's versions from a script server (script_preload.py).
     """
-    if not modules:
+    if not modules and not scripts:
         return None
     import tempfile
 
     try:
-        client = start_server(modules, tempfile.mkdtemp(prefix="mlpipeline-preload-"), heartbeat)
+        client = start_server(modules, tempfile.mkdtemp(prefix="mlpipeline-preload-"), heartbeat, scripts)
     except (OSError, ValueError) as exc:
         warn(f"preload could not start ({exc}); versions start the plain way")
         return None
@@ -206,7 +352,7 @@ def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, A
     return client
 
 
-def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, Any]] = None) -> PreloadClient:
+def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, Any]] = None, scripts: bool = False) -> PreloadClient:
     """Start the preload server and wait until it has imported ``modules``."""
     import subprocess
 
@@ -216,7 +362,7 @@ def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, 
     lifeline_read, lifeline_write = os.pipe()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlpipeline.executors.preload_server", socket_path, json_text(heartbeat), *modules],
+            [sys.executable, "-m", "mlpipeline.executors.preload_server", socket_path, json_text(heartbeat), "1" if scripts else "0", *modules],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -247,4 +393,4 @@ def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, 
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:])
+    serve(sys.argv[1], json.loads(sys.argv[2]), sys.argv[4:], scripts=sys.argv[3] == "1")

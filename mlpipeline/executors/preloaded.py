@@ -16,24 +16,33 @@ from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.local import LocalExecutor, run_thread
 from mlpipeline.executors.preload_server import PreloadClient, start_preload
 from mlpipeline.executors.process_tree import ProcessTree
+from mlpipeline.executors.protocol import RUN_VERSION
 
 
 class PreloadExecutor(LocalExecutor):
     """Children forked from the preload server; plain local children once it is gone."""
 
-    def __init__(self, work_dir: Path, preload: PreloadClient) -> None:
+    def __init__(self, work_dir: Path, preload: PreloadClient, scripts: bool = False, warn: Callable[[str], None] = print) -> None:
         super().__init__(work_dir)
         self.preload = preload
+        self.scripts = scripts  # preload_scripts: each script's versions forked from its import
+        self._warn = warn
 
     def _start(self, run: ChildRun) -> None:
         if not self.preload.alive():
             super()._start(run)
             return
         answers: List[Tuple[Any, Any]] = []
+        request = run.request
+        script = None
+        if self.scripts and request.action == RUN_VERSION and request.sha256:
+            script = {"path": request.script_path, "sha256": request.sha256, "models_dir": request.models_dir, "label": request.script_label}
 
         def start(out: int, err: int, events: int) -> int:
-            pid, connection, answer = self.preload.fork(str(run.run_dir), str(self.work_dir), run.env, (out, err, events))
+            pid, connection, answer, note = self.preload.fork(str(run.run_dir), str(self.work_dir), run.env, (out, err, events), script)
             answers.append((connection, answer))
+            if note:
+                self._warn(note)
             return pid
 
         tree, readers = self._spawn(run, start, count_root=True)  # the worker runs user code
@@ -61,9 +70,14 @@ class PreloadExecutor(LocalExecutor):
 
 
 def local_executor(
-    work_dir: Path, preload: Sequence[str], warn: Callable[[str], None], heartbeat: Optional[Dict[str, Any]] = None
+    work_dir: Path,
+    preload: Sequence[str],
+    warn: Callable[[str], None],
+    heartbeat: Optional[Dict[str, Any]] = None,
+    scripts: bool = False,
 ) -> Executor:
-    """The executor for this host: preloaded when ``preload`` names modules and the server
-    starts (else with one warning, plain). ``heartbeat``: the daemon's, which keepers watch."""
-    client = start_preload(list(preload), warn, heartbeat)
-    return LocalExecutor(work_dir) if client is None else PreloadExecutor(work_dir, client)
+    """The executor for this host: preloaded when ``preload`` names modules or ``scripts``
+    (preload_scripts) is set, and the server starts (else with one warning, plain).
+    ``heartbeat``: the daemon's, which keepers watch."""
+    client = start_preload(list(preload), warn, heartbeat, scripts)
+    return LocalExecutor(work_dir) if client is None else PreloadExecutor(work_dir, client, scripts, warn)

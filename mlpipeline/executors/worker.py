@@ -89,18 +89,31 @@ def read_script(path: str, label: str, models_dir: Optional[str]) -> bytes:
         raise VersionFailure(ScriptError(message=f"{label} cannot be read ({exc.strerror or exc})", phase="import")) from None
 
 
+_IMPORTED: Dict[Tuple[str, str], Tuple[types.ModuleType, bytes]] = {}
+"""The script a script server imported before it forked this worker (script_preload.py), by
+(path, sha256)."""
+
+
+def keep_imported(path: str, sha256: str, module: types.ModuleType, source: bytes) -> None:
+    """Let the workers forked from this process take ``module`` as the import of ``path``."""
+    _IMPORTED[(path, sha256)] = (module, source)
+
+
 def load_script(
     path: str, label: str, models_dir: Optional[str] = None, required_sha256: Optional[str] = None
 ) -> Tuple[types.ModuleType, bytes]:
     """Import the script at ``path`` from the exact bytes fingerprinted; returns (module, those bytes).
 
     With ``required_sha256``, bytes with another fingerprint are refused before any of them runs.
+    A script server's import of these very bytes is taken as it is.
     """
     source = read_script(path, label, models_dir)
-    if required_sha256 is not None:
+    if required_sha256 is not None or _IMPORTED:
         sha256 = hashlib.sha256(source).hexdigest()
-        if sha256 != required_sha256:
+        if required_sha256 is not None and sha256 != required_sha256:
             raise VersionFailure(ScriptError(message=other_file_message(label, path, sha256, required_sha256), phase="import"))
+        if (path, sha256) in _IMPORTED:
+            return _IMPORTED[(path, sha256)]
     # The script's folder first, then models_dir, as the original had it: a script in a
     # subfolder imports its neighbours and the shared modules at the top alike.
     for position, folder in enumerate((os.path.dirname(path), models_dir)):

@@ -44,6 +44,7 @@ class ProjectConfig:
     workers: int = default("workers")
     gpus: Optional[Tuple[str, ...]] = default("gpus")
     preload: Tuple[str, ...] = default("preload")
+    preload_scripts: bool = default("preload_scripts")
     on_version_end: Tuple[str, ...] = default("on_version_end")
     listing_timeout: float = default("listing_timeout")
     executor: str = default("executor")

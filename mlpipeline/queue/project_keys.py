@@ -38,6 +38,10 @@ def _string(key: str, value: Any) -> str:
     return _typed(key, value, str, "a string")
 
 
+def _flag(key: str, value: Any) -> bool:
+    return _typed(key, value, bool, "true or false")
+
+
 def _choice(*choices: str) -> Callable[[str, Any], str]:
     said = " or ".join(f'"{choice}"' for choice in choices)
 
@@ -131,6 +135,7 @@ MLP_KEYS: Dict[str, ConfigKey] = {
         ConfigKey("workers", 1, _at_least(1), "integer"),
         ConfigKey("gpus", None, _gpus),  # None: "auto", detected at start
         ConfigKey("preload", (), _modules),
+        ConfigKey("preload_scripts", False, _flag),  # each script imported once, its versions forked from it
         ConfigKey("on_version_end", (), _command),  # a command and its arguments; () = none
         ConfigKey("listing_timeout", 300.0, _positive_seconds),  # seconds a script's import may take while listed
         ConfigKey("executor", "local", _choice(*EXECUTORS)),  # "local" (this host) or "ray" (a Ray cluster)
