@@ -30,6 +30,9 @@ from mlpipeline.records.files import json_text
 
 READY_TIMEOUT_S = 300.0
 
+PRELOAD_FOLDER_PREFIX = "mlpipeline-preload-"
+"""The temporary folder of a preload server's socket and its script servers' sockets."""
+
 
 def send(connection: socket.socket, message: Dict[str, Any]) -> None:
     connection.sendall((json_text(message) + "\n").encode("utf-8"))
@@ -326,10 +329,16 @@ class PreloadClient:
             os.close(self._lifeline)
         except OSError:
             pass
-        try:
-            os.unlink(self.socket_path)
-        except OSError:
-            pass
+        folder = os.path.dirname(self.socket_path)
+        if os.path.basename(folder).startswith(PRELOAD_FOLDER_PREFIX):
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)  # its socket, and each script server's
+        else:
+            try:
+                os.unlink(self.socket_path)
+            except OSError:
+                pass
 
 
 def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, Any]] = None, scripts: bool = False) -> Optional[PreloadClient]:
@@ -343,7 +352,7 @@ def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, A
     import tempfile
 
     try:
-        client = start_server(modules, tempfile.mkdtemp(prefix="mlpipeline-preload-"), heartbeat, scripts)
+        client = start_server(modules, tempfile.mkdtemp(prefix=PRELOAD_FOLDER_PREFIX), heartbeat, scripts)
     except (OSError, ValueError) as exc:
         warn(f"preload could not start ({exc}); versions start the plain way")
         return None

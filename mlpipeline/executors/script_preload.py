@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from mlpipeline.records.files import json_text
 
 FileStamp = Tuple[str, int, int]
 """A module file the script imported from beside it: (path, mtime in ns, size)."""
