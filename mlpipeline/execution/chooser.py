@@ -8,15 +8,12 @@ from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, O
 
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.execution.reporter import Reporter
-from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.protocol import ScriptError
 from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
 from mlpipeline.queue.config import EXECUTION_QUEUE
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_dir
 from mlpipeline.records.control import ControlRequest
-from mlpipeline.records.files import now_iso
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.logs import ResultsFile
 from mlpipeline.records.paths import OutputPaths
 
 VersionKey = Tuple[str, str, str]
@@ -35,9 +32,6 @@ class VersionChooser:
         paths: OutputPaths,
         busy_model_dirs: Callable[[], AbstractSet[str]],
         reporter: Reporter,
-        tally: Tally,
-        results: ResultsFile,
-        host: str,
         stopping: Callable[[], bool],
     ) -> None:
         self.queue = queue
@@ -49,10 +43,8 @@ class VersionChooser:
         self._busy_model_dirs = busy_model_dirs
         self._real_dirs: Dict[str, str] = {}  # folders' real paths, for one pass over the queue
         self._say = reporter
-        self._tally = tally
-        self._results = results
-        self._host = host
         self._stopping = stopping
+        self._broken: List[Tuple[QueuedScript, ScriptListing]] = []
         self._handled: Set[VersionKey] = set()
         self._retries: List[PlannedRun] = []
         self._cancelled: List[ControlRequest] = []  # `mlpipeline cancel` during this session
@@ -239,29 +231,14 @@ class VersionChooser:
         return {name for folder in busy_dirs for name in by_dir.get(folder, ())}
 
     def _report_broken_script(self, script: QueuedScript, listing: ScriptListing) -> None:
-        """A script whose versions cannot be learned: reported once per content, counted as failed."""
-        if not self._say.first_time((script.label, listing.sha256)):
-            return
-        assert listing.error is not None
-        self._tally.any_failed = True
-        self._say.log("ERROR", script.label, listing.error.message)
-        if listing.error.traceback:
-            self._say.log("ERROR", script.label, listing.error.traceback)
-        self._say.view.error(listing.error.message)
-        if listing.error.traceback:
-            self._say.view.block(listing.error.traceback)
-        self._results.write(
-            {
-                "time": now_iso(),
-                "host": self._host,
-                "script": script.label,
-                "version": None,
-                "status": "failed",
-                "reason": listing.error.message,
-                "sha256": listing.sha256,
-            }
-        )
-        self._tally.add(script.label, "failed", 0.0)
+        """A script whose versions cannot be learned: kept for the loop to record, once per content."""
+        if self._say.first_time((script.label, listing.sha256)):
+            self._broken.append((script, listing))
+
+    def take_broken(self) -> List[Tuple[QueuedScript, ScriptListing]]:
+        """The scripts found broken since the last call, each once per content, to be recorded."""
+        broken, self._broken = self._broken, []
+        return broken
 
 
 class _Handled:

@@ -1,17 +1,16 @@
-"""Claims while the queue runs: take over the versions of daemons that died, stop the runs
-whose claims this daemon lost (it was paused while another took them), and wait while other
-daemons run versions of this queue, which this daemon resumes if they die."""
+"""Claims while the queue runs: take over the versions of daemons that died, find the runs
+whose claims this daemon lost (it was paused while another took them) for the loop to stop,
+and wait while other daemons run versions of this queue, which this daemon resumes if they die."""
 from __future__ import annotations
 
-import signal
 import time
-from typing import Any, Callable, Dict
+from typing import Iterable, List
 
 from mlpipeline.execution.chooser import VersionChooser
-from mlpipeline.execution.outcome import VersionRun
+from mlpipeline.execution.outcome import RunPhase, VersionRun
 from mlpipeline.execution.plan import PlannedRun
 from mlpipeline.execution.reporter import Reporter
-from mlpipeline.executors.base import Executor
+from mlpipeline.executors.base import ChildRun
 from mlpipeline.records.claims import Claims
 from mlpipeline.records.journal import Journal
 
@@ -31,42 +30,40 @@ def lost_claim_message(journal: Journal, planned: PlannedRun) -> str:
 class ClaimWatch:
     """Keeps this daemon's view of who runs what current, every CLAIM_CHECK_INTERVAL_S."""
 
-    def __init__(
-        self,
-        journal: Journal,
-        claims: Claims,
-        executor: Executor,
-        chooser: VersionChooser,
-        reporter: Reporter,
-        report_lost: Callable[[PlannedRun], None],
-    ) -> None:
+    def __init__(self, journal: Journal, claims: Claims, chooser: VersionChooser, reporter: Reporter) -> None:
         self._journal = journal
         self._claims = claims
-        self._executor = executor
         self._chooser = chooser
         self._say = reporter
-        self._report_lost = report_lost
         self._checked = time.monotonic()
         self._waiting_for_others = False
 
-    def check(self, force: bool = False) -> None:
-        """Take over the claims of dead daemons; stop the runs whose claims this daemon lost."""
+    def check(self, running: Iterable[ChildRun], force: bool = False) -> List[ChildRun]:
+        """Take over the claims of dead daemons (said here); returns those of ``running``
+        whose claims this daemon lost, which are to be stopped with nothing recorded."""
         now = time.monotonic()
         if not force and now - self._checked < CLAIM_CHECK_INTERVAL_S:
-            return
+            return []
         self._checked = now
         self._journal.refresh()
-        self._claims.take_over_stale()
-        for run in list(self._executor.running.values()):
+        self.take_over_stale()
+        lost: List[ChildRun] = []
+        for run in running:
             version_run = run.tag
-            if not isinstance(version_run, VersionRun) or version_run.lost:
+            if not isinstance(version_run, VersionRun) or version_run.phase is RunPhase.LOST:
                 continue
             planned = version_run.planned
-            if self._journal.holds(version_run.run_id, planned.script.label, planned.version):
-                continue
-            version_run.lost = True
-            self._report_lost(planned)
-            self._executor.stop(run, signal.SIGKILL)
+            if not self._journal.holds(version_run.run_id, planned.script.label, planned.version):
+                lost.append(run)
+        return lost
+
+    def take_over_stale(self) -> None:
+        """End the claims of dead daemons, and say whether each resumes here."""
+        for record, reason in self._claims.take_over_stale():
+            label = f"{record['script']}:{record['version']}"
+            where = "it resumes here, from its checkpoint" if self._chooser.queued(record) else "this daemon's queue does not name it"
+            self._say.log("WARNING", label, f"was cut off: {reason}; {where}")
+            self._say.view.warning(f"{label} was cut off: {reason}; {where}")
 
     def held_elsewhere(self) -> bool:
         """Whether another daemon holds a claim on a version this daemon's queue names."""
@@ -84,10 +81,3 @@ class ClaimWatch:
             self._say.daemon("INFO", message)
             self._say.view.info(message)
         return bool(mine)
-
-    def report_takeover(self, record: Dict[str, Any], reason: str) -> None:
-        """Say that a dead daemon's version was taken over, and whether it resumes here."""
-        label = f"{record['script']}:{record['version']}"
-        where = "it resumes here, from its checkpoint" if self._chooser.queued(record) else "this daemon's queue does not name it"
-        self._say.log("WARNING", label, f"was cut off: {reason}; {where}")
-        self._say.view.warning(f"{label} was cut off: {reason}; {where}")

@@ -1,8 +1,8 @@
 """Control of a running queue from the command line: ``mlpipeline cancel``, ``pause`` and
 ``resume`` append requests (records/control.py), and each daemon's ControlWatch applies
-them. A cancel stops the running versions it names (their trees killed; recorded as
-cancelled, which -u neither resumes nor retries) and keeps this session from starting the
-queued ones; a pause lets running versions finish and starts nothing new until a resume.
+them. A cancel names the running versions to stop (the loop kills their trees; they are
+recorded as cancelled, which -u neither resumes nor retries) and keeps this session from
+starting the queued ones; a pause lets running versions finish and starts nothing new until a resume.
 Requests are read every CONTROL_CHECK_INTERVAL_S, from any host sharing the folder."""
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
-from mlpipeline.execution.chooser import VersionChooser
-from mlpipeline.execution.outcome import VersionRun
+from mlpipeline.execution.outcome import RunPhase, VersionRun
 from mlpipeline.execution.reporter import Reporter
-from mlpipeline.executors.base import Executor
+from mlpipeline.executors.base import ChildRun
 from mlpipeline.executors.local import LocalExecutor
 from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog
 from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry, parse_entry, read_queue_config
@@ -42,13 +41,19 @@ from mlpipeline.records.paths import OutputPaths
 CONTROL_CHECK_INTERVAL_S = 0.5
 
 
-class ControlWatch:
-    """Applies cancel, pause and resume requests to this daemon's session."""
+@dataclass
+class ControlCheck:
+    """What the control requests read in one check ask of the loop."""
 
-    def __init__(self, paths: OutputPaths, executor: Executor, chooser: VersionChooser, reporter: Reporter) -> None:
+    cancels: List[ControlRequest] = field(default_factory=list)  # not to start again in this session
+    stops: List[Tuple[ChildRun, str]] = field(default_factory=list)  # running versions to stop, and why
+
+
+class ControlWatch:
+    """Reads cancel, pause and resume requests for this daemon's session; holds whether it is paused."""
+
+    def __init__(self, paths: OutputPaths, reporter: Reporter) -> None:
         self._reader = ControlReader(paths.outputs_dir, reporter.warn)
-        self._executor = executor
-        self._chooser = chooser
         self._say = reporter
         self._checked = 0.0
         # A pause asked before this daemon started holds it too; earlier cancels were for
@@ -58,14 +63,19 @@ class ControlWatch:
         if pause is not None:
             self._say_paused(pause)
 
-    def check(self, force: bool = False) -> None:
+    def check(self, running: Iterable[ChildRun], force: bool = False) -> ControlCheck:
+        """Apply pauses and resumes; returns the cancels and the runs of ``running`` they stop."""
+        found = ControlCheck()
         now = time.monotonic()
         if not force and now - self._checked < CONTROL_CHECK_INTERVAL_S:
-            return
+            return found
         self._checked = now
-        for request in self._reader.read_new():
+        requests = self._reader.read_new()
+        runs = list(running) if requests else []
+        for request in requests:
             if request.action == CANCEL:
-                self._cancel(request)
+                found.cancels.append(request)
+                found.stops += self._cancel(request, runs, [run for run, _ in found.stops])
             elif request.action == PAUSE and not self.paused:
                 self.paused = True
                 self._say_paused(request)
@@ -74,6 +84,7 @@ class ControlWatch:
                 message = f"resumed by `mlpipeline resume` on {request.host} at {request.time}"
                 self._say.daemon("INFO", message)
                 self._say.view.info(message)
+        return found
 
     def _say_paused(self, request: ControlRequest) -> None:
         message = (
@@ -83,22 +94,21 @@ class ControlWatch:
         self._say.daemon("INFO", message)
         self._say.view.warning(message)
 
-    def _cancel(self, request: ControlRequest) -> None:
-        self._chooser.cancel(request)
-        stopped: List[str] = []
-        for run in list(self._executor.running.values()):
+    def _cancel(self, request: ControlRequest, running: List[ChildRun], stopping: List[ChildRun]) -> List[Tuple[ChildRun, str]]:
+        stops: List[Tuple[ChildRun, str]] = []
+        for run in running:
             version_run = run.tag
-            if not isinstance(version_run, VersionRun) or version_run.lost or version_run.cancelled:
+            if not isinstance(version_run, VersionRun) or version_run.phase is not RunPhase.RUNNING or run in stopping:
                 continue
             planned = version_run.planned
             if request.matches(planned.script.label, planned.version):
-                version_run.cancelled = f"cancelled by `mlpipeline cancel {request.target}` on {request.host} at {request.time}"
-                self._executor.stop(run, signal.SIGKILL)
-                stopped.append(planned.label)
+                stops.append((run, f"cancelled by `mlpipeline cancel {request.target}` on {request.host} at {request.time}"))
+        stopped = [run.tag.planned.label for run, _ in stops]
         what = f"stopping {', '.join(stopped)}" if stopped else "none of it runs here"
         message = f"cancel {request.target} (asked on {request.host}): {what}; not started again in this session"
         self._say.daemon("WARNING", message)
         self._say.view.warning(message)
+        return stops
 
 
 NOTHING_MATCHED = 2

@@ -62,22 +62,23 @@ class GpuPool:
         """Whether ``amount`` could be granted at all, with every GPU free."""
         return amount == 0 or (amount < 1 and bool(self.ids)) or amount <= len(self.ids)
 
-    def acquire(self, amount: float) -> Optional[Tuple[str, ...]]:
-        """The GPUs granted for ``amount``, or None when they are not free now."""
+    def free_for(self, amount: float) -> Optional[Tuple[str, ...]]:
+        """The GPUs ``amount`` would be granted now, or None when they are not free; takes nothing."""
         if amount == 0 or not self.ids:
             return ()
         if amount < 1:
             for gpu in self.ids:
                 if self._used[gpu] + amount <= 1 + _EPSILON and self._used[gpu] < 1 - _EPSILON:
-                    self._used[gpu] += amount
                     return (gpu,)
             return None
         free = [gpu for gpu in self.ids if self._used[gpu] < _EPSILON]
-        if len(free) < amount:
-            return None
-        granted = tuple(free[: int(amount)])
-        for gpu in granted:
-            self._used[gpu] = 1.0
+        return tuple(free[: int(amount)]) if len(free) >= amount else None
+
+    def acquire(self, amount: float) -> Optional[Tuple[str, ...]]:
+        """The GPUs granted for ``amount``, or None when they are not free now."""
+        granted = self.free_for(amount)
+        for gpu in granted or ():
+            self._used[gpu] = self._used[gpu] + amount if amount < 1 else 1.0
         return granted
 
     def release(self, granted: Sequence[str], amount: float) -> None:
@@ -120,8 +121,11 @@ class ClusterGpus(GpuPool):
         largest = self._largest()
         return amount == 0 or (amount < 1 and largest >= 1) or amount <= largest
 
-    def acquire(self, amount: float) -> Optional[Tuple[str, ...]]:
+    def free_for(self, amount: float) -> Optional[Tuple[str, ...]]:
         return ()  # the scheduler places the version where its GPUs are free
+
+    def acquire(self, amount: float) -> Optional[Tuple[str, ...]]:
+        return ()
 
     def release(self, granted: Sequence[str], amount: float) -> None:
         pass

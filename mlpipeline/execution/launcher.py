@@ -1,10 +1,13 @@
 """The middle step of a version's path: claim it in the journal and start its child on the
-executor, with its GPUs, its model_dir and nothing of an earlier run of it still alive."""
+executor, with its GPUs, its model_dir and nothing of an earlier run of it still alive.
+Returns what happened (Launched); a version that cannot run comes back as an Ending for the
+recorder, and what a started one holds is given back by the loop when it ends."""
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Optional
+from typing import Optional
 
 import psutil
 
@@ -12,10 +15,8 @@ from mlpipeline.execution.gpus import visible_devices
 from mlpipeline.execution.listener import ChildListener
 from mlpipeline.execution.outcome import Ending, VersionRun
 from mlpipeline.execution.plan import PlannedRun, Start
-from mlpipeline.execution.recorder import EndRecorder
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.execution.resources import Resources
-from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.process_tree import end_processes, run_processes
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, describe_node, version_environment
@@ -39,12 +40,23 @@ EARLIER_RUN_GRACE_S = 10.0
 class Launch(Enum):
     """What became of a version the loop asked to launch."""
 
-    HANDLED = "handled"  # started, claimed by another daemon first, or recorded as failed
+    STARTED = "started"  # its child is submitted; it holds its GPUs and model_dir until it ends
+    FAILED = "failed"  # it cannot run: its Ending is to be recorded
+    ELSEWHERE = "elsewhere"  # another daemon claimed it first
+    BLOCKED = "blocked"  # processes of an earlier run of it cannot be ended: not started, a failure
     WAITS = "waits"  # its GPUs or model_dir are busy: it waits for a running version to end
 
 
+@dataclass(frozen=True)
+class Launched:
+    """What launching one version did; all but WAITS mean the version was handled."""
+
+    how: Launch
+    ending: Optional[Ending] = None  # with FAILED
+
+
 class Launcher:
-    """Claims and starts versions; what they hold is in ``resources``."""
+    """Claims and starts versions, taking what they hold from ``resources``."""
 
     def __init__(
         self,
@@ -57,10 +69,7 @@ class Launcher:
         executor: Executor,
         resources: Resources,
         listener: ChildListener,
-        recorder: EndRecorder,
         reporter: Reporter,
-        tally: Tally,
-        handled: Callable[[PlannedRun], None],
     ) -> None:
         self._project = project
         self._identity = identity
@@ -71,14 +80,11 @@ class Launcher:
         self._executor = executor
         self._resources = resources
         self._listener = listener
-        self._recorder = recorder
         self._say = reporter
-        self._tally = tally
-        self._handled = handled  # the chooser's: from here on, this session does not choose it again
         self._repository = find_repository(project.models_dir)
 
-    def launch(self, planned: PlannedRun) -> Launch:
-        """Claim and start ``planned``, or record why it cannot run."""
+    def launch(self, planned: PlannedRun) -> Launched:
+        """Claim and start ``planned``, or say why it cannot run (an Ending to record)."""
         label = planned.label
         run_id = new_run_id()
         listing = self._catalog.listing(planned.script.path, planned.script.label, planned.sha256)
@@ -86,33 +92,27 @@ class Launcher:
         suffix = listing.suffixes.get(planned.version) if listing else None
         model_dir = self._paths.model_dir(planned.script.label, suffix)
         if not problem and self._resources.model_dir_busy(str(model_dir)):
-            return Launch.WAITS  # versions that share a model_dir (no MODEL_DIR_SUFFIX) never run at once
+            return Launched(Launch.WAITS)  # versions that share a model_dir (no MODEL_DIR_SUFFIX) never run at once
         share = 0.0 if problem else self._gpu_share(planned, listing)
-        granted = self._resources.take_gpus(share) if not problem else ()
-        if granted is None:
-            return Launch.WAITS
-        self._handled(planned)
+        if not problem and self._resources.free_gpus_for(share) is None:
+            return Launched(Launch.WAITS)
         if not self._end_earlier_run(planned):
-            self._resources.release(granted, share)
-            return Launch.HANDLED
+            return Launched(Launch.BLOCKED)
         expected = self._journal.latest(planned.script.label, planned.version)
         claimed = self._claims.claim(
             expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
         )
         if not claimed:
-            self._resources.release(granted, share)
             self._say.log("INFO", label, "another daemon claimed it first")
-            return Launch.HANDLED
+            return Launched(Launch.ELSEWHERE)
         if problem:
-            self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": {"message": problem}}))
-            return Launch.HANDLED
+            return Launched(Launch.FAILED, Ending(planned, run_id, JournalEvent.FAILED, {"error": {"message": problem}}))
         try:
             model_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             error = {"message": f"{label}: its model_dir {model_dir} cannot be made ({exc.strerror or exc})"}
-            self._resources.release(granted, share)
-            self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}))
-            return Launch.HANDLED
+            return Launched(Launch.FAILED, Ending(planned, run_id, JournalEvent.FAILED, {"error": error}))
+        granted = self._resources.take(share, str(model_dir), planned.script.label)
         resumed = planned.start is Start.RESUME
         how = "resuming" if resumed else "fresh"
         if planned.attempt > 1:
@@ -130,7 +130,6 @@ class Launcher:
             gpu_share=share,
             git=git_state(self._repository, planned.script.path) if self._repository else None,
         )
-        self._resources.occupy(version_run.model_dir, planned.script.label)
         try:
             self._listener.started(version_run)  # before any report of it can arrive
             self._executor.submit(
@@ -146,16 +145,13 @@ class Launcher:
                 gpus=share,
             )
         except Exception as exc:  # noqa: BLE001 - what stops one version's start fails that version alone
-            self._resources.release(granted, share, version_run.model_dir)
             # An OSError is the system's word (no such file, too many processes); anything else
             # is a bug of ours, recorded with its traceback so that it can be reported.
             ours = not isinstance(exc, OSError)
             cause = f"{type(exc).__name__}: {exc}" if ours else str(exc)
             error = {"message": f"{label} could not be started: {cause}", "traceback": traceback.format_exc() if ours else "", "phase": "start"}
-            self._recorder.record(Ending(planned, run_id, JournalEvent.FAILED, {"error": error}, version_run))
-            return Launch.HANDLED
-        self.record_placements()  # a local child runs already: its started event follows its claim at once
-        return Launch.HANDLED
+            return Launched(Launch.FAILED, Ending(planned, run_id, JournalEvent.FAILED, {"error": error}, version_run))
+        return Launched(Launch.STARTED)
 
     def record_placements(self) -> None:
         """Append the started event of each child that began to run since the last call: at
@@ -231,7 +227,6 @@ class Launcher:
             message = f"{planned.label}: processes of its earlier run (pid {', '.join(str(p.pid) for p in alive)}) cannot be ended; not started"
             self._say.log("ERROR", planned.label, message)
             self._say.view.error(message)
-            self._tally.any_failed = True
             return False
         return True
 

@@ -1,10 +1,14 @@
 """Execution mode: work through models.config, one child per version, keeping every record.
 
-The loop re-reads the queue before each dispatch and walks each version along one path:
-the chooser picks it (chooser.py), the launcher claims it and starts its child on the
-executor (launcher.py), the listener takes what the child says (listener.py), and the
-recorder records how it ended (recorder.py). Beside the path, the claim watch keeps claims
-current (claim_watch.py). ``workers`` versions run at once; a freed slot takes the next.
+The loop re-reads the queue before each dispatch and walks each version along one path, each
+step returning what happened and the loop alone acting on it: the chooser returns the next
+version (chooser.py), the launcher claims and starts it, or returns why it cannot run
+(launcher.py), the listener takes what the child says (listener.py), and the recorder
+records how it ended and returns what follows: a retry, a resume, or nothing (recorder.py).
+Beside the path, the claim and control watches return the runs to stop (claim_watch.py,
+control.py). The loop owns the running versions: it moves each one's phase (outcome.py),
+and gives back what a run holds once, when its end is recorded. ``workers`` versions run at
+once; a freed slot takes the next.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.claim_watch import ClaimWatch
@@ -22,10 +26,11 @@ from mlpipeline.execution.end_hook import HOOK_TIMEOUT_S
 from mlpipeline.execution.executor_choice import Executors, choose_executors
 from mlpipeline.execution.gpus import GpuPool, detect_gpus
 from mlpipeline.execution.launcher import Launch, Launcher
+from mlpipeline.execution.outcome import RunPhase, VersionRun
 from mlpipeline.execution.listener import ChildListener
 from mlpipeline.tracking.configured import tracking_bridge
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun
-from mlpipeline.execution.recorder import EndRecorder
+from mlpipeline.execution.recorder import EndRecorder, FollowUp, Recorded
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.execution.resources import Resources
 from mlpipeline.execution.signals import EXIT_CODES, StopSignals
@@ -122,9 +127,7 @@ class ExecutionLoop:
         self.journal = Journal(self.paths.journal, warn=say.warn)
         self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, say.warn)
         say.log_file = self.records.log
-        self.claims = Claims(
-            self.journal, self.identity, self.paths.heartbeats, lambda record, reason: self.claim_watch.report_takeover(record, reason)
-        )
+        self.claims = Claims(self.journal, self.identity, self.paths.heartbeats)
         self._own_executors = executor is None  # closed here only if made here
         self.executors = (
             choose_executors(project, say.warn, self.claims.heartbeat_for_children())
@@ -148,20 +151,15 @@ class ExecutionLoop:
         )
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.chooser = VersionChooser(
-            self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs,
-            say, self.tally, self.records.results, self.identity.host, stopping,
-        )  # fmt: skip
-        self.recorder = EndRecorder(
-            project, self.identity, self.journal, self.records, not options.no_log,
-            self.resources, self.listener, self.chooser, say, self.tally, stopping,
-            on_recorded=self._queue_changed,
-        )  # fmt: skip
+            self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs, say, stopping
+        )
+        self.recorder = EndRecorder(project, self.identity, self.journal, self.records, not options.no_log, self.listener, say, stopping)
         self.launcher = Launcher(
             project, self.identity, self.paths, self.journal, self.claims, catalog, self.executor,
-            self.resources, self.listener, self.recorder, say, self.tally, self.chooser.handled,
+            self.resources, self.listener, say,
         )  # fmt: skip
-        self.control = ControlWatch(self.paths, self.executor, self.chooser, say)
-        self.claim_watch = ClaimWatch(self.journal, self.claims, self.executor, self.chooser, say, self.recorder.report_lost)
+        self.control = ControlWatch(self.paths, say)
+        self.claim_watch = ClaimWatch(self.journal, self.claims, self.chooser, say)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -172,7 +170,7 @@ class ExecutionLoop:
                 check_named_versions(self.queue.current(), self.catalog, EXECUTION_QUEUE)
                 self.claims.start()
                 # What the journal shows as started by a daemon that is gone is ended before anything runs.
-                self.claims.take_over_stale()
+                self.claim_watch.take_over_stale()
                 self.records.recover(self.claims.is_dead)
                 self.listener.drop_old_progress(self.journal)
                 self.say.daemon(
@@ -216,8 +214,8 @@ class ExecutionLoop:
                 if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:
                     self.executor.stop_all(signal.SIGKILL)
                     killed = True
-            self.claim_watch.check()
-            self.control.check()
+            self._check_claims()
+            self._check_control()
             # Taken before planning, so that a change made while the plan is made still wakes --wait;
             # only when nothing is outstanding, the one case in which this pass can end in idling.
             idle_possible = self.options.wait and not self.executor.outstanding
@@ -238,13 +236,13 @@ class ExecutionLoop:
                 if not self.options.wait:
                     break
                 self._idle_until_change(watched)
-            self.launcher.record_placements()
+            self._record_placements()
             finished = self.executor.next_finished(timeout=0.2)
             if finished is not None:
                 self._say_if_lost()  # before the ends it brings, which name it
                 self._stopped_as_it_started(finished)
-                self.launcher.record_placements()  # its started event, should it have come with its end
-                self.recorder.finished(finished)
+                self._record_placements()  # its started event, should it have come with its end
+                self._record_end(self.recorder.finished, finished, finished.tag)
             self._show_queue_counts(now=not self.executor.outstanding)
 
     def _fill_slots(self) -> None:
@@ -254,20 +252,77 @@ class ExecutionLoop:
                 return
             # Choosing may have taken a while (listing a script): a pause or cancel asked
             # meanwhile holds before the version starts, not after.
-            self.control.check(force=True)
+            self._check_control(force=True)
             if self.control.paused:
                 return
             if self.chooser.is_cancelled(planned):
                 continue
-            if self.launcher.launch(planned) is Launch.WAITS:
+            launched = self.launcher.launch(planned)
+            if launched.how is Launch.WAITS:
                 return  # its GPUs or model_dir are busy: it waits for a running version to end
+            self.chooser.handled(planned)  # from here on, this session does not choose it again
             self.chooser.launched(planned)
+            if launched.how is Launch.STARTED:
+                self._record_placements()  # a local child runs already: its started event follows its claim at once
+            elif launched.how is Launch.BLOCKED:
+                self.tally.any_failed = True
+            elif launched.ending is not None:
+                self._record_end(self.recorder.record, launched.ending, launched.ending.version_run)
 
     def next_version(self) -> Optional[PlannedRun]:
         """The next version to launch, with the journal's claims read just now."""
-        self.claim_watch.check(force=True)
+        self._check_claims(force=True)
         self.records.recover(self.claims.is_dead)
-        return self.chooser.next(*self.claims.session())
+        planned = self.chooser.next(*self.claims.session())
+        self._record_broken_scripts()
+        return planned
+
+    # -- acting on what the steps returned ------------------------------------------------
+
+    def _record_end(self, record: Callable[[Any], Recorded], ended: Any, version_run: Optional[VersionRun]) -> None:
+        """Record one end (a child's, or a version's that could not start) with ``record``; the
+        one place where a run gives back what it held, and where what follows is done."""
+        if version_run is not None:
+            self.resources.release(version_run.gpus, version_run.gpu_share, version_run.model_dir)
+        self._follow(record(ended))
+
+    def _follow(self, recorded: Recorded) -> None:
+        if recorded.state is not None:
+            self.tally.add(recorded.label, recorded.state, recorded.wall_s)
+        if recorded.failed:
+            self.tally.any_failed = True
+        if recorded.planned is not None and recorded.follow_up is FollowUp.RETRY:
+            self.chooser.retry_later(recorded.planned)
+        elif recorded.planned is not None and recorded.follow_up is FollowUp.RESUME:
+            self.chooser.resume_in_session(recorded.planned)
+        self._counts_due = True
+
+    def _record_broken_scripts(self) -> None:
+        for script, listing in self.chooser.take_broken():
+            self._follow(self.recorder.broken_script(script, listing))
+
+    def _record_placements(self) -> None:
+        """The started events of the children placed since the last look: the one writer of
+        them, called before any end is recorded, so a version's start comes before its end."""
+        self.launcher.record_placements()
+
+    def _check_claims(self, force: bool = False) -> None:
+        """Stop the runs whose claims another daemon took: they record nothing."""
+        for run in self.claim_watch.check(list(self.executor.running.values()), force):
+            version_run: VersionRun = run.tag
+            version_run.phase = RunPhase.LOST
+            self.recorder.report_lost(version_run.planned)
+            self.executor.stop(run, signal.SIGKILL)
+
+    def _check_control(self, force: bool = False) -> None:
+        """Apply `mlpipeline cancel`: what it names does not start again; its running versions stop."""
+        asked = self.control.check(list(self.executor.running.values()), force)
+        for request in asked.cancels:
+            self.chooser.cancel(request)
+        for run, reason in asked.stops:
+            version_run: VersionRun = run.tag
+            version_run.phase, version_run.cancel_reason = RunPhase.CANCELLED, reason
+            self.executor.stop(run, signal.SIGKILL)
 
     def _executor_lost(self) -> Optional[str]:
         """Why nothing can run on the executor any more (its cluster is gone), or None.
@@ -324,7 +379,7 @@ class ExecutionLoop:
                 continue
             next_poll = time.monotonic() + WAIT_POLL_S
             self.journal.refresh()
-            self.claims.take_over_stale()
+            self.claim_watch.take_over_stale()
             if self._watched_state() != before:
                 return
 
@@ -339,9 +394,6 @@ class ExecutionLoop:
                 state.append((str(path), None))
         return tuple(state)
 
-    def _queue_changed(self) -> None:
-        self._counts_due = True
-
     def _show_queue_counts(self, now: bool = False) -> None:
         if self._counts_due and (now or time.monotonic() - self._counts_shown >= QUEUE_COUNTS_INTERVAL_S):
             self._counts_due = False
@@ -355,11 +407,13 @@ class ExecutionLoop:
         return counts, unlisted
 
     def _finish(self) -> int:
-        parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
+        skipped = 0
         if self.options.use_history and not self.signals.count:
             skipped = self.chooser.skipped_by_history()
-            if skipped:
-                parts.append(f"{skipped} skipped by -u")
+            self._record_broken_scripts()  # one edited into a broken script at the very end
+        parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
+        if skipped:
+            parts.append(f"{skipped} skipped by -u")
         summary = ", ".join(parts) or "nothing to run"
         self.say.daemon("INFO", f"execution mode ended: {summary}")
         self.view.summary("execution mode", self.tally.rows, [f"{summary}; records in {self.paths.outputs_dir}"])

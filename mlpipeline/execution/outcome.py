@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Dict, Optional, Tuple
 
 from mlpipeline.execution.plan import PlannedRun, Start
@@ -16,6 +17,14 @@ from mlpipeline.watch.console import describe_report
 
 JOURNAL_EVAL_LIMIT = 512
 """An evaluation result longer than this (as JSON) stays out of the journal; results.jsonl has it."""
+
+
+class RunPhase(Enum):
+    """Where a running version stands with this daemon; the loop alone moves it on."""
+
+    RUNNING = "running"
+    CANCELLED = "cancelled"  # `mlpipeline cancel` stopped it: recorded cancelled, unless it finished
+    LOST = "lost"  # another daemon took the version over: this run records nothing
 
 
 @dataclass
@@ -32,9 +41,9 @@ class VersionRun:
     metrics: Dict[str, Any] = field(default_factory=dict)
     last_report_logged: float = 0.0
     last_progress_written: float = 0.0
-    lost: bool = False  # another daemon took the version over: this run records nothing
     placement: Dict[str, Any] = field(default_factory=dict)  # where its child runs: pid, or a Ray node
-    cancelled: Optional[str] = None  # why, when `mlpipeline cancel` stopped it
+    phase: RunPhase = RunPhase.RUNNING
+    cancel_reason: Optional[str] = None  # with RunPhase.CANCELLED: which cancel, from where
 
 
 @dataclass
@@ -65,11 +74,18 @@ def crash_message(label: str, outcome: ChildOutcome) -> str:
     return message
 
 
-def classify(outcome: ChildOutcome, label: str, version_timeout: float) -> Tuple[JournalEvent, Dict[str, Any]]:
-    """The journal event a child's end makes, and its result with the reason filled in."""
+def classify(
+    outcome: ChildOutcome, label: str, version_timeout: float, cancel_reason: Optional[str] = None
+) -> Tuple[JournalEvent, Dict[str, Any]]:
+    """The journal event a child's end makes, and its result with the reason filled in.
+
+    ``cancel_reason``: `mlpipeline cancel` stopped it, which is how it ended unless it finished."""
     result = dict(outcome.result or {})
     if result.get("ok"):
         return JournalEvent.FINISHED, result
+    if cancel_reason is not None:
+        result["error"] = {"message": cancel_reason}
+        return JournalEvent.CANCELLED, result
     if result.get("cut_off"):
         # Its keeper ended it: this daemon was silent past the heartbeat window (error says why).
         result.setdefault("error", {"message": "cut off by its keeper"})

@@ -1,20 +1,22 @@
 """The last step of a version's path: how its run ended, recorded once (journal, results,
-logs, its run record), then the on_version_end hook, a retry or a resume in this session."""
+logs, its run record), then the on_version_end hook; returns what follows (a retry, a resume
+in this session, or nothing), which the loop carries out."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.claim_watch import lost_claim_message
 from mlpipeline.execution.end_hook import VersionEndHook
 from mlpipeline.execution.listener import ChildListener
-from mlpipeline.execution.outcome import Ending, VersionRun, classify, version_end
+from mlpipeline.execution.outcome import Ending, RunPhase, VersionRun, classify, version_end
 from mlpipeline.execution.plan import PlannedRun
 from mlpipeline.execution.reporter import Reporter
-from mlpipeline.execution.resources import Resources
-from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import ChildRun
+from mlpipeline.queue.catalog import ScriptListing
+from mlpipeline.queue.queue_file import QueuedScript
 from mlpipeline.queue.config import ProjectConfig
 from mlpipeline.records.ends import RecordKeeper
 from mlpipeline.records.identity import DaemonIdentity
@@ -28,6 +30,26 @@ MAX_RESUMES_IN_SESSION = 3
 one that takes its node down each time must not go round the cluster forever."""
 
 
+class FollowUp(Enum):
+    """What the loop does next about a version whose run was recorded."""
+
+    NONE = "none"
+    RETRY = "retry"  # it failed with attempts left: its next attempt goes before new versions
+    RESUME = "resume"  # it was cut off, and no other daemon took it: it resumes in this session
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording one end did, for the loop's tally and its next choice."""
+
+    label: str
+    state: Optional[str]  # how it ended, as results.jsonl says it; "lost": another daemon has it; None: not counted
+    wall_s: float
+    follow_up: FollowUp = FollowUp.NONE
+    failed: bool = False  # it counts against the exit code: failed for good
+    planned: Optional[PlannedRun] = None  # None for a script whose versions cannot be learned
+
+
 class EndRecorder:
     """Records each run's end exactly once, unless another daemon holds its version now."""
 
@@ -38,57 +60,45 @@ class EndRecorder:
         journal: Journal,
         records: RecordKeeper,
         write_log: bool,
-        resources: Resources,
         listener: ChildListener,
-        chooser: VersionChooser,
         reporter: Reporter,
-        tally: Tally,
         stopping: Callable[[], bool],
-        on_recorded: Callable[[], None] = lambda: None,
     ) -> None:
         self._project = project
         self._identity = identity
         self._journal = journal
         self._records = records
         self._write_log = write_log
-        self._resources = resources
         self._listener = listener
-        self._chooser = chooser
         self._say = reporter
-        self._tally = tally
         self._stopping = stopping
-        self._on_recorded = on_recorded  # the console's queue counts
         self.end_hook = VersionEndHook(project.on_version_end, project.project_dir, reporter.log)
         self._cut_offs: Dict[Tuple[str, str], int] = {}
 
-    def finished(self, run: ChildRun) -> None:
+    def finished(self, run: ChildRun) -> Recorded:
         """A started version's child ended: record how."""
         version_run: VersionRun = run.tag
         assert run.outcome is not None
-        self._resources.release(version_run.gpus, version_run.gpu_share, version_run.model_dir)
-        if version_run.lost:
-            self._drop_lost(version_run, run.outcome.wall_s)
-            return
-        event, result = classify(run.outcome, version_run.planned.label, self._project.version_timeout)
-        if version_run.cancelled and event is not JournalEvent.FINISHED:
-            event, result = JournalEvent.CANCELLED, dict(result, error={"message": version_run.cancelled})
-        self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome))
-        if result.get("cut_off") and not self._stopping():
+        if version_run.phase is RunPhase.LOST:
+            return self._drop_lost(version_run, run.outcome.wall_s)
+        event, result = classify(run.outcome, version_run.planned.label, self._project.version_timeout, version_run.cancel_reason)
+        recorded = self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome))
+        if result.get("cut_off") and recorded.state != "lost" and not self._stopping():
             # Its keeper ended it while this daemon was silent, or its Ray node was lost, and no
             # other daemon took it: it is this session's to resume, a few times at most.
             planned = version_run.planned
             key = (planned.script.label, planned.version)
             self._cut_offs[key] = self._cut_offs.get(key, 0) + 1
             if self._cut_offs[key] <= MAX_RESUMES_IN_SESSION:
-                self._chooser.resume_in_session(planned)
-            else:
-                self._say.log(
-                    "WARNING", planned.label,
-                    f"cut off {self._cut_offs[key]} times in this session: not resumed again now; `mlpipeline -r -u` resumes it",
-                )  # fmt: skip
+                return replace(recorded, follow_up=FollowUp.RESUME)
+            self._say.log(
+                "WARNING", planned.label,
+                f"cut off {self._cut_offs[key]} times in this session: not resumed again now; `mlpipeline -r -u` resumes it",
+            )  # fmt: skip
+        return recorded
 
-    def record(self, ending: Ending) -> None:
-        """Commit ``ending`` to the records, then tell the console, the hook and the tally."""
+    def record(self, ending: Ending) -> Recorded:
+        """Commit ``ending`` to the records, then tell the console and the hook."""
         planned, version_run = ending.planned, ending.version_run
         label = planned.label
         reason = ending.error.get("message")
@@ -96,10 +106,10 @@ class EndRecorder:
         if not self._records.commit(end):
             # Another daemon took the version over while this one was silent: its end is not ours.
             self.report_lost(planned)
-            if version_run is not None:
-                version_run.lost = True
-                self._drop_lost(version_run, ending.wall_s)
-            return
+            if version_run is None:
+                return Recorded(label, None, ending.wall_s, planned=planned)  # it never ran here
+            version_run.phase = RunPhase.LOST
+            return self._drop_lost(version_run, ending.wall_s)
         if version_run is not None:
             self._listener.ended(version_run, end.record)
             self._close_run_record(version_run, end.record)
@@ -119,14 +129,25 @@ class EndRecorder:
         self._say.view.version_ended(label, ending.event.value, ending.wall_s, reason)
         if ending.error.get("traceback"):
             self._say.view.block(ending.error["traceback"])
-        self._tally.add(label, ending.event.value, ending.wall_s)
-        if ending.event in (JournalEvent.FAILED, JournalEvent.TIMED_OUT):
-            if version_run is not None and planned.attempt <= self._project.retries and not self._stopping():
-                self._say.log("WARNING", label, f"attempt {planned.attempt} of {1 + self._project.retries} failed; retrying")
-                self._chooser.retry_later(planned)
-            else:
-                self._tally.any_failed = True
-        self._on_recorded()
+        recorded = Recorded(label, ending.event.value, ending.wall_s, planned=planned)
+        if ending.event not in (JournalEvent.FAILED, JournalEvent.TIMED_OUT):
+            return recorded
+        if version_run is not None and planned.attempt <= self._project.retries and not self._stopping():
+            self._say.log("WARNING", label, f"attempt {planned.attempt} of {1 + self._project.retries} failed; retrying")
+            return replace(recorded, follow_up=FollowUp.RETRY)
+        return replace(recorded, failed=True)
+
+    def broken_script(self, script: QueuedScript, listing: ScriptListing) -> Recorded:
+        """A script whose versions cannot be learned: said, and a row in results.jsonl."""
+        assert listing.error is not None
+        self._say.log("ERROR", script.label, listing.error.message)
+        if listing.error.traceback:
+            self._say.log("ERROR", script.label, listing.error.traceback)
+        self._say.view.error(listing.error.message)
+        if listing.error.traceback:
+            self._say.view.block(listing.error.traceback)
+        self._records.script_failed(script.label, listing.error.message, listing.sha256, self._identity.host)
+        return Recorded(script.label, "failed", 0.0, failed=True)
 
     def report_lost(self, planned: PlannedRun) -> None:
         """Say that this daemon lost its claim on ``planned`` to another daemon."""
@@ -134,13 +155,13 @@ class EndRecorder:
         self._say.log("WARNING", planned.label, message)
         self._say.view.warning(f"{planned.label} {message}")
 
-    def _drop_lost(self, version_run: VersionRun, wall_s: float) -> None:
+    def _drop_lost(self, version_run: VersionRun, wall_s: float) -> Recorded:
         """A run whose version another daemon took over: it ended here, and nothing is recorded."""
         label = version_run.planned.label
         self._listener.ended(version_run)
         self._say.log("WARNING", label, f"its run {version_run.run_id} here ended after {wall_s:.2f} s; another daemon has it now")
         self._say.view.version_ended(label, "lost", wall_s, "another daemon took it over; nothing recorded here")
-        self._tally.add(label, "lost", wall_s)
+        return Recorded(label, "lost", wall_s, planned=version_run.planned)
 
     def _close_run_record(self, version_run: VersionRun, record: Dict[str, Any]) -> None:
         """Add how the run ended to ``<model_dir>/.mlpipeline/run.json``, which its child began."""

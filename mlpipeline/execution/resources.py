@@ -30,15 +30,19 @@ class Resources:
         """The script whose versions used ``model_dir`` in this session."""
         return self._model_dir_owners.get(model_dir)
 
-    def take_gpus(self, share: float) -> Optional[Tuple[str, ...]]:
-        """GPU ids for ``share`` GPUs, or None while too few are free."""
-        return self.gpus.acquire(share)
+    def free_gpus_for(self, share: float) -> Optional[Tuple[str, ...]]:
+        """The GPU ids ``share`` GPUs would get now, or None while too few are free; takes nothing."""
+        return self.gpus.free_for(share)
 
-    def occupy(self, model_dir: str, script: str) -> None:
+    def take(self, share: float, model_dir: str, script: str) -> Tuple[str, ...]:
+        """Take ``share`` GPUs (free, as free_gpus_for said just before) and ``model_dir``."""
+        granted = self.gpus.acquire(share)
+        assert granted is not None, "take() after free_gpus_for() said they are free"
         self._model_dir_owners.setdefault(model_dir, script)
         self._busy_model_dirs.add(model_dir)
+        return granted
 
-    def release(self, granted: Sequence[str], share: float, model_dir: Optional[str] = None) -> None:
+    def release(self, granted: Sequence[str], share: float, model_dir: str) -> None:
+        """Give back what take() gave a run; the execution loop calls it once, when the run ended."""
         self.gpus.release(granted, share)
-        if model_dir is not None:
-            self._busy_model_dirs.discard(model_dir)
+        self._busy_model_dirs.discard(model_dir)

@@ -13,15 +13,15 @@ again by another.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from mlpipeline.records.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal, state_of
 from mlpipeline.records.states import JournalEvent, RunState
 
-TakeoverReport = Callable[[Dict[str, Any], str], None]
-"""Told (the claim's record, why it was ended) for each claim taken over."""
+Takeover = Tuple[Dict[str, Any], str]
+"""A claim taken over: (the claim's record, why it was ended)."""
 
 VersionKey = Tuple[str, str]
 
@@ -29,14 +29,13 @@ VersionKey = Tuple[str, str]
 class Claims:
     """This daemon's side of sharing a journal with other daemons."""
 
-    def __init__(self, journal: Journal, identity: DaemonIdentity, heartbeat_dir: Path, report: TakeoverReport) -> None:
+    def __init__(self, journal: Journal, identity: DaemonIdentity, heartbeat_dir: Path) -> None:
         self.interval = heartbeat_interval()
         self._journal = journal
         self._identity = identity
         self._heartbeat_dir = heartbeat_dir
         self._heartbeat = Heartbeat(heartbeat_dir, identity, self.interval)
         self._judge = LivenessJudge(heartbeat_dir, identity, self.interval)
-        self._report = report
         self._session_start = 0
         self._session_daemons: Set[str] = set()
         self._taken: Set[Tuple[str, str, Optional[str]]] = set()
@@ -131,8 +130,9 @@ class Claims:
         """The claims other daemons hold now (alive, or not yet judged)."""
         return [record for record in self._journal.unfinished() if record.get("daemon") != self._identity.key]
 
-    def take_over_stale(self) -> None:
-        """End, as interrupted, every claim whose daemon is gone."""
+    def take_over_stale(self) -> List[Takeover]:
+        """End, as interrupted, every claim whose daemon is gone; returns those ended."""
+        taken: List[Takeover] = []
         for record in self.held_elsewhere():
             if self._judge.judge(record) is not Liveness.DEAD:
                 continue
@@ -145,4 +145,5 @@ class Claims:
                 record, JournalEvent.INTERRUPTED, **fields, reason=reason, taken_over_from=record.get("daemon")
             )
             if ended is not None:
-                self._report(record, reason)
+                taken.append((record, reason))
+        return taken

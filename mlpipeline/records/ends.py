@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.records.files import remove_quietly, write_json_atomic
+from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.lines import load_object
 from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog
@@ -76,6 +76,12 @@ class RecordKeeper:
             self._publish(end, self.results, self.output, self.log, check_first=False)
         pending.unlink()
         return committed is not None
+
+    def script_failed(self, script: str, reason: str, sha256: str, host: str) -> None:
+        """A script whose versions cannot be learned: one row in results.jsonl, no journal event
+        (no version of it was claimed; the next session lists it again)."""
+        row = {"time": now_iso(), "host": host, "script": script, "version": None, "status": "failed", "reason": reason, "sha256": sha256}
+        self.results.write(row)
 
     def recover(self, is_dead: Callable[[str, str, Optional[str]], bool]) -> int:
         """Finish the commits of dead daemons (``is_dead(host, daemon, namespace)``); returns how many."""
