@@ -11,6 +11,7 @@ from mlpipeline.execution.framework_noise import without_noise
 from mlpipeline.execution.outcome import VersionRun
 from mlpipeline.execution.plan import Start
 from mlpipeline.execution.reporter import Reporter
+from mlpipeline.executors.protocol import STEPS_EVENT
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.metric_history import FLUSH_INTERVAL_S, HistoryWriter, set_aside
@@ -53,9 +54,13 @@ class ChildListener:
         if event.get("type") == "log":
             self._say.log(str(event.get("level", "INFO")), label, str(event.get("message", "")))
             self._say.view.child_line(label, str(event.get("message", "")))
+        elif event.get("type") == STEPS_EVENT and isinstance(event.get("steps"), dict):
+            self._steps_planned(version_run, event["steps"], bool(event.get("continued")))
         elif event.get("type") == "report":
             metrics = event.get("metrics") or {}
             step, total = event.get("step"), event.get("total")
+            if isinstance(step, int) and not isinstance(step, bool):
+                version_run.last_step = step
             history = self._history(version_run)
             place = history.add(step, total, metrics) if history is not None else None
             tracked = self._tracked.get(version_run.run_id)
@@ -72,6 +77,21 @@ class ChildListener:
             if now - version_run.last_progress_written >= PROGRESS_FILE_INTERVAL_S:
                 version_run.last_progress_written = now
                 self._write_progress(version_run, step, total)
+
+    def _steps_planned(self, version_run: VersionRun, steps: Dict[str, Any], continued: bool) -> None:
+        version_run.steps = steps
+        already = steps.get("already_trained")
+        if not continued or not isinstance(already, int) or version_run.planned.start is not Start.FRESH:
+            return
+        version_run.continued_from = already
+        left = "nothing left to train" if not steps.get("trained") else f"{steps.get('trained')} steps to go"
+        message = (
+            f"continuing from step {already}, not fresh ({left}): its model_dir was not cleaned, since its "
+            "model's allow_delete_model_dir is False; to start over, see docs/modes.md (\"Starting over\")"
+        )
+        label = version_run.planned.label
+        self._say.log("WARNING", label, message)
+        self._say.view.warning(f"{label} {message}")
 
     def listing_lines(self, script: str, stream: str, lines: List[str]) -> None:
         """Lines a script printed while its versions were listed: the log only."""

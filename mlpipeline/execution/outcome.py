@@ -43,6 +43,9 @@ class VersionRun:
     last_progress_written: float = 0.0
     placement: Dict[str, Any] = field(default_factory=dict)  # where its child runs: pid, or a Ray node
     phase: RunPhase = RunPhase.RUNNING
+    steps: Optional[Dict[str, Any]] = None  # the worker's plan: trained (to be), total, already_trained
+    last_step: Optional[int] = None  # the step of its latest report()
+    continued_from: Optional[int] = None  # a fresh run that went on from a checkpoint its model kept
     cancel_reason: Optional[str] = None  # with RunPhase.CANCELLED: which cancel, from where
 
 
@@ -121,6 +124,23 @@ def node_fields(version_run: Optional[VersionRun]) -> Dict[str, Any]:
     return {key: placement[key] for key in NODE_FIELDS if key in placement}
 
 
+def steps_trained(steps: Optional[Dict[str, Any]], event: JournalEvent, version_run: Optional[VersionRun]) -> Optional[Dict[str, Any]]:
+    """The steps a run trained, as they were: what was planned for a finished run; for any
+    other end the last step it reported (less those trained before it, where report() counts
+    from the version's start, as the framework bases do), else what its checkpoints said
+    after it failed, else None (unknown)."""
+    if event is JournalEvent.FINISHED or steps is None:
+        return steps
+    truth = dict(steps)
+    last = version_run.last_step if version_run else None
+    if last is not None:
+        before = truth.get("already_trained") or 0
+        truth["trained"] = last - before if last > before else last
+    elif version_run is not None and steps is version_run.steps:
+        truth["trained"] = None  # killed before any report: how far it got is not known
+    return truth
+
+
 def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> VersionEnd:
     """Everything written when a run ends: journal fields, the record, the log lines."""
     planned, version_run, outcome, result, event, run_id = (
@@ -141,6 +161,7 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
     eval_test = result.get("eval_test")
     if eval_test is not None and len(json_text(eval_test)) <= JOURNAL_EVAL_LIMIT:
         journal_fields["eval_test"] = eval_test
+    steps = steps_trained(result.get("steps") or (version_run.steps if version_run else None), event, version_run)
     record = {
         "time": now_iso(),
         "host": identity.host,
@@ -156,7 +177,8 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         "duration_s": round(wall_s, 3),
         "cpu_s": None if cpu_s is None else round(cpu_s, 3),
         **exit_info,
-        "steps": result.get("steps"),
+        "steps": steps,
+        **({"continued_from": version_run.continued_from} if version_run and version_run.continued_from is not None else {}),
         "epochs": result.get("epochs"),
         "eval_train": result.get("eval_train"),
         "eval_test": result.get("eval_test"),

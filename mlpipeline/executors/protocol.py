@@ -19,6 +19,11 @@ RESULT_FILE = "result.json"
 LIST_VERSIONS = "list"
 RUN_VERSION = "run"
 
+STEPS_EVENT = "steps"
+"""The worker's event before training: ``{"type": "steps", "steps": {"trained": planned,
+"total", "already_trained"}, "continued": whether a fresh run continues from a checkpoint
+its model did not clean}``."""
+
 RUN_ID_VARIABLE = "MLPIPELINE_RUN_ID"
 """Set in every process of a version (inherited): it names the run, for the user's own tracking
 code, and lets the daemon find a process of the run that escaped its tree."""

@@ -21,12 +21,14 @@ from mlpipeline.executors.old_scripts import MODEL_NAMES, old_code_advice, pre_e
 from mlpipeline.executors.protocol import (
     LIST_VERSIONS,
     RESULT_FILE,
+    STEPS_EVENT,
     ChildRequest,
     ScriptError,
     missing_message,
 )
 from mlpipeline.records.provenance import software_versions
 from mlpipeline.records.run_record import update_run_record, write_run_record
+from mlpipeline.script_support.channel import send as send_event
 from mlpipeline.script_support.channel import to_plain
 
 _THIS_FILE = os.path.abspath(__file__)
@@ -40,14 +42,23 @@ class VersionFailure(Exception):
         self.error = error
 
 
+_SCRIPT_SUPPORT = os.path.join(os.path.dirname(os.path.dirname(_THIS_FILE)), "script_support") + os.sep
+
+
 def user_traceback(exc: BaseException) -> str:
-    """The traceback of ``exc`` from the first frame outside this module: the user's code."""
+    """The traceback of ``exc`` from the first frame outside this module: the user's code,
+    without the frames of the script API it ends in (a missing parameter's ``__missing__``)."""
     tb = exc.__traceback__
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == _THIS_FILE:
         tb = tb.tb_next
     import traceback  # here: a version that ends well never needs it
 
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    shown = traceback.TracebackException(type(exc), exc, tb)
+    frames = list(shown.stack)
+    while len(frames) > 1 and os.path.abspath(frames[-1].filename).startswith(_SCRIPT_SUPPORT):
+        frames.pop()
+    shown.stack = traceback.StackSummary.from_list(frames)
+    return "".join(shown.format())
 
 
 def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -227,6 +238,16 @@ def _step_count(label: str, trained: Any) -> Optional[int]:
     return int(plain)
 
 
+def _trained_after_failure(model: Any, before: Optional[int]) -> Optional[int]:
+    """The steps a version trained before it failed, as its checkpoints say (None: unknown;
+    the daemon then takes the last step it reported)."""
+    try:
+        after = _step_count("", model.get_trained_step_count())
+    except Exception:  # noqa: BLE001 - a model that cannot say after a failure says nothing
+        return None
+    return None if after is None else max(after - (before or 0), 0)
+
+
 def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     """Run one version through the Model hooks, filling ``result`` as it goes."""
     required = request.sha256 if request.check_sha256 else None
@@ -286,9 +307,19 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             total, trained, steps = 1, None, 1
             eval_train_steps = eval_test_steps = 1
         result["steps"] = {"trained": steps, "total": total, "already_trained": trained}
+        # The daemon learns the plan before any step: a version killed midway is then recorded
+        # with the steps it had before, and a "fresh" run that continues is said to.
+        kept = bool(request.fresh and trained and not model.reset_steps and request.execution_mode)
+        send_event({"type": STEPS_EVENT, "steps": result["steps"], "continued": kept})
         if steps > 0:
+            result["steps"]["trained"] = 0  # until train_model has run
             train_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.TRAIN)
-            call_user(label, "train_model", model.train_model, train_input, steps)
+            try:
+                call_user(label, "train_model", model.train_model, train_input, steps)
+            except VersionFailure:
+                result["steps"]["trained"] = _trained_after_failure(model, trained)
+                raise
+            result["steps"]["trained"] = steps
         eval_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.EVALUATE)
         result["eval_train"] = to_plain(
             call_user(label, "evaluate_model (train input)", model.evaluate_model, eval_input, eval_train_steps)

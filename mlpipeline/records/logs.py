@@ -163,7 +163,13 @@ def format_output_block(record: Dict[str, Any]) -> str:
     if steps:
         already = steps.get("already_trained")
         resumed = f", {already} trained before" if already else ""
-        lines.append(f"steps:          {steps['trained']} of {steps['total']}{resumed}")
+        trained = steps.get("trained")
+        lines.append(f"steps:          {'unknown' if trained is None else trained} of {steps.get('total')}{resumed}")
+    if record.get("continued_from") is not None:
+        lines.append(
+            f"continued:      from step {record['continued_from']}, not fresh: its model_dir was not cleaned "
+            "(allow_delete_model_dir is False)"
+        )
     if record.get("epochs") is not None:
         lines.append(f"epochs:         {record['epochs']}")
     lines.append(f"duration:       {record['duration_s']:.2f} s wall, {record.get('cpu_s') or 0:.2f} s CPU")

@@ -96,6 +96,8 @@ class AttributeDict(dict):
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
+        except MissingParameterError as exc:
+            raise AttributeError(str(exc)) from None
         except KeyError:
             raise AttributeError(name) from None
 
@@ -112,6 +114,23 @@ def with_attribute_access(value: Any) -> Any:
     return value
 
 
+class MissingParameterError(KeyError):
+    """A version asked for a parameter it does not have: a KeyError that says which it has."""
+
+    def __init__(self, key: Any, message: str) -> None:
+        super().__init__(key)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# Shown as the KeyError it is ("KeyError: version 'v' has no parameter ..."), not by the path
+# of this module, which is nothing the user wrote; ``except KeyError`` catches it as ever.
+MissingParameterError.__name__ = MissingParameterError.__qualname__ = "KeyError"
+MissingParameterError.__module__ = "builtins"
+
+
 class VersionParameters(AttributeDict):
     """A version's parameters: a dict that also answers attribute access (``version.batch_size``)."""
 
@@ -120,7 +139,9 @@ class VersionParameters(AttributeDict):
             return None
         if key == "experiment_dir_suffix":  # release 1.1a3.post8's name
             return self.get(version_parameters.MODEL_DIR_SUFFIX)
-        raise KeyError(key)
+        known = ", ".join(sorted(str(name) for name in self if name != version_parameters.NAME))
+        name = self.get(version_parameters.NAME)
+        raise MissingParameterError(key, f"version {name!r} has no parameter {key!r}; its parameters: {known or 'none'}") from None
 
     def missing_required(self) -> List[str]:
         """The required parameters (DATALOADER, BATCH_SIZE, EPOC_COUNT) this version lacks."""

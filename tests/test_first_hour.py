@@ -1,0 +1,123 @@
+"""Issue 24: what a researcher meets in the first hour. Records that tell the truth about the
+steps a version trained, a "fresh" run that is not said to be, and the rough edges of errors
+and output; each found by running mlpipeline as a user would and reading what it wrote."""
+import json
+import os
+import signal
+
+import pytest
+
+STEPPING = '''
+import os, signal
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+class Stepping(Model):
+    def pre_execution_hook(self, version, model_dir, exec_mode):
+        super().pre_execution_hook(version, model_dir, exec_mode)
+        self.checkpoint = os.path.join(model_dir, "step.txt")
+
+    def get_trained_step_count(self):
+        if self.current_version["checkpoints"] and os.path.exists(self.checkpoint):
+            return int(open(self.checkpoint).read())
+        return None
+
+    def train_model(self, input_fn, steps):
+        version = self.current_version
+        done = self.get_trained_step_count() or 0
+        for _ in range(steps):
+            done += 1
+            if version["checkpoints"]:
+                open(self.checkpoint, "w").write(str(done))
+            if version["report"]:
+                self.report(step=done, total=50, loss=1.0 / done)
+            if done == version["fail_at"]:
+                raise ValueError("diverged at step {}".format(done))
+            if done == version["kill_at"]:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def evaluate_model(self, input_fn, steps):
+        return {"mse": 0.5}
+
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader(list(range(50)), [0]), batch_size=1, epoc_count=1,
+                    fail_at=0, kill_at=0, report=True, checkpoints=False)
+%s
+MODEL = Stepping(versions)
+'''
+
+
+def stepping(project, *lines):
+    project.script("a.py", STEPPING % "\n".join(lines), prelude=False)
+    project.queue(["a.py"])
+
+
+def records(project):
+    return {row["version"]: row for row in project.results()}
+
+
+def test_a_version_that_ends_midway_is_recorded_with_the_steps_it_trained(project):
+    stepping(
+        project,
+        'versions.addV("raises", fail_at=10, model_dir_suffix="raises")',
+        'versions.addV("killed", kill_at=7, model_dir_suffix="killed")',
+        'versions.addV("silent", fail_at=12, report=False, checkpoints=True, model_dir_suffix="silent")',
+        'versions.addV("unknown", fail_at=12, report=False, model_dir_suffix="unknown")',
+        'versions.addV("whole", model_dir_suffix="whole")',
+    )
+    result = project.run("-r")
+    assert result.returncode == 1, result.output
+    got = records(project)
+    assert got["raises"]["status"] == "failed" and got["raises"]["steps"]["trained"] == 10
+    assert got["killed"]["status"] == "failed" and got["killed"]["signal"] == "SIGKILL"
+    assert got["killed"]["steps"] == {"trained": 7, "total": 50, "already_trained": None}
+    assert got["silent"]["steps"]["trained"] == 12  # what its checkpoint says after the failure
+    assert got["unknown"]["steps"]["trained"] is None  # no report, no checkpoint: not made up
+    assert got["whole"]["steps"]["trained"] == 50
+    output = project.output_text()
+    assert "steps:          10 of 50" in output and "steps:          7 of 50" in output
+    assert "steps:          unknown of 50" in output
+    assert "50 of 50" in output.split("a.py:whole")[1]
+    assert output.count("of 50") == 5
+
+
+def test_a_fresh_run_that_continues_from_a_kept_checkpoint_says_so(project):
+    stepping(
+        project,
+        'versions.addV("part", checkpoints=True, model_dir_suffix="part")',
+        'versions.addV("done", checkpoints=True, model_dir_suffix="done")',
+    )
+    for name, step in (("part", 30), ("done", 50)):
+        folder = project.outputs / "model_ckpts" / f"a-{name}"
+        folder.mkdir(parents=True)
+        (folder / "step.txt").write_text(str(step))
+    result = project.run("-r")
+    assert result.returncode == 0, result.output
+    got = records(project)
+    assert got["part"]["continued_from"] == 30 and got["part"]["steps"] == {"trained": 20, "total": 50, "already_trained": 30}
+    assert got["done"]["continued_from"] == 50 and got["done"]["steps"]["trained"] == 0
+    log = project.log_text()
+    assert "a.py:part continuing from step 30, not fresh (20 steps to go): its model_dir was not cleaned" in log
+    assert "a.py:done continuing from step 50, not fresh (nothing left to train)" in log
+    assert 'docs/modes.md ("Starting over")' in log
+    assert "continuing from step 30" in result.output  # the console too
+    assert "continued:      from step 30, not fresh" in project.output_text()
+    # A resumed run (-u) is no surprise: nothing is said.
+    again = project.run("-r", "-u", "--retry-failed")
+    assert "continuing from step" not in again.output
+
+
+@pytest.mark.parametrize("access", ['self.current_version["dropout_rate"]', "self.current_version.dropout_rate"])
+def test_a_missing_parameter_names_the_version_and_its_parameters_without_our_frames(project, access):
+    stepping(project, 'versions.addV("v", width=8)')
+    script = project.models / "a.py"
+    script.write_text(script.read_text().replace("        done = self.get_trained_step_count() or 0\n", f"        {access}\n        done = 0\n"))
+    result = project.run("-r")
+    assert result.returncode == 1
+    reason = records(project)["v"]["reason"]
+    kind = "KeyError" if "[" in access else "AttributeError"
+    assert f"a.py:v failed in train_model: {kind}: version 'v' has no parameter 'dropout_rate'" in reason
+    assert "its parameters: batch_size, checkpoints, dataloader, epoc_count, fail_at, kill_at, learning_rate" in reason
+    assert "width" in reason
+    log = project.log_text()
+    assert access in log  # the user's line is in the traceback
+    assert "script_support" not in log and "__missing__" not in log and "__getattr__" not in log
