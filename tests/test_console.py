@@ -104,11 +104,13 @@ GRAPH = ("E0000 00:00:1795502063.296914   26507 node_def_util.cc:682] NodeDef me
          "which is not in the op definition: Op<name=MapDataset> This may be expected if your graph generating binary is newer "
          " than this binary. Unknown attributes will be ignored. NodeDef: {{node ParallelMapDatasetV2/_15}}")
 REAL = "E0000 00:00:1795502063.3   26507 cuda_driver.cc:100] failed call to cuInit: UNKNOWN ERROR (303)"
+ONEDNN = ("I0000 00:00:1796178507.771228    8665 port.cc:153] oneDNN custom operations are on. You may see slightly "
+          "different numerical results due to floating-point round-off errors from different computation orders.")
 
 
 class Noisy(Model):
     def train_model(self, data, steps):
-        for line in (ABSL, GRAPH, REAL, "level " + os.environ.get("TF_CPP_MIN_LOG_LEVEL", "unset")):
+        for line in (ABSL, ONEDNN, GRAPH, REAL, "level " + os.environ.get("TF_CPP_MIN_LOG_LEVEL", "unset")):
             print(line, file=sys.stderr, flush=True)
 
     def evaluate_model(self, data, steps):
@@ -129,10 +131,11 @@ def test_tensorflows_start_up_lines_are_quiet_unless_the_user_asks_and_errors_st
     assert result.returncode == 0, result.output
     log = project.log_text()
     assert "level 1" in log and "failed call to cuInit" in log  # a real error still shows
-    assert "absl::InitializeLog" not in log and "Unknown attributes will be ignored" not in log
+    assert "absl::InitializeLog" not in log and "Unknown attributes will be ignored" not in log and "oneDNN" not in log
     dry = project.run()
-    assert "failed call to cuInit" in dry.stdout and "absl::InitializeLog" not in dry.stdout
+    assert "failed call to cuInit" in dry.stdout and "absl::InitializeLog" not in dry.stdout and "oneDNN" not in dry.stdout
     loud = project.run("-r", env={"TF_CPP_MIN_LOG_LEVEL": "0"})  # the user's own setting: everything shows
     assert loud.returncode == 0
     log = project.log_text()
     assert "level 0" in log and log.count("absl::InitializeLog") == 1 and "Unknown attributes will be ignored" in log
+    assert log.count("oneDNN custom operations are on") == 1

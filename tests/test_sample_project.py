@@ -44,6 +44,7 @@ def test_sample_project_in_both_modes(tmp_path):
     assert (project.outputs / "model_ckpts" / "keras_classifier-lr_0.01" / "checkpoint").exists()
     log = "".join(path.read_text() for path in project.outputs.glob("log-*"))
     assert "cpu_feature_guard" not in log and "absl::InitializeLog" not in log and "node_def_util" not in log
+    assert "oneDNN" not in log  # an INFO line TensorFlow prints before it reads TF_CPP_MIN_LOG_LEVEL
 
     again = project.run("-r", "-u", timeout=120)
     assert again.returncode == 0

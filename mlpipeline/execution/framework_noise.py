@@ -2,8 +2,10 @@
 C++ start-up lines. Unless the user set TF_CPP_MIN_LOG_LEVEL, versions run with it at 1
 (TensorFlow's INFO lines left out; its warnings, such as a GPU library it could not load,
 and its errors kept), and the daemon leaves out
-two lines that would still come with every Keras version: absl's notice that it logs to
-stderr, and a graph-attribute message TensorFlow itself calls expected and ignores. Any other
+the lines that would still come with every Keras version: absl's notice that it logs to
+stderr, the INFO lines TensorFlow prints before it reads that variable (in absl's format,
+``I1202 10:00:00.123456 8665 port.cc:153] oneDNN custom operations are on...``), and a
+graph-attribute message TensorFlow itself calls expected and ignores. Any other
 line, errors included, reaches the console and the log as printed."""
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ QUIET_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 
 _HARMLESS = re.compile(
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    # An INFO line in absl's format (I, month and day, time, thread, file:line), which TensorFlow
+    # prints before it has read TF_CPP_MIN_LOG_LEVEL: "oneDNN custom operations are on", say.
+    r"|^I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-/]+:\d+\] "
     r"|node_def_util\.cc:\d+\] NodeDef mentions attribute \w+ which is not in the op definition: .*"
     r"Unknown attributes will be ignored\."
 )
