@@ -153,3 +153,42 @@ def test_a_cancel_says_what_it_matched_and_writes_nothing_for_what_matches_nothi
     assert "cancel a.py:a: neither running nor queued now" in done.output
     assert project.run("cancel", "a.py:c").returncode == 2
     assert len(control.read_text().splitlines()) == 3
+
+
+def test_a_grown_control_file_is_compacted_and_no_request_is_applied_twice(project):
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    gate = project.root / "go"
+    project.script(
+        "a.py",
+        versions_code(
+            f'versions.addV("v", wait_for={str(gate)!r}, model_dir_suffix="v")',
+            'versions.addV("z", model_dir_suffix="z")',
+            'versions.addV("w", model_dir_suffix="w")',
+        ),
+    )
+    project.queue(["a.py"])
+    project.outputs.mkdir(parents=True)
+    old = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    lines = [json.dumps({"time": (old + timedelta(seconds=i)).isoformat(), "action": "cancel", "host": "h", "pid": 1, "script": "a.py", "version": None}) for i in range(10_000)]
+    lines.append(json.dumps({"time": old.isoformat(), "action": "pause", "host": "h", "pid": 1}))
+    lines.append(json.dumps({"time": old.isoformat(), "action": "resume", "host": "h", "pid": 1}))
+    recent = datetime.now(timezone.utc) - timedelta(seconds=30)
+    lines.append(json.dumps({"time": recent.isoformat(), "action": "cancel", "host": "h", "pid": 1, "script": "a.py", "version": "z"}))
+    control = project.outputs / "control.jsonl"
+    control.write_text("\n".join(lines) + "\n")
+    assert control.stat().st_size > 1 << 20
+    daemon = project.start("-r")
+    project.wait_for(lambda: project.calls("train"), what="v to start")
+    assert project.run("cancel", "a.py:w").returncode == 0  # appended to a compacted file
+    kept = control.read_text().splitlines()
+    assert len(kept) == 2 and '"version": "z"' in kept[0] and '"version":"w"' in kept[1].replace(" ", "")
+    project.wait_for(lambda: "cancel a.py:w" in project.log_text(), what="the cancel to be read")
+    gate.write_text("")
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    # The old cancels of a.py and the recent one of z were read when the daemon started (as
+    # another session's) and are not applied when the rewritten file is read again.
+    assert [c["version"] for c in project.calls("train")] == ["v", "z"]
+    assert output.count("cancel a.py") == 1

@@ -1,11 +1,14 @@
 """Issue 24: what a researcher meets in the first hour. Records that tell the truth about the
 steps a version trained, a "fresh" run that is not said to be, and the rough edges of errors
 and output; each found by running mlpipeline as a user would and reading what it wrote."""
-import json
-import os
-import signal
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 STEPPING = '''
 import os, signal
@@ -121,3 +124,69 @@ def test_a_missing_parameter_names_the_version_and_its_parameters_without_our_fr
     log = project.log_text()
     assert access in log  # the user's line is in the traceback
     assert "script_support" not in log and "__missing__" not in log and "__getattr__" not in log
+
+
+@pytest.mark.parametrize(
+    "queue, said",
+    [
+        ('scripts = [\n  "a.py"\n  "b.py",\n]\n', 'models.config:3: not valid TOML: a comma is likely missing after "a.py" on line 3'),
+        ('scripts = ["a.py" "b.py"]\n', 'models.config:2: not valid TOML: a comma is likely missing after "a.py" on line 2'),
+        ('scripts = [\n  "a.py",\n  "b.py"\n', "models.config:2: not valid TOML: the list opened on line 2 is never closed: a ']' is missing"),
+        ("scripts = [a.py]\n", 'models.config:2: not valid TOML: a.py is not a TOML value: names are quoted, "a.py"'),
+    ],
+)
+def test_a_toml_slip_is_named_on_its_line(project, queue, said):
+    stepping(project, 'versions.addV("v")')
+    project.write("models.config", "[WHITELISTED_MODELS]\n" + queue)
+    result = project.run("-r")
+    assert result.returncode == 2
+    assert said in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_misspelled_script_and_a_project_one_folder_up_are_pointed_at(project):
+    stepping(project, 'versions.addV("v")')
+    project.queue(["a_py.py", "b.py"])
+    (project.models / "sub").mkdir()
+    (project.models / "sub" / "b2.py").write_text("")
+    result = project.run("-r")
+    assert result.returncode == 2
+    assert "a_py.py does not exist in" in result.output and "did you mean 'a.py'?" in result.output
+    from_models = subprocess.run(
+        [sys.executable, "-m", "mlpipeline", "status"], cwd=project.models, capture_output=True, text=True, env=project._env(None)
+    )
+    assert from_models.returncode == 2
+    assert f"../mlp.config exists: run mlpipeline in {project.root}, or give -C .." in from_models.stderr + from_models.stdout
+
+
+def test_a_piped_run_ends_each_version_with_its_last_report(project):
+    stepping(project, 'versions.addV("v")', 'versions.addV("w", fail_at=20)')
+    result = project.run("-r")  # stdout is a pipe here, as under nohup or | tee
+    assert result.returncode == 1
+    assert re.search(r"■ a\.py:v finished in \d+\.\d\d s \(step 50 loss=0\.02\)", result.stdout), result.stdout
+    assert re.search(r"■ a\.py:w failed in \d+\.\d\d s \(step 20 loss=0\.05\)", result.stdout), result.stdout
+    assert "queue: 1 finished, 1 failed" in result.stdout
+
+
+def test_words_in_the_first_hour(project):
+    stepping(project, 'versions.addV("v", kill_at=5)')
+    project.script("b.py", STEPPING % 'versions.addV("x")', prelude=False)
+    project.queue(["a.py", "b.py"])
+    result = project.run("-r")
+    assert "1 script not listed yet (counted once imported)" in result.stdout
+    assert "not opened yet" not in result.stdout
+    docs = (REPO / "docs" / "configuration.md").read_text()
+    assert "is not supported by this release" not in docs
+
+
+def test_a_cancel_is_no_error_in_the_log(project):
+    stepping(project, 'versions.addV("v", kill_at=0)')
+    script = project.models / "a.py"
+    script.write_text(script.read_text().replace("        for _ in range(steps):\n", "        import time\n        time.sleep(60)\n        for _ in range(steps):\n"))
+    daemon = project.start("-r")
+    project.wait_for(lambda: "a.py:v started" in project.log_text(), what="v to start")
+    assert project.run("cancel", "a.py:v").returncode == 0
+    daemon.communicate(timeout=60)
+    log = project.log_text()
+    assert re.search(r" WARNING a\.py:v cancelled in \d+\.\d\d s", log), log
+    assert " ERROR " not in log

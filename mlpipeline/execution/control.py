@@ -27,6 +27,7 @@ from mlpipeline.records.control import (
     ControlReader,
     ControlRequest,
     append_request,
+    compact_if_grown,
     paused_by,
 )
 from mlpipeline.records.files import json_text
@@ -53,6 +54,7 @@ class ControlWatch:
     """Reads cancel, pause and resume requests for this daemon's session; holds whether it is paused."""
 
     def __init__(self, paths: OutputPaths, reporter: Reporter) -> None:
+        compact_if_grown(paths.outputs_dir)
         self._reader = ControlReader(paths.outputs_dir, reporter.warn)
         self._say = reporter
         self._checked = 0.0

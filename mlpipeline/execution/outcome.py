@@ -191,7 +191,8 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         "model_summary": result.get("model_summary"),
         "dataloader_summary": result.get("dataloader_summary"),
     }
-    level = "INFO" if event is JournalEvent.FINISHED else "ERROR"
+    # A stop that was asked for (a cancel, Ctrl-C, a cut-off to resume) is no error: nothing failed.
+    level = {JournalEvent.FINISHED: "INFO", JournalEvent.CANCELLED: "WARNING", JournalEvent.INTERRUPTED: "WARNING"}.get(event, "ERROR")
     last = f", {describe_report(None, None, version_run.metrics)}" if version_run and version_run.metrics else ""
     log_lines = [(level, label, f"{event.value} in {wall_s:.2f} s (run {run_id}{last})")]
     if reason:

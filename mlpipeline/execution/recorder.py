@@ -23,6 +23,7 @@ from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.run_record import update_run_record
 from mlpipeline.records.states import JournalEvent
+from mlpipeline.watch.console import describe_report
 
 
 MAX_RESUMES_IN_SESSION = 3
@@ -126,7 +127,8 @@ class EndRecorder:
                 "MLPIPELINE_DURATION_S": f"{ending.wall_s:.3f}",
             },
         )
-        self._say.view.version_ended(label, ending.event.value, ending.wall_s, reason)
+        last = describe_report(version_run.last_step, None, version_run.metrics) if version_run is not None else ""
+        self._say.view.version_ended(label, ending.event.value, ending.wall_s, reason, last)
         if ending.error.get("traceback"):
             self._say.view.block(ending.error["traceback"])
         recorded = Recorded(label, ending.event.value, ending.wall_s, planned=planned)

@@ -4,6 +4,8 @@ Every problem is a :class:`ConfigError` that names the file, the line and the ke
 """
 from __future__ import annotations
 
+import os
+
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -174,6 +176,19 @@ def _typed(file: str, text: str, table: str, data: Dict[str, Any], key: str, kin
     return value
 
 
+def _project_above(folder: Path) -> str:
+    """``; ../mlp.config exists: ...`` when a folder above ``folder`` is a project, else ''."""
+    try:
+        start = folder.resolve()
+    except OSError:
+        return ""
+    for above in list(start.parents)[:8]:
+        if (above / PROJECT_CONFIG).is_file():
+            relative = os.path.relpath(above / PROJECT_CONFIG, start)
+            return f"; {relative} exists: run mlpipeline in {above}, or give -C {os.path.relpath(above, start)}"
+    return ""
+
+
 def load_project_config(project_dir: Path) -> ProjectConfig:
     """Read and check ``mlp.config`` in ``project_dir``."""
     path = project_dir / PROJECT_CONFIG
@@ -182,7 +197,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         text = config_text(read_config_bytes(path), file)
     except FileNotFoundError:
         raise ConfigError(
-            str(path), "not found: mlpipeline works in a project folder holding mlp.config (or give -C DIR)"
+            str(path), "not found: mlpipeline works in a project folder holding mlp.config (or give -C DIR)" + _project_above(project_dir)
         ) from None
     except OSError as exc:
         raise ConfigError(str(path), f"cannot be read: {exc}") from None

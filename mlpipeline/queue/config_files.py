@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,11 +44,90 @@ def parse_toml_text(text: str, file: str) -> Dict[str, Any]:
         raise ConfigError(file, "not valid TOML: arrays or tables nested too deep") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
-        match = re.search(r"\s*\(at line (\d+), column \d+\)", message)
+        match = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
         line = int(match.group(1)) if match else None
-        if match:
-            message = message[: match.start()] + message[match.end():]
+        column = int(match.group(2)) if match else None
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message)
+        hint = _likely_slip(text, message, line, column)
+        if hint is not None:
+            message, line = hint
         raise ConfigError(file, f"not valid TOML: {message}", line) from None
+
+
+_BARE_WORD = re.compile(r"[A-Za-z0-9_.\-/:]+")
+_VALUE_START = re.compile(r"[\"'0-9+\-\[{tfin]")
+_TABLE_HEADER = re.compile(r"\s*\[[^\]=\"']*\]\s*(#.*)?$")
+
+
+def _likely_slip(text: str, message: str, line: Optional[int], column: Optional[int]) -> Optional[Tuple[str, Optional[int]]]:
+    """(a message naming the likely slip, the line it is on) for the TOML errors people make
+    in these files: a missing comma, a list never closed, a name not quoted. None for others."""
+    lines = text.splitlines()
+    here = lines[line - 1][column - 1:] if line is not None and column is not None and line <= len(lines) else ""
+    if message == "Invalid value":
+        word = _BARE_WORD.match(here)
+        if word and word.group() not in ("true", "false", "inf", "nan") and not word.group()[0].isdigit():
+            return f'{word.group()} is not a TOML value: names are quoted, "{word.group()}"', line
+        return None
+    if message != "Unclosed array":
+        return None
+    opened = _open_bracket_line(text, line, column)
+    if line is not None and here[:1] and _VALUE_START.match(here) and not (column == 1 and _TABLE_HEADER.match(here)):
+        after = _previous_value_line(lines, line, column)
+        if after is not None:
+            number, value = after
+            return f"a comma is likely missing after {value} on line {number}: the items of a list are separated by commas", number
+    if opened is not None:
+        where = f" before line {line}" if line is not None else ""
+        return f"the list opened on line {opened} is never closed: a ']' is missing{where}", opened
+    return None
+
+
+def _previous_value_line(lines: List[str], line: int, column: int) -> Optional[Tuple[int, str]]:
+    """The line and the text of the last item before (line, column), comments left out."""
+    for number in range(line, 0, -1):
+        text = lines[number - 1][: column - 1] if number == line else lines[number - 1]
+        text = _without_comment(text).rstrip()
+        if text:
+            item = re.split(r"[\[,]\s*", text)[-1].strip() or text.strip()
+            return number, item[-40:]
+    return None
+
+
+def _without_comment(text: str) -> str:
+    quote = None
+    for index, char in enumerate(text):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return text[:index]
+    return text
+
+
+def _open_bracket_line(text: str, line: Optional[int], column: Optional[int]) -> Optional[int]:
+    """The line of the outermost '[' still open at (line, column), or at the end of ``text``."""
+    stack: List[int] = []
+    for number, content in enumerate(text.splitlines(), 1):
+        if line is not None and number > line:
+            break
+        content = _without_comment(content)
+        if line is not None and number == line and column is not None:
+            content = content[: column - 1]
+        quote = None
+        for char in content:
+            if quote:
+                if char == quote:
+                    quote = None
+            elif char in "\"'":
+                quote = char
+            elif char == "[":
+                stack.append(number)
+            elif char == "]" and stack:
+                stack.pop()
+    return stack[0] if stack else None
 
 
 def config_text(data: bytes, file: str) -> str:

@@ -94,7 +94,7 @@ def resolve_queue(config: QueueConfig, models_dir: Path, outputs_dir: Path) -> T
         if not path.is_file():
             line = entries[0].line
             where = config.file if line is None else f"{config.file}:{line}"
-            warnings.append(f"{where}: {label} does not exist in {models_dir}; skipped")
+            warnings.append(f"{where}: {label} does not exist in {models_dir}{did_you_mean(label, models_dir)}; skipped")
             continue
         whole = any(entry.version is None for entry in entries)
         only = None if whole else tuple(dict.fromkeys(entry.version for entry in entries))
@@ -169,7 +169,7 @@ class QueueFile:
             )
             if missing:
                 more = f" (nor do {', '.join(entry.script for entry in missing[1:])})" if len(missing) > 1 else ""
-                message = f"{missing[0].script} does not exist in {self.models_dir}{more}"
+                message = f"{missing[0].script} does not exist in {self.models_dir}{did_you_mean(missing[0].script, self.models_dir)}{more}"
                 raise ConfigError(self.file, message, missing[0].line)
         if self._only:
             scripts, _ = resolve_queue(self._config, self.models_dir, self.outputs_dir)
@@ -231,3 +231,25 @@ class QueueFile:
         if message not in self._warned:
             self._warned.add(message)
             self._warn(message)
+
+
+SCRIPTS_LOOKED_AT = 5000
+"""The most files of models_dir compared with a misspelled script's name."""
+
+
+def did_you_mean(label: str, models_dir: Path) -> str:
+    """``; did you mean 'quad.py'?`` for a script name close to one in ``models_dir``, else ''."""
+    import difflib
+
+    names: List[str] = []
+    try:
+        for folder, subfolders, files in os.walk(models_dir):
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith(".") and name not in ("outputs", "__pycache__"))
+            relative = os.path.relpath(folder, models_dir)
+            names += [name if relative == "." else f"{relative}/{name}" for name in files if name.endswith(".py")]
+            if len(names) >= SCRIPTS_LOOKED_AT:
+                break
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(label, names, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

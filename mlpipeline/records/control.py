@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from filelock import FileLock
 
@@ -43,14 +43,23 @@ def control_path(outputs_dir: Path) -> Path:
     return Path(outputs_dir) / CONTROL_FILE
 
 
+COMPACT_AT_BYTES = 1 << 20
+"""control.jsonl is compacted when a request finds it this large (about 8,000 requests)."""
+
+KEEP_RECENT_S = 600.0
+"""What a compaction keeps as written: the requests of the last ten minutes, which a running
+daemon (it reads every half second) may not have read yet."""
+
+
 def append_request(outputs_dir: Path, action: str, script: Optional[str] = None, version: Optional[str] = None) -> ControlRequest:
-    """Append one request, durably, and return it."""
+    """Append one request, durably, and return it; compact the file first when it has grown."""
     request = ControlRequest(action, script, version, now_iso(), hostname())
     record: Dict[str, Any] = {"time": request.time, "action": action, "host": request.host, "pid": os.getpid()}
     if script is not None:
         record.update(script=script, version=version)
     path = control_path(outputs_dir)
     with FileLock(str(OutputPaths.lock_for(path))):
+        _compact_if_grown(path)
         with open(path, "a+b") as handle:
             handle.seek(0, os.SEEK_END)
             ends_cut = handle.tell() > 0 and not ends_with_newline(path)
@@ -61,29 +70,95 @@ def append_request(outputs_dir: Path, action: str, script: Optional[str] = None,
     return request
 
 
+def compact_if_grown(outputs_dir: Path) -> None:
+    """Compact control.jsonl if it has grown past COMPACT_AT_BYTES: a daemon does it as it
+    starts, before it reads the file, so that a file grown by an older release is read once."""
+    path = control_path(outputs_dir)
+    try:
+        if path.stat().st_size < COMPACT_AT_BYTES:
+            return
+        with FileLock(str(OutputPaths.lock_for(path))):
+            _compact_if_grown(path)
+    except OSError:
+        pass
+
+
+def _compact_if_grown(path: Path) -> None:
+    try:
+        if path.stat().st_size >= COMPACT_AT_BYTES:
+            compact(path)
+    except OSError:
+        pass  # not compacted now: whatever was to happen next matters more
+
+
+def compact(path: Path) -> None:
+    """Rewrite control.jsonl (under its lock) with what can still matter to a reader: the pause
+    in force, if any, and the requests of the last KEEP_RECENT_S seconds, as they were written.
+
+    A daemon that started earlier has read every line; a daemon that starts later reads only
+    the pause in force. Readers know a request by its line (ControlReader), so the lines kept
+    are not applied twice when the rewritten file is read from its start."""
+    from datetime import datetime
+
+    from mlpipeline.records.files import write_bytes_atomic
+
+    now = datetime.now().astimezone()
+    kept: List[bytes] = []
+    pause: Optional[bytes] = None
+    with open(path, "rb") as handle:
+        for raw in handle:
+            line = raw.rstrip(b"\n")
+            request = _request(line) if len(line) <= REQUEST_LINE_LIMIT else None
+            if request is None:
+                continue  # garbage, warned about when it was read
+            try:
+                age = (now - datetime.fromisoformat(request.time)).total_seconds()
+            except (ValueError, TypeError):
+                age = KEEP_RECENT_S + 1
+            if request.action == PAUSE:
+                pause = line
+            elif request.action == RESUME:
+                pause = None
+            if age <= KEEP_RECENT_S:
+                kept.append(line)
+    if pause is not None and pause not in kept:
+        kept.insert(0, pause)
+    write_bytes_atomic(path, b"".join(line + b"\n" for line in kept))
+
+
 class ControlReader:
     """Reads the requests appended since the last read; a line still being written waits. A
-    file deleted or replaced since is read again from its start. A line that is no request
-    (edited by hand, cut short, garbage) is skipped with a warning naming its line."""
+    file deleted or replaced since (compact) is read again from its start, and of it only the
+    requests not read before are new. A line that is no request (edited by hand, cut short,
+    garbage) is skipped with a warning naming its line."""
 
     def __init__(self, outputs_dir: Path, warn: Optional[Callable[[str], None]] = None) -> None:
         self._tail = FileTail(control_path(outputs_dir), REQUEST_LINE_LIMIT)
         self._warn = warn or (lambda message: None)
+        self._seen: Set[bytes] = set()  # the lines read, to know them again in a rewritten file
 
     def read_new(self) -> List[ControlRequest]:
         try:
             read = self._tail.read_new()
-            if read.changed is not None:
+            rewritten = read.changed is not None
+            if rewritten:
                 read = self._tail.read_new()
         except OSError:
             return []  # not readable now: read again on the next pass
         requests = []
+        present: Set[bytes] = set()
         for number, line in read.lines:
+            if line is not None:
+                present.add(line)
+                if rewritten and line in self._seen:
+                    continue
             request = _request(line) if line is not None else None
             if request is not None:
                 requests.append(request)
             elif line is None or line.strip():
                 self._warn(f"{CONTROL_FILE}:{number}: not a request of `mlpipeline cancel`, `pause` or `resume`; skipped")
+        # Only the lines of the file as it is now can come back in a rewrite of it.
+        self._seen = present if rewritten else self._seen | present
         return requests
 
 

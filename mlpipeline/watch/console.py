@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mlpipeline.records.logs import plain_lines
@@ -132,10 +132,12 @@ class ConsoleView:
         extra = f" [dim]({escape(detail)})[/]" if detail else ""
         self._print(f"[bold]▶ {escape(label)}[/]{extra}")
 
-    def version_ended(self, label: str, state: str, duration_s: float, reason: Optional[str] = None) -> None:
+    def version_ended(self, label: str, state: str, duration_s: float, reason: Optional[str] = None, last: str = "") -> None:
+        """``■ net.py:a finished in 12.30 s (step 200 loss=0.0123)``: ``last``, its latest report."""
         style = _STATE_STYLE.get(state, "")
         text = f"[{style}]{state}[/]" if style else state
-        self._print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s")
+        after = f" [dim]({escape(last)})[/]" if last else ""
+        self._print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s{after}")
         if reason:
             self._print(f"  {escape(reason)}")
 
@@ -162,6 +164,8 @@ class ConsoleView:
                     BarColumn(),
                     MofNCompleteColumn(),
                     TimeElapsedColumn(),
+                    TextColumn("eta"),
+                    TimeRemainingColumn(),
                     TextColumn("{task.fields[metrics]}", markup=False),
                     console=self.console,
                     transient=True,
@@ -193,7 +197,7 @@ class ConsoleView:
         """``queue: 3 finished, 1 running, 4 pending`` after each version's end."""
         parts = [f"{n} {state}" for state, n in counts.items() if n]
         if unlisted:
-            parts.append(f"{unlisted} script{'s' if unlisted > 1 else ''} not opened yet (their versions are counted then)")
+            parts.append(f"{unlisted} script{'s' if unlisted > 1 else ''} not listed yet (counted once imported)")
         self._print(f"[dim]queue: {escape(', '.join(parts) or 'empty')}[/]")
 
     def status_table(self, rows: Sequence[Tuple[str, str, str, str, str]], counts: Dict[str, int]) -> None:
