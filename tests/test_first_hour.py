@@ -1,6 +1,7 @@
 """Issue 24: what a researcher meets in the first hour. Records that tell the truth about the
 steps a version trained, a "fresh" run that is not said to be, and the rough edges of errors
 and output; each found by running mlpipeline as a user would and reading what it wrote."""
+import json
 import re
 import subprocess
 import sys
@@ -190,3 +191,51 @@ def test_a_cancel_is_no_error_in_the_log(project):
     log = project.log_text()
     assert re.search(r" WARNING a\.py:v cancelled in \d+\.\d\d s", log), log
     assert " ERROR " not in log
+
+
+BESTS = '''
+import os
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+class Curve(Model):
+    def pre_execution_hook(self, version, model_dir, exec_mode):
+        super().pre_execution_hook(version, model_dir, exec_mode)
+        self.tries = os.path.join(model_dir, "tries")
+
+    def train_model(self, input_fn, steps):
+        tries = int(open(self.tries).read()) + 1 if os.path.exists(self.tries) else 1
+        open(self.tries, "w").write(str(tries))
+        curve = self.current_version["curve"][tries - 1]
+        for step, (loss, accuracy) in enumerate(curve, 1):
+            self.report(step=step, loss=loss, accuracy=accuracy, note="text")
+        if tries == 1 and self.current_version["fail_first"]:
+            raise RuntimeError("first attempt fails")
+
+    def evaluate_model(self, input_fn, steps):
+        return {}
+
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([0], [0]), batch_size=1, epoc_count=1, fail_first=False)
+versions.addV("plain", curve=[[(0.5, 0.1), (0.2, 0.9), (0.4, 0.3)]], model_dir_suffix="plain")
+versions.addV("retried", fail_first=True, curve=[[(0.3, 0.2), (0.1, 0.4)], [(0.6, 0.8), (0.7, 0.5)]], model_dir_suffix="retried")
+MODEL = Curve(versions)
+'''
+
+
+def test_compare_best_reads_the_best_kept_in_each_row_as_its_history_would_give_it(project):
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\nretries = 1\n')
+    project.script("a.py", BESTS, prelude=False)
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    rows = {row["version"]: row for row in project.results() if row["status"] == "finished"}
+    assert rows["plain"]["best"] == {"loss": 0.2, "accuracy": 0.9}
+    # The retry resumed in the same model_dir: its best is over both attempts' reports.
+    assert rows["retried"]["best"] == {"loss": 0.1, "accuracy": 0.8}
+    from_rows = json.loads(project.run("compare", "--json", "--best").stdout)
+    results = project.outputs / "results.jsonl"
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    results.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "best"}) + "\n" for row in lines))
+    from_histories = json.loads(project.run("compare", "--json", "--best").stdout)  # as for rows of an older release
+    assert from_rows == from_histories
+    best = {row["version"]: row for row in from_rows["rows"]} if isinstance(from_rows, dict) else {row["version"]: row for row in from_rows}
+    assert best["a.py:plain"]["best.loss"] == 0.2 and best["a.py:retried"]["best.accuracy"] == 0.8

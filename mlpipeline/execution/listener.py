@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 from mlpipeline.execution.framework_noise import without_noise
@@ -14,9 +15,10 @@ from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.protocol import STEPS_EVENT
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.metric_history import FLUSH_INTERVAL_S, HistoryWriter, set_aside
+from mlpipeline.records.metric_history import FLUSH_INTERVAL_S, HistoryWriter, history_path, read_history_file, set_aside
 from mlpipeline.tracking.bridge import TrackedRun, TrackingBridge
 from mlpipeline.records.paths import OutputPaths
+from mlpipeline.watch.compare import keep_best
 from mlpipeline.watch.console import describe_report
 
 REPORT_LOG_INTERVAL_S = 10.0
@@ -69,6 +71,9 @@ class ChildListener:
                 at = step if isinstance(step, (int, float)) and not isinstance(step, bool) else place
                 self._tracking.reported(tracked, at, metrics)
             version_run.metrics.update(metrics)
+            if isinstance(metrics, dict):
+                version_run.reported = True
+                keep_best(version_run.best, metrics)
             self._say.view.progress(label, step, total, metrics)
             now = time.monotonic()
             if now - version_run.last_report_logged >= REPORT_LOG_INTERVAL_S:
@@ -110,6 +115,10 @@ class ChildListener:
                 set_aside(version_run.model_dir, version_run.run_id)
             except OSError as exc:
                 self._say.log("WARNING", planned.label, f"its earlier metric history could not be set aside ({exc.strerror or exc})")
+        else:
+            # A resumed run's best is over the model's whole curve, the runs it resumed included.
+            for report in read_history_file(history_path(Path(version_run.model_dir))):
+                keep_best(version_run.best, report["metrics"])
         if self._tracking is None:
             return
         tracked = TrackedRun(

@@ -46,6 +46,8 @@ class VersionRun:
     steps: Optional[Dict[str, Any]] = None  # the worker's plan: trained (to be), total, already_trained
     last_step: Optional[int] = None  # the step of its latest report()
     continued_from: Optional[int] = None  # a fresh run that went on from a checkpoint its model kept
+    best: Dict[str, Any] = field(default_factory=dict)  # each metric's best value over its history
+    reported: bool = False  # whether it sent a report of its own
     cancel_reason: Optional[str] = None  # with RunPhase.CANCELLED: which cancel, from where
 
 
@@ -183,6 +185,9 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         "eval_train": result.get("eval_train"),
         "eval_test": result.get("eval_test"),
         "metrics": (version_run.metrics or None) if version_run else None,
+        # What `compare --best` shows: the best of the history up to this run, which has its
+        # reports only if it reported (a run without reports has no best of its own).
+        **({"best": version_run.best if version_run.reported else {}} if version_run else {}),
         "parameters": result.get("parameters"),
         "model_dir": version_run.model_dir if version_run else None,
         "git": version_run.git if version_run else None,

@@ -40,12 +40,15 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
             elif value is not None:
                 row[side] = value
         last = dict(record.get("metrics") or {})
-        history = run.history() if best or not last else []
+        # The daemon keeps each run's best values in its row (records since 2026-12): read
+        # from there, --best costs no history; older rows have their history read.
+        stored = record.get("best") if isinstance(record.get("best"), dict) else None
+        history = run.history() if (best and stored is None) or not last else []
         for report in history:
             last.update(report["metrics"])
         row.update({f"last.{name}": value for name, value in last.items()})
         if best:
-            row.update(_best(history))
+            row.update(_best_columns(stored) if stored is not None else _best(history))
         steps = record.get("steps") or {}
         row["steps"] = steps.get("total") if isinstance(steps, dict) else steps
         row["duration_s"] = record.get("duration_s")
@@ -66,16 +69,26 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
     return list(_FIXED_FIRST) + differing_columns + rest + list(_FIXED_LAST), rows
 
 
+def keep_best(best: Dict[str, Any], metrics: Dict[str, Any]) -> None:
+    """Fold one report's ``metrics`` into ``best`` (name -> the best value as reported)."""
+    for name, reported in metrics.items():
+        value = number(reported)
+        if value is None or value != value:  # NaN is never the best
+            continue
+        held = number(best[name]) if name in best else None
+        if held is None or (value < held if lower_is_better(name) else value > held):
+            best[name] = reported
+
+
 def _best(history: List[Dict[str, Any]]) -> Dict[str, Any]:
-    best: Dict[str, float] = {}
+    best: Dict[str, Any] = {}
     for report in history:
-        for name, value in report["metrics"].items():
-            value = number(value)
-            if value is None or value != value:  # NaN is never the best
-                continue
-            if name not in best or (value < best[name] if lower_is_better(name) else value > best[name]):
-                best[name] = value
-    return {f"best.{name}": value for name, value in best.items()}
+        keep_best(best, report["metrics"])
+    return _best_columns(best)
+
+
+def _best_columns(best: Dict[str, Any]) -> Dict[str, Any]:
+    return {f"best.{name}": number(value) for name, value in best.items() if number(value) is not None}
 
 
 def _differing(parameters: List[Dict[str, Any]]) -> List[str]:
