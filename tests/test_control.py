@@ -184,6 +184,8 @@ def test_a_grown_control_file_is_compacted_and_no_request_is_applied_twice(proje
     assert project.run("cancel", "a.py:w").returncode == 0  # appended to a compacted file
     kept = control.read_text().splitlines()
     assert len(kept) == 2 and '"version": "z"' in kept[0] and '"version":"w"' in kept[1].replace(" ", "")
+    aside = list(project.outputs.glob("control-*.jsonl"))  # the file as it was, whole
+    assert len(aside) == 1 and aside[0].read_text().splitlines() == lines
     project.wait_for(lambda: "cancel a.py:w" in project.log_text(), what="the cancel to be read")
     gate.write_text("")
     output, _ = daemon.communicate(timeout=60)

@@ -119,7 +119,11 @@ def test_control_requests_around_any_bytes_are_read_and_each_bad_line_warned_onc
     requests = ControlReader(outputs, warnings.append).read_new()
     assert [request.action for request in requests] == ["pause", "cancel"]
     assert all(warning.startswith("control.jsonl:") and "skipped" in warning for warning in warnings)
-    assert len(warnings) == sum(1 for line in garbage if line.strip())
+    aside = sorted(outputs.glob("control-*.jsonl"))
+    if aside:  # the garbage grew the file past 1 MiB: the cancel compacted it, the garbage kept aside whole
+        assert all(line in aside[0].read_bytes() for line in garbage) and warnings == []
+    else:
+        assert len(warnings) == sum(1 for line in garbage if line.strip())
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -208,9 +212,10 @@ def test_deep_lines_in_results_and_metric_histories_cost_compare_and_plot_a_warn
     assert {row["version"] for row in rows} == {"a.py:v1", "a.py:v2"}
     assert "results.jsonl:3: not a version's record; skipped" in compare.stderr
     assert "results.jsonl:4: not a version's record; skipped" in compare.stderr
-    assert f"{history}:2: not a report" in compare.stderr
+    # compare --best takes each run's best from its row; plot reads the history, and says so.
     plot = project.run("plot", "loss", "-o", str(tmp_path / "loss.png"))
     assert plot.returncode == 0 and "Traceback" not in plot.output, plot.output
+    assert f"{history}:2: not a report" in plot.stderr
     assert (tmp_path / "loss.png").stat().st_size > 0
 
 
@@ -231,8 +236,10 @@ def test_an_endless_control_line_keeps_the_daemon_small_and_a_later_cancel_still
     output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 0 and "Traceback" not in output, output
     assert [e["event"] for e in project.journal()][-1] == "cancelled"
-    assert "control.jsonl:1: not a request" in output
-    assert os.path.getsize(project.outputs / "control.jsonl") > 100 << 20  # nothing of it was removed
+    # The cancel found the file past 1 MiB and compacted it: the 100 MB are kept aside, whole.
+    aside = list(project.outputs.glob("control-*.jsonl"))
+    assert len(aside) == 1 and os.path.getsize(aside[0]) == 100 << 20  # nothing of it was removed
+    assert os.path.getsize(project.outputs / "control.jsonl") < 1 << 10
 
 
 def test_a_hostile_models_config_is_a_config_error_or_a_warning(project):

@@ -94,6 +94,8 @@ def _compact_if_grown(path: Path) -> None:
 def compact(path: Path) -> None:
     """Rewrite control.jsonl (under its lock) with what can still matter to a reader: the pause
     in force, if any, and the requests of the last KEEP_RECENT_S seconds, as they were written.
+    The file as it was stays beside it, ``control-<time>.jsonl``, which nothing reads: nothing
+    written to it is lost (a file that cannot be kept so is not compacted).
 
     A daemon that started earlier has read every line; a daemon that starts later reads only
     the pause in force. Readers know a request by its line (ControlReader), so the lines kept
@@ -105,24 +107,25 @@ def compact(path: Path) -> None:
     now = datetime.now().astimezone()
     kept: List[bytes] = []
     pause: Optional[bytes] = None
-    with open(path, "rb") as handle:
-        for raw in handle:
-            line = raw.rstrip(b"\n")
-            request = _request(line) if len(line) <= REQUEST_LINE_LIMIT else None
-            if request is None:
-                continue  # garbage, warned about when it was read
-            try:
-                age = (now - datetime.fromisoformat(request.time)).total_seconds()
-            except (ValueError, TypeError):
-                age = KEEP_RECENT_S + 1
-            if request.action == PAUSE:
-                pause = line
-            elif request.action == RESUME:
-                pause = None
-            if age <= KEEP_RECENT_S:
-                kept.append(line)
+    # Read as readers read it: a line past REQUEST_LINE_LIMIT is never held whole.
+    for _, line in FileTail(path, REQUEST_LINE_LIMIT).read_new().lines:
+        request = _request(line) if line is not None else None
+        if request is None:
+            continue  # garbage, warned about when it was read (and kept aside with the rest)
+        try:
+            age = (now - datetime.fromisoformat(request.time)).total_seconds()
+        except (ValueError, TypeError):
+            age = KEEP_RECENT_S + 1
+        if request.action == PAUSE:
+            pause = line
+        elif request.action == RESUME:
+            pause = None
+        if age <= KEEP_RECENT_S:
+            kept.append(line)
     if pause is not None and pause not in kept:
         kept.insert(0, pause)
+    kept_aside = path.with_name(f"control-{now.strftime('%Y%m%dT%H%M%S%f')}.jsonl")
+    os.link(path, kept_aside)  # the same file under a second name: no copy, and no moment without it
     write_bytes_atomic(path, b"".join(line + b"\n" for line in kept))
 
 
