@@ -86,7 +86,7 @@ class ChildListener:
     def _steps_planned(self, version_run: VersionRun, steps: Dict[str, Any], continued: bool) -> None:
         version_run.steps = steps
         already = steps.get("already_trained")
-        if not continued or not isinstance(already, int) or version_run.planned.start is not Start.FRESH:
+        if not continued or not isinstance(already, int) or isinstance(already, bool) or version_run.planned.start is not Start.FRESH:
             return
         version_run.continued_from = already
         left = "nothing left to train" if not steps.get("trained") else f"{steps.get('trained')} steps to go"

@@ -131,12 +131,13 @@ def steps_trained(steps: Optional[Dict[str, Any]], event: JournalEvent, version_
     other end the last step it reported (less those trained before it, where report() counts
     from the version's start, as the framework bases do), else what its checkpoints said
     after it failed, else None (unknown)."""
-    if event is JournalEvent.FINISHED or steps is None:
+    if event is JournalEvent.FINISHED or not isinstance(steps, dict):
         return steps
     truth = dict(steps)
     last = version_run.last_step if version_run else None
     if last is not None:
-        before = truth.get("already_trained") or 0
+        before = truth.get("already_trained")
+        before = before if isinstance(before, int) and not isinstance(before, bool) else 0  # the child's word
         truth["trained"] = last - before if last > before else last
     elif version_run is not None and steps is version_run.steps:
         truth["trained"] = None  # killed before any report: how far it got is not known

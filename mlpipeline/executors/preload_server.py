@@ -296,6 +296,9 @@ class PreloadClient:
             try:
                 answer, connection, reader = self._ask(str(answer["redirect"]), request, fds)
             except OSError:
+                answer = {}
+            if "pid" not in answer:
+                connection.close()
                 # The script server ended since the preload server looked: fork it here.
                 answer, connection, reader = self._ask(self.socket_path, dict(request, script=None), fds)
         if "pid" not in answer:
