@@ -169,10 +169,15 @@ class ScriptServers:
                 server.read_answer()
 
     def ended(self, pid: int) -> bool:
-        """Whether ``pid`` was a script server; a ready one that ended is started anew when asked."""
+        """Whether ``pid`` was a script server; a ready one that ended is started anew when
+        asked, one that ended before it was ready is refused for its fingerprint."""
         for key, server in list(self.servers.items()):
             if server.pid == pid:
                 server.pid = None
+                if not server.socket_path and not server.refused:
+                    # It ended before it was ready: what it said (its refusal, or nothing) is in
+                    # its socket already, though this end may have been seen first.
+                    server.read_answer()
                 if not server.refused:
                     server.close()
                     del self.servers[key]

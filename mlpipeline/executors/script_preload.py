@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mlpipeline.script_support.related_files import imported_below
+
 
 FileStamp = Tuple[str, int, int]
 """A module file the script imported from beside it: (path, mtime in ns, size)."""
@@ -39,21 +41,6 @@ def stamps(paths: List[str]) -> List[FileStamp]:
         except OSError:
             found.append((path, -1, -1))
     return found
-
-
-def _user_modules(folders: List[str], script_path: str) -> List[str]:
-    """The module files the import loaded from the script's folders (not the script itself)."""
-    roots = [os.path.realpath(folder) for folder in folders if folder]
-    script = os.path.realpath(script_path)
-    found = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if not isinstance(path, str):
-            continue
-        real = os.path.realpath(path)
-        if real != script and any(real.startswith(root + os.sep) for root in roots):
-            found.add(real)
-    return sorted(found)
 
 
 def _why_not_forkable() -> Optional[str]:
@@ -128,7 +115,7 @@ def serve_script(control: socket.socket, script: Dict[str, Any], socket_path: st
             preload_server.send(control, {"refused": problem})
             os._exit(0)
         worker.keep_imported(script["path"], script["sha256"], module, source)
-        files = _user_modules([os.path.dirname(script["path"]), script["models_dir"]], script["path"])
+        files = imported_below([os.path.dirname(script["path"]), script["models_dir"]], script["path"])
         keeper = Keeper(*keeper_args)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(socket_path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,7 +94,8 @@ def _previous_value_line(lines: List[str], line: int, column: int) -> Optional[T
     return None
 
 
-def _without_comment(text: str) -> str:
+def _outside_strings(text: str) -> Iterator[Tuple[int, str]]:
+    """(index, character) of each character of a TOML line outside its quoted strings."""
     quote = None
     for index, char in enumerate(text):
         if quote:
@@ -102,9 +103,12 @@ def _without_comment(text: str) -> str:
                 quote = None
         elif char in "\"'":
             quote = char
-        elif char == "#":
-            return text[:index]
-    return text
+        else:
+            yield index, char
+
+
+def _without_comment(text: str) -> str:
+    return next((text[:index] for index, char in _outside_strings(text) if char == "#"), text)
 
 
 def _open_bracket_line(text: str, line: Optional[int], column: Optional[int]) -> Optional[int]:
@@ -116,14 +120,8 @@ def _open_bracket_line(text: str, line: Optional[int], column: Optional[int]) ->
         content = _without_comment(content)
         if line is not None and number == line and column is not None:
             content = content[: column - 1]
-        quote = None
-        for char in content:
-            if quote:
-                if char == quote:
-                    quote = None
-            elif char in "\"'":
-                quote = char
-            elif char == "[":
+        for _, char in _outside_strings(content):
+            if char == "[":
                 stack.append(number)
             elif char == "]" and stack:
                 stack.pop()

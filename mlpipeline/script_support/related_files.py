@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 
 def script_of(model: Any) -> Optional[str]:
@@ -26,16 +26,23 @@ def script_of(model: Any) -> Optional[str]:
 
 def related_files(script: str) -> List[str]:
     """``script`` first, then every imported module's file below the script's folder, sorted."""
-    root = os.path.dirname(script)
+    return [script, *imported_below([os.path.dirname(script)], script)]
+
+
+def imported_below(folders: Sequence[str], script: str) -> List[str]:
+    """The files of the modules imported so far that lie below one of ``folders``, sorted;
+    ``script`` itself left out."""
+    roots = [os.path.abspath(folder) for folder in folders if folder]
+    script = os.path.abspath(script)
     found = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str):
             continue
         path = os.path.abspath(path)
-        if path != script and os.path.commonpath([path, root]) == root and os.path.isfile(path):
+        if path != script and any(os.path.commonpath([path, root]) == root for root in roots) and os.path.isfile(path):
             found.add(path)
-    return [script, *sorted(found)]
+    return sorted(found)
 
 
 def copy_related_files(model: Any, dst_dir: str) -> List[str]:
