@@ -226,3 +226,24 @@ def test_a_daemon_killed_on_another_host_leaves_no_session_behind(project):
     assert host_b.returncode == 0, host_b.output
     assert sorted(c["version"] for c in project.calls("train")) == ["flaky", "flaky", "held", "held"]  # both ran again
     finished_once(project, ["flaky", "held"])
+
+
+def test_a_daemon_that_beat_fast_and_was_killed_is_not_joined_by_one_that_beats_slowly(project):
+    # A beat file is judged by its writer's interval: a daemon that beat every 0.3 s and has
+    # been silent for 3 s is gone, though the reader beats every 5 s (and would wait 30 s).
+    gate = project.root / "go"
+    project.script("a.py", versions_code('versions.addV("v", fail_in="train", model_dir_suffix="v")', f'versions.addV("w", wait_for={str(gate)!r}, model_dir_suffix="w")'))
+    project.queue(["a.py"])
+    fast = project.start("-r", env={"MLPIPELINE_HOSTNAME": "host-z", "MLPIPELINE_HEARTBEAT_S": "0.3"})
+    project.wait_for(lambda: any(e["event"] == "failed" for e in project.journal()) and len(project.calls("train")) == 2, what="v to fail, w to start")
+    fast.kill()
+    fast.communicate()
+    for call in project.calls("train"):
+        kill_tree(call["pid"])
+    time.sleep(3)
+    gate.write_text("")
+    result = project.run("-r", "-u", "--retry-failed", timeout=120)
+    assert result.returncode == 1, result.output  # v fails again: it was run again, not left to the dead daemon
+    claims = [e for e in project.journal() if e["event"] == "claimed" and e["version"] == "v"]
+    assert len(claims) == 2 and claims[-1]["host"] != "host-z"
+    assert [e["event"] for e in project.journal() if e["version"] == "w"][-1] == "finished"

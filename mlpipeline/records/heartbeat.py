@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from mlpipeline.records.files import now_iso, write_json_atomic
-from mlpipeline.records.lines import read_object
+from mlpipeline.records.lines import RecordError, decode_object, read_object
 
 if TYPE_CHECKING:
     from mlpipeline.records.identity import DaemonIdentity
@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 INTERVAL_VARIABLE = "MLPIPELINE_HEARTBEAT_S"
 DEFAULT_INTERVAL_S = 5.0
 STALE_BEATS = 6
+
+
+def declared_interval(beat: Any) -> float:
+    """The interval a beat file's writer beats at (``interval`` in it), else this process's
+    own: a daemon is stale after STALE_BEATS of *its* intervals, whatever the reader's are."""
+    value = beat.get("interval") if isinstance(beat, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.05 <= value <= 3600:
+        return float(value)
+    return heartbeat_interval()
 
 
 def heartbeat_interval() -> float:
@@ -80,7 +89,13 @@ class Heartbeat:
 
     def _beat(self) -> None:
         self._count += 1
-        beat = {"daemon": self._identity.key, "namespace": self._identity.namespace, "beat": self._count, "time": now_iso()}
+        beat = {
+            "daemon": self._identity.key,
+            "namespace": self._identity.namespace,
+            "beat": self._count,
+            "time": now_iso(),
+            "interval": self._interval,  # judged by the period it keeps, not the reader's
+        }
         write_json_atomic(self.path, beat, durable=False)  # a view of liveness: nothing to keep after a power cut
 
 
@@ -112,9 +127,20 @@ class LivenessJudge:
         if content != last_content:
             self._seen[key] = (content, now, True)
             return Liveness.ALIVE
-        if now - since >= self._stale_after:
+        if now - since >= self._stale_after_for(content):
             return Liveness.DEAD
         return Liveness.ALIVE if changed_before else Liveness.UNKNOWN
+
+
+    def _stale_after_for(self, content: Optional[bytes]) -> float:
+        """STALE_BEATS of the beat's own interval, where the beat says it; else of this daemon's."""
+        if content is None:
+            return self._stale_after
+        try:
+            beat = decode_object(content)
+        except RecordError:
+            return self._stale_after
+        return declared_interval(beat) * STALE_BEATS if "interval" in beat else self._stale_after
 
 
 def beats_elsewhere(folder: Path, own_key: str, namespace: str) -> bool:
@@ -185,7 +211,7 @@ def live_daemons(folder: Path, identity: DaemonIdentity) -> Dict[str, Dict[str, 
         record = {"daemon": beat["daemon"], "namespace": beat.get("namespace"), "host": str(beat["daemon"]).split(":")[0]}
         if now is not None and not identity.sees(record):
             try:
-                alive = now - (folder / name).stat().st_mtime < heartbeat_interval() * STALE_BEATS
+                alive = now - (folder / name).stat().st_mtime < declared_interval(beat) * STALE_BEATS
             except OSError:
                 continue
         else:
