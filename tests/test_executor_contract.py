@@ -2,10 +2,13 @@
 
 Each test drives a real executor in this process, as the execution loop does, with real
 children running a real model script. A new executor joins by adding itself to EXECUTORS.
+The in-process executor runs versions in this very process: it is held to every part of the
+contract but those about a child's own process (an exit, a stop, a tree to end).
 """
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -15,7 +18,8 @@ import pytest
 
 from conftest import alive, versions_code
 from mlpipeline.executors.base import ChildRun, Executor
-from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.executors.in_process import InProcessExecutor
+from mlpipeline.executors.local import KEEPER_ANSWER_S, LocalExecutor
 from mlpipeline.executors.preloaded import PreloadExecutor, local_executor
 from mlpipeline.executors.protocol import LIST_VERSIONS, RUN_VERSION, ChildRequest
 
@@ -39,19 +43,34 @@ def _ray(work_dir: Path, cluster: Any) -> Executor:
     return RayExecutor(work_dir, outputs, cluster.address)
 
 
-EXECUTORS = {"local": _local, "preloaded": _preloaded, "ray": _ray}
+def _in_process(work_dir: Path) -> Executor:
+    return InProcessExecutor(work_dir)
+
+
+EXECUTORS = {"local": _local, "preloaded": _preloaded, "ray": _ray, "in_process": _in_process}
 NEEDS_CLUSTER = {"ray"}
+SHARES_THIS_PROCESS = {"in_process"}
+
+
+def _made(name: str, request: Any, project: Any) -> Iterator[Executor]:
+    if name in NEEDS_CLUSTER:
+        made = EXECUTORS[name](project.root, request.getfixturevalue("ray_cluster"))
+    else:
+        made = EXECUTORS[name](project.root)
+    assert made.isolated == (name not in SHARES_THIS_PROCESS)
+    yield made
+    made.stop_all(signal.SIGKILL)
+    made.close()
 
 
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor(request: Any, project: Any) -> Iterator[Executor]:
-    if request.param in NEEDS_CLUSTER:
-        made = EXECUTORS[request.param](project.root, request.getfixturevalue("ray_cluster"))
-    else:
-        made = EXECUTORS[request.param](project.root)
-    yield made
-    made.stop_all(signal.SIGKILL)
-    made.close()
+    yield from _made(request.param, request, project)
+
+
+@pytest.fixture(params=sorted(set(EXECUTORS) - SHARES_THIS_PROCESS))
+def isolated_executor(request: Any, project: Any) -> Iterator[Executor]:
+    yield from _made(request.param, request, project)
 
 
 def _script(project: Any) -> Path:
@@ -60,6 +79,7 @@ def _script(project: Any) -> Path:
         versions_code(
             'versions.addV("talks", print_lines=2)',
             'versions.addV("exits", exit_in="train", exit_code=3)',
+            'versions.addV("fails", fail_in="train")',
             f'versions.addV("stays", grandchildren=[False, True], wait_for={str(project.root / "never")!r})',
         ),
     )
@@ -124,11 +144,23 @@ def test_call_runs_one_child_to_its_end(executor, project):
     script = _script(project)
     outcome = executor.call(_request(project, script, action=LIST_VERSIONS), on_lines=lambda *_: None, on_event=lambda _: None)
     assert outcome.returncode == 0 and outcome.result is not None
-    assert outcome.result["names"] == ["talks", "exits", "stays"]
+    assert outcome.result["names"] == ["talks", "exits", "fails", "stays"]
     assert executor.outstanding == 0  # a call is not queued for next_finished
 
 
-def test_a_child_that_exits_says_how(executor, project):
+def test_a_version_that_raises_says_why(executor, project):
+    script = _script(project)
+    _submit(executor, _request(project, script, "fails"))
+    outcome = _next(executor).outcome
+    assert outcome is not None and outcome.returncode != 0 and outcome.result is not None
+    assert outcome.result["ok"] is False
+    error = outcome.result["error"]
+    assert error["phase"] == "train_model" and "net.py:fails failed in train_model" in error["message"], error
+    assert "RuntimeError: deliberate failure in train" in error["traceback"]
+
+
+def test_a_child_that_exits_says_how(isolated_executor, project):
+    executor = isolated_executor
     script = _script(project)
     _submit(executor, _request(project, script, "exits"))
     outcome = _next(executor).outcome
@@ -138,14 +170,15 @@ def test_a_child_that_exits_says_how(executor, project):
 
 def test_an_end_counts_as_outstanding_until_it_is_taken(executor, project):
     script = _script(project)
-    run, _, _ = _submit(executor, _request(project, script, "exits"))
+    run, _, _ = _submit(executor, _request(project, script, "fails"))
     assert run.done.wait(60)
     assert executor.outstanding == 1  # ended, but its end not yet taken: a loop must not stop here
     assert _next(executor) is run and executor.outstanding == 0
 
 
 @pytest.mark.parametrize("how", ["stop", "timeout"])
-def test_a_stop_or_a_timeout_ends_the_whole_tree(executor, project, how):
+def test_a_stop_or_a_timeout_ends_the_whole_tree(isolated_executor, project, how):
+    executor = isolated_executor
     script = _script(project)
     run, _, _ = _submit(executor, _request(project, script, "stays"), timeout=None if how == "stop" else 3)
     deadline = time.monotonic() + 60
@@ -161,6 +194,64 @@ def test_a_stop_or_a_timeout_ends_the_whole_tree(executor, project, how):
         assert outcome.stop_signal == signal.SIGTERM and not outcome.timed_out
     else:
         assert outcome.timed_out and outcome.stop_signal == signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in grandchildren) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in grandchildren if alive(pid)]
+
+
+def _grandchildren(project: Any, count: int) -> List[int]:
+    deadline = time.monotonic() + 60
+    while len(_calls(project, "grandchild")) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = [call["pid"] for call in _calls(project, "grandchild")]
+    assert len(pids) == count
+    return pids
+
+
+@pytest.mark.parametrize("name", ["local", "preloaded"])
+def test_a_kill_is_the_keepers_and_the_daemon_kills_only_when_the_keeper_cannot(name, project):
+    """One killer per tree: the version's keeper. While the keeper is frozen the daemon's kill
+    leaves the tree as it is, until KEEPER_ANSWER_S have passed without an answer; then the
+    daemon kills the tree itself. Thawed, the keeper finds its work done."""
+    executor = EXECUTORS[name](project.root)
+    try:
+        script = _script(project)
+        run, _, _ = _submit(executor, _request(project, script, "stays"))
+        grandchildren = _grandchildren(project, 2)
+        keeper = run.pid if name == "local" else executor.preload.process.pid  # type: ignore[attr-defined]
+        os.kill(keeper, signal.SIGSTOP)
+        try:
+            asked = time.monotonic()
+            executor.stop(run, signal.SIGKILL)
+            time.sleep(0.5)
+            if time.monotonic() - asked < KEEPER_ANSWER_S:  # on a machine this slow, the check says nothing
+                assert all(alive(pid) for pid in grandchildren), "the daemon killed what its keeper was asked to"
+            outcome = _next(executor, timeout=KEEPER_ANSWER_S + 60).outcome
+        finally:
+            try:
+                os.kill(keeper, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # a keeper of its own, killed with the tree it kept
+        assert outcome is not None and outcome.stop_signal == signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in grandchildren) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in grandchildren if alive(pid)]
+    finally:
+        executor.stop_all(signal.SIGKILL)
+        executor.close()
+
+
+def test_an_answering_keeper_kills_its_tree_and_ends_as_killed(isolated_executor, project):
+    executor = isolated_executor
+    script = _script(project)
+    run, _, _ = _submit(executor, _request(project, script, "stays"))
+    grandchildren = _grandchildren(project, 2)
+    executor.stop(run, signal.SIGKILL)
+    outcome = _next(executor, timeout=KEEPER_ANSWER_S).outcome  # the keeper's kill, not the daemon's after its wait
+    assert outcome is not None and outcome.stop_signal == signal.SIGKILL
+    assert outcome.returncode == -signal.SIGKILL and outcome.exit_description == "was killed by SIGKILL"
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in grandchildren) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -308,7 +308,7 @@ class ExecutionLoop:
 
     def _check_claims(self, force: bool = False) -> None:
         """Stop the runs whose claims another daemon took: they record nothing."""
-        for run in self.claim_watch.check(list(self.executor.running.values()), force):
+        for run in self.claim_watch.check(self.executor.running, force):
             version_run: VersionRun = run.tag
             version_run.phase = RunPhase.LOST
             self.recorder.report_lost(version_run.planned)
@@ -316,7 +316,7 @@ class ExecutionLoop:
 
     def _check_control(self, force: bool = False) -> None:
         """Apply `mlpipeline cancel`: what it names does not start again; its running versions stop."""
-        asked = self.control.check(list(self.executor.running.values()), force)
+        asked = self.control.check(self.executor.running, force)
         for request in asked.cancels:
             self.chooser.cancel(request)
         for run, reason in asked.stops:

@@ -166,7 +166,9 @@ class DryRun:
 
     def _debug(self, script: QueuedScript, version: str) -> None:
         """--pdb: the failed version again, in this process, with the debugger at its exception."""
-        from mlpipeline.executors.in_process import debug_version
+        import pdb
+
+        from mlpipeline.executors.in_process import InProcessExecutor
 
         label = f"{script.label}:{version}"
         self.view.info(f"--pdb: running {label} again in this process; the debugger opens at its exception (q quits)")
@@ -176,8 +178,11 @@ class DryRun:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
-            failure = debug_version(
-                self._request(script, version, model_dir), str(self.project.project_dir), self._environment(script, version, model_dir)
+            outcome = InProcessExecutor(self.project.project_dir, post_mortem=pdb.post_mortem).call(
+                self._request(script, version, model_dir),
+                lambda stream, lines: self.view.child_lines(label, without_noise(lines)),
+                lambda event: self._child_event(label, event),
+                env=self._environment(script, version, model_dir),
             )
         except KeyboardInterrupt:
             self.view.info("--pdb: interrupted")
@@ -186,7 +191,7 @@ class DryRun:
             for number, handler in handlers.items():
                 signal.signal(number, handler)
             shutil.rmtree(model_dir, ignore_errors=True)
-        if failure is None:
+        if (outcome.result or {}).get("ok"):
             self.view.warning(f"--pdb: {label} did not fail when run again in this process")
 
     def _report_failure(self, label: str, outcome: ChildOutcome, result: Dict[str, Any]) -> None:

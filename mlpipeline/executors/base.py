@@ -1,27 +1,27 @@
 """The executor contract: start a child for a request, report how it ended.
 
-The base keeps the bookkeeping (run folders, the finished queue, timeouts, reading
-result.json); an executor only starts, signals and kills, in :meth:`Executor._start` and
-:meth:`Executor._signal`, and calls :meth:`Executor._finish` once a child has ended. The
-executors: ``local`` (a keeper process per version) and ``preloaded`` (workers forked from
-the preload server). tests/test_executor_contract.py holds every executor to this contract.
+The base keeps the bookkeeping (the runs in flight, the placed and finished queues,
+timeouts); an executor only starts and signals, in :meth:`Executor._start` and
+:meth:`Executor._signal`, and calls :meth:`Executor._finish` once a child has ended, with the
+child's result however it came (a run folder's result.json, a Ray task's stream). What it
+holds for one run it keeps in the run's ``handle``. The executors: ``local`` (a keeper
+process per version), ``preloaded`` (workers forked from the preload server), ``ray`` (a Ray
+task per version) and ``in_process`` (this very process, for --pdb and the loop's own tests).
+tests/test_executor_contract.py holds every executor to this contract.
 """
 from __future__ import annotations
 
 import os
 import queue
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
-from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest
-from mlpipeline.records.lines import load_object
+from mlpipeline.executors.protocol import ChildRequest, ChildResult
 
 LineSink = Callable[[str, List[str]], None]
 """Receives the lines a child printed, as they were read together: (``"stdout"`` or
@@ -35,7 +35,7 @@ EventSink = Callable[[Dict[str, Any]], None]
 class ChildOutcome:
     """How a child ended: its result.json if it wrote one, else its exit status or signal."""
 
-    result: Optional[Dict[str, Any]]
+    result: Optional[ChildResult]
     returncode: Optional[int]
     wall_s: float
     cpu_s: Optional[float] = None
@@ -60,12 +60,11 @@ class ChildOutcome:
         return f"exited with status {self.returncode}"
 
 
-@dataclass
+@dataclass(eq=False)  # one run is one object: kept in sets, never compared by value
 class ChildRun:
     """One child in flight; ``tag`` is the caller's, handed back when it finishes."""
 
     request: ChildRequest
-    run_dir: Path
     on_lines: LineSink
     on_event: EventSink
     tag: Any = None
@@ -81,6 +80,7 @@ class ChildRun:
     lifeline: Optional[int] = None  # the write end of the child's lifeline pipe, held until it ends
     gpus: float = 0.0  # what a scheduler that places the child (Ray) gives it; local children get env's
     placement: Optional[Dict[str, Any]] = None  # where the child runs, once it does (pid; a Ray node)
+    handle: Any = None  # what the executor holds for this run: its process tree, its Ray task
 
 
 class Executor(ABC):
@@ -89,11 +89,15 @@ class Executor(ABC):
     where = "this host"
     """Where the children run, in words for the log."""
 
+    isolated = True
+    """Whether each child is a process of its own, which a stop reaches and whose exit is its
+    own; not so only for the in-process executor, whose versions run in the caller's process."""
+
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir  # the children's working directory: the project folder
         self._finished: "queue.Queue[ChildRun]" = queue.Queue()
-        self.running: Dict[int, ChildRun] = {}
-        self._unreported: Dict[int, ChildRun] = {}
+        self._running: Set[ChildRun] = set()
+        self._unreported: Set[ChildRun] = set()
         self._placed: "queue.Queue[ChildRun]" = queue.Queue()
         self._lifeline_lock = threading.Lock()
 
@@ -127,11 +131,8 @@ class Executor(ABC):
         env: Optional[Dict[str, str]] = None,
         gpus: float = 0.0,
     ) -> ChildRun:
-        run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
-        request.write(run_dir)
         run = ChildRun(
             request=request,
-            run_dir=run_dir,
             on_lines=on_lines,
             on_event=on_event,
             tag=tag,
@@ -140,15 +141,14 @@ class Executor(ABC):
             env=dict(env or {}),
             gpus=gpus,
         )
-        self.running[id(run)] = run
+        self._running.add(run)
         if to_queue:
-            self._unreported[id(run)] = run
+            self._unreported.add(run)
         try:
             self._start(run)
         except BaseException:
-            del self.running[id(run)]
-            self._unreported.pop(id(run), None)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            self._running.discard(run)
+            self._unreported.discard(run)
             raise
         return run
 
@@ -188,14 +188,19 @@ class Executor(ABC):
 
         Also where running children past their own timeout are killed: call it often.
         """
-        for run in list(self.running.values()):
+        for run in self.running:
             self._enforce_timeout(run)
         try:
             run = self._finished.get(timeout=timeout)
         except queue.Empty:
             return None
-        self._unreported.pop(id(run), None)
+        self._unreported.discard(run)
         return run
+
+    @property
+    def running(self) -> List[ChildRun]:
+        """The submitted children that have not ended yet (a snapshot)."""
+        return list(self._running)
 
     @property
     def outstanding(self) -> int:
@@ -221,7 +226,7 @@ class Executor(ABC):
         self._signal(run, signum)
 
     def stop_all(self, signum: int) -> None:
-        for run in list(self.running.values()):
+        for run in self.running:
             self.stop(run, signum)
 
     def close(self) -> None:
@@ -246,16 +251,10 @@ class Executor(ABC):
         returncode: Optional[int],
         cpu_s: Optional[float],
         peak_rss_bytes: Optional[int] = None,
-        result: Optional[Dict[str, Any]] = None,
+        result: Optional[ChildResult] = None,
     ) -> None:
         """Called once by the subclass when the child has ended and its output is drained;
-        ``result``: the child's result.json when it came another way than the run folder."""
-        if result is None:
-            try:
-                result = load_object(run.run_dir / RESULT_FILE)
-            except (OSError, ValueError):
-                pass
-        shutil.rmtree(run.run_dir, ignore_errors=True)
+        ``result``: what the child said of its end, None when it said nothing."""
         self._close_lifeline(run)
         run.outcome = ChildOutcome(
             result=result,
@@ -266,7 +265,7 @@ class Executor(ABC):
             stop_signal=run.stop_signal,
             timed_out=run.timed_out,
         )
-        self.running.pop(id(run), None)
+        self._running.discard(run)
         run.done.set()
         if run.to_queue:
             self._finished.put(run)

@@ -129,12 +129,26 @@ class Keeper:
         if ended:
             ended += self._end(everything=False)
         if self.lifeline is not None and self.lifeline in ready and not os.read(self.lifeline, 512):
+            # The daemon died, or asked this keeper to kill its tree (it closed the lifeline).
             self._end(everything=True)
-            os._exit(1)  # nobody is left to tell how they ended
+            _end_killed()
         if self._beat_file is not None and self.workers and self._daemon_silent():
             self._write_cut_off()
             ended += self._end(everything=True)
         return ended, [item for item in ready if item in others]
+
+    def kill_worker(self, pid: int) -> None:
+        """Freeze and kill worker ``pid`` and all below it; its end comes from :meth:`watch`."""
+        import psutil
+
+        from mlpipeline.executors.process_tree import end_processes
+
+        if pid not in self.workers:
+            return
+        try:
+            end_processes(psutil.Process(pid), include_root=True)
+        except psutil.Error:
+            pass
 
     # -- inside ------------------------------------------------------------------------
 
@@ -261,6 +275,14 @@ def _flush() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def _end_killed() -> None:
+    """End as the tree this keeper killed, so that its exit status says killed; never returns."""
+    _flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(1.0)
+    os._exit(128 + signal.SIGKILL)
 
 
 def end_like(status: int) -> None:

@@ -2,37 +2,55 @@
 keeper that forks the worker. (preloaded.py forks workers from the preload server instead.)
 
 Either way the child leads a process group and a session of its own, and the version's
-processes stay below a keeper (keeper.py), so a signal or a kill reaches its whole tree
-(DataLoader workers included), and nothing of it outlives the version. Each keeper watches
-the read end of a lifeline pipe whose write end only this daemon holds: when the daemon dies,
-however it dies, the keeper ends its versions.
+processes stay below a keeper (keeper.py), so a signal reaches its whole tree (DataLoader
+workers included), and nothing of it outlives the version. The keeper is the one killer of
+the tree: a kill is asked of it (its lifeline closed, or ``kill`` on a preload server's
+connection), and this daemon kills only what a keeper can no longer, one gone or frozen.
+Each keeper watches the read end of a lifeline pipe whose write end only this daemon holds:
+when the daemon dies, however it dies, the keeper ends its versions.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
 from mlpipeline.executors.process_tree import ProcessTree, sample_until, start_time
+from mlpipeline.executors.protocol import new_run_folder, take_result
 from mlpipeline.records.lines import RecordError, decode_object
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
+
+
+KEEPER_ANSWER_S = 5.0
+"""How long a keeper asked to kill its tree may take before this daemon kills it itself: the
+keeper is frozen (SIGSTOP) or cannot run."""
+
+
+@dataclass
+class LocalChild:
+    """What a local executor holds for one run (its ``handle``): the run folder, the process
+    tree once it runs, and, forked by a preload server, the connection to its keeper."""
+
+    run_dir: Path
+    tree: Optional[ProcessTree] = None
+    keeper: Optional[socket.socket] = None
 
 
 class LocalExecutor(Executor):
     """Children on this host, each in its own process group below a keeper of its own."""
 
-    def __init__(self, work_dir: Path) -> None:
-        super().__init__(work_dir)
-        self._trees: Dict[int, ProcessTree] = {}
-
     def _start(self, run: ChildRun) -> None:
+        run.handle = LocalChild(new_run_folder(run.request))
         lifeline_read, lifeline_write = os.pipe()
         run.lifeline = lifeline_write
         try:
@@ -40,6 +58,7 @@ class LocalExecutor(Executor):
         except BaseException:
             os.close(lifeline_write)
             run.lifeline = None
+            shutil.rmtree(run.handle.run_dir, ignore_errors=True)
             raise
         finally:
             os.close(lifeline_read)
@@ -55,7 +74,7 @@ class LocalExecutor(Executor):
             env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
             started.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "mlpipeline.executors.keeper", str(run.run_dir)],
+                    [sys.executable, "-m", "mlpipeline.executors.keeper", str(run.handle.run_dir)],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
@@ -84,50 +103,74 @@ class LocalExecutor(Executor):
         finally:
             for _, write in pipes:
                 os.close(write)
-        tree = ProcessTree(run.pid, count_root=count_root)
-        self._trees[id(run)] = tree
+        tree = run.handle.tree = ProcessTree(run.pid, count_root=count_root)
         self._place(run, {"child_pid": run.pid, "child_started": start_time(run.pid)})
         run_thread(sample_until, tree, run.done)
-        return tree, self._read_output(run, *(read for read, _ in pipes))
-
-    def _read_output(self, run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
-        def oversized(size: int) -> None:
-            deliver(run.on_lines, "stderr", [f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})"])
-
-        return [
-            run_thread(pump_lines, out, lambda lines: deliver(run.on_lines, "stdout", lines)),
-            run_thread(pump_lines, err, lambda lines: deliver(run.on_lines, "stderr", lines)),
-            run_thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
-        ]
+        return tree, read_child_output(run, *(read for read, _ in pipes))
 
     def _wait(self, run: ChildRun, process: subprocess.Popen, tree: ProcessTree, readers: List[threading.Thread]) -> None:
         pid = process.pid
         # Wait without reaping, so the process group id cannot be reused before the kill below.
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        tree.sample()
-        tree.signal(signal.SIGKILL)  # what the version left running ends with it
+        end_what_the_keeper_left(tree)
         _, status, usage = os.wait4(pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         for reader in readers:
             reader.join(timeout=10)
-        self._trees.pop(id(run), None)
         # ru_maxrss (KiB on Linux) is exact for the largest single process; the tree's sum is sampled.
         peak = max(tree.peak_rss_bytes, usage.ru_maxrss * 1024)
-        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak)
+        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak, take_result(run.handle.run_dir))
 
     def _signal(self, run: ChildRun, signum: int) -> None:
-        tree = self._trees.get(id(run))
-        if tree is not None:
-            tree.signal(signum)
+        child: Optional[LocalChild] = run.handle
+        if child is None or child.tree is None:
+            return
+        if signum != signal.SIGKILL:
+            child.tree.signal(signum)  # a stop, for the worker to handle
+            return
+        # One killer per tree, the keeper, which is never killed here while it can do it: this
+        # process may itself be killed at any moment (a Ray task's), and a kill left half done
+        # would leave processes frozen or orphaned.
+        if not self._ask_keeper_to_kill(run):
+            self._kill_past_keeper(run)
+            return
+        run_thread(self._kill_if_unanswered, run)
 
-    def end_through_keeper(self, run: ChildRun) -> None:
-        """End the run's whole tree as its daemon's death would: its keeper, whose lifeline
-        closes now, kills everything below it and exits. Where this process may itself be
-        killed at any moment (a Ray task's), one killer that is not this process is what makes
-        sure a kill is never left half done: no process frozen and forgotten, no orphan."""
-        if run.stop_signal is None:
-            run.stop_signal = signal.SIGKILL
+    def _ask_keeper_to_kill(self, run: ChildRun) -> bool:
+        """Ask the run's keeper to kill its tree (its lifeline closes, as at this daemon's
+        death); whether it could be asked."""
         self._close_lifeline(run)
+        return True
+
+    def _kill_if_unanswered(self, run: ChildRun) -> None:
+        if not run.done.wait(KEEPER_ANSWER_S):
+            self._kill_past_keeper(run)  # its keeper did not answer: frozen, or gone
+
+    def _kill_past_keeper(self, run: ChildRun) -> None:
+        """Kill the run's tree here, the keeper that cannot do it with it."""
+        run.handle.tree.signal(signal.SIGKILL)
+
+
+def end_what_the_keeper_left(tree: ProcessTree) -> None:
+    """After a keeper's end: the keeper killed all it kept before it ended, unless it was
+    killed itself (by hand, by the out-of-memory killer); then what it kept ends here."""
+    tree.sample()
+    if tree.still_running():
+        tree.signal(signal.SIGKILL)
+
+
+def read_child_output(run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
+    """Threads that read the read ends of a child's stdout, stderr and event pipes to their
+    ends, handing what comes to the run's sinks (and closing them)."""
+
+    def oversized(size: int) -> None:
+        deliver(run.on_lines, "stderr", [f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})"])
+
+    return [
+        run_thread(pump_lines, out, lambda lines: deliver(run.on_lines, "stdout", lines)),
+        run_thread(pump_lines, err, lambda lines: deliver(run.on_lines, "stderr", lines)),
+        run_thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
+    ]
 
 
 def run_thread(target: Callable[..., None], *args: Any) -> threading.Thread:

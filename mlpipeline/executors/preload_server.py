@@ -30,6 +30,9 @@ from mlpipeline.records.files import json_text
 
 READY_TIMEOUT_S = 300.0
 
+KILL_WORKER = b"kill\n"
+"""What the daemon sends on a worker's connection to have its keeper kill the worker's tree."""
+
 PRELOAD_FOLDER_PREFIX = "mlpipeline-preload-"
 """The temporary folder of a preload server's socket and its script servers' sockets."""
 
@@ -84,6 +87,7 @@ def serve_forks(keeper: Any, listener: socket.socket, control: Optional[socket.s
     The preload server's loop, and a script server's (script_preload.py), whose ``control``
     says when to retire: it then takes no more requests and ends with its last worker."""
     connections: Dict[int, socket.socket] = {}  # worker pid -> the daemon's connection for it
+    asked: Dict[socket.socket, int] = {}  # the connections on which a kill may still be asked
     retiring = False
     while True:
         watched: List[Any] = [] if retiring else [listener]
@@ -91,14 +95,21 @@ def serve_forks(keeper: Any, listener: socket.socket, control: Optional[socket.s
             watched.append(control)
         if servers is not None:
             watched += servers.starting()
+        watched += list(asked)
         ended, readable = keeper.watch(watched)
         for pid, status, usage in ended:
             if servers is None or not servers.ended(pid):
-                _report_end(connections.pop(pid, None), status, usage)
+                connection = connections.pop(pid, None)
+                asked.pop(connection, None)  # type: ignore[arg-type]
+                _report_end(connection, status, usage)
         if retiring and not keeper.workers:
             os._exit(0)
         for item in readable:
-            if item is listener:
+            if item in asked:
+                # The daemon asks for a kill, or closed its end (it no longer waits for this
+                # worker): either way the worker's tree ends here, its end told as usual.
+                keeper.kill_worker(asked.pop(item))
+            elif item is listener:
                 connection, _ = listener.accept()
                 try:
                     pid = _answer(keeper, connection, [listener, *([control] if control else []), *connections.values()], replay, servers)
@@ -107,6 +118,7 @@ def serve_forks(keeper: Any, listener: socket.socket, control: Optional[socket.s
                     continue
                 if pid is not None:
                     connections[pid] = connection
+                    asked[connection] = pid
             elif item is control:
                 try:
                     said = control.recv(64)

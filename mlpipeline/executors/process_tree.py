@@ -146,6 +146,12 @@ class ProcessTree:
                 continue
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
 
+    def still_running(self) -> bool:
+        """Whether a process ever seen below the root still runs."""
+        with self._lock:
+            members = list(self._members.values())
+        return any(process.pid != self.pid and _running(process) for process in members)
+
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the process group and every member ever seen that still runs;
         SIGKILL freezes and kills the whole tree instead (:func:`end_processes`)."""

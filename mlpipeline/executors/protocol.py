@@ -1,17 +1,23 @@
-"""What the daemon and a child exchange through the child's run folder.
+"""What the daemon and a child exchange: the request, the result, the end causes, and the
+stream a Ray task sends back.
 
-The daemon writes ``request.json``; the child writes ``result.json`` (atomically) before it
-exits. Only plain JSON crosses: live objects stay in the child.
+A local child gets a run folder (:func:`new_run_folder`): the daemon writes ``request.json``,
+the child writes ``result.json`` (atomically) before it exits. A Ray task gets the request as
+its argument and streams its result back. Only plain JSON crosses: live objects stay in the
+child.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TypedDict
 
 from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.lines import load_object
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
@@ -70,6 +76,27 @@ class ChildRequest:
     @classmethod
     def read(cls, run_dir: Path) -> "ChildRequest":
         return cls(**json.loads((run_dir / REQUEST_FILE).read_text(encoding="utf-8")))
+
+
+def new_run_folder(request: ChildRequest) -> Path:
+    """A temporary folder holding ``request`` for a child on this host to read."""
+    run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
+    try:
+        request.write(run_dir)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def take_result(run_dir: Path) -> Optional["ChildResult"]:
+    """The result.json the child left in ``run_dir``, if a whole one; the folder is removed."""
+    try:
+        result: Optional[ChildResult] = load_object(run_dir / RESULT_FILE)  # type: ignore[assignment]
+    except (OSError, ValueError):
+        result = None
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
 
 
 def describe_node(placement: Dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -133,6 +133,18 @@ def use_token_if_present() -> bool:
         return False
 
 
+@dataclass
+class RayTask:
+    """What the daemon holds for one run (its ``handle``): the key of its words on the board,
+    its task's stream, when the task last spoke, and since when it has waited for GPUs that no
+    live node has. Dropped (``handle`` None) once the run has ended or been given up."""
+
+    key: str
+    stream: Any = None
+    heard: Optional[float] = None
+    gpus_missing_since: Optional[float] = None
+
+
 class RayExecutor(Executor):
     """Each child as a Ray task on the node Ray picks, with ``run.gpus`` as its ``num_gpus``."""
 
@@ -140,13 +152,9 @@ class RayExecutor(Executor):
         super().__init__(work_dir)
         self.address = connect(address)
         self.where = f"the Ray cluster at {self.address}"
-        self._keys: Dict[int, str] = {}
-        self._streams: Dict[int, Any] = {}
-        self._heard: Dict[int, float] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards each run's handle
         self._node_gpus: Tuple[float, List[float]] = (0.0, [])
         self._closed = threading.Event()
-        self._gpus_missing_since: Dict[int, float] = {}
         self._probe: Optional[Tuple[Path, str]] = None
         self.lost: Optional[str] = None
         """Why no version can run here any more (the cluster is gone), once that is so."""
@@ -221,7 +229,7 @@ class RayExecutor(Executor):
         if self.lost is not None:
             # The cluster went since the daemon last looked: ended as the runs it had were.
             with self._lock:
-                self._keys[id(run)] = key
+                run.handle = RayTask(key)
             self._end_lost(run)
             return
         request = asdict(run.request)
@@ -234,21 +242,20 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - recorded as a version that could not start
             raise OSError(f"Ray did not take its task ({_first_line(exc)})") from None
         with self._lock:
-            self._keys[id(run)] = key
-            self._streams[id(run)] = stream
+            run.handle = RayTask(key, stream)
         threading.Thread(target=self._follow, args=(run, stream), daemon=True).start()
         if self.lost is not None:
             self._end_lost(run)  # the cluster went while the task was handed over
 
     def _signal(self, run: ChildRun, signum: int) -> None:
         with self._lock:
-            key, stream = self._keys.get(id(run)), self._streams.get(id(run))
-        if key is None:
+            task: Optional[RayTask] = run.handle
+        if task is None:
             return
         if run.placement is None:
             # Still waiting for a node: it never starts (should it start meanwhile, the board has the word).
-            _cancel(stream, force=False)
-        self._board.post.remote(key, int(signum))
+            _cancel(task.stream, force=False)
+        self._board.post.remote(task.key, int(signum))
 
     def close(self) -> None:
         """Wait a moment for the stopped tasks to end, then leave the cluster."""
@@ -279,20 +286,20 @@ class RayExecutor(Executor):
         tasks straight, not through the GCS) or ends with its node."""
         # Set first: the daemon resumes nothing of what ends below, and starts nothing more.
         self.lost = f"the Ray cluster at {self.address} is gone (it has not answered for {silent_s:.0f} s)"
-        for run in list(self.running.values()):
+        for run in self.running:
             self._end_lost(run)
 
     def _end_lost(self, run: ChildRun) -> None:
         with self._lock:
-            key, stream = self._keys.get(id(run)), self._streams.get(id(run))
-        if key is None:
+            task: Optional[RayTask] = run.handle
+        if task is None:
             return  # being started: _start ends it
-        if stream is not None:
+        if task.stream is not None:
             try:
-                self._board.post.remote(key, int(signal.SIGKILL))
+                self._board.post.remote(task.key, int(signal.SIGKILL))
             except Exception:  # noqa: BLE001 - the board went with the cluster: the task ends with its node
                 pass
-            _cancel(stream, force=True)
+            _cancel(task.stream, force=True)
         message = f"{self.lost}; cut off, to resume from its checkpoint"
         self._end(run, None, None, None, cut_off_result(message, "node"), abandoned=True)
 
@@ -309,9 +316,9 @@ class RayExecutor(Executor):
             for reference in stream:
                 message = ray.get(reference)
                 with self._lock:
-                    if id(run) not in self._keys:
+                    if run.handle is None:
                         return  # given up (its node was silent): what it says now is not recorded
-                    self._heard[id(run)] = time.monotonic()
+                    run.handle.heard = time.monotonic()
                     if message[0] == PLACED:
                         run.started = time.monotonic()  # a timeout counts from here, not from the queue
                         self._place(run, message[1])
@@ -368,19 +375,17 @@ class RayExecutor(Executor):
         abandoned: bool = False,
     ) -> None:
         with self._lock:
-            if run.done.is_set() or id(run) not in self._keys:
+            task: Optional[RayTask] = run.handle
+            if run.done.is_set() or task is None:
                 return
-            key = self._keys.pop(id(run))
-            self._streams.pop(id(run), None)
-            self._heard.pop(id(run), None)
-            self._gpus_missing_since.pop(id(run), None)
+            run.handle = None
         if result is None and returncode is None and run.stop_signal is not None:
             returncode = -run.stop_signal  # stopped before it ever ran
         self._finish(run, returncode, cpu_s, peak_rss_bytes, result=result)
         if abandoned:
             return  # the word stays on the board for the task, should its node wake
         try:
-            self._board.forget.remote(key)
+            self._board.forget.remote(task.key)
         except Exception:  # noqa: BLE001 - the cluster is going; the board goes with it
             pass
 
@@ -397,29 +402,30 @@ class RayExecutor(Executor):
 
     def _watch_once(self) -> None:
         now = time.monotonic()
-        for run in list(self.running.values()):
+        for run in self.running:
             with self._lock:
-                key, stream, heard = self._keys.get(id(run)), self._streams.get(id(run)), self._heard.get(id(run))
-            if key is None:
+                task: Optional[RayTask] = run.handle
+            if task is None:
                 continue
             if run.placement is None:
                 if run.gpus and run.gpus > max(self.node_gpus(), default=0.0):
-                    missing = self._gpus_missing_since.setdefault(id(run), now)
-                    if now - missing >= NODE_GONE_GRACE_S:
+                    if task.gpus_missing_since is None:
+                        task.gpus_missing_since = now
+                    if now - task.gpus_missing_since >= NODE_GONE_GRACE_S:
                         # Cut off, not failed: the daemon tries it again, and records why if it still cannot run.
                         message = f"it waited for {run.gpus:g} GPUs, and no live node of the Ray cluster has them any more"
                         self._end(run, None, None, None, cut_off_result(message, "node"))
-                        _cancel(stream, force=False)
+                        _cancel(task.stream, force=False)
                 else:
-                    self._gpus_missing_since.pop(id(run), None)
+                    task.gpus_missing_since = None
                 continue
-            if heard is None or now - heard < NODE_SILENT_S:
+            if task.heard is None or now - task.heard < NODE_SILENT_S:
                 continue
             # Ended first, so that nothing the task says from now on is taken; the word stays on
             # the board for the task, should its node wake.
-            self._end(run, None, None, None, self._broken(run, f"silent for {now - heard:.0f} s"), abandoned=True)
-            self._board.post.remote(key, ABANDON)
-            _cancel(stream, force=True)
+            self._end(run, None, None, None, self._broken(run, f"silent for {now - task.heard:.0f} s"), abandoned=True)
+            self._board.post.remote(task.key, ABANDON)
+            _cancel(task.stream, force=True)
 
 
 def _cancel(stream: Any, force: bool) -> None:

@@ -189,7 +189,7 @@ def run_version_on_node(
         if watch is not None:
             watch.stop()
         if run is not None and not run.done.is_set():
-            executor.end_through_keeper(run)
+            executor.stop(run, signal.SIGKILL)  # asked of its keeper, which outlives this task
             run.done.wait(30)
 
 
@@ -271,11 +271,8 @@ class _BoardWatch:
                 if word == ABANDON:
                     self._end("its daemon gave this run up (its node was silent) and resumes the version elsewhere")
                     return
-                if int(word) == signal.SIGKILL:
-                    self._executor.end_through_keeper(self._run)
-                else:
-                    self._executor.stop(self._run, int(word))
+                self._executor.stop(self._run, int(word))
 
     def _end(self, why: str) -> None:
         self.cut_off = why
-        self._executor.end_through_keeper(self._run)
+        self._executor.stop(self._run, signal.SIGKILL)

@@ -27,6 +27,14 @@ def _fd() -> Optional[int]:
     return _events_fd
 
 
+def send_events_to(fd: Optional[int]) -> Optional[int]:
+    """Send events to ``fd`` from now on (None: as the environment says); returns the one
+    used before. For a version run in the caller's own process (executors/in_process.py)."""
+    global _events_fd
+    before, _events_fd = _events_fd, fd
+    return before
+
+
 def send(event: Dict[str, Any]) -> None:
     """Send one event to the daemon as a JSON line, or describe it on stderr without one."""
     fd = _fd()
