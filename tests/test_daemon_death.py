@@ -105,7 +105,7 @@ def test_a_version_whose_keeper_died_too_is_ended_before_it_runs_again(project):
     project.wait_for(lambda: checkpoint(project) >= 3, what="some steps")
     worker = psutil.Process(project.calls("train")[0]["pid"])
     keeper = worker.parent()
-    assert "mlpipeline.executors.keeper" in " ".join(keeper.cmdline())
+    assert "mlpipeline.child.keeper" in " ".join(keeper.cmdline())
     keeper.kill()
     daemon.kill()
     daemon.communicate()

@@ -226,7 +226,7 @@ def test_a_missing_framework_is_one_line_naming_the_extra(project, module, extra
 
 def test_importing_mlpipeline_imports_no_framework():
     code = (
-        "import sys, mlpipeline, mlpipeline.helper, mlpipeline.utils, mlpipeline.cli, mlpipeline.execution.loop, mlpipeline.executors.worker, mlpipeline.watch.status;"
+        "import sys, mlpipeline, mlpipeline.helper, mlpipeline.utils, mlpipeline.cli, mlpipeline.execution.loop, mlpipeline.child.worker, mlpipeline.watch.status;"
         "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'ray') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

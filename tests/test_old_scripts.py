@@ -591,7 +591,7 @@ def test_addv_takes_the_1x_parameters_in_their_places():
 
 
 def test_advice_for_the_originals_private_modules():
-    from mlpipeline.executors.old_scripts import old_code_advice
+    from mlpipeline.child.old_scripts import old_code_advice
 
     try:
         import mlpipeline.utils._utils  # noqa: F401

@@ -80,7 +80,7 @@ def test_ctrl_c_under_preload_leaves_nothing_running(project):
     project.queue(["a.py"])
     daemon = project.start("-r")
     project.wait_for(lambda: len(project.calls("grandchild")) == 2, what="both slots busy")
-    server = [p for p in psutil.Process(daemon.pid).children() if "mlpipeline.executors.preload_server" in " ".join(p.cmdline())]
+    server = [p for p in psutil.Process(daemon.pid).children() if "mlpipeline.child.preload_server" in " ".join(p.cmdline())]
     assert len(server) == 1
     daemon.send_signal(signal.SIGINT)
     daemon.communicate(timeout=30)
@@ -98,7 +98,7 @@ def test_the_server_dies_with_a_killed_daemon_and_the_cut_off_version_resumes(pr
     daemon = project.start("-r", "-u")
     checkpoint = project.outputs / "model_ckpts" / "a" / "steps.txt"
     project.wait_for(lambda: checkpoint.exists() and int(checkpoint.read_text() or 0) >= 3, what="some steps")
-    server = [p for p in psutil.Process(daemon.pid).children() if "mlpipeline.executors.preload_server" in " ".join(p.cmdline())][0]
+    server = [p for p in psutil.Process(daemon.pid).children() if "mlpipeline.child.preload_server" in " ".join(p.cmdline())][0]
     version = project.calls("train")[0]["pid"]
     daemon.kill()  # the daemon alone: its server must not stay behind
     daemon.communicate()

@@ -1,2 +1,4 @@
-"""Where a version's child runs: the executor contract (base), the local executors, and
-the processes they start: keeper, worker, preload server."""
+"""The daemon's side of where a version runs: the executor contract (base), the executors,
+what crosses to a child (protocol), and how a process tree is watched and ended. What runs
+in the child itself is in mlpipeline/child/; ray_task runs on a Ray node, where it drives
+the local executor."""

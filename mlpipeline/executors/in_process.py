@@ -57,7 +57,7 @@ class InProcessExecutor(Executor):
 
 def _run_request(request: ChildRequest) -> Tuple[ChildResult, Optional[BaseException]]:
     """The worker's own handling of ``request`` (worker.main's, without the run folder)."""
-    from mlpipeline.executors.worker import VersionFailure, list_versions, run_version
+    from mlpipeline.child.worker import VersionFailure, list_versions, run_version
 
     result: Dict[str, Any] = {"ok": False}
     try:

@@ -1,4 +1,4 @@
-"""Runs each child as a local process: ``python -m mlpipeline.executors.keeper RUN_DIR``, a
+"""Runs each child as a local process: ``python -m mlpipeline.child.keeper RUN_DIR``, a
 keeper that forks the worker. (preloaded.py forks workers from the preload server instead.)
 
 Either way the child leads a process group and a session of its own, and the version's
@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
-from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
+
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
 from mlpipeline.executors.process_tree import ProcessTree, sample_until, start_time
-from mlpipeline.executors.protocol import new_run_folder, take_result
+from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, new_run_folder, take_result
 from mlpipeline.records.lines import RecordError, decode_object
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 
@@ -74,7 +74,7 @@ class LocalExecutor(Executor):
             env["PYTHONUNBUFFERED"] = "1"  # so prints reach the log line by line
             started.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "mlpipeline.executors.keeper", str(run.handle.run_dir)],
+                    [sys.executable, "-m", "mlpipeline.child.keeper", str(run.handle.run_dir)],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,

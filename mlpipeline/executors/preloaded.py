@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.local import LocalChild, LocalExecutor, end_what_the_keeper_left, run_thread
-from mlpipeline.executors.preload_server import KILL_WORKER, PreloadClient, start_preload
+from mlpipeline.executors.preload_client import PreloadClient, start_preload
 from mlpipeline.executors.process_tree import ProcessTree
-from mlpipeline.executors.protocol import RUN_VERSION, new_run_folder, take_result
+from mlpipeline.executors.protocol import KILL_WORKER, RUN_VERSION, new_run_folder, take_result
 
 
 class PreloadExecutor(LocalExecutor):

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TypedDict
 
-from mlpipeline.records.files import write_json_atomic
-from mlpipeline.records.lines import load_object
+from mlpipeline.records.files import json_text, write_json_atomic
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
@@ -29,6 +26,10 @@ STEPS_EVENT = "steps"
 """The worker's event before training: ``{"type": "steps", "steps": {"trained": planned,
 "total", "already_trained"}, "continued": whether a fresh run continues from a checkpoint
 its model did not clean}``."""
+
+LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
+"""The read end of a keeper's lifeline, a pipe whose only write end its daemon holds: it reads
+end-of-file when the daemon dies, or closes it to have the keeper kill the tree it keeps."""
 
 RUN_ID_VARIABLE = "MLPIPELINE_RUN_ID"
 """Set in every process of a version (inherited): it names the run, for the user's own tracking
@@ -80,6 +81,9 @@ class ChildRequest:
 
 def new_run_folder(request: ChildRequest) -> Path:
     """A temporary folder holding ``request`` for a child on this host to read."""
+    import shutil  # here, not above: every child imports this module as it starts
+    import tempfile
+
     run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
     try:
         request.write(run_dir)
@@ -91,6 +95,10 @@ def new_run_folder(request: ChildRequest) -> Path:
 
 def take_result(run_dir: Path) -> Optional["ChildResult"]:
     """The result.json the child left in ``run_dir``, if a whole one; the folder is removed."""
+    import shutil
+
+    from mlpipeline.records.lines import load_object
+
     try:
         result: Optional[ChildResult] = load_object(run_dir / RESULT_FILE)  # type: ignore[assignment]
     except (OSError, ValueError):
@@ -180,3 +188,23 @@ class TaskEnd(TypedDict, total=False):
     returncode: Optional[int]
     cpu_s: Optional[float]
     peak_rss_bytes: Optional[int]
+
+
+# -- what the daemon and its preload server say (executors/preload_client.py, child/preload_server.py)
+
+PRELOAD_FOLDER_PREFIX = "mlpipeline-preload-"
+"""The temporary folder of a preload server's socket and its script servers' sockets."""
+
+KILL_WORKER = b"kill\n"
+"""What the daemon sends on a worker's connection to have its keeper kill the worker's tree."""
+
+
+def send_message(connection: Any, message: Dict[str, Any]) -> None:
+    """One JSON line on ``connection``."""
+    connection.sendall((json_text(message) + "\n").encode("utf-8"))
+
+
+def receive_message(reader: Any) -> Optional[Dict[str, Any]]:
+    """The next JSON line from ``reader`` (a connection's file), None at its end."""
+    line = reader.readline()
+    return json.loads(line) if line else None

@@ -66,7 +66,7 @@ def _import_capturing(script: Dict[str, Any]) -> Tuple[Any, bytes, bytes, bytes]
 
     The output is replayed by every version forked from the import, so each version's log
     shows what its import printed, as when it imports the script itself."""
-    from mlpipeline.executors.worker import load_script
+    from mlpipeline.child.worker import load_script
 
     captured = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
     saved = [os.dup(1), os.dup(2)]
@@ -99,8 +99,8 @@ def serve_script(control: socket.socket, script: Dict[str, Any], socket_path: st
     ``control``: the preload server's end tells it ``{"ready": ..., "files": ...}`` or
     ``{"refused": why}``; it sends RETIRE (or closes) when this server's script went stale.
     """
-    from mlpipeline.executors import preload_server, worker
-    from mlpipeline.executors.keeper import Keeper
+    from mlpipeline.child import preload_server, worker
+    from mlpipeline.child.keeper import Keeper
 
     try:
         os.chdir(script["cwd"])

@@ -1,12 +1,12 @@
 """Preload: children forked from a process that has already imported the heavy modules.
 
 ``preload = ["torch"]`` in mlp.config makes the daemon start one preload server,
-``python -m mlpipeline.executors.preload_server SOCKET HEARTBEAT MODULE...``. It imports the modules (imports
+``python -m mlpipeline.child.preload_server SOCKET HEARTBEAT MODULE...``. It imports the modules (imports
 only: nothing runs that could start thread pools or initialise CUDA before a fork), then
 serves requests on a Unix socket. For each version the daemon sends the run folder, the
 extra environment and the child's three pipe ends (stdout, stderr, events) over the socket;
 the server forks, and the fork becomes the version's worker exactly as under ``python -m
-mlpipeline.executors.keeper``: a session of its own, the pipes as its stdout and stderr, the script
+mlpipeline.child.keeper``: a session of its own, the pipes as its stdout and stderr, the script
 imported afresh. The server tells the daemon the worker's pid, and later how it ended.
 
 The server is its workers' keeper (keeper.py): it watches the daemon's lifeline and
@@ -26,25 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mlpipeline.executors.protocol import send_message as send
 from mlpipeline.records.files import json_text
-
-READY_TIMEOUT_S = 300.0
-
-KILL_WORKER = b"kill\n"
-"""What the daemon sends on a worker's connection to have its keeper kill the worker's tree."""
-
-PRELOAD_FOLDER_PREFIX = "mlpipeline-preload-"
-"""The temporary folder of a preload server's socket and its script servers' sockets."""
-
-
-def send(connection: socket.socket, message: Dict[str, Any]) -> None:
-    connection.sendall((json_text(message) + "\n").encode("utf-8"))
-
-
-def _receive(reader: Any) -> Optional[Dict[str, Any]]:
-    line = reader.readline()
-    return json.loads(line) if line else None
-
 
 # -- the server ---------------------------------------------------------------------------
 
@@ -60,10 +43,10 @@ def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[s
     # psutil, with which a keeper ends what a version left running.
     import psutil  # noqa: F401
 
-    import mlpipeline.executors.worker  # noqa: F401
+    import mlpipeline.child.worker  # noqa: F401
     import mlpipeline.helper  # noqa: F401
     import mlpipeline.executors.process_tree  # noqa: F401
-    from mlpipeline.executors.keeper import Keeper, lifeline_from_environment
+    from mlpipeline.child.keeper import Keeper, lifeline_from_environment
 
     keeper = Keeper(lifeline_from_environment(), heartbeat)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -199,7 +182,7 @@ class ScriptServers:
     def route(self, script: Dict[str, Any], keeper: Any, held: List[socket.socket]) -> Tuple[Optional[str], Optional[str]]:
         """(the script server's socket to send the request to, or None to fork it here; a note
         for the daemon when the script's versions import it themselves, once)."""
-        from mlpipeline.executors.script_preload import script_key
+        from mlpipeline.child.script_preload import script_key
 
         key = script_key(script)
         server = self.servers.get(key)
@@ -216,7 +199,7 @@ class ScriptServers:
         return None, None
 
     def _start(self, script: Dict[str, Any], keeper: Any, held: List[socket.socket]) -> None:
-        from mlpipeline.executors.script_preload import ScriptServer, new_socket_path, script_key, serve_script
+        from mlpipeline.child.script_preload import ScriptServer, new_socket_path, script_key, serve_script
 
         socket_path = new_socket_path(self.folder)
         ours, theirs = socket.socketpair()
@@ -264,7 +247,7 @@ def _report_end(connection: Optional[socket.socket], status: int, usage: Any) ->
 
 
 def _become_worker(request: Dict[str, Any], fds: List[int], replay: Tuple[bytes, bytes] = (b"", b"")) -> None:
-    from mlpipeline.executors.keeper import run_worker
+    from mlpipeline.child.keeper import run_worker
 
     try:
         os.setsid()
@@ -284,141 +267,6 @@ def _become_worker(request: Dict[str, Any], fds: List[int], replay: Tuple[bytes,
     except BaseException:  # noqa: BLE001 - the fork must never return into the server's loop
         os._exit(1)
     run_worker(Path(request["run_dir"]))  # never returns
-
-
-# -- the daemon's side --------------------------------------------------------------------
-
-
-class PreloadClient:
-    """The daemon's handle on its preload server."""
-
-    def __init__(self, process: Any, socket_path: str, failed: Dict[str, str], lifeline: int) -> None:
-        self.process = process
-        self.socket_path = socket_path
-        self.failed = failed
-        self._lifeline = lifeline  # the write end; the server ends its workers when it closes
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def fork(
-        self, run_dir: str, cwd: str, env: Dict[str, str], fds: Tuple[int, int, int], script: Optional[Dict[str, Any]] = None
-    ) -> Tuple[int, socket.socket, Any, Optional[str]]:
-        """Ask for a child; returns its pid, the connection, a reader that will bring its end,
-        and a note for the log. ``script`` (path, sha256, models_dir, label): fork it from
-        that script's server (``preload_scripts``), which the server may send the request on to."""
-        request = {"run_dir": run_dir, "cwd": cwd, "env": env, "script": script}
-        answer, connection, reader = self._ask(self.socket_path, request, fds)
-        if "redirect" in answer:
-            try:
-                answer, connection, reader = self._ask(str(answer["redirect"]), request, fds)
-            except OSError:
-                answer = {}
-            if "pid" not in answer:
-                connection.close()
-                # The script server ended since the preload server looked: fork it here.
-                answer, connection, reader = self._ask(self.socket_path, dict(request, script=None), fds)
-        if "pid" not in answer:
-            connection.close()
-            raise OSError("the preload server did not start the child")
-        return int(answer["pid"]), connection, reader, answer.get("note")
-
-    @staticmethod
-    def _ask(socket_path: str, request: Dict[str, Any], fds: Tuple[int, int, int]) -> Tuple[Dict[str, Any], socket.socket, Any]:
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            connection.connect(socket_path)
-            socket.send_fds(connection, [json_text(request).encode("utf-8")], list(fds))
-            reader = connection.makefile("r", encoding="utf-8")
-            answer = _receive(reader) or {}
-        except (OSError, ValueError) as exc:
-            connection.close()
-            raise OSError(f"the preload server did not answer ({exc})") from None
-        if "redirect" in answer:
-            connection.close()
-        return answer, connection, reader
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except Exception:  # noqa: BLE001
-                self.process.kill()
-        try:
-            os.close(self._lifeline)
-        except OSError:
-            pass
-        folder = os.path.dirname(self.socket_path)
-        if os.path.basename(folder).startswith(PRELOAD_FOLDER_PREFIX):
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)  # its socket, and each script server's
-        else:
-            try:
-                os.unlink(self.socket_path)
-            except OSError:
-                pass
-
-
-def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, Any]] = None, scripts: bool = False) -> Optional[PreloadClient]:
-    """The preload server for ``modules``, or None (with one warning) when it cannot start.
-
-    ``heartbeat``: the daemon's, which the server watches as every keeper does (keeper.py).
-    ``scripts``: it forks each script's versions from a script server (script_preload.py).
-    """
-    if not modules and not scripts:
-        return None
-    import tempfile
-
-    try:
-        client = start_server(modules, tempfile.mkdtemp(prefix=PRELOAD_FOLDER_PREFIX), heartbeat, scripts)
-    except (OSError, ValueError) as exc:
-        warn(f"preload could not start ({exc}); versions start the plain way")
-        return None
-    for module, error in client.failed.items():
-        warn(f"preload: {module} failed to import ({error}); versions import it themselves")
-    return client
-
-
-def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, Any]] = None, scripts: bool = False) -> PreloadClient:
-    """Start the preload server and wait until it has imported ``modules``."""
-    import subprocess
-
-    from mlpipeline.executors.keeper import LIFELINE_FD_VARIABLE
-
-    socket_path = os.path.join(folder, "preload.sock")
-    lifeline_read, lifeline_write = os.pipe()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlpipeline.executors.preload_server", socket_path, json_text(heartbeat), "1" if scripts else "0", *modules],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            pass_fds=(lifeline_read,),
-            env=dict(os.environ, **{LIFELINE_FD_VARIABLE: str(lifeline_read)}),
-        )
-    except BaseException:
-        os.close(lifeline_write)
-        raise
-    finally:
-        os.close(lifeline_read)
-    assert process.stdout is not None
-    try:
-        line = process.stdout.readline()
-    except BaseException:
-        # Stopped while the server imports (a Ctrl-C in the daemon's start-up): it would serve nobody.
-        process.kill()
-        process.wait()
-        os.close(lifeline_write)
-        raise
-    if not line:
-        process.wait()
-        os.close(lifeline_write)
-        raise OSError(f"the preload server exited with status {process.returncode} before it was ready")
-    ready = json.loads(line)
-    return PreloadClient(process, socket_path, ready.get("failed", {}), lifeline_write)
 
 
 if __name__ == "__main__":

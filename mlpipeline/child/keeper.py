@@ -2,7 +2,7 @@
 processes together, whatever the version or the daemon does.
 
 Every *worker* (the process that imports a script and runs it, worker.py) has a keeper as its
-parent: ``python -m mlpipeline.executors.keeper RUN_DIR`` keeps one worker, which it forks itself; the
+parent: ``python -m mlpipeline.child.keeper RUN_DIR`` keeps one worker, which it forks itself; the
 preload server (preload_server.py) keeps all those it forks. A keeper runs no user code, so it
 answers whatever the workers do (a loop holding the interpreter, a crash, a double fork):
 
@@ -38,10 +38,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
-from mlpipeline.executors.protocol import RESULT_FILE, ChildRequest, cut_off_result  # noqa: E402
+from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, RESULT_FILE, ChildRequest, cut_off_result  # noqa: E402
 from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere  # noqa: E402
-
-LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
 
 KEEPER_STALE_BEATS = STALE_BEATS - 2
 """Beats of silence after which a keeper ends its versions, two before another daemon may
@@ -236,7 +234,7 @@ def run_worker(run_dir: Path) -> None:
     try:
         if _EARLY_STOPS:
             os.kill(os.getpid(), _EARLY_STOPS[0])  # asked to stop before it existed
-        from mlpipeline.executors import worker
+        from mlpipeline.child import worker
 
         code = worker.main([str(run_dir)])
         _run_exit_functions()
@@ -305,7 +303,7 @@ def end_like(status: int) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """``python -m mlpipeline.executors.keeper RUN_DIR``: keep one worker, and end as it ends."""
+    """``python -m mlpipeline.child.keeper RUN_DIR``: keep one worker, and end as it ends."""
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     request = ChildRequest.read(run_dir)

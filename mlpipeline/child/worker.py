@@ -16,8 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.script_support.extras import MissingExtra
-from mlpipeline.executors.live_output import buffer_output
-from mlpipeline.executors.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
+from mlpipeline.child.live_output import buffer_output
+from mlpipeline.child.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
 from mlpipeline.executors.protocol import (
     LIST_VERSIONS,
     RESULT_FILE,
