@@ -146,7 +146,10 @@ class ScriptServer:
         self.told = False  # whether the daemon was told of the refusal
 
     def read_answer(self) -> None:
-        """Read the server's one answer (it is readable)."""
+        """Read the server's one answer (it is readable); once, though both its end and its
+        socket being readable may ask in the same look: read again, the socket says nothing."""
+        if self.socket_path is not None or self.refused is not None:
+            return
         line = self.reader.readline()
         try:
             answer = json.loads(line) if line else {}
