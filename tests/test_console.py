@@ -139,3 +139,31 @@ def test_tensorflows_start_up_lines_are_quiet_unless_the_user_asks_and_errors_st
     log = project.log_text()
     assert "level 0" in log and log.count("absl::InitializeLog") == 1 and "Unknown attributes will be ignored" in log
     assert log.count("oneDNN custom operations are on") == 1
+
+
+def test_an_edit_of_the_queue_shows_in_its_counts_while_a_version_runs(project):
+    """The counts line follows an edit of models.config made while every slot is busy, not
+    only the next end."""
+    import threading
+
+    gate = project.root / "go"
+    project.script("slow.py", versions_code(f'versions.addV("a", wait_for={str(gate)!r})'))
+    project.script("more.py", versions_code('versions.addV("b")', 'versions.addV("c")'))
+    project.queue(["slow.py"])
+    daemon = project.start("-r")
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(daemon.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        project.wait_for(lambda: project.calls("train"), what="slow.py:a training")
+        project.queue(["slow.py", "more.py"])
+        project.wait_for(lambda: any(line.startswith("queue:") for line in lines), what="a counts line", timeout=30)
+        (shown,) = [line.strip() for line in lines if line.startswith("queue:")]
+        assert "1 running" in shown and "1 script not listed yet" in shown, shown
+        assert not gate.exists() and daemon.poll() is None  # while slow.py:a still runs
+    finally:
+        gate.touch()
+        assert daemon.wait(timeout=60) == 0
+        reader.join(timeout=10)
+    counts = [line.strip() for line in lines if line.startswith("queue:")]
+    assert counts[-1] == "queue: 3 finished", counts

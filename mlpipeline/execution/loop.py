@@ -62,6 +62,9 @@ QUEUE_COUNTS_INTERVAL_S = 1.0
 """At most one ``queue: ...`` line a second: counting what is pending walks the queue, which
 at 16 versions ending a second over 10,000 queued cost more than the versions' dispatch."""
 
+QUEUE_LOOK_S = 2.0
+"""How often, while versions run, models.config is looked at for an edit the counts should show."""
+
 TRACKING_CLOSE_S = 30.0
 """How long the daemon waits at its end for the tracker to take what is still queued."""
 
@@ -112,6 +115,7 @@ class ExecutionLoop:
         self.tally = Tally()
         self._counts_due = False
         self._counts_shown = 0.0
+        self._queue_looked = time.monotonic()
         say = self.say = Reporter(view)
         self.queue = QueueFile(
             project.project_dir / EXECUTION_QUEUE,
@@ -319,6 +323,7 @@ class ExecutionLoop:
         asked = self.control.check(self.executor.running, force)
         for request in asked.cancels:
             self.chooser.cancel(request)
+            self._counts_due = True  # what it names is pending no more
         for run, reason in asked.stops:
             version_run: VersionRun = run.tag
             version_run.phase, version_run.cancel_reason = RunPhase.CANCELLED, reason
@@ -395,6 +400,11 @@ class ExecutionLoop:
         return tuple(state)
 
     def _show_queue_counts(self, now: bool = False) -> None:
+        if not self._counts_due and time.monotonic() - self._queue_looked >= QUEUE_LOOK_S:
+            # An edit of models.config while every slot is busy changes what is pending before
+            # any version ends: the counts say so then, not at the next end.
+            self._queue_looked = time.monotonic()
+            self._counts_due = self.queue.edited()
         if self._counts_due and (now or time.monotonic() - self._counts_shown >= QUEUE_COUNTS_INTERVAL_S):
             self._counts_due = False
             self._counts_shown = time.monotonic()

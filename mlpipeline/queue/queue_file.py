@@ -145,6 +145,7 @@ class QueueFile:
         self._text: Optional[bytes] = None
         self._config: Optional[QueueConfig] = None
         self._warned: set = set()
+        self._last_look: Optional[bytes] = None
 
     def load(self) -> None:
         """The first read: any problem is a ConfigError, as at start nothing is in force yet."""
@@ -196,6 +197,17 @@ class QueueFile:
         for warning in warnings:
             self._warn_once(warning)
         return restrict(scripts, self._only)
+
+    def edited(self) -> bool:
+        """Whether the file's bytes changed since the queue in force was read, or since the last
+        time this was asked (a half-saved file is news once): one read, no parse."""
+        try:
+            data = self._look()[0]
+        except OSError:
+            return False
+        changed = data != self._text and data != self._last_look
+        self._last_look = data
+        return changed
 
     def _settled(self) -> bytes:
         """The file's bytes, once a change has stopped for SETTLE_S (neither they nor the file's
