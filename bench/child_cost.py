@@ -1,6 +1,6 @@
 """Benchmark: the CPU one version's child costs without a preload, against a bare interpreter.
 
-A version of a script whose training does nothing runs N times, one after the other, through
+A version of bench/many_versions.py's script, sleeping 0 s, runs N times, one after the other, through
 the local executor (a keeper process, its forked worker, the script's import and hooks); the
 CPU of each child (keeper and worker together, from the kernel's accounting) is printed as a
 median and a minimum, beside that of `python -c pass` on the same machine. With --versions V
@@ -23,32 +23,16 @@ from typing import List
 sys.path.insert(0, os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or str(Path(__file__).resolve().parents[1]))
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode compiled once
 
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from bench.many_versions import SCRIPT  # noqa: E402 - its script, sleeping 0 s
 from mlpipeline.executors.local import LocalExecutor  # noqa: E402
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest  # noqa: E402
-
-SCRIPT = """
-from mlpipeline.helper import Model, SplitDataLoader
-from mlpipeline.utils import Versions
-
-class Idle(Model):
-    def train_model(self, input_fn, steps):
-        self.report(step=1, total=1, loss=0.5)
-
-    def evaluate_model(self, input_fn, steps):
-        return {"mse": 0.25}
-
-versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([0], [0]), batch_size=1, epoc_count=1)
-for index in range(%d):
-    versions.addV("v%%05d" %% index, model_dir_suffix="v%%05d" %% index)
-MODEL = Idle(versions)
-"""
-
 
 def child_cpu(count: int, versions: int) -> List[float]:
     root = Path(tempfile.mkdtemp(prefix="mlpipeline-bench-"))
     (root / "models").mkdir()
     script = root / "models" / "idle.py"
-    script.write_text(SCRIPT % versions)
+    script.write_text(SCRIPT % (0.0, versions))
     executor = LocalExecutor(root)
     spent = []
     for index in range(count):

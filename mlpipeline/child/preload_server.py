@@ -29,8 +29,6 @@ from typing import Any, Dict, List, Optional, Tuple
 from mlpipeline.executors.protocol import send_message as send
 from mlpipeline.records.files import json_text
 
-# -- the server ---------------------------------------------------------------------------
-
 
 def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[str], scripts: bool = False) -> None:
     failed: Dict[str, str] = {}

@@ -349,12 +349,8 @@ def other_file_message(label: str, path: str, sha256: str, required: str) -> str
     )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    buffer_output()
-    args = sys.argv[1:] if argv is None else argv
-    run_dir = Path(args[0])
-    request = ChildRequest.read(run_dir)
-    sys.argv = [request.script_path]
+def answer(request: ChildRequest) -> Tuple[Dict[str, Any], Optional[VersionFailure]]:
+    """What ``request`` comes to: the result, and the failure that ended it, if one did."""
     result: Dict[str, Any] = {"ok": False}
     try:
         if request.action == LIST_VERSIONS:
@@ -365,6 +361,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except VersionFailure as failure:
         result["ok"] = False
         result["error"] = asdict(failure.error)
+        return result, failure
+    return result, None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    buffer_output()
+    args = sys.argv[1:] if argv is None else argv
+    run_dir = Path(args[0])
+    request = ChildRequest.read(run_dir)
+    sys.argv = [request.script_path]
+    result, _ = answer(request)
     write_json_atomic(run_dir / RESULT_FILE, result, durable=False)  # read once, right after
     sys.stdout.flush()
     sys.stderr.flush()

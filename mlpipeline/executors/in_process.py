@@ -15,13 +15,12 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.local import read_child_output
-from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ChildResult
+from mlpipeline.executors.protocol import ChildRequest
 from mlpipeline.script_support import channel
 
 PostMortem = Callable[[Any], None]
@@ -40,11 +39,13 @@ class InProcessExecutor(Executor):
         self.post_mortem = post_mortem
 
     def _start(self, run: ChildRun) -> None:
+        from mlpipeline.child.worker import answer
+
         self._place(run, {"child_pid": os.getpid(), "in_process": True})
         cpu = time.thread_time()
         with _surroundings(run.request, self.work_dir, run.env):
             with _output_to_sinks(run):
-                result, failure = _run_request(run.request)
+                result, failure = answer(run.request)
             if failure is not None and self.post_mortem is not None:
                 cause = failure.__cause__
                 if cause is not None and cause.__traceback__ is not None:
@@ -53,22 +54,6 @@ class InProcessExecutor(Executor):
 
     def _signal(self, run: ChildRun, signum: int) -> None:
         """Nothing to reach: a run has ended inside submit() before anything can stop it."""
-
-
-def _run_request(request: ChildRequest) -> Tuple[ChildResult, Optional[BaseException]]:
-    """The worker's own handling of ``request`` (worker.main's, without the run folder)."""
-    from mlpipeline.child.worker import VersionFailure, list_versions, run_version
-
-    result: Dict[str, Any] = {"ok": False}
-    try:
-        if request.action == LIST_VERSIONS:
-            result = list_versions(request)
-        else:
-            run_version(request, result)
-            result["ok"] = True
-    except VersionFailure as failure:
-        return {**result, "ok": False, "error": asdict(failure.error)}, failure  # type: ignore[typeddict-item]
-    return result, None  # type: ignore[return-value]
 
 
 @contextmanager
