@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from mlpipeline.helper import Model
+from mlpipeline.script_support.checkpoint_request import checkpoint_asked
 from mlpipeline.script_support.versions import Versions
 from mlpipeline.utils import ExecutionModeKeys
 
@@ -59,6 +60,7 @@ class CheckpointedModel(Model):
         for batch in batches:
             self.step += 1
             yield self.step, batch
-            if self.step % self.checkpoint_every == 0:
+            # Asked (a Slurm job's time limit is near): saved now, so that little is trained again.
+            if self.step % self.checkpoint_every == 0 or checkpoint_asked():
                 self.save_checkpoint()
         self.save_checkpoint()

@@ -6,6 +6,7 @@ import sys
 from typing import Any, List, Optional
 
 from mlpipeline.script_support import channel, related_files
+from mlpipeline.script_support.checkpoint_request import checkpoint_asked
 from mlpipeline.script_support.metrics import Metric, MetricContainer
 from mlpipeline.script_support.versions import VersionParameters, Versions, version_parameters
 
@@ -17,6 +18,7 @@ __all__ = [
     "VersionParameters",
     "Versions",
     "add_script_dir_to_PATH",
+    "checkpoint_asked",
     "console_colors",
     "copy_related_files",
     "log",

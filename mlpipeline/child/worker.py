@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import sys
+import threading
 import types
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,7 @@ from mlpipeline.executors.protocol import (
 )
 from mlpipeline.records.provenance import software_versions
 from mlpipeline.records.run_record import update_run_record, write_run_record
+from mlpipeline.script_support import checkpoint_request
 from mlpipeline.script_support.channel import send as send_event
 from mlpipeline.script_support.channel import to_plain
 
@@ -250,6 +252,8 @@ def _trained_after_failure(model: Any, before: Optional[int]) -> Optional[int]:
 
 def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     """Run one version through the Model hooks, filling ``result`` as it goes."""
+    if threading.current_thread() is threading.main_thread():
+        checkpoint_request.listen()
     required = request.sha256 if request.check_sha256 else None
     module, source = load_script(request.script_path, request.script_label, request.models_dir, required)
     result["sha256"] = hashlib.sha256(source).hexdigest()

@@ -2,7 +2,7 @@
 
 ``local`` (the default): this host, through the preload server when ``preload`` names
 modules. ``ray``: the tasks of a Ray cluster (executors/ray_executor.py), with GPUs placed by
-Ray. Scripts are always imported on this host to learn their versions, which needs no GPU and
+Ray. ``slurm``: a Slurm job per version (executors/slurm_executor.py), GPUs as its gres. Scripts are always imported on this host to learn their versions, which needs no GPU and
 no cluster. Test mode always runs on this host: a dry run before the cluster is spent.
 """
 from __future__ import annotations
@@ -33,10 +33,10 @@ class Executors:
 
 
 def choose_executors(
-    project: ProjectConfig, warn: Callable[[str], None], heartbeat: Optional[Dict[str, Any]] = None
+    project: ProjectConfig, warn: Callable[[str], None], heartbeat: Optional[Dict[str, Any]] = None, daemon: str = ""
 ) -> Executors:
     """The executors mlp.config asks for; a ConfigError names mlp.config when the Ray cluster
-    cannot be used."""
+    or Slurm cannot be used. ``daemon``: this daemon's key, which a Slurm job's folder names."""
     if project.executor == "ray":
         try:
             require("ray", "ray", 'executor = "ray"')
@@ -51,7 +51,27 @@ def choose_executors(
             raise ConfigError(PROJECT_CONFIG, f'executor = "ray": {exc}', line) from None
         listings = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
         return Executors(runs, listings, ClusterGpus(runs.node_gpus))
+    if project.executor == "slurm":
+        return _slurm_executors(project, warn, heartbeat, daemon)
     # Detected before the preload server starts: it must not see a GPU the versions are given.
     gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus)
     executor = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
     return Executors(executor, executor, gpus)
+
+
+def _slurm_executors(project: ProjectConfig, warn: Callable[[str], None], heartbeat: Optional[Dict[str, Any]], daemon: str) -> Executors:
+    from mlpipeline.executors.slurm_commands import SlurmUnavailable
+    from mlpipeline.executors.slurm_executor import SlurmExecutor
+
+    settings = project.slurm
+    try:
+        runs = SlurmExecutor(
+            project.project_dir, project.outputs_dir, settings.partition, settings.time, settings.sbatch_args, daemon
+        )
+    except (SlurmUnavailable, OSError) as exc:
+        given = [key for key in ("partition", "time", "sbatch_args") if project.line_of(f"SLURM.{key}")]
+        line = project.line_of(f"SLURM.{given[0]}") if given else project.line_of("executor")
+        where = f" (set in [SLURM]: {', '.join(given)})" if given else ""
+        raise ConfigError(PROJECT_CONFIG, f'executor = "slurm": {exc}{where}', line) from None
+    listings = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
+    return Executors(runs, listings, ClusterGpus(runs.node_gpus, "the Slurm cluster"))

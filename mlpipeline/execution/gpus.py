@@ -95,15 +95,16 @@ class GpuPool:
 
 
 class ClusterGpus(GpuPool):
-    """GPUs that a cluster's scheduler hands out (Ray's ``num_gpus``): the daemon grants none
+    """GPUs that a cluster's scheduler hands out (Ray's ``num_gpus``, Slurm's gres): the daemon grants none
     itself, and only checks that some node could ever give a version what it asks for.
 
     ``node_gpus()`` says how many GPUs each live node has.
     """
 
-    def __init__(self, node_gpus: Callable[[], List[float]]) -> None:
+    def __init__(self, node_gpus: Callable[[], List[float]], cluster: str = "the Ray cluster") -> None:
         super().__init__(())
         self._node_gpus = node_gpus
+        self._cluster = cluster
         self._had_gpus = False
 
     def _largest(self) -> float:
@@ -133,12 +134,12 @@ class ClusterGpus(GpuPool):
     def capacity(self) -> str:
         counts = sorted(self._node_gpus(), reverse=True)
         if not counts or counts[0] == 0:
-            return "no node of the Ray cluster has a GPU"
-        return f"the largest node of the Ray cluster has {counts[0]:g} (GPUs per node: {', '.join(f'{c:g}' for c in counts)})"
+            return f"no node of {self._cluster} has a GPU"
+        return f"the largest node of {self._cluster} has {counts[0]:g} (GPUs per node: {', '.join(f'{c:g}' for c in counts)})"
 
     def describe(self) -> str:
         total = sum(self._node_gpus())
-        return f"{total:g} on the Ray cluster's nodes, placed by Ray"
+        return f"{total:g} on the nodes of {self._cluster}, placed by its scheduler"
 
 
 def visible_devices(granted: Sequence[str]) -> str:

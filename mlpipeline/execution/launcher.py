@@ -155,7 +155,7 @@ class Launcher:
 
     def record_placements(self) -> None:
         """Append the started event of each child that began to run since the last call: at
-        once for a local child, when Ray has placed it on a node for a Ray task. Called before
+        once for a local child, when its node runs it for a Ray task or a Slurm job. Called before
         any end is recorded, so a version's started event always comes before its end."""
         for run in self._executor.newly_placed():
             version_run: VersionRun = run.tag
@@ -163,9 +163,13 @@ class Launcher:
             version_run.placement = dict(run.placement or {})
             where = {key: value for key, value in version_run.placement.items() if key != "gpus"}
             gpus = version_run.placement.get("gpus", list(version_run.gpus))
+            on_gpus = f", GPU {','.join(str(gpu) for gpu in gpus)}" if gpus else ""
             if "node_id" in where:
-                on_gpus = f", GPU {','.join(str(gpu) for gpu in gpus)}" if gpus else ""
                 self._say.log("INFO", planned.label, f"running on node {describe_node(where)}{on_gpus}")
+            elif "slurm_job" in where:
+                adopted = f", followed from its earlier run {where['adopted_from']}" if where.get("adopted_from") else ""
+                node = where.get("slurm_node") or where.get("node_host")
+                self._say.log("INFO", planned.label, f"running as Slurm job {where['slurm_job']} on node {node}{on_gpus}{adopted}")
             # Not synced: its claim is, and a power cut that loses a started event leaves a
             # claim never ended, which -u resumes just the same.
             self._journal.append(

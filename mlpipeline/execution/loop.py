@@ -134,7 +134,7 @@ class ExecutionLoop:
         self.claims = Claims(self.journal, self.identity, self.paths.heartbeats)
         self._own_executors = executor is None  # closed here only if made here
         self.executors = (
-            choose_executors(project, say.warn, self.claims.heartbeat_for_children())
+            choose_executors(project, say.warn, self.claims.heartbeat_for_children(), self.identity.key)
             if executor is None
             else Executors(executor, executor, GpuPool(detect_gpus() if project.gpus is None else project.gpus))
         )
@@ -316,7 +316,7 @@ class ExecutionLoop:
             version_run: VersionRun = run.tag
             version_run.phase = RunPhase.LOST
             self.recorder.report_lost(version_run.planned)
-            self.executor.stop(run, signal.SIGKILL)
+            self.executor.let_go(run)
 
     def _check_control(self, force: bool = False) -> None:
         """Apply `mlpipeline cancel`: what it names does not start again; its running versions stop."""

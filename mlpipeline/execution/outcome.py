@@ -116,8 +116,9 @@ def exit_fields(outcome: ChildOutcome) -> Dict[str, Any]:
     return fields
 
 
-NODE_FIELDS = ("node_id", "node_ip", "node_host")
-"""What names the Ray node a version ran on, in the journal's started event and its record."""
+NODE_FIELDS = ("node_id", "node_ip", "node_host", "slurm_job", "slurm_node")
+"""What names the Ray node or the Slurm job a version ran on, in the journal's started event
+and its record."""
 
 
 def node_fields(version_run: Optional[VersionRun]) -> Dict[str, Any]:

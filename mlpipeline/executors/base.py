@@ -225,6 +225,11 @@ class Executor(ABC):
             run.stop_signal = signum
         self._signal(run, signum)
 
+    def let_go(self, run: ChildRun) -> None:
+        """Another daemon took the run's version over: end the run here. An executor whose
+        child that daemon follows instead of starting another (a Slurm job) leaves it running."""
+        self.stop(run, signal.SIGKILL)
+
     def stop_all(self, signum: int) -> None:
         for run in self.running:
             self.stop(run, signum)

@@ -188,6 +188,7 @@ class TaskEnd(TypedDict, total=False):
     returncode: Optional[int]
     cpu_s: Optional[float]
     peak_rss_bytes: Optional[int]
+    signals: List[str]  # a Slurm job's: the signals it was sent (TERM: Slurm ended it, or the daemon)
 
 
 # -- what the daemon and its preload server say (executors/preload_client.py, child/preload_server.py)

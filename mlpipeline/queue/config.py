@@ -26,11 +26,21 @@ from mlpipeline.script_support.versions import name_problem, shown_name
 
 from mlpipeline.queue.project_keys import (
     MLP_KEYS,
+    SLURM_KEYS,
     TRACKING_DIR_NEEDS,
     TRACKING_URI_NEEDS,
     KeyProblem,
     default,
 )
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """mlp.config's [SLURM] table: what each version's sbatch is given besides its GPUs."""
+
+    partition: Optional[str] = SLURM_KEYS["partition"].default
+    time: Optional[str] = SLURM_KEYS["time"].default
+    sbatch_args: Tuple[str, ...] = SLURM_KEYS["sbatch_args"].default
 
 
 @dataclass(frozen=True)
@@ -54,9 +64,11 @@ class ProjectConfig:
     tracking: Optional[str] = default("tracking")
     tracking_uri: Optional[str] = default("tracking_uri")
     tracking_dir: Optional[Path] = default("tracking_dir")
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     """The line of mlp.config on which each [MLP] key given is set, for messages that come
-    later (a cluster that cannot be reached, a tracker that cannot start)."""
+    later (a cluster that cannot be reached, a tracker that cannot start); [SLURM]'s keys as
+    ``SLURM.partition``."""
 
     def line_of(self, key: str) -> Optional[int]:
         return self.key_lines.get(key)
@@ -202,7 +214,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     except OSError as exc:
         raise ConfigError(str(path), f"cannot be read: {exc}") from None
     data = parse_toml(text, file)
-    _check_tables(data, file, text, ["MLP"])
+    _check_tables(data, file, text, ["MLP", "SLURM"])
     if "MLP" not in data:
         raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
     mlp = data["MLP"]
@@ -233,9 +245,33 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         if values["tracking"] != "tensorboard":
             raise ConfigError(file, TRACKING_DIR_NEEDS, lines.get("tracking_dir"))
         values["tracking_dir"] = (project_dir / values["tracking_dir"]).resolve()
+    slurm = _slurm_settings(data.get("SLURM", {}), file, text, lines)
     return ProjectConfig(
-        project_dir=project_dir, models_dir=models_dir.resolve(), outputs_dir=outputs_dir.resolve(), key_lines=lines, **values
+        project_dir=project_dir,
+        models_dir=models_dir.resolve(),
+        outputs_dir=outputs_dir.resolve(),
+        slurm=slurm,
+        key_lines=lines,
+        **values,
     )
+
+
+def _slurm_settings(table: Dict[str, Any], file: str, text: str, lines: Dict[str, int]) -> SlurmSettings:
+    """[SLURM], checked; each key's line goes into ``lines`` as ``SLURM.<key>``."""
+    known = list(SLURM_KEYS)
+    for key in table:
+        if key not in known:
+            raise _unknown(file, text, "SLURM", key, known, "key of [SLURM]")
+    values: Dict[str, Any] = {}
+    for key in table:
+        line = key_line(text, "SLURM", key)
+        if line is not None:
+            lines[f"SLURM.{key}"] = line
+        try:
+            values[key] = SLURM_KEYS[key].check(key, table[key])
+        except KeyProblem as problem:
+            raise ConfigError(file, str(problem), line) from None
+    return SlurmSettings(**values)
 
 
 def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:

@@ -11,7 +11,7 @@ import re
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 TRACKERS = ("mlflow", "tensorboard")
 
 
@@ -138,7 +138,7 @@ MLP_KEYS: Dict[str, ConfigKey] = {
         ConfigKey("preload_scripts", False, _flag),  # each script imported once, its versions forked from it
         ConfigKey("on_version_end", (), _command),  # a command and its arguments; () = none
         ConfigKey("listing_timeout", 300.0, _positive_seconds),  # seconds a script's import may take while listed
-        ConfigKey("executor", "local", _choice(*EXECUTORS)),  # "local" (this host) or "ray" (a Ray cluster)
+        ConfigKey("executor", "local", _choice(*EXECUTORS)),  # "local" (this host), "ray" or "slurm" (a cluster)
         ConfigKey("ray_address", None, _ray_address),  # None: RAY_ADDRESS, else "auto"
         ConfigKey("tracking", None, _choice(*TRACKERS)),  # a tracker fed with every run
         ConfigKey("tracking_uri", None, _tracking_uri),  # MLflow's; None: sqlite:///<outputs>/mlflow.db
@@ -150,3 +150,47 @@ MLP_KEYS: Dict[str, ConfigKey] = {
 def default(name: str) -> Any:
     """The default of the [MLP] key ``name``, as ProjectConfig holds it."""
     return MLP_KEYS[name].default
+
+
+_SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d+){0,2}|\d+-\d+")
+
+
+def _slurm_time(key: str, value: Any) -> str:
+    """A time limit as sbatch's --time takes it: minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if not isinstance(value, str) or not _SLURM_TIME.fullmatch(value.strip()):
+        raise KeyProblem(f'time must be a time limit as sbatch takes it, such as "04:00:00" or "1-00:00:00", not {value!r}')
+    return value.strip()
+
+
+def _arguments(key: str, value: Any) -> Tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise KeyProblem(f'sbatch_args must be a list of sbatch options such as ["--account=lab", "--mem=16G"], not {value!r}')
+    return tuple(value)
+
+
+SLURM_KEYS: Dict[str, ConfigKey] = {
+    key.name: key
+    for key in (
+        ConfigKey("partition", None, _string),  # None: the cluster's default partition
+        ConfigKey("time", None, _slurm_time),  # None: the partition's default time limit
+        ConfigKey("sbatch_args", (), _arguments),  # passed to sbatch as written
+    )
+}
+"""The keys of mlp.config's optional [SLURM] table, for ``executor = "slurm"``."""
+
+
+def seconds_of_slurm_time(value: str) -> int:
+    """How many seconds a --time value is (a value SLURM_KEYS has checked)."""
+    days, _, clock = value.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 1:  # minutes
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:  # MM:SS
+        hours, minutes, seconds = 0, parts[0], parts[1]
+    else:
+        hours, minutes, seconds = parts
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds

@@ -184,6 +184,17 @@ class FileTail:
     def splitter(self) -> LineSplitter:
         return self._splitter
 
+    @property
+    def whole_lines_offset(self) -> int:
+        """Where the lines read so far end: the offset less a line still being written."""
+        return self._offset - len(self._splitter._pending)
+
+    def skip_to(self, offset: int) -> None:
+        """Start at ``offset`` (the end of a line) in the file as it is now, not at its
+        beginning: what an earlier reader already took is not read again."""
+        self._start_over()
+        self._offset = offset
+
     def read_new(self) -> TailRead:
         try:
             handle = open(self.path, "rb")
@@ -195,6 +206,8 @@ class FileTail:
         with handle:
             status = os.fstat(handle.fileno())
             identity = (status.st_dev, status.st_ino)
+            if self._identity is None and status.st_size < self._offset:
+                self._offset = 0  # skipped past the end of a file that is not the one noted
             if self._identity is not None and (identity != self._identity or status.st_size < self._offset):
                 changed = "cut short" if identity == self._identity else "replaced"
                 self._start_over()

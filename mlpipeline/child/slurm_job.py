@@ -1,0 +1,104 @@
+"""What a version's Slurm job runs on its compute node: ``python -m mlpipeline.child.slurm_job
+JOB_FOLDER PROJECT_DIR``, the batch script's only command (exec'd, so it is the batch step's
+own process and gets the signals scancel and Slurm send it).
+
+It starts the same child as the local executor (a keeper and its worker, through
+:class:`LocalExecutor`; the keeper ends the version's tree if this process dies), and says
+through the job folder (executors/job_folder.py) where it runs, everything the version says,
+and how it ended. Signals are passed on to the version: SIGUSR1 (Slurm's warning before the
+time limit, ``--signal=B:USR1@N``: the framework bases save a checkpoint), SIGINT and SIGTERM
+(a stop from the daemon, or Slurm ending the job).
+
+A job Slurm started again (requeued, preempted) runs nothing: the daemon decides resumes, from
+the journal, and never lets Slurm rerun a version behind its back.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import List, Optional
+
+from mlpipeline.executors.job_folder import JobFolder, OutputWriter
+from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.executors.protocol import ChildRequest, TaskEnd, failed_result
+from mlpipeline.records.lines import read_object
+
+PASSED_ON = (signal.SIGUSR1, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def placement() -> dict:
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return {
+        "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
+        "node_host": socket.gethostname(),
+        "slurm_node": os.environ.get("SLURMD_NODENAME", ""),
+        "node_pid": os.getpid(),
+        "gpus": [gpu for gpu in gpus.split(",") if gpu],
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    folder, project_dir = JobFolder(Path(args[0])), Path(args[1])
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    if restarts not in ("", "0") or folder.placed.exists() or not folder.request.exists():
+        print(
+            f"mlpipeline: Slurm started this job again (restart {restarts or '?'}); its daemon resumes the version "
+            "itself, from its checkpoint, so this attempt runs nothing",
+            file=sys.stderr,
+        )
+        return 0
+    where = placement()
+    try:
+        request = ChildRequest.read(folder.path)
+    except (OSError, ValueError, TypeError) as exc:
+        message = f"the job on {where['node_host']} could not read {folder.request}: {exc}"
+        folder.write_end(TaskEnd(result=failed_result(message, "start"), returncode=None))
+        return 1
+    if request.run_record is not None:
+        # run.json names where the version ran: this node, this job.
+        request.run_record.update(host=where["node_host"], slurm_job=where["slurm_job"])
+    env = {key: str(value) for key, value in (read_object(folder.path / "env.json") or {}).items()}
+    # As locally: a version given no GPU sees none (Slurm leaves the variable unset then).
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(where["gpus"])
+    folder.write_placed(where)
+    output = OutputWriter(folder)
+    executor = LocalExecutor(project_dir)
+    signals: List[int] = []
+    run = None
+    try:
+        run = executor.submit(request, on_lines=output.lines, on_event=output.event, env=env)
+
+        def pass_on(signum: int, frame: object) -> None:
+            signals.append(signum)
+            threading.Thread(target=executor.stop, args=(run, signum), daemon=True).start()
+
+        for signum in PASSED_ON:
+            signal.signal(signum, pass_on)
+        while not run.done.wait(1.0):
+            pass
+        outcome = run.outcome
+        assert outcome is not None
+        output.close()
+        folder.write_end(
+            TaskEnd(
+                result=outcome.result,
+                returncode=outcome.returncode,
+                cpu_s=outcome.cpu_s,
+                peak_rss_bytes=outcome.peak_rss_bytes,
+                signals=[signal.Signals(signum).name for signum in signals],  # type: ignore[typeddict-unknown-key]
+            )
+        )
+    finally:
+        if run is not None and not run.done.is_set():
+            executor.stop(run, signal.SIGKILL)  # asked of its keeper
+            run.done.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

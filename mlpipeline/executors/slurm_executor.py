@@ -1,0 +1,327 @@
+"""Runs each version as one Slurm job: ``executor = "slurm"`` in mlp.config.
+
+The daemon stays on the login node; sbatch places each version where Slurm chooses, with the
+GPUs it asks for as its gres. The job (child/slurm_job.py) runs the same keeper and worker as
+the local executor and speaks through its folder in the shared outputs folder
+(job_folder.py); the daemon reads every running job's folder and asks squeue once per look,
+however many jobs run (site rules forbid polling per job).
+
+The journal stays the one source of truth. A job that Slurm ends before its version did
+(preempted, requeued, its time limit, its node down) is recorded cut off and resumed by the
+daemon from its checkpoint, as a new job; Slurm's own rerun of a requeued job is cancelled and,
+should it start anyway, runs nothing. A daemon that dies leaves its jobs running: the next one
+that claims their versions follows the jobs still running (adopts them) and records the ends
+of those that ended meanwhile, instead of submitting them again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from mlpipeline.executors import slurm_commands as slurm
+from mlpipeline.executors.base import ChildRun, Executor
+from mlpipeline.executors.job_folder import JOBS_FOLDER, JobFolder, OutputReader
+from mlpipeline.executors.local import deliver
+from mlpipeline.executors.protocol import EVENT, RUN_VERSION, ChildRequest, TaskEnd, cut_off_result, failed_result
+from mlpipeline.executors.slurm_commands import JobState, SlurmUnavailable
+from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.lines import read_object
+
+POLL_S = 0.5
+"""How often the daemon looks at its jobs: one squeue, and each running job's folder."""
+
+END_GRACE_S = 5.0
+"""How long a job Slurm says is over may take to show its end in its folder (a shared file
+system shows another node's files late) before it is recorded without it."""
+
+WARN_S = 60
+"""How long before its time limit a job is warned (SIGUSR1: the bases save a checkpoint)."""
+
+KILL_AGAIN_S = 10.0
+"""How long a job asked to end may go on running before scancel is sent again."""
+
+NODE_GPUS_TTL_S = 30.0
+
+ENV_FILE = "env.json"
+"""The version's own environment variables (its run id, its model_dir), in its job's folder
+(child/slurm_job.py reads it)."""
+
+
+@dataclass
+class SlurmJob:
+    """What the daemon holds for one run (its ``handle``): its job, its folder, how far its
+    output was read, and since when Slurm has said the job is over with no end in the folder."""
+
+    job_id: str
+    folder: JobFolder
+    reader: OutputReader
+    over_since: Optional[float] = None
+    kill_sent: Optional[float] = None
+    adopted_from: Optional[str] = None  # the run id of a dead daemon's run whose job this follows
+
+
+class SlurmExecutor(Executor):
+    """Each child as one Slurm job, with ``ceil(run.gpus)`` GPUs as its gres."""
+
+    def __init__(self, work_dir: Path, outputs_dir: Path, partition: Optional[str], time_limit: Optional[str], sbatch_args: Tuple[str, ...], daemon: str) -> None:
+        super().__init__(work_dir)
+        slurm.check_commands()
+        self._options = (partition, time_limit, tuple(sbatch_args))
+        refused = slurm.test_submission(slurm.sbatch_options(partition, time_limit, 0, sbatch_args, WARN_S))
+        if refused:
+            raise SlurmUnavailable(f"sbatch refuses a job with these settings: {refused}")
+        self.where = f"the Slurm cluster (partition {partition})" if partition else "the Slurm cluster"
+        self.jobs_dir = outputs_dir / JOBS_FOLDER
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self._daemon = daemon
+        self._lock = threading.Lock()  # guards each run's handle
+        self._mine: Set[str] = set()  # the job folders this daemon made
+        self._others: Dict[str, Tuple[Any, Any]] = {}  # other job folders: (script, version)
+        self._node_gpus: Tuple[float, List[float]] = (-NODE_GPUS_TTL_S, [])
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def node_gpus(self) -> List[float]:
+        checked, counts = self._node_gpus
+        if time.monotonic() - checked > NODE_GPUS_TTL_S:
+            counts = slurm.node_gpus()
+            self._node_gpus = (time.monotonic(), counts)
+        return counts
+
+    # -- the executor contract ---------------------------------------------------------------
+
+    def _start(self, run: ChildRun) -> None:
+        request = dataclasses.replace(run.request, heartbeat=None, check_sha256=True)
+        # A job outlives its daemon (it is adopted by the next): no heartbeat ends it.
+        if request.action == RUN_VERSION and self._take_earlier_job(run, request):
+            return
+        folder = JobFolder(self.jobs_dir / uuid.uuid4().hex[:16])
+        folder.path.mkdir(parents=True)
+        try:
+            request.write(folder.path)
+            write_json_atomic(folder.path / ENV_FILE, run.env, durable=False)
+            command = [sys.executable, "-m", "mlpipeline.child.slurm_job", str(folder.path), str(self.work_dir)]
+            label = f"{request.script_label}:{request.version}" if request.version else request.script_label
+            folder.batch_script.write_text(
+                f"#!/bin/sh\n# {label}: a version run by mlpipeline (docs/cluster.md)\nexec {shlex.join(command)}\n", encoding="utf-8"
+            )
+            partition, time_limit, extra = self._options
+            options = slurm.sbatch_options(partition, time_limit, math.ceil(run.gpus), extra, WARN_S) + [
+                f"--job-name=mlp:{label}",
+                f"--output={folder.slurm_output}",
+                f"--chdir={self.work_dir}",
+            ]
+            job_id = slurm.submit(options, folder.batch_script)
+            folder.write_submitted(job_id, self._daemon)
+        except BaseException:
+            shutil.rmtree(folder.path, ignore_errors=True)
+            raise
+        with self._lock:
+            self._mine.add(folder.path.name)
+            run.handle = SlurmJob(job_id, folder, OutputReader(folder))
+
+    def _signal(self, run: ChildRun, signum: int) -> None:
+        with self._lock:
+            job: Optional[SlurmJob] = run.handle
+        if job is None:
+            return
+        try:
+            if signum == signal.SIGKILL or run.placement is None:
+                job.kill_sent = time.monotonic()
+                slurm.cancel(job.job_id)  # a job still waiting never starts
+            else:
+                slurm.send_signal(job.job_id, signal.Signals(signum).name.removeprefix("SIG"))
+        except OSError:
+            pass  # slurmctld does not answer now: a kill is sent again while the job runs
+
+    def let_go(self, run: ChildRun) -> None:
+        """Another daemon took the version over, and follows its job: ended here, untouched."""
+        with self._lock:
+            job: Optional[SlurmJob] = run.handle
+            if job is None or run.done.is_set():
+                return
+            run.handle = None
+        self._finish(run, None, None, None, None)
+
+    def close(self) -> None:
+        """Wait a moment for the stopped jobs to be recorded, then stop looking."""
+        deadline = time.monotonic() + 15
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._closed.set()
+
+    # -- an earlier daemon's job of the same version ---------------------------------------
+
+    def _take_earlier_job(self, run: ChildRun, request: ChildRequest) -> bool:
+        """Whether ``run`` is a job an earlier daemon left: resumed, the version's job that still
+        runs is followed, and one that ended meanwhile has its end taken as this run's. Any other
+        job of the version is cancelled (a fresh run starts over) and its folder removed."""
+        folder = self._earlier_folder(request)
+        if folder is None:
+            return False
+        job_id = folder.job_id()
+        states = slurm.job_states() if job_id else None
+        state = (states or {}).get(job_id or "")
+        end = folder.read_end()
+        earlier_run = ((read_object(folder.request) or {}).get("run_record") or {}).get("run_id")
+        if not request.fresh and job_id and (end is not None or (state is not None and not state.ended and state.restarts == 0)):
+            job = SlurmJob(job_id, folder, OutputReader(folder, folder.delivered_offset()), adopted_from=str(earlier_run))
+            with self._lock:
+                self._mine.add(folder.path.name)
+                self._others.pop(folder.path.name, None)
+                run.handle = job
+            placed = folder.read_placed()
+            if placed is not None:
+                self._place(run, dict(placed, adopted_from=job.adopted_from))
+            return True
+        if job_id and state is not None and not state.ended:
+            try:
+                slurm.cancel(job_id)
+            except OSError:
+                pass
+        shutil.rmtree(folder.path, ignore_errors=True)
+        self._others.pop(folder.path.name, None)
+        return False
+
+    def _earlier_folder(self, request: ChildRequest) -> Optional[JobFolder]:
+        try:
+            entries = [entry.name for entry in os.scandir(self.jobs_dir) if entry.is_dir()]
+        except OSError:
+            return None
+        for name in entries:
+            if name in self._mine:
+                continue
+            if name not in self._others:
+                record = read_object(self.jobs_dir / name / "request.json") or {}
+                self._others[name] = (record.get("script_label"), record.get("version"))
+            if self._others[name] == (request.script_label, request.version):
+                return JobFolder(self.jobs_dir / name)
+        return None
+
+    # -- following the jobs ------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._closed.wait(POLL_S):
+            try:
+                self._look_at_all()
+            except Exception as exc:  # noqa: BLE001 - a hiccup of the cluster or the folder: look again
+                print(f"mlpipeline: could not look at the Slurm jobs: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def _look_at_all(self) -> None:
+        runs = [run for run in self.running if run.handle is not None]
+        if not runs:
+            return
+        states = slurm.job_states()
+        for run in runs:
+            self._look(run, states)
+
+    def _look(self, run: ChildRun, states: Optional[Dict[str, JobState]]) -> None:
+        with self._lock:
+            job: Optional[SlurmJob] = run.handle
+        if job is None:
+            return
+        if run.placement is None:
+            placed = job.folder.read_placed()
+            if placed is not None:
+                run.started = time.monotonic()  # a timeout counts from here, not from the queue
+                self._place(run, dict(placed, adopted_from=job.adopted_from) if job.adopted_from else placed)
+        end = job.folder.read_end()
+        self._deliver(run, job)  # all the job said before its end
+        if end is not None:
+            self._end(run, job, end, (states or {}).get(job.job_id))
+            return
+        if states is None:
+            return  # squeue cannot answer now: the job's files are still read
+        state = states.get(job.job_id)
+        over = state is None or state.ended or state.restarts > 0 or (run.placement is not None and state.state == "PENDING")
+        now = time.monotonic()
+        if not over:
+            job.over_since = None
+            if job.kill_sent is not None and now - job.kill_sent > KILL_AGAIN_S:
+                self._signal(run, signal.SIGKILL)
+            return
+        if job.over_since is None:
+            job.over_since = now
+        if now - job.over_since >= END_GRACE_S:
+            self._end(run, job, self._end_without_word(run, job, state), state)
+
+    def _deliver(self, run: ChildRun, job: SlurmJob) -> None:
+        said = job.reader.read_new()
+        for item in said:
+            if item[0] == EVENT:
+                deliver(run.on_event, item[1])
+            else:
+                deliver(run.on_lines, item[1], item[2])
+        if said:
+            job.reader.note_delivered()
+
+    def _end(self, run: ChildRun, job: SlurmJob, end: TaskEnd, state: Optional[JobState]) -> None:
+        with self._lock:
+            if run.handle is not job or run.done.is_set():
+                return
+            run.handle = None
+        result = end.get("result")
+        returncode = end.get("returncode")
+        said_by_slurm = "SIGTERM" in (end.get("signals") or []) or "SIGUSR1" in (end.get("signals") or [])
+        if run.stop_signal is None and said_by_slurm and not (result or {}).get("ok"):
+            result = cut_off_result(self._ended_by_slurm(run, job, state), "node")
+        if result is None and returncode is None and run.stop_signal is not None:
+            returncode = -run.stop_signal  # killed as asked, before its job could say so
+        if state is not None and (state.restarts > 0 or (state.state == "PENDING" and run.placement is not None)):
+            # Requeued: Slurm would run it again in a minute or two; the daemon resumes it itself.
+            try:
+                slurm.cancel(job.job_id)
+            except OSError:
+                pass
+        shutil.rmtree(job.folder.path, ignore_errors=True)
+        self._finish(run, returncode, end.get("cpu_s"), end.get("peak_rss_bytes"), result)
+
+    def _end_without_word(self, run: ChildRun, job: SlurmJob, state: Optional[JobState]) -> TaskEnd:
+        """How a job that left no end in its folder ended, from what Slurm says of it."""
+        if run.stop_signal is not None:
+            return TaskEnd(result=None, returncode=None)
+        name = state.state if state is not None else "gone from squeue"
+        requeued = state is not None and (state.restarts > 0 or state.state == "PENDING")
+        if state is None or requeued or name in slurm.CUT_OFF_STATES:
+            return TaskEnd(result=cut_off_result(self._ended_by_slurm(run, job, state), "node"), returncode=None)
+        said = job.folder.slurm_output_tail()
+        words = f"; Slurm's output of the job: {said}" if said else ""
+        if run.placement is None:
+            message = (
+                f"its Slurm job {job.job_id} ended ({name}) without starting the version{words}. Does the node see the "
+                f"project folder at {self.work_dir}, and the same Python ({sys.executable})? docs/cluster.md"
+            )
+        elif name == "OUT_OF_MEMORY":
+            message = f"its Slurm job {job.job_id} ran out of the memory it asked for (give sbatch_args a larger --mem){words}"
+        else:
+            message = f"its Slurm job {job.job_id} ended ({name}) on {self._node(run)} without its version's end{words}"
+        return TaskEnd(result=failed_result(message, "node"), returncode=None)
+
+    def _ended_by_slurm(self, run: ChildRun, job: SlurmJob, state: Optional[JobState]) -> str:
+        if state is None:
+            how = "is gone from squeue"
+        elif state.restarts > 0 or state.state == "PENDING":
+            how = "was requeued (preempted, or `scontrol requeue`)"
+        elif state.state == "TIMEOUT":
+            how = "reached its time limit"
+        elif state.state in ("NODE_FAIL", "BOOT_FAIL"):
+            how = f"lost its node ({state.state})"
+        else:
+            how = f"was ended by Slurm ({state.state}{', ' + state.reason if state.reason and state.reason != 'None' else ''})"
+        return f"its Slurm job {job.job_id} on {self._node(run)} {how}; cut off, to resume from its checkpoint"
+
+    @staticmethod
+    def _node(run: ChildRun) -> str:
+        placement = run.placement or {}
+        return f"node {placement.get('slurm_node') or placement.get('node_host') or '?'}"
