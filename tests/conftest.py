@@ -324,6 +324,27 @@ def ray_cluster() -> Iterable[Any]:
     cluster.shutdown()
 
 
+# -- a Slurm cluster: Debian's daemons on this machine (tests/slurm_cluster.py) -------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: Any) -> Iterable[Any]:
+    """One private Slurm cluster for the whole run, started when a test first needs it;
+    SLURM_CONF points at it meanwhile, for the Slurm commands and the daemons of the tests."""
+    from slurm_cluster import SlurmCluster, missing_tools
+
+    missing = missing_tools()
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"needs root and Slurm's daemons ({', '.join(missing) or 'not root'}): .ci/run installs them")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        os.environ.pop("SLURM_CONF", None)
+        cluster.stop()
+
+
 def processes_of_runs(model_dirs_under: Path) -> List[Any]:
     """Every live process of a version whose model_dir is under ``model_dirs_under``, on any
     node of this machine (a version's processes carry MLPIPELINE_MODEL_DIR)."""

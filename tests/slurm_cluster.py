@@ -153,6 +153,12 @@ class SlurmCluster:
             jobs.append({"id": job_id, "name": name, "state": state, "reason": reason})
         return jobs
 
+    def clear(self) -> None:
+        """Cancel every job, and wait until none runs or waits; the node is made idle again."""
+        self.command("scancel", "--user=root", check=False)
+        self.command("scontrol", "update", f"nodename={NODE}", "state=resume", check=False)
+        _wait_for(lambda: not any(job["state"] in ("RUNNING", "COMPLETING", "PENDING") for job in self.jobs()), 60, "the jobs to end")
+
     def stop(self) -> None:
         try:
             self.command("scancel", "--user=root", check=False)

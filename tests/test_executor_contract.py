@@ -43,18 +43,28 @@ def _ray(work_dir: Path, cluster: Any) -> Executor:
     return RayExecutor(work_dir, outputs, cluster.address)
 
 
+def _slurm(work_dir: Path, cluster: Any) -> Executor:
+    from mlpipeline.executors.slurm_executor import SlurmExecutor
+
+    outputs = work_dir / "models" / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    cluster.clear()
+    return SlurmExecutor(work_dir, outputs, None, None, (), "contract-test")
+
+
 def _in_process(work_dir: Path) -> Executor:
     return InProcessExecutor(work_dir)
 
 
-EXECUTORS = {"local": _local, "preloaded": _preloaded, "ray": _ray, "in_process": _in_process}
-NEEDS_CLUSTER = {"ray"}
+EXECUTORS = {"local": _local, "preloaded": _preloaded, "ray": _ray, "slurm": _slurm, "in_process": _in_process}
+NEEDS_CLUSTER = {"ray": "ray_cluster", "slurm": "slurm_cluster"}
+"""The executors that need a cluster, and the fixture that starts it."""
 SHARES_THIS_PROCESS = {"in_process"}
 
 
 def _made(name: str, request: Any, project: Any) -> Iterator[Executor]:
     if name in NEEDS_CLUSTER:
-        made = EXECUTORS[name](project.root, request.getfixturevalue("ray_cluster"))
+        made = EXECUTORS[name](project.root, request.getfixturevalue(NEEDS_CLUSTER[name]))
     else:
         made = EXECUTORS[name](project.root)
     assert made.isolated == (name not in SHARES_THIS_PROCESS)

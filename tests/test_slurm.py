@@ -17,34 +17,22 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from conftest import versions_code
-from slurm_cluster import SlurmCluster, missing_tools
+from conftest import processes_of_runs, versions_code
+from slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory) -> Iterator[SlurmCluster]:
-    missing = missing_tools()
-    if missing or os.geteuid() != 0:
-        pytest.skip(f"needs root and Slurm's daemons ({', '.join(missing) or 'not root'}): .ci/run installs them")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+@pytest.fixture
+def slurm(slurm_cluster) -> Iterator[SlurmCluster]:
+    """The cluster, with no job of an earlier test left."""
+    slurm_cluster.clear()
+    yield slurm_cluster
 
 
 @pytest.fixture
 def slurm_project(project, slurm):
-    """The project, with executor = "slurm"; no job of an earlier test left."""
-    slurm.command("scancel", "--user=root", check=False)
-    deadline = time.monotonic() + 60
-    while any(job["state"] in ("RUNNING", "COMPLETING", "PENDING") for job in slurm.jobs()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.environ["SLURM_CONF"] = str(slurm.conf)  # the daemons and the Slurm commands of the test find the cluster
     yield project
-    os.environ.pop("SLURM_CONF", None)
 
 
 def _slurm_config(project: Any, *lines: str, slurm: str = "") -> None:
@@ -133,7 +121,7 @@ def test_a_job_requeued_or_preempted_is_cut_off_and_resumed_once(slurm_project, 
     _slurm_config(project)
     daemon = project.start("-r", "-u")
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1, timeout=90, what="the version to train")
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
         time.sleep(1.5)  # a few steps checkpointed
         job = _job_of(project, "long")
         if how == "requeue":
@@ -153,3 +141,89 @@ def test_a_job_requeued_or_preempted_is_cut_off_and_resumed_once(slurm_project, 
     time.sleep(3)
     states = {row["id"]: row["state"] for row in slurm.jobs()}
     assert states[job] == "CANCELLED"  # Slurm's own rerun of the requeued job never comes
+
+
+def _no_version_process_left(project: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while processes_of_runs(project.outputs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [(process.pid, process.cmdline()) for process in processes_of_runs(project.outputs)]
+    assert not left, f"processes of versions still run: {left}"
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout", "sigterm"])
+def test_a_cancel_a_timeout_or_a_stopped_daemon_ends_the_job(slurm_project, slurm, how):
+    project = slurm_project
+    never = project.root / "never"
+    project.script("net.py", versions_code(f'versions.addV("stays", gpus=0, grandchildren=[False, True], wait_for={str(never)!r})'))
+    project.queue(["net.py"])
+    _slurm_config(project, "version_timeout = 4" if how == "timeout" else "")
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: len(project.calls("grandchild")) == 2 and _started(project, "stays"), timeout=90, what="the version and its processes to run")
+        job = _job_of(project, "stays")
+        if how == "cancel":
+            assert project.run("cancel", "net.py:stays").returncode == 0
+        elif how == "sigterm":
+            daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    expected = {"cancel": ("cancelled", 0), "timeout": ("timed_out", 1), "sigterm": ("interrupted", 143)}[how]
+    assert (_events(project, "stays")[-1], daemon.returncode) == expected, output
+    _no_version_process_left(project)
+    slurm_state = {row["id"]: row["state"] for row in slurm.jobs()}[job]
+    assert slurm_state in ("CANCELLED", "COMPLETED"), slurm_state  # ended, not left to run
+    if how == "sigterm":  # interrupted, so resumed by the next -u
+        never.touch()
+        again = project.run("-r", "-u", timeout=120)
+        assert again.returncode == 0 and _events(project, "stays")[-2:] == ["started", "finished"], again.output
+
+
+def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_project, slurm):
+    project = slurm_project
+    gate_a, gate_b = project.root / "a may end", project.root / "b may end"
+    project.script(
+        "net.py",
+        versions_code(
+            f'versions.addV("runs_on", gpus=0, model_dir_suffix="a", print_lines=1, wait_for={str(gate_a)!r})',
+            f'versions.addV("ends_meanwhile", gpus=0, model_dir_suffix="b", wait_for={str(gate_b)!r})',
+        ),
+    )
+    project.queue(["net.py"])
+    _slurm_config(project, "workers = 2")
+    before = max((int(row["id"]) for row in slurm.jobs()), default=0)
+    first = project.start("-r", "-u")
+    try:
+        project.wait_for(
+            lambda: len(project.calls("train")) == 2 and all(_started(project, v) for v in ("runs_on", "ends_meanwhile")),
+            timeout=90,
+            what="both versions to train",
+        )
+        jobs = {version: _job_of(project, version) for version in ("runs_on", "ends_meanwhile")}
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    time.sleep(2)
+    states = {row["id"]: row["state"] for row in slurm.jobs()}
+    assert [states[job] for job in jobs.values()] == ["RUNNING", "RUNNING"]  # a dead daemon's jobs go on
+    gate_b.touch()
+    project.wait_for(lambda: {row["id"]: row["state"] for row in slurm.jobs()}[jobs["ends_meanwhile"]] == "COMPLETED", timeout=60, what="b's job to end")
+    second = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: len(_started(project, "runs_on")) == 2, timeout=60, what="the running job to be followed")
+        gate_a.touch()
+        output, _ = second.communicate(timeout=120)
+    finally:
+        second.kill()
+    assert second.returncode == 0, output
+    assert len(project.calls("train")) == 2  # neither trained again
+    assert {row["id"] for row in slurm.jobs() if int(row["id"]) > before} == set(jobs.values())  # nothing submitted again
+    for version in jobs:
+        assert _events(project, version) == ["started", "interrupted", "started", "finished"], project.journal()
+        assert _started(project, version)[-1]["slurm_job"] == jobs[version]
+    assert "followed from its earlier run" in project.log_text()
+    results = {row["version"]: row for row in project.results()}
+    assert results["runs_on"]["status"] == results["ends_meanwhile"]["status"] == "finished"
+    assert project.log_text().count("hello from runs_on") == 1  # its line was delivered once, by one daemon

@@ -276,8 +276,12 @@ class SlurmExecutor(Executor):
         said_by_slurm = "SIGTERM" in (end.get("signals") or []) or "SIGUSR1" in (end.get("signals") or [])
         if run.stop_signal is None and said_by_slurm and not (result or {}).get("ok"):
             result = cut_off_result(self._ended_by_slurm(run, job, state), "node")
-        if result is None and returncode is None and run.stop_signal is not None:
-            returncode = -run.stop_signal  # killed as asked, before its job could say so
+        if run.stop_signal == signal.SIGKILL and not (result or {}).get("ok"):
+            # Killed as asked: scancel ends a job by SIGTERM, then SIGKILL; its processes may
+            # have died of the first, or ended before the job could say so.
+            returncode = -signal.SIGKILL
+        elif result is None and returncode is None and run.stop_signal is not None:
+            returncode = -run.stop_signal  # stopped before its job could say so
         if state is not None and (state.restarts > 0 or (state.state == "PENDING" and run.placement is not None)):
             # Requeued: Slurm would run it again in a minute or two; the daemon resumes it itself.
             try:
