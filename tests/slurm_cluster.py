@@ -153,6 +153,12 @@ class SlurmCluster:
             jobs.append({"id": job_id, "name": name, "state": state, "reason": reason})
         return jobs
 
+    def resume_node(self) -> None:
+        """Bring the node back from DOWN: refused while its jobs are still completing, so tried
+        until it is taken."""
+        _wait_for(lambda: self.command("scontrol", "update", f"nodename={NODE}", "state=resume", check=False).returncode == 0
+                  or "idle" in self.command("sinfo", "-h", "-N", "-o", "%T").stdout, 60, "the node to come back")
+
     def clear(self) -> None:
         """Cancel every job, and wait until none runs or waits; the node is made idle again."""
         self.command("scancel", "--user=root", check=False)

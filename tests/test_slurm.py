@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -18,6 +19,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 from conftest import processes_of_runs, versions_code
+from test_frameworks import TORCH_SCRIPT
 from slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.timeout(600)
@@ -227,3 +229,167 @@ def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_p
     results = {row["version"]: row for row in project.results()}
     assert results["runs_on"]["status"] == results["ends_meanwhile"]["status"] == "finished"
     assert project.log_text().count("hello from runs_on") == 1  # its line was delivered once, by one daemon
+
+
+def test_status_shows_a_version_waiting_in_slurms_queue_apart_from_running_ones(slurm_project, slurm):
+    project = slurm_project
+    blocker = slurm.command("sbatch", "--parsable", "--cpus-per-task=16", "--output=/dev/null", "--wrap", "sleep 120").stdout.strip()
+    _wait(lambda: {row["id"]: row["state"] for row in slurm.jobs()}.get(blocker) == "RUNNING", "the node to be taken")
+    project.script("net.py", versions_code('versions.addV("queued", gpus=0, sleep_per_step=0.1)'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r")
+    try:
+        project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
+        text = project.run("status").stdout
+        assert "waiting" in text and "waiting in the cluster's queue" in text, text
+        slurm.command("scancel", blocker)
+        project.wait_for(lambda: _status(project)["queued"]["state"] in ("running", "finished"), timeout=60, what="the version to run")
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+
+
+def _status(project: Any) -> Dict[str, Dict[str, Any]]:
+    return {row["version"]: row for row in json.loads(project.run("status", "--json").stdout)}
+
+
+def _wait(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+WARNED_TORCH = TORCH_SCRIPT.replace("CHECKPOINT_EVERY", "1000").replace("sleep=0.05", "sleep=0.3")
+"""Checkpoints only when warned, and at the end: 39 steps of 0.3 s."""
+
+
+def test_the_warning_before_the_time_limit_makes_the_torch_base_save_and_a_resume_starts_there(slurm_project, slurm):
+    project = slurm_project
+    project.script("net.py", WARNED_TORCH, prelude=False)
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: len(project.calls("step")) >= 5 and _started(project, "v1"), timeout=120, what="the version to train")
+        job = _job_of(project, "v1")
+        slurm.command("scancel", "--batch", "--signal=USR1", job)  # what --signal=B:USR1@N sends
+        warned_at = project.calls("step")[-1]["step"]
+        checkpoint = Path(project.calls("train")[0]["model_dir"]) / "mlpipeline-checkpoint.pt"
+        project.wait_for(checkpoint.exists, timeout=30, what="the warned version's checkpoint")
+        slurm.command("scontrol", "requeue", job)
+        output, _ = daemon.communicate(timeout=180)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+    assert _events(project, "v1") == ["started", "interrupted", "started", "finished"], project.journal()
+    first, second = project.calls("train")
+    assert second["restored"] and warned_at <= second["from"] < 39, (warned_at, second)
+
+
+@pytest.mark.slow
+def test_a_version_past_its_time_limit_is_cut_off_and_resumed(slurm_project):
+    project = slurm_project
+    gate = project.root / "may train"
+    project.script("net.py", versions_code(f'versions.addV("slow", gpus=0, sleep_per_step=0.5, wait_for={str(gate)!r})'))
+    project.queue(["net.py"])
+    _slurm_config(project, slurm='time = "1"')  # a minute: Slurm ends the job up to 30 s after it
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: "interrupted" in _events(project, "slow"), timeout=150, what="the job to reach its time limit")
+        gate.touch()
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+    assert _events(project, "slow") == ["started", "interrupted", "started", "finished"], project.journal()
+    interrupted = next(row for row in project.journal() if row["event"] == "interrupted")
+    assert "reached its time limit" in interrupted["reason"], interrupted
+
+
+def test_a_node_taken_down_mid_version_is_cut_off_and_resumed_when_it_is_back(slurm_project, slurm):
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=4"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        time.sleep(1)
+        slurm.command("scontrol", "update", "nodename=mlpnode", "state=down", "reason=mlpipeline test")
+        project.wait_for(lambda: "interrupted" in _events(project, "long"), timeout=60, what="the version to be cut off")
+        slurm.resume_node()
+        output, _ = daemon.communicate(timeout=180)
+    finally:
+        daemon.kill()
+        slurm.command("scontrol", "update", "nodename=mlpnode", "state=resume", check=False)
+    assert daemon.returncode == 0, output
+    assert _events(project, "long") == ["started", "interrupted", "started", "finished"], project.journal()
+    first, second = project.calls("train")
+    assert second["start"] > 0 and second["start"] + second["steps"] == first["start"] + first["steps"]
+
+
+def test_two_daemons_never_run_a_version_twice(slurm_project):
+    project = slurm_project
+    project.script("net.py", versions_code(*[f'versions.addV("v{i}", gpus=0, model_dir_suffix="{i}", sleep_per_step=0.05)' for i in range(6)]))
+    project.queue(["net.py"])
+    _slurm_config(project, "workers = 2")
+    daemons = [project.start("-r", "-u") for _ in range(2)]
+    try:
+        outputs = [daemon.communicate(timeout=240)[0] for daemon in daemons]
+    finally:
+        for daemon in daemons:
+            daemon.kill()
+    assert [daemon.returncode for daemon in daemons] == [0, 0], outputs
+    assert sorted(call["version"] for call in project.calls("train")) == [f"v{i}" for i in range(6)]
+    started = [row["version"] for row in project.journal() if row["event"] == "started"]
+    assert sorted(started) == [f"v{i}" for i in range(6)]
+
+
+def test_settings_sbatch_refuses_are_named_with_their_line_in_mlp_config(slurm_project):
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("v", gpus=0)'))
+    project.queue(["net.py"])
+    _slurm_config(project, slurm='partition = "gpu"\ntime = "04:00:00"')
+    done = project.run("-r")
+    assert done.returncode != 0
+    text = done.output
+    assert "mlp.config:6:" in text and "invalid partition specified: gpu" in text and "[SLURM]: partition" in text, text
+    assert "Traceback" not in text
+    assert not project.calls("train")
+
+
+def test_without_slurms_commands_the_daemon_says_where_to_run(slurm_project):
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("v", gpus=0)'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    done = project.run("-r", env={"PATH": "/nonexistent"})
+    assert done.returncode != 0
+    assert "sbatch" in done.output and "not found on PATH" in done.output and "login node" in done.output, done.output
+    assert "Traceback" not in done.output
+
+
+def test_a_project_folder_the_node_does_not_see_is_named(slurm_project, tmp_path):
+    """The daemon sees the project at a path (a bind mount of its own mount namespace) where
+    the node sees an empty folder: the version fails with a message that says so."""
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("v", gpus=0)'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    seen_only_here = tmp_path / "mounted here only"
+    seen_only_here.mkdir()
+    inner = " ".join(
+        [
+            f"mount --bind {shlex.quote(str(project.root))} {shlex.quote(str(seen_only_here))} &&",
+            "exec", *map(shlex.quote, project.command()[:3]), "-C", shlex.quote(str(seen_only_here)), "-r",
+        ]
+    )
+    done = subprocess.run(["unshare", "-m", "sh", "-c", inner], capture_output=True, text=True, timeout=180, env=project._env(None))
+    assert done.returncode == 1, done.stdout + done.stderr
+    results = {row["version"]: row for row in project.results()}
+    reason = results["v"]["reason"]
+    assert results["v"]["status"] == "failed" and "without starting the version" in reason, reason
+    assert f"project folder at {seen_only_here}" in reason and "docs/cluster.md" in reason

@@ -32,6 +32,7 @@ if __name__ == "__main__":
     for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(_signum) != signal.SIG_IGN:
             signal.signal(_signum, lambda signum, frame: _EARLY_STOPS.append(signum))
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # see Keeper.__init__
 
 import sys  # noqa: E402 - after the handlers above, which the first moments need
 import time  # noqa: E402
@@ -87,6 +88,9 @@ class Keeper:
         # end goes unnoticed.
         signal.set_wakeup_fd(self._wake_write)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        # SIGUSR1 asks a version for a checkpoint (a Slurm job's warning, sent to its whole
+        # process group): not this keeper's to die of, nor its worker's before it listens.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         self._interval = float((heartbeat or {}).get("interval", 1.0))
         self._beat_file = Path(heartbeat["file"]) if heartbeat else None
         self._last_beat = self._read_beat()

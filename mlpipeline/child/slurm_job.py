@@ -1,5 +1,5 @@
 """What a version's Slurm job runs on its compute node: ``python -m mlpipeline.child.slurm_job
-JOB_FOLDER PROJECT_DIR``, the batch script's only command (exec'd, so it is the batch step's
+JOB_FOLDER PROJECT_DIR [WARN_AFTER_S]``, the batch script's only command (exec'd, so it is the batch step's
 own process and gets the signals scancel and Slurm send it).
 
 It starts the same child as the local executor (a keeper and its worker, through
@@ -7,7 +7,9 @@ It starts the same child as the local executor (a keeper and its worker, through
 through the job folder (executors/job_folder.py) where it runs, everything the version says,
 and how it ended. Signals are passed on to the version: SIGUSR1 (Slurm's warning before the
 time limit, ``--signal=B:USR1@N``: the framework bases save a checkpoint), SIGINT and SIGTERM
-(a stop from the daemon, or Slurm ending the job).
+(a stop from the daemon, or Slurm ending the job). Slurm's warning may come up to a minute
+early; where the daemon knows the time limit, WARN_AFTER_S after its start the job warns the
+version itself as well, at the time asked.
 
 A job Slurm started again (requeued, preempted) runs nothing: the daemon decides resumes, from
 the journal, and never lets Slurm rerun a version behind its back.
@@ -42,8 +44,10 @@ def placement() -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a warning that came early: the version is not yet running
     args = sys.argv[1:] if argv is None else argv
     folder, project_dir = JobFolder(Path(args[0])), Path(args[1])
+    warn_after = float(args[2]) if len(args) > 2 else None
     restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
     if restarts not in ("", "0") or folder.placed.exists() or not folder.request.exists():
         print(
@@ -79,6 +83,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         for signum in PASSED_ON:
             signal.signal(signum, pass_on)
+        if warn_after is not None:
+            warning = threading.Timer(warn_after, executor.stop, (run, signal.SIGUSR1))
+            warning.daemon = True
+            warning.start()
         while not run.done.wait(1.0):
             pass
         outcome = run.outcome

@@ -5,6 +5,7 @@ submitit polls with it: docs/cluster.md)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,8 +71,9 @@ def _run(arguments: Sequence[str]) -> subprocess.CompletedProcess:
 
 
 def _said(done: subprocess.CompletedProcess) -> str:
-    words = " ".join(line.strip() for line in (done.stderr or done.stdout or "").splitlines() if line.strip())
-    return words.removeprefix("sbatch: error: ") or f"exit status {done.returncode}"
+    lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
+    words = "; ".join(re.sub(r"^\w+: (error: )?", "", line) for line in lines)
+    return words or f"exit status {done.returncode}"
 
 
 def submit(options: Sequence[str], script: Path) -> str:

@@ -35,6 +35,7 @@ from mlpipeline.executors.job_folder import JOBS_FOLDER, JobFolder, OutputReader
 from mlpipeline.executors.local import deliver
 from mlpipeline.executors.protocol import EVENT, RUN_VERSION, ChildRequest, TaskEnd, cut_off_result, failed_result
 from mlpipeline.executors.slurm_commands import JobState, SlurmUnavailable
+from mlpipeline.queue.project_keys import seconds_of_slurm_time
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.records.lines import read_object
 
@@ -46,7 +47,8 @@ END_GRACE_S = 5.0
 system shows another node's files late) before it is recorded without it."""
 
 WARN_S = 60
-"""How long before its time limit a job is warned (SIGUSR1: the bases save a checkpoint)."""
+"""How long before its time limit a job is warned (SIGUSR1: the bases save a checkpoint); at
+most a quarter of the limit."""
 
 KILL_AGAIN_S = 10.0
 """How long a job asked to end may go on running before scancel is sent again."""
@@ -78,7 +80,9 @@ class SlurmExecutor(Executor):
         super().__init__(work_dir)
         slurm.check_commands()
         self._options = (partition, time_limit, tuple(sbatch_args))
-        refused = slurm.test_submission(slurm.sbatch_options(partition, time_limit, 0, sbatch_args, WARN_S))
+        self._limit_s = seconds_of_slurm_time(time_limit) if time_limit else None
+        self._warn_s = min(WARN_S, max(1, self._limit_s // 4)) if self._limit_s else WARN_S
+        refused = slurm.test_submission(slurm.sbatch_options(partition, time_limit, 0, sbatch_args, self._warn_s))
         if refused:
             raise SlurmUnavailable(f"sbatch refuses a job with these settings: {refused}")
         self.where = f"the Slurm cluster (partition {partition})" if partition else "the Slurm cluster"
@@ -112,12 +116,14 @@ class SlurmExecutor(Executor):
             request.write(folder.path)
             write_json_atomic(folder.path / ENV_FILE, run.env, durable=False)
             command = [sys.executable, "-m", "mlpipeline.child.slurm_job", str(folder.path), str(self.work_dir)]
+            if self._limit_s:
+                command.append(str(self._limit_s - self._warn_s))
             label = f"{request.script_label}:{request.version}" if request.version else request.script_label
             folder.batch_script.write_text(
                 f"#!/bin/sh\n# {label}: a version run by mlpipeline (docs/cluster.md)\nexec {shlex.join(command)}\n", encoding="utf-8"
             )
             partition, time_limit, extra = self._options
-            options = slurm.sbatch_options(partition, time_limit, math.ceil(run.gpus), extra, WARN_S) + [
+            options = slurm.sbatch_options(partition, time_limit, math.ceil(run.gpus), extra, self._warn_s) + [
                 f"--job-name=mlp:{label}",
                 f"--output={folder.slurm_output}",
                 f"--chdir={self.work_dir}",
@@ -238,23 +244,35 @@ class SlurmExecutor(Executor):
                 self._place(run, dict(placed, adopted_from=job.adopted_from) if job.adopted_from else placed)
         end = job.folder.read_end()
         self._deliver(run, job)  # all the job said before its end
+        state = (states or {}).get(job.job_id)
+        over = states is not None and (state is None or state.ended or _requeued(state, run))
+        now = time.monotonic()
+        if over or end is not None:
+            job.over_since = job.over_since or now
+        else:
+            job.over_since = None
+        waited = job.over_since is not None and now - job.over_since >= END_GRACE_S
         if end is not None:
-            self._end(run, job, end, (states or {}).get(job.job_id))
+            # Ended by Slurm's SIGTERM: how (requeued, the time limit) shows once the job is over.
+            if over or waited or not self._stopped_by_slurm(run, end):
+                self._end(run, job, end, state)
             return
         if states is None:
             return  # squeue cannot answer now: the job's files are still read
-        state = states.get(job.job_id)
-        over = state is None or state.ended or state.restarts > 0 or (run.placement is not None and state.state == "PENDING")
-        now = time.monotonic()
         if not over:
-            job.over_since = None
             if job.kill_sent is not None and now - job.kill_sent > KILL_AGAIN_S:
                 self._signal(run, signal.SIGKILL)
             return
-        if job.over_since is None:
-            job.over_since = now
-        if now - job.over_since >= END_GRACE_S:
+        if waited:
             self._end(run, job, self._end_without_word(run, job, state), state)
+
+    @staticmethod
+    def _stopped_by_slurm(run: ChildRun, end: TaskEnd) -> bool:
+        """Whether the job was sent a stop the daemon did not ask for (Slurm's SIGTERM when it
+        preempts, requeues, or ends a job at its time limit; a scancel by hand), and its
+        version did not finish."""
+        stops = {"SIGTERM", "SIGINT", "SIGHUP"}
+        return run.stop_signal is None and bool(stops & set(end.get("signals") or [])) and not (end.get("result") or {}).get("ok")
 
     def _deliver(self, run: ChildRun, job: SlurmJob) -> None:
         said = job.reader.read_new()
@@ -273,8 +291,7 @@ class SlurmExecutor(Executor):
             run.handle = None
         result = end.get("result")
         returncode = end.get("returncode")
-        said_by_slurm = "SIGTERM" in (end.get("signals") or []) or "SIGUSR1" in (end.get("signals") or [])
-        if run.stop_signal is None and said_by_slurm and not (result or {}).get("ok"):
+        if self._stopped_by_slurm(run, end):
             result = cut_off_result(self._ended_by_slurm(run, job, state), "node")
         if run.stop_signal == signal.SIGKILL and not (result or {}).get("ok"):
             # Killed as asked: scancel ends a job by SIGTERM, then SIGKILL; its processes may
@@ -282,7 +299,7 @@ class SlurmExecutor(Executor):
             returncode = -signal.SIGKILL
         elif result is None and returncode is None and run.stop_signal is not None:
             returncode = -run.stop_signal  # stopped before its job could say so
-        if state is not None and (state.restarts > 0 or (state.state == "PENDING" and run.placement is not None)):
+        if state is not None and _requeued(state, run):
             # Requeued: Slurm would run it again in a minute or two; the daemon resumes it itself.
             try:
                 slurm.cancel(job.job_id)
@@ -296,8 +313,7 @@ class SlurmExecutor(Executor):
         if run.stop_signal is not None:
             return TaskEnd(result=None, returncode=None)
         name = state.state if state is not None else "gone from squeue"
-        requeued = state is not None and (state.restarts > 0 or state.state == "PENDING")
-        if state is None or requeued or name in slurm.CUT_OFF_STATES:
+        if state is None or _requeued(state, run) or name in slurm.CUT_OFF_STATES:
             return TaskEnd(result=cut_off_result(self._ended_by_slurm(run, job, state), "node"), returncode=None)
         said = job.folder.slurm_output_tail()
         words = f"; Slurm's output of the job: {said}" if said else ""
@@ -315,7 +331,7 @@ class SlurmExecutor(Executor):
     def _ended_by_slurm(self, run: ChildRun, job: SlurmJob, state: Optional[JobState]) -> str:
         if state is None:
             how = "is gone from squeue"
-        elif state.restarts > 0 or state.state == "PENDING":
+        elif _requeued(state, run):
             how = "was requeued (preempted, or `scontrol requeue`)"
         elif state.state == "TIMEOUT":
             how = "reached its time limit"
@@ -329,3 +345,8 @@ class SlurmExecutor(Executor):
     def _node(run: ChildRun) -> str:
         placement = run.placement or {}
         return f"node {placement.get('slurm_node') or placement.get('node_host') or '?'}"
+
+
+def _requeued(state: JobState, run: ChildRun) -> bool:
+    """Whether Slurm requeued the job after it started: it would run it again on its own."""
+    return state.restarts > 0 or (state.state == "PENDING" and run.placement is not None)

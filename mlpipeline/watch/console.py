@@ -22,6 +22,7 @@ _STATE_STYLE = {
     "finished": "green",
     "cancelled": "yellow",
     "running": "cyan",
+    "waiting": "blue",
     "stale": "magenta",
     "broken": "bold red",
     "passed": "green",

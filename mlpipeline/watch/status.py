@@ -38,12 +38,12 @@ class VersionStatus:
 
     script: str
     version: Optional[str]
-    state: str  # pending, running, finished, failed, interrupted, timed_out, stale, broken
+    state: str  # pending, waiting (in a cluster's queue), running, finished, failed, interrupted, timed_out, stale, broken
     queued: bool = True
     host: Optional[str] = None
     pid: Optional[int] = None  # the daemon's
     child_pid: Optional[int] = None  # the version's own process, while it runs
-    node: Optional[Dict[str, Any]] = None  # the Ray node it runs on (node_id, node_ip, node_host)
+    node: Optional[Dict[str, Any]] = None  # the Ray node (node_id, node_ip, node_host) or Slurm job (slurm_job, slurm_node) it runs on
     since: Optional[str] = None  # when the running version started
     ended_at: Optional[str] = None
     duration_s: Optional[float] = None
@@ -142,8 +142,12 @@ class StatusReader:
             row.child_pid = last.get("child_pid")
             if "node_id" in last:
                 row.node = {key: last.get(key) for key in ("node_id", "node_ip", "node_host")}
+            elif "slurm_job" in last:
+                row.node = {key: last.get(key) for key in ("slurm_job", "slurm_node", "node_host")}
             if self._alive(last):
-                row.state = "running"
+                # Claimed, not yet started: on a cluster, waiting in its queue for a node.
+                waiting = last.get("event") == "claimed" and self.project.executor != "local"
+                row.state = "waiting" if waiting else "running"
                 row.duration_s = _seconds_since(last.get("time"))
                 row.progress = self._progress(row.run_id)
                 if row.progress:
@@ -204,12 +208,17 @@ def _detail(row: VersionStatus) -> str:
     if row.state == "running":
         pids = f"pid {row.pid}" + (f", version pid {row.child_pid}" if row.child_pid else "")
         where = f"on {row.host}, {pids}, since {row.since}"
-        if row.node:
+        if row.node and "slurm_job" in row.node:
+            node = row.node.get("slurm_node") or row.node.get("node_host")
+            where = f"Slurm job {row.node['slurm_job']} on node {node}, daemon on {row.host} ({pids}), since {row.since}"
+        elif row.node:
             where = f"on node {describe_node(row.node)}, daemon on {row.host} ({pids}), since {row.since}"
         if row.progress and row.progress.get("step") is not None:
             total = row.progress.get("total")
             where = f"step {row.progress['step']}{'' if total is None else f'/{total}'}, " + where
         return where + ("" if row.queued else " (no longer queued)")
+    if row.state == "waiting":
+        return f"submitted by the daemon on {row.host} (pid {row.pid}) at {row.since}; waiting in the cluster's queue for a node"
     if row.state == STALE:
         return f"was {row.previous_state}, ended {row.ended_at}; script edited since"
     if row.state in ("failed", "interrupted", "timed_out", "cancelled", BROKEN) and row.reason:
