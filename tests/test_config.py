@@ -79,7 +79,7 @@ def test_project_config_defaults(tmp_path):
         ('models_dir = "models"\n', r"mlp.config:1: 'models_dir' is not a table"),
         ("", r"mlp.config: has no \[MLP\] table"),
         ('[MLP]\nmodels_dir = "models\n', r"mlp.config:2: not valid TOML"),
-        ('[MLP]\nmodels_dir = "models"\nexecutor = "slurm"\n', r'mlp.config:3: executor must be "local" or "ray", not \'slurm\''),
+        ('[MLP]\nmodels_dir = "models"\nexecutor = "kubernetes"\n', r'mlp.config:3: executor must be "local" or "ray" or "slurm", not \'kubernetes\''),
         ('[MLP]\nmodels_dir = "models"\nray_address = " "\n', r"mlp.config:3: ray_address must be a cluster address"),
         ('[MLP]\nmodels_dir = "models"\nray_adress = "x:1"\n', r"mlp.config:3: 'ray_adress' is not a key of \[MLP\]; did you mean 'ray_address'\?"),
     ],

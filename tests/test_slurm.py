@@ -8,7 +8,6 @@ requeueing them. Real jobs, real scancel, real requeues, preemption and time lim
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -393,3 +392,45 @@ def test_a_project_folder_the_node_does_not_see_is_named(slurm_project, tmp_path
     reason = results["v"]["reason"]
     assert results["v"]["status"] == "failed" and "without starting the version" in reason, reason
     assert f"project folder at {seen_only_here}" in reason and "docs/cluster.md" in reason
+
+
+HOSTILE = [b"", b"\xff\xfe\x00garbage", b"[" * 100_000, b'{"result": 5, "returncode": "x", "signals": "SIGTERM", "cpu_s": true}', b'{"a": 1}{"b": 2}']
+
+
+@pytest.mark.parametrize("content", HOSTILE)
+def test_a_job_folder_survives_any_bytes_in_its_files(tmp_path, content):
+    """What the daemon reads back from a job's folder (written by a job on another machine,
+    or by anyone who can write the shared folder) never crashes it."""
+    from mlpipeline.executors.job_folder import JobFolder, OutputReader
+
+    folder = JobFolder(tmp_path)
+    for path in (folder.end, folder.placed, folder.submitted, folder.delivered, folder.request):
+        path.write_bytes(content)
+    folder.output.write_bytes(content + b'\n{"stream": "stdout", "lines": ["kept", 3]}\n' + content + b'\n{"event": {"type": "log"}}\n{"event": 7}\n')
+    end = folder.read_end()
+    assert end is not None and (end["result"] is None or isinstance(end["result"], dict))
+    assert end["returncode"] is None and end["cpu_s"] is None and end["signals"] == []
+    placed = folder.read_placed()
+    assert placed is None or (isinstance(placed["gpus"], list) and all(isinstance(value, (str, int, list)) for value in placed.values()))
+    assert folder.job_id() is None and folder.delivered_offset() == 0
+    said = OutputReader(folder).read_new()
+    assert ("lines", "stdout", ["kept", "3"]) in said and ("event", {"type": "log"}) in said
+    assert all(item[0] in ("lines", "event") for item in said)
+    # An offset past the end (a file replaced since) starts over at its beginning.
+    assert OutputReader(folder, 10**9).read_new() == said
+
+
+@pytest.mark.parametrize(
+    "table, said",
+    [
+        ('time = "4 hours"', "mlp.config:6: time must be a time limit as sbatch takes it"),
+        ('sbatch_args = "--mem=4G"', "mlp.config:6: sbatch_args must be a list of sbatch options"),
+        ('partiton = "gpu"', "mlp.config:6: 'partiton' is not a key of [SLURM]; did you mean 'partition'?"),
+    ],
+)
+def test_a_slip_in_the_slurm_table_is_named_with_its_line(project, table, said):
+    project.script("net.py", versions_code('versions.addV("v", gpus=0)'))
+    project.queue(["net.py"])
+    _slurm_config(project, slurm=table)
+    done = project.run("-r")
+    assert done.returncode == 2 and said in done.output and "Traceback" not in done.output, done.output

@@ -59,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     where = placement()
     try:
         request = ChildRequest.read(folder.path)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
         message = f"the job on {where['node_host']} could not read {folder.request}: {exc}"
         folder.write_end(TaskEnd(result=failed_result(message, "start"), returncode=None))
         return 1

@@ -54,15 +54,34 @@ class JobFolder:
         return None
 
     def read_placed(self) -> Optional[Dict[str, Any]]:
-        return read_object(self.placed)
+        """Where the job runs, its fields of the types the records name; None until written."""
+        placed = read_object(self.placed)
+        if placed is None:
+            return None
+        where: Dict[str, Any] = {key: str(placed[key]) for key in ("slurm_job", "node_host", "slurm_node") if isinstance(placed.get(key), (str, int))}
+        if _whole(placed.get("node_pid")):
+            where["node_pid"] = placed["node_pid"]
+        gpus = placed.get("gpus")
+        where["gpus"] = [str(gpu) for gpu in gpus if isinstance(gpu, (str, int))] if isinstance(gpus, list) else []
+        return where
 
     def read_end(self) -> Optional[TaskEnd]:
-        """The job's end, once written whole; a file that is not a JSON object is an end that
-        says nothing (the caller records it as a job that ended without its version's word)."""
+        """The job's end, once written whole, each field checked; a file that is not a JSON
+        object is an end that says nothing (recorded as a job that ended without its version's
+        word)."""
         if not self.end.exists():
             return None
-        end = read_object(self.end)
-        return end if end is not None else {"result": None, "returncode": None}  # type: ignore[return-value]
+        end = read_object(self.end) or {}
+        result = end.get("result")
+        signals = end.get("signals")
+        cpu = end.get("cpu_s")
+        return TaskEnd(
+            result=result if isinstance(result, dict) else None,  # type: ignore[typeddict-item]
+            returncode=end["returncode"] if _whole(end.get("returncode")) else None,
+            cpu_s=float(cpu) if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) else None,
+            peak_rss_bytes=end["peak_rss_bytes"] if _whole(end.get("peak_rss_bytes")) else None,
+            signals=[item for item in signals if isinstance(item, str)] if isinstance(signals, list) else [],
+        )
 
     def delivered_offset(self) -> int:
         offset = (read_object(self.delivered) or {}).get("offset")
@@ -86,6 +105,10 @@ class JobFolder:
 
     def write_end(self, end: TaskEnd) -> None:
         write_json_atomic(self.end, end, durable=True)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class OutputWriter:

@@ -299,6 +299,9 @@ class SlurmExecutor(Executor):
             returncode = -signal.SIGKILL
         elif result is None and returncode is None and run.stop_signal is not None:
             returncode = -run.stop_signal  # stopped before its job could say so
+        elif result is None and returncode is None:
+            message = f"its Slurm job {job.job_id} on {self._node(run)} left an end that cannot be read ({job.folder.end})"
+            result = failed_result(message, "node")
         if state is not None and _requeued(state, run):
             # Requeued: Slurm would run it again in a minute or two; the daemon resumes it itself.
             try:
