@@ -373,7 +373,7 @@ def test_without_slurms_commands_the_daemon_says_where_to_run(slurm_project):
 
 def test_a_project_folder_the_node_does_not_see_is_named(slurm_project, tmp_path):
     """The daemon sees the project at a path (a bind mount of its own mount namespace) where
-    the node sees an empty folder: the version fails with a message that says so."""
+    the node sees an empty folder: the probe job at the start finds it, and the daemon says so."""
     project = slurm_project
     project.script("net.py", versions_code('versions.addV("v", gpus=0)'))
     project.queue(["net.py"])
@@ -387,11 +387,11 @@ def test_a_project_folder_the_node_does_not_see_is_named(slurm_project, tmp_path
         ]
     )
     done = subprocess.run(["unshare", "-m", "sh", "-c", inner], capture_output=True, text=True, timeout=180, env=project._env(None))
-    assert done.returncode == 1, done.stdout + done.stderr
-    results = {row["version"]: row for row in project.results()}
-    reason = results["v"]["reason"]
-    assert results["v"]["status"] == "failed" and "without starting the version" in reason, reason
-    assert f"project folder at {seen_only_here}" in reason and "docs/cluster.md" in reason
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said  # found at the start, before anything runs
+    assert "mlp.config" in said and "could not read and write the outputs folder" in said and str(seen_only_here) in said, said
+    assert "same path" in said and "docs/cluster.md" in said and "Traceback" not in said
+    assert not project.calls("train") and not project.results()
 
 
 HOSTILE = [b"", b"\xff\xfe\x00garbage", b"[" * 100_000, b'{"result": 5, "returncode": "x", "signals": "SIGTERM", "cpu_s": true}', b'{"a": 1}{"b": 2}']

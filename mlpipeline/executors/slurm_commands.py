@@ -76,9 +76,10 @@ def _said(done: subprocess.CompletedProcess) -> str:
     return words or f"exit status {done.returncode}"
 
 
-def submit(options: Sequence[str], script: Path) -> str:
-    """Submit ``script`` with sbatch; the job's id. OSError with sbatch's words when it refuses."""
-    done = _run(["sbatch", "--parsable", *options, str(script)])
+def submit(options: Sequence[str], script: Optional[Path]) -> str:
+    """Submit ``script`` (None: options end with ``--wrap COMMAND``) with sbatch; the job's id.
+    OSError with sbatch's words when it refuses."""
+    done = _run(["sbatch", "--parsable", *options, *([str(script)] if script is not None else [])])
     job_id = done.stdout.strip().split(";")[0]
     if done.returncode != 0 or not job_id.isdigit():
         raise OSError(f"sbatch refused the job: {_said(done)}")

@@ -55,6 +55,9 @@ KILL_AGAIN_S = 10.0
 
 NODE_GPUS_TTL_S = 30.0
 
+PROBE_WAIT_S = 20.0
+"""How long the start's probe job may wait in Slurm's queue before the daemon goes on without it."""
+
 ENV_FILE = "env.json"
 """The version's own environment variables (its run id, its model_dir), in its job's folder
 (child/slurm_job.py reads it)."""
@@ -94,7 +97,51 @@ class SlurmExecutor(Executor):
         self._others: Dict[str, Tuple[Any, Any]] = {}  # other job folders: (script, version)
         self._node_gpus: Tuple[float, List[float]] = (-NODE_GPUS_TTL_S, [])
         self._closed = threading.Event()
+        self.check_shared_folder()
         threading.Thread(target=self._watch, daemon=True).start()
+
+    def check_shared_folder(self) -> None:
+        """A job on the cluster must see the outputs folder at the daemon's path: a probe job
+        copies a file the daemon wrote there. SlurmUnavailable when it ends without doing so;
+        when it has not run within PROBE_WAIT_S (a busy cluster), the daemon goes on, and each
+        version's job finds out for itself."""
+        content = uuid.uuid4().hex
+        probe, seen = self.jobs_dir / f".probe-{content[:12]}", self.jobs_dir / f".probe-{content[:12]}.seen"
+        probe.write_text(content, encoding="utf-8")
+        partition, time_limit, extra = self._options
+        copy = f"hostname > {shlex.quote(str(seen))}.tmp && cat {shlex.quote(str(probe))} >> {shlex.quote(str(seen))}.tmp && mv {shlex.quote(str(seen))}.tmp {shlex.quote(str(seen))}"
+        options = slurm.sbatch_options(partition, time_limit, 0, extra, self._warn_s) + [
+            "--job-name=mlp:folder-check", "--output=/dev/null", "--chdir=/", "--wrap", copy,
+        ]
+        try:
+            job_id = slurm.submit(options, None)
+            deadline = time.monotonic() + PROBE_WAIT_S
+            while time.monotonic() < deadline:
+                if seen.exists():
+                    node, _, said = seen.read_text(encoding="utf-8", errors="replace").partition("\n")
+                    if said.strip() != content:
+                        raise SlurmUnavailable(f"node {node} sees another folder at {self.work_dir}: {probe} does not hold what the daemon wrote")
+                    return
+                state = (slurm.job_states() or {}).get(job_id)
+                if state is not None and state.ended:
+                    deadline = min(deadline, time.monotonic() + END_GRACE_S)  # its file may show late
+                    if not _appears(seen, deadline):
+                        raise SlurmUnavailable(
+                            f"a job on node {state.node or '?'} could not read and write the outputs folder {self.jobs_dir} "
+                            f"(it ended {state.state}): executor = \"slurm\" needs the project folder on a file system "
+                            "the compute nodes mount at the same path; see docs/cluster.md"
+                        )
+                time.sleep(0.2)
+            try:
+                slurm.cancel(job_id)  # not run yet: the versions' jobs check for themselves
+            except OSError:
+                pass
+        finally:
+            for path in (probe, seen):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
 
     def node_gpus(self) -> List[float]:
         checked, counts = self._node_gpus
@@ -353,3 +400,11 @@ class SlurmExecutor(Executor):
 def _requeued(state: JobState, run: ChildRun) -> bool:
     """Whether Slurm requeued the job after it started: it would run it again on its own."""
     return state.restarts > 0 or (state.state == "PENDING" and run.placement is not None)
+
+
+def _appears(path: Path, deadline: float) -> bool:
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
