@@ -2,8 +2,9 @@
 
 ``local`` (the default): this host, through the preload server when ``preload`` names
 modules. ``ray``: the tasks of a Ray cluster (executors/ray_executor.py), with GPUs placed by
-Ray. ``slurm``: a Slurm job per version (executors/slurm_executor.py), GPUs as its gres. Scripts are always imported on this host to learn their versions, which needs no GPU and
-no cluster. Test mode always runs on this host: a dry run before the cluster is spent.
+Ray. ``slurm``: a Slurm job per version (executors/slurm_executor.py), GPUs as its gres.
+Scripts are always imported on this host to learn their versions, which needs no GPU and no
+cluster. Test mode always runs on this host: a dry run before the cluster is spent.
 """
 from __future__ import annotations
 
