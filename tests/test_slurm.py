@@ -20,6 +20,7 @@ import pytest
 from conftest import processes_of_runs, versions_code
 from test_frameworks import TORCH_SCRIPT
 from slurm_cluster import SlurmCluster
+from slurm_cluster import _wait_for as wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -234,7 +235,7 @@ def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_p
 def test_status_shows_a_version_waiting_in_slurms_queue_apart_from_running_ones(slurm_project, slurm):
     project = slurm_project
     blocker = slurm.command("sbatch", "--parsable", "--cpus-per-task=16", "--output=/dev/null", "--wrap", "sleep 120").stdout.strip()
-    _wait(lambda: {row["id"]: row["state"] for row in slurm.jobs()}.get(blocker) == "RUNNING", "the node to be taken")
+    wait_for(lambda: {row["id"]: row["state"] for row in slurm.jobs()}.get(blocker) == "RUNNING", 60, "the node to be taken")
     project.script("net.py", versions_code('versions.addV("queued", gpus=0, sleep_per_step=0.1)'))
     project.queue(["net.py"])
     _slurm_config(project)
@@ -253,13 +254,6 @@ def test_status_shows_a_version_waiting_in_slurms_queue_apart_from_running_ones(
 
 def _status(project: Any) -> Dict[str, Dict[str, Any]]:
     return {row["version"]: row for row in json.loads(project.run("status", "--json").stdout)}
-
-
-def _wait(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 WARNED_TORCH = TORCH_SCRIPT.replace("CHECKPOINT_EVERY", "1000").replace("sleep=0.05", "sleep=0.3")
