@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 from conftest import versions_code
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_daemon_death import SLOW, checkpoint
 
@@ -18,7 +18,9 @@ from mlpipeline.records.heartbeat import live_daemons
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.lines import FileTail, LineSplitter, RecordError, decode_object, read_object
+from mlpipeline.records.files import number
 from mlpipeline.records.metric_history import last_run_id, read_history_file
+from mlpipeline.records.metric_series import MetricSeries, read_metric_series
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import JournalEvent, RunState
 
@@ -156,6 +158,66 @@ def test_histories_heartbeats_and_pending_ends_survive_any_bytes(tmp_path_factor
     keeper = RecordKeeper(paths, Journal(paths.journal, ended.append), "d", True, ended.append)
     assert keeper.recover(lambda host, daemon, namespace: True) == 0
     assert not (paths.pending / "x.json").exists() and "an unreadable pending record; removed" in ended[-1]
+
+
+REPORT = '{"time": "2026-12-02T10:00:00.000+00:00", "run_id": "r1", "step": %s, "total": 9, "metrics": {"loss": %s, "acc": 0.5}}'
+# Lines that, read as one JSON array, would pass for the right count of reports: two values
+# on one line beside a report broken over two lines (by a list, an open object, a string).
+FOOLING = [
+    b'{"metrics": {"loss": 7.0}}, {"metrics": {"loss": 8.0}}',
+    b'{"metrics": {"loss": 9.0}, "x": [{}',
+    b'{}]}',
+    b'{"metrics": {"loss": 9.5}, "x": 1',
+    b'"y": 2}',
+    b'{"metrics": {"loss": 3.0}, "s": "a',
+    b'b"}',
+    b' {"metrics": {"loss": 4.0}}',
+    b'',
+    b'{"metrics": {"loss": NaN}, "run_id": "r1"}',
+]
+a_history_line = st.one_of(
+    st.builds(lambda step, loss: (REPORT % (step, loss)).encode(), st.sampled_from(["1", "2.5", "null", '"x"', "1e999"]),
+              st.sampled_from(["0.25", "3", '"nan"', '"-inf"', "true", "null", '"a string"', "-0.0"])),
+    st.sampled_from(FOOLING),
+    any_line,
+)
+
+
+def strict_series(path, metric):
+    """What the line-by-line reader makes of the file: the rule the fast reader must keep."""
+    reports = list(read_history_file(path))
+    return MetricSeries([report.get("run_id") for report in reports], [number(report.get("step")) for report in reports],
+                        [number(report["metrics"].get(metric)) for report in reports])
+
+
+def same_series(one, other):
+    """Equal, NaN counted equal to NaN."""
+    same = lambda a, b: a == b or (a != a and b != b)  # noqa: E731
+    return all(len(x) == len(y) and all(map(same, x, y)) for x, y in zip(one, other))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(a_history_line, max_size=8), torn=st.binary(max_size=40).map(lambda data: data.replace(b"\n", b"")))
+@example(lines=[REPORT.encode() % (b"1", b"2"), *FOOLING[0:3]], torn=b"")
+@example(lines=[FOOLING[0], FOOLING[3], FOOLING[4]], torn=b"")
+@example(lines=[FOOLING[0], FOOLING[5], FOOLING[6]], torn=b"")
+def test_plot_reads_a_metric_as_the_strict_reader_does_whatever_the_bytes(tmp_path_factory, lines, torn):
+    history = tmp_path_factory.mktemp("records") / "metrics.jsonl"
+    history.write_bytes(b"".join(line + b"\n" for line in lines) + torn)
+    warnings = []
+    assert same_series(read_metric_series(history, "loss", warnings.append), strict_series(history, "loss"))
+    assert warnings == [] or all(warning.startswith(f"{history}:") for warning in warnings)
+
+
+def test_plot_reads_a_long_history_in_pieces_as_it_reads_a_short_one(tmp_path, monkeypatch):
+    import mlpipeline.records.metric_series as metric_series
+
+    history = tmp_path / "metrics.jsonl"
+    history.write_text("".join(REPORT % (step, step / 10) + "\n" for step in range(1, 2001)))
+    monkeypatch.setattr(metric_series, "_PIECE", 1000)  # pieces of a few lines, each ending inside a line
+    series = read_metric_series(history, "loss")
+    assert series.steps == [float(step) for step in range(1, 2001)] and series.values == [step / 10 for step in range(1, 2001)]
+    assert same_series(series, strict_series(history, "loss"))
 
 
 # -- against real daemons -----------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 
 def ends_with_newline(path: Path) -> bool:
@@ -44,6 +44,22 @@ def finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite(item) for item in value]
     return value
+
+
+_NON_FINITE_TEXT = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def number(value: Any) -> Optional[float]:
+    """``value`` as a float when it is a (non-boolean) number: "nan", "inf" and "-inf" are
+    how the records keep those; an integer too large for a float is infinite."""
+    if isinstance(value, str):
+        return _NON_FINITE_TEXT.get(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def json_text(value: Any, **options: Any) -> str:

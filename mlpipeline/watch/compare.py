@@ -8,9 +8,9 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.records.files import json_text
+from mlpipeline.records.files import json_text, number
 from mlpipeline.watch.console import ConsoleView
-from mlpipeline.watch.runs import RecordedRun, number
+from mlpipeline.watch.runs import RecordedRun
 
 LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|nll|perplexity|ppl|wer|cer|cost|distance|regret", re.I)
 """A metric whose name matches is best at its lowest, any other at its highest."""

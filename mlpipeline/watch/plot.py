@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.watch.console import ConsoleView
-from mlpipeline.watch.runs import RecordedRun, number
+from mlpipeline.watch.runs import RecordedRun
 
 FORMATS = (".png", ".svg")
 LEGEND_LIMIT = 20
@@ -23,14 +23,15 @@ def curves(runs: Sequence[RecordedRun], metric: str) -> Dict[str, Curve]:
     """(step, value) of ``metric`` for each run that reported it, by script:version. A report
     without a step is placed at its count of reports so far."""
     found: Dict[str, Curve] = {}
+    isfinite = math.isfinite
     for run in runs:
-        points: Curve = []
-        for index, report in enumerate(run.history(), start=1):
-            value = number(report["metrics"].get(metric))
-            if value is None or not math.isfinite(value):
-                continue  # NaN and infinities have no place on a curve
-            step = number(report.get("step"))
-            points.append((index if step is None or not math.isfinite(step) else step, value))
+        series = run.series(metric)
+        # NaN and infinities have no place on a curve.
+        points = [
+            (index if step is None or not isfinite(step) else step, value)
+            for index, (step, value) in enumerate(zip(series.steps, series.values), start=1)
+            if value is not None and isfinite(value)
+        ]
         if points:
             found[run.label] = points
     return found

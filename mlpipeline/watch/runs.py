@@ -3,17 +3,17 @@ finished run of each version (or the latest whatever its state), and the reports
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mlpipeline.queue.config import ConfigError, ProjectConfig, QueueEntry, parse_entry
 from mlpipeline.records.lines import RecordError, decode_object, iter_lines
 from mlpipeline.records.metric_history import HISTORY_FILE, read_history_file
+from mlpipeline.records.metric_series import MetricSeries, read_metric_series
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.run_record import RECORD_DIR
 
@@ -41,26 +41,42 @@ class RecordedRun:
     def history(self) -> List[Dict[str, Any]]:
         """The reports of the model this run trained, up to this run's last: its own and those
         of the runs it resumed. Empty when none was kept (a run from before metric histories)."""
-        model_dir, run_id = self.row.get("model_dir"), self.row.get("run_id")
-        if not model_dir or not run_id:
-            return []
-        # A string, not history_path's Path: compare --best reads 10,000 of them, and pathlib
-        # was a third of that.
-        folder = os.path.join(str(model_dir), RECORD_DIR)
-        rows = self._up_to(os.path.join(folder, HISTORY_FILE), run_id)
-        if rows is not None:
-            return rows
-        # Kept aside when a fresh run started over: looked for only when the current lacks it.
-        for path in sorted(Path(folder).glob("metrics-*.jsonl")):
-            rows = self._up_to(path, run_id)
-            if rows is not None:
-                return rows
+        for path in self._history_files():
+            rows = list(read_history_file(path, self.warn))
+            count = _up_to_last(self.row.get("run_id"), [row.get("run_id") for row in rows])
+            if count is not None:
+                return rows[:count]
         return []
 
-    def _up_to(self, path: "str | Path", run_id: str) -> Optional[List[Dict[str, Any]]]:
-        rows = list(read_history_file(path, self.warn))
-        ends = [index for index, row in enumerate(rows) if row.get("run_id") == run_id]
-        return rows[: ends[-1] + 1] if ends else None
+    def series(self, metric: str) -> MetricSeries:
+        """``metric`` through the reports that :meth:`history` gives, read without parsing them
+        whole (``plot`` of 500 versions reads half a million)."""
+        for path in self._history_files():
+            series = read_metric_series(path, metric, self.warn)
+            count = _up_to_last(self.row.get("run_id"), series.run_ids)
+            if count is not None:
+                return MetricSeries(*(column[:count] for column in series))
+        return MetricSeries([], [], [])
+
+    def _history_files(self) -> Iterator[str]:
+        """The model's current history, then those kept aside when a fresh run started over
+        (looked for only when the current lacks this run)."""
+        model_dir, run_id = self.row.get("model_dir"), self.row.get("run_id")
+        if not model_dir or not run_id:
+            return
+        # Strings, not history_path's Path: compare --best reads 10,000 of them, and pathlib
+        # was a third of that.
+        folder = os.path.join(str(model_dir), RECORD_DIR)
+        yield os.path.join(folder, HISTORY_FILE)
+        for path in sorted(Path(folder).glob("metrics-*.jsonl")):
+            yield str(path)
+
+
+def _up_to_last(run_id: Any, run_ids: List[Any]) -> Optional[int]:
+    """How many reports reach the last of ``run_id``'s; None when it has none."""
+    if run_id not in run_ids:
+        return None
+    return len(run_ids) - run_ids[::-1].index(run_id)
 
 
 # The head of a results.jsonl row as records/ends.py writes it: the version and how it ended
@@ -78,6 +94,7 @@ def select_runs(
     warning to ``warn`` naming its line."""
     entries = [parse_entry(item, project.models_dir, "the selection") for item in select]
     latest: Dict[Tuple[str, str], Tuple[int, bytes]] = {}  # the latest wanted line of each version, in first-seen order
+    names: Dict[str, str] = {}  # the script and version names met, decoded once each
     results = OutputPaths(project.outputs_dir, host="").results  # host: only for the per-host logs
     try:
         handle = open(results, "rb")
@@ -88,7 +105,7 @@ def select_runs(
     with handle:
         try:
             for number, line in iter_lines(handle):  # a last line without its newline: being written, or cut short
-                found = _version_and_status(line)
+                found = _version_and_status(line, names)
                 if found is None:
                     if line is None or line.strip():
                         warn(f"{results.name}:{number}: not a version's record; skipped")
@@ -107,7 +124,7 @@ def select_runs(
     return runs
 
 
-def _version_and_status(line: Optional[bytes]) -> Optional[Tuple[Tuple[str, str], str]]:
+def _version_and_status(line: Optional[bytes], names: Dict[str, str]) -> Optional[Tuple[Tuple[str, str], str]]:
     """The (script, version) and status of a results.jsonl row, or None for a line that is none.
     The head as records/ends.py writes it is read without parsing the rest of the row, so only
     each version's latest row is parsed whole."""
@@ -120,7 +137,7 @@ def _version_and_status(line: Optional[bytes]) -> Optional[Tuple[Tuple[str, str]
     head = _ROW_HEAD.match(text)
     if head is not None:
         try:
-            return (json.loads(head.group(1)), json.loads(head.group(2))), head.group(3)
+            return (_name(head.group(1), names), _name(head.group(2), names)), head.group(3)
         except ValueError:
             return None
     try:
@@ -131,6 +148,14 @@ def _version_and_status(line: Optional[bytes]) -> Optional[Tuple[Tuple[str, str]
     if not isinstance(script, str) or not isinstance(version, str) or not isinstance(status, str):
         return None
     return (script, version), status
+
+
+def _name(literal: str, names: Dict[str, str]) -> str:
+    """A JSON string literal, decoded once: 100,000 rows name a few hundred versions."""
+    name = names.get(literal)
+    if name is None:
+        name = names[literal] = json.loads(literal)
+    return name
 
 
 def _selected(key: Tuple[str, str], entries: Sequence[QueueEntry]) -> bool:
@@ -147,19 +172,3 @@ def missing_selections(select: Sequence[str], runs: Sequence[RecordedRun], proje
         if not any(_selected(key, [entry]) for key in found):
             missing.append(item)
     return missing
-
-
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def number(value: Any) -> Optional[float]:
-    """``value`` as a float when it is a (non-boolean) number: "nan", "inf" and "-inf" are
-    how the records keep those; an integer too large for a float is infinite."""
-    if isinstance(value, str):
-        return _NON_FINITE.get(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
