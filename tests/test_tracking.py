@@ -1,6 +1,7 @@
-"""mlp.config's tracking: real MLflow (a sqlite store on disk) and real TensorBoard event files,
-read back with the libraries' own readers. A daemon killed mid-version and the resume after
-it make one tracker run."""
+"""mlp.config's tracking: real MLflow (a sqlite store on disk), real TensorBoard event files and
+real W&B offline runs, read back with the libraries' own readers (W&B's, its record protos). A
+daemon killed mid-version and the resume after it make one tracker run."""
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -88,7 +89,7 @@ def test_tracking_config_errors_name_the_line(project):
     project.script("a.py", versions_code(STEPS))
     project.queue(["a.py"])
     for config, message in (
-        ('tracking = "wandb"', 'mlp.config:3: tracking must be "mlflow" or "tensorboard"'),
+        ('tracking = "neptune"', 'mlp.config:3: tracking must be "mlflow" or "tensorboard" or "wandb"'),
         ('tracking = "tensorboard"\ntracking_uri = "sqlite:///x.db"', "mlp.config:4: tracking_uri is MLflow's store"),
         ('tracking_dir = "runs"', "mlp.config:3: tracking_dir is the folder of TensorBoard's event files"),
     ):
@@ -109,9 +110,9 @@ def blocking(tmp_path, *packages):
 def test_a_missing_tracker_library_says_what_to_install_and_none_is_imported_unless_configured(project, tmp_path):
     project.script("a.py", versions_code(STEPS))
     project.queue(["a.py"])
-    env = blocking(tmp_path, "mlflow", "tensorboard")
+    env = blocking(tmp_path, "mlflow", "tensorboard", "wandb")
     assert project.run("-r", env=env).returncode == 0  # not configured: never imported
-    for tracker in ("mlflow", "tensorboard"):
+    for tracker in ("mlflow", "tensorboard", "wandb"):
         project.write("mlp.config", f'[MLP]\nmodels_dir = "models"\ntracking = "{tracker}"\n')
         result = project.run("-r", env=env)
         assert result.returncode == 2
@@ -214,3 +215,109 @@ def test_an_mlflow_server_that_does_not_answer_stops_the_daemon_at_start(project
     project.write("taken", "a file where the folder should be")
     result = project.run("-r")
     assert result.returncode == 2 and "mlp.config:4: tracking = \"tensorboard\"" in result.output
+
+
+def wandb_records(path):
+    """The records of a W&B run file (run-<id>.wandb): LevelDB's log format of 32 KiB blocks
+    after a 7-byte header, each record a protobuf ``Record``; read as `wandb sync` reads it."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", data[:8]
+    position, block, pending = 7, 32768, b""
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # a block's tail too short for a header is padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if length == 0 and kind == 0:
+            position += left
+            continue
+        piece, position = data[position + 7 : position + 7 + length], position + 7 + length
+        if kind in (1, 4):  # full, or last of a record in pieces
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending + piece)
+            pending = b""
+            yield record
+        else:  # first or middle
+            pending += piece
+
+
+def wandb_run(folder):
+    """What the W&B run file in ``folder`` holds: its run record, steps, summary and exit."""
+    found = {"history": {}, "summary": {}, "exit": None, "tags": ()}
+    for record in wandb_records(next(folder.glob("run-*.wandb"))):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            found["run"], found["tags"] = record.run, tuple(record.run.tags)
+            found["config"] = {item.key: json.loads(item.value_json) for item in record.run.config.update}
+        elif kind == "config":
+            found["config"].update({item.key: json.loads(item.value_json) for item in record.config.update})
+        elif kind == "history":
+            values = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            found["history"][values["_step"]] = values
+        elif kind == "summary":
+            found["summary"].update({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.summary.update})
+        elif kind == "exit":
+            found["exit"] = record.exit.exit_code
+    return found
+
+
+@pytest.fixture
+def wandb_offline(monkeypatch, tmp_path):
+    """W&B as its users run it without a network: WANDB_MODE=offline, its own folders in tmp."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+
+
+def test_wandb_gets_a_run_per_version_and_a_resumed_version_goes_on_in_its_run(project, wandb_offline):
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\ntracking = "wandb"\n')
+    project.script("a.py", versions_code(SLOW_A, 'versions.addV("b", epoc_count=1, width=3)', 'versions.addV("bad", fail_in="pre")'))
+    project.queue(["a.py"])
+    cut_at = kill_daemon_mid_version(project)
+    again = project.run("-r", "-u")
+    assert again.returncode == 1 and "tracking failed" not in again.output and "wandb:" not in again.output, again.output
+
+    runs = {}
+    for folder in sorted((project.outputs / "wandb").glob("offline-run-*")):
+        runs.setdefault(folder.name.rsplit("-", 1)[1], []).append(wandb_run(folder))
+    by_name = {parts[0]["run"].display_name: parts for parts in runs.values()}
+    assert sorted(by_name) == ["a.py:a", "a.py:b", "a.py:bad"]  # one W&B run a version; a's in two parts
+    first, resumed = by_name["a.py:a"]
+    assert first["run"].run_id == resumed["run"].run_id and resumed["run"].run_group == "a.py"
+    assert first["run"].project == project.root.name
+    assert resumed["config"]["batch_size"] == 10 and by_name["a.py:b"][0]["config"]["width"] == 3
+    # Its own parameters, not those b left in the model_dir they share (bad failed before writing its own).
+    assert "width" not in by_name["a.py:bad"][0]["config"] and by_name["a.py:bad"][0]["config"]["fail_in"] == "pre"
+    assert resumed["config"]["mlpipeline"]["version"] == "a"
+    # Every report of the resumed part; of the first, what reached W&B before the kill.
+    assert set(range(cut_at + 1, 201)) <= set(resumed["history"]) and max(resumed["history"]) == 200
+    assert len([step for step in first["history"] if step <= cut_at]) >= cut_at - 100
+    assert resumed["summary"]["eval_test/accuracy"] == 0.5 and resumed["summary"]["mlpipeline/state"] == "finished"
+    assert resumed["exit"] == 0 and "finished" in resumed["tags"]
+    (bad,) = by_name["a.py:bad"]
+    assert bad["exit"] == 1 and "failed" in bad["tags"] and "deliberate failure in pre" in bad["summary"]["mlpipeline/reason"]
+    saved = next(folder for folder in (project.outputs / "wandb").glob(f"offline-run-*-{resumed['run'].run_id}") if (folder / "files" / "a.py").exists())
+    assert "class Counting(Model)" in (saved / "files" / "a.py").read_text()
+    kept = json.loads((project.outputs / "model_ckpts" / "a" / ".mlpipeline" / "tracking.json").read_text())
+    assert kept["a"] == {"tracker": "wandb", "project": project.root.name, "run_id": resumed["run"].run_id}
+
+
+def test_wandb_without_an_api_key_online_stops_the_daemon_at_start(project, wandb_offline, monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\ntracking = "wandb"\n')
+    project.script("a.py", versions_code(STEPS))
+    project.queue(["a.py"])
+    result = project.run("-r")
+    assert result.returncode == 2, result.output
+    assert 'mlp.config:3: tracking = "wandb": W&B has no API key' in result.output and "WANDB_MODE=offline" in result.output
+    assert project.calls("train") == []

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 ON_SCRIPT_CHANGE = ("rerun", "keep")
 EXECUTORS = ("local", "ray", "slurm")
-TRACKERS = ("mlflow", "tensorboard")
+TRACKERS = ("mlflow", "tensorboard", "wandb")
 
 
 class KeyProblem(ValueError):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.records.lines import read_object
-from mlpipeline.records.run_record import PARAMETERS_FILE, record_dir
+from mlpipeline.records.run_record import PARAMETERS_FILE, RUN_FILE, record_dir
 
 TRACKING_FILE = "tracking.json"
 """In <model_dir>/.mlpipeline/: the tracker's run id, so that a resumed version goes on in it."""
@@ -33,9 +33,22 @@ class TrackedRun:
         self.resumed = resumed
         self.git = git
 
-    def parameters(self) -> Dict[str, Any]:
-        """The version's parameters as its process wrote them (empty before it did)."""
-        return read_object(record_dir(self.model_dir) / PARAMETERS_FILE) or {}
+    def parameters(self, record: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The version's parameters: from its results.jsonl ``record`` once it ended, else as
+        its process wrote them. Empty before it did, and while the folder's run record is
+        another run's: versions sharing a model_dir run one after another, and the tracker's
+        thread may be behind them."""
+        if record is not None and isinstance(record.get("parameters"), dict):
+            return record["parameters"]
+        folder = record_dir(self.model_dir)
+        if not self._record_is_this_runs(folder):
+            return {}
+        parameters = read_object(folder / PARAMETERS_FILE) or {}
+        return parameters if self._record_is_this_runs(folder) else {}  # not replaced meanwhile
+
+    def _record_is_this_runs(self, folder: Path) -> bool:
+        record = read_object(folder / RUN_FILE)
+        return record is not None and record.get("run_id") == self.run_id
 
     def script_copy(self) -> Optional[Path]:
         """The exact script the run imported, from the run record."""

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 from mlpipeline.queue.config import PROJECT_CONFIG, ConfigError, ProjectConfig
 from mlpipeline.tracking.bridge import Tracker, TrackingBridge
 
-EXTRAS = {"mlflow": ("mlflow", "mlflow"), "tensorboard": ("tensorboard", "tensorboard")}
+EXTRAS = {"mlflow": ("mlflow", "mlflow"), "tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
 """tracking = X: (the package it needs, the mlpipeline extra that installs it)."""
 
 
@@ -27,6 +27,8 @@ def tracking_bridge(project: ProjectConfig, warn: Callable[[str, str], None]) ->
             line,
         ) from None
     except Exception as exc:  # noqa: BLE001 - the library's own error, said with where it came from
+        if type(exc).__name__ == "WandbSetupError":
+            raise ConfigError(PROJECT_CONFIG, f"tracking = \"wandb\": {exc}", line) from None
         where = project.tracking_uri or project.tracking_dir or "its default store"
         key = "tracking_uri" if project.tracking_uri else "tracking_dir" if project.tracking_dir else "tracking"
         raise ConfigError(
@@ -49,6 +51,10 @@ def _tracker(project: ProjectConfig) -> Tracker:
             if not uri.startswith("sqlite:"):
                 artifacts = None
         return MlflowTracker(uri, artifacts)
+    if project.tracking == "wandb":
+        from mlpipeline.tracking.wandb_tracker import WandbTracker
+
+        return WandbTracker(project.outputs_dir, project.project_dir.name)
     from mlpipeline.tracking.tensorboard_tracker import TensorBoardTracker
 
     return TensorBoardTracker(project.tracking_dir)

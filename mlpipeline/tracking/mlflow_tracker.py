@@ -101,7 +101,7 @@ class MlflowTracker(Tracker):
             return
         try:
             self._remember(run)
-            self._log_parameters(run, mlflow_run)
+            self._log_parameters(run, mlflow_run, record)
         finally:
             del self._runs[run.run_id]
             self._finish(run, mlflow_run, record)
@@ -147,10 +147,10 @@ class MlflowTracker(Tracker):
                 raise
             return found.experiment_id
 
-    def _log_parameters(self, run: TrackedRun, mlflow_run: str) -> None:
+    def _log_parameters(self, run: TrackedRun, mlflow_run: str, record: Optional[Dict[str, Any]] = None) -> None:
         if run.run_id in self._parameters_logged:
             return
-        parameters = run.parameters()
+        parameters = run.parameters(record)
         if not parameters:
             return  # the version's process has not written them yet
         from mlflow.entities import Param

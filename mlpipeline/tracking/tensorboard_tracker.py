@@ -88,7 +88,7 @@ class TensorBoardTracker(Tracker):
             return
         writer = self._writer(run)
         del self._writers[run.run_id], self._folders[run.run_id]
-        self._write_parameters(run, writer)
+        self._write_parameters(run, writer, record)
         final = final_step(record)
         values = [Summary.Value(tag=name, simple_value=value) for name, value in evaluations(record, "/").items()]
         if values:
@@ -106,10 +106,10 @@ class TensorBoardTracker(Tracker):
             writer.close()
         self._writers.clear()
 
-    def _write_parameters(self, run: TrackedRun, writer: Any) -> None:
+    def _write_parameters(self, run: TrackedRun, writer: Any, record: Optional[Dict[str, Any]] = None) -> None:
         if run.run_id in self._parameters_written:
             return
-        parameters = run.parameters()
+        parameters = run.parameters(record)
         if not parameters:
             return
         rows = ["| parameter | value |", "| --- | --- |"]
