@@ -146,3 +146,64 @@ def test_a_failing_on_version_end_command_is_logged_and_the_queue_goes_on(projec
     project.write("mlp.config", '[MLP]\nmodels_dir = "models"\non_version_end = ["false"]\n')
     assert project.run("-r").returncode == 0
     assert "WARNING net.py:a on_version_end: false ended with exit status 1" in project.log_text()
+
+
+DVC_LOCK = """schema: '2.0'
+stages:
+  prepare:
+    cmd: python prepare.py data/raw.csv
+    deps:
+    - path: data/raw.csv
+      hash: md5
+      md5: 22a1a2931c8370d3aeedd7183606fd7f
+      size: 14445097
+    - path: prepare.py
+      hash: md5
+      md5: e1e5a3b0b4d2b7a4d3c1a1a2b3c4d5e6
+      size: 1576
+    outs:
+    - path: data/prepared
+      hash: md5
+      md5: 153aad06d376b6595932470e459ef42a.dir
+      size: 8437363
+      nfiles: 2
+"""
+RAW_DVC = """outs:
+- md5: 22a1a2931c8370d3aeedd7183606fd7f
+  size: 14445097
+  hash: md5
+  path: raw.csv
+"""
+
+
+def test_a_dvc_projects_data_version_is_recorded_beside_the_commit(project):
+    import hashlib
+
+    project.write(".dvc/config", "[core]\n    autostage = true\n")
+    project.write("dvc.lock", DVC_LOCK)
+    project.write("data/raw.csv.dvc", RAW_DVC)
+    (project.root / "data" / "notes.dvc").write_bytes(b"\xff\xfe not what DVC writes: {[\n- path\n\x00md5: 1\n")  # hashed, no entry
+    commit = committed_project(project)
+    assert project.run("-r").returncode == 1  # b fails on purpose
+    sha = lambda name: hashlib.sha256((project.root / name).read_bytes()).hexdigest()  # noqa: E731
+    expected = {
+        "root": str(project.root),
+        "files": {"data/notes.dvc": sha("data/notes.dvc"), "data/raw.csv.dvc": sha("data/raw.csv.dvc"), "dvc.lock": sha("dvc.lock")},
+        "data": {"data/raw.csv": "22a1a2931c8370d3aeedd7183606fd7f", "prepare.py": "e1e5a3b0b4d2b7a4d3c1a1a2b3c4d5e6",
+                 "data/prepared": "153aad06d376b6595932470e459ef42a.dir"},
+    }
+    assert run_record(project, "a")["dvc"] == expected and run_record(project, "a")["git"]["commit"] == commit
+    assert {row["version"]: row["dvc"] for row in project.results()} == {"a": expected, "b": expected}
+    assert f"dvc data:       data/notes.dvc {sha('data/notes.dvc')[:12]}, data/raw.csv.dvc {sha('data/raw.csv.dvc')[:12]}, dvc.lock {sha('dvc.lock')[:12]} (3 data paths)\n" in project.output_text()
+
+    # New data (dvc repro wrote a new lock): the next run records the new version.
+    project.write("dvc.lock", DVC_LOCK.replace("153aad06d376b6595932470e459ef42a", "0" * 32))
+    assert project.run("-r", "--only", "net.py:a").returncode == 0
+    assert project.results()[-1]["dvc"]["data"]["data/prepared"] == "0" * 32 + ".dir"
+
+
+def test_without_dvc_a_record_has_no_data_version(project):
+    committed_project(project)
+    project.run("-r")
+    assert "dvc" not in run_record(project, "a") and all("dvc" not in row for row in project.results())
+    assert "dvc data:" not in project.output_text()

@@ -29,7 +29,7 @@ from mlpipeline.records.files import now_iso
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.paths import OutputPaths
-from mlpipeline.records.provenance import find_repository, git_state
+from mlpipeline.records.provenance import dvc_state, find_dvc_root, find_repository, git_state
 from mlpipeline.records.run_record import read_run_record
 from mlpipeline.records.states import JournalEvent
 
@@ -82,6 +82,7 @@ class Launcher:
         self._listener = listener
         self._say = reporter
         self._repository = find_repository(project.models_dir)
+        self._dvc_root = find_dvc_root(project.models_dir)
 
     def launch(self, planned: PlannedRun) -> Launched:
         """Claim and start ``planned``, or say why it cannot run (an Ending to record)."""
@@ -129,6 +130,7 @@ class Launcher:
             gpus=granted,
             gpu_share=share,
             git=git_state(self._repository, planned.script.path) if self._repository else None,
+            dvc=dvc_state(self._dvc_root, self._repository) if self._dvc_root else None,
         )
         try:
             self._listener.started(version_run)  # before any report of it can arrive
@@ -206,6 +208,7 @@ class Launcher:
                 "host": self._identity.host,
                 "daemon": self._identity.key,
                 "git": version_run.git,
+                **({"dvc": version_run.dvc} if version_run.dvc else {}),
             },
         )
 

@@ -38,6 +38,7 @@ class VersionRun:
     gpus: Tuple[str, ...] = ()
     gpu_share: float = 0.0
     git: Optional[Dict[str, Any]] = None
+    dvc: Optional[Dict[str, Any]] = None  # the DVC data version, where the project has one
     metrics: Dict[str, Any] = field(default_factory=dict)
     last_report_logged: float = 0.0
     last_progress_written: float = 0.0
@@ -193,6 +194,7 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         "parameters": result.get("parameters"),
         "model_dir": version_run.model_dir if version_run else None,
         "git": version_run.git if version_run else None,
+        **({"dvc": version_run.dvc} if version_run and version_run.dvc else {}),
         "gpus": version_run.placement.get("gpus", list(version_run.gpus)) if version_run else None,
         **node_fields(version_run),
         "model_summary": result.get("model_summary"),

@@ -15,7 +15,7 @@ from filelock import FileLock
 
 from mlpipeline.records.files import json_text, naming_file, now_iso
 from mlpipeline.records.paths import OutputPaths
-from mlpipeline.records.provenance import describe_git
+from mlpipeline.records.provenance import describe_dvc, describe_git
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -183,6 +183,9 @@ def format_output_block(record: Dict[str, Any]) -> str:
     commit = describe_git(record.get("git"))
     if commit:
         lines.append(f"git commit:     {commit}")
+    data = describe_dvc(record.get("dvc"))
+    if data:
+        lines.append(f"dvc data:       {data}")
     parameters = record.get("parameters") or {}
     if parameters:
         lines.append("parameters:")
