@@ -40,7 +40,8 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def _random_states() -> Dict[str, Any]:
+def random_states() -> Dict[str, Any]:
+    """Python's, NumPy's (when installed), torch's and CUDA's (when in use) random states."""
     states: Dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     try:
         import numpy
@@ -53,7 +54,8 @@ def _random_states() -> Dict[str, Any]:
     return states
 
 
-def _restore_random_states(states: Dict[str, Any]) -> None:
+def restore_random_states(states: Dict[str, Any]) -> None:
+    """Put back what :func:`random_states` took."""
     random.setstate(states["python"])
     torch.set_rng_state(states["torch"].cpu())
     if "numpy" in states:
@@ -75,7 +77,7 @@ def _dataset_of(data: Any) -> Any:
     return data.dataset if isinstance(data, torch.utils.data.DataLoader) else data
 
 
-class _StepSampler(torch.utils.data.Sampler):
+class StepSampler(torch.utils.data.Sampler):
     """Batches of sample indices for steps ``first`` to ``first + count - 1`` of a StreamOrder."""
 
     def __init__(self, order: StreamOrder, first: int, count: int) -> None:
@@ -140,7 +142,7 @@ class TorchModel(CheckpointedModel):
         order = StreamOrder(len(dataset), size, self.seed, shuffle)
         loader = torch.utils.data.DataLoader(
             dataset,
-            batch_sampler=_StepSampler(order, self.step, steps),
+            batch_sampler=StepSampler(order, self.step, steps),
             collate_fn=collate,
             num_workers=num_workers,
             # A generator of its own: a DataLoader draws a seed when it starts, which from the
@@ -175,7 +177,7 @@ class TorchModel(CheckpointedModel):
             "step": self.step,
             "seed": self.seed,
             "objects": {name: obj.state_dict() for name, obj in self._stateful().items()},
-            "random": _random_states(),
+            "random": random_states(),
         }
         target = os.path.join(self.model_dir, CHECKPOINT_FILE)
         handle, temporary = tempfile.mkstemp(dir=self.model_dir, prefix=f".{CHECKPOINT_FILE}.")
@@ -214,7 +216,7 @@ class TorchModel(CheckpointedModel):
         for name, saved in state["objects"].items():
             if name in objects:
                 objects[name].load_state_dict(saved)
-        _restore_random_states(state["random"])
+        restore_random_states(state["random"])
         self.step = int(state["step"])
         self.restored_from = path
         self.log(f"restored step {self.step} from {path}")
