@@ -76,3 +76,26 @@ def test_a_lightning_version_cut_off_mid_epoch_resumes_with_the_losses_of_an_uni
     # The very losses: same weights, optimizer state (momentum), random states and batches.
     assert losses(resumed) == {step: expected[step] for step in range(resumed_at + 1, 95)}
     assert row["eval_test"] == whole.results()[-1]["eval_test"]
+
+
+def test_a_lightning_version_asked_for_a_checkpoint_saves_one_at_the_next_step(project):
+    import signal
+
+    import torch
+
+    script = SLOW.replace("checkpoint_every=10", "checkpoint_every=1000")  # none by the cadence
+    project.script("lightning_classifier.py", script, prelude=False)
+    project.queue(["lightning_classifier.py"])
+    last = project.outputs / "model_ckpts" / "lightning_classifier-slow" / "lightning" / "last.ckpt"
+    daemon = project.start("-r")
+    try:
+        project.wait_for(lambda: len(history(project)) >= 20, timeout=120, what="20 reports")
+        assert not last.exists()
+        for process in processes_of_runs(project.outputs):  # the keeper ignores it, the worker notes it
+            process.send_signal(signal.SIGUSR1)  # as a Slurm job warned of its time limit passes it on
+        project.wait_for(last.exists, timeout=10, what="a checkpoint")
+        saved_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+        assert 20 <= saved_at < 94
+    finally:
+        assert daemon.wait(timeout=120) == 0
+    assert project.results()[-1]["status"] == "finished"
