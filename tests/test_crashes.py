@@ -1,6 +1,7 @@
 """SPEC 5 and 6: versions that die in every way a real one does, and what they leave behind."""
 import os
 import signal
+import time
 
 import pytest
 from conftest import alive, kill_tree, versions_code
@@ -105,3 +106,17 @@ def test_a_power_cut_leaves_every_earlier_record_exactly_once(project):
         assert output.count(f"a.py:{version}    FINISHED") == 1
         assert project.log_text().count(f"a.py:{version} finished in") == 1
         assert sum(e["version"] == version and e["event"] == "finished" for e in project.journal()) == 1
+
+
+def test_ctrl_c_while_a_script_is_listed_records_nothing_and_says_it_was_stopped(project):
+    project.script("slow.py", "import time\ntime.sleep(30)\n" + versions_code('versions.addV("v")'))
+    project.queue(["slow.py"])
+    daemon = project.start("-r", start_new_session=True)
+    project.wait_for(lambda: "execution mode started" in project.log_text(), what="the daemon's start")
+    time.sleep(1)  # the listing child imports the script now
+    os.killpg(daemon.pid, signal.SIGINT)  # a terminal's Ctrl-C goes to the whole foreground group
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 130, output
+    assert "stopped by SIGINT; records in" in output and "nothing to run" not in output and "failed" not in output
+    assert project.results() == []  # the script is not recorded failed: it was only stopped
+    assert "execution mode ended: stopped by SIGINT" in project.log_text()

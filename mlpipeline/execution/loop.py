@@ -424,6 +424,9 @@ class ExecutionLoop:
         parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
         if skipped:
             parts.append(f"{skipped} skipped by -u")
+        if self.signals.count:
+            # Said, so that a queue stopped while its scripts were listed is not "nothing to run".
+            parts.append(f"stopped by {signal.Signals(self.signals.first).name if self.signals.first else 'a signal'}")
         summary = ", ".join(parts) or "nothing to run"
         self.say.daemon("INFO", f"execution mode ended: {summary}")
         self.view.summary("execution mode", self.tally.rows, [f"{summary}; records in {self.paths.outputs_dir}"])
