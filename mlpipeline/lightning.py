@@ -25,6 +25,7 @@ from mlpipeline.helper import DataLoader, Model
 from mlpipeline.script_support.checkpoint_request import checkpoint_asked
 from mlpipeline.script_support.data_order import StreamOrder
 from mlpipeline.script_support.extras import require
+from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.utils import ExecutionModeKeys
 
 torch = require("torch", "torch", "mlpipeline.lightning")
@@ -47,6 +48,10 @@ for _name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lig
     logging.getLogger(_name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class CheckpointUnreadable(ExplainedFailure):
+    """model_dir's last.ckpt cannot be loaded: the version fails saying so, and nothing is deleted."""
 
 
 class LightningDataLoader(DataLoader):
@@ -120,7 +125,13 @@ class LightningModel(Model):
         path = self._last_checkpoint()
         if path is None:
             return None
-        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+        try:
+            return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+        except Exception as exc:  # noqa: BLE001 - any way a file can fail to be a checkpoint
+            raise CheckpointUnreadable(
+                f"{path} is not a checkpoint Lightning can read ({type(exc).__name__}: {str(exc)[:300]}); "
+                "move it away to train this version from the start"
+            ) from None
 
     def clean_model_dir(self, model_dir: str) -> None:
         folder = os.path.join(model_dir, CHECKPOINT_DIR)

@@ -99,3 +99,19 @@ def test_a_lightning_version_asked_for_a_checkpoint_saves_one_at_the_next_step(p
     finally:
         assert daemon.wait(timeout=120) == 0
     assert project.results()[-1]["status"] == "finished"
+
+
+def test_a_torn_lightning_checkpoint_fails_the_version_naming_the_file_and_keeps_it(project):
+    # A model_dir that is not cleaned, so the fresh run takes up what it finds there.
+    script = SLOW.replace("step_sleep=0.03", "step_sleep=0").replace("checkpoint_every=10", "checkpoint_every=10, allow_delete_model_dir=False")
+    project.script("lightning_classifier.py", script, prelude=False)
+    project.queue(["lightning_classifier.py"])
+    last = project.outputs / "model_ckpts" / "lightning_classifier-slow" / "lightning" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"PK\x03\x04 cut off by a full disk")
+    result = project.run("-r", "-u", timeout=180)
+    assert result.returncode == 1
+    reason = project.results()[-1]["reason"]
+    assert f"{last} is not a checkpoint Lightning can read" in reason and "move it away" in reason
+    assert "mlpipeline/lightning.py" not in result.output  # the message, not our frames
+    assert last.read_bytes() == b"PK\x03\x04 cut off by a full disk"

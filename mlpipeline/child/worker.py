@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.records.files import write_json_atomic
-from mlpipeline.script_support.extras import MissingExtra
+from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.child.live_output import buffer_output
 from mlpipeline.child.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
 from mlpipeline.executors.protocol import (
@@ -67,8 +67,8 @@ def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, 
     """Call user code; an exception becomes a VersionFailure naming ``label`` and ``phase``."""
     try:
         return function(*args, **kwargs)
-    except MissingExtra as exc:
-        # Nothing to debug in the user's code: the message says what to install.
+    except ExplainedFailure as exc:
+        # Nothing to debug in the user's code: the message says what is wrong and what to do.
         raise VersionFailure(ScriptError(message=f"{label}: {exc}", phase=phase)) from exc
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any user error is recorded, not raised
         advice = old_code_advice(exc)

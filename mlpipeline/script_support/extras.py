@@ -4,8 +4,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from mlpipeline.script_support.failures import ExplainedFailure
 
-class MissingExtra(ImportError):
+
+class MissingExtra(ImportError, ExplainedFailure):
     """An optional dependency is not installed; the message names the extra that brings it."""
 
 
