@@ -188,7 +188,9 @@ def test_a_paused_daemon_loses_its_claim_stops_its_version_and_records_nothing(p
     first_worker = project.calls("train")[0]["pid"]
     paused.send_signal(signal.SIGSTOP)  # a suspended laptop, a frozen VM
     try:
-        taker = project.start("-r", "-u", env=other_host("host-b"))
+        # The taker beats every second: at 0.2 s, a loaded machine stalling it for 1.2 s once
+        # had its own keeper cut its version off (recorded, then resumed: two rows of host-b).
+        taker = project.start("-r", "-u", env={**other_host("host-b"), "MLPIPELINE_HEARTBEAT_S": "1"})
         project.wait_for(lambda: len(project.calls("train")) == 2, timeout=60, what="host-b to take the version over")
         # Its keeper ended it before the takeover: the two never train at once.
         assert not alive(first_worker)
@@ -199,7 +201,7 @@ def test_a_paused_daemon_loses_its_claim_stops_its_version_and_records_nothing(p
     output, _ = paused.communicate(timeout=60)
     assert paused.returncode == 0, output
     finished_once(project, ["slow"])
-    assert [r["host"] for r in project.results()] == ["host-b"]
+    assert [r["host"] for r in project.results()] == ["host-b"], (project.results(), project.log_text())
     assert "a.py:slow lost its claim to host-b:" in project.log_text()
 
 
