@@ -26,9 +26,9 @@ def tracking_bridge(project: ProjectConfig, warn: Callable[[str, str], None]) ->
             f"pip install 'mlpipeline[{extra}]'",
             line,
         ) from None
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the library's own error, said with where it came from
-        if type(exc).__name__ == "WandbSetupError":
-            raise ConfigError(PROJECT_CONFIG, f"tracking = \"wandb\": {exc}", line) from None
         where = project.tracking_uri or project.tracking_dir or "its default store"
         key = "tracking_uri" if project.tracking_uri else "tracking_dir" if project.tracking_dir else "tracking"
         raise ConfigError(
@@ -52,9 +52,12 @@ def _tracker(project: ProjectConfig) -> Tracker:
                 artifacts = None
         return MlflowTracker(uri, artifacts)
     if project.tracking == "wandb":
-        from mlpipeline.tracking.wandb_tracker import WandbTracker
+        from mlpipeline.tracking.wandb_tracker import WandbSetupError, WandbTracker
 
-        return WandbTracker(project.outputs_dir, project.project_dir.name)
+        try:
+            return WandbTracker(project.outputs_dir, project.project_dir.name)
+        except WandbSetupError as exc:
+            raise ConfigError(PROJECT_CONFIG, f"tracking = \"wandb\": {exc}", project.line_of("tracking")) from None
     from mlpipeline.tracking.tensorboard_tracker import TensorBoardTracker
 
     return TensorBoardTracker(project.tracking_dir)

@@ -66,6 +66,8 @@ class WandbTracker(Tracker):
     def start(self, run: TrackedRun) -> None:
         earlier = run.earlier()
         resumed_id = earlier.get("run_id") if earlier.get("tracker") == "wandb" and earlier.get("project") == self.project else None
+        if not isinstance(resumed_id, str) or not resumed_id:
+            resumed_id = None  # nothing kept, or tracking.json edited into something else: a new run
         config: Dict[str, Any] = {"mlpipeline": {"script": run.script, "version": run.version, "run_id": run.run_id}}
         if run.git:
             config["mlpipeline"]["git"] = run.git
@@ -75,7 +77,7 @@ class WandbTracker(Tracker):
             name=f"{run.script}:{run.version}",
             group=run.script,
             config=config,
-            id=resumed_id or None,
+            id=resumed_id,
             resume="allow" if resumed_id else None,
             reinit="create_new",
             settings=self._wandb.Settings(**SETTINGS),
