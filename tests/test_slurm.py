@@ -272,7 +272,12 @@ def test_the_warning_before_the_time_limit_makes_the_torch_base_save_and_a_resum
         slurm.command("scancel", "--batch", "--signal=USR1", job)  # what --signal=B:USR1@N sends
         warned_at = project.calls("step")[-1]["step"]
         checkpoint = Path(project.calls("train")[0]["model_dir"]) / "mlpipeline-checkpoint.pt"
-        project.wait_for(checkpoint.exists, timeout=30, what="the warned version's checkpoint")
+        try:
+            project.wait_for(checkpoint.exists, timeout=30, what="the warned version's checkpoint")
+        except AssertionError:  # it failed once in a full run: say what the job and the daemon saw
+            outs = {str(path): path.read_text(errors="replace")[-3000:] for path in (project.outputs / "slurm-jobs").glob("*/slurm.out")}
+            raise AssertionError(f"no checkpoint after USR1 at step {warned_at}; steps since: {project.calls('step')[-3:]}\n"
+                                 f"jobs: {slurm.jobs()}\n{outs}\n{project.log_text()[-4000:]}") from None
         slurm.command("scontrol", "requeue", job)
         output, _ = daemon.communicate(timeout=180)
     finally:
