@@ -126,7 +126,8 @@ class LightningModel(Model):
         if path is None:
             return None
         try:
-            return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+            # Mapped, not read: only the step is wanted of what may be gigabytes of weights.
+            return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
         except Exception as exc:  # noqa: BLE001 - any way a file can fail to be a checkpoint
             raise CheckpointUnreadable(
                 f"{path} is not a checkpoint Lightning can read ({type(exc).__name__}: {str(exc)[:300]}); "
