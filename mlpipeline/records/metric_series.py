@@ -67,13 +67,14 @@ def _read_fast(path: "str | Path", metric: str) -> Optional[MetricSeries]:
             # Each line must be one report, no more and no less. Lines that each begin with
             # "{" and hold no "[" cannot run into one another (an object's "," is followed by
             # a key, a string's raw newline is refused), so the count of values says it.
-            if "[" in text or text[:1] != "{" or text.count("\n{") != text.count("\n"):
+            breaks = text.count("\n")
+            if "[" in text or text[:1] != "{" or text.count("\n{") != breaks:
                 return None
             try:
                 reports = json.loads("[" + text.replace("\n", "\n,") + "]")
             except (ValueError, RecursionError):
                 return None
-            if len(reports) != text.count("\n") + 1:
+            if len(reports) != breaks + 1:
                 return None  # a line of two values, or of none
             for report in reports:
                 metrics = report.get("metrics") if type(report) is dict else None
