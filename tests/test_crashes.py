@@ -1,6 +1,10 @@
 """SPEC 5 and 6: versions that die in every way a real one does, and what they leave behind."""
 import os
+import select
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -120,3 +124,68 @@ def test_ctrl_c_while_a_script_is_listed_records_nothing_and_says_it_was_stopped
     assert "stopped by SIGINT; records in" in output and "nothing to run" not in output and "failed" not in output
     assert project.results() == []  # the script is not recorded failed: it was only stopped
     assert "execution mode ended: stopped by SIGINT" in project.log_text()
+
+
+
+ASKED_FOR_CHECKPOINTS = """
+from mlpipeline.script_support import checkpoint_request
+checkpoint_request.listen()
+print("listening", flush=True)
+steps = answered = 0
+while True:  # a training loop that asks at every step
+    answered += checkpoint_request.checkpoint_asked()
+    steps += 1
+    if steps % 20000 == 0:
+        print(steps, answered, flush=True)
+"""
+
+
+def test_sigusr1_in_bursts_never_stops_a_version_that_listens():
+    # A version gets a Slurm job's warning twice in a moment (the job's whole process group
+    # and the worker itself are told): a handler that took a lock hung the version mid-step.
+    child = subprocess.Popen([sys.executable, "-c", ASKED_FOR_CHECKPOINTS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list = []
+    reader = threading.Thread(target=lambda: lines.extend(child.stdout), daemon=True)
+    try:
+        assert child.stdout.readline() == "listening\n"
+        reader.start()
+        sent, until = 0, time.monotonic() + 3
+        while time.monotonic() < until and child.poll() is None:
+            os.kill(child.pid, signal.SIGUSR1)
+            sent += 1
+        seen = len(lines)
+        deadline = time.monotonic() + 30
+        while len(lines) <= seen + 2 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.poll() is None, child.stderr.read()[-2000:]
+        assert int(lines[-1].split()[1]) >= 1, (sent, lines[-3:])  # it was asked, and answered
+    finally:
+        child.kill()
+        child.wait()
+
+
+
+COUNTS_SIGUSR1 = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGUSR1, lambda *_: print(sys.argv[1], "SIGUSR1", flush=True))
+if sys.argv[1] == "child":  # and one below it that left its process group
+    subprocess.Popen([sys.executable, "-c", sys.argv[2], "grandchild", ""], start_new_session=True)
+print(sys.argv[1], "listening", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_signal_for_a_version_reaches_each_of_its_processes_once():
+    from mlpipeline.executors.process_tree import ProcessTree
+
+    child = subprocess.Popen([sys.executable, "-c", COUNTS_SIGUSR1, "child", COUNTS_SIGUSR1], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    tree = ProcessTree(child.pid)
+    try:
+        assert sorted(child.stdout.readline() for _ in range(2)) == ["child listening\n", "grandchild listening\n"]
+        tree.signal(signal.SIGUSR1)  # its group, and the members outside it
+        time.sleep(1)
+    finally:
+        tree.signal(signal.SIGKILL)
+    output, _ = child.communicate()
+    assert sorted(output.splitlines()) == ["child SIGUSR1", "grandchild SIGUSR1"]

@@ -153,8 +153,10 @@ class ProcessTree:
         return any(process.pid != self.pid and _running(process) for process in members)
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to the process group and every member ever seen that still runs;
-        SIGKILL freezes and kills the whole tree instead (:func:`end_processes`)."""
+        """Send ``signum`` to the process group and every member ever seen that still runs
+        outside it, each once (a worker given SIGINT twice in a moment would be interrupted
+        again while it ends); SIGKILL freezes and kills the whole tree instead
+        (:func:`end_processes`)."""
         self.sample()  # a fresh look first: what started since the last sample is signalled too
         with self._lock:
             members = list(self._members.values())
@@ -163,13 +165,14 @@ class ProcessTree:
             return
         try:
             os.killpg(self.pid, signum)
+            reached_group = self.pid
         except (ProcessLookupError, PermissionError):
-            pass
+            reached_group = None
         for process in members:
             try:
-                if process.is_running():
+                if process.is_running() and os.getpgid(process.pid) != reached_group:
                     process.send_signal(signum)
-            except psutil.Error:
+            except (psutil.Error, OSError):
                 continue
 
 
