@@ -1,6 +1,5 @@
 """SPEC 5 and 6: versions that die in every way a real one does, and what they leave behind."""
 import os
-import select
 import signal
 import subprocess
 import sys
