@@ -224,3 +224,38 @@ def test_a_version_forked_from_a_script_server_ends_with_its_daemon(project, how
     if how == "SIGINT":
         assert daemon.returncode == 130
         assert [r["status"] for r in project.results()] == ["finished", "interrupted"]
+
+
+def test_a_killed_daemons_preload_folder_is_removed_by_the_next_start_and_a_live_one_is_kept(project):
+    import os
+    import shutil
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    temp = Path(tempfile.mkdtemp(prefix="mlp-t-", dir="/tmp"))  # a socket's path must stay short
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        folders = {name: temp / f"mlpipeline-preload-{name}" for name in ("refused", "empty", "young", "live")}
+        for folder in folders.values():
+            folder.mkdir()
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(str(folders["refused"] / "preload.sock"))  # its server was killed: nobody listens
+        dead.close()
+        listener.bind(str(folders["live"] / "preload.sock"))
+        listener.listen(4)
+        (temp / "mlpipeline-preload-a-file").write_text("not a folder")
+        hour_ago = time.time() - 3600
+        for name in ("refused", "empty", "live"):
+            os.utime(folders[name], (hour_ago, hour_ago))
+        preloading(project)
+        project.script("a.py", versions_code('versions.addV("v1")'))
+        project.queue(["a.py"])
+        result = project.run("-r", env={"TMPDIR": str(temp)})
+        assert result.returncode == 0, result.output
+        assert project.calls("pre")[0]["wave_preloaded"]  # this run's own server started there
+        left = sorted(path.name for path in temp.iterdir())
+        assert left == ["mlpipeline-preload-a-file", "mlpipeline-preload-live", "mlpipeline-preload-young"], left
+    finally:
+        listener.close()
+        shutil.rmtree(temp, ignore_errors=True)

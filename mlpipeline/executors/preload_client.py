@@ -100,6 +100,7 @@ def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, A
         return None
     import tempfile
 
+    remove_abandoned_folders(tempfile.gettempdir())
     try:
         client = start_server(modules, tempfile.mkdtemp(prefix=PRELOAD_FOLDER_PREFIX), heartbeat, scripts)
     except (OSError, ValueError) as exc:
@@ -108,6 +109,56 @@ def start_preload(modules: List[str], warn: Any, heartbeat: Optional[Dict[str, A
     for module, error in client.failed.items():
         warn(f"preload: {module} failed to import ({error}); versions import it themselves")
     return client
+
+
+ABANDONED_AFTER_S = 60.0
+"""A preload folder without a live socket this old is a killed daemon's: younger, it may be one
+whose server has not bound its socket yet."""
+
+
+def remove_abandoned_folders(temp_dir: str) -> List[str]:
+    """Remove the preload folders that daemons killed with SIGKILL left in ``temp_dir`` (a
+    stopped daemon removes its own); returns them. A folder is abandoned when its socket
+    refuses a connection (no server listens there), or when it has none and is older than
+    ABANDONED_AFTER_S; a live server takes the probe as a request it cannot read."""
+    import shutil
+    import time
+
+    removed: List[str] = []
+    try:
+        names = [name for name in os.listdir(temp_dir) if name.startswith(PRELOAD_FOLDER_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        folder = os.path.join(temp_dir, name)
+        try:
+            if not os.path.isdir(folder) or os.path.islink(folder):
+                continue
+            age = time.time() - os.stat(folder).st_mtime
+        except OSError:
+            continue
+        if age < ABANDONED_AFTER_S or _listening(os.path.join(folder, "preload.sock")):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder):
+            removed.append(folder)
+    return removed
+
+
+def _listening(socket_path: str) -> bool:
+    """Whether a server accepts connections on ``socket_path``; one that cannot be told (not
+    ours to connect to) counts as listening, and is left alone."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(socket_path)
+        return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.close()
 
 
 def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, Any]] = None, scripts: bool = False) -> PreloadClient:
