@@ -1,10 +1,15 @@
 """SPEC 6: preload. Children forked from a server that imported the modules, and every promise
 of plain children kept: output, crashes, signals, timeouts, nothing outliving the daemon."""
+import os
+import shutil
 import signal
-import pytest
+import socket
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import alive, kill_tree, versions_code
 
@@ -227,12 +232,6 @@ def test_a_version_forked_from_a_script_server_ends_with_its_daemon(project, how
 
 
 def test_a_killed_daemons_preload_folder_is_removed_by_the_next_start_and_a_live_one_is_kept(project):
-    import os
-    import shutil
-    import socket
-    import tempfile
-    from pathlib import Path
-
     temp = Path(tempfile.mkdtemp(prefix="mlp-t-", dir="/tmp"))  # a socket's path must stay short
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
