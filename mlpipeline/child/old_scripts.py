@@ -5,9 +5,9 @@ cannot run now.
 """
 from __future__ import annotations
 
-import inspect
 import re
 import sys
+import types
 from typing import Any, Callable, Optional, Tuple
 
 MODEL_NAMES = ("MODEL", "EXPERIMENT")
@@ -17,13 +17,40 @@ MODEL_NAMES = ("MODEL", "EXPERIMENT")
 def pre_execution_arguments(hook: Callable[..., Any], version: Any, model_dir: str, exec_mode: str) -> Tuple[Any, ...]:
     """The arguments for ``hook``: all three, or ``(version, model_dir)`` for an override
     written as ``pre_execution_hook(self, version, model_dir)``, which every 1.x release called."""
-    try:
-        inspect.signature(hook).bind(version, model_dir, exec_mode)
-    except TypeError:
-        return (version, model_dir)
-    except ValueError:
-        pass  # no signature to read (a builtin): the documented call
-    return (version, model_dir, exec_mode)
+    takes = _takes_three_arguments(hook)
+    if takes is None:
+        import inspect  # only for what is not a plain method (every child would pay 9 ms for it)
+
+        try:
+            inspect.signature(hook).bind(version, model_dir, exec_mode)
+        except TypeError:
+            takes = False
+        except ValueError:
+            takes = True  # no signature to read (a builtin): the documented call
+        else:
+            takes = True
+    return (version, model_dir, exec_mode) if takes else (version, model_dir)
+
+
+_VARARGS = 0x04  # CO_VARARGS
+
+
+def _takes_three_arguments(hook: Callable[..., Any]) -> Optional[bool]:
+    """Whether three positional arguments bind to ``hook``, read from its code when it is a
+    plain function or method (what inspect would say); None when only inspect can tell."""
+    function, given = hook, 3
+    if isinstance(hook, types.MethodType):
+        function, given = hook.__func__, 4
+    if not isinstance(function, types.FunctionType) or hasattr(function, "__wrapped__"):
+        return None
+    code = function.__code__
+    defaults = len(function.__defaults__ or ())
+    keyword_only = code.co_kwonlyargcount - len(function.__kwdefaults__ or {})
+    if keyword_only > 0:
+        return False
+    if given > code.co_argcount:
+        return bool(code.co_flags & _VARARGS)
+    return code.co_argcount - given <= defaults
 
 
 _MISSING_ATTRIBUTE = re.compile(r"module '(tensorflow[\w.]*)' has no attribute '(\w+)'")

@@ -1,7 +1,6 @@
 """Versions: the named hyperparameter sets of one model script."""
 from __future__ import annotations
 
-import inspect
 import itertools
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, overload
@@ -160,14 +159,16 @@ def _readme_form(
     classes_count: Any = None,
     classes_offset: Any = None,
     **defaults: Any,
-) -> None:
+) -> Dict[str, Any]:
     """Versions(learning_rate, dataloader, batch_size, epoc_count, ...): the README's form."""
+    return dict(locals())  # the arguments bound, in order: what inspect's bind gives, without importing it
 
 
 def _experiment_form(
     dataloader: Any = None, batch_size: Optional[int] = None, epoc_count: Optional[float] = None, **defaults: Any
-) -> None:
+) -> Dict[str, Any]:
     """Versions(dataloader, batch_size, epoc_count, **defaults): release 1.1a3.post8's form."""
+    return dict(locals())
 
 
 def _form_of(args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
@@ -215,11 +216,10 @@ class Versions:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         form = _form_of(args, kwargs)
         try:
-            bound = inspect.signature(form).bind(*args, **kwargs)
+            values = form(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"{form.__doc__.split(':')[0]}: {exc}") from None
-        bound.apply_defaults()
-        values = dict(bound.arguments)
+            # Python names the form's function; the user wrote Versions(...).
+            raise TypeError(f"{form.__doc__.split(':')[0]}: {str(exc).replace(form.__name__ + '() ', '')}") from None
         extra = values.pop("defaults")
         suffix = extra.pop("experiment_dir_suffix", None)
         if form is _experiment_form:
@@ -232,8 +232,10 @@ class Versions:
         for key in (*_STANDARD, *OLD_RELEASE_PARAMETERS):
             values.setdefault(key, extra.pop(key, None))
         values.update(extra)
-        self._defaults: Dict[str, Any] = values
+        self._defaults = _Defaults(values)
         self._versions: Dict[str, VersionParameters] = {}
+        self._template: Dict[str, Any] = {}
+        self._template_of = -1  # the defaults' change count the template was made at
 
     @property
     def versions(self) -> Dict[str, VersionParameters]:
@@ -279,22 +281,26 @@ class Versions:
         if name in self._versions:
             raise ValueError(f"version {name!r} is defined twice")
         # Every child imports its script, so a script of 10,000 versions runs this 10,000 times
-        # before each version starts: written for speed (the same result as the plain loops).
-        defaults = self._defaults
-        version = VersionParameters(name=name)
-        version["dataloader"] = defaults.get("dataloader") if dataloader is None else dataloader
-        version["batch_size"] = defaults.get("batch_size") if batch_size is None else batch_size
-        version["epoc_count"] = defaults.get("epoc_count") if epoc_count is None else epoc_count
-        version["learning_rate"] = defaults.get("learning_rate") if learning_rate is None else learning_rate
-        version["model_dir_suffix"] = defaults.get("model_dir_suffix") if model_dir_suffix is None else model_dir_suffix
-        for key, value in zip(OLD_RELEASE_PARAMETERS, (hooks, use_all_classes, classes_count, classes_offset)):
-            if value is None:
-                value = defaults.get(key)
-            if value is not None:
-                version[key] = value
-        for key, default in defaults.items():
-            if default is not None and key not in _SET_BY_ADDV:
-                version[key] = default
+        # before each version starts: each version is a copy of a template made from the
+        # defaults (once, until they change), with what this call sets written over it.
+        if hooks is None and use_all_classes is None and classes_count is None and classes_offset is None:
+            if self._template_of != self._defaults.changes:
+                self._template, self._template_of = _version_template(self._defaults, {}), self._defaults.changes
+            version = VersionParameters(self._template)
+        else:
+            given = dict(zip(OLD_RELEASE_PARAMETERS, (hooks, use_all_classes, classes_count, classes_offset)))
+            version = VersionParameters(_version_template(self._defaults, given))
+        version["name"] = name
+        if dataloader is not None:
+            version["dataloader"] = dataloader
+        if batch_size is not None:
+            version["batch_size"] = batch_size
+        if epoc_count is not None:
+            version["epoc_count"] = epoc_count
+        if learning_rate is not None:
+            version["learning_rate"] = learning_rate
+        if model_dir_suffix is not None:
+            version["model_dir_suffix"] = model_dir_suffix
         for custom in (custom_paramters, custom_parameters, extra_parameters):
             if not custom:
                 continue
@@ -421,6 +427,64 @@ class Versions:
 
     def __contains__(self, name: object) -> bool:
         return name in self._versions
+
+
+class _Defaults(dict):
+    """The defaults of every version: a dict that counts its changes, so that addV can copy
+    one template for each version until a script changes a default (``versions_defaults``)."""
+
+    changes = 0
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.changes += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.changes += 1
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> "_Defaults":
+        self.changes += 1
+        return super().__ior__(other)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.changes += 1
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.changes += 1
+        return super().setdefault(key, default)
+
+    def pop(self, *args: Any) -> Any:
+        self.changes += 1
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self.changes += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.changes += 1
+        super().clear()
+
+
+def _version_template(defaults: Dict[str, Any], old_release: Dict[str, Any]) -> Dict[str, Any]:
+    """A version's parameters before addV's own arguments are written over them, in the order
+    every version's record shows them: name, the standard parameters, the 1.x releases' (those
+    set, by ``old_release`` or a default), the other defaults set, then (by addV) custom ones."""
+    template: Dict[str, Any] = {version_parameters.NAME: None}
+    for key in _STANDARD[:-1]:  # ORDER is added last, by addV
+        template[key] = defaults.get(key)
+    for key in OLD_RELEASE_PARAMETERS:
+        value = old_release.get(key)
+        if value is None:
+            value = defaults.get(key)
+        if value is not None:
+            template[key] = value
+    for key, default in defaults.items():
+        if default is not None and key not in _SET_BY_ADDV:
+            template[key] = default
+    return template
 
 
 def _order_or(version: Dict[str, Any], index: int) -> Any:
