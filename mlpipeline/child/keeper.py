@@ -211,7 +211,7 @@ class Keeper:
                 continue
             result = cut_off_result(message, "keeper")
             try:
-                write_json_atomic(run_dir / RESULT_FILE, result, durable=False)
+                write_json_atomic(run_dir / RESULT_FILE, result, durable=False, for_people=False)
             except OSError:
                 pass
 

@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 import types
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -364,7 +363,7 @@ def answer(request: ChildRequest) -> Tuple[Dict[str, Any], Optional[VersionFailu
             result["ok"] = True
     except VersionFailure as failure:
         result["ok"] = False
-        result["error"] = asdict(failure.error)
+        result["error"] = failure.error.to_json()
         return result, failure
     return result, None
 
@@ -376,7 +375,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     request = ChildRequest.read(run_dir)
     sys.argv = [request.script_path]
     result, _ = answer(request)
-    write_json_atomic(run_dir / RESULT_FILE, result, durable=False)  # read once, right after
+    write_json_atomic(run_dir / RESULT_FILE, result, durable=False, for_people=False)  # read once, right after
     sys.stdout.flush()
     sys.stderr.flush()
     return 0 if result["ok"] else 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TypedDict
 
@@ -51,28 +50,54 @@ def version_environment(run_id: str, script: str, version: str, model_dir: str) 
     }
 
 
-@dataclass
 class ChildRequest:
-    """One job for a child process: list a script's versions, or run one version."""
+    """One job for a child process: list a script's versions, or run one version.
 
-    action: str
-    script_path: str
-    script_label: str
-    version: Optional[str] = None
-    model_dir: Optional[str] = None
-    execution_mode: bool = False
-    fresh: bool = True
-    run_record: Optional[Dict[str, Any]] = None  # run.json's start, written into <model_dir>/.mlpipeline/
-    models_dir: Optional[str] = None  # the script must really be inside it (a link may point elsewhere)
-    # The daemon's heartbeat, which the keeper watches: file, folder, interval, daemon, namespace.
-    heartbeat: Optional[Dict[str, Any]] = None
-    sha256: Optional[str] = None  # the script's fingerprint when the daemon chose the version
-    # Refuse a script whose bytes are not ``sha256``: set where the child may see another file
-    # system than the daemon's (a Ray node's view of the shared folder).
-    check_sha256: bool = False
+    A plain class, not a dataclass: every child reads one as it starts, and importing
+    dataclasses (with inspect) would cost each child about 10 ms of CPU."""
+
+    def __init__(
+        self,
+        action: str,
+        script_path: str,
+        script_label: str,
+        version: Optional[str] = None,
+        model_dir: Optional[str] = None,
+        execution_mode: bool = False,
+        fresh: bool = True,
+        run_record: Optional[Dict[str, Any]] = None,
+        models_dir: Optional[str] = None,
+        heartbeat: Optional[Dict[str, Any]] = None,
+        sha256: Optional[str] = None,
+        check_sha256: bool = False,
+    ) -> None:
+        self.action = action
+        self.script_path = script_path
+        self.script_label = script_label
+        self.version = version
+        self.model_dir = model_dir
+        self.execution_mode = execution_mode
+        self.fresh = fresh
+        self.run_record = run_record  # run.json's start, written into <model_dir>/.mlpipeline/
+        self.models_dir = models_dir  # the script must really be inside it (a link may point elsewhere)
+        # The daemon's heartbeat, which the keeper watches: file, folder, interval, daemon, namespace.
+        self.heartbeat = heartbeat
+        self.sha256 = sha256  # the script's fingerprint when the daemon chose the version
+        # Refuse a script whose bytes are not ``sha256``: set where the child may see another file
+        # system than the daemon's (a Ray node's view of the shared folder).
+        self.check_sha256 = check_sha256
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(vars(self))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ChildRequest and vars(other) == vars(self)
+
+    def __repr__(self) -> str:
+        return f"ChildRequest({', '.join(f'{key}={value!r}' for key, value in vars(self).items())})"
 
     def write(self, run_dir: Path) -> None:
-        write_json_atomic(run_dir / REQUEST_FILE, asdict(self), durable=False)  # a temporary folder
+        write_json_atomic(run_dir / REQUEST_FILE, self.to_json(), durable=False, for_people=False)  # a temporary folder
 
     @classmethod
     def read(cls, run_dir: Path) -> "ChildRequest":
@@ -113,13 +138,22 @@ def describe_node(placement: Dict[str, Any]) -> str:
     return f"{placement.get('node_ip')} (host {placement.get('node_host')}, node {node_id[:8]})"
 
 
-@dataclass
 class ScriptError:
     """Why a script or version failed, as the child saw it."""
 
-    message: str
-    traceback: str = ""
-    phase: str = ""
+    def __init__(self, message: str, traceback: str = "", phase: str = "") -> None:
+        self.message = message
+        self.traceback = traceback
+        self.phase = phase
+
+    def to_json(self) -> "ErrorFields":
+        return {"message": self.message, "traceback": self.traceback, "phase": self.phase}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ScriptError and vars(other) == vars(self)
+
+    def __repr__(self) -> str:
+        return f"ScriptError(message={self.message!r}, traceback={self.traceback!r}, phase={self.phase!r})"
 
     @classmethod
     def from_json(cls, data: Optional[Dict[str, Any]]) -> Optional["ScriptError"]:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -232,7 +232,7 @@ class RayExecutor(Executor):
                 run.handle = RayTask(key)
             self._end_lost(run)
             return
-        request = asdict(run.request)
+        request = run.request.to_json()
         request["check_sha256"] = True  # the node reads the script through the shared folder
         probe = (str(self._probe[0]), self._probe[1]) if self._probe else None
         try:

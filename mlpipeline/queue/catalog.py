@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -146,7 +146,9 @@ class ListingStore:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.folder / f"{listing.sha256}.json", asdict(listing), durable=False)
+            data = asdict(replace(listing, error=None))
+            data["error"] = None if listing.error is None else listing.error.to_json()
+            write_json_atomic(self.folder / f"{listing.sha256}.json", data, durable=False)
         except OSError:
             pass  # a cache: the daemon's records do not depend on it
 

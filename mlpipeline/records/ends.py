@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -70,7 +70,8 @@ class RecordKeeper:
         """
         pending = self._pending_path(end)
         pending.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(pending, asdict(end))
+        # vars, not asdict: asdict copies the whole record deeply, 1 ms a version for nothing.
+        write_json_atomic(pending, vars(end), for_people=False)
         committed = self._journal.append_if_owner(JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
         if committed is not None:
             self._publish(end, self.results, self.output, self.log, check_first=False)

@@ -138,9 +138,14 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
-def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
-    """Write ``data`` as strict JSON to ``path``, atomically (see :func:`write_bytes_atomic`)."""
-    write_bytes_atomic(path, json_text(data, indent=1).encode("utf-8"), durable)
+def write_json_atomic(path: Path, data: Any, durable: bool = True, for_people: bool = True) -> None:
+    """Write ``data`` as strict JSON to ``path``, atomically (see :func:`write_bytes_atomic`).
+
+    ``for_people=False`` writes it on one line, for files only programs read (a run's request
+    and result, a pending record): Python's indenting encoder is several times slower than
+    the one-line one, and the daemon writes such a file for every version."""
+    text = json_text(data, indent=1) if for_people else json_text(data)
+    write_bytes_atomic(path, text.encode("utf-8"), durable)
 
 
 def remove_quietly(path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
@@ -153,14 +152,15 @@ def read_object(path: Path, limit: int = FILE_LIMIT) -> Optional[Dict[str, Any]]
         return None
 
 
-@dataclass
 class TailRead:
     """What one read of a followed file brought: its new whole lines, and whether the file was
     ``deleted``, ``replaced`` or ``cut short`` since the last read (then nothing more was read:
-    the follower starts over from the new file's beginning on the next read)."""
+    the follower starts over from the new file's beginning on the next read). A plain class:
+    every child imports this module, and dataclasses would cost each about 10 ms."""
 
-    lines: List[Line] = field(default_factory=list)
-    changed: Optional[str] = None
+    def __init__(self, lines: Optional[List[Line]] = None, changed: Optional[str] = None) -> None:
+        self.lines: List[Line] = [] if lines is None else lines
+        self.changed = changed
 
 
 class FileTail:
