@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from filelock import FileLock
-
+from mlpipeline.records.file_lock import FileLock
 from mlpipeline.records.files import ends_with_newline, json_text, now_iso
 from mlpipeline.records.identity import hostname
 from mlpipeline.records.lines import FileTail, RecordError, decode_object

@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from filelock import FileLock
-
+from mlpipeline.records.file_lock import FileLock
 from mlpipeline.records.files import ends_with_newline, fsync_dir, json_text, naming_file, now_iso
 from mlpipeline.records.lines import LINE_LIMIT, FileTail, decode_object
 from mlpipeline.records.paths import OutputPaths

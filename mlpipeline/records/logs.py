@@ -11,8 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from filelock import FileLock
-
+from mlpipeline.records.file_lock import FileLock
 from mlpipeline.records.files import json_text, naming_file, now_iso
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.provenance import describe_dvc, describe_git
