@@ -82,7 +82,7 @@ def _output_to_sinks(run: ChildRun) -> Iterator[None]:
     """sys.stdout, sys.stderr and the event channel into pipes read as a child's are; all that
     was written is delivered when it ends."""
     pipes = [os.pipe() for _ in range(3)]
-    readers = read_child_output(run, *(read for read, _ in pipes))
+    output_ended = read_child_output(run, *(read for read, _ in pipes))
     saved_streams = sys.stdout, sys.stderr
     (_, out), (_, err), (_, events) = pipes
     ours = [os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace") for fd in (out, err)]
@@ -99,5 +99,4 @@ def _output_to_sinks(run: ChildRun) -> Iterator[None]:
             except (OSError, ValueError):
                 pass
         os.close(events)
-        for reader in readers:
-            reader.join()
+        output_ended.wait()

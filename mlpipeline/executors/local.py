@@ -12,24 +12,30 @@ when the daemon dies, however it dies, the keeper ends its versions.
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
 
-from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, pump_lines, pump_records
-from mlpipeline.executors.process_tree import ProcessTree, sample_until, start_time
+from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, READ_BYTES, LineCutter, RecordCutter
+from mlpipeline.executors.process_tree import SAMPLE_INTERVAL_S, ProcessTree, start_time
 from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, new_run_folder, take_result
 from mlpipeline.records.lines import RecordError, decode_object
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 
+
+OUTPUT_AFTER_END_S = 10.0
+"""How long the output of a child that ended is read on (what its pipes still hold, or a
+process of its that kept them open) before its end is recorded."""
 
 KEEPER_ANSWER_S = 5.0
 """How long a keeper asked to kill its tree may take before this daemon kills it itself: the
@@ -87,12 +93,13 @@ class LocalExecutor(Executor):
             return started[0].pid
 
         # The keeper runs no user code: its own memory is not the version's.
-        tree, readers = self._spawn(run, start, count_root=False)
-        run_thread(self._wait, run, started[0], tree, readers)
+        tree, output_ended = self._spawn(run, start, count_root=False)
+        run_thread(self._wait, run, started[0], tree, output_ended)
 
-    def _spawn(self, run: ChildRun, start: Callable[[int, int, int], int], count_root: bool) -> Tuple[ProcessTree, List[threading.Thread]]:
+    def _spawn(self, run: ChildRun, start: Callable[[int, int, int], int], count_root: bool) -> Tuple[ProcessTree, threading.Event]:
         """Start the child with ``start(stdout, stderr, events)``, the write ends of three pipes,
-        which returns its pid; then sample its tree and read its output."""
+        which returns its pid; then read its output and sample its tree, in one thread. Returns
+        the tree and the Event set when the output has ended."""
         pipes = [os.pipe() for _ in range(3)]
         try:
             run.pid = start(*(write for _, write in pipes))
@@ -105,18 +112,16 @@ class LocalExecutor(Executor):
                 os.close(write)
         tree = run.handle.tree = ProcessTree(run.pid, count_root=count_root)
         self._place(run, {"child_pid": run.pid, "child_started": start_time(run.pid)})
-        run_thread(sample_until, tree, run.done)
-        return tree, read_child_output(run, *(read for read, _ in pipes))
+        return tree, read_child_output(run, *(read for read, _ in pipes), tree=tree)
 
-    def _wait(self, run: ChildRun, process: subprocess.Popen, tree: ProcessTree, readers: List[threading.Thread]) -> None:
+    def _wait(self, run: ChildRun, process: subprocess.Popen, tree: ProcessTree, output_ended: threading.Event) -> None:
         pid = process.pid
         # Wait without reaping, so the process group id cannot be reused before the kill below.
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         end_what_the_keeper_left(tree)
         _, status, usage = os.wait4(pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-        for reader in readers:
-            reader.join(timeout=10)
+        output_ended.wait(timeout=OUTPUT_AFTER_END_S)
         # ru_maxrss (KiB on Linux) is exact for the largest single process; the tree's sum is sampled.
         peak = max(tree.peak_rss_bytes, usage.ru_maxrss * 1024)
         self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak, take_result(run.handle.run_dir))
@@ -159,18 +164,52 @@ def end_what_the_keeper_left(tree: ProcessTree) -> None:
         tree.signal(signal.SIGKILL)
 
 
-def read_child_output(run: ChildRun, out: int, err: int, events: int) -> List[threading.Thread]:
-    """Threads that read the read ends of a child's stdout, stderr and event pipes to their
-    ends, handing what comes to the run's sinks (and closing them)."""
+def read_child_output(run: ChildRun, out: int, err: int, events: int, tree: Optional[ProcessTree] = None) -> threading.Event:
+    """Read a child's stdout, stderr and event pipes (their read ends) to their ends, handing
+    what comes to the run's sinks, and close them; with ``tree``, sample the tree's memory
+    every SAMPLE_INTERVAL_S until the run is done. One thread does it all: a thread per pipe
+    and one to sample, five a version with the waiter, cost the daemon's loop about 10 ms a
+    version in thread starts. Returns the Event set once all three pipes have ended."""
+    ended = threading.Event()
 
     def oversized(size: int) -> None:
         deliver(run.on_lines, "stderr", [f"mlpipeline: an event of {size} bytes was left out (at most {MAX_EVENT_BYTES})"])
 
-    return [
-        run_thread(pump_lines, out, lambda lines: deliver(run.on_lines, "stdout", lines)),
-        run_thread(pump_lines, err, lambda lines: deliver(run.on_lines, "stderr", lines)),
-        run_thread(pump_records, events, lambda raw: _deliver_event(run.on_event, raw), oversized),
-    ]
+    cutters: Dict[int, Any] = {
+        out: LineCutter(lambda lines: deliver(run.on_lines, "stdout", lines)),
+        err: LineCutter(lambda lines: deliver(run.on_lines, "stderr", lines)),
+        events: RecordCutter(lambda raw: _deliver_event(run.on_event, raw), oversized),
+    }
+    run_thread(_follow_output, run, cutters, tree, ended)
+    return ended
+
+
+def _follow_output(run: ChildRun, cutters: Dict[int, Any], tree: Optional[ProcessTree], ended: threading.Event) -> None:
+    selector = selectors.DefaultSelector()
+    try:
+        for fd in cutters:
+            selector.register(fd, selectors.EVENT_READ)
+        next_sample = 0.0
+        while cutters:
+            if tree is not None and time.monotonic() >= next_sample:
+                tree.sample()
+                next_sample = time.monotonic() + SAMPLE_INTERVAL_S
+            for key, _ in selector.select(SAMPLE_INTERVAL_S if tree is not None else None):
+                data = os.read(key.fd, READ_BYTES)
+                if data:
+                    cutters[key.fd].feed(data)
+                    continue
+                selector.unregister(key.fd)
+                os.close(key.fd)
+                cutters.pop(key.fd).close()
+    finally:
+        selector.close()
+        for fd in cutters:
+            os.close(fd)
+        ended.set()
+    # A version may close its output and run on: its memory is followed to its end.
+    while tree is not None and not run.done.wait(SAMPLE_INTERVAL_S):
+        tree.sample()
 
 
 def run_thread(target: Callable[..., None], *args: Any) -> threading.Thread:

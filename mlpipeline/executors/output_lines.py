@@ -7,7 +7,6 @@ its line still shows in ``tail -f`` and never fills the daemon's memory.
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, List
 
@@ -119,50 +118,37 @@ class LineCutter:
         return text
 
 
-def pump_lines(fd: int, emit: Callable[[List[str]], None]) -> None:
-    """Read ``fd`` to its end, handing the lines of each read to ``emit`` together; closes
-    ``fd`` (a thread's body)."""
-    cutter = LineCutter(emit)
-    try:
-        while True:
-            data = os.read(fd, READ_BYTES)
-            if not data:
-                break
-            cutter.feed(data)
-        cutter.close()
-    finally:
-        os.close(fd)
+class RecordCutter:
+    """Feeds on bytes, hands each newline-ended record (a JSON event) to ``emit``; a record over
+    MAX_EVENT_BYTES is dropped and its size told to ``oversized``."""
 
+    def __init__(self, emit: Callable[[bytes], None], oversized: Callable[[int], None]) -> None:
+        self._emit = emit
+        self._oversized = oversized
+        self._buffer = bytearray()
+        self._dropping = 0
 
-def pump_records(fd: int, emit: Callable[[bytes], None], oversized: Callable[[int], None]) -> None:
-    """Read ``fd`` to its end, handing each newline-ended record (a JSON event) to ``emit``;
-    a record over MAX_EVENT_BYTES is dropped and its size told to ``oversized``."""
-    buffer = bytearray()
-    dropping = 0
-    try:
-        while True:
-            data = os.read(fd, READ_BYTES)
-            if not data:
-                break
-            position = 0
-            while position < len(data):
-                newline = data.find(b"\n", position)
-                end = len(data) if newline < 0 else newline
-                if dropping:
-                    dropping += end - position
-                else:
-                    buffer += data[position:end]
-                    if len(buffer) > MAX_EVENT_BYTES:
-                        dropping = len(buffer)
-                        buffer.clear()
-                if newline < 0:
-                    break
-                if dropping:
-                    oversized(dropping)
-                    dropping = 0
-                else:
-                    emit(bytes(buffer))
-                    buffer.clear()
-                position = newline + 1
-    finally:
-        os.close(fd)
+    def feed(self, data: bytes) -> None:
+        position = 0
+        while position < len(data):
+            newline = data.find(b"\n", position)
+            end = len(data) if newline < 0 else newline
+            if self._dropping:
+                self._dropping += end - position
+            else:
+                self._buffer += data[position:end]
+                if len(self._buffer) > MAX_EVENT_BYTES:
+                    self._dropping = len(self._buffer)
+                    self._buffer.clear()
+            if newline < 0:
+                return
+            if self._dropping:
+                self._oversized(self._dropping)
+                self._dropping = 0
+            else:
+                self._emit(bytes(self._buffer))
+                self._buffer.clear()
+            position = newline + 1
+
+    def close(self) -> None:
+        """The stream ended: a record without its newline was cut short, and is no record."""

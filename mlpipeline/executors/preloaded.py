@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
-from mlpipeline.executors.local import LocalChild, LocalExecutor, end_what_the_keeper_left, run_thread
+from mlpipeline.executors.local import OUTPUT_AFTER_END_S, LocalChild, LocalExecutor, end_what_the_keeper_left, run_thread
 from mlpipeline.executors.preload_client import PreloadClient, start_preload
 from mlpipeline.executors.process_tree import ProcessTree
 from mlpipeline.executors.protocol import KILL_WORKER, RUN_VERSION, new_run_folder, take_result
@@ -51,11 +51,11 @@ class PreloadExecutor(LocalExecutor):
             return pid
 
         try:
-            tree, readers = self._spawn(run, start, count_root=True)  # the worker runs user code
+            tree, output_ended = self._spawn(run, start, count_root=True)  # the worker runs user code
         except BaseException:
             shutil.rmtree(child.run_dir, ignore_errors=True)
             raise
-        run_thread(self._wait_forked, run, *answers[0], tree, readers)
+        run_thread(self._wait_forked, run, *answers[0], tree, output_ended)
 
     def close(self) -> None:
         self.preload.stop()
@@ -80,7 +80,7 @@ class PreloadExecutor(LocalExecutor):
             except OSError:
                 pass
 
-    def _wait_forked(self, run: ChildRun, connection: Any, answer: Any, tree: ProcessTree, readers: List[threading.Thread]) -> None:
+    def _wait_forked(self, run: ChildRun, connection: Any, answer: Any, tree: ProcessTree, output_ended: threading.Event) -> None:
         try:
             ended = json.loads(answer.readline() or "{}")
         except (OSError, ValueError):  # OSError: the server died mid-answer
@@ -88,8 +88,7 @@ class PreloadExecutor(LocalExecutor):
         finally:
             connection.close()
         end_what_the_keeper_left(tree)
-        for reader in readers:
-            reader.join(timeout=10)
+        output_ended.wait(timeout=OUTPUT_AFTER_END_S)
         peak = max(tree.peak_rss_bytes, int(ended.get("maxrss_kib") or 0) * 1024)
         # No answer: the preload server died with the child still unreported; count it as killed.
         returncode = ended.get("returncode", -signal.SIGKILL)

@@ -174,10 +174,3 @@ class ProcessTree:
                     process.send_signal(signum)
             except (psutil.Error, OSError):
                 continue
-
-
-def sample_until(tree: ProcessTree, done: threading.Event) -> None:
-    """Sample ``tree`` every SAMPLE_INTERVAL_S until ``done`` is set (a thread's body)."""
-    while not done.is_set():
-        tree.sample()
-        done.wait(SAMPLE_INTERVAL_S)
