@@ -203,7 +203,18 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
         # Release 1.1a3.post8 gave each version without a suffix a folder of its own.
         suffixes = {name: suffixes.get(name, name) for name in names}
     gpus = {version["name"]: to_plain(version["gpus"]) for version in versions if version.get("gpus") is not None}
-    return {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes, "gpus": gpus}
+    listing = {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes, "gpus": gpus}
+    configs = {name: model.versions.config_version(name) for name in names}
+    configs = {name: config for name, config in configs.items() if config is not None}
+    if configs:
+        # The daemon fingerprints each of these versions by these files too, and lists the
+        # script again when a glob matches other files.
+        listing["inputs"] = {name: [path for path, _ in config.files] for name, config in configs.items()}
+        listing["globs"] = [[pattern, matched] for pattern, matched in model.versions.config_globs]
+        for name, config in configs.items():
+            if config.problem is not None:
+                missing.pop(name, None)  # it fails for its file when it runs, not for what the file lacks
+    return listing
 
 
 def _positive(label: str, key: str, value: Any, integer: bool) -> None:
@@ -262,6 +273,15 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
         version = model.versions.getVersion(request.version)
     except ValueError as exc:
         raise VersionFailure(ScriptError(message=f"{request.script_label}: {exc}", phase="parameters")) from exc
+    config = model.versions.config_version(request.version)
+    if config is not None:
+        from mlpipeline.script_support.config_files import apply_gin, version_fingerprint
+
+        result["sha256"] = version_fingerprint(result["sha256"], [digest for _, digest in config.files])
+        if config.problem is not None:
+            raise VersionFailure(ScriptError(message=f"{label}: {config.problem}", phase="config file"))
+        if config.kind == "gin":
+            call_user(label, "its gin file", apply_gin, config)
     if not hasattr(model, "name"):
         try:
             model.name = os.path.relpath(request.script_path)  # what the original set: models/<script>.py
@@ -290,7 +310,10 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             # After the clean, which may empty the folder, and before any training.
             run_record["software"] = software_versions()
             try:
-                write_run_record(Path(model_dir), Path(request.script_path).name, source, result["parameters"], run_record)
+                write_run_record(
+                    Path(model_dir), Path(request.script_path).name, source, result["parameters"], run_record,
+                    configs=config.record if config is not None else None,
+                )
             except OSError as exc:
                 message = f"{label}: its run record cannot be written in {model_dir} ({exc.strerror or exc})"
                 raise VersionFailure(ScriptError(message=message, phase="run record")) from None

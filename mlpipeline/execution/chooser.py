@@ -9,7 +9,7 @@ from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, O
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.protocol import ScriptError
-from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing
+from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing, VersionFingerprints
 from mlpipeline.queue.config import EXECUTION_QUEUE
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_dir
 from mlpipeline.records.control import ControlRequest
@@ -128,10 +128,11 @@ class VersionChooser:
             if listing is None:
                 unlisted += 1
                 continue
+            fingerprint = self.fingerprints.of_versions(listing)
             for name in listing.names:
-                key = (script.label, name, listing.sha256)
-                if script.wants(name) and key not in self._handled:
-                    if decide(self._journal, script.label, name, listing.sha256, self._policy) is not None:
+                sha256 = fingerprint(name)
+                if script.wants(name) and (script.label, name, sha256) not in self._handled:
+                    if decide(self._journal, script.label, name, sha256, self._policy) is not None:
                         pending += 1
         return pending + len(self._retries), unlisted
 
@@ -141,8 +142,11 @@ class VersionChooser:
         self._real_dirs = {}
         for script in self.queue.current():
             listing = self.listing(script)
-            for name in listing.names if listing else ():
-                if script.wants(name) and (script.label, name, listing.sha256) not in self._handled:
+            if listing is None:
+                continue
+            fingerprint = self.fingerprints.of_versions(listing)
+            for name in listing.names:
+                if script.wants(name) and (script.label, name, fingerprint(name)) not in self._handled:
                     skipped += 1
         return skipped
 
@@ -183,28 +187,34 @@ class VersionChooser:
         listing = self.listing(failed.script)
         if listing is None or failed.version not in listing.names:
             return None
-        start = Start.RESUME if listing.sha256 == failed.sha256 else Start.FRESH
-        return PlannedRun(failed.script, failed.version, listing.sha256, start, failed.attempt + 1)
+        fingerprint = self.fingerprints.of_versions(listing)
+        sha256 = fingerprint(failed.version)
+        start = Start.RESUME if sha256 == failed.sha256 else Start.FRESH
+        own = "" if sha256 == listing.sha256 else listing.sha256
+        return PlannedRun(failed.script, failed.version, sha256, start, failed.attempt + 1, script_sha256=own)
 
     def _candidates(
         self, scripts: List[QueuedScript], cut_off: AbstractSet[Tuple[str, str]]
-    ) -> Iterator[Tuple[QueuedScript, str, Iterable[str]]]:
+    ) -> Iterator[Tuple[QueuedScript, VersionFingerprints, Iterable[str]]]:
         for script in scripts:
             listing = self.listing(script)
             if listing is None:
                 if self._stopping():
                     return
                 continue
-            yield script, listing.sha256, self._unhandled_names(script.label, listing, cut_off)
+            fingerprint = self.fingerprints.of_versions(listing)
+            yield script, fingerprint, self._unhandled_names(script.label, listing, fingerprint, cut_off)
 
-    def _unhandled_names(self, label: str, listing: ScriptListing, cut_off: AbstractSet[Tuple[str, str]]) -> Iterator[str]:
+    def _unhandled_names(
+        self, label: str, listing: ScriptListing, fingerprint: VersionFingerprints, cut_off: AbstractSet[Tuple[str, str]]
+    ) -> Iterator[str]:
         """The versions of ``listing`` in run order, less the first ones this session handled
         (but for those cut off since, which resume) and those whose model_dir a running
         version uses (they wait; later ones may go first)."""
         key = (label, listing.sha256)
         names = listing.names
         start = self._handled_prefix.get(key, 0)
-        while start < len(names) and (label, names[start], listing.sha256) in self._handled:
+        while start < len(names) and (label, names[start], fingerprint(names[start])) in self._handled:
             start += 1
         self._handled_prefix[key] = start
         places = self._places.get(key)

@@ -88,7 +88,7 @@ class Launcher:
         """Claim and start ``planned``, or say why it cannot run (an Ending to record)."""
         label = planned.label
         run_id = new_run_id()
-        listing = self._catalog.listing(planned.script.path, planned.script.label, planned.sha256)
+        listing = self._catalog.listing(planned.script.path, planned.script.label, planned.script_content)
         problem = self._problem(planned, listing)
         suffix = listing.suffixes.get(planned.version) if listing else None
         model_dir = self._paths.model_dir(planned.script.label, suffix)
@@ -197,7 +197,7 @@ class Launcher:
             fresh=not resumed,
             models_dir=str(self._project.models_dir),
             heartbeat=self._claims.heartbeat_for_children(),
-            sha256=planned.sha256,
+            sha256=planned.script_content,
             run_record={
                 "script": planned.script.label,
                 "version": planned.version,

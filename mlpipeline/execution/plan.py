@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import AbstractSet, Container, Iterable, Optional, Tuple
+from typing import AbstractSet, Container, Iterable, Optional, Protocol, Tuple
 
 from mlpipeline.queue.queue_file import QueuedScript
 from mlpipeline.records.journal import Journal
@@ -31,12 +31,22 @@ class PlannedRun:
     script: QueuedScript
     version: str
     sha256: str
+    """The version's fingerprint, as the journal records it: its script's sha256, combined
+    with those of its configuration files for a version made from them."""
     start: Start
     attempt: int = 1
+    script_sha256: str = ""
+    """The script's own sha256 where it differs from ``sha256``: what its child checks and a
+    script server is kept by."""
 
     @property
     def label(self) -> str:
         return f"{self.script.label}:{self.version}"
+
+    @property
+    def script_content(self) -> str:
+        """The sha256 of the script's bytes."""
+        return self.script_sha256 or self.sha256
 
 
 def decide(
@@ -72,8 +82,16 @@ def decide(
     return None
 
 
+class Fingerprint(Protocol):
+    """The fingerprint of each version of one script content (catalog.VersionFingerprints)."""
+
+    script_sha256: str
+
+    def __call__(self, version: str) -> str: ...
+
+
 def choose_next(
-    candidates: Iterable[Tuple[QueuedScript, str, Iterable[str]]],
+    candidates: Iterable[Tuple[QueuedScript, Fingerprint, Iterable[str]]],
     journal: Journal,
     policy: HistoryPolicy,
     handled: Container[Tuple[str, str, str]],
@@ -81,20 +99,24 @@ def choose_next(
 ) -> Optional[PlannedRun]:
     """The next version to run: the first resumable one in queue order, else the first fresh one.
 
-    ``candidates`` yields (script, sha256, version names in run order); ``handled`` holds the
-    (script, version, sha256) this session already ran or that any daemon claimed during it:
-    each runs at most once per session and script content.
+    ``candidates`` yields (script, the fingerprint of its versions, version names in run
+    order); ``handled`` holds the (script, version, fingerprint) this session already ran or
+    that any daemon claimed during it: each runs at most once per session and content.
     """
     first_fresh: Optional[PlannedRun] = None
-    for script, sha256, names in candidates:
+    for script, fingerprint, names in candidates:
         for version in names:
+            sha256 = fingerprint(version)
             if not script.wants(version) or (script.label, version, sha256) in handled:
                 continue
             start = decide(journal, script.label, version, sha256, policy, cut_off)
+            if start is None:
+                continue
+            own = "" if sha256 == fingerprint.script_sha256 else fingerprint.script_sha256
             if start is Start.RESUME:
-                return PlannedRun(script, version, sha256, start)
-            if start is Start.FRESH and first_fresh is None:
-                first_fresh = PlannedRun(script, version, sha256, start)
+                return PlannedRun(script, version, sha256, start, script_sha256=own)
+            if first_fresh is None:
+                first_fresh = PlannedRun(script, version, sha256, start, script_sha256=own)
                 if not policy.use_history and not cut_off:
                     return first_fresh
     return first_fresh

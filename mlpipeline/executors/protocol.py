@@ -175,8 +175,9 @@ class ChildResult(TypedDict, total=False):
     ``ok``: the version (or the listing) ended well. ``cut_off``: it was ended from outside
     before its end (a silent daemon, a lost node): to be resumed, not recorded failed. The
     rest is the worker's: a listing's ``sha256``, ``names``, ``missing``, ``suffixes``,
-    ``gpus``; a run's ``sha256``, ``parameters``, ``epochs``, ``steps``, ``eval_train``,
-    ``eval_test``, ``model_summary``, ``dataloader_summary``.
+    ``gpus`` (and ``inputs`` and ``globs`` for versions made from configuration files); a
+    run's ``sha256`` (the version's fingerprint), ``parameters``, ``epochs``, ``steps``,
+    ``eval_train``, ``eval_test``, ``model_summary``, ``dataloader_summary``.
     """
 
     ok: bool

@@ -4,6 +4,7 @@ The daemon never imports a script: a child lists its versions, once per script c
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -15,6 +16,7 @@ from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptErr
 from mlpipeline.queue.config import ConfigError
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.records.lines import load_object
+from mlpipeline.script_support.config_files import version_fingerprint
 from mlpipeline.script_support.versions import name_problem, shown_name
 
 
@@ -30,6 +32,30 @@ class ScriptListing:
     error: Optional[ScriptError] = None
     refused: Dict[str, str] = field(default_factory=dict)
     """Versions left out of ``names`` because their name cannot be carried (name_problem): why, by name."""
+    inputs: Dict[str, List[str]] = field(default_factory=dict)
+    """The configuration files of each version made from them (add_config_files): part of its fingerprint."""
+    globs: List[List[Any]] = field(default_factory=list)
+    """[pattern, [files matched]] of each glob the script's import expanded: when one matches
+    other files, the script is listed again."""
+
+    def globs_still_match(self) -> bool:
+        """Whether every glob the listing was made with matches what it matched then."""
+        return all(sorted(glob.glob(pattern)) == matched for pattern, matched in self.globs)
+
+
+def _well_formed(listing: ScriptListing) -> bool:
+    """Whether a listing read back from disk has the shapes a listing has (any bytes may be there)."""
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+    return (
+        isinstance(listing.sha256, str)
+        and strings(listing.names)
+        and all(isinstance(table, dict) for table in (listing.missing, listing.suffixes, listing.gpus, listing.refused, listing.inputs))
+        and all(strings(files) for files in listing.inputs.values())
+        and isinstance(listing.globs, list)
+        and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and strings(item[1]) for item in listing.globs)
+    )
 
 
 def refused_message(label: str, name: str, problem: str) -> str:
@@ -113,9 +139,36 @@ class Fingerprints:
         cached = self._cache.get(str(path))
         if cached is not None and cached[0] == key:
             return cached[1]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         self._cache[str(path)] = (key, digest)
         return digest
+
+    def of_versions(self, listing: ScriptListing) -> "VersionFingerprints":
+        """The fingerprint of each version of ``listing``, as the files are now."""
+        return VersionFingerprints(listing, self)
+
+
+class VersionFingerprints:
+    """What each version of one listing is, for the journal: its script's sha256, combined for
+    a version made from configuration files with theirs (read now), so that editing one of
+    them reruns that version as editing the script reruns all."""
+
+    def __init__(self, listing: ScriptListing, fingerprints: Fingerprints) -> None:
+        self.script_sha256 = listing.sha256
+        self._inputs = listing.inputs
+        self._fingerprints = fingerprints
+
+    def __call__(self, name: str) -> str:
+        files = self._inputs.get(name)
+        if not files:
+            return self.script_sha256
+        digests = []
+        for path in files:
+            try:
+                digests.append(self._fingerprints.sha256(Path(path)))
+            except OSError:
+                digests.append("unreadable")  # its run says why, naming the file
+        return version_fingerprint(self.script_sha256, digests)
 
 
 class ListingStore:
@@ -137,9 +190,10 @@ class ListingStore:
         try:
             data = load_object(self.folder / f"{sha256}.json")
             data["error"] = ScriptError.from_json(data.get("error"))
-            return ScriptListing(**data)
+            listing = ScriptListing(**data)
         except (OSError, ValueError, TypeError):
             return None
+        return listing if _well_formed(listing) else None
 
     def save(self, listing: ScriptListing) -> None:
         if not self.writable:
@@ -196,7 +250,7 @@ class ScriptCatalog:
         None when ``cancel`` said stop (Ctrl-C) before the child ended.
         """
         cached = self._listings.get((str(path), sha256))
-        if cached is not None:
+        if cached is not None and cached.globs_still_match():
             return cached
         problem = name_problem(label)
         if problem is not None:
@@ -206,7 +260,7 @@ class ScriptCatalog:
             return refused
         if self._store is not None:
             stored = self._store.load(sha256)
-            if stored is not None:
+            if stored is not None and stored.globs_still_match():
                 self._listings[(str(path), sha256)] = stored
                 return stored
         request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label, models_dir=self._models_dir)
@@ -228,6 +282,8 @@ class ScriptCatalog:
                     missing=result["missing"],
                     suffixes=result["suffixes"],
                     gpus=result["gpus"],
+                    inputs=result.get("inputs", {}),
+                    globs=result.get("globs", []),
                 )
             )
             for name, why in listing.refused.items():

@@ -16,6 +16,8 @@ from mlpipeline.records.lines import read_object
 RECORD_DIR = ".mlpipeline"
 RUN_FILE = "run.json"
 PARAMETERS_FILE = "parameters.json"
+CONFIGS_DIR = "configs"
+"""The configuration files a version made from them ran with (script_support/config_files.py)."""
 
 
 def record_dir(model_dir: Path) -> Path:
@@ -23,11 +25,25 @@ def record_dir(model_dir: Path) -> Path:
 
 
 def write_run_record(
-    model_dir: Path, script_name: str, source: bytes, parameters: Dict[str, Any], run: Dict[str, Any]
+    model_dir: Path,
+    script_name: str,
+    source: bytes,
+    parameters: Dict[str, Any],
+    run: Dict[str, Any],
+    configs: Optional[Dict[str, bytes]] = None,
 ) -> None:
-    """Write the script copy, parameters.json and run.json for the run starting in ``model_dir``."""
+    """Write the script copy, parameters.json and run.json for the run starting in ``model_dir``;
+    and ``configs``, the configuration files of a version made from them, in configs/."""
     folder = record_dir(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / CONFIGS_DIR
+    if kept.is_dir():
+        import shutil  # here: only versions made from configuration files have this folder
+
+        shutil.rmtree(kept)  # an earlier run's files: this run's alone describe it
+    for name, data in (configs or {}).items():
+        (kept / name).parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(kept / name, data)
     own = (script_name, PARAMETERS_FILE, RUN_FILE)
     for old in folder.iterdir():
         # A script renamed since the last run (its old copy would mislead), and temporary

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence, overload
+import sys
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, overload
+
+if TYPE_CHECKING:
+    from mlpipeline.script_support.config_files import ConfigVersion
 
 
 class version_parameters:  # noqa: N801 - the original package's spelling, kept for scripts
@@ -236,6 +241,8 @@ class Versions:
         self._versions: Dict[str, VersionParameters] = {}
         self._template: Dict[str, Any] = {}
         self._template_of = -1  # the defaults' change count the template was made at
+        self._configs: Dict[str, "ConfigVersion"] = {}
+        self._config_globs: List[Tuple[str, List[str]]] = []
 
     @property
     def versions(self) -> Dict[str, VersionParameters]:
@@ -380,6 +387,60 @@ class Versions:
             self.addV(name, custom_parameters=values, **standard)
             added.append(name)
         return added
+
+    def add_config_files(self, *patterns: str, overrides: Sequence[str] = ()) -> List[str]:
+        """Add a version for each configuration file that ``patterns`` name (paths or globs,
+        relative to the script's folder); returns the names added.
+
+        A YAML file (``.yaml``, ``.yml``) is composed by Hydra (its defaults list, config
+        groups, interpolations resolved): its top-level keys become the version's parameters,
+        and it is named by the file's stem. ``overrides`` are Hydra's (``lr=0.01``,
+        ``model=large``, ``+extra=1``); a sweep (``lr=0.1,0.01``) makes one version for each
+        combination, named as Hydra names its multirun jobs (``lr=0.1,model=large``, with the
+        stem first when several files are given). A gin file makes one version whose
+        parameters are its bindings (``Configurable.argument``); it is bound by gin in the
+        version's own run. Every version also gets ``config_file``, the file it came from.
+
+        The files' bytes are part of each version's fingerprint, so editing a file reruns its
+        versions, and they are kept in the run record (``.mlpipeline/configs/``). A file that
+        cannot be parsed makes a version that fails, when it runs, with the parser's message.
+        Needs ``mlpipeline[hydra]`` for YAML and ``mlpipeline[gin]`` for gin files.
+        """
+        from mlpipeline.script_support import config_files
+
+        caller = sys._getframe(1).f_globals.get("__file__")
+        base = os.path.dirname(os.path.abspath(caller)) if isinstance(caller, str) else os.getcwd()
+        files, globs = config_files.expand_patterns(patterns, base)
+        added = []
+        for config in config_files.read_config_versions(files, list(overrides), base):
+            # Nested sections read as attributes too (cfg.model.width), as OmegaConf's do.
+            parameters = with_attribute_access(dict(config.parameters))
+            for key in (version_parameters.NAME, version_parameters.ORDER):
+                if key in parameters and config.problem is None:
+                    config.problem = (
+                        f"{config.source}: its key {key!r} is mlpipeline's own parameter (the version's "
+                        f"{'name' if key == 'name' else 'place in the queue'}); rename the key in the file"
+                    )
+                parameters.pop(key, None)
+            parameters[config_files.CONFIG_FILE_PARAMETER] = config.source
+            standard = {key: parameters.pop(key) for key in _STANDARD if key in parameters}
+            if standard.get(version_parameters.MODEL_DIR_SUFFIX) is None and self._defaults.get(version_parameters.MODEL_DIR_SUFFIX) is None:
+                # A model_dir of its own, as a version made from a file is a model of its own.
+                standard[version_parameters.MODEL_DIR_SUFFIX] = config_files.folder_name(config.name)
+            self.addV(config.name, custom_parameters=parameters, **standard)
+            self._configs[config.name] = config
+            added.append(config.name)
+        self._config_globs.extend(globs)
+        return added
+
+    def config_version(self, name: str) -> Optional["ConfigVersion"]:
+        """What configured version ``name`` when it came from a configuration file, else None."""
+        return getattr(self, "_configs", {}).get(name)
+
+    @property
+    def config_globs(self) -> List[Tuple[str, List[str]]]:
+        """Each glob add_config_files expanded, with the files it matched then."""
+        return list(getattr(self, "_config_globs", []))
 
     def getVersion(self, name: str) -> VersionParameters:  # noqa: N802 - original API name
         """The parameters of version ``name``; ValueError naming the known versions otherwise."""

@@ -108,9 +108,10 @@ class StatusReader:
                 reason = listing.error.message if listing and listing.error else "its versions could not be learned"
                 rows.append(VersionStatus(script.label, None, BROKEN, reason=reason, sha256=sha256))
                 continue
+            fingerprint = fingerprints.of_versions(listing)
             for version in listing.names:
                 if script.wants(version):
-                    rows.append(self._version(script.label, version, listing.sha256))
+                    rows.append(self._version(script.label, version, fingerprint(version)))
                     seen.add((script.label, version))
             self.warnings.extend(
                 refused_message(script.label, name, why) + " (not run)" for name, why in listing.refused.items() if script.wants(name)
@@ -220,7 +221,7 @@ def _detail(row: VersionStatus) -> str:
     if row.state == "waiting":
         return f"submitted by the daemon on {row.host} (pid {row.pid}) at {row.since}; waiting in the cluster's queue for a node"
     if row.state == STALE:
-        return f"was {row.previous_state}, ended {row.ended_at}; script edited since"
+        return f"was {row.previous_state}, ended {row.ended_at}; its script or config files edited since"
     if row.state in ("failed", "interrupted", "timed_out", "cancelled", BROKEN) and row.reason:
         return row.reason.splitlines()[0]
     if row.state == "finished":

@@ -1,0 +1,271 @@
+"""Versions made from configuration files: YAML configs composed by Hydra (with overrides, and
+Hydra's sweep syntax ``lr=0.1,0.01`` expanding to one version each), and gin files.
+
+Read where the script is imported, in a version's child, never in the daemon. Each version
+keeps the files that configured it: their bytes go into its fingerprint (an edited file
+reruns its version, as an edited script reruns all of its) and into its run record. A file
+that cannot be read or parsed does not stop the script's import: its version fails when it
+runs, with the file, line and parser's words.
+
+Hydra and gin are the extras ``mlpipeline[hydra]`` and ``mlpipeline[gin]``, imported only here.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import itertools
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from mlpipeline.script_support.extras import require
+from mlpipeline.script_support.failures import ExplainedFailure
+
+YAML_SUFFIXES = (".yaml", ".yml")
+GIN_SUFFIX = ".gin"
+CONFIG_FILE_PARAMETER = "config_file"
+"""The parameter naming the file a version was made from (relative to the script's folder)."""
+
+
+class ConfigVersion:
+    """One version made from configuration files: its name and parameters, the files whose
+    bytes configured it (with their sha256, as read at import), what its run record keeps,
+    and, for a file that could not be read, why."""
+
+    def __init__(self, name: str, source: str, kind: str, overrides: Sequence[str] = ()) -> None:
+        self.name = name
+        self.source = source  # the file it was made from, as the script named it
+        self.kind = kind  # "hydra" or "gin"
+        self.overrides = list(overrides)
+        self.parameters: Dict[str, Any] = {}
+        self.files: List[Tuple[str, str]] = []  # (absolute path, sha256)
+        # What the run record keeps in .mlpipeline/configs/: each file by its path from the
+        # folder of the version's own file, and what the parsers made of them.
+        self.record: Dict[str, bytes] = {}
+        self.problem: Optional[str] = None
+
+    def read(self, path: str) -> bytes:
+        """The bytes of ``path``, fingerprinted and kept for the run record."""
+        with open(path, "rb") as handle:
+            data = handle.read()
+        full = os.path.abspath(path)
+        self.files.append((full, hashlib.sha256(data).hexdigest()))
+        home = os.path.dirname(self.files[0][0])
+        inside = os.path.relpath(full, home)
+        self.record.setdefault(os.path.basename(full) if inside.startswith("..") else inside, data)
+        return data
+
+
+def version_fingerprint(script_sha256: str, file_sha256s: Sequence[str]) -> str:
+    """A version's fingerprint: its script's sha256, combined with those of the files that
+    configured it (the child and the daemon compute it alike)."""
+    if not file_sha256s:
+        return script_sha256
+    return hashlib.sha256("\n".join((script_sha256, *file_sha256s)).encode("ascii")).hexdigest()
+
+
+def folder_name(name: str) -> str:
+    """``name`` as a model_dir's suffix: a plain name (no path separator), short enough for a
+    folder name; a long one keeps its start and a hash of the whole, so two stay apart."""
+    plain = name.replace("/", "_").replace("\\", "_")
+    if plain in (".", ".."):
+        plain = plain.replace(".", "_")
+    if len(plain.encode("utf-8", "surrogateescape")) <= 120:
+        return plain
+    return f"{plain[:60]}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
+
+
+def expand_patterns(patterns: Sequence[str], base: str) -> Tuple[List[str], List[Tuple[str, List[str]]]]:
+    """The files ``patterns`` name (paths or globs, relative to ``base``), in order, each once;
+    and each glob with what it matched, which the daemon looks at again to see files come and go."""
+    files: List[str] = []
+    globs: List[Tuple[str, List[str]]] = []
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise TypeError(f"add_config_files takes file names or glob patterns, not {pattern!r}")
+        full = os.path.join(base, os.path.expanduser(pattern))
+        if glob.has_magic(full):
+            matched = sorted(glob.glob(full))
+            globs.append((full, matched))
+            if not matched:
+                raise ExplainedFailure(f"add_config_files({pattern!r}): no file matches it (looked in {base})")
+        else:
+            matched = [full]
+        for path in matched:
+            if path not in files:
+                files.append(path)
+    return files, globs
+
+
+def read_config_versions(files: Sequence[str], overrides: Sequence[str], base: str) -> List[ConfigVersion]:
+    """The versions the config ``files`` make: a gin file one; a YAML file one, or one for
+    each combination of the sweeps in ``overrides``."""
+    made: List[ConfigVersion] = []
+    for path in files:
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix == GIN_SUFFIX:
+            if overrides:
+                raise TypeError("add_config_files: overrides apply to YAML (Hydra) configs; a gin file takes none")
+            made.append(_gin_version(path, base))
+        elif suffix in YAML_SUFFIXES:
+            made.extend(_hydra_versions(path, overrides, base, several=len(files) > 1))
+        else:
+            raise ExplainedFailure(f"add_config_files: {path} is neither YAML (.yaml, .yml) nor gin (.gin)")
+    for version in made:
+        version.name = version.name.replace(":", "_")  # models.config names a version after a ':'
+    return made
+
+
+# -- Hydra -------------------------------------------------------------------------------------
+
+
+def sweep_jobs(overrides: Sequence[str]) -> List[List[str]]:
+    """Hydra's multirun: one list of overrides for each combination of the sweeps in
+    ``overrides`` (``lr=0.1,0.01`` is two values), the last varying fastest, as Hydra's basic
+    sweeper orders them."""
+    if not overrides:
+        return [[]]
+    require("hydra", "hydra", "add_config_files with overrides")
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise ExplainedFailure(f"add_config_files overrides: {exc}") from None
+    axes = []
+    for override in parsed:
+        if not override.is_sweep_override():
+            axes.append([override.input_line])
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except HydraException:
+            raise ExplainedFailure(
+                f"add_config_files overrides: {override.input_line!r} cannot be expanded here; "
+                "a sweep is a list of values (a=1,2), range() or choice()"
+            ) from None
+        axes.append([f"{override.get_key_element()}={value}" for value in values])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def _hydra_versions(path: str, overrides: Sequence[str], base: str, several: bool) -> List[ConfigVersion]:
+    require("hydra", "hydra", "add_config_files with a YAML file")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    made = []
+    for job in sweep_jobs(overrides):
+        version = ConfigVersion(stem, os.path.relpath(path, base), "hydra", job)
+        try:
+            _compose(version, path, job)
+        except Exception as exc:  # noqa: BLE001 - Hydra, OmegaConf and YAML raise many kinds
+            # Hydra's message, without the search path it lists after it (its own package first).
+            message = str(exc).split("\nConfig search path")[0]
+            version.problem = f"{version.source}: {' '.join(message.split())}"
+        # Named as Hydra names a multirun job's folder (override_dirname): its overrides sorted.
+        dirname = ",".join(sorted(job))
+        if dirname:
+            version.name = f"{stem},{dirname}" if several else dirname
+        made.append(version)
+    return made
+
+
+def _compose(version: ConfigVersion, path: str, job: List[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
+    folder = os.path.dirname(os.path.abspath(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    version.read(path)
+    with initialize_config_dir(config_dir=folder, version_base=None):
+        config = compose(config_name=stem, overrides=job, return_hydra_config=True)
+    choices = OmegaConf.to_container(config.hydra.runtime.choices)
+    with open_dict(config):
+        del config["hydra"]
+    resolved = OmegaConf.to_container(config, resolve=True)
+    version.record["config.resolved.yaml"] = OmegaConf.to_yaml(config, resolve=True).encode("utf-8")
+    # What composing it read: the top level of its folder (a defaults list may name any of
+    # them) and the chosen file of each group, so that editing one of them reruns it.
+    for name in sorted(os.listdir(folder)):
+        other = os.path.join(folder, name)
+        if other != os.path.abspath(path) and name.endswith(YAML_SUFFIXES) and os.path.isfile(other):
+            version.read(other)
+    for group, choice in sorted(choices.items()):
+        if choice is None or group.startswith("hydra/") or group == "hydra":
+            continue
+        for suffix in YAML_SUFFIXES:
+            chosen = os.path.join(folder, group.split("@")[0], f"{choice}{suffix}")
+            if os.path.isfile(chosen):
+                version.read(chosen)
+                break
+    if not isinstance(resolved, dict):
+        raise ExplainedFailure("its config is not a mapping of parameters")
+    version.parameters = {str(key): value for key, value in resolved.items()}
+
+
+# -- gin ---------------------------------------------------------------------------------------
+
+
+def _gin_version(path: str, base: str) -> ConfigVersion:
+    require("gin", "gin", "add_config_files with a gin file")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    version = ConfigVersion(stem, os.path.relpath(path, base), "gin")
+    try:
+        version.parameters = _gin_bindings(version, path, os.path.dirname(os.path.abspath(path)), seen=[])
+    except Exception as exc:  # noqa: BLE001 - gin's parser raises SyntaxError and others
+        version.problem = f"{version.source}: {_gin_message(exc)}"
+    return version
+
+
+def _gin_bindings(version: ConfigVersion, path: str, home: str, seen: List[str]) -> Dict[str, Any]:
+    """The bindings of the gin file at ``path`` (and those it includes) as parameters:
+    ``scope/Configurable.argument`` and macro names, with references written as gin writes
+    them (``@name``, ``@name()``, ``%MACRO``). Parsed with gin's own parser, which binds
+    nothing: that happens in the version's run (:func:`apply_gin`). An include is found as
+    gin finds it there: from ``home``, the folder of the version's own file."""
+    from gin import config_parser
+
+    class AsWritten(config_parser.ParserDelegate):
+        def configurable_reference(self, scoped_name: str, evaluate: bool) -> str:
+            return f"@{scoped_name}()" if evaluate else f"@{scoped_name}"
+
+        def macro(self, name: str) -> str:
+            return f"%{name}"
+
+    full = os.path.abspath(path)
+    if full in seen:
+        raise ExplainedFailure(f"{path} includes itself (through {' -> '.join(seen)})")
+    text = version.read(full).decode("utf-8")
+    bindings: Dict[str, Any] = {}
+    for statement in config_parser.ConfigParser(text, AsWritten()):
+        if isinstance(statement, config_parser.IncludeStatement):
+            bindings.update(_gin_bindings(version, os.path.join(home, statement.filename), home, seen + [full]))
+        elif isinstance(statement, config_parser.BindingStatement):
+            scope = f"{statement.scope}/" if statement.scope else ""
+            key = f"{scope}{statement.selector}" + (f".{statement.arg_name}" if statement.arg_name else "")
+            bindings[key] = statement.value
+    return bindings
+
+
+def _gin_message(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"line {exc.lineno}: {exc.msg}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def apply_gin(version: ConfigVersion) -> None:
+    """Bind the version's gin file, in its run: gin's config is cleared first, so a process
+    that ran another version binds only this one's."""
+    require("gin", "gin", "a version made from a gin file")
+    import gin
+
+    path = version.files[0][0]  # the version's own file, read first
+    gin.clear_config()
+    # From the file's folder, so that gin finds what it includes there, as the bindings were read.
+    working = os.getcwd()
+    os.chdir(os.path.dirname(path))
+    try:
+        gin.parse_config_file(path)
+    except Exception as exc:  # noqa: BLE001 - an unknown configurable, a bad value: gin says which
+        raise ExplainedFailure(f"{version.source}: {_gin_message(exc)}") from None
+    finally:
+        os.chdir(working)
+    version.record["config.bindings.gin"] = gin.config_str().encode("utf-8")
