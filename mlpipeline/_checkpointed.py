@@ -32,6 +32,7 @@ class CheckpointedModel(Model):
         self.step = 0
         self.seed = DEFAULT_SEED
         self.restored_from: Optional[str] = None
+        self.saved_at: Optional[int] = None  # the step of the last checkpoint this run saved
 
     def build(self, version: Dict[str, Any]) -> None:
         """Create this version's model (a script implements it)."""
@@ -42,8 +43,13 @@ class CheckpointedModel(Model):
         self.seed = int(version.get("seed", DEFAULT_SEED))
         self.step = 0
         self.restored_from = None
+        self.saved_at = None
 
     def get_trained_step_count(self) -> Optional[int]:
+        """The step of the checkpoint restored, or saved since (a run paused at an early-stopping
+        rung is asked after it trained, to know that it can resume); None when there is none."""
+        if self.saved_at is not None:
+            return self.saved_at
         return self.step if self.restored_from else None
 
     def save_checkpoint(self) -> str:

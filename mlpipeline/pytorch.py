@@ -188,6 +188,7 @@ class TorchModel(CheckpointedModel):
                 os.fsync(stream.fileno())
             os.replace(temporary, target)
             fsync_dir(Path(self.model_dir))
+            self.saved_at = self.step
         except BaseException:
             if os.path.exists(temporary):
                 os.remove(temporary)

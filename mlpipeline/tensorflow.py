@@ -152,6 +152,7 @@ class KerasModel(CheckpointedModel):
             with open(written, "rb") as handle:
                 os.fsync(handle.fileno())
         fsync_dir(Path(self._manager.directory))
+        self.saved_at = self.step
         return path
 
     # -- inside --------------------------------------------------------------------------------

@@ -328,6 +328,9 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             trained = call_user(label, "get_trained_step_count", model.get_trained_step_count)
             trained = _step_count(label, trained)
             steps = total if trained is None or model.reset_steps else max(total - trained, 0)
+            if request.until_step is not None and not model.reset_steps:
+                # Early stopping: up to the rung, where the version pauses with its model saved.
+                steps = max(min(steps, request.until_step - (trained or 0)), 0)
             eval_train_steps, eval_test_steps = train_count, test_count
         else:
             total, trained, steps = 1, None, 1
@@ -346,6 +349,11 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 result["steps"]["trained"] = _trained_after_failure(model, trained)
                 raise
             result["steps"]["trained"] = steps
+        reached = (trained or 0) + steps
+        if request.until_step is not None and request.execution_mode and reached < total:
+            # It can resume from here when its model says it has trained that far.
+            after = _step_count(label, call_user(label, "get_trained_step_count", model.get_trained_step_count))
+            result["pause"] = {"step": reached, "total": total, "resumable": after is not None and after >= reached}
         eval_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.EVALUATE)
         result["eval_train"] = to_plain(
             call_user(label, "evaluate_model (train input)", model.evaluate_model, eval_input, eval_train_steps)

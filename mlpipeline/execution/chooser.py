@@ -3,14 +3,16 @@ the scripts' listings and the journal. Each version runs at most once per sessio
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
+from mlpipeline.execution.early_stopping import Standing, Stop
+from mlpipeline.execution.halving import HalvingPlanner
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.protocol import ScriptError
 from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, ScriptListing, VersionFingerprints
-from mlpipeline.queue.config import EXECUTION_QUEUE
+from mlpipeline.queue.config import EXECUTION_QUEUE, EarlyStoppingSettings
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_dir
 from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.journal import Journal
@@ -33,6 +35,7 @@ class VersionChooser:
         busy_model_dirs: Callable[[], AbstractSet[str]],
         reporter: Reporter,
         stopping: Callable[[], bool],
+        early_stopping: Optional[EarlyStoppingSettings] = None,
     ) -> None:
         self.queue = queue
         self.catalog = catalog
@@ -54,6 +57,13 @@ class VersionChooser:
         self._handled_prefix: Dict[Tuple[str, str], int] = {}
         self._places: Dict[Tuple[str, str], Dict[str, int]] = {}
         self._names_by_dir: Dict[Tuple[str, str], Dict[str, List[str]]] = {}
+        # Early stopping: the halving of each script, read from the journal; the stops it
+        # decided, for the loop to record; the scripts (by content) whose model cannot resume.
+        self._halving = HalvingPlanner(early_stopping, journal, policy) if early_stopping is not None else None
+        self._stops: List[JudgedOut] = []
+        self._stops_taken: Set[Tuple[str, str, int]] = set()
+        self._watched: Dict[Tuple[str, str], bool] = {}
+        self._halving_seen: Optional[Tuple[Any, ...]] = None  # what the last empty look at promotions saw
 
     # -- the choice ------------------------------------------------------------------------
 
@@ -68,7 +78,63 @@ class VersionChooser:
             self._retries.pop(0)  # the version is gone from its script: nothing to retry
         scripts = [self._without_cancelled(script) for script in self.queue.current()]
         handled = _Handled(self._handled, taken, cut_off)
-        return choose_next(self._candidates(scripts, cut_off), self._journal, self._policy, handled, cut_off)
+        planned = choose_next(self._candidates(scripts, cut_off), self._journal, self._policy, handled, cut_off)
+        if self._halving is None:
+            return planned
+        if planned is not None:
+            return self._halving.first_run(planned, watched=self._is_watched(planned.script))
+        return self._next_in_halving(scripts, handled, cut_off)
+
+    def take_stops(self) -> List["JudgedOut"]:
+        """The paused versions early stopping judged out since the last call, to be recorded."""
+        stops, self._stops = self._stops, []
+        return stops
+
+    def _next_in_halving(self, scripts: List[QueuedScript], handled: "_Handled", cut_off: Set[Tuple[str, str]]) -> Optional[PlannedRun]:
+        """With nothing new to start: a paused version to promote (or one to start again,
+        watched, its model unable to resume); the stops found on the way are kept for the loop."""
+        assert self._halving is not None
+        seen = (self._journal.lines_read, len(self._handled), len(cut_off), len(self._cancelled), tuple(script.label for script in scripts))
+        if seen == self._halving_seen:
+            return None  # nothing changed since the last look found nothing
+        for script in scripts:
+            listing = self.listing(script)
+            if listing is None:
+                continue
+            fingerprint = self.fingerprints.of_versions(listing)
+            standings = self._halving.standings(script, listing.names, fingerprint, handled, cut_off)
+            for standing in standings:
+                event = self._journal.latest(script.label, standing.version)
+                if standing.standing is Standing.PENDING and event is not None and event.get("event") == "paused":
+                    return self._halving.restarted(script, standing.version, fingerprint, listing.sha256)
+            moves = self._halving.moves(standings)
+            for stop in moves.stops:
+                key = (script.label, stop.version, stop.rung)
+                if key not in self._stops_taken:
+                    self._stops_taken.add(key)
+                    model_dir = str(self._paths.model_dir(script.label, listing.suffixes.get(stop.version)))
+                    self._stops.append(JudgedOut(script, stop, fingerprint(stop.version), model_dir))
+            for promotion in moves.promotions:
+                if promotion.unreported:
+                    self._say.warn_once(
+                        (script.label, f"unreported:{promotion.version}"),
+                        f"{script.label}:{promotion.version} reported no '{self._halving.settings.metric}' by rung "
+                        f"{promotion.rung}; it is not judged, and runs to its end",
+                    )
+                return self._halving.promoted(script, promotion, fingerprint, listing.sha256)
+        self._halving_seen = seen
+        return None
+
+    def _is_watched(self, script: QueuedScript) -> bool:
+        """Whether early stopping watches ``script``'s versions as they run (its model cannot
+        resume at this content) instead of pausing them."""
+        listing = self.listing(script)
+        if listing is None or self._halving is None:
+            return False
+        key = (script.label, listing.sha256)
+        if not self._watched.get(key):
+            self._watched[key] = self._halving.is_watched(script, listing.names, self.fingerprints.of_versions(listing))
+        return self._watched[key]
 
     def cancel(self, request: ControlRequest) -> None:
         """What ``request`` names is not started again in this session (retries included)."""
@@ -249,6 +315,16 @@ class VersionChooser:
         """The scripts found broken since the last call, each once per content, to be recorded."""
         broken, self._broken = self._broken, []
         return broken
+
+
+@dataclass(frozen=True)
+class JudgedOut:
+    """A paused version early stopping judged out, for the loop to record as stopped."""
+
+    script: QueuedScript
+    stop: Stop
+    sha256: str
+    model_dir: str
 
 
 class _Handled:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from enum import Enum
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import psutil
 
@@ -101,8 +101,9 @@ class Launcher:
             return Launched(Launch.BLOCKED)
         expected = self._journal.latest(planned.script.label, planned.version)
         claimed = self._claims.claim(
-            expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id
-        )
+            expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id,
+            **self._halving_fields(planned),
+        )  # fmt: skip
         if not claimed:
             self._say.log("INFO", label, "another daemon claimed it first")
             return Launched(Launch.ELSEWHERE)
@@ -116,6 +117,10 @@ class Launcher:
         granted = self._resources.take(share, str(model_dir), planned.script.label)
         resumed = planned.start is Start.RESUME
         how = "resuming" if resumed else "fresh"
+        if planned.until_step is not None:
+            how += f", up to step {planned.until_step}"  # an early-stopping rung
+        elif planned.rungs and not planned.watched:
+            how += ", to its end"  # promoted past the last rung
         if planned.attempt > 1:
             how += f", attempt {planned.attempt} of {1 + self._project.retries}"
         if granted:
@@ -131,6 +136,7 @@ class Launcher:
             gpu_share=share,
             git=git_state(self._repository, planned.script.path) if self._repository else None,
             dvc=dvc_state(self._dvc_root, self._repository) if self._dvc_root else None,
+            rungs=list(planned.rungs),
         )
         try:
             self._listener.started(version_run)  # before any report of it can arrive
@@ -181,6 +187,7 @@ class Launcher:
                 resumed=planned.start is Start.RESUME,
                 attempt=planned.attempt,
                 run_id=version_run.run_id,
+                **self._halving_fields(planned),
                 gpus=gpus,
                 **where,
             )
@@ -198,6 +205,7 @@ class Launcher:
             models_dir=str(self._project.models_dir),
             heartbeat=self._claims.heartbeat_for_children(),
             sha256=planned.script_content,
+            until_step=planned.until_step,
             run_record={
                 "script": planned.script.label,
                 "version": planned.version,
@@ -211,6 +219,15 @@ class Launcher:
                 **({"dvc": version_run.dvc} if version_run.dvc else {}),
             },
         )
+
+    def _halving_fields(self, planned: PlannedRun) -> Dict[str, Any]:
+        """What every journal event of a version under early stopping carries (halving.py)."""
+        if self._project.early_stopping is None:
+            return {}
+        fields: Dict[str, Any] = {"rungs": list(planned.rungs), "until_step": planned.until_step}
+        if planned.watched:
+            fields["watched"] = True
+        return fields
 
     def _end_earlier_run(self, planned: PlannedRun) -> bool:
         """Make sure no process of an earlier run of ``planned`` still runs before it starts again

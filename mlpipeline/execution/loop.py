@@ -155,8 +155,9 @@ class ExecutionLoop:
         )
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
         self.chooser = VersionChooser(
-            self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs, say, stopping
-        )
+            self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs, say, stopping,
+            project.early_stopping,
+        )  # fmt: skip
         self.recorder = EndRecorder(project, self.identity, self.journal, self.records, not options.no_log, self.listener, say, stopping)
         self.launcher = Launcher(
             project, self.identity, self.paths, self.journal, self.claims, catalog, self.executor,
@@ -279,6 +280,8 @@ class ExecutionLoop:
         self.records.recover(self.claims.is_dead)
         planned = self.chooser.next(*self.claims.session())
         self._record_broken_scripts()
+        for judged in self.chooser.take_stops():
+            self._follow(self.recorder.stopped(judged))
         return planned
 
     # -- acting on what the steps returned ------------------------------------------------

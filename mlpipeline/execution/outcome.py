@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.executors.base import ChildOutcome
@@ -25,6 +25,7 @@ class RunPhase(Enum):
     RUNNING = "running"
     CANCELLED = "cancelled"  # `mlpipeline cancel` stopped it: recorded cancelled, unless it finished
     LOST = "lost"  # another daemon took the version over: this run records nothing
+    STOPPED = "stopped"  # early stopping judged it out at a rung while it ran: recorded stopped
 
 
 @dataclass
@@ -50,6 +51,8 @@ class VersionRun:
     best: Dict[str, Any] = field(default_factory=dict)  # each metric's best value over its history
     reported: bool = False  # whether it sent a report of its own
     cancel_reason: Optional[str] = None  # with RunPhase.CANCELLED: which cancel, from where
+    stop_reason: Optional[str] = None  # with RunPhase.STOPPED: the rule's words
+    rungs: List[Optional[float]] = field(default_factory=list)  # its values at the rungs passed, this run's too
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Ending:
     result: Dict[str, Any]
     version_run: Optional[VersionRun] = None  # None: it failed before it was started
     outcome: Optional[ChildOutcome] = None  # None: no process of it ran
+    early_stopping: Dict[str, Any] = field(default_factory=dict)  # rung, value, rungs...: in the journal event and the record
 
     @property
     def wall_s(self) -> float:
@@ -81,17 +85,25 @@ def crash_message(label: str, outcome: ChildOutcome) -> str:
 
 
 def classify(
-    outcome: ChildOutcome, label: str, version_timeout: float, cancel_reason: Optional[str] = None
+    outcome: ChildOutcome,
+    label: str,
+    version_timeout: float,
+    cancel_reason: Optional[str] = None,
+    stop_reason: Optional[str] = None,
 ) -> Tuple[JournalEvent, Dict[str, Any]]:
     """The journal event a child's end makes, and its result with the reason filled in.
 
-    ``cancel_reason``: `mlpipeline cancel` stopped it, which is how it ended unless it finished."""
+    ``cancel_reason``: `mlpipeline cancel` stopped it, which is how it ended unless it
+    finished; ``stop_reason``: early stopping did, likewise."""
     result = dict(outcome.result or {})
     if result.get("ok"):
-        return JournalEvent.FINISHED, result
+        return (JournalEvent.PAUSED if isinstance(result.get("pause"), dict) else JournalEvent.FINISHED), result
     if cancel_reason is not None:
         result["error"] = {"message": cancel_reason}
         return JournalEvent.CANCELLED, result
+    if stop_reason is not None:
+        result["error"] = {"message": stop_reason}
+        return JournalEvent.STOPPED, result
     if result.get("cut_off"):
         # Its keeper ended it: this daemon was silent past the heartbeat window (error says why).
         result.setdefault("error", {"message": "cut off by its keeper"})
@@ -159,10 +171,15 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
     reason = error.get("message")
     sha256 = result.get("sha256") or planned.sha256
     fields = identity.event_fields(planned.script.label, planned.version, sha256)
-    journal_fields = dict(fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **exit_info)
+    journal_fields = dict(fields, attempt=planned.attempt, duration_s=round(wall_s, 3), reason=reason, **exit_info, **ending.early_stopping)
     # What `mlpipeline status` shows as a version's last metrics, kept small: the journal is read whole.
-    if version_run is not None and version_run.metrics:
-        journal_fields["metrics"] = version_run.metrics
+    # A decision of early stopping (no run) shows the value it was judged by.
+    early = ending.early_stopping
+    metrics = version_run.metrics if version_run is not None else None
+    if version_run is None and early.get("value") is not None:
+        metrics = {early["metric"]: early["value"]}
+    if metrics:
+        journal_fields["metrics"] = metrics
     eval_test = result.get("eval_test")
     if eval_test is not None and len(json_text(eval_test)) <= JOURNAL_EVAL_LIMIT:
         journal_fields["eval_test"] = eval_test
@@ -184,15 +201,16 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         **exit_info,
         "steps": steps,
         **({"continued_from": version_run.continued_from} if version_run and version_run.continued_from is not None else {}),
+        **({"early_stopping": ending.early_stopping} if ending.early_stopping else {}),
         "epochs": result.get("epochs"),
         "eval_train": result.get("eval_train"),
         "eval_test": result.get("eval_test"),
-        "metrics": (version_run.metrics or None) if version_run else None,
+        "metrics": metrics or None,
         # What `compare --best` shows: the best of the history up to this run, which has its
         # reports only if it reported (a run without reports has no best of its own).
         **({"best": version_run.best if version_run.reported else {}} if version_run else {}),
         "parameters": result.get("parameters"),
-        "model_dir": version_run.model_dir if version_run else None,
+        "model_dir": version_run.model_dir if version_run else early.get("model_dir"),
         "git": version_run.git if version_run else None,
         **({"dvc": version_run.dvc} if version_run and version_run.dvc else {}),
         "gpus": version_run.placement.get("gpus", list(version_run.gpus)) if version_run else None,
@@ -201,7 +219,10 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         "dataloader_summary": result.get("dataloader_summary"),
     }
     # A stop that was asked for (a cancel, Ctrl-C, a cut-off to resume) is no error: nothing failed.
-    level = {JournalEvent.FINISHED: "INFO", JournalEvent.CANCELLED: "WARNING", JournalEvent.INTERRUPTED: "WARNING"}.get(event, "ERROR")
+    level = {
+        JournalEvent.FINISHED: "INFO", JournalEvent.PAUSED: "INFO", JournalEvent.STOPPED: "INFO",
+        JournalEvent.CANCELLED: "WARNING", JournalEvent.INTERRUPTED: "WARNING",
+    }.get(event, "ERROR")  # fmt: skip
     last = f", {describe_report(None, None, version_run.metrics)}" if version_run and version_run.metrics else ""
     log_lines = [(level, label, f"{event.value} in {wall_s:.2f} s (run {run_id}{last})")]
     if reason:

@@ -38,6 +38,12 @@ class PlannedRun:
     script_sha256: str = ""
     """The script's own sha256 where it differs from ``sha256``: what its child checks and a
     script server is kept by."""
+    # Early stopping (early_stopping.py): the version's values at the rungs it passed, the
+    # step this run trains up to (None: to its end), and whether the rule is applied while it
+    # runs (a script whose model cannot resume) rather than at a pause.
+    rungs: Tuple[Optional[float], ...] = ()
+    until_step: Optional[int] = None
+    watched: bool = False
 
     @property
     def label(self) -> str:

@@ -11,18 +11,22 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from mlpipeline.execution.claim_watch import lost_claim_message
 from mlpipeline.execution.end_hook import VersionEndHook
 from mlpipeline.execution.listener import ChildListener
+from mlpipeline.execution.chooser import JudgedOut
+from mlpipeline.execution.early_stopping import rung_value
+from mlpipeline.execution.halving import recorded_total
 from mlpipeline.execution.outcome import Ending, RunPhase, VersionRun, classify, version_end
-from mlpipeline.execution.plan import PlannedRun
+from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.base import ChildRun
 from mlpipeline.queue.catalog import ScriptListing
 from mlpipeline.queue.queue_file import QueuedScript
 from mlpipeline.queue.config import ProjectConfig
-from mlpipeline.records.ends import RecordKeeper
+from mlpipeline.records.ends import RecordKeeper, new_run_id
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.run_record import update_run_record
-from mlpipeline.records.states import JournalEvent
+from mlpipeline.records.lines import read_object
+from mlpipeline.records.run_record import PARAMETERS_FILE, record_dir, update_run_record
+from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent
 from mlpipeline.watch.console import describe_report
 
 
@@ -82,8 +86,11 @@ class EndRecorder:
         assert run.outcome is not None
         if version_run.phase is RunPhase.LOST:
             return self._drop_lost(version_run, run.outcome.wall_s)
-        event, result = classify(run.outcome, version_run.planned.label, self._project.version_timeout, version_run.cancel_reason)
-        recorded = self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome))
+        event, result = classify(
+            run.outcome, version_run.planned.label, self._project.version_timeout, version_run.cancel_reason, version_run.stop_reason
+        )
+        halving = self._halving_fields(version_run, event, result)
+        recorded = self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome, halving))
         if result.get("cut_off") and recorded.state != "lost" and not self._stopping():
             # Its keeper ended it while this daemon was silent, or its Ray node was lost, and no
             # other daemon took it: it is this session's to resume, a few times at most.
@@ -138,6 +145,68 @@ class EndRecorder:
             self._say.log("WARNING", label, f"attempt {planned.attempt} of {1 + self._project.retries} failed; retrying")
             return replace(recorded, follow_up=FollowUp.RETRY)
         return replace(recorded, failed=True)
+
+    def stopped(self, judged: JudgedOut) -> Recorded:
+        """Record a paused version early stopping judged out: a decision, no run; only while
+        its pause is still its latest event (of two daemons, one records it)."""
+        settings = self._project.early_stopping
+        assert settings is not None
+        stop, script = judged.stop, judged.script
+        planned = PlannedRun(script, stop.version, judged.sha256, Start.RESUME)
+        paused = self._journal.latest(script.label, stop.version)
+        if paused is None or paused.get("event") != JournalEvent.PAUSED.value:
+            return Recorded(planned.label, None, 0.0, planned=planned)  # it moved on meanwhile
+        halving = {
+            **{key: paused[key] for key in CARRIED_FIELDS if key in paused and key != "until_step"},
+            "rung": stop.rung, "step": paused.get("step"), "metric": settings.metric, "value": stop.value,
+            "rule": settings.rule, "history_run": paused.get("run_id"), "model_dir": judged.model_dir,
+        }  # fmt: skip
+        total = recorded_total(paused)
+        result = {"sha256": judged.sha256, "error": {"message": stop.reason}, "steps": {"trained": 0, "total": total}}
+        # The version's parameters, as its model_dir's run record has them from its last run.
+        parameters = read_object(record_dir(Path(judged.model_dir)) / PARAMETERS_FILE)
+        if parameters is not None:
+            result["parameters"] = parameters
+        ending = Ending(planned, new_run_id(), JournalEvent.STOPPED, result, early_stopping=halving)
+        end = version_end(self._identity, ending, self._write_log)
+        if not self._records.commit(end, after=paused):
+            return Recorded(planned.label, None, 0.0, planned=planned)  # another daemon recorded it
+        self.end_hook.run(
+            planned.label,
+            {
+                "MLPIPELINE_SCRIPT": script.label, "MLPIPELINE_VERSION": stop.version,
+                "MLPIPELINE_STATE": JournalEvent.STOPPED.value, "MLPIPELINE_RUN_ID": ending.run_id,
+                "MLPIPELINE_MODEL_DIR": judged.model_dir, "MLPIPELINE_DURATION_S": "0.000",
+            },
+        )  # fmt: skip
+        self._say.view.version_ended(planned.label, JournalEvent.STOPPED.value, 0.0, stop.reason)
+        return Recorded(planned.label, JournalEvent.STOPPED.value, 0.0, planned=planned)
+
+    def _halving_fields(self, version_run: VersionRun, event: JournalEvent, result: Dict[str, Any]) -> Dict[str, Any]:
+        """Where a version under early stopping stands after this run: its values at the rungs,
+        with the one it paused at (halving.py reads them back from the journal)."""
+        settings = self._project.early_stopping
+        if settings is None:
+            return {}
+        planned = version_run.planned
+        fields: Dict[str, Any] = {"rungs": list(version_run.rungs)}
+        steps = result.get("steps") if isinstance(result.get("steps"), dict) else {}
+        total = steps.get("total")
+        if isinstance(total, int) and not isinstance(total, bool):
+            fields["total_steps"] = total
+        if planned.watched:
+            fields["watched"] = True
+        if event is JournalEvent.PAUSED:
+            pause = result["pause"]
+            value = rung_value(settings, version_run.metrics, result.get("eval_test"), result.get("eval_train"))
+            fields.update(
+                rung=len(version_run.rungs), step=pause.get("step"), metric=settings.metric, value=value,
+                resumable=bool(pause.get("resumable")),
+            )  # fmt: skip
+            fields["rungs"].append(value)
+        elif event is JournalEvent.STOPPED and version_run.rungs:
+            fields.update(rung=len(version_run.rungs) - 1, metric=settings.metric, value=version_run.rungs[-1], rule=settings.rule)
+        return fields
 
     def broken_script(self, script: QueuedScript, listing: ScriptListing) -> Recorded:
         """A script whose versions cannot be learned: said, and a row in results.jsonl."""

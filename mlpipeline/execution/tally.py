@@ -15,7 +15,10 @@ class Tally:
         self.rows.append((label, state, seconds))
 
     def counts(self) -> Dict[str, int]:
+        """How many ended in each state; a run paused at an early-stopping rung is no end of
+        its version, which goes on or is stopped later (the rows keep it)."""
         counts: Dict[str, int] = {}
         for _, state, _ in self.rows:
-            counts[state] = counts.get(state, 0) + 1
+            if state != "paused":
+                counts[state] = counts.get(state, 0) + 1
         return counts

@@ -72,6 +72,8 @@ class DryRun:
                 return 0
             if self.project.executor != "local":
                 self.view.info(f'test mode runs on this host; -r runs the versions with executor = "{self.project.executor}"')
+            if self.project.early_stopping is not None:
+                self.view.info("test mode runs one step of each version; [EARLY_STOPPING] judges them in execution mode (-r)")
             for script, version in planned:
                 if not self._run_one(script, version):
                     return self.signals.exit_code or 1

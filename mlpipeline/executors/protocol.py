@@ -70,6 +70,7 @@ class ChildRequest:
         heartbeat: Optional[Dict[str, Any]] = None,
         sha256: Optional[str] = None,
         check_sha256: bool = False,
+        until_step: Optional[int] = None,
     ) -> None:
         self.action = action
         self.script_path = script_path
@@ -86,6 +87,8 @@ class ChildRequest:
         # Refuse a script whose bytes are not ``sha256``: set where the child may see another file
         # system than the daemon's (a Ray node's view of the shared folder).
         self.check_sha256 = check_sha256
+        # Early stopping: train up to this step (a rung) and pause there, the model saved.
+        self.until_step = until_step
 
     def to_json(self) -> Dict[str, Any]:
         return dict(vars(self))

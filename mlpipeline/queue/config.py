@@ -25,7 +25,9 @@ from mlpipeline.queue.ini import POST8_KEYS, POST8_QUEUES, ini_to_toml, looks_li
 from mlpipeline.script_support.versions import name_problem, shown_name
 
 from mlpipeline.queue.project_keys import (
+    EARLY_STOPPING_KEYS,
     MLP_KEYS,
+    REQUIRED,
     SLURM_KEYS,
     TRACKING_DIR_NEEDS,
     TRACKING_URI_NEEDS,
@@ -41,6 +43,18 @@ class SlurmSettings:
     partition: Optional[str] = SLURM_KEYS["partition"].default
     time: Optional[str] = SLURM_KEYS["time"].default
     sbatch_args: Tuple[str, ...] = SLURM_KEYS["sbatch_args"].default
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSettings:
+    """mlp.config's [EARLY_STOPPING] table: how the versions of a script are judged at rungs of
+    ``grace_steps * reduction_factor ** k`` steps (execution/early_stopping.py)."""
+
+    metric: str
+    grace_steps: int
+    mode: str = EARLY_STOPPING_KEYS["mode"].default
+    rule: str = EARLY_STOPPING_KEYS["rule"].default
+    reduction_factor: int = EARLY_STOPPING_KEYS["reduction_factor"].default
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class ProjectConfig:
     tracking_uri: Optional[str] = default("tracking_uri")
     tracking_dir: Optional[Path] = default("tracking_dir")
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    early_stopping: Optional[EarlyStoppingSettings] = None  # None: every version runs to its end
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     """The line of mlp.config on which each [MLP] key given is set, for messages that come
     later (a cluster that cannot be reached, a tracker that cannot start); [SLURM]'s keys as
@@ -214,7 +229,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     except OSError as exc:
         raise ConfigError(str(path), f"cannot be read: {exc}") from None
     data = parse_toml(text, file)
-    _check_tables(data, file, text, ["MLP", "SLURM"])
+    _check_tables(data, file, text, ["MLP", "SLURM", "EARLY_STOPPING"])
     if "MLP" not in data:
         raise ConfigError(file, 'has no [MLP] table; it needs at least: [MLP] models_dir = "models"')
     mlp = data["MLP"]
@@ -246,11 +261,13 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
             raise ConfigError(file, TRACKING_DIR_NEEDS, lines.get("tracking_dir"))
         values["tracking_dir"] = (project_dir / values["tracking_dir"]).resolve()
     slurm = _slurm_settings(data.get("SLURM", {}), file, text, lines)
+    early_stopping = _early_stopping(data["EARLY_STOPPING"], file, text, lines) if "EARLY_STOPPING" in data else None
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir.resolve(),
         outputs_dir=outputs_dir.resolve(),
         slurm=slurm,
+        early_stopping=early_stopping,
         key_lines=lines,
         **values,
     )
@@ -272,6 +289,29 @@ def _slurm_settings(table: Dict[str, Any], file: str, text: str, lines: Dict[str
         except KeyProblem as problem:
             raise ConfigError(file, str(problem), line) from None
     return SlurmSettings(**values)
+
+
+def _early_stopping(table: Dict[str, Any], file: str, text: str, lines: Dict[str, int]) -> EarlyStoppingSettings:
+    """[EARLY_STOPPING], checked; each key's line goes into ``lines`` as ``EARLY_STOPPING.<key>``."""
+    known = list(EARLY_STOPPING_KEYS)
+    for key in table:
+        if key not in known:
+            raise _unknown(file, text, "EARLY_STOPPING", key, known, "key of [EARLY_STOPPING]")
+    values: Dict[str, Any] = {}
+    for name, key in EARLY_STOPPING_KEYS.items():
+        line = key_line(text, "EARLY_STOPPING", name)
+        if name not in table:
+            if key.default is REQUIRED:
+                example = 'metric = "loss"' if name == "metric" else "grace_steps = 100"
+                raise ConfigError(file, f"[EARLY_STOPPING] has no '{name}'; it needs at least: {example}", key_line(text, "EARLY_STOPPING"))
+            continue
+        if line is not None:
+            lines[f"EARLY_STOPPING.{name}"] = line
+        try:
+            values[name] = key.check(name, table[name])
+        except KeyProblem as problem:
+            raise ConfigError(file, str(problem), line) from None
+    return EarlyStoppingSettings(**values)
 
 
 def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:

@@ -181,6 +181,28 @@ SLURM_KEYS: Dict[str, ConfigKey] = {
 """The keys of mlp.config's optional [SLURM] table, for ``executor = "slurm"``."""
 
 
+EARLY_STOPPING_RULES = ("asha", "median")
+
+
+def _metric_name(key: str, value: Any) -> str:
+    if not _string(key, value).strip():
+        raise KeyProblem("metric must name a metric the versions report() or return from evaluate_model, such as \"loss\"")
+    return value
+
+
+EARLY_STOPPING_KEYS: Dict[str, ConfigKey] = {
+    key.name: key
+    for key in (
+        ConfigKey("metric", REQUIRED, _metric_name),  # what versions are judged by
+        ConfigKey("mode", "min", _choice("min", "max")),  # lower is better, or higher
+        ConfigKey("rule", "asha", _choice(*EARLY_STOPPING_RULES)),  # successive halving, or the median rule
+        ConfigKey("grace_steps", REQUIRED, _at_least(1)),  # the first rung: no version is judged before
+        ConfigKey("reduction_factor", 3, _at_least(2)),  # asha: the best 1/reduction_factor go on
+    )
+}
+"""The keys of mlp.config's optional [EARLY_STOPPING] table (docs/early-stopping.md)."""
+
+
 def seconds_of_slurm_time(value: str) -> int:
     """How many seconds a --time value is (a value SLURM_KEYS has checked)."""
     days, _, clock = value.rpartition("-")

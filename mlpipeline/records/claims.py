@@ -18,7 +18,7 @@ from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Set, Tuple
 from mlpipeline.records.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal, state_of
-from mlpipeline.records.states import JournalEvent, RunState
+from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent, RunState
 
 Takeover = Tuple[Dict[str, Any], str]
 """A claim taken over: (the claim's record, why it was ended)."""
@@ -141,6 +141,7 @@ class Claims:
             else:
                 reason = f"its daemon on {record.get('host')} (pid {record.get('pid')}) stopped heartbeating"
             fields = self._identity.event_fields(record["script"], record["version"], record.get("sha256"))
+            fields.update({key: record[key] for key in CARRIED_FIELDS if key in record})
             ended = self._journal.append_if_latest(
                 record, JournalEvent.INTERRUPTED, **fields, reason=reason, taken_over_from=record.get("daemon")
             )

@@ -62,17 +62,22 @@ class RecordKeeper:
         self.log = RunLog(paths.log if write_log else None)
         self.output = OutputFile(paths.output if write_log else None)
 
-    def commit(self, end: VersionEnd) -> bool:
+    def commit(self, end: VersionEnd, after: Optional[Dict[str, Any]] = None) -> bool:
         """Journal the end durably, then write the record everywhere else.
 
         Only while the run still holds its version: False, with nothing written, when another
-        daemon took it over (this one was paused past the heartbeat window, say).
+        daemon took it over (this one was paused past the heartbeat window, say). With
+        ``after``, the end is a decision about a version no run holds (early stopping's
+        stop of a paused one): only while ``after`` is still its latest event.
         """
         pending = self._pending_path(end)
         pending.parent.mkdir(parents=True, exist_ok=True)
         # vars, not asdict: asdict copies the whole record deeply, 1 ms a version for nothing.
         write_json_atomic(pending, vars(end), for_people=False)
-        committed = self._journal.append_if_owner(JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
+        if after is None:
+            committed = self._journal.append_if_owner(JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
+        else:
+            committed = self._journal.append_if_latest(after, JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
         if committed is not None:
             self._publish(end, self.results, self.output, self.log, check_first=False)
         pending.unlink()

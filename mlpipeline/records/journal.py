@@ -272,5 +272,5 @@ class Journal:
                 self._claims[key] = (number, record.get("sha256"), record.get("daemon"))
                 if event == "started":
                     self._started[key] = record
-            elif "run_id" in record:
+            elif "run_id" in record and _STATE_OF[event] is not _RUNNING:  # a rung event is no end
                 self._ended_runs.add(record["run_id"])

@@ -14,6 +14,11 @@ class JournalEvent(Enum):
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"  # `mlpipeline cancel` stopped it: -u neither resumes nor retries it
+    # Early stopping ([EARLY_STOPPING]): a run that trained up to a rung and saved its model;
+    # a version judged out at a rung; a running version's value at a rung it went past.
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    RUNG = "rung"
 
 
 class RunState(Enum):
@@ -26,6 +31,8 @@ class RunState(Enum):
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    PAUSED = "paused"  # at a rung, waiting to be promoted to the next (or stopped)
+    STOPPED = "stopped"  # early stopping judged it out: -u never resumes it, --retry-failed never reruns it
 
 
 STATE_AFTER = {
@@ -36,4 +43,12 @@ STATE_AFTER = {
     JournalEvent.INTERRUPTED: RunState.INTERRUPTED,
     JournalEvent.TIMED_OUT: RunState.TIMED_OUT,
     JournalEvent.CANCELLED: RunState.CANCELLED,
+    JournalEvent.PAUSED: RunState.PAUSED,
+    JournalEvent.STOPPED: RunState.STOPPED,
+    JournalEvent.RUNG: RunState.RUNNING,
 }
+
+
+CARRIED_FIELDS = ("rungs", "total_steps", "until_step", "watched")
+"""What an event of a version under early stopping carries on to the next event of it that
+another writer makes (a takeover's interrupted): where it stands in its halving."""

@@ -15,7 +15,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from mlpipeline.records.files import json_text
 from mlpipeline.tracking.bridge import TrackedRun, Tracker, evaluations, final_step
 
-STATUS = {"finished": "FINISHED", "failed": "FAILED", "timed_out": "FAILED", "interrupted": "KILLED", "cancelled": "KILLED"}
+STATUS = {
+    "finished": "FINISHED", "failed": "FAILED", "timed_out": "FAILED", "interrupted": "KILLED", "cancelled": "KILLED",
+    # Early stopping: a run paused at a rung waits to be promoted; a version stopped there is done.
+    "paused": "SCHEDULED", "stopped": "FINISHED",
+}  # fmt: skip
 """MLflow's run status for how a version's run ended; a cut-off run is KILLED until it resumes."""
 
 _NAME = re.compile(r"[^\w\-. /]")

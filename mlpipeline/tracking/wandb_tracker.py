@@ -122,7 +122,8 @@ class WandbTracker(Tracker):
                 wandb_run.save(str(kept), base_path=wandb_run.dir, policy="now")
         finally:
             # Whatever failed above, the run does not stay running in W&B.
-            wandb_run.finish(exit_code=0 if state == "finished" else 1)
+            # A run paused at an early-stopping rung, or stopped there while it ran, ended as planned.
+            wandb_run.finish(exit_code=0 if state in ("finished", "paused", "stopped") else 1)
 
     def close(self) -> None:
         for wandb_run in self._runs.values():

@@ -51,6 +51,9 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
             row.update(_best_columns(stored) if stored is not None else _best(history))
         steps = record.get("steps") or {}
         row["steps"] = steps.get("total") if isinstance(steps, dict) else steps
+        early = record.get("early_stopping")
+        if record.get("status") == "stopped" and isinstance(early, dict) and early.get("step") is not None:
+            row["steps"] = early["step"]  # where early stopping stopped it
         row["duration_s"] = record.get("duration_s")
         rows.append(row)
         values = dict(record.get("parameters") or {})

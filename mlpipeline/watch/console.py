@@ -30,6 +30,8 @@ _STATE_STYLE = {
     "interrupted": "yellow",
     "timed_out": "red",
     "skipped": "dim",
+    "paused": "blue",
+    "stopped": "yellow",
 }
 
 

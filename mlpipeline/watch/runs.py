@@ -43,7 +43,7 @@ class RecordedRun:
         of the runs it resumed. Empty when none was kept (a run from before metric histories)."""
         for path in self._history_files():
             rows = list(read_history_file(path, self.warn))
-            count = _up_to_last(self.row.get("run_id"), [row.get("run_id") for row in rows])
+            count = _up_to_last(self.history_run, [row.get("run_id") for row in rows])
             if count is not None:
                 return rows[:count]
         return []
@@ -53,15 +53,22 @@ class RecordedRun:
         whole (``plot`` of 500 versions reads half a million)."""
         for path in self._history_files():
             series = read_metric_series(path, metric, self.warn)
-            count = _up_to_last(self.row.get("run_id"), series.run_ids)
+            count = _up_to_last(self.history_run, series.run_ids)
             if count is not None:
                 return MetricSeries(*(column[:count] for column in series))
         return MetricSeries([], [], [])
 
+    @property
+    def history_run(self) -> Any:
+        """The run whose reports this row's history ends with: its own, or, for early stopping's
+        stop of a paused version (a decision, no run), the run that paused it."""
+        early = self.row.get("early_stopping")
+        return early.get("history_run") if isinstance(early, dict) and early.get("history_run") else self.row.get("run_id")
+
     def _history_files(self) -> Iterator[str]:
         """The model's current history, then those kept aside when a fresh run started over
         (looked for only when the current lacks this run)."""
-        model_dir, run_id = self.row.get("model_dir"), self.row.get("run_id")
+        model_dir, run_id = self.row.get("model_dir"), self.history_run
         if not model_dir or not run_id:
             return
         # Strings, not history_path's Path: compare --best reads 10,000 of them, and pathlib
@@ -83,6 +90,11 @@ def _up_to_last(run_id: Any, run_ids: List[Any]) -> Optional[int]:
 # are read without parsing the rest, so only each version's latest row is parsed whole.
 _ROW_HEAD = re.compile(r'^\{"time": "[^"]*", "host": "(?:[^"\\]|\\.)*", "script": ("(?:[^"\\]|\\.)*"), '
                        r'"version": ("(?:[^"\\]|\\.)*"), "status": "(\w+)"')
+
+
+COMPARED = ("finished", "stopped")
+"""The ends compare and plot show without --any-state: a version's final word (early stopping's
+stop of a version is one, with its values up to the rung)."""
 
 
 def select_runs(
@@ -111,7 +123,7 @@ def select_runs(
                         warn(f"{results.name}:{number}: not a version's record; skipped")
                     continue
                 key, status = found
-                if (any_state or status == "finished") and (not entries or _selected(key, entries)):
+                if (any_state or status in COMPARED) and (not entries or _selected(key, entries)):
                     latest[key] = (number, line)
         except OSError as exc:
             raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None

@@ -38,7 +38,7 @@ class VersionStatus:
 
     script: str
     version: Optional[str]
-    state: str  # pending, waiting (in a cluster's queue), running, finished, failed, interrupted, timed_out, stale, broken
+    state: str  # pending, waiting (in a cluster's queue), running, paused, finished, stopped, failed, interrupted, timed_out, stale, broken
     queued: bool = True
     host: Optional[str] = None
     pid: Optional[int] = None  # the daemon's
@@ -55,6 +55,8 @@ class VersionStatus:
     run_id: Optional[str] = None
     attempt: Optional[int] = None
     sha256: Optional[str] = None
+    rung: Optional[int] = None  # paused or stopped by early stopping: at which rung
+    step: Optional[int] = None  # ... and at which step
 
     @property
     def label(self) -> str:
@@ -164,6 +166,10 @@ class StatusReader:
         row.metrics = last.get("metrics")
         row.eval_test = last.get("eval_test")
         row.reason = last.get("reason")
+        if state in (RunState.PAUSED, RunState.STOPPED):
+            rung, step = last.get("rung"), last.get("step")
+            row.rung = rung if isinstance(rung, int) and not isinstance(rung, bool) else None
+            row.step = step if isinstance(step, int) and not isinstance(step, bool) else None
         if sha256 is not None and last.get("sha256") != sha256 and self.project.on_script_change == "rerun":
             row.previous_state, row.state = row.state, STALE
             row.reason = "the script changed since this run; the version runs again from a clean model_dir"
@@ -222,7 +228,10 @@ def _detail(row: VersionStatus) -> str:
         return f"submitted by the daemon on {row.host} (pid {row.pid}) at {row.since}; waiting in the cluster's queue for a node"
     if row.state == STALE:
         return f"was {row.previous_state}, ended {row.ended_at}; its script or config files edited since"
-    if row.state in ("failed", "interrupted", "timed_out", "cancelled", BROKEN) and row.reason:
+    if row.state == "paused":
+        where = f"at rung {row.rung} (step {row.step})" if row.rung is not None else "at a rung"
+        return f"{where}, waiting to be promoted or stopped by early stopping"
+    if row.state in ("failed", "interrupted", "timed_out", "cancelled", "stopped", BROKEN) and row.reason:
         return row.reason.splitlines()[0]
     if row.state == "finished":
         return f"ended {row.ended_at} on {row.host}"

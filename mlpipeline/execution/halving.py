@@ -1,0 +1,136 @@
+"""The chooser's early-stopping side: how each version of a script stands in its halving, read
+from the journal (never only from memory: a daemon that starts again goes on where the last
+one was), and what that makes the next run: how far it trains, or which paused version is
+promoted, and which are stopped. The rules themselves are early_stopping.py's.
+
+Every journal event of a version under early stopping carries its values at the rungs it
+passed (``rungs``), its total steps once known, and ``watched`` for a script whose model
+cannot resume, so that the version's latest event alone tells where it stands.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import AbstractSet, Any, Callable, Container, Dict, List, Optional, Sequence, Tuple
+
+from mlpipeline.execution.early_stopping import Moves, Promotion, Standing, VersionStanding, moves, until_step
+from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, decide
+from mlpipeline.queue.config import EarlyStoppingSettings
+from mlpipeline.queue.queue_file import QueuedScript
+from mlpipeline.records.journal import Journal
+from mlpipeline.records.states import RunState
+
+Fingerprint = Callable[[str], str]
+
+
+def recorded_rungs(event: Optional[Dict[str, Any]]) -> Tuple[Optional[float], ...]:
+    """The rung values a journal event carries; none when it carries none that make sense (the
+    journal may hold any bytes)."""
+    values = event.get("rungs") if isinstance(event, dict) else None
+    if not isinstance(values, list):
+        return ()
+    kept: List[Optional[float]] = []
+    for value in values:
+        if value is None:
+            kept.append(None)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            kept.append(float(value))
+        else:
+            return ()
+    return tuple(kept)
+
+
+def recorded_total(event: Optional[Dict[str, Any]]) -> Optional[int]:
+    total = event.get("total_steps") if isinstance(event, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
+
+
+class HalvingPlanner:
+    """Reads the halving of each script from the journal and says what runs next in it."""
+
+    def __init__(self, settings: EarlyStoppingSettings, journal: Journal, policy: HistoryPolicy) -> None:
+        self.settings = settings
+        self._journal = journal
+        self._policy = policy
+
+    def first_run(self, planned: PlannedRun, watched: bool) -> PlannedRun:
+        """``planned`` (a fresh start, or a cut-off run resumed) with how far it trains: up to the
+        next rung, or, ``watched`` (its model cannot resume), to its end with the rule applied
+        while it runs."""
+        latest = self._journal.latest(planned.script.label, planned.version)
+        resumed = planned.start is Start.RESUME and latest is not None and latest.get("sha256") == planned.sha256
+        rungs = recorded_rungs(latest) if resumed else ()
+        total = recorded_total(latest) if resumed else None
+        if watched:
+            return replace(planned, rungs=rungs, until_step=None, watched=True)
+        return replace(planned, rungs=rungs, until_step=until_step(self.settings, len(rungs), total))
+
+    def is_watched(self, script: QueuedScript, names: Sequence[str], fingerprint: Fingerprint) -> bool:
+        """Whether the script's model cannot resume (at this content): a run of it paused at a
+        rung said so, or its versions already run watched."""
+        for name in names:
+            latest = self._journal.latest(script.label, name)
+            if latest is not None and latest.get("sha256") == fingerprint(name):
+                if latest.get("watched") or latest.get("resumable") is False:
+                    return True
+        return False
+
+    def standings(
+        self,
+        script: QueuedScript,
+        names: Sequence[str],
+        fingerprint: Fingerprint,
+        handled: Container[Tuple[str, str, str]],
+        cut_off: AbstractSet[Tuple[str, str]],
+    ) -> List[VersionStanding]:
+        """Each version of ``script`` the queue wants, as it stands in the halving: ``handled``
+        and ``cut_off`` as the chooser has them (what ran in this session, what resumes)."""
+        found = []
+        for name in names:
+            if not script.wants(name):
+                continue
+            sha256 = fingerprint(name)
+            latest = self._journal.latest(script.label, name)
+            start = (
+                None if (script.label, name, sha256) in handled
+                else decide(self._journal, script.label, name, sha256, self._policy, cut_off)
+            )  # fmt: skip
+            state = self._journal.state(script.label, name) if latest is not None else RunState.PENDING
+            rungs, total = recorded_rungs(latest), recorded_total(latest)
+            if start is Start.FRESH or latest is None:
+                found.append(VersionStanding(name, Standing.PENDING))
+            elif state is RunState.RUNNING or start is Start.RESUME:
+                found.append(VersionStanding(name, Standing.RUNNING, rungs, total))
+            elif state is RunState.PAUSED and latest.get("resumable") is not False:
+                found.append(VersionStanding(name, Standing.PAUSED, rungs, total))
+            elif state is RunState.PAUSED:
+                found.append(VersionStanding(name, Standing.PENDING))  # it cannot resume: it runs again, watched
+            else:
+                found.append(VersionStanding(name, Standing.DONE, rungs, total))
+        return found
+
+    def moves(self, standings: Sequence[VersionStanding]) -> Moves:
+        return moves(self.settings, standings)
+
+    def promoted(self, script: QueuedScript, promotion: Promotion, fingerprint: Fingerprint, script_sha256: str) -> PlannedRun:
+        """The run that resumes a paused version from its rung."""
+        latest = self._journal.latest(script.label, promotion.version) or {}
+        sha256 = fingerprint(promotion.version)
+        own = "" if sha256 == script_sha256 else script_sha256
+        return PlannedRun(
+            script, promotion.version, sha256, Start.RESUME,
+            script_sha256=own, rungs=recorded_rungs(latest), until_step=promotion.until_step,
+        )  # fmt: skip
+
+    def restarted(self, script: QueuedScript, name: str, fingerprint: Fingerprint, script_sha256: str) -> PlannedRun:
+        """A version paused at a rung whose model said it cannot resume: it starts again from a
+        clean model_dir, watched."""
+        sha256 = fingerprint(name)
+        own = "" if sha256 == script_sha256 else script_sha256
+        return PlannedRun(script, name, sha256, Start.FRESH, script_sha256=own, watched=True)
+
+    def paused_fields(self, script: str, version: str) -> Optional[Dict[str, Any]]:
+        """The latest event of a paused version (what a stop is appended after)."""
+        latest = self._journal.latest(script, version)
+        return latest if latest is not None and self._journal.state(script, version) is RunState.PAUSED else None
+
