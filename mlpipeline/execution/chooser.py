@@ -62,7 +62,7 @@ class VersionChooser:
         self._halving = HalvingPlanner(early_stopping, journal, policy) if early_stopping is not None else None
         self._stops: List[JudgedOut] = []
         self._stops_taken: Set[Tuple[str, str, int]] = set()
-        self._watched: Dict[Tuple[str, str], bool] = {}
+        self._watched: Dict[Tuple[str, str], Tuple[int, bool]] = {}  # (journal lines read then, watched)
         self._halving_seen: Optional[Tuple[Any, ...]] = None  # what the last empty look at promotions saw
 
     # -- the choice ------------------------------------------------------------------------
@@ -132,9 +132,12 @@ class VersionChooser:
         if listing is None or self._halving is None:
             return False
         key = (script.label, listing.sha256)
-        if not self._watched.get(key):
-            self._watched[key] = self._halving.is_watched(script, listing.names, self.fingerprints.of_versions(listing))
-        return self._watched[key]
+        known = self._watched.get(key)
+        if known is None or (not known[1] and known[0] != self._journal.lines_read):
+            # Looked for again only when the journal grew: once watched, always (at this content).
+            known = (self._journal.lines_read, self._halving.is_watched(script, listing.names, self.fingerprints.of_versions(listing)))
+            self._watched[key] = known
+        return known[1]
 
     def cancel(self, request: ControlRequest) -> None:
         """What ``request`` names is not started again in this session (retries included)."""

@@ -33,6 +33,7 @@ from mlpipeline.execution.plan import HistoryPolicy, PlannedRun
 from mlpipeline.execution.recorder import EndRecorder, FollowUp, Recorded
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.execution.resources import Resources
+from mlpipeline.execution.rung_watch import RungWatch
 from mlpipeline.execution.signals import EXIT_CODES, StopSignals
 from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import ChildRun, Executor
@@ -164,6 +165,7 @@ class ExecutionLoop:
             self.resources, self.listener, say,
         )  # fmt: skip
         self.control = ControlWatch(self.paths, say)
+        self.rung_watch = RungWatch(project.early_stopping, self.journal) if project.early_stopping is not None else None
         self.claim_watch = ClaimWatch(self.journal, self.claims, self.chooser, say)
 
     # -- the loop -----------------------------------------------------------------------
@@ -221,6 +223,7 @@ class ExecutionLoop:
                     killed = True
             self._check_claims()
             self._check_control()
+            self._check_rungs()
             # Taken before planning, so that a change made while the plan is made still wakes --wait;
             # only when nothing is outstanding, the one case in which this pass can end in idling.
             idle_possible = self.options.wait and not self.executor.outstanding
@@ -330,6 +333,21 @@ class ExecutionLoop:
         for run, reason in asked.stops:
             version_run: VersionRun = run.tag
             version_run.phase, version_run.cancel_reason = RunPhase.CANCELLED, reason
+            self.executor.stop(run, signal.SIGKILL)
+
+    def _check_rungs(self) -> None:
+        """Early stopping of watched versions (their model cannot resume): a rung passed is
+        recorded; a version judged out there is stopped, and recorded stopped."""
+        if self.rung_watch is None:
+            return
+        found = self.rung_watch.check(self.executor.running)
+        for run, rung, value in found.passed:
+            self.recorder.rung_passed(run.tag, rung, value)
+        for run, reason in found.stops:
+            version_run: VersionRun = run.tag
+            version_run.rungs.append(version_run.metrics.get(self.rung_watch.settings.metric))
+            version_run.phase, version_run.stop_reason = RunPhase.STOPPED, reason
+            self.say.log("INFO", version_run.planned.label, reason)
             self.executor.stop(run, signal.SIGKILL)
 
     def _executor_lost(self) -> Optional[str]:

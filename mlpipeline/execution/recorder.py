@@ -182,6 +182,22 @@ class EndRecorder:
         self._say.view.version_ended(planned.label, JournalEvent.STOPPED.value, 0.0, stop.reason)
         return Recorded(planned.label, JournalEvent.STOPPED.value, 0.0, planned=planned)
 
+    def rung_passed(self, version_run: VersionRun, rung: int, value: Optional[float]) -> None:
+        """A watched version went past a rung and goes on: its value there joins its record in
+        the journal, where the others are judged against it."""
+        version_run.rungs.append(value)
+        planned = version_run.planned
+        self._journal.append_if_owner(
+            JournalEvent.RUNG,
+            durable=False,  # its run's end carries the same values
+            **self._identity.event_fields(planned.script.label, planned.version, planned.sha256),
+            run_id=version_run.run_id, rung=rung, value=value, rungs=list(version_run.rungs), watched=True,
+        )  # fmt: skip
+        settings = self._project.early_stopping
+        metric = settings.metric if settings is not None else "the metric"
+        shown = "not reported" if value is None else f"{metric}={value:g}"
+        self._say.log("INFO", planned.label, f"passed rung {rung} ({shown}); it goes on")
+
     def _halving_fields(self, version_run: VersionRun, event: JournalEvent, result: Dict[str, Any]) -> Dict[str, Any]:
         """Where a version under early stopping stands after this run: its values at the rungs,
         with the one it paused at (halving.py reads them back from the journal)."""
