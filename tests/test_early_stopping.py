@@ -295,3 +295,22 @@ def test_a_bad_table_is_refused_at_start_and_test_mode_says_it_judges_nothing(pr
     assert result.returncode == 0, result.output
     assert result.output.count("[EARLY_STOPPING] judges them in execution mode") == 1
     assert "all 9 versions passed" in result.output
+
+
+def test_paused_versions_run_to_their_end_once_early_stopping_is_off(project: Project) -> None:
+    halving_project(project, floors=[0.5, 0.3, 0.8, 0.2], sleep=0.02)
+    daemon = project.start("-r")
+    project.wait_for(lambda: sum(event["event"] == "paused" for event in events(project)) >= 3, timeout=60, what="three pauses")
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(timeout=30)
+    paused = [version for version, state in final_states(project).items() if state == "paused"]
+    assert paused
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\n')  # [EARLY_STOPPING] taken out
+    time.sleep(0.5)
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0, result.output
+    states = final_states(project)
+    assert all(states[version] == "finished" for version in paused), states
+    for version in paused:  # resumed from the rung, not from step 0
+        last = [row for row in project.results() if row["version"] == version][-1]
+        assert last["steps"]["already_trained"] == 10 and last["steps"]["trained"] == 80

@@ -74,7 +74,8 @@ class VersionChooser:
         if self._retries:
             retry = self._retry(self._retries[0])
             if retry is not None:
-                return retry
+                # Under early stopping an attempt goes on to the rung its run was heading to.
+                return retry if self._halving is None else self._halving.first_run(retry, watched=self._is_watched(retry.script))
             self._retries.pop(0)  # the version is gone from its script: nothing to retry
         scripts = [self._without_cancelled(script) for script in self.queue.current()]
         handled = _Handled(self._handled, taken, cut_off)

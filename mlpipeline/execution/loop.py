@@ -154,7 +154,7 @@ class ExecutionLoop:
             models_dir=project.models_dir,
             warn=say.warn,  # a version refused for its name: on the console too, not only in the log
         )
-        policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change)
+        policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change, project.early_stopping is not None)
         self.chooser = VersionChooser(
             self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs, say, stopping,
             project.early_stopping,

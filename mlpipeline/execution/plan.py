@@ -24,6 +24,7 @@ class HistoryPolicy:
     use_history: bool = False
     retry_failed: bool = False
     on_script_change: str = "rerun"
+    halving: bool = False  # early stopping decides what becomes of a paused version
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def decide(
     same_code = last.get("sha256") == sha256 or policy.on_script_change == "keep"
     if state is RunState.INTERRUPTED and same_code and (policy.use_history or (script, version) in cut_off):
         return Start.RESUME
+    if state is RunState.PAUSED and same_code and policy.use_history and not policy.halving:
+        return Start.RESUME  # paused by early stopping, which is off now: it runs to its end
     if not policy.use_history:
         return Start.FRESH
     if not same_code:
