@@ -61,7 +61,7 @@ class VersionChooser:
         # decided, for the loop to record; the scripts (by content) whose model cannot resume.
         self._halving = HalvingPlanner(early_stopping, journal, policy) if early_stopping is not None else None
         self._stops: List[JudgedOut] = []
-        self._stops_taken: Set[Tuple[str, str, int]] = set()
+        self._stops_taken: Set[Tuple[str, str, str, int]] = set()  # (script, version, fingerprint, rung)
         self._watched: Dict[Tuple[str, str], Tuple[int, bool]] = {}  # (journal lines read then, watched)
         self._halving_seen: Optional[Tuple[Any, ...]] = None  # what the last empty look at promotions saw
 
@@ -110,7 +110,7 @@ class VersionChooser:
                     return self._halving.restarted(script, standing.version, fingerprint, listing.sha256)
             moves = self._halving.moves(standings)
             for stop in moves.stops:
-                key = (script.label, stop.version, stop.rung)
+                key = (script.label, stop.version, fingerprint(stop.version), stop.rung)
                 if key not in self._stops_taken:
                     self._stops_taken.add(key)
                     model_dir = str(self._paths.model_dir(script.label, listing.suffixes.get(stop.version)))

@@ -93,6 +93,10 @@ class ChildRequest:
     def to_json(self) -> Dict[str, Any]:
         return dict(vars(self))
 
+    def changed(self, **changes: Any) -> "ChildRequest":
+        """A copy with ``changes`` made (as dataclasses.replace makes one)."""
+        return ChildRequest(**{**vars(self), **changes})
+
     def __eq__(self, other: object) -> bool:
         return type(other) is ChildRequest and vars(other) == vars(self)
 

@@ -15,7 +15,6 @@ of those that ended meanwhile, instead of submitting them again.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import shlex
@@ -153,7 +152,7 @@ class SlurmExecutor(Executor):
     # -- the executor contract ---------------------------------------------------------------
 
     def _start(self, run: ChildRun) -> None:
-        request = dataclasses.replace(run.request, heartbeat=None, check_sha256=True)
+        request = run.request.changed(heartbeat=None, check_sha256=True)
         # A job outlives its daemon (it is adopted by the next): no heartbeat ends it.
         if request.action == RUN_VERSION and self._take_earlier_job(run, request):
             return
