@@ -4,7 +4,9 @@ and gin, as CI installs them; real mlpipeline processes on a real project."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,104 @@ def test_the_example_project_runs_as_its_page_says(tmp_path: Path) -> None:
     rows = finished(example)
     assert rows["small_noise"]["eval_test"]["mean"] == pytest.approx(1.0, abs=0.1)
     assert rows["learning_rate=0.05,model=flat"]["parameters"]["note"] == "a line of slope 0.5"
+
+
+EXPERIMENTS_SCRIPT = '''
+import os, time
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Net(Model):
+    def train_model(self, input_fn, steps):
+        gate = os.path.join(os.getcwd(), "go")  # the test lets the first version end
+        while self.current_version.get("wait") and not os.path.exists(gate):
+            time.sleep(0.05)
+        self.report(step=steps, total=steps, loss=float(self.current_version.get("v", 0)))
+
+    def evaluate_model(self, input_fn, steps):
+        return {"v": self.current_version.get("v")}
+
+
+versions = Versions(dataloader=SplitDataLoader([1, 2], [1]), batch_size=1, epoc_count=1)
+versions.add_config_files(%s)
+MODEL = Net(versions)
+'''
+
+
+def experiments(project: Project, patterns: str, files: dict) -> None:
+    for name, text in files.items():
+        project.write(f"models/{name}", text)
+    project.script("net.py", EXPERIMENTS_SCRIPT % patterns, prelude=False)
+    project.queue(["net.py"])
+    project.queue(["net.py"], test=True)
+
+
+def test_a_file_added_while_the_queue_runs_is_run_and_a_sibling_edit_reruns_nothing_else(project: Project) -> None:
+    experiments(project, '"e/*.yaml"', {"e/b.yaml": "v: 2\nwait: true\n", "e/c.yaml": "v: 3\n"})
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: any(event["event"] == "started" for event in project.journal()), what="b started")
+    project.write("models/e/a.yaml", "v: 1\n")  # sorts first: before the versions already handled
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=120)
+    assert daemon.returncode == 0, output
+    assert sorted(row["version"] for row in project.results()) == ["a", "b", "c"]  # each once
+    assert "skipped" not in output
+    # Editing c.yaml reruns c alone: its siblings are no files of its.
+    (project.models / "e" / "c.yaml").write_text("v: 30\n")
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0, result.output
+    assert [row["version"] for row in project.results()][3:] == ["c"]
+
+
+def test_a_group_options_own_defaults_are_part_of_its_versions(project: Project) -> None:
+    project.write("models/conf/config.yaml", "defaults:\n  - model: a\n  - _self_\nbatch_size: 1\nepoc_count: 1\n")
+    project.write("models/conf/model/a.yaml", "defaults:\n  - base\ndepth_a: 1\n")
+    project.write("models/conf/model/base.yaml", "depth: 3\n")
+    project.write("models/conf/unused.yaml", "nothing: 1\n")
+    experiments(project, '"conf/config.yaml"', {})
+    assert project.run("-r", timeout=120).returncode == 0
+    record = Path(project.results()[0]["model_dir"]) / ".mlpipeline" / "configs"
+    assert (record / "model" / "base.yaml").read_text() == "depth: 3\n" and not (record / "unused.yaml").exists()
+    (project.models / "conf" / "unused.yaml").write_text("nothing: 2\n")
+    assert project.run("-r", "-u", timeout=60).stdout.count("finished") == 0  # nothing reran
+    (project.models / "conf" / "model" / "base.yaml").write_text("depth: 30\n")
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0 and project.results()[-1]["parameters"]["model"]["depth"] == 30
+
+
+def test_bad_files_fail_their_versions_alone_and_no_file_blocks_the_daemon(project: Project) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        for prev, name in zip("abcdef", "bcdefg")
+    )
+    experiments(project, '"e/*.yaml", "none/*.yaml"', {
+        "e/good.yaml": "v: 1\n",
+        "e/loader.yaml": "dataloader: foo\n",
+        "e/size.yaml": "batch_size: abc\n",
+        "e/bomb.yaml": bomb,
+        "e/x.yaml": "v: 2\n", "e/x.gin": "",  # two files of one stem: named by their paths
+        "e/notes.md": "not a config",
+    })  # fmt: skip
+    os.mkfifo(project.models / "e" / "pipe.yaml")  # a FIFO's read would block for ever
+    started = time.monotonic()
+    result = project.run("-r", timeout=120)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1, result.output
+    rows = {row["version"]: row for row in project.results()}
+    assert rows["good"]["status"] == "finished" and rows["x"]["status"] == "finished"
+    assert "DATALOADER must be a mlpipeline.helper.DataLoader, not str 'foo' (set by e/loader.yaml)" in rows["loader"]["reason"]
+    assert "BATCH_SIZE must be a positive integer, not 'abc' (set by e/size.yaml)" in rows["size"]["reason"]
+    assert "expand to more than 100,000 values" in rows["bomb"]["reason"]
+    assert "pipe.yaml is no regular file" in rows["pipe"]["reason"]
+    assert "no YAML or gin file matches it" in project.log_text()
+    assert "Traceback" not in project.log_text()
+    status = project.run("status", timeout=30)  # reads the FIFO's version without blocking
+    assert status.returncode == 0
+
+
+def test_names_that_are_no_folder_names_keep_model_dirs_of_their_own(project: Project) -> None:
+    experiments(project, '"one.yaml", overrides=["+tag=c/d,c_d"]', {"one.yaml": "v: 1\n"})
+    assert project.run("-r", timeout=120).returncode == 0
+    dirs = {row["version"]: row["model_dir"] for row in project.results()}
+    assert sorted(dirs) == ["+tag=c/d", "+tag=c_d"] and len(set(dirs.values())) == 2

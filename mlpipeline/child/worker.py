@@ -217,13 +217,21 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
     return listing
 
 
-def _positive(label: str, key: str, value: Any, integer: bool) -> None:
+_DATALOADER_METHODS = ("get_train_input", "get_test_input", "get_train_sample_count", "get_test_sample_count")
+
+
+def config_keys(config: Any) -> Any:
+    """The parameters a configuration file set for a version made from one (none otherwise)."""
+    return config.parameters if config is not None else ()
+
+
+def _positive(label: str, key: str, value: Any, integer: bool, source: str = "") -> None:
     valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if integer:
         valid = valid and float(value).is_integer()
     if not valid:
         kind = "a positive integer" if integer else "a positive number"
-        raise VersionFailure(ScriptError(message=f"{label}: {key.upper()} must be {kind}, not {value!r}", phase="parameters"))
+        raise VersionFailure(ScriptError(message=f"{label}: {key.upper()} must be {kind}, not {value!r}{source}", phase="parameters"))
 
 
 def _sample_count(label: str, name: str, method: Callable[[], Any]) -> float:
@@ -292,10 +300,20 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     if missing:
         raise VersionFailure(ScriptError(message=missing_message(label, missing), phase="parameters"))
     batch_size, epoc_count = version["batch_size"], version["epoc_count"]
-    _positive(label, "batch_size", batch_size, integer=True)
-    _positive(label, "epoc_count", epoc_count, integer=False)
+    # A parameter a configuration file set is said to come from there.
+    set_by = f" (set by {config.source})" if config is not None else ""
+    _positive(label, "batch_size", batch_size, integer=True, source=set_by if "batch_size" in config_keys(config) else "")
+    _positive(label, "epoc_count", epoc_count, integer=False, source=set_by if "epoc_count" in config_keys(config) else "")
     result["epochs"] = epoc_count
     dataloader = version["dataloader"]
+    missing_methods = [name for name in _DATALOADER_METHODS if not callable(getattr(dataloader, name, None))]
+    if missing_methods:
+        where = set_by if "dataloader" in config_keys(config) else ""
+        message = (
+            f"{label}: DATALOADER must be a mlpipeline.helper.DataLoader, not {type(dataloader).__name__} "
+            f"{str(dataloader)[:80]!r}{where}; it has no {', '.join(missing_methods)}"
+        )
+        raise VersionFailure(ScriptError(message=message, phase="parameters"))
 
     from mlpipeline.helper import Experiment
     from mlpipeline.utils import ExecutionModeKeys, ModeKeys

@@ -54,9 +54,9 @@ class VersionChooser:
         # Per listing (script, sha256): how many of its first versions this session handled,
         # each version's place, and the model_dir of each: so that a choice among 10,000
         # versions of a script does not walk the ones done, nor make 10,000 paths.
-        self._handled_prefix: Dict[Tuple[str, str], int] = {}
-        self._places: Dict[Tuple[str, str], Dict[str, int]] = {}
-        self._names_by_dir: Dict[Tuple[str, str], Dict[str, List[str]]] = {}
+        self._handled_prefix: Dict[Tuple[str, str], Tuple[ScriptListing, int]] = {}
+        self._places: Dict[Tuple[str, str], Tuple[ScriptListing, Dict[str, int]]] = {}
+        self._names_by_dir: Dict[Tuple[str, str], Tuple[ScriptListing, Dict[str, List[str]]]] = {}
         # Early stopping: the halving of each script, read from the journal; the stops it
         # decided, for the loop to record; the scripts (by content) whose model cannot resume.
         self._halving = HalvingPlanner(early_stopping, journal, policy) if early_stopping is not None else None
@@ -283,13 +283,19 @@ class VersionChooser:
         version uses (they wait; later ones may go first)."""
         key = (label, listing.sha256)
         names = listing.names
-        start = self._handled_prefix.get(key, 0)
+        # Kept for this very listing: one learned again (a glob of its config files matching
+        # other files) may have other names in other places. And only while every version's
+        # fingerprint is its script's: a config file edited mid-session makes a handled
+        # version new again, wherever it stands.
+        kept = self._handled_prefix.get(key)
+        start = kept[1] if kept is not None and kept[0] is listing and not listing.inputs else 0
         while start < len(names) and (label, names[start], fingerprint(names[start])) in self._handled:
             start += 1
-        self._handled_prefix[key] = start
-        places = self._places.get(key)
-        if places is None:
-            places = self._places[key] = {name: index for index, name in enumerate(names)}
+        self._handled_prefix[key] = (listing, start)
+        known = self._places.get(key)
+        if known is None or known[0] is not listing:
+            known = self._places[key] = (listing, {name: index for index, name in enumerate(names)})
+        places = known[1]
         resumed = sorted(
             (name for script, name in cut_off if script == label and places.get(name, len(names)) < start), key=places.__getitem__
         )
@@ -303,11 +309,12 @@ class VersionChooser:
         if not busy_dirs:
             return frozenset()
         key = (label, listing.sha256)
-        by_dir = self._names_by_dir.get(key)
-        if by_dir is None:
-            by_dir = self._names_by_dir[key] = {}
+        known = self._names_by_dir.get(key)
+        if known is None or known[0] is not listing:
+            known = self._names_by_dir[key] = (listing, {})
             for name in listing.names:
-                by_dir.setdefault(str(self._paths.model_dir(label, listing.suffixes.get(name))), []).append(name)
+                known[1].setdefault(str(self._paths.model_dir(label, listing.suffixes.get(name))), []).append(name)
+        by_dir = known[1]
         return {name for folder in busy_dirs for name in by_dir.get(folder, ())}
 
     def _report_broken_script(self, script: QueuedScript, listing: ScriptListing) -> None:

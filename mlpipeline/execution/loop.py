@@ -17,6 +17,7 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
 
 from mlpipeline.execution.chooser import VersionChooser
@@ -411,6 +412,7 @@ class ExecutionLoop:
 
     def _watched_state(self) -> Tuple[Any, ...]:
         files = [self.queue.path] + [self.project.models_dir / name for name in self.queue.discovered_scripts()]
+        files += [Path(path) for path in self.catalog.config_paths()]  # versions made from config files
         state: List[Any] = [self.journal.lines_read]
         for path in files:
             try:

@@ -4,9 +4,11 @@ The daemon never imports a script: a child lists its versions, once per script c
 """
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
+from stat import S_ISREG
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -16,7 +18,7 @@ from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptErr
 from mlpipeline.queue.config import ConfigError
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.records.lines import load_object
-from mlpipeline.script_support.config_files import version_fingerprint
+from mlpipeline.script_support.config_files import MAX_FILE_BYTES, UNREADABLE, version_fingerprint
 from mlpipeline.script_support.versions import name_problem, shown_name
 
 
@@ -133,8 +135,14 @@ class Fingerprints:
     def __init__(self) -> None:
         self._cache: Dict[str, Tuple[tuple, str]] = {}
 
-    def sha256(self, path: Path) -> str:
+    def sha256(self, path: Path, limit: Optional[int] = None) -> str:
+        """OSError for a path that is no regular file (a FIFO would block the read) or larger
+        than ``limit``."""
         stat = os.stat(path)
+        if not S_ISREG(stat.st_mode):
+            raise OSError(errno.EINVAL, "no regular file", str(path))
+        if limit is not None and stat.st_size > limit:
+            raise OSError(errno.EFBIG, "too large", str(path))
         key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         cached = self._cache.get(str(path))
         if cached is not None and cached[0] == key:
@@ -165,9 +173,9 @@ class VersionFingerprints:
         digests = []
         for path in files:
             try:
-                digests.append(self._fingerprints.sha256(Path(path)))
+                digests.append(self._fingerprints.sha256(Path(path), MAX_FILE_BYTES))
             except OSError:
-                digests.append("unreadable")  # its run says why, naming the file
+                digests.append(UNREADABLE)  # its run says why, naming the file
         return version_fingerprint(self.script_sha256, digests)
 
 
@@ -239,6 +247,20 @@ class ScriptCatalog:
         self._on_event = on_event
         self._cancel = cancel
         self._listings: Dict[Tuple[str, str], ScriptListing] = {}
+
+    def config_paths(self) -> List[str]:
+        """The configuration files of the versions listed so far, and the folders their globs
+        look in: what a waiting daemon watches for a change besides the scripts."""
+        paths: List[str] = []
+        for listing in self._listings.values():
+            for files in listing.inputs.values():
+                paths.extend(files)
+            for pattern, _ in listing.globs:
+                folder = pattern
+                while glob.has_magic(folder):
+                    folder = os.path.dirname(folder)
+                paths.append(folder)
+        return sorted(set(paths))
 
     def known(self, path: Path, sha256: str) -> Optional[ScriptListing]:
         """The listing already learned for this content, without starting a child."""

@@ -15,6 +15,8 @@ import glob
 import hashlib
 import itertools
 import os
+import stat
+import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.script_support.extras import require
@@ -22,6 +24,14 @@ from mlpipeline.script_support.failures import ExplainedFailure
 
 YAML_SUFFIXES = (".yaml", ".yml")
 GIN_SUFFIX = ".gin"
+UNREADABLE = "unreadable"
+"""The fingerprint of a configuration file that cannot be read (gone, no regular file, too large)."""
+MAX_FILE_BYTES = 1 << 20
+"""The largest configuration file read: every child of the script reads every file it names,
+and a version's parameters and record carry them."""
+MAX_YAML_NODES = 100_000
+"""The most nodes a YAML file may come to once its aliases are expanded (a few hundred bytes
+of nested aliases can come to billions)."""
 CONFIG_FILE_PARAMETER = "config_file"
 """The parameter naming the file a version was made from (relative to the script's folder)."""
 
@@ -44,10 +54,18 @@ class ConfigVersion:
         self.problem: Optional[str] = None
 
     def read(self, path: str) -> bytes:
-        """The bytes of ``path``, fingerprinted and kept for the run record."""
-        with open(path, "rb") as handle:
-            data = handle.read()
+        """The bytes of ``path``, fingerprinted and kept for the run record; a file that is
+        no regular file (a FIFO would block the read), or larger than MAX_FILE_BYTES, is refused."""
         full = os.path.abspath(path)
+        try:
+            with open(path, "rb", opener=_opener_of_regular_files) as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                raise ExplainedFailure(f"{path} is over {MAX_FILE_BYTES >> 20} MiB; a configuration file is read up to that")
+        except BaseException:
+            # Still one of its files: the daemon fingerprints it alike, as unreadable.
+            self.files.append((full, UNREADABLE))
+            raise
         self.files.append((full, hashlib.sha256(data).hexdigest()))
         home = os.path.dirname(self.files[0][0])
         inside = os.path.relpath(full, home)
@@ -69,9 +87,10 @@ def folder_name(name: str) -> str:
     plain = name.replace("/", "_").replace("\\", "_")
     if plain in (".", ".."):
         plain = plain.replace(".", "_")
-    if len(plain.encode("utf-8", "surrogateescape")) <= 120:
+    if plain == name and len(plain.encode("utf-8", "surrogateescape")) <= 120:
         return plain
-    return f"{plain[:60]}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
+    # Changed or cut: a hash of the whole name keeps "c/d" and "c_d" in folders of their own.
+    return f"{plain[:60]}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 def expand_patterns(patterns: Sequence[str], base: str) -> Tuple[List[str], List[Tuple[str, List[str]]]]:
@@ -80,14 +99,18 @@ def expand_patterns(patterns: Sequence[str], base: str) -> Tuple[List[str], List
     files: List[str] = []
     globs: List[Tuple[str, List[str]]] = []
     for pattern in patterns:
+        if isinstance(pattern, os.PathLike):
+            pattern = os.fspath(pattern)
         if not isinstance(pattern, str) or not pattern:
             raise TypeError(f"add_config_files takes file names or glob patterns, not {pattern!r}")
         full = os.path.join(base, os.path.expanduser(pattern))
         if glob.has_magic(full):
-            matched = sorted(glob.glob(full))
+            # Only the files it can make versions of: a README.md beside the configs is no version.
+            matched = sorted(path for path in glob.glob(full) if path.lower().endswith(YAML_SUFFIXES + (GIN_SUFFIX,)))
             globs.append((full, matched))
             if not matched:
-                raise ExplainedFailure(f"add_config_files({pattern!r}): no file matches it (looked in {base})")
+                # Said, not raised: the script's other versions still run (and a file added later is found).
+                print(f"mlpipeline: add_config_files({pattern!r}): no YAML or gin file matches it (in {base})", file=sys.stderr)
         else:
             matched = [full]
         for path in matched:
@@ -96,9 +119,13 @@ def expand_patterns(patterns: Sequence[str], base: str) -> Tuple[List[str], List
     return files, globs
 
 
-def read_config_versions(files: Sequence[str], overrides: Sequence[str], base: str) -> List[ConfigVersion]:
+def read_config_versions(files: Sequence[str], overrides: Sequence[str], base: str, several: bool) -> List[ConfigVersion]:
     """The versions the config ``files`` make: a gin file one; a YAML file one, or one for
-    each combination of the sweeps in ``overrides``."""
+    each combination of the sweeps in ``overrides``. ``several``: the patterns may name more
+    than one file (a glob), so a sweep's versions are named with their file's stem too, and
+    keep their names when a second file comes."""
+    if isinstance(overrides, str) or not isinstance(overrides, (list, tuple)) or not all(isinstance(item, str) for item in overrides):
+        raise TypeError(f"add_config_files: overrides is a list of strings such as ['lr=0.1,0.01'], not {overrides!r}")
     made: List[ConfigVersion] = []
     for path in files:
         suffix = os.path.splitext(path)[1].lower()
@@ -107,12 +134,31 @@ def read_config_versions(files: Sequence[str], overrides: Sequence[str], base: s
                 raise TypeError("add_config_files: overrides apply to YAML (Hydra) configs; a gin file takes none")
             made.append(_gin_version(path, base))
         elif suffix in YAML_SUFFIXES:
-            made.extend(_hydra_versions(path, overrides, base, several=len(files) > 1))
+            made.extend(_hydra_versions(path, overrides, base, several=several or len(files) > 1))
         else:
-            raise ExplainedFailure(f"add_config_files: {path} is neither YAML (.yaml, .yml) nor gin (.gin)")
+            version = ConfigVersion(_stem(path), os.path.relpath(path, base), "none")
+            version.problem = f"{version.source} is neither YAML (.yaml, .yml) nor gin (.gin)"
+            made.append(version)
     for version in made:
         version.name = version.name.replace(":", "_")  # models.config names a version after a ':'
+    return _named_apart(made)
+
+
+def _named_apart(made: List[ConfigVersion]) -> List[ConfigVersion]:
+    """Versions whose names would be the same (x.yaml and x.gin, a/x.yaml and b/x.yaml, a:b
+    and a_b) named by their file's path instead, each of them."""
+    counts: Dict[str, int] = {}
+    for version in made:
+        counts[version.name] = counts.get(version.name, 0) + 1
+    for version in made:
+        if counts[version.name] > 1:
+            tail = version.name[len(_stem(version.source)):]  # what a sweep added after the stem
+            version.name = (version.source + tail).replace(":", "_")
     return made
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 # -- Hydra -------------------------------------------------------------------------------------
@@ -155,6 +201,7 @@ def _hydra_versions(path: str, overrides: Sequence[str], base: str, several: boo
     for job in sweep_jobs(overrides):
         version = ConfigVersion(stem, os.path.relpath(path, base), "hydra", job)
         try:
+            _check_expansion(path)
             _compose(version, path, job)
         except Exception as exc:  # noqa: BLE001 - Hydra, OmegaConf and YAML raise many kinds
             # Hydra's message, without the search path it lists after it (its own package first).
@@ -182,23 +229,105 @@ def _compose(version: ConfigVersion, path: str, job: List[str]) -> None:
         del config["hydra"]
     resolved = OmegaConf.to_container(config, resolve=True)
     version.record["config.resolved.yaml"] = OmegaConf.to_yaml(config, resolve=True).encode("utf-8")
-    # What composing it read: the top level of its folder (a defaults list may name any of
-    # them) and the chosen file of each group, so that editing one of them reruns it.
-    for name in sorted(os.listdir(folder)):
-        other = os.path.join(folder, name)
-        if other != os.path.abspath(path) and name.endswith(YAML_SUFFIXES) and os.path.isfile(other):
-            version.read(other)
+    # What composing it read, so that editing one of them reruns it (and no other file does):
+    # the chosen option of each group, and what each file read names in its defaults list.
+    loaded = [os.path.abspath(path)]
     for group, choice in sorted(choices.items()):
         if choice is None or group.startswith("hydra/") or group == "hydra":
             continue
-        for suffix in YAML_SUFFIXES:
-            chosen = os.path.join(folder, group.split("@")[0], f"{choice}{suffix}")
-            if os.path.isfile(chosen):
-                version.read(chosen)
-                break
+        chosen = _yaml_file(os.path.join(folder, group.split("@")[0], str(choice)))
+        if chosen is not None and chosen not in loaded:
+            loaded.append(chosen)
+    for file in loaded:  # grows as the defaults lists name more
+        if file != loaded[0]:
+            version.read(file)
+        for named in _plain_defaults(file, folder):
+            if named not in loaded:
+                loaded.append(named)
     if not isinstance(resolved, dict):
         raise ExplainedFailure("its config is not a mapping of parameters")
     version.parameters = {str(key): value for key, value in resolved.items()}
+
+
+def _yaml_file(stem: str) -> Optional[str]:
+    for suffix in YAML_SUFFIXES:
+        if os.path.isfile(stem + suffix):
+            return os.path.abspath(stem + suffix)
+    return None
+
+
+def _plain_defaults(file: str, root: str) -> List[str]:
+    """The configs the defaults list of ``file`` names that are no group option (``- base``,
+    ``- /shared/base``), as files: beside ``file``, or from ``root`` for one that starts with '/'.
+    The options of groups are in Hydra's choices."""
+    import yaml  # OmegaConf's, installed with Hydra
+
+    try:
+        with open(file, "rb", opener=_opener_of_regular_files) as handle:
+            data = yaml.safe_load(handle.read(MAX_FILE_BYTES + 1))
+    except (OSError, yaml.YAMLError, ValueError, ExplainedFailure):
+        return []
+    entries = data.get("defaults") if isinstance(data, dict) else None
+    found = []
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, str):
+            continue
+        name = entry.strip()
+        if name.startswith("optional "):
+            name = name[len("optional ") :].strip()
+        if not name or name == "_self_" or "=" in name or name.startswith("override "):
+            continue
+        named = _yaml_file(os.path.join(root, name[1:]) if name.startswith("/") else os.path.join(os.path.dirname(file), name))
+        if named is not None:
+            found.append(named)
+    return found
+
+
+def _check_expansion(path: str) -> None:
+    """Refuse a YAML file whose aliases expand past MAX_YAML_NODES nodes (counted on the node
+    graph, aliases shared, without building anything), before Hydra builds it."""
+    import yaml
+
+    with open(path, "rb", opener=_opener_of_regular_files) as handle:
+        text = handle.read(MAX_FILE_BYTES + 1)
+    if len(text) > MAX_FILE_BYTES:
+        raise ExplainedFailure(f"it is over {MAX_FILE_BYTES >> 20} MiB; a configuration file is read up to that")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # Hydra's parser says what is wrong, with the line
+    sizes: Dict[int, int] = {}
+
+    def size(node: Any, depth: int = 0) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if depth > 200:
+            raise ExplainedFailure("it is nested more than 200 levels deep")
+        sizes[id(node)] = 1  # a node that holds itself counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item, depth + 1) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key, depth + 1) + size(value, depth + 1) for key, value in node.value)
+        sizes[id(node)] = min(total, MAX_YAML_NODES + 1)
+        return sizes[id(node)]
+
+    if root is not None and size(root) > MAX_YAML_NODES:
+        raise ExplainedFailure(f"its aliases expand to more than {MAX_YAML_NODES:,} values; a configuration file may come to that many")
+
+
+def _opener_of_regular_files(path: str, flags: int) -> int:
+    """os.open for a regular file only: a FIFO or a device named as a config file would block
+    the read or never end; it is refused at once (without blocking on the open either)."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ExplainedFailure(f"{path} is no regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 # -- gin ---------------------------------------------------------------------------------------

@@ -412,7 +412,7 @@ class Versions:
         base = os.path.dirname(os.path.abspath(caller)) if isinstance(caller, str) else os.getcwd()
         files, globs = config_files.expand_patterns(patterns, base)
         added = []
-        for config in config_files.read_config_versions(files, list(overrides), base):
+        for config in config_files.read_config_versions(files, overrides, base, several=bool(globs)):
             # Nested sections read as attributes too (cfg.model.width), as OmegaConf's do.
             parameters = with_attribute_access(dict(config.parameters))
             for key in (version_parameters.NAME, version_parameters.ORDER):
