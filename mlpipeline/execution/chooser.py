@@ -3,11 +3,11 @@ the scripts' listings and the journal. Each version runs at most once per sessio
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-from mlpipeline.execution.early_stopping import Standing, Stop
-from mlpipeline.execution.halving import HalvingPlanner
+from mlpipeline.execution.early_stopping import Standing
+from mlpipeline.execution.halving import HalvingPlanner, JudgedOut
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, choose_next, decide
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.protocol import ScriptError
@@ -86,7 +86,7 @@ class VersionChooser:
             return self._halving.first_run(planned, watched=self._is_watched(planned.script))
         return self._next_in_halving(scripts, handled, cut_off)
 
-    def take_stops(self) -> List["JudgedOut"]:
+    def take_stops(self) -> List[JudgedOut]:
         """The paused versions early stopping judged out since the last call, to be recorded."""
         stops, self._stops = self._stops, []
         return stops
@@ -326,16 +326,6 @@ class VersionChooser:
         """The scripts found broken since the last call, each once per content, to be recorded."""
         broken, self._broken = self._broken, []
         return broken
-
-
-@dataclass(frozen=True)
-class JudgedOut:
-    """A paused version early stopping judged out, for the loop to record as stopped."""
-
-    script: QueuedScript
-    stop: Stop
-    sha256: str
-    model_dir: str
 
 
 class _Handled:

@@ -10,10 +10,10 @@ cannot resume, so that the version's latest event alone tells where it stands.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import AbstractSet, Any, Callable, Container, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.execution.early_stopping import Moves, Promotion, Standing, VersionStanding, moves, until_step
+from mlpipeline.execution.early_stopping import Moves, Promotion, Standing, Stop, VersionStanding, moves, until_step
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, decide
 from mlpipeline.queue.config import EarlyStoppingSettings
 from mlpipeline.queue.queue_file import QueuedScript
@@ -43,6 +43,16 @@ def recorded_rungs(event: Optional[Dict[str, Any]]) -> Tuple[Optional[float], ..
 def recorded_total(event: Optional[Dict[str, Any]]) -> Optional[int]:
     total = event.get("total_steps") if isinstance(event, dict) else None
     return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
+
+
+@dataclass(frozen=True)
+class JudgedOut:
+    """A paused version early stopping judged out, for the loop to record as stopped."""
+
+    script: QueuedScript
+    stop: Stop
+    sha256: str
+    model_dir: str
 
 
 class HalvingPlanner:

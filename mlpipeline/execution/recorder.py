@@ -11,9 +11,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from mlpipeline.execution.claim_watch import lost_claim_message
 from mlpipeline.execution.end_hook import VersionEndHook
 from mlpipeline.execution.listener import ChildListener
-from mlpipeline.execution.chooser import JudgedOut
 from mlpipeline.execution.early_stopping import rung_value
-from mlpipeline.execution.halving import recorded_total
+from mlpipeline.execution.halving import JudgedOut, recorded_total
 from mlpipeline.execution.outcome import Ending, RunPhase, VersionRun, classify, version_end
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.execution.reporter import Reporter

@@ -275,43 +275,39 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
 
 def _slurm_settings(table: Dict[str, Any], file: str, text: str, lines: Dict[str, int]) -> SlurmSettings:
     """[SLURM], checked; each key's line goes into ``lines`` as ``SLURM.<key>``."""
-    known = list(SLURM_KEYS)
-    for key in table:
-        if key not in known:
-            raise _unknown(file, text, "SLURM", key, known, "key of [SLURM]")
-    values: Dict[str, Any] = {}
-    for key in table:
-        line = key_line(text, "SLURM", key)
-        if line is not None:
-            lines[f"SLURM.{key}"] = line
-        try:
-            values[key] = SLURM_KEYS[key].check(key, table[key])
-        except KeyProblem as problem:
-            raise ConfigError(file, str(problem), line) from None
-    return SlurmSettings(**values)
+    return SlurmSettings(**_table_values("SLURM", SLURM_KEYS, table, file, text, lines))
 
 
 def _early_stopping(table: Dict[str, Any], file: str, text: str, lines: Dict[str, int]) -> EarlyStoppingSettings:
     """[EARLY_STOPPING], checked; each key's line goes into ``lines`` as ``EARLY_STOPPING.<key>``."""
-    known = list(EARLY_STOPPING_KEYS)
+    return EarlyStoppingSettings(**_table_values("EARLY_STOPPING", EARLY_STOPPING_KEYS, table, file, text, lines))
+
+
+def _table_values(
+    name: str, keys: Mapping[str, Any], table: Dict[str, Any], file: str, text: str, lines: Dict[str, int]
+) -> Dict[str, Any]:
+    """The keys given in the optional table ``[name]``, each checked; a key unknown, or one
+    required and missing, is a ConfigError at its line. Each key's line goes into ``lines``
+    as ``<name>.<key>``."""
+    known = list(keys)
     for key in table:
         if key not in known:
-            raise _unknown(file, text, "EARLY_STOPPING", key, known, "key of [EARLY_STOPPING]")
+            raise _unknown(file, text, name, key, known, f"key of [{name}]")
+    required = [key for key in known if keys[key].default is REQUIRED]
+    for key in required:
+        if key not in table:
+            needs = " and ".join(f"'{each}'" for each in required)
+            raise ConfigError(file, f"[{name}] has no '{key}'; it needs {needs}", key_line(text, name))
     values: Dict[str, Any] = {}
-    for name, key in EARLY_STOPPING_KEYS.items():
-        line = key_line(text, "EARLY_STOPPING", name)
-        if name not in table:
-            if key.default is REQUIRED:
-                example = 'metric = "loss"' if name == "metric" else "grace_steps = 100"
-                raise ConfigError(file, f"[EARLY_STOPPING] has no '{name}'; it needs at least: {example}", key_line(text, "EARLY_STOPPING"))
-            continue
+    for key in table:
+        line = key_line(text, name, key)
         if line is not None:
-            lines[f"EARLY_STOPPING.{name}"] = line
+            lines[f"{name}.{key}"] = line
         try:
-            values[name] = key.check(name, table[name])
+            values[key] = keys[key].check(key, table[key])
         except KeyProblem as problem:
             raise ConfigError(file, str(problem), line) from None
-    return EarlyStoppingSettings(**values)
+    return values
 
 
 def parse_queue_config(text: str, file: str, models_dir: Path) -> QueueConfig:
