@@ -204,6 +204,9 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
         suffixes = {name: suffixes.get(name, name) for name in names}
     gpus = {version["name"]: to_plain(version["gpus"]) for version in versions if version.get("gpus") is not None}
     listing = {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes, "gpus": gpus}
+    memory = {version["name"]: to_plain(version["gpu_memory"]) for version in versions if version.get("gpu_memory") is not None}
+    if memory:
+        listing["gpu_memory"] = memory
     configs = {name: model.versions.config_version(name) for name in names}
     configs = {name: config for name, config in configs.items() if config is not None}
     if configs:

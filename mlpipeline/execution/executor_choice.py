@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
+from mlpipeline.execution.gpu_usage import GpuUsage
 from mlpipeline.execution.gpus import ClusterGpus, GpuPool, detect_gpus
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.preloaded import local_executor
@@ -55,7 +56,7 @@ def choose_executors(
     if project.executor == "slurm":
         return _slurm_executors(project, warn, heartbeat, daemon)
     # Detected before the preload server starts: it must not see a GPU the versions are given.
-    gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus)
+    gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus, GpuUsage(), project.gpu_busy_memory)
     executor = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
     return Executors(executor, executor, gpus)
 

@@ -11,7 +11,15 @@ import shutil
 import subprocess
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import psutil
+
+from mlpipeline.execution.gpu_placement import GpuLoad, holders, never_fits, place, shown_bytes
+from mlpipeline.execution.gpu_usage import GpuReading, GpuUsage
+
 VERSION_PARAMETER = "gpus"
+MEMORY_PARAMETER = "gpu_memory"
+DEFAULT_BUSY_SHARE = 0.1
+"""gpu_busy_memory's default: a GPU whose memory other processes hold beyond a tenth of it gets no version."""
 _EPSILON = 1e-9
 
 
@@ -49,42 +57,80 @@ def requested(value: Any, label: str) -> float:
 
 
 class GpuPool:
-    """Which share of each GPU the running versions hold."""
+    """Which share (and, for versions that state ``gpu_memory``, how much memory) of each GPU
+    the running versions hold; with ``usage``, what other processes hold on each too, read at
+    every look (gpu_placement.py decides)."""
 
-    def __init__(self, ids: Sequence[str]) -> None:
+    def __init__(self, ids: Sequence[str], usage: Optional[GpuUsage] = None, busy_share: float = DEFAULT_BUSY_SHARE) -> None:
         self.ids = list(ids)
         self._used: Dict[str, float] = {gpu: 0.0 for gpu in self.ids}
+        self._reserved: Dict[str, int] = {gpu: 0 for gpu in self.ids}
+        self._usage = usage if self.ids else None
+        self.busy_share = busy_share
+        self._readings: Optional[Dict[str, GpuReading]] = None
 
     def default_request(self) -> float:
         return 1.0 if self.ids else 0.0
 
-    def fits_ever(self, amount: float) -> bool:
-        """Whether ``amount`` could be granted at all, with every GPU free."""
+    def fits_ever(self, amount: float, memory: Optional[int] = None) -> bool:
+        """Whether ``amount`` (and ``memory`` on each) could be granted at all, with every GPU free."""
+        if memory is not None and never_fits(self._loads(read=True), amount, memory) is not None:
+            return False
         return amount == 0 or (amount < 1 and bool(self.ids)) or amount <= len(self.ids)
 
-    def free_for(self, amount: float) -> Optional[Tuple[str, ...]]:
-        """The GPUs ``amount`` would be granted now, or None when they are not free; takes nothing."""
-        if amount == 0 or not self.ids:
+    def free_for(self, amount: float, memory: Optional[int] = None) -> Optional[Tuple[str, ...]]:
+        """The GPUs ``amount`` (and ``memory`` on each) would be granted now, or None when they
+        are not free; takes nothing. Reads what other processes hold now."""
+        if not self.ids:
             return ()
-        if amount < 1:
-            for gpu in self.ids:
-                if self._used[gpu] + amount <= 1 + _EPSILON and self._used[gpu] < 1 - _EPSILON:
-                    return (gpu,)
-            return None
-        free = [gpu for gpu in self.ids if self._used[gpu] < _EPSILON]
-        return tuple(free[: int(amount)]) if len(free) >= amount else None
+        return place(self._loads(read=True), amount, memory, self.busy_share)
 
-    def acquire(self, amount: float) -> Optional[Tuple[str, ...]]:
-        """The GPUs granted for ``amount``, or None when they are not free now."""
-        granted = self.free_for(amount)
+    def acquire(self, amount: float, memory: Optional[int] = None) -> Optional[Tuple[str, ...]]:
+        """The GPUs granted for ``amount`` (and ``memory``), or None when they are not free now."""
+        granted = place(self._loads(read=False), amount, memory, self.busy_share) if self.ids else ()
         for gpu in granted or ():
-            self._used[gpu] = self._used[gpu] + amount if amount < 1 else 1.0
+            self._used[gpu] = self._used[gpu] + _share(amount, memory)
+            self._reserved[gpu] += memory or 0
         return granted
 
-    def release(self, granted: Sequence[str], amount: float) -> None:
-        share = amount if amount < 1 else 1.0
+    def release(self, granted: Sequence[str], amount: float, memory: Optional[int] = None) -> None:
         for gpu in granted:
-            self._used[gpu] = max(self._used[gpu] - share, 0.0)
+            self._used[gpu] = max(self._used[gpu] - _share(amount, memory), 0.0)
+            self._reserved[gpu] = max(self._reserved[gpu] - (memory or 0), 0)
+
+    def busy_gpus(self) -> List[str]:
+        """The GPUs other processes hold past ``gpu_busy_memory`` at the last look, each with
+        who holds it: ``GPU 0: pid 4242 (20.1 GiB), ...`` (for the log and status)."""
+        found = []
+        for load in self._loads(read=False):
+            if load.busy(self.busy_share):
+                reading = (self._readings or {}).get(load.id)
+                held = [item for item in (reading.processes if reading else ()) if not is_ours(item[0])]
+                who = ", ".join(holders(load, held)) or "processes this host does not show"
+                found.append(f"GPU {load.id}: {who}, {shown_bytes(load.others_bytes)} of {shown_bytes(load.total_bytes or 0)}")
+        return found
+
+    def loads(self) -> List[GpuLoad]:
+        """What each GPU holds, as the last look saw it."""
+        return self._loads(read=False)
+
+    def _loads(self, read: bool) -> List[GpuLoad]:
+        if read and self._usage is not None:
+            self._readings = self._usage.read()
+        loads = []
+        for gpu in self.ids:
+            reading = (self._readings or {}).get(gpu)
+            total = others = None
+            if reading is not None:
+                ours = sum(amount for pid, amount in reading.processes if is_ours(pid))
+                total, others = reading.total_bytes, max(reading.used_bytes - ours, 0)
+            loads.append(
+                GpuLoad(
+                    gpu, share_used=self._used[gpu], whole=self._used[gpu] >= 1 - _EPSILON and self._reserved[gpu] == 0,
+                    reserved_bytes=self._reserved[gpu], total_bytes=total, others_bytes=others or 0,
+                )
+            )  # fmt: skip
+        return loads
 
     def capacity(self) -> str:
         """What there is, in words, for a version that asks for more."""
@@ -118,18 +164,21 @@ class ClusterGpus(GpuPool):
         self._largest()
         return 1.0 if self._had_gpus else 0.0
 
-    def fits_ever(self, amount: float) -> bool:
+    def fits_ever(self, amount: float, memory: Optional[int] = None) -> bool:
         largest = self._largest()
         return amount == 0 or (amount < 1 and largest >= 1) or amount <= largest
 
-    def free_for(self, amount: float) -> Optional[Tuple[str, ...]]:
+    def free_for(self, amount: float, memory: Optional[int] = None) -> Optional[Tuple[str, ...]]:
         return ()  # the scheduler places the version where its GPUs are free
 
-    def acquire(self, amount: float) -> Optional[Tuple[str, ...]]:
+    def acquire(self, amount: float, memory: Optional[int] = None) -> Optional[Tuple[str, ...]]:
         return ()
 
-    def release(self, granted: Sequence[str], amount: float) -> None:
+    def release(self, granted: Sequence[str], amount: float, memory: Optional[int] = None) -> None:
         pass
+
+    def busy_gpus(self) -> List[str]:
+        return []
 
     def capacity(self) -> str:
         counts = sorted(self._node_gpus(), reverse=True)
@@ -140,6 +189,23 @@ class ClusterGpus(GpuPool):
     def describe(self) -> str:
         total = sum(self._node_gpus())
         return f"{total:g} on the nodes of {self._cluster}, placed by its scheduler"
+
+
+def _share(amount: float, memory: Optional[int]) -> float:
+    """The share of each GPU granted that a version holds: a fraction, or the whole GPU; one
+    packed by its ``gpu_memory`` holds memory, not a share (0)."""
+    if memory is not None:
+        return 0.0
+    return amount if amount < 1 else 1.0
+
+
+def is_ours(pid: int) -> bool:
+    """Whether process ``pid`` is below this daemon (a version, its keeper, the preload server):
+    what it holds on a GPU is this daemon's, not another user's."""
+    try:
+        return any(parent.pid == os.getpid() for parent in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False
 
 
 def visible_devices(granted: Sequence[str]) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 
 import psutil
 
+from mlpipeline.execution.gpu_placement import memory_bytes, never_fits
 from mlpipeline.execution.gpus import visible_devices
 from mlpipeline.execution.listener import ChildListener
 from mlpipeline.execution.outcome import Ending, VersionRun
@@ -95,7 +96,9 @@ class Launcher:
         if not problem and self._resources.model_dir_busy(str(model_dir)):
             return Launched(Launch.WAITS)  # versions that share a model_dir (no MODEL_DIR_SUFFIX) never run at once
         share = 0.0 if problem else self._gpu_share(planned, listing)
-        if not problem and self._resources.free_gpus_for(share) is None:
+        memory = None if problem else self._gpu_memory(planned, listing)
+        if not problem and self._resources.free_gpus_for(share, memory) is None:
+            self._say_gpus_busy(label)
             return Launched(Launch.WAITS)
         if not self._end_earlier_run(planned):
             return Launched(Launch.BLOCKED)
@@ -114,7 +117,7 @@ class Launcher:
         except OSError as exc:
             error = {"message": f"{label}: its model_dir {model_dir} cannot be made ({exc.strerror or exc})"}
             return Launched(Launch.FAILED, Ending(planned, run_id, JournalEvent.FAILED, {"error": error}))
-        granted = self._resources.take(share, str(model_dir), planned.script.label)
+        granted = self._resources.take(share, str(model_dir), planned.script.label, memory)
         resumed = planned.start is Start.RESUME
         how = "resuming" if resumed else "fresh"
         if planned.until_step is not None:
@@ -134,6 +137,7 @@ class Launcher:
             run_id=run_id,
             gpus=granted,
             gpu_share=share,
+            gpu_memory=memory,
             git=git_state(self._repository, planned.script.path) if self._repository else None,
             dvc=dvc_state(self._dvc_root, self._repository) if self._dvc_root else None,
             rungs=list(planned.rungs),
@@ -275,12 +279,29 @@ class Launcher:
             )
         try:
             share = self._gpu_share(planned, listing)
+            memory = self._gpu_memory(planned, listing)
         except ValueError as exc:
             return str(exc)
-        if not self._resources.gpus.fits_ever(share):
-            return f"{label} asks for {share:g} GPUs; {self._resources.gpus.capacity()}"
+        if not self._resources.gpus.fits_ever(share, memory):
+            reason = never_fits(self._resources.gpus_now(), share, memory) if memory is not None else None
+            return f"{label} {reason}" if reason else f"{label} asks for {share:g} GPUs; {self._resources.gpus.capacity()}"
         return None
 
     def _gpu_share(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> float:
         return self._resources.gpu_share(planned.label, listing.gpus.get(planned.version) if listing else None)
+
+    def _gpu_memory(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> Optional[int]:
+        """The ``gpu_memory`` the version states, in bytes (None: none stated, or no GPUs to pack)."""
+        value = listing.gpu_memory.get(planned.version) if listing else None
+        return memory_bytes(value, planned.label) if self._resources.gpus.ids else None
+
+    def _say_gpus_busy(self, label: str) -> None:
+        """Say, once for each state of them, which GPUs other processes hold: a version waits."""
+        busy = self._resources.gpus.busy_gpus()
+        if busy:
+            self._say.warn_once(
+                ("gpus busy", "; ".join(busy)),
+                f"GPUs held by other processes past gpu_busy_memory ({self._resources.gpus.busy_share:.0%} of their memory): "
+                f"{'; '.join(busy)}; no version goes there until they free up ({label} waits)",
+            )
 

@@ -116,6 +116,7 @@ class ExecutionLoop:
         self._lost_said = False
         self.tally = Tally()
         self._counts_due = False
+        self._waits_for_gpus = False  # the last fill found a version waiting with nothing running
         self._counts_shown = 0.0
         self._queue_looked = time.monotonic()
         say = self.say = Reporter(view)
@@ -234,6 +235,11 @@ class ExecutionLoop:
             if not self.executor.outstanding:
                 if stop_asked is not None:
                     break
+                if self._waits_for_gpus:
+                    # A version waits for GPUs other processes hold, and nothing of this daemon
+                    # runs to free them: it looks again in a while, never ends the queue.
+                    time.sleep(WAIT_POLL_S)
+                    continue
                 if self.control.paused and any(self.chooser.pending()):
                     time.sleep(0.2)  # paused with work left: wait for `mlpipeline resume`
                     continue
@@ -255,6 +261,7 @@ class ExecutionLoop:
             self._show_queue_counts(now=not self.executor.outstanding)
 
     def _fill_slots(self) -> None:
+        self._waits_for_gpus = False
         while self.executor.outstanding < self.slots and not self.signals.count and not self._failed_fast():
             planned = self.next_version()
             if planned is None or self.signals.count:
@@ -268,7 +275,10 @@ class ExecutionLoop:
                 continue
             launched = self.launcher.launch(planned)
             if launched.how is Launch.WAITS:
-                return  # its GPUs or model_dir are busy: it waits for a running version to end
+                # Its GPUs or model_dir are busy: it waits for a running version to end, or for
+                # other processes to let go of the GPUs.
+                self._waits_for_gpus = not self.executor.outstanding
+                return
             self.chooser.handled(planned)  # from here on, this session does not choose it again
             self.chooser.launched(planned)
             if launched.how is Launch.STARTED:
@@ -294,7 +304,7 @@ class ExecutionLoop:
         """Record one end (a child's, or a version's that could not start) with ``record``; the
         one place where a run gives back what it held, and where what follows is done."""
         if version_run is not None:
-            self.resources.release(version_run.gpus, version_run.gpu_share, version_run.model_dir)
+            self.resources.release(version_run.gpus, version_run.gpu_share, version_run.model_dir, version_run.gpu_memory)
         self._follow(record(ended))
 
     def _follow(self, recorded: Recorded) -> None:

@@ -38,6 +38,7 @@ class VersionRun:
     run_id: str
     gpus: Tuple[str, ...] = ()
     gpu_share: float = 0.0
+    gpu_memory: Optional[int] = None  # the gpu_memory it stated, in bytes, that it holds on its GPU
     git: Optional[Dict[str, Any]] = None
     dvc: Optional[Dict[str, Any]] = None  # the DVC data version, where the project has one
     metrics: Dict[str, Any] = field(default_factory=dict)

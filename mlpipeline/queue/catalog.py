@@ -34,6 +34,8 @@ class ScriptListing:
     error: Optional[ScriptError] = None
     refused: Dict[str, str] = field(default_factory=dict)
     """Versions left out of ``names`` because their name cannot be carried (name_problem): why, by name."""
+    gpu_memory: Dict[str, Any] = field(default_factory=dict)
+    """Each version's ``gpu_memory`` parameter, as the script set it (checked where it is used)."""
     inputs: Dict[str, List[str]] = field(default_factory=dict)
     """The configuration files of each version made from them (add_config_files): part of its fingerprint."""
     globs: List[List[Any]] = field(default_factory=list)
@@ -53,7 +55,7 @@ def _well_formed(listing: ScriptListing) -> bool:
     return (
         isinstance(listing.sha256, str)
         and strings(listing.names)
-        and all(isinstance(table, dict) for table in (listing.missing, listing.suffixes, listing.gpus, listing.refused, listing.inputs))
+        and all(isinstance(table, dict) for table in (listing.missing, listing.suffixes, listing.gpus, listing.gpu_memory, listing.refused, listing.inputs))
         and all(strings(files) for files in listing.inputs.values())
         and isinstance(listing.globs, list)
         and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and strings(item[1]) for item in listing.globs)
@@ -82,7 +84,7 @@ def _refuse_names(listing: ScriptListing) -> ScriptListing:
             listing.refused[name if isinstance(name, str) else repr(name)] = problem
     if listing.refused:
         listing.names = names
-        for kept in (listing.missing, listing.suffixes, listing.gpus):
+        for kept in (listing.missing, listing.suffixes, listing.gpus, listing.gpu_memory):
             for name in listing.refused:
                 kept.pop(name, None)
     return listing
@@ -304,6 +306,7 @@ class ScriptCatalog:
                     missing=result["missing"],
                     suffixes=result["suffixes"],
                     gpus=result["gpus"],
+                    gpu_memory=result.get("gpu_memory", {}),
                     inputs=result.get("inputs", {}),
                     globs=result.get("globs", []),
                 )

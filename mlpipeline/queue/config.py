@@ -69,6 +69,7 @@ class ProjectConfig:
     retries: int = default("retries")
     workers: int = default("workers")
     gpus: Optional[Tuple[str, ...]] = default("gpus")
+    gpu_busy_memory: float = default("gpu_busy_memory")
     preload: Tuple[str, ...] = default("preload")
     preload_scripts: bool = default("preload_scripts")
     on_version_end: Tuple[str, ...] = default("on_version_end")

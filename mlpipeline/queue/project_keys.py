@@ -65,6 +65,12 @@ def _positive_seconds(key: str, value: Any) -> float:
     return float(value)
 
 
+def _share_of_memory(key: str, value: Any) -> float:
+    if not 0 <= _typed(key, value, (int, float), "a share of a GPU's memory, such as 0.1") <= 1:
+        raise KeyProblem(f"{key} must be a share of a GPU's memory from 0 to 1, such as 0.1, not {value}")
+    return float(value)
+
+
 def _at_least(least: int) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if _typed(key, value, int, "a whole number") < least:
@@ -134,6 +140,7 @@ MLP_KEYS: Dict[str, ConfigKey] = {
         ConfigKey("retries", 0, _at_least(0), "integer"),
         ConfigKey("workers", 1, _at_least(1), "integer"),
         ConfigKey("gpus", None, _gpus),  # None: "auto", detected at start
+        ConfigKey("gpu_busy_memory", 0.1, _share_of_memory),  # a GPU whose memory others hold beyond this share gets no version
         ConfigKey("preload", (), _modules),
         ConfigKey("preload_scripts", False, _flag),  # each script imported once, its versions forked from it
         ConfigKey("on_version_end", (), _command),  # a command and its arguments; () = none
