@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,6 +278,29 @@ def kill_tree(pid: int) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs, timeout=10)
+
+
+def gpus_here() -> int:
+    """How many GPUs nvidia-smi lists on this machine (0 without it)."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.splitlines())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    # Tests marked gpu need a real one: without it they are deselected, and said to be, never skipped.
+    if not any(item.get_closest_marker("gpu") for item in items) or gpus_here():
+        return
+    deselected = [item for item in items if item.get_closest_marker("gpu")]
+    items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    config.hook.pytest_deselected(items=deselected)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"deselected {len(deselected)} tests marked gpu: nvidia-smi lists no GPU on this machine")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -4,6 +4,7 @@ here; tests/test_gpu.py (marked gpu) runs the same on a real GPU. Without one, g
 packs by what this daemon's versions stated alone, and a wrong gpu_memory fails its version."""
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from conftest import Project, versions_code
 
 from mlpipeline.execution.gpu_placement import GpuLoad, memory_bytes, never_fits, place
-from mlpipeline.execution.gpu_usage import GpuUsage
+from mlpipeline.executors.gpu_usage import GpuUsage
 
 GIB = 2**30
 
@@ -99,3 +100,23 @@ def test_gpu_memory_packs_versions_and_a_bad_one_fails_alone(project: Project) -
     spans = {call["version"]: call["t"] for call in project.calls("train")}
     ends = {call["version"]: call["t"] for call in project.calls("trained")}
     assert max(spans[f"small{i}"] for i in range(3)) < min(ends[f"small{i}"] for i in range(3))
+
+
+def test_a_trees_gpu_memory_and_utilization_are_what_its_processes_held(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from mlpipeline.executors.process_tree import ProcessTree
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tree = ProcessTree(os.getpid())  # this test's process, with the child below it
+        tree.sample()
+        assert tree.peak_gpu_bytes is None and tree.gpu_utilization is None
+        tree.sample_gpus({"0": [(child.pid, 3 * GIB), (1, 5 * GIB)], "1": [(999999, GIB)]}, {"0": 40, "1": 90})
+        tree.sample_gpus({"0": [(child.pid, 2 * GIB)], "1": [(child.pid, GIB)]}, {"0": 60, "1": 100})
+        assert tree.peak_gpu_bytes == 3 * GIB  # the other process (pid 1) is not the tree's
+        assert tree.gpu_utilization == pytest.approx((40 + (60 + 100) / 2) / 2)
+    finally:
+        child.kill()
+        child.wait()

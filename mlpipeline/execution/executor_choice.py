@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from mlpipeline.execution.gpu_usage import GpuUsage
 from mlpipeline.execution.gpus import ClusterGpus, GpuPool, detect_gpus
 from mlpipeline.executors.base import Executor
+from mlpipeline.executors.gpu_usage import GpuUsage
+from mlpipeline.executors.local import LocalExecutor
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.queue.config_files import PROJECT_CONFIG, ConfigError
 from mlpipeline.queue.config import ProjectConfig
@@ -56,8 +57,11 @@ def choose_executors(
     if project.executor == "slurm":
         return _slurm_executors(project, warn, heartbeat, daemon)
     # Detected before the preload server starts: it must not see a GPU the versions are given.
-    gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus, GpuUsage(), project.gpu_busy_memory)
+    usage = GpuUsage()
+    gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus, usage, project.gpu_busy_memory)
     executor = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
+    if gpus.ids and isinstance(executor, LocalExecutor):
+        executor.gpu_usage = usage  # each version's peak GPU memory and its GPUs' utilization
     return Executors(executor, executor, gpus)
 
 

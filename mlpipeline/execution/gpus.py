@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import psutil
 
 from mlpipeline.execution.gpu_placement import GpuLoad, holders, never_fits, place, shown_bytes
-from mlpipeline.execution.gpu_usage import GpuReading, GpuUsage
+from mlpipeline.executors.gpu_usage import GpuReading, GpuUsage
 
 VERSION_PARAMETER = "gpus"
 MEMORY_PARAMETER = "gpu_memory"

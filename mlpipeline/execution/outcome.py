@@ -127,6 +127,10 @@ def exit_fields(outcome: ChildOutcome) -> Dict[str, Any]:
     fields: Dict[str, Any] = {"exit_code": outcome.returncode, "signal": outcome.signal_name}
     if outcome.peak_rss_bytes:
         fields["peak_memory_mb"] = round(outcome.peak_rss_bytes / 2**20, 1)
+    if outcome.peak_gpu_bytes is not None:
+        fields["gpu_peak_memory_mb"] = round(outcome.peak_gpu_bytes / 2**20, 1)
+    if outcome.gpu_utilization is not None:
+        fields["gpu_utilization"] = round(outcome.gpu_utilization, 1)
     return fields
 
 

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from mlpipeline.executors.protocol import ChildRequest, ChildResult
 
@@ -42,6 +42,8 @@ class ChildOutcome:
     peak_rss_bytes: Optional[int] = None
     stop_signal: Optional[int] = None
     timed_out: bool = False
+    peak_gpu_bytes: Optional[int] = None  # what its processes held on GPUs at most (None: not read)
+    gpu_utilization: Optional[float] = None  # the mean utilization of the GPUs it held memory on
 
     @property
     def signal_name(self) -> Optional[str]:
@@ -257,9 +259,11 @@ class Executor(ABC):
         cpu_s: Optional[float],
         peak_rss_bytes: Optional[int] = None,
         result: Optional[ChildResult] = None,
+        gpu: Tuple[Optional[int], Optional[float]] = (None, None),
     ) -> None:
         """Called once by the subclass when the child has ended and its output is drained;
-        ``result``: what the child said of its end, None when it said nothing."""
+        ``result``: what the child said of its end, None when it said nothing; ``gpu``: the
+        peak GPU memory of its processes and the mean utilization of their GPUs, where read."""
         self._close_lifeline(run)
         run.outcome = ChildOutcome(
             result=result,
@@ -269,6 +273,8 @@ class Executor(ABC):
             peak_rss_bytes=peak_rss_bytes,
             stop_signal=run.stop_signal,
             timed_out=run.timed_out,
+            peak_gpu_bytes=gpu[0],
+            gpu_utilization=gpu[1],
         )
         self._running.discard(run)
         run.done.set()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
+from mlpipeline.executors.gpu_usage import GpuUsage
 
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, READ_BYTES, LineCutter, RecordCutter
 from mlpipeline.executors.process_tree import SAMPLE_INTERVAL_S, ProcessTree, start_time
@@ -53,7 +54,12 @@ class LocalChild:
 
 
 class LocalExecutor(Executor):
-    """Children on this host, each in its own process group below a keeper of its own."""
+    """Children on this host, each in its own process group below a keeper of its own.
+
+    ``gpu_usage``, when set, is read as each child's tree is sampled: what its processes hold
+    on the GPUs (its record's peak GPU memory and the GPUs' mean utilization)."""
+
+    gpu_usage: Optional[GpuUsage] = None
 
     def _start(self, run: ChildRun) -> None:
         run.handle = LocalChild(new_run_folder(run.request))
@@ -112,7 +118,7 @@ class LocalExecutor(Executor):
                 os.close(write)
         tree = run.handle.tree = ProcessTree(run.pid, count_root=count_root)
         self._place(run, {"child_pid": run.pid, "child_started": start_time(run.pid)})
-        return tree, read_child_output(run, *(read for read, _ in pipes), tree=tree)
+        return tree, read_child_output(run, *(read for read, _ in pipes), tree=tree, gpu_usage=self.gpu_usage)
 
     def _wait(self, run: ChildRun, process: subprocess.Popen, tree: ProcessTree, output_ended: threading.Event) -> None:
         pid = process.pid
@@ -124,7 +130,8 @@ class LocalExecutor(Executor):
         output_ended.wait(timeout=OUTPUT_AFTER_END_S)
         # ru_maxrss (KiB on Linux) is exact for the largest single process; the tree's sum is sampled.
         peak = max(tree.peak_rss_bytes, usage.ru_maxrss * 1024)
-        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak, take_result(run.handle.run_dir))
+        gpu = (tree.peak_gpu_bytes, tree.gpu_utilization)
+        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak, take_result(run.handle.run_dir), gpu)
 
     def _signal(self, run: ChildRun, signum: int) -> None:
         child: Optional[LocalChild] = run.handle
@@ -164,7 +171,9 @@ def end_what_the_keeper_left(tree: ProcessTree) -> None:
         tree.signal(signal.SIGKILL)
 
 
-def read_child_output(run: ChildRun, out: int, err: int, events: int, tree: Optional[ProcessTree] = None) -> threading.Event:
+def read_child_output(
+    run: ChildRun, out: int, err: int, events: int, tree: Optional[ProcessTree] = None, gpu_usage: Optional[GpuUsage] = None
+) -> threading.Event:
     """Read a child's stdout, stderr and event pipes (their read ends) to their ends, handing
     what comes to the run's sinks, and close them; with ``tree``, sample the tree's memory
     every SAMPLE_INTERVAL_S until the run is done. One thread does it all: a thread per pipe
@@ -180,11 +189,13 @@ def read_child_output(run: ChildRun, out: int, err: int, events: int, tree: Opti
         err: LineCutter(lambda lines: deliver(run.on_lines, "stderr", lines)),
         events: RecordCutter(lambda raw: _deliver_event(run.on_event, raw), oversized),
     }
-    run_thread(_follow_output, run, cutters, tree, ended)
+    run_thread(_follow_output, run, cutters, tree, ended, gpu_usage)
     return ended
 
 
-def _follow_output(run: ChildRun, cutters: Dict[int, Any], tree: Optional[ProcessTree], ended: threading.Event) -> None:
+def _follow_output(
+    run: ChildRun, cutters: Dict[int, Any], tree: Optional[ProcessTree], ended: threading.Event, gpu_usage: Optional[GpuUsage]
+) -> None:
     selector = selectors.DefaultSelector()
     try:
         for fd in cutters:
@@ -192,7 +203,7 @@ def _follow_output(run: ChildRun, cutters: Dict[int, Any], tree: Optional[Proces
         next_sample = 0.0
         while cutters:
             if tree is not None and time.monotonic() >= next_sample:
-                tree.sample()
+                _sample(tree, gpu_usage)
                 next_sample = time.monotonic() + SAMPLE_INTERVAL_S
             for key, _ in selector.select(SAMPLE_INTERVAL_S if tree is not None else None):
                 data = os.read(key.fd, READ_BYTES)
@@ -209,7 +220,22 @@ def _follow_output(run: ChildRun, cutters: Dict[int, Any], tree: Optional[Proces
         ended.set()
     # A version may close its output and run on: its memory is followed to its end.
     while tree is not None and not run.done.wait(SAMPLE_INTERVAL_S):
-        tree.sample()
+        _sample(tree, gpu_usage)
+
+
+def _sample(tree: ProcessTree, gpu_usage: Optional[GpuUsage]) -> None:
+    tree.sample()
+    if gpu_usage is None:
+        return
+    try:
+        readings = gpu_usage.recent(SAMPLE_INTERVAL_S)
+        if readings:
+            tree.sample_gpus(
+                {gpu: reading.processes for gpu, reading in readings.items()},
+                {gpu: reading.utilization for gpu, reading in readings.items()},
+            )
+    except Exception:  # noqa: BLE001 - a driver that stops answering costs the record its GPU figures, never the run
+        pass
 
 
 def run_thread(target: Callable[..., None], *args: Any) -> threading.Thread:

@@ -92,7 +92,8 @@ class PreloadExecutor(LocalExecutor):
         peak = max(tree.peak_rss_bytes, int(ended.get("maxrss_kib") or 0) * 1024)
         # No answer: the preload server died with the child still unreported; count it as killed.
         returncode = ended.get("returncode", -signal.SIGKILL)
-        self._finish(run, returncode, ended.get("cpu_s"), peak, take_result(run.handle.run_dir))
+        gpu = (tree.peak_gpu_bytes, tree.gpu_utilization)
+        self._finish(run, returncode, ended.get("cpu_s"), peak, take_result(run.handle.run_dir), gpu)
 
 
 def local_executor(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import psutil
 
@@ -121,6 +121,9 @@ class ProcessTree:
         self.pid = pid
         self.count_root = count_root
         self.peak_rss_bytes = 0
+        self.peak_gpu_bytes: Optional[int] = None  # None: never seen on a GPU (or nothing read them)
+        self._gpu_busy_sum = 0.0
+        self._gpu_samples = 0
         self._members: Dict[int, psutil.Process] = {}
         self._lock = threading.Lock()
         try:
@@ -145,6 +148,28 @@ class ProcessTree:
             except psutil.Error:
                 continue
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+
+    def sample_gpus(self, processes: Dict[str, Iterable[Tuple[int, int]]], utilization: Dict[str, Optional[int]]) -> None:
+        """Add up the GPU memory the tree's processes hold now (``processes``: per GPU, each
+        compute process's pid and bytes, as NVML says), and note how busy the GPUs it is on are."""
+        with self._lock:
+            mine = set(self._members)
+        total, busy = 0, []
+        for gpu, held in processes.items():
+            here = sum(amount for pid, amount in held if pid in mine)
+            if here:
+                total += here
+                if utilization.get(gpu) is not None:
+                    busy.append(utilization[gpu])
+        self.peak_gpu_bytes = max(self.peak_gpu_bytes or 0, total) if (total or self.peak_gpu_bytes is not None) else None
+        if busy:
+            self._gpu_busy_sum += sum(busy) / len(busy)
+            self._gpu_samples += 1
+
+    @property
+    def gpu_utilization(self) -> Optional[float]:
+        """The mean utilization (percent) of the GPUs the tree held memory on, over the samples it did."""
+        return self._gpu_busy_sum / self._gpu_samples if self._gpu_samples else None
 
     def still_running(self) -> bool:
         """Whether a process ever seen below the root still runs."""

@@ -179,6 +179,9 @@ def format_output_block(record: Dict[str, Any]) -> str:
     lines.append(f"duration:       {record['duration_s']:.2f} s wall, {record.get('cpu_s') or 0:.2f} s CPU")
     if record.get("peak_memory_mb") is not None:
         lines.append(f"peak memory:    {record['peak_memory_mb']:.1f} MiB (resident, whole process tree)")
+    if record.get("gpu_peak_memory_mb") is not None:
+        busy = f", its GPUs {record['gpu_utilization']:.0f}% busy on average" if record.get("gpu_utilization") is not None else ""
+        lines.append(f"GPU memory:     {record['gpu_peak_memory_mb']:.1f} MiB at most (whole process tree){busy}")
     if record.get("signal") or record.get("exit_code") not in (None, 0):
         ending = f"signal {record['signal']}" if record.get("signal") else f"exit status {record['exit_code']}"
         lines.append(f"process ended:  {ending}")

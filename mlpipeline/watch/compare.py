@@ -54,6 +54,9 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
         early = record.get("early_stopping")
         if record.get("status") == "stopped" and isinstance(early, dict) and early.get("step") is not None:
             row["steps"] = early["step"]  # where early stopping stopped it
+        for key in ("gpu_peak_memory_mb", "gpu_utilization"):
+            if record.get(key) is not None:
+                row[key] = record[key]
         row["duration_s"] = record.get("duration_s")
         rows.append(row)
         values = dict(record.get("parameters") or {})

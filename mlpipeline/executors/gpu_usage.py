@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -31,10 +33,26 @@ class GpuUsage:
     def __init__(self) -> None:
         self._nvml: Any = None
         self._source: Optional[str] = None  # "nvml", "nvidia-smi", or "none" once decided
+        self._lock = threading.Lock()
+        self._recent: Optional[Tuple[float, Optional[Dict[str, GpuReading]]]] = None
 
     @property
     def source(self) -> Optional[str]:
         return self._source
+
+    def recent(self, max_age: float) -> Optional[Dict[str, GpuReading]]:
+        """A reading at most ``max_age`` seconds old, shared by the samplers of every running
+        version (what each version holds on the GPUs); through NVML only: nvidia-smi would be
+        a process every look."""
+        with self._lock:
+            if self._source is None:
+                self.read()
+            if self._source != "nvml":
+                return None
+            now = time.monotonic()
+            if self._recent is None or now - self._recent[0] > max_age:
+                self._recent = (now, self.read())
+            return self._recent[1]
 
     def read(self) -> Optional[Dict[str, GpuReading]]:
         if self._source is None:
