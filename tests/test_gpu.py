@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from conftest import Project
+from conftest import REPO, Project
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
@@ -124,3 +124,12 @@ def test_preload_never_initialises_cuda_and_a_forked_version_uses_its_gpu(projec
     assert daemon.returncode == 0, output
     assert server and not set(server) & on_gpu  # the server holds no CUDA context; its fork does
     assert project.results()[0]["gpu_peak_memory_mb"] >= 512
+
+
+def test_a_preloaded_module_that_initialises_cuda_is_said_and_versions_start_the_plain_way(project: Project) -> None:
+    gpu_project(project, 'versions.addV("v", hold_gib=0.5, seconds=0.2)', 'gpus = [0]\npreload = ["cuda_at_import"]\n')
+    project.write("models/cuda_at_import.py", "import torch\ntorch.zeros(1, device='cuda')\n")
+    result = project.run("-r", timeout=180, env={"PYTHONPATH": f"{REPO}{os.pathsep}{project.models}"})
+    assert result.returncode == 0, result.output
+    assert "importing cuda_at_import initialised CUDA, which a forked version cannot use" in result.output
+    assert project.results()[0]["status"] == "finished"

@@ -37,6 +37,11 @@ def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[s
             __import__(module)
         except BaseException as exc:  # noqa: BLE001 - any failure is reported, the rest still load
             failed[module] = f"{type(exc).__name__}: {exc}"
+    if _cuda_initialised():
+        # A fork of a process with CUDA initialised cannot use the GPU: no version is forked
+        # from here; the daemon says which module did it, and versions start the plain way.
+        print(json_text({"ready": False, "refused": f"importing {', '.join(modules)} initialised CUDA, which a forked version cannot use"}), flush=True)
+        os._exit(0)
     # What every fork runs anyway, imported once here: the child runner, the script API, and
     # psutil, with which a keeper ends what a version left running.
     import psutil  # noqa: F401
@@ -60,6 +65,14 @@ def serve(socket_path: str, heartbeat: Optional[Dict[str, Any]], modules: List[s
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     servers = ScriptServers(os.path.dirname(socket_path), heartbeat) if scripts else None
     serve_forks(keeper, listener, None, (b"", b""), servers)
+
+
+def _cuda_initialised() -> bool:
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_initialized())
+    except Exception:  # noqa: BLE001 - a torch without CUDA support
+        return False
 
 
 def serve_forks(keeper: Any, listener: socket.socket, control: Optional[socket.socket], replay: Tuple[bytes, bytes], servers: Optional["ScriptServers"] = None) -> None:

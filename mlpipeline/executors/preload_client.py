@@ -196,4 +196,8 @@ def start_server(modules: List[str], folder: str, heartbeat: Optional[Dict[str, 
         os.close(lifeline_write)
         raise OSError(f"the preload server exited with status {process.returncode} before it was ready")
     ready = json.loads(line)
+    if not ready.get("ready"):
+        process.wait()
+        os.close(lifeline_write)
+        raise ValueError(str(ready.get("refused") or "the preload server refused to serve"))
     return PreloadClient(process, socket_path, ready.get("failed", {}), lifeline_write)
