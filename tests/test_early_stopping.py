@@ -111,10 +111,14 @@ class Curve(Model):
             time.sleep(version.get("sleep_per_step", 0))
             done += 1
             metrics = {{}} if version.get("silent") else {{"loss": version["floor"] + 1.0 / (1 + done)}}
+            if version.get("huge"):
+                metrics = {{"loss": 10 ** 400}}  # a whole number no float holds
             self.report(step=done, total=90, **metrics)
             with open(self.path + ".tmp", "w") as handle:
                 handle.write(str(done))
             os.replace(self.path + ".tmp", self.path)
+            if version.get("hang_at") == done:
+                time.sleep(120)  # its checkpoint is at the step: the test kills the daemon now
 
     def evaluate_model(self, input_fn, steps):
         return {{}}
@@ -122,8 +126,9 @@ class Curve(Model):
 
 versions = Versions(dataloader=SplitDataLoader(list(range(90)), [0]), batch_size=1, epoc_count=1, sleep_per_step={sleep})
 FLOORS = {floors}
+EXTRA = {extra_parameters}
 for index, floor in enumerate(FLOORS):
-    versions.addV("v%d" % index, floor=floor, model_dir_suffix="v%d" % index, silent=index in {silent})
+    versions.addV("v%d" % index, floor=floor, model_dir_suffix="v%d" % index, silent=index in {silent}, **EXTRA.get(index, {{}}))
 MODEL = Curve(versions, allow_delete_model_dir=True)
 '''
 
@@ -138,6 +143,7 @@ def halving_project(
     rule: str = "asha",
     silent: Sequence[int] = (),
     extra: str = "",
+    extra_parameters: Optional[Dict[int, dict]] = None,
 ) -> Project:
     project.write(
         "mlp.config",
@@ -145,7 +151,7 @@ def halving_project(
     )
     project.script(
         "curves.py",
-        SCRIPT.format(resumes=resumes, sleep=sleep, floors=list(floors), silent=set(silent) or "()"),
+        SCRIPT.format(resumes=resumes, sleep=sleep, floors=list(floors), silent=set(silent) or "()", extra_parameters=extra_parameters or {}),
         prelude=False,
     )
     project.queue(["curves.py"])
@@ -252,8 +258,8 @@ def test_a_version_that_never_reports_the_metric_runs_to_its_end_with_a_warning(
     result = project.run("-r", timeout=120)
     assert result.returncode == 0, result.output
     assert final_states(project)["v0"] == "finished"
-    assert "curves.py:v0 reported no 'loss' by rung 0; it is not judged, and runs to its end" in result.output
-    assert "reported no 'loss'" in project.log_text()
+    assert "curves.py:v0 reported no number for 'loss' by rung 0; it is not judged, and runs to its end" in result.output
+    assert "reported no number for 'loss'" in project.log_text()
 
 
 def test_stopped_is_final_for_u_and_retry_failed_and_an_edit_reruns_it(project: Project) -> None:
@@ -314,3 +320,86 @@ def test_paused_versions_run_to_their_end_once_early_stopping_is_off(project: Pr
     for version in paused:  # resumed from the rung, not from step 0
         last = [row for row in project.results() if row["version"] == version][-1]
         assert last["steps"]["already_trained"] == 10 and last["steps"]["trained"] == 80
+
+
+def test_a_run_cut_off_at_its_rung_is_judged_from_its_models_history(project: Project) -> None:
+    # v1 checkpoints step 30 (rung 1), and its daemon is killed there: the run that resumes it
+    # trains nothing, and is judged by where its model's history leaves it, not promoted unjudged.
+    halving_project(project, extra_parameters={1: {"hang_at": 30}})
+    daemon = project.start("-r")
+    step = project.models / "outputs" / "model_ckpts" / "curves-v1" / "step.txt"
+    project.wait_for(lambda: step.exists() and step.read_text() == "30", timeout=60, what="v1 at step 30")
+    time.sleep(1.5)  # its reports reach the history (flushed every second)
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(timeout=30)
+    time.sleep(0.5)
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0, result.output
+    assert "it is not judged" not in result.output
+    assert final_states(project) == {**{f"v{i}": "stopped" for i in range(8)}, "v8": "finished"}
+    pause = [event for event in events(project, "v1") if event["event"] == "paused" and event["rung"] == 1][-1]
+    assert pause["value"] == pytest.approx(0.3 + 1 / 31)
+
+
+def test_a_number_too_large_for_a_float_is_no_value_and_breaks_nothing(project: Project) -> None:
+    halving_project(project, floors=[0.5, 0.3, 0.8, 0.2], extra_parameters={1: {"huge": True}})
+    result = project.run("-r", timeout=120)
+    assert result.returncode == 0, result.output
+    assert "Traceback" not in result.output + project.log_text()
+    assert final_states(project)["v1"] == "finished"  # no value to judge it by: it ran to its end
+    assert "curves.py:v1 reported no number for 'loss' by rung 0" in result.output
+
+
+def test_pause_cancel_and_only_during_a_halving(project: Project) -> None:
+    halving_project(project, sleep=0.01)
+    daemon = project.start("-r")
+    project.wait_for(lambda: sum(event["event"] == "stopped" for event in events(project)) >= 6, timeout=60, what="rung 0 settled")
+    assert project.run("pause").returncode == 0
+    time.sleep(3)
+    assert daemon.poll() is None  # paused versions wait to be promoted: the daemon waits for resume
+    assert project.run("resume").returncode == 0
+    output, _ = daemon.communicate(timeout=120)
+    assert daemon.returncode == 0, output
+    assert final_states(project)["v8"] == "finished"
+    # A second halving after an edit, cut off after five pauses: cancel a paused version, and
+    # run one not started yet alone with --only: it is judged against the others' values.
+    first = events(project)[0]["sha256"]
+    script = project.models / "curves.py"
+    script.write_text(script.read_text() + "\n# edited\n")
+    daemon = project.start("-r", "-u")
+    project.wait_for(
+        lambda: sum(event["event"] == "paused" and event["sha256"] != first for event in events(project)) >= 5, timeout=60, what="five pauses"
+    )
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(timeout=30)
+    time.sleep(0.5)
+    assert final_states(project)["v0"] == "paused"
+    cancel = project.run("cancel", "curves.py:v0")
+    assert cancel.returncode == 0 and "recorded as cancelled" in cancel.output
+    assert final_states(project)["v0"] == "cancelled"
+    result = project.run("-r", "-u", "--only", "curves.py:v5", timeout=60)  # floor 0.9: the worst
+    assert result.returncode == 0, result.output
+    # Judged against v1 to v4 (v0, cancelled, carries no values now): the last of five.
+    assert final_states(project)["v5"] == "stopped" and "ranks 5 of 5" in project.results()[-1]["reason"]
+
+
+@pytest.mark.parametrize("rungs", ['"0.39"', '{"a": 1}', "[1e999]", "[0.39, 0.1, 0.1]", "[" + ", ".join(["0.1"] * 300) + "]"])
+def test_rung_values_the_journal_cannot_hold_are_said_and_counted_nowhere(project: Project, rungs: str) -> None:
+    halving_project(project, floors=[0.5, 0.3, 0.8, 0.2], sleep=0.02)
+    daemon = project.start("-r")
+    project.wait_for(lambda: sum(event["event"] == "paused" for event in events(project)) >= 2, timeout=60, what="two pauses")
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(timeout=30)
+    journal = project.outputs / "history.jsonl"
+    lines = journal.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if '"event":"paused"' in line and '"version":"v0"' in line)
+    event = json.loads(lines[index])
+    lines[index] = json.dumps(event).replace(json.dumps(event["rungs"]), rungs)  # the text as written, JSON or not
+    journal.write_text("\n".join(lines) + "\n")
+    time.sleep(0.5)
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0, result.output
+    assert "Traceback" not in result.output + project.log_text()
+    assert "curves.py:v0 its values at the rungs in the journal (history.jsonl) cannot be read" in result.output
+    states = final_states(project)
+    assert states["v0"] == "finished" and states["v3"] == "finished"  # v0 unjudged; the true best still wins

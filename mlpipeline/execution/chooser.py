@@ -113,18 +113,36 @@ class VersionChooser:
                 key = (script.label, stop.version, fingerprint(stop.version), stop.rung)
                 if key not in self._stops_taken:
                     self._stops_taken.add(key)
+                    self._handled.add(key[:3])  # ended in this session: not "skipped by -u"
                     model_dir = str(self._paths.model_dir(script.label, listing.suffixes.get(stop.version)))
                     self._stops.append(JudgedOut(script, stop, fingerprint(stop.version), model_dir))
             for promotion in moves.promotions:
                 if promotion.unreported:
-                    self._say.warn_once(
-                        (script.label, f"unreported:{promotion.version}"),
-                        f"{script.label}:{promotion.version} reported no '{self._halving.settings.metric}' by rung "
-                        f"{promotion.rung}; it is not judged, and runs to its end",
+                    label = f"{script.label}:{promotion.version}"
+                    why = (
+                        f"its values at the rungs in the journal ({self._journal.path.name}) cannot be read"
+                        if promotion.rung < 0
+                        else f"reported no number for '{self._halving.settings.metric}' by rung {promotion.rung}"
                     )
+                    self._say.warn_once((script.label, f"unreported:{promotion.version}"), f"{label} {why}; it is not judged, and runs to its end")
                 return self._halving.promoted(script, promotion, fingerprint, listing.sha256)
         self._halving_seen = seen
         return None
+
+    def paused(self) -> int:
+        """How many queued versions are paused at an early-stopping rung now."""
+        count = 0
+        for script in self.queue.current():
+            listing = self.catalog.known(script.path, self.fingerprints.sha256(script.path)) if script.path.exists() else None
+            if listing is None:
+                continue
+            fingerprint = self.fingerprints.of_versions(listing)
+            count += sum(script.wants(name) and self._is_paused(script.label, name, fingerprint(name)) for name in listing.names)
+        return count
+
+    def _is_paused(self, script: str, version: str, sha256: str) -> bool:
+        latest = self._journal.latest(script, version)
+        return latest is not None and latest.get("event") == "paused" and latest.get("sha256") == sha256
 
     def _is_watched(self, script: QueuedScript) -> bool:
         """Whether early stopping watches ``script``'s versions as they run (its model cannot
@@ -201,9 +219,12 @@ class VersionChooser:
             fingerprint = self.fingerprints.of_versions(listing)
             for name in listing.names:
                 sha256 = fingerprint(name)
-                if script.wants(name) and (script.label, name, sha256) not in self._handled:
-                    if decide(self._journal, script.label, name, sha256, self._policy) is not None:
-                        pending += 1
+                if not script.wants(name):
+                    continue
+                if (script.label, name, sha256) not in self._handled and decide(self._journal, script.label, name, sha256, self._policy) is not None:
+                    pending += 1
+                elif self._halving is not None and self._is_paused(script.label, name, sha256):
+                    pending += 1  # paused at a rung: early stopping has still to promote or stop it
         return pending + len(self._retries), unlisted
 
     def skipped_by_history(self) -> int:

@@ -245,11 +245,13 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
             if state is RunState.RUNNING and seems_alive(latest, identity, paths.heartbeats):
                 running.append(f"{script}:{version} on {latest.get('host')}")
                 stopped.add(version)
-            elif state in (RunState.RUNNING, RunState.INTERRUPTED):
-                # Cut off, no daemon has it: recorded cancelled now, so -u does not resume it.
+            elif state in (RunState.RUNNING, RunState.INTERRUPTED, RunState.PAUSED):
+                # Cut off, or paused by early stopping, no daemon has it: recorded cancelled
+                # now, so that -u does not resume it.
                 fields = {key: latest.get(key) for key in ("script", "version", "sha256")}
                 fields.update(host=paths.host, pid=os.getpid())
-                reason = f"cancelled by `mlpipeline cancel {entry}` on {paths.host} while cut off"
+                how = "while paused at an early-stopping rung" if state is RunState.PAUSED else "while cut off"
+                reason = f"cancelled by `mlpipeline cancel {entry}` on {paths.host} {how}"
                 if journal.append_if_latest(latest, JournalEvent.CANCELLED, **fields, reason=reason) is not None:
                     cut_off.append(f"{script}:{version}")
                     stopped.add(version)
@@ -258,7 +260,7 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
         if running:
             parts.append(f"its daemon stops {', '.join(running)}")
         if cut_off:
-            parts.append(f"{', '.join(cut_off)} (cut off earlier) recorded as cancelled in the journal")
+            parts.append(f"{', '.join(cut_off)} (cut off or paused earlier) recorded as cancelled in the journal")
         if queued:
             parts.append(f"queued: {', '.join(queued)}")
         if not running and not cut_off and not queued:

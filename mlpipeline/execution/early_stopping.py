@@ -44,6 +44,7 @@ class VersionStanding:
     standing: Standing
     rungs: Tuple[Optional[float], ...] = ()
     total_steps: Optional[int] = None  # known once a run of it has said
+    judged: bool = True  # False: where it stands cannot be read (the journal's values): not judged, not counted
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,22 @@ def rung_value(settings: EarlyStoppingSettings, reported: Mapping[str, object], 
     test input, else the last report(), else evaluate_model on the train input; None when
     none holds a finite number."""
     for source in (eval_test, reported, eval_train):
-        value = source.get(settings.metric) if isinstance(source, Mapping) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+        value = finite(source.get(settings.metric) if isinstance(source, Mapping) else None)
+        if value is not None:
+            return value
     return None
+
+
+def finite(value: object) -> Optional[float]:
+    """``value`` as a float when it is a finite number (an integer too large for a float is
+    not); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def moves(settings: EarlyStoppingSettings, versions: Sequence[VersionStanding]) -> Moves:
@@ -112,6 +125,10 @@ def moves(settings: EarlyStoppingSettings, versions: Sequence[VersionStanding]) 
     open_below = any(standing.standing is Standing.PENDING for standing in versions)
     top = max((len(standing.rungs) for standing in versions), default=0)
     promotions: List[Tuple[int, int, Promotion]] = []  # (rung, rank, promotion)
+    for standing in versions:
+        if standing.standing is Standing.PAUSED and not standing.judged:
+            promotions.append((top, -1, Promotion(standing.version, -1, None, unreported=True)))
+    versions = [standing for standing in versions if standing.judged]
     for rung in range(top):
         open_below = open_below or any(
             standing.standing is Standing.RUNNING and len(standing.rungs) <= rung for standing in versions

@@ -9,11 +9,10 @@ cannot resume, so that the version's latest event alone tells where it stands.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import AbstractSet, Any, Callable, Container, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.execution.early_stopping import Moves, Promotion, Standing, Stop, VersionStanding, moves, until_step
+from mlpipeline.execution.early_stopping import Moves, Promotion, Standing, Stop, VersionStanding, finite, moves, until_step
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, decide
 from mlpipeline.queue.config import EarlyStoppingSettings
 from mlpipeline.queue.queue_file import QueuedScript
@@ -23,21 +22,30 @@ from mlpipeline.records.states import RunState
 Fingerprint = Callable[[str], str]
 
 
+MAX_RUNGS = 64
+"""More rungs than any halving has (grace_steps * 2 ** 64 steps): a longer list is no record."""
+
+
 def recorded_rungs(event: Optional[Dict[str, Any]]) -> Tuple[Optional[float], ...]:
     """The rung values a journal event carries; none when it carries none that make sense (the
     journal may hold any bytes)."""
     values = event.get("rungs") if isinstance(event, dict) else None
-    if not isinstance(values, list):
+    if not isinstance(values, list) or len(values) > MAX_RUNGS:
         return ()
     kept: List[Optional[float]] = []
     for value in values:
-        if value is None:
-            kept.append(None)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            kept.append(float(value))
-        else:
+        number = finite(value)
+        if value is not None and number is None:
             return ()
+        kept.append(number)
     return tuple(kept)
+
+
+def paused_readable(event: Dict[str, Any], rungs: Tuple[Optional[float], ...]) -> bool:
+    """Whether a pause event says where its version stands: its values up to the rung it
+    paused at, that rung last."""
+    rung = event.get("rung")
+    return bool(rungs) and isinstance(rung, int) and not isinstance(rung, bool) and rung == len(rungs) - 1
 
 
 def recorded_total(event: Optional[Dict[str, Any]]) -> Optional[int]:
@@ -93,26 +101,29 @@ class HalvingPlanner:
         handled: Container[Tuple[str, str, str]],
         cut_off: AbstractSet[Tuple[str, str]],
     ) -> List[VersionStanding]:
-        """Each version of ``script`` the queue wants, as it stands in the halving: ``handled``
-        and ``cut_off`` as the chooser has them (what ran in this session, what resumes)."""
+        """Each version of ``script``, as it stands in the halving: ``handled`` and ``cut_off``
+        as the chooser has them (what ran in this session, what resumes). A version the queue
+        does not ask for now (``--only``, a cancel) is judged against, never promoted or stopped."""
         found = []
         for name in names:
-            if not script.wants(name):
-                continue
             sha256 = fingerprint(name)
             latest = self._journal.latest(script.label, name)
+            same = latest is not None and latest.get("sha256") == sha256
+            rungs, total = recorded_rungs(latest), recorded_total(latest)
+            if not script.wants(name):
+                found.append(VersionStanding(name, Standing.DONE, rungs if same else (), total))
+                continue
             start = (
                 None if (script.label, name, sha256) in handled
                 else decide(self._journal, script.label, name, sha256, self._policy, cut_off)
             )  # fmt: skip
             state = self._journal.state(script.label, name) if latest is not None else RunState.PENDING
-            rungs, total = recorded_rungs(latest), recorded_total(latest)
             if start is Start.FRESH or latest is None:
                 found.append(VersionStanding(name, Standing.PENDING))
             elif state is RunState.RUNNING or start is Start.RESUME:
                 found.append(VersionStanding(name, Standing.RUNNING, rungs, total))
             elif state is RunState.PAUSED and latest.get("resumable") is not False:
-                found.append(VersionStanding(name, Standing.PAUSED, rungs, total))
+                found.append(VersionStanding(name, Standing.PAUSED, rungs, total, judged=paused_readable(latest, rungs)))
             elif state is RunState.PAUSED:
                 found.append(VersionStanding(name, Standing.PENDING))  # it cannot resume: it runs again, watched
             else:
@@ -127,9 +138,12 @@ class HalvingPlanner:
         latest = self._journal.latest(script.label, promotion.version) or {}
         sha256 = fingerprint(promotion.version)
         own = "" if sha256 == script_sha256 else script_sha256
+        rungs = recorded_rungs(latest)
+        if not paused_readable(latest, rungs):
+            rungs = ()  # values that cannot be read are carried on by none of its events: they count nowhere
         return PlannedRun(
             script, promotion.version, sha256, Start.RESUME,
-            script_sha256=own, rungs=recorded_rungs(latest), until_step=promotion.until_step,
+            script_sha256=own, rungs=rungs, until_step=promotion.until_step,
         )  # fmt: skip
 
     def restarted(self, script: QueuedScript, name: str, fingerprint: Fingerprint, script_sha256: str) -> PlannedRun:

@@ -15,6 +15,8 @@ from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.protocol import STEPS_EVENT
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
+from mlpipeline.execution.early_stopping import finite, rung_step
+from mlpipeline.queue.config import EarlyStoppingSettings
 from mlpipeline.records.metric_history import FLUSH_INTERVAL_S, HistoryWriter, history_path, read_history_file, set_aside
 from mlpipeline.tracking.bridge import TrackedRun, TrackingBridge
 from mlpipeline.records.paths import OutputPaths
@@ -31,8 +33,15 @@ PROGRESS_FILE_INTERVAL_S = 1.0
 class ChildListener:
     """Takes each line and event of a running child; owns the progress files."""
 
-    def __init__(self, reporter: Reporter, paths: OutputPaths, tracking: Optional[TrackingBridge] = None) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        paths: OutputPaths,
+        tracking: Optional[TrackingBridge] = None,
+        early_stopping: Optional[EarlyStoppingSettings] = None,
+    ) -> None:
         self._say = reporter
+        self._early_stopping = early_stopping
         self._progress = paths.progress
         self._tracking = tracking
         self._tracked: Dict[str, TrackedRun] = {}
@@ -74,6 +83,8 @@ class ChildListener:
             if isinstance(metrics, dict):
                 version_run.reported = True
                 keep_best(version_run.best, metrics)
+                if version_run.planned.watched and self._early_stopping is not None and isinstance(step, int):
+                    self._note_crossings(version_run, step, metrics)
             self._say.view.progress(label, step, total, metrics)
             now = time.monotonic()
             if now - version_run.last_report_logged >= REPORT_LOG_INTERVAL_S:
@@ -106,6 +117,17 @@ class ChildListener:
         if event.get("type") == "log":
             self._say.log(str(event.get("level", "INFO")), script, str(event.get("message", "")))
 
+    def _note_crossings(self, version_run: VersionRun, step: int, metrics: Dict[str, Any]) -> None:
+        """A watched version's value as its reports pass each rung, kept for the rung watch
+        (the loop looks only every 0.2 s, and a version may be steps past the rung by then)."""
+        assert self._early_stopping is not None
+        rung = len(version_run.rungs)
+        while rung in version_run.crossings:
+            rung += 1
+        while step >= rung_step(self._early_stopping, rung):
+            version_run.crossings[rung] = finite(metrics.get(self._early_stopping.metric))
+            rung += 1
+
     def started(self, version_run: VersionRun) -> None:
         """A version's child is about to start: a fresh run's history starts anew, and its
         tracker run begins (or goes on, when it resumes)."""
@@ -116,9 +138,11 @@ class ChildListener:
             except OSError as exc:
                 self._say.log("WARNING", planned.label, f"its earlier metric history could not be set aside ({exc.strerror or exc})")
         else:
-            # A resumed run's best is over the model's whole curve, the runs it resumed included.
+            # A resumed run's best is over the model's whole curve, the runs it resumed included;
+            # its last values are where a run that trains nothing more stands (early stopping).
             for report in read_history_file(history_path(Path(version_run.model_dir))):
                 keep_best(version_run.best, report["metrics"])
+                version_run.history_last.update(report["metrics"])
         if self._tracking is None:
             return
         tracked = TrackedRun(

@@ -145,7 +145,7 @@ class ExecutionLoop:
         self.resources = Resources(self.executors.gpus)
         stopping = lambda: self.signals.count > 0 or self._executor_lost() is not None  # noqa: E731
         self.tracking = tracking_bridge(project, lambda label, message: (say.log("WARNING", label, message), view.warning(f"{label}: {message}")))
-        self.listener = ChildListener(say, self.paths, self.tracking)
+        self.listener = ChildListener(say, self.paths, self.tracking, project.early_stopping)
         catalog = self.catalog = ScriptCatalog(
             self.executors.listings,
             self.listener.listing_lines,
@@ -457,6 +457,9 @@ class ExecutionLoop:
         parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
         if skipped:
             parts.append(f"{skipped} skipped by -u")
+        paused = self.chooser.paused() if self.project.early_stopping is not None else 0
+        if paused:
+            parts.append(f"{paused} paused at a rung (`mlpipeline -r -u` goes on with them)")
         if self.signals.count:
             # Said, so that a queue stopped while its scripts were listed is not "nothing to run".
             parts.append(f"stopped by {signal.Signals(self.signals.first).name if self.signals.first else 'a signal'}")

@@ -54,6 +54,8 @@ class VersionRun:
     cancel_reason: Optional[str] = None  # with RunPhase.CANCELLED: which cancel, from where
     stop_reason: Optional[str] = None  # with RunPhase.STOPPED: the rule's words
     rungs: List[Optional[float]] = field(default_factory=list)  # its values at the rungs passed, this run's too
+    crossings: Dict[int, Optional[float]] = field(default_factory=dict)  # watched: its value as its reports passed each rung
+    history_last: Dict[str, Any] = field(default_factory=dict)  # resumed: the last values its model's history holds
 
 
 @dataclass

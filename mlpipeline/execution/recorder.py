@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from mlpipeline.execution.claim_watch import lost_claim_message
 from mlpipeline.execution.end_hook import VersionEndHook
 from mlpipeline.execution.listener import ChildListener
-from mlpipeline.execution.early_stopping import rung_value
+from mlpipeline.execution.early_stopping import finite, rung_value
 from mlpipeline.execution.halving import JudgedOut, recorded_total
 from mlpipeline.execution.outcome import Ending, RunPhase, VersionRun, classify, version_end
 from mlpipeline.execution.plan import PlannedRun, Start
@@ -211,9 +211,20 @@ class EndRecorder:
             fields["total_steps"] = total
         if planned.watched:
             fields["watched"] = True
+        if planned.watched:
+            # Rungs its reports passed that the rung watch did not look at before its end count too.
+            for rung in sorted(version_run.crossings):
+                if rung == len(fields["rungs"]):
+                    fields["rungs"].append(version_run.crossings[rung])
         if event is JournalEvent.PAUSED:
             pause = result["pause"]
             value = rung_value(settings, version_run.metrics, result.get("eval_test"), result.get("eval_train"))
+            if value is None and not version_run.reported:
+                # It trained nothing more (its checkpoint was at the rung already: its run that
+                # got there was cut off): where its model's history leaves it, else its last rung.
+                value = finite(version_run.history_last.get(settings.metric))
+                if value is None and version_run.rungs:
+                    value = version_run.rungs[-1]
             fields.update(
                 rung=len(version_run.rungs), step=pause.get("step"), metric=settings.metric, value=value,
                 resumable=bool(pause.get("resumable")),

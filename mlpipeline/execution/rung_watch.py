@@ -4,11 +4,10 @@ there is stopped, never paused. Returns what it found; the loop records the rung
 stops the runs judged out (early_stopping.goes_on_while_running is the rule)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from mlpipeline.execution.early_stopping import goes_on_while_running, rung_step
+from mlpipeline.execution.early_stopping import finite, goes_on_while_running, rung_step
 from mlpipeline.execution.halving import recorded_rungs
 from mlpipeline.execution.outcome import VersionRun
 from mlpipeline.executors.base import ChildRun
@@ -43,16 +42,17 @@ class RungWatch:
             total = (version_run.steps or {}).get("total")
             if version_run.last_step is None or version_run.last_step < step or (isinstance(total, int) and step >= total):
                 continue
-            value = version_run.metrics.get(self.settings.metric)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            # Its value as it passed the rung (the listener keeps it), else its latest.
+            value = finite(version_run.crossings.get(rung, version_run.metrics.get(self.settings.metric)))
+            if value is None:
                 found.passed.append((run, rung, None))  # unjudged there; it goes on
                 continue
             values = self._values_at(version_run.planned.script.label, version_run.planned.version, rung)
-            values[version_run.planned.version] = float(value)
+            values[version_run.planned.version] = value
             if goes_on_while_running(self.settings, values, version_run.planned.version):
-                found.passed.append((run, rung, float(value)))
+                found.passed.append((run, rung, value))
             else:
-                found.stops.append((run, self._why(rung, float(value), values)))
+                found.stops.append((run, self._why(rung, value, values)))
         return found
 
     def _values_at(self, script: str, version: str, rung: int) -> Dict[str, float]:
