@@ -108,7 +108,7 @@ class Model(_Summary):
         ``mlpipeline status``; the last value of each metric goes into the version's record.
         A tensor or numpy scalar is sent as its number.
         """
-        channel.send({"type": "report", "step": channel.to_plain(step), "total": channel.to_plain(total), "metrics": channel.to_plain(metrics)})
+        channel.report(step, total, metrics)
 
 
 class DataLoader(_Summary):

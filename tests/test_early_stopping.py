@@ -119,6 +119,8 @@ class Curve(Model):
             os.replace(self.path + ".tmp", self.path)
             if version.get("hang_at") == done:
                 time.sleep(120)  # its checkpoint is at the step: the test kills the daemon now
+            if version.get("linger_at") == done:
+                time.sleep(2)  # the test stops its daemon now
 
     def evaluate_model(self, input_fn, steps):
         return {{}}
@@ -361,26 +363,35 @@ def test_pause_cancel_and_only_during_a_halving(project: Project) -> None:
     output, _ = daemon.communicate(timeout=120)
     assert daemon.returncode == 0, output
     assert final_states(project)["v8"] == "finished"
-    # A second halving after an edit, cut off after five pauses: cancel a paused version, and
-    # run one not started yet alone with --only: it is judged against the others' values.
+    # A second halving after an edit, cut off after five pauses, as v5 reaches its rung unseen:
+    # its daemon, stopped (SIGSTOP) before v5 reached the rung, is killed once v5 has paused.
+    # Then cancel a paused version, and run v5 alone with --only: its resumed run trains
+    # nothing, and it is judged against the others' values by the reports its pause saved.
     first = events(project)[0]["sha256"]
     script = project.models / "curves.py"
-    script.write_text(script.read_text() + "\n# edited\n")
+    script.write_text(script.read_text().replace("EXTRA = {}", 'EXTRA = {5: {"linger_at": 5}}'))
+    step = project.models / "outputs" / "model_ckpts" / "curves-v5" / "step.txt"
+    run_record = step.parent / ".mlpipeline" / "run.json"
     daemon = project.start("-r", "-u")
     project.wait_for(
-        lambda: sum(event["event"] == "paused" and event["sha256"] != first for event in events(project)) >= 5, timeout=60, what="five pauses"
-    )
+        lambda: sum(event["event"] == "paused" and event["sha256"] != first for event in events(project)) >= 5
+        and step.exists() and step.read_text() == "5",
+        timeout=60, what="five pauses, and v5 at step 5",
+    )  # fmt: skip
+    os.kill(daemon.pid, signal.SIGSTOP)
+    project.wait_for(lambda: "paused_at" in run_record.read_text(), timeout=30, what="v5 paused")
     os.kill(daemon.pid, signal.SIGKILL)
     daemon.wait(timeout=30)
-    time.sleep(0.5)
-    assert final_states(project)["v0"] == "paused"
+    assert final_states(project)["v0"] == "paused" and final_states(project)["v5"] == "started"
     cancel = project.run("cancel", "curves.py:v0")
-    assert cancel.returncode == 0 and "recorded as cancelled" in cancel.output
+    assert cancel.returncode == 0 and "curves.py:v0 (paused at a rung) recorded as cancelled" in cancel.output
     assert final_states(project)["v0"] == "cancelled"
     result = project.run("-r", "-u", "--only", "curves.py:v5", timeout=60)  # floor 0.9: the worst
     assert result.returncode == 0, result.output
+    assert "reported no number" not in result.output and project.results()[-1]["steps"]["trained"] == 0
     # Judged against v1 to v4 (v0, cancelled, carries no values now): the last of five.
     assert final_states(project)["v5"] == "stopped" and "ranks 5 of 5" in project.results()[-1]["reason"]
+    assert project.results()[-1]["early_stopping"]["value"] == pytest.approx(0.9 + 1 / 11)
 
 
 @pytest.mark.parametrize("rungs", ['"0.39"', '{"a": 1}', "[1e999]", "[0.39, 0.1, 0.1]", "[" + ", ".join(["0.1"] * 300) + "]"])

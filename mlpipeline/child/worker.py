@@ -27,8 +27,8 @@ from mlpipeline.executors.protocol import (
     missing_message,
 )
 from mlpipeline.records.provenance import software_versions
-from mlpipeline.records.run_record import update_run_record, write_run_record
-from mlpipeline.script_support import checkpoint_request
+from mlpipeline.records.run_record import read_run_record, update_run_record, write_run_record
+from mlpipeline.script_support import channel, checkpoint_request
 from mlpipeline.script_support.channel import send as send_event
 from mlpipeline.script_support.channel import to_plain
 
@@ -324,10 +324,14 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     exec_mode = ExecutionModeKeys.TRAIN if request.execution_mode else ExecutionModeKeys.TEST
     model_dir = request.model_dir
     run_record = dict(request.run_record or {})
+    channel.forget_metrics()
+    paused_before: Dict[str, Any] = {}
     try:
         if request.fresh and model.allow_delete_model_dir:
             call_user(label, "clean_model_dir", model.clean_model_dir, model_dir)
         if request.run_record is not None:
+            if request.until_step is not None:
+                paused_before = _paused_at(Path(model_dir))  # before this run's record replaces it
             # After the clean, which may empty the folder, and before any training.
             run_record["software"] = software_versions()
             try:
@@ -375,6 +379,16 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             # It can resume from here when its model says it has trained that far.
             after = _step_count(label, call_user(label, "get_trained_step_count", model.get_trained_step_count))
             result["pause"] = {"step": reached, "total": total, "resumable": after is not None and after >= reached}
+            reported = channel.last_metrics()
+            if steps == 0 and not reported and paused_before.get("step") == reached:
+                # Its run that got here was cut off before its daemon read the reports.
+                reported = paused_before["reported"]
+            result["pause"]["reported"] = reported
+            if run_record.get("run_id"):
+                try:
+                    update_run_record(Path(model_dir), run_record["run_id"], paused_at={"step": reached, "reported": reported})
+                except OSError:
+                    pass  # its daemon has the reports, unless it dies too
         eval_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.EVALUATE)
         result["eval_train"] = to_plain(
             call_user(label, "evaluate_model (train input)", model.evaluate_model, eval_input, eval_train_steps)
@@ -392,6 +406,16 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 pass  # the daemon's update after the end says the same, or names the problem
         result["model_summary"] = str(getattr(model, "summery", ""))
         result["dataloader_summary"] = str(getattr(dataloader, "summery", ""))
+
+
+def _paused_at(model_dir: Path) -> Dict[str, Any]:
+    """Where the last run in ``model_dir`` paused, as its run record says: {"step", "reported"},
+    or {} for anything else (any bytes may be there)."""
+    record = read_run_record(model_dir) or {}
+    paused = record.get("paused_at")
+    if isinstance(paused, dict) and isinstance(paused.get("step"), int) and isinstance(paused.get("reported"), dict):
+        return paused
+    return {}
 
 
 def other_file_message(label: str, path: str, sha256: str, required: str) -> str:

@@ -250,17 +250,18 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
                 # now, so that -u does not resume it.
                 fields = {key: latest.get(key) for key in ("script", "version", "sha256")}
                 fields.update(host=paths.host, pid=os.getpid())
-                how = "while paused at an early-stopping rung" if state is RunState.PAUSED else "while cut off"
+                paused = state is RunState.PAUSED
+                how = "while paused at an early-stopping rung" if paused else "while cut off"
                 reason = f"cancelled by `mlpipeline cancel {entry}` on {paths.host} {how}"
                 if journal.append_if_latest(latest, JournalEvent.CANCELLED, **fields, reason=reason) is not None:
-                    cut_off.append(f"{script}:{version}")
+                    cut_off.append(f"{script}:{version} ({'paused at a rung' if paused else 'cut off earlier'})")
                     stopped.add(version)
         queued = [f"{entry.script}:{name}" for name in target.queued if name not in stopped and entry.version in (None, name)]
         parts = []
         if running:
             parts.append(f"its daemon stops {', '.join(running)}")
         if cut_off:
-            parts.append(f"{', '.join(cut_off)} (cut off or paused earlier) recorded as cancelled in the journal")
+            parts.append(f"{', '.join(cut_off)} recorded as cancelled in the journal")
         if queued:
             parts.append(f"queued: {', '.join(queued)}")
         if not running and not cut_off and not queued:

@@ -218,10 +218,12 @@ class EndRecorder:
                     fields["rungs"].append(version_run.crossings[rung])
         if event is JournalEvent.PAUSED:
             pause = result["pause"]
-            value = rung_value(settings, version_run.metrics, result.get("eval_test"), result.get("eval_train"))
+            # A run that trained nothing more (its checkpoint was at the rung already: its run
+            # that got there was cut off) brings the reports that run saved at its pause.
+            reported = version_run.metrics if version_run.reported else pause.get("reported")
+            value = rung_value(settings, reported, result.get("eval_test"), result.get("eval_train"))
             if value is None and not version_run.reported:
-                # It trained nothing more (its checkpoint was at the rung already: its run that
-                # got there was cut off): where its model's history leaves it, else its last rung.
+                # Else where its model's history leaves it, else its last rung.
                 value = finite(version_run.history_last.get(settings.metric))
                 if value is None and version_run.rungs:
                     value = version_run.rungs[-1]

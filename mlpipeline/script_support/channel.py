@@ -16,6 +16,7 @@ from mlpipeline.records.files import json_text
 EVENTS_FD_VARIABLE = "MLPIPELINE_EVENTS_FD"
 
 _events_fd: Optional[int] = None
+_last_metrics: Dict[str, Any] = {}
 
 
 def _fd() -> Optional[int]:
@@ -50,6 +51,26 @@ def send(event: Dict[str, Any]) -> None:
     except OSError:
         # The daemon is gone or closed the pipe; the version's own work matters more.
         pass
+
+
+def report(step: Any, total: Any, metrics: Dict[str, Any]) -> None:
+    """Send a progress report, and keep each metric's last value: a version pausing at an
+    early-stopping rung saves them beside its model, where a daemon that died before it read
+    the report finds them (child/worker.py)."""
+    plain = to_plain(metrics)
+    if isinstance(plain, dict):
+        _last_metrics.update(plain)
+    send({"type": "report", "step": to_plain(step), "total": to_plain(total), "metrics": plain})
+
+
+def last_metrics() -> Dict[str, Any]:
+    """Each metric's last reported value since :func:`forget_metrics`."""
+    return dict(_last_metrics)
+
+
+def forget_metrics() -> None:
+    """A new version starts (in-process runs share this module)."""
+    _last_metrics.clear()
 
 
 def log(message: str, level: str = "INFO") -> None:
