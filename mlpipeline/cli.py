@@ -157,3 +157,10 @@ def _main(argv: Optional[List[str]]) -> int:
     except ConfigError as exc:
         view.error(str(exc))
         return EXIT_USAGE
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A record file that cannot be read (no regular file, say) as a command reads it; the
+        # daemon's own writes are judged in the loop.
+        view.error(f"{exc.filename}: cannot be read ({exc.strerror or exc})")
+        return EXIT_USAGE

@@ -326,3 +326,44 @@ def test_a_hostile_models_config_is_a_config_error_or_a_warning(project):
     assert daemon.returncode == 0 and "Traceback" not in output, output
     assert "models.config: not valid TOML: arrays or tables nested too deep; the last good queue stays in force" in output
     assert [row["version"] for row in project.results()] == ["v1", "v2"]
+
+
+# Each file mlpipeline reads or writes again, and what it is for a user (where the project
+# folder's root is ``root``); a FIFO, a device or a socket put in its place.
+NOT_REGULAR = [
+    "models/outputs/history.jsonl",
+    "models/outputs/results.jsonl",
+    "models/outputs/control.jsonl",
+    "models/outputs/log-*",
+    "models/outputs/model_ckpts/a/.mlpipeline/metrics.jsonl",
+    "models.config",
+    "mlp.config",
+]
+
+
+@pytest.mark.parametrize("name", NOT_REGULAR)
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_a_device_in_place_of_a_file_is_named_and_blocks_nothing(project, tmp_path, name, kind):
+    """A FIFO would block whoever opens it for ever, /dev/zero feed a reader without end: each
+    command ends within its time, without a traceback, and one says the file is none it can
+    use, naming it."""
+    pytest.importorskip("matplotlib")
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    assert project.run("pause").returncode == 0 and project.run("resume").returncode == 0  # control.jsonl
+    [path] = project.root.glob(name)
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    said = []
+    for command in (["status"], ["compare", "--best"], ["plot", "loss", "-o", str(tmp_path / "loss.png")], ["-r", "-u"], ["cancel", "a.py"]):
+        result = project.run(*command, timeout=60)  # a hang fails here
+        assert "Traceback" not in result.output and result.returncode in (0, 1, 2), (command, result.output)
+        said.append(result.output)
+    if kind == "device" and name.endswith("log-*"):
+        return  # only ever appended to, never read back: a device takes the lines (/dev/full fails them)
+    shown = str(path) if path.name not in ("models.config", "mlp.config") else path.name
+    assert any(shown in output and ("not a regular file" in output or "no regular file" in output) for output in said), said

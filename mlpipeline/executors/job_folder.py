@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from mlpipeline.executors.protocol import EVENT, LINES, REQUEST_FILE, TaskEnd
-from mlpipeline.records.files import json_text, write_json_atomic
+from mlpipeline.records.files import json_text, regular_file_opener, write_json_atomic
 from mlpipeline.records.lines import FileTail, RecordError, decode_object, read_object
 
 JOBS_FOLDER = "slurm-jobs"
@@ -90,7 +90,7 @@ class JobFolder:
     def slurm_output_tail(self, lines: int = 5) -> str:
         """The last lines Slurm wrote for the job itself (the batch script's own errors)."""
         try:
-            with open(self.slurm_output, "rb") as handle:
+            with open(self.slurm_output, "rb", opener=regular_file_opener) as handle:
                 handle.seek(0, 2)
                 handle.seek(max(0, handle.tell() - 4096))
                 text = handle.read().decode("utf-8", "replace")
@@ -116,7 +116,7 @@ class OutputWriter:
     flushed (from the threads that read the version's pipes)."""
 
     def __init__(self, folder: JobFolder) -> None:
-        self._handle = open(folder.output, "a", encoding="utf-8")
+        self._handle = open(folder.output, "a", encoding="utf-8", opener=regular_file_opener)
         self._lock = threading.Lock()
 
     def lines(self, stream: str, lines: List[str]) -> None:

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from mlpipeline.records.files import regular_file_opener
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python < 3.11
@@ -142,5 +144,5 @@ def config_text(data: bytes, file: str) -> str:
 
 def read_config_bytes(path: Path) -> bytes:
     """At most CONFIG_LIMIT + 1 bytes of ``path``: enough to tell that a file is too large."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=regular_file_opener) as handle:
         return handle.read(CONFIG_LIMIT + 1)

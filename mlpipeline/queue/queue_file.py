@@ -10,6 +10,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 from mlpipeline.queue.catalog import script_name_message
 from mlpipeline.queue.config import ConfigError, QueueConfig, QueueEntry, missing_queue_message, parse_queue_config
 from mlpipeline.queue.config_files import CONFIG_LIMIT, config_text, read_config_bytes
+from mlpipeline.records.files import regular_file_opener
 from mlpipeline.script_support.versions import name_problem
 
 SETTLE_S = 0.5
@@ -225,7 +226,7 @@ class QueueFile:
         return look[0]
 
     def _look(self) -> Tuple[bytes, int]:
-        with open(self.path, "rb") as handle:
+        with open(self.path, "rb", opener=regular_file_opener) as handle:
             return handle.read(CONFIG_LIMIT + 1), os.fstat(handle.fileno()).st_mtime_ns
 
     def discovered_scripts(self) -> List[str]:

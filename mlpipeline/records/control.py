@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from mlpipeline.records.file_lock import FileLock
-from mlpipeline.records.files import ends_with_newline, json_text, now_iso
+from mlpipeline.records.files import ends_with_newline, json_text, now_iso, regular_file_opener
 from mlpipeline.records.identity import hostname
 from mlpipeline.records.lines import FileTail, RecordError, decode_object
 from mlpipeline.records.paths import OutputPaths
@@ -59,7 +59,7 @@ def append_request(outputs_dir: Path, action: str, script: Optional[str] = None,
     path = control_path(outputs_dir)
     with FileLock(str(OutputPaths.lock_for(path))):
         _compact_if_grown(path)
-        with open(path, "a+b") as handle:
+        with open(path, "a+b", opener=regular_file_opener) as handle:
             handle.seek(0, os.SEEK_END)
             ends_cut = handle.tell() > 0 and not ends_with_newline(path)
             # A line a crash cut short stays apart from this request.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
+from mlpipeline.records.files import now_iso, regular_file_opener, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.lines import load_object
 from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog
@@ -147,7 +147,7 @@ class RecordKeeper:
 
 def _tail_contains(path: Path, needle: str) -> bool:
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=regular_file_opener) as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(handle.tell() - TAIL_BYTES, 0))
             return needle.encode("utf-8") in handle.read(TAIL_BYTES)

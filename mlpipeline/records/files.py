@@ -2,18 +2,50 @@
 named errors."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 
+def regular_file_opener(path: str, flags: int) -> int:
+    """``os.open`` for ``open(..., opener=regular_file_opener)`` of a record or config file.
+    A file opened to be read must be a regular file: a FIFO put in its place would block the
+    open or the read for ever, a device (/dev/zero) feed the reader without end. One opened
+    only to append to may also be a device (/dev/full fails each write, as a full disk does),
+    never a FIFO. Anything else is refused at once with an OSError naming the path."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing that no process reads
+            raise OSError(errno.EINVAL, "not a regular file", path) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        write_only = flags & os.O_ACCMODE == os.O_WRONLY
+        if not (stat.S_ISREG(mode) or (write_only and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)))):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_bytes(path: Path, limit: Optional[int] = None) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit`` of them); OSError otherwise."""
+    with open(path, "rb", opener=regular_file_opener) as handle:
+        return handle.read(-1 if limit is None else limit)
+
+
 def ends_with_newline(path: Path) -> bool:
     """Whether the file at ``path`` (not empty) ends its last line: else a crash cut it short."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=regular_file_opener) as handle:
         handle.seek(-1, os.SEEK_END)
         return handle.read(1) == b"\n"
 

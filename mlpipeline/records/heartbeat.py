@@ -16,8 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from mlpipeline.records.files import now_iso, write_json_atomic
-from mlpipeline.records.lines import RecordError, decode_object, read_object
+from mlpipeline.records.files import now_iso, read_regular_bytes, write_json_atomic
+from mlpipeline.records.lines import FILE_LIMIT, RecordError, decode_object, read_object
 
 if TYPE_CHECKING:
     from mlpipeline.records.identity import DaemonIdentity
@@ -115,7 +115,7 @@ class LivenessJudge:
 
             return Liveness.ALIVE if daemon_process_alive(key) else Liveness.DEAD
         try:
-            content: Optional[bytes] = beat_path(self._folder, key).read_bytes()
+            content: Optional[bytes] = read_regular_bytes(beat_path(self._folder, key), FILE_LIMIT)
         except OSError:
             content = None
         now = time.monotonic()

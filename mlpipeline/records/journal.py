@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from mlpipeline.records.file_lock import FileLock
-from mlpipeline.records.files import ends_with_newline, fsync_dir, json_text, naming_file, now_iso
+from mlpipeline.records.files import ends_with_newline, fsync_dir, json_text, naming_file, now_iso, regular_file_opener
 from mlpipeline.records.lines import LINE_LIMIT, FileTail, decode_object
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import STATE_AFTER, JournalEvent, RunState
@@ -190,7 +190,7 @@ class Journal:
     def _write(self, records: List[Dict[str, Any]], durable: bool = True) -> None:
         data = "".join(_event_line(record) for record in records)
         created = not self.path.exists()
-        with open(self.path, "ab") as handle:
+        with open(self.path, "ab", opener=regular_file_opener) as handle:
             if handle.tell() > 0 and not ends_with_newline(self.path):
                 # A torn last line (a power cut mid-write) is closed with a marker that no JSON
                 # can end in: every reader, before and after this append, skips it alike.

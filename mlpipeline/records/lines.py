@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
+from mlpipeline.records.files import regular_file_opener
+
 LINE_LIMIT = 4 << 20
 """The longest line a record file may hold (4 MiB): the writers keep far below it, and a reader
 holds at most this much of any line, however long the line on disk is."""
@@ -118,10 +120,11 @@ def iter_lines(handle: BinaryIO, limit: int = LINE_LIMIT) -> Iterator[Line]:
 
 def read_objects(path: Path, limit: int = LINE_LIMIT) -> Iterator[Tuple[int, Any]]:
     """Each whole line of ``path`` as (number, the JSON object, or the RecordError of a line
-    that is none). A file that cannot be opened yields nothing; OSError while reading is raised."""
+    that is none). A missing file yields nothing; any other OSError (no regular file, say) is
+    raised."""
     try:
-        handle = open(path, "rb")
-    except OSError:
+        handle = open(path, "rb", opener=regular_file_opener)
+    except FileNotFoundError:
         return
     with handle:
         for number, data in iter_lines(handle, limit):
@@ -137,7 +140,7 @@ def read_objects(path: Path, limit: int = LINE_LIMIT) -> Iterator[Tuple[int, Any
 def load_object(path: Path, limit: int = FILE_LIMIT) -> Dict[str, Any]:
     """The JSON object that the whole file ``path`` holds; RecordError for anything else (a file
     over ``limit`` is not read). OSError as opening or reading raises it."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=regular_file_opener) as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise RecordError(f"larger than {limit >> 20} MiB")
@@ -197,7 +200,7 @@ class FileTail:
 
     def read_new(self) -> TailRead:
         try:
-            handle = open(self.path, "rb")
+            handle = open(self.path, "rb", opener=regular_file_opener)
         except FileNotFoundError:
             if self._identity is None:
                 return TailRead()

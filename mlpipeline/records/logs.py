@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from mlpipeline.records.file_lock import FileLock
-from mlpipeline.records.files import json_text, naming_file, now_iso
+from mlpipeline.records.files import json_text, naming_file, now_iso, regular_file_opener
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.provenance import describe_dvc, describe_git
 
@@ -73,7 +73,7 @@ class _LockedAppender:
             except FileNotFoundError:
                 pass
             self.close()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self._fd = regular_file_opener(str(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return self._fd
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from mlpipeline.records.files import ends_with_newline, json_text
+from mlpipeline.records.files import ends_with_newline, json_text, regular_file_opener
 from mlpipeline.records.lines import RecordError, decode_object, read_objects
 from mlpipeline.records.run_record import record_dir
 
@@ -87,7 +87,7 @@ class HistoryWriter:
 
     def _open(self) -> Any:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self._path, "a", encoding="utf-8")
+        handle = open(self._path, "a", encoding="utf-8", opener=regular_file_opener)
         if handle.tell() > 0 and not ends_with_newline(self._path):
             handle.write("\n")  # a line a crash cut short stays apart from the next report
         return handle
@@ -104,7 +104,7 @@ def set_aside(model_dir: str, run_id: str) -> None:
 
 def _lines(path: Path) -> int:
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=regular_file_opener) as handle:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
     except OSError:
         return 0
@@ -133,7 +133,7 @@ class IsoClock:
 def last_run_id(path: Path) -> Optional[str]:
     """The run id on the last whole line of the history at ``path`` that is a report."""
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=regular_file_opener) as handle:
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - 65536))
             tail = handle.read()

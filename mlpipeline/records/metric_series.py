@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, List, NamedTuple, Optional
 
-from mlpipeline.records.files import number
+from mlpipeline.records.files import number, regular_file_opener
 from mlpipeline.records.metric_history import read_history_file
 
 _PIECE = 8 << 20
@@ -50,7 +50,7 @@ def read_metric_series(path: "str | Path", metric: str, warn: Optional[Callable[
 def _read_fast(path: "str | Path", metric: str) -> Optional[MetricSeries]:
     """The series when every whole line of the file is one report; None otherwise."""
     series = MetricSeries([], [], [])
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=regular_file_opener) as handle:
         rest = b""
         while True:
             piece = handle.read(_PIECE)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from mlpipeline.records.files import read_regular_bytes
+
 GIT_TIMEOUT_S = 10.0
 
 # Frameworks whose version a run record names when the script imported them.
@@ -95,7 +97,7 @@ def dvc_state(root: Path, repository: Optional[Path]) -> Optional[Dict[str, Any]
     hashes: Dict[str, str] = {}
     for path in names:
         try:
-            data = path.read_bytes()
+            data = read_regular_bytes(path)
         except OSError:
             continue
         name = os.path.relpath(path, root)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mlpipeline.queue.config import ConfigError, ProjectConfig, QueueEntry, parse_entry
+from mlpipeline.records.files import regular_file_opener
 from mlpipeline.records.lines import RecordError, decode_object, iter_lines
 from mlpipeline.records.metric_history import HISTORY_FILE, read_history_file
 from mlpipeline.records.metric_series import MetricSeries, read_metric_series
@@ -109,7 +110,7 @@ def select_runs(
     names: Dict[str, str] = {}  # the script and version names met, decoded once each
     results = OutputPaths(project.outputs_dir, host="").results  # host: only for the per-host logs
     try:
-        handle = open(results, "rb")
+        handle = open(results, "rb", opener=regular_file_opener)
     except FileNotFoundError:
         return []
     except OSError as exc:
