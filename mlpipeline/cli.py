@@ -93,6 +93,7 @@ def _main(argv: Optional[List[str]]) -> int:
     from pathlib import Path
 
     from mlpipeline.queue.config import ConfigError, load_project_config, parse_entry
+    from mlpipeline.records.files import NotRegularFile
     from mlpipeline.records.identity import HostnameError, hostname
     from mlpipeline.watch.console import ConsoleView, make_console
 
@@ -157,10 +158,8 @@ def _main(argv: Optional[List[str]]) -> int:
     except ConfigError as exc:
         view.error(str(exc))
         return EXIT_USAGE
-    except OSError as exc:
-        if exc.filename is None:
-            raise
-        # A record file that cannot be read (no regular file, say) as a command reads it; the
-        # daemon's own writes are judged in the loop.
-        view.error(f"{exc.filename}: cannot be read ({exc.strerror or exc})")
+    except NotRegularFile as exc:
+        # A FIFO or device where a record or config file belongs, met by a command reading it
+        # (the daemon's own reads and writes are judged in its loop).
+        view.error(f"{exc.filename}: cannot be used (not a regular file)")
         return EXIT_USAGE

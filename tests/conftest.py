@@ -249,10 +249,10 @@ class Project:
 def _jsonl(path: Path) -> List[dict]:
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
     # A line still being appended as a test polls the file is not read yet (the readers of
     # mlpipeline do the same: records/lines.py).
-    whole = text[: text.rfind("\n") + 1]
+    whole = data[: data.rfind(b"\n") + 1].decode("utf-8")
     return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from conftest import REPO, alive, processes_of_runs, versions_code
+from test_unwritable import on_a_full_disk
 
 HANGS_AT_IMPORT = "import time\nwhile True:\n    time.sleep(1)\n"
 
@@ -242,7 +243,7 @@ def test_a_stop_signal_at_any_moment_of_a_run_ends_it_with_130_or_143_and_never_
         project.wait_for(lambda: not processes_of_runs(project.outputs), timeout=10, what=f"nothing left running {seen[:3]}")
 
 
-def test_stdout_on_a_full_disk_costs_the_console_only(project):
+def test_stdout_on_a_full_disk_costs_the_console_only(project, tmp_path):
     project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
     project.queue(["a.py"])
     with open("/dev/full", "w") as full:
@@ -253,8 +254,7 @@ def test_stdout_on_a_full_disk_costs_the_console_only(project):
     assert [r["status"] for r in project.results()] == ["finished", "finished"]
     # With the records on a full disk too, the exit code says that they are, without a traceback.
     (project.outputs / "results.jsonl").unlink()
-    os.symlink("/dev/full", project.outputs / "results.jsonl")
-    with open("/dev/full", "w") as full:
+    with on_a_full_disk(project.outputs / "results.jsonl", tmp_path), open("/dev/full", "w") as full:
         daemon = project.start("-r", stdout=full, stderr=subprocess.PIPE)
         _, errors = daemon.communicate(timeout=60)
     assert daemon.returncode == 2, errors

@@ -1,6 +1,8 @@
 """Outputs that cannot be written: refused at start, and no version runs on without its records."""
+import contextlib
 import os
 import shutil
+import subprocess
 
 import pytest
 from conftest import versions_code
@@ -25,21 +27,50 @@ def test_unwritable_outputs_at_start_exit_2(project, outputs_dir, why):
     assert project.calls() == []
 
 
-def test_a_full_disk_during_a_run_stops_dispatching_and_nothing_is_lost(project):
+@contextlib.contextmanager
+def on_a_full_disk(path, tmp_path):
+    """``path`` (a file) on a small tmpfs that is full: every write to it fails with ENOSPC, as
+    on a full disk (a bind mount of a file on it over ``path``; root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small full tmpfs")
+    disk = tmp_path / "full-disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "none", str(disk)], check=True)
+    try:
+        (disk / path.name).write_bytes(b"")
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"x" * 4096):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(filler)
+        path.touch()
+        subprocess.run(["mount", "--bind", str(disk / path.name), str(path)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_during_a_run_stops_dispatching_and_nothing_is_lost(project, tmp_path):
     project.script("a.py", versions_code('versions.addV("v1", wait_for="go")', 'versions.addV("v2")'))
     project.queue(["a.py"])
     daemon = project.start("-r", "-u")
     project.wait_for(lambda: project.calls("train"), what="v1 to start")
     results = project.outputs / "results.jsonl"
-    os.symlink("/dev/full", results)  # every write to it now fails with ENOSPC
-    (project.root / "go").touch()
-    output, _ = daemon.communicate(timeout=60)
+    with on_a_full_disk(results, tmp_path):  # every write to it now fails with ENOSPC
+        (project.root / "go").touch()
+        output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 2, output
     assert "results.jsonl: cannot be written (No space left on device); stopped dispatching" in output
     assert "Traceback" not in output
     assert [c["version"] for c in project.calls("train")] == ["v1"]  # v2 did not run without records
 
-    os.unlink(results)  # space again
+    # Space again.
     again = project.run("-r", "-u")
     assert again.returncode == 0, again.output
     assert [(r["version"], r["status"]) for r in project.results()] == [("v1", "finished"), ("v2", "finished")]

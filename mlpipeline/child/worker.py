@@ -380,13 +380,14 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             after = _step_count(label, call_user(label, "get_trained_step_count", model.get_trained_step_count))
             result["pause"] = {"step": reached, "total": total, "resumable": after is not None and after >= reached}
             reported = channel.last_metrics()
-            if steps == 0 and not reported and paused_before.get("step") == reached:
+            if steps == 0 and not reported and paused_before.get("step") == reached and paused_before.get("sha256") == result["sha256"]:
                 # Its run that got here was cut off before its daemon read the reports.
                 reported = paused_before["reported"]
             result["pause"]["reported"] = reported
             if run_record.get("run_id"):
                 try:
-                    update_run_record(Path(model_dir), run_record["run_id"], paused_at={"step": reached, "reported": reported})
+                    paused_at = {"step": reached, "reported": reported, "sha256": result["sha256"]}
+                    update_run_record(Path(model_dir), run_record["run_id"], paused_at=paused_at)
                 except OSError:
                     pass  # its daemon has the reports, unless it dies too
         eval_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.EVALUATE)
@@ -409,8 +410,8 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
 
 
 def _paused_at(model_dir: Path) -> Dict[str, Any]:
-    """Where the last run in ``model_dir`` paused, as its run record says: {"step", "reported"},
-    or {} for anything else (any bytes may be there)."""
+    """Where the last run in ``model_dir`` paused, as its run record says: {"step", "reported",
+    "sha256"} (the content that reported them), or {} for anything else (any bytes may be there)."""
     record = read_run_record(model_dir) or {}
     paused = record.get("paused_at")
     if isinstance(paused, dict) and isinstance(paused.get("step"), int) and isinstance(paused.get("reported"), dict):

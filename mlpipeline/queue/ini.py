@@ -26,6 +26,7 @@ from mlpipeline.queue.config_files import (
     parse_toml_text,
     tomllib,
 )
+from mlpipeline.records.files import read_regular_bytes
 
 SCRIPT_LIST_SECTIONS = ("WHITELISTED_MODELS", "BLACKLISTED_MODELS")
 # Release 1.1a3.post8 called models experiments: its names, and what they are now.
@@ -265,7 +266,7 @@ def migrate_project(project_dir: Path, say: Callable[[str], None]) -> List[Migra
         if old_name and not path.exists() and (project_dir / old_name).exists():
             source = project_dir / old_name
         try:
-            text = source.read_text(encoding="utf-8")
+            text = read_regular_bytes(source).decode("utf-8")
         except FileNotFoundError:
             results.append(Migration(name, "absent"))
             continue

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from mlpipeline.records.file_lock import FileLock
-from mlpipeline.records.files import ends_with_newline, json_text, now_iso, regular_file_opener
+from mlpipeline.records.files import NotRegularFile, ends_with_newline, json_text, now_iso, regular_file_opener
 from mlpipeline.records.identity import hostname
 from mlpipeline.records.lines import FileTail, RecordError, decode_object
 from mlpipeline.records.paths import OutputPaths
@@ -138,6 +138,7 @@ class ControlReader:
         self._tail = FileTail(control_path(outputs_dir), REQUEST_LINE_LIMIT)
         self._warn = warn or (lambda message: None)
         self._seen: Set[bytes] = set()  # the lines read, to know them again in a rewritten file
+        self._said_not_regular = False
 
     def read_new(self) -> List[ControlRequest]:
         try:
@@ -145,6 +146,11 @@ class ControlReader:
             rewritten = read.changed is not None
             if rewritten:
                 read = self._tail.read_new()
+        except NotRegularFile as exc:
+            if not self._said_not_regular:
+                self._warn(f"{exc.filename}: not a regular file; no pause, resume or cancel can be read from it")
+                self._said_not_regular = True
+            return []
         except OSError:
             return []  # not readable now: read again on the next pass
         requests = []

@@ -13,23 +13,38 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 
+class NotRegularFile(OSError):
+    """A FIFO, socket or device where mlpipeline keeps a file (see :func:`regular_file_opener`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EINVAL, "not a regular file", str(path))
+
+
 def regular_file_opener(path: str, flags: int) -> int:
-    """``os.open`` for ``open(..., opener=regular_file_opener)`` of a record or config file.
-    A file opened to be read must be a regular file: a FIFO put in its place would block the
-    open or the read for ever, a device (/dev/zero) feed the reader without end. One opened
-    only to append to may also be a device (/dev/full fails each write, as a full disk does),
-    never a FIFO. Anything else is refused at once with an OSError naming the path."""
+    """``os.open`` for ``open(..., opener=regular_file_opener)`` of a record or config file:
+    anything but a regular file is refused at once with :class:`NotRegularFile`. A FIFO put in
+    its place would block the open or the read for ever, a device feed a reader without end
+    (/dev/zero) or swallow records (/dev/null)."""
+    return _open_checked(path, flags, devices=False)
+
+
+def appended_file_opener(path: str, flags: int) -> int:
+    """:func:`regular_file_opener` for a file mlpipeline only appends to and never reads back
+    (log-<host>, output-<host>): a device is taken too (/dev/null, /dev/full), a FIFO never."""
+    return _open_checked(path, flags, devices=True)
+
+
+def _open_checked(path: str, flags: int, devices: bool) -> int:
     try:
-        fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a FIFO opened for writing that no process reads
-            raise OSError(errno.EINVAL, "not a regular file", path) from None
+            raise NotRegularFile(path) from None
         raise
     try:
         mode = os.fstat(fd).st_mode
-        write_only = flags & os.O_ACCMODE == os.O_WRONLY
-        if not (stat.S_ISREG(mode) or (write_only and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)))):
-            raise OSError(errno.EINVAL, "not a regular file", path)
+        if not (stat.S_ISREG(mode) or (devices and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)))):
+            raise NotRegularFile(path)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from mlpipeline.records.file_lock import FileLock
-from mlpipeline.records.files import json_text, naming_file, now_iso, regular_file_opener
+from mlpipeline.records.files import appended_file_opener, json_text, naming_file, now_iso, regular_file_opener
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.provenance import describe_dvc, describe_git
 
@@ -46,8 +46,10 @@ class _LockedAppender:
     replaced since (logrotate, a careless rm) is opened anew, so appends never go to a file
     no one can see."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_back: bool) -> None:
         self.path = path
+        # A file read back must be a regular file; the log and output may be a device.
+        self._opener = regular_file_opener if read_back else appended_file_opener
         self._thread_lock = threading.Lock()
         self._file_lock = FileLock(str(OutputPaths.lock_for(path)))
         self._fd: Optional[int] = None
@@ -73,7 +75,7 @@ class _LockedAppender:
             except FileNotFoundError:
                 pass
             self.close()
-        self._fd = regular_file_opener(str(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._fd = self._opener(str(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return self._fd
 
     def close(self) -> None:
@@ -95,7 +97,7 @@ class RunLog:
     """
 
     def __init__(self, path: Optional[Path]) -> None:
-        self._appender = _LockedAppender(path) if path is not None else None
+        self._appender = _LockedAppender(path, read_back=False) if path is not None else None
 
     def write(self, level: str, source: str, message: str) -> None:
         self.write_lines(level, source, str(message).splitlines() or [""])
@@ -120,7 +122,7 @@ class OutputFile:
     """output-<host>: one readable block for each version that ended."""
 
     def __init__(self, path: Optional[Path]) -> None:
-        self._appender = _LockedAppender(path) if path is not None else None
+        self._appender = _LockedAppender(path, read_back=False) if path is not None else None
 
     def write(self, record: Dict[str, Any]) -> None:
         if self._appender is not None:
@@ -131,7 +133,7 @@ class ResultsFile:
     """results.jsonl: the record of each version that ended, one JSON object a line."""
 
     def __init__(self, path: Path) -> None:
-        self._appender = _LockedAppender(path)
+        self._appender = _LockedAppender(path, read_back=True)
 
     def write(self, record: Dict[str, Any]) -> None:
         self._appender.append(json_text(record, ensure_ascii=False) + "\n")
