@@ -147,7 +147,11 @@ class OutputReader:
 
     def read_new(self) -> List[Said]:
         said: List[Said] = []
-        for _, data in self._tail.read_new().lines:
+        try:
+            read = self._tail.read_new()
+        except OSError:
+            return said  # no regular file (put there by hand): its lines are lost, its end comes by end.json
+        for _, data in read.lines:
             if data is None:
                 continue
             try:
