@@ -211,7 +211,6 @@ class EndRecorder:
             fields["total_steps"] = total
         if planned.watched:
             fields["watched"] = True
-        if planned.watched:
             # Rungs its reports passed that the rung watch did not look at before its end count too.
             for rung in sorted(version_run.crossings):
                 if rung == len(fields["rungs"]):
