@@ -174,6 +174,11 @@ FOOLING = [
     b' {"metrics": {"loss": 4.0}}',
     b'',
     b'{"metrics": {"loss": NaN}, "run_id": "r1"}',
+    # What orjson reads otherwise than json: an integer past 64 bits (a float there), a lone
+    # surrogate and a number past a float's range (refused there).
+    b'{"metrics": {"loss": 18446744073709551617}, "run_id": 18446744073709551617, "step": -9223372036854775809}',
+    b'{"metrics": {"loss": 1.0, "s": "\\ud800"}, "run_id": "r1"}',
+    b'{"metrics": {"loss": 1e400}, "run_id": "r1", "step": 1' + b'0' * 400 + b'}',
 ]
 a_history_line = st.one_of(
     st.builds(lambda step, loss: (REPORT % (step, loss)).encode(), st.sampled_from(["1", "2.5", "null", '"x"', "1e999"]),
@@ -201,7 +206,15 @@ def same_series(one, other):
 @example(lines=[REPORT.encode() % (b"1", b"2"), *FOOLING[0:3]], torn=b"")
 @example(lines=[FOOLING[0], FOOLING[3], FOOLING[4]], torn=b"")
 @example(lines=[FOOLING[0], FOOLING[5], FOOLING[6]], torn=b"")
-def test_plot_reads_a_metric_as_the_strict_reader_does_whatever_the_bytes(tmp_path_factory, lines, torn):
+@example(lines=[REPORT.encode() % (b"1", b"2"), *FOOLING[7:10]], torn=b"")
+@pytest.mark.parametrize("decoder", ["orjson", "json"])
+def test_plot_reads_a_metric_as_the_strict_reader_does_whatever_the_bytes(tmp_path_factory, monkeypatch, decoder, lines, torn):
+    import mlpipeline.records.metric_series as metric_series
+
+    if decoder == "json":  # as without the plot extra's orjson
+        monkeypatch.setattr(metric_series, "_orjson_loads", None)
+    else:
+        assert metric_series._orjson_loads is not None, "orjson (the plot extra) is not installed"
     history = tmp_path_factory.mktemp("records") / "metrics.jsonl"
     history.write_bytes(b"".join(line + b"\n" for line in lines) + torn)
     warnings = []

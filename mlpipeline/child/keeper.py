@@ -40,6 +40,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, RESULT_FILE, ChildRequest, cut_off_result  # noqa: E402
+from mlpipeline.records.files import read_regular_bytes  # noqa: E402
 from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere  # noqa: E402
 
 KEEPER_STALE_BEATS = STALE_BEATS - 2
@@ -193,7 +194,7 @@ class Keeper:
         if self._beat_file is None:
             return None
         try:
-            return self._beat_file.read_bytes()
+            return read_regular_bytes(self._beat_file, 1 << 16)  # a FIFO put in its place would hold the keeper
         except OSError:
             return None
 

@@ -29,6 +29,7 @@ import ray
 from mlpipeline.executors.base import ChildRun
 from mlpipeline.executors.local import LocalExecutor
 from mlpipeline.executors.protocol import ENDED, EVENT, LINES, OUT, PLACED, ChildRequest, TaskEnd, cut_off_result, failed_result
+from mlpipeline.records.files import read_regular_bytes
 
 ABANDON = "abandon"
 """The board's word for a run its daemon gave up on: end it now, record nothing."""
@@ -107,7 +108,7 @@ def shared_folder_problem(project_dir: str, probe: Optional[Tuple[str, str]]) ->
     if probe is not None:
         path, content = probe
         try:
-            seen = Path(path).read_text(encoding="utf-8")
+            seen = read_regular_bytes(Path(path), len(content.encode("utf-8")) + 1).decode("utf-8", errors="replace")
         except OSError as exc:
             return f"{where} cannot read {path}, which the daemon wrote just now ({exc.strerror or exc})"
         if seen != content:

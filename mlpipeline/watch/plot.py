@@ -3,10 +3,9 @@ reported at, written as PNG or SVG. matplotlib is the optional extra ``mlpipelin
 from __future__ import annotations
 
 import importlib
-import math
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.watch.runs import RecordedRun
@@ -16,24 +15,25 @@ LEGEND_LIMIT = 20
 """Past this many curves the figure names none: a legend of thousands of versions hides the
 plot and took matplotlib most of a minute. The curves are then drawn as one collection."""
 
-Curve = List[Tuple[float, float]]
+Curve = Tuple["numpy.ndarray", "numpy.ndarray"]
+"""A version's steps and its values at them, finite only."""
 
 
 def curves(runs: Sequence[RecordedRun], metric: str) -> Dict[str, Curve]:
-    """(step, value) of ``metric`` for each run that reported it, by script:version. A report
-    without a step is placed at its count of reports so far."""
+    """The curve of ``metric`` for each run that reported it, by script:version. A report
+    without a step (or with no finite one) is placed at its count of reports so far."""
+    import numpy  # matplotlib's own dependency: here whenever plot can draw
+
     found: Dict[str, Curve] = {}
-    isfinite = math.isfinite
     for run in runs:
         series = run.series(metric)
-        # NaN and infinities have no place on a curve.
-        points = [
-            (index if step is None or not isfinite(step) else step, value)
-            for index, (step, value) in enumerate(zip(series.steps, series.values), start=1)
-            if value is not None and isfinite(value)
-        ]
-        if points:
-            found[run.label] = points
+        # None (no number reported) is NaN here; NaN and infinities have no place on a curve.
+        values = numpy.array(series.values, dtype=float)
+        steps = numpy.array(series.steps, dtype=float)
+        steps = numpy.where(numpy.isfinite(steps), steps, numpy.arange(1, len(steps) + 1))
+        kept = numpy.isfinite(values)
+        if kept.any():
+            found[run.label] = (steps[kept], values[kept])
     return found
 
 
@@ -66,7 +66,7 @@ def plot_metric(
     for run in runs:
         if run.label not in found:
             view.warning(f"{run.label} reported no '{metric}'; left out")
-    if log_scale and any(value <= 0 for points in found.values() for _, value in points):
+    if log_scale and any((values <= 0).any() for _, values in found.values()):
         view.warning(f"'{metric}' has values of 0 or less, which a log scale leaves out")
     try:
         write_figure(found, metric, path, log_scale)
@@ -89,15 +89,15 @@ def write_figure(found: Dict[str, Curve], metric: str, path: Path, log_scale: bo
         figure = Figure(figsize=(8, 5), layout="constrained")
         axes = figure.add_subplot()
         if len(found) <= LEGEND_LIMIT:
-            for label, points in found.items():
-                steps, values = zip(*points)
-                axes.plot(steps, values, label=label, marker="." if len(points) < 30 else None)
+            for label, (steps, values) in found.items():
+                axes.plot(steps, values, label=label, marker="." if len(steps) < 30 else None)
         else:
+            import numpy
             from matplotlib.collections import LineCollection
 
             # A lone point (a one-report version) is no segment: a dot marks it.
-            lines = [points for points in found.values() if len(points) > 1]
-            dots = [points[0] for points in found.values() if len(points) == 1]
+            lines = [numpy.column_stack(curve) for curve in found.values() if len(curve[0]) > 1]
+            dots = [(steps[0], values[0]) for steps, values in found.values() if len(steps) == 1]
             axes.add_collection(LineCollection(lines, linewidths=0.6, alpha=0.5, colors="tab:blue"))
             if dots:
                 axes.scatter(*zip(*dots), s=4, alpha=0.5, color="tab:blue")
