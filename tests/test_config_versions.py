@@ -265,6 +265,9 @@ def test_bad_files_fail_their_versions_alone_and_no_file_blocks_the_daemon(proje
         "e/size.yaml": "batch_size: abc\n",
         "e/bomb.yaml": bomb,
         "e/x.yaml": "v: 2\n", "e/x.gin": "",  # two files of one stem: named by their paths
+        # The same bomb where only a defaults list names it: a group's option, a config of its own.
+        "e/nested.yaml": "defaults:\n  - db: evil\n  - _self_\nv: 3\n", "e/db/evil.yaml": bomb,
+        "e/plain.yaml": "defaults:\n  - parts/bomb\n  - _self_\nv: 4\n", "e/parts/bomb.yaml": bomb,
         "e/notes.md": "not a config",
     })  # fmt: skip
     os.mkfifo(project.models / "e" / "pipe.yaml")  # a FIFO's read would block for ever
@@ -277,6 +280,8 @@ def test_bad_files_fail_their_versions_alone_and_no_file_blocks_the_daemon(proje
     assert "DATALOADER must be a mlpipeline.helper.DataLoader, not str 'foo' (set by e/loader.yaml)" in rows["loader"]["reason"]
     assert "BATCH_SIZE must be a positive integer, not 'abc' (set by e/size.yaml)" in rows["size"]["reason"]
     assert "expand to more than 100,000 values" in rows["bomb"]["reason"]
+    assert "db/evil.yaml, which its defaults list names: its aliases expand to more than 100,000 values" in rows["nested"]["reason"]
+    assert "parts/bomb.yaml, which its defaults list names: its aliases expand" in rows["plain"]["reason"]
     assert "pipe.yaml is no regular file" in rows["pipe"]["reason"]
     assert "no YAML or gin file matches it" in project.log_text()
     assert "Traceback" not in project.log_text()

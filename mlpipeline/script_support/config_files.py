@@ -201,7 +201,7 @@ def _hydra_versions(path: str, overrides: Sequence[str], base: str, several: boo
     for job in sweep_jobs(overrides):
         version = ConfigVersion(stem, os.path.relpath(path, base), "hydra", job)
         try:
-            _check_expansion(path)
+            _check_composed_files(path, job)
             _compose(version, path, job)
         except Exception as exc:  # noqa: BLE001 - Hydra, OmegaConf and YAML raise many kinds
             # Hydra's message, without the search path it lists after it (its own package first).
@@ -283,9 +283,49 @@ def _plain_defaults(file: str, root: str) -> List[str]:
     return found
 
 
-def _check_expansion(path: str) -> None:
-    """Refuse a YAML file whose aliases expand past MAX_YAML_NODES nodes (counted on the node
-    graph, aliases shared, without building anything), before Hydra builds it."""
+def _check_composed_files(path: str, job: Sequence[str]) -> None:
+    """Refuse, before Hydra builds anything, a composition that would read a YAML file whose
+    aliases expand past MAX_YAML_NODES nodes (or that is too large, or nested too deep): the
+    file ``path`` and those its defaults lists name, each group's option as ``job`` chooses
+    it. What Hydra alone could find (an interpolated option) is not seen here."""
+    root = os.path.dirname(os.path.abspath(path))
+    chosen, pending, seen = {}, [(os.path.abspath(path), "")], set()
+    for override in job:
+        key, equals, value = override.lstrip("+~").partition("=")
+        key = key.split("@")[0].strip()
+        if equals:
+            chosen[key] = value.strip()
+            if override.startswith("+"):  # a group added that no defaults list names
+                pending.append((_yaml_file(os.path.join(root, key, value.strip())), key))
+    pending = [(file, group) for file, group in pending if file is not None]
+    while pending:
+        file, group = pending.pop()
+        if file in seen:
+            continue
+        seen.add(file)
+        try:
+            node = _checked_yaml(file)
+        except ExplainedFailure as exc:
+            if file == os.path.abspath(path):
+                raise
+            raise ExplainedFailure(f"{os.path.relpath(file, root)}, which its defaults list names: {exc}") from None
+        for name, option in _defaults_entries(node):
+            if name is None:  # a config of its own: beside the file, or from the root with "/"
+                where = os.path.join(root, option[1:]) if option.startswith("/") else os.path.join(os.path.dirname(file), option)
+                named = [(_yaml_file(where), group)]
+            else:  # a group's option (or options): the group beside the file's, or from the root
+                full = name[1:] if name.startswith("/") else "/".join(filter(None, (group, name)))
+                options = chosen.get(full, option)
+                folder = os.path.join(root, full)
+                named = [(_yaml_file(os.path.join(folder, item)), full) for item in (options if isinstance(options, list) else [options])]
+            pending.extend((found, its_group) for found, its_group in named if found is not None and found not in seen)
+
+
+def _checked_yaml(path: str) -> Any:
+    """The node graph of the YAML file ``path`` (None when it does not parse: Hydra's parser
+    says what is wrong, with the line); ExplainedFailure for a file too large, nested too deep,
+    or whose aliases expand past MAX_YAML_NODES nodes (counted on the graph, aliases shared,
+    without building anything)."""
     import yaml
 
     with open(path, "rb", opener=_opener_of_regular_files) as handle:
@@ -294,8 +334,8 @@ def _check_expansion(path: str) -> None:
         raise ExplainedFailure(f"it is over {MAX_FILE_BYTES >> 20} MiB; a configuration file is read up to that")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return  # Hydra's parser says what is wrong, with the line
+    except (yaml.YAMLError, RecursionError):
+        return None
     sizes: Dict[int, int] = {}
 
     def size(node: Any, depth: int = 0) -> int:
@@ -314,6 +354,39 @@ def _check_expansion(path: str) -> None:
 
     if root is not None and size(root) > MAX_YAML_NODES:
         raise ExplainedFailure(f"its aliases expand to more than {MAX_YAML_NODES:,} values; a configuration file may come to that many")
+    return root
+
+
+def _defaults_entries(root: Any) -> List[Tuple[Optional[str], Any]]:
+    """The defaults list of a YAML node graph as (None, config) for a config of its own and
+    (group, option or list of options) for a group's choice; what is neither is left out."""
+    import yaml
+
+    entries = []
+    if not isinstance(root, yaml.MappingNode):
+        return entries
+    for key, value in root.value:
+        if not (isinstance(key, yaml.ScalarNode) and key.value == "defaults" and isinstance(value, yaml.SequenceNode)):
+            continue
+        for item in value.value:
+            if isinstance(item, yaml.ScalarNode):
+                name = _entry_name(item.value)
+                if name and name != "_self_":
+                    entries.append((None, name))
+            elif isinstance(item, yaml.MappingNode) and len(item.value) == 1 and isinstance(item.value[0][0], yaml.ScalarNode):
+                group, option = _entry_name(item.value[0][0].value).split("@")[0].strip(), item.value[0][1]
+                if isinstance(option, yaml.ScalarNode) and option.value not in ("", "null", "~"):
+                    entries.append((group, option.value))
+                elif isinstance(option, yaml.SequenceNode):
+                    entries.append((group, [one.value for one in option.value if isinstance(one, yaml.ScalarNode)]))
+    return entries
+
+
+def _entry_name(text: str) -> str:
+    for word in ("optional ", "override "):
+        if text.strip().startswith(word):
+            return text.strip()[len(word) :].strip()
+    return text.strip()
 
 
 def _opener_of_regular_files(path: str, flags: int) -> int:
