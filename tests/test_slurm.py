@@ -434,6 +434,25 @@ def test_a_job_folder_survives_any_bytes_in_its_files(tmp_path, content):
     assert OutputReader(folder, 10**9).read_new() == said
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_job_folder_whose_files_are_no_regular_files_blocks_nothing(tmp_path, kind):
+    """A FIFO in place of output.jsonl would hold the daemon in open() for ever; a folder would
+    raise. Each is read as nothing, and an end.json that is none as an end that says nothing."""
+    import os
+
+    from mlpipeline.executors.job_folder import JobFolder, OutputReader
+
+    folder = JobFolder(tmp_path)
+    for path in (folder.output, folder.end, folder.placed, folder.submitted, folder.delivered):
+        os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    started = time.monotonic()
+    assert OutputReader(folder).read_new() == []
+    end = folder.read_end()  # an end that says nothing: recorded as a job that ended without its version's word
+    assert end is not None and end["result"] is None and end["returncode"] is None and folder.read_placed() is None
+    assert folder.job_id() is None and folder.delivered_offset() == 0
+    assert time.monotonic() - started < 5
+
+
 @pytest.mark.parametrize(
     "table, said",
     [
