@@ -163,3 +163,10 @@ def _main(argv: Optional[List[str]]) -> int:
         # (the daemon's own reads and writes are judged in its loop).
         view.error(f"{exc.filename}: cannot be used (not a regular file)")
         return EXIT_USAGE
+    except OSError as exc:
+        # A record file a command (status, compare, ...) cannot open: no permission, a link
+        # that loops. The daemon's own reads and writes are judged in its loop.
+        if command is None or exc.filename is None:
+            raise
+        view.error(f"{exc.filename}: cannot be used ({exc.strerror or exc})")
+        return EXIT_USAGE

@@ -42,6 +42,10 @@ HOSTILE = [
     b'{"metrics": [1, 2]}',
     b'{"a": 1} {"b": 2}',
     b"\x1b[31m red \x1b[0m",
+    # Whole JSON, fields of the wrong type: ids no set can hold, a version's name that is a number.
+    b'{"event": "finished", "script": "a.py", "version": "v1", "run_id": [1], "daemon": {}}',
+    b'{"event": "started", "script": "a.py", "version": NaN, "child_pid": -5}',
+    b'{"event": "finished", "script": "a.py", "version": "v1", "host": "\\ud800"}',  # a lone surrogate: no text
 ]
 any_line = st.one_of(st.sampled_from(HOSTILE), st.binary(max_size=300).map(lambda data: data.replace(b"\n", b"")))
 
@@ -55,6 +59,13 @@ def test_decode_object_refuses_everything_but_one_object_with_a_reason():
         reasons.append(str(caught.value))
     assert reasons[:3] == ["nested too deep", "nested too deep", "not UTF-8"]
     assert reasons[3:] == ["not JSON", "not JSON", "a JSON str, not an object", "a JSON float, not an object", "a JSON list, not an object", "more than one value on the line"]
+
+
+def test_a_lone_surrogate_anywhere_is_refused_and_a_pair_or_an_escaped_backslash_is_kept():
+    for line in (b'{"a": "\\ud800"}', b'{"\\uDC00": 1}', b'{"a": [[{"b": "x\\udfff y"}]]}', b'{"a": "\\ude00\\ud83d"}'):
+        with pytest.raises(RecordError, match="lone UTF-16 surrogate"):
+            decode_object(line)
+    assert decode_object(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {"a": "\U0001F600", "b": "\\ud800"}
 
 
 def test_the_splitter_keeps_no_more_of_a_line_than_its_limit_and_numbers_every_line():
@@ -339,6 +350,103 @@ def test_a_hostile_models_config_is_a_config_error_or_a_warning(project):
     assert daemon.returncode == 0 and "Traceback" not in output, output
     assert "models.config: not valid TOML: arrays or tables nested too deep; the last good queue stays in force" in output
     assert [row["version"] for row in project.results()] == ["v1", "v2"]
+
+
+def _with_raw(line: str, field: str, raw: str) -> str:
+    """``line`` (a JSON object) with ``field`` set to the JSON text ``raw``, as a hand edit leaves it."""
+    record = json.loads(line)
+    record[field] = "\x01"
+    return json.dumps(record).replace('"\\u0001"', raw)
+
+
+WRONG_TYPES = [("version", "NaN"), ("version", "1e400"), ("run_id", "[1, 2]"), ("daemon", "{}"), ("child_pid", "-5"),
+               ("child_pid", "true"), ("script", '"\\ud800"'), ("host", '"\\ud800"')]
+
+
+def test_journal_events_whose_names_have_the_wrong_type_are_skipped_with_their_line_everywhere(project):
+    """A started event of a version named NaN, which no end matched, had -u write 'interrupted'
+    without end; a list where a run id belongs crashed every reader."""
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    journal = project.outputs / "history.jsonl"
+    clean = journal.read_bytes()
+    started = next(line for line in clean.decode().splitlines() if '"event":"started"' in line)
+    number = clean.count(b"\n") + 1
+    for field, raw in WRONG_TYPES:
+        edited = _with_raw(started.replace('"run_id":"', '"run_id":"0bad'), field, raw)
+        journal.write_bytes(clean + edited.encode() + b"\n")
+        for command in (["-r", "-u"], ["status"], ["status", "--json"], ["cancel", "a.py:v1"]):
+            result = project.run(*command, timeout=60)
+            assert result.returncode in (0, 1) and "Traceback" not in result.output, (field, raw, command, result.output)
+            assert f"history.jsonl:{number}: not a journal event" in result.output, (field, raw, command, result.output)
+        assert journal.read_bytes().count(b"\n") == number, (field, raw)  # nothing ran, nothing was written
+    assert len(project.calls("train")) == 2
+
+
+def test_values_of_the_wrong_type_in_ends_and_results_cost_status_compare_and_plot_nothing(project, tmp_path):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2", learning_rate=0.2)'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    journal = project.outputs / "history.jsonl"
+    lines = journal.read_text().splitlines()
+    ends = [index for index, line in enumerate(lines) if '"event":"finished"' in line]
+    for field, raw in (("duration_s", '"x"'), ("metrics", '"x"'), ("eval_test", "[1]"), ("time", '"yesterday"')):
+        lines[ends[0]] = _with_raw(lines[ends[0]], field, raw)
+    for field, raw in (("duration_s", "1e400"), ("metrics", "1.5")):
+        lines[ends[1]] = _with_raw(lines[ends[1]], field, raw)
+    journal.write_text("\n".join(lines) + "\n")
+    results = project.outputs / "results.jsonl"
+    rows = results.read_text().splitlines()
+    first = _with_raw(_with_raw(_with_raw(rows[0], "metrics", "1.5"), "parameters", '"x"'), "model_dir", '"a\\u0000b"')
+    # A key written twice: its head names v3 finished, its whole v1 failed.
+    twice = rows[1].replace('"version": "v2"', '"version": "v3"', 1)[:-1] + ', "status": "failed", "version": "v1"}'
+    results.write_text("\n".join([first, _with_raw(rows[1], "model_dir", '"' + "d" * 300 + '"'), twice]) + "\n")
+    for command in (["status"], ["status", "--json"], ["compare"], ["compare", "--best"], ["compare", "--json"],
+                    ["plot", "loss", "-o", str(tmp_path / "loss.png")]):
+        result = project.run(*command, timeout=60)
+        # plot: neither version's history can be found, which it says (exit 1)
+        assert result.returncode == (1 if command[0] == "plot" else 0) and "Traceback" not in result.output, (command, result.output)
+        if command == ["status"]:
+            assert "a.py:v1" in result.output and "a.py:v2" in result.output and "finished" in result.output
+    compare = project.run("compare")
+    assert "results.jsonl:3: names its version or state twice, differently; skipped" in compare.output
+    assert "a.py:v1" in compare.output and "a.py:v2" in compare.output and "a.py:v3" not in compare.output
+    plot = project.run("plot", "loss", "-o", str(tmp_path / "loss.png"))
+    assert "embedded null byte" in plot.output and "File name too long" in plot.output
+
+
+def test_a_record_file_that_cannot_be_opened_is_named(project):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    control = project.outputs / "control.jsonl"
+    control.symlink_to(control)  # a link to itself: ELOOP, as no permission would be for a user
+    status = project.run("status")
+    assert status.returncode == 0 and "Traceback" not in status.output, status.output
+    assert "control.jsonl: cannot be read (Too many levels of symbolic links); no pause, resume or cancel can be read from it" in status.output
+    journal = project.outputs / "history.jsonl"
+    journal.unlink()
+    journal.symlink_to(journal)
+    for command in (["status"], ["status", "--json"], ["-r", "-u"]):
+        result = project.run(*command, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.output, (command, result.output)
+        assert "history.jsonl: cannot be" in result.output and "Too many levels of symbolic links" in result.output
+
+
+@pytest.mark.parametrize("line, said", [
+    ("x = " + "1" * 5000, "mlp.config:3: not valid TOML here: a number of more than 4,300 digits"),
+    ('outputs_dir = "out\\u0000"', "mlp.config:3: 'outputs_dir' holds a NUL character"),
+    ("version_timeout = nan", "mlp.config:3: version_timeout must be 0 (none) or more seconds, not nan"),
+    ("version_timeout = inf", "mlp.config:3: version_timeout must be 0 (none) or more seconds, not inf"),
+])
+def test_config_values_python_cannot_take_are_named_with_their_line(project, line, said):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    (project.root / "mlp.config").write_text(f'[MLP]\nmodels_dir = "models"\n{line}\n')
+    for command in (["-r"], ["status"], ["compare"]):
+        result = project.run(*command)
+        assert result.returncode == 2 and said in result.output and "Traceback" not in result.output, (command, result.output)
 
 
 # Each file mlpipeline reads or writes again, and what it is for a user (where the project

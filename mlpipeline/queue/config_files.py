@@ -54,6 +54,10 @@ def parse_toml_text(text: str, file: str) -> Dict[str, Any]:
         if hint is not None:
             message, line = hint
         raise ConfigError(file, f"not valid TOML: {message}", line) from None
+    except ValueError:  # an integer past Python's 4,300 digits, which tomllib lets through
+        long_number = re.search(r"\d{4300}", text)
+        line = text.count("\n", 0, long_number.start()) + 1 if long_number else None
+        raise ConfigError(file, "not valid TOML here: a number of more than 4,300 digits", line) from None
 
 
 _BARE_WORD = re.compile(r"[A-Za-z0-9_.\-/:]+")

@@ -31,7 +31,14 @@ class ConfigKey(NamedTuple):
 def _typed(key: str, value: Any, kind: Any, kind_name: str) -> Any:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise KeyProblem(f"'{key}' must be {kind_name}, not {type(value).__name__} {value!r}")
+    _no_nul(key, value)
     return value
+
+
+def _no_nul(key: str, *values: Any) -> None:
+    """A NUL character, which TOML lets a string hold, can be in no path, name or command."""
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        raise KeyProblem(f"'{key}' holds a NUL character (\\u0000), which no path, name or command may")
 
 
 def _string(key: str, value: Any) -> str:
@@ -54,7 +61,7 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 
 
 def _timeout(key: str, value: Any) -> float:
-    if _typed(key, value, (int, float), "a number of seconds") < 0:
+    if not 0 <= _typed(key, value, (int, float), "a number of seconds") < float("inf"):  # NaN neither
         raise KeyProblem(f"{key} must be 0 (none) or more seconds, not {value}")
     return float(value)
 
@@ -86,6 +93,7 @@ def _gpus(key: str, value: Any) -> Optional[Tuple[str, ...]]:
     )
     if value != "auto" and not valid_list:
         raise KeyProblem(f'gpus must be "auto" or a list of GPU ids such as [0, 1], not {value!r}')
+    _no_nul(key, *(value if valid_list else ()))
     if not valid_list:
         return None  # "auto": detected at start
     gpus = tuple(str(item) for item in value)
@@ -103,6 +111,7 @@ def _modules(key: str, value: Any) -> Tuple[str, ...]:
 def _command(key: str, value: Any) -> Tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value) or (value and not value[0]):
         raise KeyProblem(f'on_version_end must be a command as a list of strings, such as ["notify-send", "done"], not {value!r}')
+    _no_nul(key, *value)
     return tuple(value)
 
 
@@ -174,6 +183,7 @@ def _slurm_time(key: str, value: Any) -> str:
 def _arguments(key: str, value: Any) -> Tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise KeyProblem(f'sbatch_args must be a list of sbatch options such as ["--account=lab", "--mem=16G"], not {value!r}')
+    _no_nul(key, *value)
     return tuple(value)
 
 

@@ -135,10 +135,11 @@ class ControlReader:
     garbage) is skipped with a warning naming its line."""
 
     def __init__(self, outputs_dir: Path, warn: Optional[Callable[[str], None]] = None) -> None:
+        self._outputs_dir = outputs_dir
         self._tail = FileTail(control_path(outputs_dir), REQUEST_LINE_LIMIT)
         self._warn = warn or (lambda message: None)
         self._seen: Set[bytes] = set()  # the lines read, to know them again in a rewritten file
-        self._said_not_regular = False
+        self._said_unreadable = False
 
     def read_new(self) -> List[ControlRequest]:
         try:
@@ -146,13 +147,13 @@ class ControlReader:
             rewritten = read.changed is not None
             if rewritten:
                 read = self._tail.read_new()
-        except NotRegularFile as exc:
-            if not self._said_not_regular:
-                self._warn(f"{exc.filename}: not a regular file; no pause, resume or cancel can be read from it")
-                self._said_not_regular = True
+        except OSError as exc:  # read again on the next pass; said once while it lasts
+            if not self._said_unreadable:
+                why = "not a regular file" if isinstance(exc, NotRegularFile) else f"cannot be read ({exc.strerror or exc})"
+                self._warn(f"{exc.filename or control_path(self._outputs_dir)}: {why}; no pause, resume or cancel can be read from it")
+                self._said_unreadable = True
             return []
-        except OSError:
-            return []  # not readable now: read again on the next pass
+        self._said_unreadable = False
         requests = []
         present: Set[bytes] = set()
         for number, line in read.lines:

@@ -56,6 +56,27 @@ def _event_line(record: Dict[str, Any]) -> str:
     return json_text(shortened, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+_TEXT_OR_NONE = ("version", "run_id", "daemon", "host", "sha256", "time")
+_PIDS = ("child_pid", "pid")
+
+
+def _well_typed(record: Dict[str, Any]) -> bool:
+    """Whether the fields that name and place an event have their types: a number where a
+    version's name belongs (NaN, which no end matches) or a list where a run id does is as
+    corrupt as a missing name."""
+    if type(record["script"]) is not str:
+        return False
+    for field in _TEXT_OR_NONE:
+        value = record.get(field)
+        if value is not None and type(value) is not str:
+            return False
+    for field in _PIDS:
+        value = record.get(field)
+        if value is not None and (type(value) is not int or value <= 0):
+            return False
+    return True
+
+
 def _signature(record: Dict[str, Any]) -> Tuple[Any, ...]:
     return (record.get("time"), record.get("event"), record.get("daemon"), record.get("run_id"))
 
@@ -256,7 +277,8 @@ class Journal:
             if event not in _STATE_OF:
                 raise KeyError(event)
             key = (record["script"], record["version"])
-            hash(key)  # a list where a name belongs is as corrupt as a missing name
+            if not _well_typed(record):
+                raise TypeError("a field of the wrong type")
         except (ValueError, KeyError, TypeError):
             self._warn(f"{self.path.name}:{line}: not a journal event (corrupt or cut off); skipped")
             return

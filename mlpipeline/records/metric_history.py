@@ -164,6 +164,6 @@ def read_history_file(path: Path, warn: Optional[Callable[[str], None]] = None) 
             elif warn is not None:
                 why = row if isinstance(row, RecordError) else "no metrics"
                 warn(f"{path}:{number}: not a report ({why}); skipped")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in a path a record gave
         if warn is not None:
-            warn(f"{path}: cannot be read ({exc.strerror or exc}); its reports are left out")
+            warn(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); its reports are left out")

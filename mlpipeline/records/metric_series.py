@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, List, NamedTuple, Optional
 
 from mlpipeline.records.files import number, regular_file_opener
+from mlpipeline.records.lines import SURROGATE_ESCAPE
 from mlpipeline.records.metric_history import read_history_file
 
 _PIECE = 8 << 20
@@ -35,7 +36,7 @@ def read_metric_series(path: "str | Path", metric: str, warn: Optional[Callable[
     (with a warning to ``warn``), a line that is no report is skipped (warned likewise)."""
     try:
         series = _read_fast(path, metric)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):  # not UTF-8, or a path no file can have
         series = None  # read again the strict way, which says what is wrong
     if series is not None:
         return series
@@ -86,8 +87,8 @@ def _read_fast(path: "str | Path", metric: str) -> Optional[MetricSeries]:
 def _decode_reports(array: bytes, count: int) -> Optional[List[Any]]:
     """``count`` values from the JSON array ``array``, as the json module reads them; None when
     it holds anything else. orjson (in the ``plot`` extra) reads it three times as fast; what it
-    reads otherwise than json (an integer past 64 bits comes back a float, NaN and lone
-    surrogates are refused) is read again by json."""
+    reads otherwise than json (an integer past 64 bits comes back a float, NaN is refused) is
+    read again by json; a lone surrogate, which the strict reader refuses, by neither."""
     reports = None
     if _orjson_loads is not None:
         try:
@@ -100,6 +101,8 @@ def _decode_reports(array: bytes, count: int) -> Optional[List[Any]]:
             if kinds == {dict} and not set(map(type, [report.get("run_id") for report in reports])) <= _EXACT:
                 reports = None
     if reports is None:
+        if SURROGATE_ESCAPE.search(array):
+            return None  # the strict reader skips a report holding a lone surrogate, naming its line
         try:
             reports = json.loads(array.decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError

@@ -39,7 +39,7 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
                 row.update({f"{side}.{key}": item for key, item in value.items()})
             elif value is not None:
                 row[side] = value
-        last = dict(record.get("metrics") or {})
+        last = _mapping(record.get("metrics"))  # a row edited by hand may hold anything
         # The daemon keeps each run's best values in its row (records since 2026-12): read
         # from there, --best costs no history; older rows have their history read.
         stored = record.get("best") if isinstance(record.get("best"), dict) else None
@@ -59,7 +59,7 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
                 row[key] = record[key]
         row["duration_s"] = record.get("duration_s")
         rows.append(row)
-        values = dict(record.get("parameters") or {})
+        values = _mapping(record.get("parameters"))
         parameters.append({key: value for key, value in values.items() if key not in _NOT_HYPERPARAMETERS})
     # A parameter keeps its bare name unless a column of the comparison has it already.
     differing = [(name, f"param.{name}" if name in _TAKEN or name.startswith(_PREFIXES) else name) for name in _differing(parameters)]
@@ -73,6 +73,10 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
     # Evaluations on train, then on test, then the reported metrics, then their best values.
     rest.sort(key=lambda key: 0 if key.startswith("eval_train") else 1 if key.startswith("eval_test") else 3 if key.startswith("best.") else 2)
     return list(_FIXED_FIRST) + differing_columns + rest + list(_FIXED_LAST), rows
+
+
+def _mapping(value: Any) -> Dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def keep_best(best: Dict[str, Any], metrics: Dict[str, Any]) -> None:

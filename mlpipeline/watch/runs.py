@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from mlpipeline.queue.config import ConfigError, ProjectConfig, QueueEntry, parse_entry
 from mlpipeline.records.files import regular_file_opener
-from mlpipeline.records.lines import RecordError, decode_object, iter_lines
+from mlpipeline.records.lines import RecordError, decode_object, holds_lone_surrogate, iter_lines
 from mlpipeline.records.metric_history import HISTORY_FILE, read_history_file
 from mlpipeline.records.metric_series import MetricSeries, read_metric_series
 from mlpipeline.records.paths import OutputPaths
@@ -70,13 +70,18 @@ class RecordedRun:
         """The model's current history, then those kept aside when a fresh run started over
         (looked for only when the current lacks this run)."""
         model_dir, run_id = self.row.get("model_dir"), self.history_run
-        if not model_dir or not run_id:
+        if not model_dir or not run_id or not isinstance(model_dir, str):
             return
         # Strings, not history_path's Path: compare --best reads 10,000 of them, and pathlib
         # was a third of that.
-        folder = os.path.join(str(model_dir), RECORD_DIR)
+        folder = os.path.join(model_dir, RECORD_DIR)
         yield os.path.join(folder, HISTORY_FILE)
-        for path in sorted(Path(folder).glob("metrics-*.jsonl")):
+        try:
+            kept = sorted(Path(folder).glob("metrics-*.jsonl"))
+        except (OSError, ValueError) as exc:  # a model_dir no folder can have (too long, a NUL in it)
+            self.warn(f"{self.label}: its model_dir {model_dir!r} cannot be looked in ({getattr(exc, 'strerror', None) or exc})")
+            return
+        for path in kept:
             yield str(path)
 
 
@@ -129,11 +134,17 @@ def select_runs(
         except OSError as exc:
             raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None
     runs = []
-    for number, line in latest.values():
+    for (script, version), (number, line) in latest.items():
         try:
-            runs.append(RecordedRun(decode_object(line), warn))
+            row = decode_object(line)
         except RecordError:
             warn(f"{results.name}:{number}: not a version's record; skipped")
+            continue
+        if (row.get("script"), row.get("version")) != (script, version) or not (any_state or row.get("status") in COMPARED):
+            # Its head names one version and its whole another: a key written twice, by hand.
+            warn(f"{results.name}:{number}: names its version or state twice, differently; skipped")
+            continue
+        runs.append(RecordedRun(row, warn))
     return runs
 
 
@@ -167,7 +178,10 @@ def _name(literal: str, names: Dict[str, str]) -> str:
     """A JSON string literal, decoded once: 100,000 rows name a few hundred versions."""
     name = names.get(literal)
     if name is None:
-        name = names[literal] = json.loads(literal)
+        name = json.loads(literal)
+        if holds_lone_surrogate(name):
+            raise ValueError("a lone surrogate: no name")
+        names[literal] = name
     return name
 
 

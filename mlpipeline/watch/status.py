@@ -7,6 +7,7 @@ daemon has listed is listed by a child here, as the daemon would.
 """
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from mlpipeline.executors.protocol import describe_node
 from mlpipeline.queue.catalog import Fingerprints, ListingStore, ScriptCatalog, refused_message
 from mlpipeline.queue.config import EXECUTION_QUEUE, ProjectConfig, read_queue_config
 from mlpipeline.queue.queue_file import QueuedScript, resolve_queue
-from mlpipeline.records.files import json_encoder
+from mlpipeline.records.files import json_encoder, number
 from mlpipeline.records.heartbeat import seems_alive
 from mlpipeline.records.identity import DaemonIdentity, hostname, process_namespace
 from mlpipeline.records.journal import Journal, state_of
@@ -154,7 +155,7 @@ class StatusReader:
                 row.duration_s = _seconds_since(last.get("time"))
                 row.progress = self._progress(row.run_id)
                 if row.progress:
-                    row.metrics = row.progress.pop("metrics", None) or None
+                    row.metrics = _mapping(row.progress.pop("metrics", None)) or None
                 return row
             row.state = "interrupted"
             row.reason = f"its daemon on {last.get('host')} (pid {last.get('pid')}) is gone; -u resumes it first"
@@ -162,9 +163,11 @@ class StatusReader:
         row.state = state.value
         row.host, row.pid = last.get("host"), last.get("pid")
         row.ended_at = last.get("time")
-        row.duration_s = last.get("duration_s")
-        row.metrics = last.get("metrics")
-        row.eval_test = last.get("eval_test")
+        # What is shown only is taken as far as it has its type: an edited journal crashes nothing.
+        duration = number(last.get("duration_s"))
+        row.duration_s = duration if duration is not None and 0 <= duration < math.inf else None
+        row.metrics = _mapping(last.get("metrics"))
+        row.eval_test = _mapping(last.get("eval_test"))
         row.reason = last.get("reason")
         if state in (RunState.PAUSED, RunState.STOPPED):
             rung, step = last.get("rung"), last.get("step")
@@ -246,6 +249,10 @@ def _metrics(row: VersionStatus) -> str:
     return ""
 
 
+def _mapping(value: Any) -> Optional[Dict[str, Any]]:
+    return value if isinstance(value, dict) else None
+
+
 def _duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""
@@ -271,6 +278,6 @@ def _seconds_since(stamp: Optional[str]) -> Optional[float]:
         return None
     try:
         return max((datetime.now().astimezone() - datetime.fromisoformat(stamp)).total_seconds(), 0.0)
-    except ValueError:
+    except (ValueError, TypeError):  # not a time, or one without its UTC offset
         return None
 
