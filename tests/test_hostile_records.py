@@ -3,6 +3,7 @@ not decode to what is expected is skipped with one warning naming file and line;
 reader holds grows with a line's length; no reader raises."""
 import json
 import os
+import subprocess
 import time
 
 import psutil
@@ -447,6 +448,77 @@ def test_config_values_python_cannot_take_are_named_with_their_line(project, lin
     for command in (["-r"], ["status"], ["compare"]):
         result = project.run(*command)
         assert result.returncode == 2 and said in result.output and "Traceback" not in result.output, (command, result.output)
+
+
+PENDING_SLIPS = [("record", None), ("record", [1, 2]), ("record", {}), ("record", {"run_id": 5}),
+                 ("record", {"time": "t", "host": "h", "script": "a.py", "version": "v", "status": "finished", "duration_s": "x"}),
+                 ("log_lines", "x"),
+                 ("log_lines", [[5, "a", "b"]]), ("log_lines", [5]), ("run_id", [1]), ("event", "no such event"),
+                 ("write_log", "yes"), ("journal_fields", None)]
+
+
+@pytest.mark.parametrize("field, value", [(None, None)] + PENDING_SLIPS)
+def test_a_pending_end_of_the_wrong_shape_is_removed_and_writes_nothing(tmp_path, field, value):
+    """A dead daemon's half-committed end, edited: before, each -r wrote its 'record' to
+    results.jsonl as it was and then crashed, leaving the file for the next -r to do again."""
+    paths = OutputPaths(tmp_path, "h")
+    paths.pending.mkdir(parents=True)
+    journal = Journal(paths.journal, lambda message: None)
+    journal.append(JournalEvent.FINISHED, script="a.py", version="v", run_id="r1", sha256="s", host="h", pid=1, daemon="dead")
+    row = {"time": "2026-12-07T10:00:00.000+00:00", "host": "h", "script": "a.py", "version": "v", "status": "finished",
+           "reason": None, "run_id": "r1", "duration_s": 1.5}
+    end = {"run_id": "r1", "host": "h", "daemon": "dead", "event": "finished", "journal_fields": {"script": "a.py", "version": "v"},
+           "record": row, "log_lines": [["INFO", "a.py:v", "finished (run r1)"]], "write_log": True, "namespace": None}
+    if field is not None:
+        end[field] = value
+    (paths.pending / "dead--r1.json").write_text(json.dumps(end))
+    said = []
+    keeper = RecordKeeper(paths, Journal(paths.journal, said.append), "alive", True, said.append)
+    recovered = keeper.recover(lambda host, daemon, namespace: True)
+    assert not list(paths.pending.iterdir())
+    if field is None:  # as a dead daemon leaves it: finished here
+        assert recovered == 1 and json.loads(paths.results.read_text())["run_id"] == "r1"
+    else:
+        assert recovered == 0 and not paths.results.exists() and "an unreadable pending record; removed" in said[-1]
+
+
+def test_names_too_long_for_a_file_system_are_config_errors(project):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    queue = project.queue(["a.py"])
+    queue.write_text(queue.read_text().replace('"a.py"', '"' + "a" * 300 + '.py"'))
+    for command in (["-r"], ["status"], ["cancel", "a.py"]):
+        result = project.run(*command)
+        assert result.returncode == 2 and "Traceback" not in result.output, (command, result.output)
+        assert "models.config:" in result.output and "names a file of more than 255 bytes" in result.output
+    project.queue(["a.py"])
+    (project.root / "mlp.config").write_text('[MLP]\nmodels_dir = "' + "z" * 100_000 + '"\n')
+    result = project.run("-r")
+    assert result.returncode == 2 and "mlp.config:2: models_dir cannot be looked at (File name too long)" in result.output
+
+
+def test_output_for_a_program_on_a_full_disk_is_exit_1_not_a_traceback(project):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    for command in (["status"], ["status", "--json"], ["compare"], ["compare", "--json"], ["compare", "--csv"], ["compare", "--markdown"]):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(project.command(*command), stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert "the console cannot be written (No space left on device)" in result.stderr
+
+
+def test_a_run_record_naming_no_script_costs_its_version_nothing(project):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    record = project.outputs / "model_ckpts" / "a" / ".mlpipeline" / "run.json"
+    run = json.loads(record.read_text())
+    record.write_text(json.dumps(dict(run, script=[1, 2])))
+    again = project.run("-r")
+    assert again.returncode == 0 and [row["status"] for row in project.results()] == ["finished", "finished"], again.output
+    record.write_text(json.dumps(dict(run, script="other.py")))
+    third = project.run("-r")
+    assert third.returncode == 1 and "is other.py's (so says .mlpipeline/run.json in it)" in third.output
 
 
 # Each file mlpipeline reads or writes again, and what it is for a user (where the project

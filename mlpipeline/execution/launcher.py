@@ -31,8 +31,9 @@ from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.provenance import dvc_state, find_dvc_root, find_repository, git_state
-from mlpipeline.records.run_record import read_run_record
+from mlpipeline.records.run_record import RECORD_DIR, RUN_FILE, read_run_record
 from mlpipeline.records.states import JournalEvent
+from mlpipeline.script_support.versions import shown_name
 
 EARLIER_RUN_GRACE_S = 10.0
 """How long the processes of an earlier run of a version get to go before it starts again."""
@@ -271,11 +272,15 @@ class Launcher:
         if problem:
             return problem
         model_dir = self._paths.model_dir(planned.script.label, suffix)
-        owner = self._resources.model_dir_owner(str(model_dir)) or (read_run_record(model_dir) or {}).get("script")
+        owner, said_by = self._resources.model_dir_owner(str(model_dir)), ""
+        if not owner:
+            owner = (read_run_record(model_dir) or {}).get("script")
+            owner = owner if isinstance(owner, str) else None  # a record edited by hand names no script
+            said_by = f" (so says {RECORD_DIR}/{RUN_FILE} in it)"
         if owner and owner != planned.script.label:
             return (
-                f"{label}: its model_dir {model_dir} is {owner}'s (a script name with a '-' and a MODEL_DIR_SUFFIX "
-                "can name the same folder); rename the script or give the version another MODEL_DIR_SUFFIX"
+                f"{label}: its model_dir {model_dir} is {owner if owner.isprintable() else shown_name(owner)}'s{said_by} (a script name with a '-' and a "
+                "MODEL_DIR_SUFFIX can name the same folder); rename the script or give the version another MODEL_DIR_SUFFIX"
             )
         try:
             share = self._gpu_share(planned, listing)

@@ -251,7 +251,11 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         except KeyProblem as problem:
             raise ConfigError(file, str(problem), lines.get(name)) from None
     models_dir = project_dir / values.pop("models_dir")
-    if not models_dir.is_dir():
+    try:
+        is_folder = models_dir.is_dir()
+    except OSError as exc:  # a name too long for the file system, say
+        raise ConfigError(file, f"models_dir cannot be looked at ({exc.strerror or exc})", lines.get("models_dir")) from None
+    if not is_folder:
         raise ConfigError(file, f"models_dir '{mlp['models_dir']}' is not a folder ({models_dir})", lines.get("models_dir"))
     outputs = values.pop("outputs_dir")
     outputs_dir = models_dir / "outputs" if outputs is None else project_dir / outputs
@@ -366,6 +370,10 @@ def _entry(file: str, text: str, table: str, item: Any, models_dir: Path, value_
     return parse_entry(item, models_dir, file, value_lines.get(item) or key_line(text, table, "scripts"))
 
 
+NAME_MAX = 255
+"""The longest file name, in bytes, that Linux file systems hold."""
+
+
 def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = None) -> QueueEntry:
     """``"script.py"`` or ``"script.py:version"``, relative to models_dir and refused outside it."""
     problem = name_problem(item)
@@ -375,6 +383,8 @@ def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = No
     script = script.strip()
     if not script or (colon and not version):
         raise ConfigError(file, f"'{item}' is not an entry; write \"script.py\" or \"script.py:version\"", line)
+    if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in script.split("/")):
+        raise ConfigError(file, f"entry {shown_name(item)} names a file of more than {NAME_MAX} bytes, which no file system holds", line)
     target = (models_dir / script).resolve()
     try:
         relative = target.relative_to(models_dir)

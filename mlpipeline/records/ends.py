@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from mlpipeline.records.files import now_iso, regular_file_opener, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.lines import load_object
-from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog
+from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog, format_output_block
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import JournalEvent
 
@@ -98,11 +98,14 @@ class RecordKeeper:
         for path in sorted(folder.glob("*.json")):
             try:
                 end = VersionEnd(**load_object(path))
+                if not isinstance(end.host, str) or not isinstance(end.daemon, str) or not isinstance(end.namespace, (str, type(None))):
+                    raise TypeError("no daemon named")
+                if end.daemon == self._daemon or not is_dead(end.host, end.daemon, end.namespace):
+                    continue  # a live daemon's, written or being committed now
+                _check_pending_end(end)
             except (OSError, ValueError, TypeError):
                 self._warn(f"{path}: an unreadable pending record; removed")
                 remove_quietly(path)
-                continue
-            if end.daemon == self._daemon or not is_dead(end.host, end.daemon, end.namespace):
                 continue
             self._journal.refresh()
             if self._journal.has_ended(end.run_id):
@@ -143,6 +146,32 @@ class RecordKeeper:
     def _pending_path(self, end: VersionEnd) -> Path:
         daemon = re.sub(r"[^\w.-]", "_", end.daemon)
         return self._paths.pending / f"{daemon}--{end.run_id}.json"
+
+
+_RECORD_TEXTS = ("script", "status", "time", "host")
+
+
+def _check_pending_end(end: VersionEnd) -> None:
+    """TypeError where a field of a dead daemon's pending end has not the type it is written
+    with (the file was edited, or is another program's): its row would go to results.jsonl and
+    its log lines to log-<host> as they are."""
+    record, lines = end.record, end.log_lines
+    if not all(isinstance(value, str) for value in (end.run_id, end.host, end.daemon, end.event)):
+        raise TypeError("run_id, host, daemon and event are text")
+    if end.event not in {event.value for event in JournalEvent} or not isinstance(end.journal_fields, dict):
+        raise TypeError("no journal event")
+    if not isinstance(record, dict) or not all(isinstance(record.get(key), str) for key in _RECORD_TEXTS):
+        raise TypeError("no results row")
+    if not all(isinstance(record.get(key), (str, type(None))) for key in ("version", "reason", "run_id")):
+        raise TypeError("no results row")
+    if not isinstance(lines, list) or not all(isinstance(line, list) and len(line) == 3 and all(isinstance(part, str) for part in line) for line in lines):
+        raise TypeError("log lines are (level, source, message) texts")
+    if not isinstance(end.write_log, bool) or not isinstance(end.namespace, (str, type(None))):
+        raise TypeError("write_log is true or false, namespace text")
+    try:
+        format_output_block(record)  # what output-<host> will get: checked before anything is written
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise TypeError("no results row") from exc
 
 
 def _tail_contains(path: Path, needle: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.records.files import json_text, number
@@ -180,18 +179,18 @@ def show_comparison(
             view.error(str(exc))
             return 2
     if form == "json":
-        sys.stdout.write(json_text([{key: row.get(key) for key in columns} for row in rows], indent=1) + "\n")
+        view.write_raw(json_text([{key: row.get(key) for key in columns} for row in rows], indent=1) + "\n")
     elif form == "csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([[cell(row.get(key)) for key in columns] for row in rows])
-        sys.stdout.write(text.getvalue())
+        view.write_raw(text.getvalue())
     elif form == "markdown":
-        sys.stdout.write(markdown_table(columns, rows))
+        view.write_raw(markdown_table(columns, rows))
     else:
         view.table(columns, [[cell(row.get(key)) for key in columns] for row in rows])
-    return 0
+    return 1 if view.output_lost else 0  # a program reading it must not take nothing for the answer
 
 
 def markdown_table(columns: List[str], rows: List[Dict[str, Any]]) -> str:

@@ -103,6 +103,22 @@ class ConsoleView:
         silence_stdout()
         self.console.file = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the console
 
+    @property
+    def output_lost(self) -> bool:
+        """Whether something meant for standard output could not be written: a command whose
+        output is its purpose (status, compare) then ends with 1."""
+        return self._lost
+
+    def write_raw(self, text: str) -> None:
+        """``text`` to standard output as it is (JSON, CSV, a table for a program)."""
+        if self._lost:
+            return
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except OSError as exc:
+            self._output_lost(exc)
+
     def info(self, message: str) -> None:
         self._print(escape(message))
 

@@ -156,6 +156,9 @@ class StatusReader:
                 row.progress = self._progress(row.run_id)
                 if row.progress:
                     row.metrics = _mapping(row.progress.pop("metrics", None)) or None
+                    for key in ("step", "total"):  # shown as "step 40/100"
+                        if key in row.progress and not _a_number(row.progress[key]):
+                            row.progress[key] = None
                 return row
             row.state = "interrupted"
             row.reason = f"its daemon on {last.get('host')} (pid {last.get('pid')}) is gone; -u resumes it first"
@@ -168,7 +171,7 @@ class StatusReader:
         row.duration_s = duration if duration is not None and 0 <= duration < math.inf else None
         row.metrics = _mapping(last.get("metrics"))
         row.eval_test = _mapping(last.get("eval_test"))
-        row.reason = last.get("reason")
+        row.reason = _text(last.get("reason"))
         if state in (RunState.PAUSED, RunState.STOPPED):
             rung, step = last.get("rung"), last.get("step")
             row.rung = rung if isinstance(rung, int) and not isinstance(rung, bool) else None
@@ -201,17 +204,17 @@ def show_status(project: ProjectConfig, view: ConsoleView, as_json: bool = False
         fields = [f.name for f in dataclass_fields(VersionStatus)]
         encode = json_encoder(ensure_ascii=False)
         lines = [encode({name: getattr(row, name) for name in fields}) for row in rows]
-        sys.stdout.write("[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n"))
+        view.write_raw("[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n"))
         for warning in reader.warnings:
             sys.stderr.write(f"warning: {warning}\n")
-        return 0
+        return 1 if view.output_lost else 0
     view.status_table(
         [(row.label, row.state, _duration(row.duration_s), _metrics(row), _detail(row)) for row in rows],
         _counts(rows),
     )
     for warning in reader.warnings:
         view.warning(warning)
-    return 0
+    return 1 if view.output_lost else 0
 
 
 def _detail(row: VersionStatus) -> str:
@@ -251,6 +254,14 @@ def _metrics(row: VersionStatus) -> str:
 
 def _mapping(value: Any) -> Optional[Dict[str, Any]]:
     return value if isinstance(value, dict) else None
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _a_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _duration(seconds: Optional[float]) -> str:
