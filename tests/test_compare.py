@@ -87,6 +87,9 @@ def test_compare_sorts_and_writes_csv_markdown_and_plain_text(ran):
     assert [row["version"] for row in compare_json(ran, "--sort", "loss")][0] == "line.py:fast"
     unknown = ran.run("compare", "--sort", "nonsense")
     assert unknown.returncode == 2 and "--sort nonsense: no such column" in unknown.output
+    for empty in ("", "-"):  # names no column: said, never taken for no --sort
+        nameless = ran.run("compare", "--sort", empty)
+        assert nameless.returncode == 2 and "--sort '': no such column" in nameless.output, nameless.output
 
     table = list(csv.reader(io.StringIO(ran.run("compare", "--csv").stdout)))
     assert table[0][:3] == ["version", "state", "learning_rate"] and len(table) == 3
@@ -130,6 +133,8 @@ def test_plot_writes_a_figure_with_a_curve_per_version(ran, tmp_path):
     missing = ran.run("plot", "nonsense")
     assert missing.returncode == 1 and "the metrics reported are: accuracy, loss" in missing.output
     assert ran.run("plot", "loss", "-o", str(tmp_path / "loss.pdf")).returncode == 2
+    nameless = ran.run("plot", "loss", "-o", "")  # not taken for no -o
+    assert nameless.returncode == 2 and "-o names no file" in nameless.output
 
 
 def test_plot_without_matplotlib_says_what_to_install(ran, tmp_path):

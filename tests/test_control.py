@@ -126,7 +126,7 @@ def test_a_cancel_says_what_it_matched_and_writes_nothing_for_what_matches_nothi
         (["a.py:nosuch"], "cancel a.py:nosuch: a.py has no version nosuch (its versions: a, b)"),
         (["nope.py"], "cancel nope.py: models.config does not queue nope.py and the journal never saw it"),
         (["a.py:a", "a.py:typo"], "cancel a.py:typo: a.py has no version typo"),  # one typo: none of them is asked
-        (["x" * 5000], "cancel 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (5000 characters): models.config does not queue"),
+        (["x" * 5000], "cancel: entry 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (5000 characters) names a file of more than 255 bytes"),
         (["a.py:" + "v" * 70000], "is too long for a request line"),
         (["a.py:b\n2026-01-01T00:00:00.000+00:00 INFO x"], "cancel 'a.py:b\\n2026-01-01T00:00:00.000+00:00 INFO x': the name holds a control character (U+000A"),
         (["a.py:\x1b[2Jb"], "holds a control character (U+001B at character 6)"),

@@ -217,7 +217,11 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
         if refused is not None:
             view.error(refused + "; nothing was asked")
             return NOTHING_MATCHED
-    entries = [parse_entry(item, project.models_dir, "cancel") for item in select]
+    try:
+        entries = [parse_entry(item, project.models_dir, "cancel") for item in select]
+    except ConfigError as exc:  # a name no file can have, one outside models_dir
+        view.error(f"{exc}; nothing was asked")
+        return NOTHING_MATCHED
     paths = OutputPaths(project.outputs_dir, hostname())
     journal = Journal(paths.journal, warn=view.warning)
     journal.read_without_lock()

@@ -156,8 +156,8 @@ def _check_pending_end(end: VersionEnd) -> None:
     with (the file was edited, or is another program's): its row would go to results.jsonl and
     its log lines to log-<host> as they are."""
     record, lines = end.record, end.log_lines
-    if not all(isinstance(value, str) for value in (end.run_id, end.host, end.daemon, end.event)):
-        raise TypeError("run_id, host, daemon and event are text")
+    if not isinstance(end.run_id, str) or not isinstance(end.event, str):  # host, daemon: checked before
+        raise TypeError("run_id and event are text")
     if end.event not in {event.value for event in JournalEvent} or not isinstance(end.journal_fields, dict):
         raise TypeError("no journal event")
     if not isinstance(record, dict) or not all(isinstance(record.get(key), str) for key in _RECORD_TEXTS):
@@ -166,8 +166,8 @@ def _check_pending_end(end: VersionEnd) -> None:
         raise TypeError("no results row")
     if not isinstance(lines, list) or not all(isinstance(line, list) and len(line) == 3 and all(isinstance(part, str) for part in line) for line in lines):
         raise TypeError("log lines are (level, source, message) texts")
-    if not isinstance(end.write_log, bool) or not isinstance(end.namespace, (str, type(None))):
-        raise TypeError("write_log is true or false, namespace text")
+    if not isinstance(end.write_log, bool):
+        raise TypeError("write_log is true or false")
     try:
         format_output_block(record)  # what output-<host> will get: checked before anything is written
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:

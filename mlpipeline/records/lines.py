@@ -52,7 +52,7 @@ def decode_object(data: bytes) -> Dict[str, Any]:
         raise RecordError("more than one value on the line")
     if not isinstance(value, dict):
         raise RecordError(f"a JSON {type(value).__name__}, not an object")
-    if SURROGATE_ESCAPE.search(data) and holds_lone_surrogate(value):
+    if b"\\u" in data and SURROGATE_ESCAPE.search(data) and holds_lone_surrogate(value):  # "in" first: 10x cheaper
         raise RecordError("a string holds a lone UTF-16 surrogate (no text)")
     return value
 

@@ -151,7 +151,8 @@ def resolve_column(columns: List[str], name: str) -> str:
     for candidate in (name, f"eval_test.{name}", f"last.{name}", f"eval_train.{name}"):
         if candidate in columns:
             return candidate
-    raise ValueError(f"--sort {name}: no such column; the columns are: {', '.join(columns)}")
+    raise ValueError(f"--sort {name!r}: no such column; the columns are: {', '.join(columns)}" if not name.strip() else
+                     f"--sort {name}: no such column; the columns are: {', '.join(columns)}")
 
 
 def cell(value: Any) -> str:
@@ -172,7 +173,7 @@ def show_comparison(
         view.error("no run to compare: results.jsonl has no finished run of what was asked (mlpipeline -r runs the queue; --any-state takes unfinished runs too)")
         return 1
     columns, rows = comparison(runs, best)
-    if sort:
+    if sort is not None:  # --sort "" names no column, and says so
         try:
             rows = sort_rows(columns, rows, sort)
         except ValueError as exc:

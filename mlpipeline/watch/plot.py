@@ -45,6 +45,9 @@ def plot_metric(
     runs: Sequence[RecordedRun], view: ConsoleView, metric: str, output: Optional[str] = None, log_scale: bool = False
 ) -> int:
     """Write the figure of ``metric`` for ``runs``; the exit code."""
+    if output is not None and not output.strip():
+        view.error("-o names no file; give a path ending in .png or .svg, or leave -o out for " + default_output(metric))
+        return 2
     path = Path(output or default_output(metric))
     if path.suffix.lower() not in FORMATS:
         view.error(f"-o {path}: the figure is written as PNG or SVG, by the file's suffix (.png or .svg)")
