@@ -151,8 +151,8 @@ def resolve_column(columns: List[str], name: str) -> str:
     for candidate in (name, f"eval_test.{name}", f"last.{name}", f"eval_train.{name}"):
         if candidate in columns:
             return candidate
-    raise ValueError(f"--sort {name!r}: no such column; the columns are: {', '.join(columns)}" if not name.strip() else
-                     f"--sort {name}: no such column; the columns are: {', '.join(columns)}")
+    shown = name if name.strip() else repr(name)  # an empty name is seen quoted
+    raise ValueError(f"--sort {shown}: no such column; the columns are: {', '.join(columns)}")
 
 
 def cell(value: Any) -> str:
