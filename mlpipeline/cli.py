@@ -53,9 +53,10 @@ def _run_flags(args: "argparse.Namespace") -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    closed = _usable_standard_streams()
     try:
         try:
-            code = _main(argv)
+            code = _main(argv, closed)
         finally:
             settle()
     except BaseException as exc:  # noqa: BLE001 - judged below: a signal's doing, or re-raised
@@ -75,6 +76,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     return code
 
 
+def _usable_standard_streams() -> Optional[str]:
+    """Make standard output and error writable whatever they are: a closed one (``>&-``, which
+    Python gives as None) is /dev/null, and a character its encoding lacks (``LANG=C``,
+    ``PYTHONIOENCODING=ascii``, a name with a lone surrogate) is written escaped instead of
+    raising in the middle of a daemon's loop. Returns why standard output is lost, if it is."""
+    import os
+
+    closed = None
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - the process's own
+            closed = closed or ("standard output is closed" if name == "stdout" else None)
+            continue
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass  # not a text stream of io's (a test's capture): what it takes is its business
+    return closed
+
+
 def _from_ctrl_c(exc: BaseException) -> bool:
     """Whether ``exc`` is, or was caused by, a KeyboardInterrupt: a Ctrl-C under Python's own
     handler (the debugger's, with --pdb), perhaps wrapped (Python 3.11's ``__set_name__`` wraps
@@ -89,7 +111,7 @@ def _from_ctrl_c(exc: BaseException) -> bool:
     return False
 
 
-def _main(argv: Optional[List[str]]) -> int:
+def _main(argv: Optional[List[str]], stdout_closed: Optional[str] = None) -> int:
     from pathlib import Path
 
     from mlpipeline.queue.config import ConfigError, load_project_config, parse_entry
@@ -118,9 +140,15 @@ def _main(argv: Optional[List[str]]) -> int:
         if args.retry_failed and not args.use_history:
             parser.error("--retry-failed works with -u, which is what skips failed versions")
     view = ConsoleView(make_console())
+    if stdout_closed:
+        view.lose_output(stdout_closed)
     if command is not None and not command.needs_project:
         return command.run(None, args, view)
-    project_dir = Path(args.directory or ".").resolve()
+    try:
+        project_dir = Path(args.directory or ".").resolve()
+    except (RuntimeError, OSError):  # RuntimeError: Python 3.11's word for a link that loops
+        view.error(f"{args.directory}: a symbolic link that loops, not a folder")
+        return EXIT_USAGE
     if not project_dir.is_dir():
         view.error(f"{args.directory}: " + ("a file, not a folder" if project_dir.exists() else "no such folder"))
         return EXIT_USAGE

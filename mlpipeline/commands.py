@@ -146,8 +146,8 @@ def _completion(project: None, args: "argparse.Namespace", view: "ConsoleView") 
 
     per_command = {name: options_of(build_command_parser(name)) for name in COMMANDS}
     per_command["completion"] = list(SHELLS)  # its one argument is a shell, not an option
-    sys.stdout.write(completion_script(args.shell, options_of(build_parser()), per_command))
-    return EXIT_OK
+    view.write_raw(completion_script(args.shell, options_of(build_parser()), per_command))
+    return 1 if view.output_lost else EXIT_OK
 
 
 COMMANDS: Dict[str, Command] = {

@@ -438,8 +438,8 @@ def test_a_record_file_that_cannot_be_opened_is_named(project):
 @pytest.mark.parametrize("line, said", [
     ("x = " + "1" * 5000, "mlp.config:3: not valid TOML here: a number of more than 4,300 digits"),
     ('outputs_dir = "out\\u0000"', "mlp.config:3: 'outputs_dir' holds a NUL character"),
-    ("version_timeout = nan", "mlp.config:3: version_timeout must be 0 (none) or more seconds, not nan"),
-    ("version_timeout = inf", "mlp.config:3: version_timeout must be 0 (none) or more seconds, not inf"),
+    ("version_timeout = nan", "mlp.config:3: version_timeout must be 0 (none) or a finite number of seconds, not nan"),
+    ("version_timeout = inf", "mlp.config:3: version_timeout must be 0 (none) or a finite number of seconds, not inf"),
 ])
 def test_config_values_python_cannot_take_are_named_with_their_line(project, line, said):
     project.script("a.py", versions_code('versions.addV("v1")'))

@@ -85,7 +85,7 @@ def test_exhausted_retries_fail_the_run(project):
 def test_limits_are_checked_at_start(project):
     project.queue([])
     for text, message in [
-        ("version_timeout = -1", "mlp.config:3: version_timeout must be 0 (none) or more seconds"),
+        ("version_timeout = -1", "mlp.config:3: version_timeout must be 0 (none) or a finite number of seconds"),
         ('version_timeout = "1h"', "mlp.config:3: 'version_timeout' must be a number of seconds"),
         ("retries = 1.5", "mlp.config:3: 'retries' must be a whole number"),
         ("retries = -2", "mlp.config:3: retries must be 0 or more"),

@@ -109,7 +109,9 @@ class Keeper:
                         os.close(fd)
                 for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
                     signal.signal(signum, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                from mlpipeline.child.interrupts import on_sigint
+
+                signal.signal(signal.SIGINT, on_sigint)
                 adopt_orphans()  # what the worker starts stays below it while it runs
                 become_worker()
             finally:

@@ -14,7 +14,8 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from mlpipeline.records.files import write_json_atomic
+from mlpipeline.child.interrupts import raised_by_script
+from mlpipeline.records.files import json_text, write_bytes_atomic
 from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.child.live_output import buffer_output
 from mlpipeline.child.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
@@ -69,15 +70,35 @@ def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, 
     except ExplainedFailure as exc:
         # Nothing to debug in the user's code: the message says what is wrong and what to do.
         raise VersionFailure(ScriptError(message=f"{label}: {exc}", phase=phase)) from exc
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any user error is recorded, not raised
+    except KeyboardInterrupt as exc:
+        if not raised_by_script():
+            raise  # a SIGINT: the version is stopped, not failed
+        raise _user_failure(label, phase, exc) from exc
+    except BaseException as exc:  # noqa: BLE001 - any user error is recorded, not raised (SystemExit, GeneratorExit too)
+        raise _user_failure(label, phase, exc) from exc
+
+
+def _user_failure(label: str, phase: str, exc: BaseException) -> VersionFailure:
+    try:
         advice = old_code_advice(exc)
-        raise VersionFailure(
-            ScriptError(
-                message=f"{label} failed in {phase}: {type(exc).__name__}: {exc}" + (f" ({advice})" if advice else ""),
-                traceback=user_traceback(exc),
-                phase=phase,
-            )
-        ) from exc
+    except Exception:  # noqa: BLE001 - an exception whose str() raises
+        advice = None
+    return VersionFailure(
+        ScriptError(
+            message=f"{label} failed in {phase}: {exception_text(exc)}" + (f" ({advice})" if advice else ""),
+            traceback=user_traceback(exc),
+            phase=phase,
+        )
+    )
+
+
+def exception_text(exc: BaseException) -> str:
+    """``ValueError: bad value``, or the type alone where the exception cannot say more."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception of the script's whose __str__ raises
+        return f"{type(exc).__name__} (its message could not be read: its __str__ raised)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def read_script(path: str, label: str, models_dir: Optional[str]) -> bytes:
@@ -138,12 +159,14 @@ def load_script(
     sys.modules[name] = module
     try:
         code = compile(source, path, "exec")
-    except SyntaxError as exc:
+    except (SyntaxError, ValueError) as exc:  # ValueError: a NUL byte in the source (before 3.12)
         import traceback
 
+        where = f"{label}:{exc.lineno}" if getattr(exc, "lineno", None) else label
+        message = f"{where}: syntax error: {exc.msg}" if isinstance(exc, SyntaxError) else f"{label}: not Python source ({exc})"
         raise VersionFailure(
             ScriptError(
-                message=f"{label}:{exc.lineno}: syntax error: {exc.msg}",
+                message=message,
                 traceback="".join(traceback.format_exception_only(type(exc), exc)),
                 phase="import",
             )
@@ -228,10 +251,15 @@ def config_keys(config: Any) -> Any:
     return config.parameters if config is not None else ()
 
 
+def _a_number(value: Any) -> bool:
+    """A finite int or float, not a bool (math.isfinite of an int past a float's range raises)."""
+    return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)))
+
+
 def _positive(label: str, key: str, value: Any, integer: bool, source: str = "") -> None:
-    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    valid = _a_number(value) and value > 0
     if integer:
-        valid = valid and float(value).is_integer()
+        valid = valid and (isinstance(value, int) or value.is_integer())
     if not valid:
         kind = "a positive integer" if integer else "a positive number"
         raise VersionFailure(ScriptError(message=f"{label}: {key.upper()} must be {kind}, not {value!r}{source}", phase="parameters"))
@@ -244,10 +272,24 @@ def _sample_count(label: str, name: str, method: Callable[[], Any]) -> float:
     is rounded up, and evaluation is given the count as it is.
     """
     count = to_plain(call_user(label, name, method))
-    if isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0:
-        message = f"{label}: {name}() returned {count!r}; it must return the number of samples"
+    if not _a_number(count) or count < 0 or count > _MOST_SAMPLES:
+        message = f"{label}: {name}() returned {_shown(count)}; it must return the number of samples"
         raise VersionFailure(ScriptError(message=message, phase=name))
     return int(count) if count == int(count) else count
+
+
+_MOST_SAMPLES = 2**63
+"""More samples than any data set holds: a count past it is a slip (and past 1e308 no float)."""
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: an integer too long to print by its length."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a value of the script's own whose repr raises
+        return type(value).__name__
 
 
 def _step_count(label: str, trained: Any) -> Optional[int]:
@@ -255,8 +297,8 @@ def _step_count(label: str, trained: Any) -> Optional[int]:
     if trained is None:
         return None
     plain = to_plain(trained)
-    if isinstance(plain, bool) or not isinstance(plain, (int, float)) or not math.isfinite(plain) or plain != int(plain):
-        message = f"{label}: get_trained_step_count() returned {trained!r}; it must return None or a whole number of steps"
+    if not _a_number(plain) or plain != int(plain) or plain < 0:
+        message = f"{label}: get_trained_step_count() returned {_shown(trained)}; it must return None or a whole number of steps (0 or more)"
         raise VersionFailure(ScriptError(message=message, phase="get_trained_step_count"))
     return int(plain)
 
@@ -405,8 +447,21 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 update_run_record(Path(model_dir), run_record["run_id"], software=software_versions())
             except OSError:
                 pass  # the daemon's update after the end says the same, or names the problem
-        result["model_summary"] = str(getattr(model, "summery", ""))
-        result["dataloader_summary"] = str(getattr(dataloader, "summery", ""))
+        result["model_summary"] = _summary(model)
+        result["dataloader_summary"] = _summary(dataloader)
+
+
+def _summary(owner: Any) -> str:
+    """What a Model's or DataLoader's ``summery`` says, as text (``add_to_summery`` makes it one;
+    a script may set anything): other values as JSON, objects by class name."""
+    try:
+        value = getattr(owner, "summery", "")
+    except Exception:  # noqa: BLE001 - a property of the script's that raises
+        return ""
+    if isinstance(value, str):
+        return value
+    plain = to_plain(value)
+    return plain if isinstance(plain, str) else json_text(plain)
 
 
 def _paused_at(model_dir: Path) -> Dict[str, Any]:
@@ -442,7 +497,60 @@ def answer(request: ChildRequest) -> Tuple[Dict[str, Any], Optional[VersionFailu
         result["ok"] = False
         result["error"] = failure.error.to_json()
         return result, failure
+    except Exception as exc:  # noqa: BLE001 - a value of the script's our own code could not take
+        import traceback
+
+        failure = VersionFailure(
+            ScriptError(
+                message=f"{request.script_label}: mlpipeline could not take what the script gave ({exception_text(exc)}); "
+                "this is a bug of mlpipeline's, the traceback shows where",
+                traceback=traceback.format_exc(),
+                phase="mlpipeline",
+            )
+        )
+        result["ok"] = False
+        result["error"] = failure.error.to_json()
+        return result, failure
     return result, None
+
+
+RESULT_BUDGET = 1 << 20
+"""The most a result may take as JSON (1 MiB): it becomes a line of results.jsonl, which its
+readers take up to 4 MiB, beside the version's parameters and record."""
+_LEFT_OUT_FIRST = ("eval_train", "eval_test", "model_summary", "dataloader_summary")
+
+
+def fitted_result(result: Dict[str, Any]) -> str:
+    """``result`` as JSON of at most :data:`RESULT_BUDGET`: past it, the largest of the
+    evaluations and summaries are left out, each said on stderr (the version's log), so that a
+    version that trained is never recorded as one that reported nothing."""
+    text = json_text(result)
+    if len(text) <= RESULT_BUDGET:
+        return text
+    sizes = {key: len(json_text(result.get(key))) for key in _LEFT_OUT_FIRST if result.get(key) not in (None, "")}
+    for key in sorted(sizes, key=sizes.get, reverse=True):
+        result[key] = None if key.startswith("eval") else ""
+        print(
+            f"mlpipeline: {key} ({sizes[key] / 1e6:.1f} MB as JSON) is left out of the record: a version's result "
+            f"may hold {RESULT_BUDGET >> 20} MiB; write large outputs to files in its model_dir",
+            file=sys.stderr,
+        )
+        text = json_text(result)
+        if len(text) <= RESULT_BUDGET:
+            return text
+    error = result.get("error")
+    if isinstance(error, dict):  # a failure's message and traceback, cut to their ends
+        for key in ("message", "traceback"):
+            if isinstance(error.get(key), str) and len(error[key]) > 65536:
+                error[key] = "[...] " + error[key][-65536:]
+    parameters = result.get("parameters")
+    if isinstance(parameters, dict):
+        for key in sorted(parameters, key=lambda name: len(json_text(parameters[name])), reverse=True):
+            if len(json_text(result)) <= RESULT_BUDGET:
+                break
+            print(f"mlpipeline: the parameter {key[:100]!r} is too large to record; left out", file=sys.stderr)
+            parameters[key] = "(left out: too large to record)"
+    return json_text(result)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -452,7 +560,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     request = ChildRequest.read(run_dir)
     sys.argv = [request.script_path]
     result, _ = answer(request)
-    write_json_atomic(run_dir / RESULT_FILE, result, durable=False, for_people=False)  # read once, right after
+    write_bytes_atomic(run_dir / RESULT_FILE, fitted_result(result).encode("utf-8"), durable=False)  # read once, right after
     sys.stdout.flush()
     sys.stderr.flush()
     return 0 if result["ok"] else 1

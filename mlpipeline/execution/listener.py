@@ -70,8 +70,8 @@ class ChildListener:
         elif event.get("type") == "report":
             metrics = event.get("metrics") or {}
             step, total = event.get("step"), event.get("total")
-            if isinstance(step, int) and not isinstance(step, bool):
-                version_run.last_step = step
+            if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+                version_run.last_step = step  # a negative step trained nothing: steps trained stay unknown
             history = self._history(version_run)
             place = history.add(step, total, metrics) if history is not None else None
             tracked = self._tracked.get(version_run.run_id)

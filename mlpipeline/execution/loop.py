@@ -154,7 +154,7 @@ class ExecutionLoop:
             store=ListingStore(self.paths.listings, readable=False, writable=True),
             timeout=project.listing_timeout,
             models_dir=project.models_dir,
-            warn=say.warn,  # a version refused for its name: on the console too, not only in the log
+            warn=self._version_refused,
         )
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change, project.early_stopping is not None)
         self.chooser = VersionChooser(
@@ -177,6 +177,7 @@ class ExecutionLoop:
         with self.signals:
             try:
                 check_named_versions(self.queue.current(), self.catalog, EXECUTION_QUEUE)
+                check_named_versions(self.queue.only_named(), self.catalog, "--only")
                 self.claims.start()
                 # What the journal shows as started by a daemon that is gone is ended before anything runs.
                 self.claim_watch.take_over_stale()
@@ -218,7 +219,7 @@ class ExecutionLoop:
                 name = signal.Signals(self.signals.first).name if self.signals.first else "a signal"
                 self.say.daemon("WARNING", f"{name} received: no new versions; stopping the running ones")
                 self.view.warning(f"{name}: stopping (press Ctrl-C again to kill at once)")
-                self.executor.stop_all(self._signal_for_versions())
+                self.executor.stop_all(self._signal_for_versions(), cause=self.signals.first)
             if stop_asked is not None and not killed:
                 if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:
                     self.executor.stop_all(signal.SIGKILL)
@@ -287,6 +288,12 @@ class ExecutionLoop:
                 self.tally.any_failed = True
             elif launched.ending is not None:
                 self._record_end(self.recorder.record, launched.ending, launched.ending.version_run)
+
+    def _version_refused(self, message: str) -> None:
+        """A version refused for its name: said on the console too, not only in the log, and a
+        failure of the queue's (exit 1), as test mode counts it."""
+        self.say.warn(message)
+        self.tally.any_failed = True
 
     def next_version(self) -> Optional[PlannedRun]:
         """The next version to launch, with the journal's claims read just now."""

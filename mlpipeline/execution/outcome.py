@@ -116,7 +116,9 @@ def classify(
         result["error"] = {"message": message}
         return JournalEvent.TIMED_OUT, result
     if outcome.stop_signal is not None:
-        message = f"stopped by {signal.Signals(outcome.stop_signal).name}; resumable with -u"
+        # A daemon's SIGHUP reaches its versions as SIGTERM (execution/loop.py).
+        passed_on = " (passed on to it as SIGTERM)" if outcome.stop_signal == signal.SIGHUP else ""
+        message = f"stopped by {signal.Signals(outcome.stop_signal).name}{passed_on}; resumable with -u"
         result["error"] = {"message": message}
         return JournalEvent.INTERRUPTED, result
     if not result.get("error"):

@@ -19,6 +19,7 @@ from mlpipeline.queue.catalog import Fingerprints, ScriptCatalog, combined, refu
 from mlpipeline.queue.config import TEST_QUEUE, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueuedScript, QueueFile
 from mlpipeline.records.ends import new_run_id
+from mlpipeline.records.paths import OutputPaths
 from mlpipeline.watch.console import ConsoleView
 
 
@@ -86,6 +87,7 @@ class DryRun:
         planned = []
         problems: List[str] = []
         unknown: List[ConfigError] = []
+        only_named = {script.label: script.entry_lines for script in self.queue.only_named()}
         for script in self.queue.current():
             try:
                 sha256 = fingerprints.sha256(script.path)
@@ -101,12 +103,17 @@ class DryRun:
                     self.view.block(listing.error.traceback)
                 return None
             unknown.extend(unknown_versions(script.label, script.entry_lines, listing, TEST_QUEUE))
+            unknown.extend(unknown_versions(script.label, only_named.get(script.label, ()), listing, "--only"))
             problems.extend(refused_message(script.label, name, why) for name, why in listing.refused.items() if script.wants(name))
             for name in listing.names:
                 if script.wants(name):
                     planned.append((script, name))
                     if name in listing.missing:
                         problems.append(missing_message(f"{script.label}:{name}", listing.missing[name]))
+                    # Test mode's model_dir is a temporary folder, but -r would refuse this one.
+                    suffix_problem = OutputPaths.model_dir_problem(f"{script.label}:{name}", script.label, listing.suffixes.get(name))
+                    if suffix_problem:
+                        problems.append(suffix_problem)
         if unknown:
             # A queue naming what is not there is a config error (exit 2), as a missing script is.
             raise combined(unknown)
@@ -130,6 +137,11 @@ class DryRun:
                 timeout=self.project.version_timeout,
                 env=self._environment(script, version, model_dir),
             )
+        except OSError as exc:  # E2BIG for a name too long for the environment, say
+            self.view.version_ended(label, "failed", 0.0, f"{label} could not be started: {exc.strerror or exc}")
+            self.rows.append((label, "failed", 0.0))
+            self._summary([f"test mode stopped at the first failure: {label}"])
+            return False
         finally:
             shutil.rmtree(model_dir, ignore_errors=True)
         if self.signals.count:

@@ -221,10 +221,12 @@ class Executor(ABC):
             run.timed_out = True
             self.stop(run, signal.SIGKILL)
 
-    def stop(self, run: ChildRun, signum: int) -> None:
-        """Pass ``signum`` to the run's whole process tree, remembering that it was asked to stop."""
+    def stop(self, run: ChildRun, signum: int, cause: Optional[int] = None) -> None:
+        """Pass ``signum`` to the run's whole process tree, remembering that it was asked to stop
+        and why: ``cause``, the signal the daemon got, where it passes on another (SIGTERM for
+        a SIGHUP)."""
         if run.stop_signal is None:
-            run.stop_signal = signum
+            run.stop_signal = cause or signum
         self._signal(run, signum)
 
     def let_go(self, run: ChildRun) -> None:
@@ -232,9 +234,9 @@ class Executor(ABC):
         child that daemon follows instead of starting another (a Slurm job) leaves it running."""
         self.stop(run, signal.SIGKILL)
 
-    def stop_all(self, signum: int) -> None:
+    def stop_all(self, signum: int, cause: Optional[int] = None) -> None:
         for run in self.running:
-            self.stop(run, signum)
+            self.stop(run, signum, cause)
 
     def close(self) -> None:
         """Give back what the executor holds beyond its children (a preload server, say)."""

@@ -23,6 +23,7 @@ from mlpipeline.queue.config_files import (  # noqa: F401 - ConfigError and the 
 )
 from mlpipeline.queue.ini import POST8_KEYS, POST8_QUEUES, ini_to_toml, looks_like_ini
 from mlpipeline.script_support.versions import name_problem, shown_name
+from mlpipeline.records.files import surrogates_escaped
 
 from mlpipeline.queue.project_keys import (
     EARLY_STOPPING_KEYS,
@@ -139,7 +140,7 @@ def key_line(text: str, table: Optional[str], key: Optional[str] = None) -> Opti
     current: Optional[str] = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
+        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]", line)  # [table] or [[array of tables]]
         if header:
             current = header.group(1).strip().strip("\"'")
             if key is None and current == table:
@@ -192,7 +193,7 @@ def _check_tables(data: Dict[str, Any], file: str, text: str, known: List[str]) 
         if name not in known:
             raise _unknown(file, text, None, name, known, "table")
         if not isinstance(value, dict):
-            raise ConfigError(file, f"'{name}' must be a table, [{name}]", key_line(text, None, name))
+            raise ConfigError(file, f"'{name}' must be a table, [{name}]", key_line(text, None, name) or key_line(text, name))
 
 
 def _typed(file: str, text: str, table: str, data: Dict[str, Any], key: str, kind: Any, kind_name: str) -> Any:
@@ -208,7 +209,7 @@ def _project_above(folder: Path) -> str:
     """``; ../mlp.config exists: ...`` when a folder above ``folder`` is a project, else ''."""
     try:
         start = folder.resolve()
-    except OSError:
+    except (OSError, RuntimeError):
         return ""
     for above in list(start.parents)[:8]:
         if (above / PROJECT_CONFIG).is_file():
@@ -264,13 +265,23 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     if values["tracking_dir"] is not None:
         if values["tracking"] != "tensorboard":
             raise ConfigError(file, TRACKING_DIR_NEEDS, lines.get("tracking_dir"))
-        values["tracking_dir"] = (project_dir / values["tracking_dir"]).resolve()
+        values["tracking_dir"] = resolved(project_dir / values["tracking_dir"], file, "tracking_dir", lines.get("tracking_dir"))
     slurm = _slurm_settings(data.get("SLURM", {}), file, text, lines)
     early_stopping = _early_stopping(data["EARLY_STOPPING"], file, text, lines) if "EARLY_STOPPING" in data else None
+    models_dir = resolved(models_dir, file, "models_dir", lines.get("models_dir"))
+    outputs_dir = resolved(outputs_dir, file, "outputs_dir", lines.get("outputs_dir"))
+    for what, folder in (("the project's folder", project_dir), ("models_dir", models_dir), ("outputs_dir", outputs_dir)):
+        if surrogates_escaped(str(folder)) != str(folder):
+            # Every record names its model_dir: a path of undecodable bytes would make each
+            # record a line no reader can take.
+            raise ConfigError(
+                file, f"{what} {surrogates_escaped(str(folder))} is not UTF-8 text; the records name it, "
+                "so give the folder a name in UTF-8", lines.get(what) if what != "the project's folder" else None,
+            )
     return ProjectConfig(
         project_dir=project_dir,
-        models_dir=models_dir.resolve(),
-        outputs_dir=outputs_dir.resolve(),
+        models_dir=models_dir,
+        outputs_dir=outputs_dir,
         slurm=slurm,
         early_stopping=early_stopping,
         key_lines=lines,
@@ -374,6 +385,17 @@ NAME_MAX = 255
 """The longest file name, in bytes, that Linux file systems hold."""
 
 
+def resolved(path: Path, file: str, what: str, line: Optional[int] = None) -> Path:
+    """``path`` with its links followed; a link that loops (or a path the system refuses) is a
+    ConfigError naming ``what`` (Python 3.11 raises RuntimeError for a loop, later ones OSError)."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        raise ConfigError(file, f"{what}: {path} is a symbolic link that loops", line) from None
+    except OSError as exc:
+        raise ConfigError(file, f"{what}: {path} cannot be followed ({exc.strerror or exc})", line) from None
+
+
 def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = None) -> QueueEntry:
     """``"script.py"`` or ``"script.py:version"``, relative to models_dir and refused outside it."""
     problem = name_problem(item)
@@ -385,7 +407,7 @@ def parse_entry(item: str, models_dir: Path, file: str, line: Optional[int] = No
         raise ConfigError(file, f"'{item}' is not an entry; write \"script.py\" or \"script.py:version\"", line)
     if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in script.split("/")):
         raise ConfigError(file, f"entry {shown_name(item)} names a file of more than {NAME_MAX} bytes, which no file system holds", line)
-    target = (models_dir / script).resolve()
+    target = resolved(models_dir / script, file, f"entry {shown_name(item)}", line)
     try:
         relative = target.relative_to(models_dir)
     except ValueError:

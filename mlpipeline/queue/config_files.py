@@ -49,6 +49,8 @@ def parse_toml_text(text: str, file: str) -> Dict[str, Any]:
         match = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
         line = int(match.group(1)) if match else None
         column = int(match.group(2)) if match else None
+        if match is None and "(at end of document)" in message:  # a string or table cut off by the end
+            line = len(text.rstrip("\n").split("\n"))
         message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message)
         hint = _likely_slip(text, message, line, column)
         if hint is not None:
@@ -143,7 +145,8 @@ def config_text(data: bytes, file: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(file, f"is not UTF-8 text (byte {exc.start})") from None
-    return text
+    # The byte order mark some Windows editors put first says only "UTF-8": no TOML or INI.
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def read_config_bytes(path: Path) -> bytes:

@@ -62,13 +62,13 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 
 def _timeout(key: str, value: Any) -> float:
     if not 0 <= _typed(key, value, (int, float), "a number of seconds") < float("inf"):  # NaN neither
-        raise KeyProblem(f"{key} must be 0 (none) or more seconds, not {value}")
+        raise KeyProblem(f"{key} must be 0 (none) or a finite number of seconds, not {value}")
     return float(value)
 
 
 def _positive_seconds(key: str, value: Any) -> float:
     if not 0 < _typed(key, value, (int, float), "a number of seconds") < float("inf"):
-        raise KeyProblem(f"{key} must be more than 0 seconds, not {value}")
+        raise KeyProblem(f"{key} must be a finite number of seconds more than 0, not {value}")
     return float(value)
 
 

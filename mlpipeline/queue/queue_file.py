@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -62,7 +63,7 @@ def discover_scripts(models_dir: Path, outputs_dir: Path) -> List[str]:
         subfolders[:] = [
             name
             for name in subfolders
-            if not name.startswith(".") and name != "__pycache__" and (here / name).resolve() != outputs_dir
+            if not name.startswith(".") and name != "__pycache__" and os.path.realpath(here / name) != str(outputs_dir)  # realpath: a link that loops is no error
         ]
         found.extend((here / name).relative_to(models_dir).as_posix() for name in files if name.endswith(".py"))
     return sorted(found)
@@ -95,7 +96,7 @@ def resolve_queue(config: QueueConfig, models_dir: Path, outputs_dir: Path) -> T
         if not path.is_file():
             line = entries[0].line
             where = config.file if line is None else f"{config.file}:{line}"
-            warnings.append(f"{where}: {label} does not exist in {models_dir}{did_you_mean(label, models_dir)}; skipped")
+            warnings.append(f"{where}: {label} {not_a_script(label, models_dir)}; skipped")
             continue
         whole = any(entry.version is None for entry in entries)
         only = None if whole else tuple(dict.fromkeys(entry.version for entry in entries))
@@ -171,13 +172,23 @@ class QueueFile:
             )
             if missing:
                 more = f" (nor do {', '.join(entry.script for entry in missing[1:])})" if len(missing) > 1 else ""
-                message = f"{missing[0].script} does not exist in {self.models_dir}{did_you_mean(missing[0].script, self.models_dir)}{more}"
+                message = f"{missing[0].script} {not_a_script(missing[0].script, self.models_dir)}{more}"
                 raise ConfigError(self.file, message, missing[0].line)
         if self._only:
             scripts, _ = resolve_queue(self._config, self.models_dir, self.outputs_dir)
             if not restrict(scripts, self._only):
                 names = ", ".join(str(entry) for entry in self._only)
                 raise ConfigError("--only", f"{names} matches nothing that {self.file} queues")
+
+    def only_named(self) -> List[QueuedScript]:
+        """The queued scripts whose versions --only names, with those versions as their entry
+        lines (of no line: they are the command's), for the check that each exists."""
+        named = []
+        for script in self.current():
+            versions = tuple((entry.version, None) for entry in self._only if entry.script == script.label and entry.version)
+            if versions:
+                named.append(replace(script, entry_lines=versions))
+        return named
 
     def current(self) -> List[QueuedScript]:
         """The queue now: the file as it is, or the last good content when it does not parse."""
@@ -250,6 +261,24 @@ SCRIPTS_LOOKED_AT = 5000
 """The most files of models_dir compared with a misspelled script's name."""
 
 
+def not_a_script(label: str, models_dir: Path) -> str:
+    """What the path of ``label`` is instead of a script file: ``does not exist in ...; did you
+    mean ...``, or what is there (a folder, a FIFO, a link that loops or leads nowhere)."""
+    path = models_dir / label
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return f"does not exist in {models_dir}{did_you_mean(label, models_dir)}"
+    if stat.S_ISLNK(mode):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            return f"is a symbolic link in {models_dir} that cannot be followed ({exc.strerror or exc})"
+        mode = os.stat(path).st_mode
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"is {kind} in {models_dir}, not a script file"
+
+
 def did_you_mean(label: str, models_dir: Path) -> str:
     """``; did you mean 'quad.py'?`` for a script name close to one in ``models_dir``, else ''."""
     import difflib
@@ -264,5 +293,5 @@ def did_you_mean(label: str, models_dir: Path) -> str:
                 break
     except OSError:
         return ""
-    close = difflib.get_close_matches(label, names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(label, [name for name in names if name != label], n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import re
 import stat
 from contextlib import contextmanager
 from datetime import datetime
@@ -82,15 +83,55 @@ def naming_file(path: Path) -> Iterator[None]:
 
 
 def finite(value: Any) -> Any:
-    """``value`` with every NaN and infinity (which strict JSON cannot hold) as the string
-    Python prints for it: ``"nan"``, ``"inf"``, ``"-inf"``."""
+    """``value`` as strict JSON in UTF-8 can hold it: every NaN and infinity as the string
+    Python prints for it (``"nan"``, ``"inf"``, ``"-inf"``), an integer too long for Python
+    to print (over 4,300 digits) as a string saying so, and a string holding a lone surrogate
+    (a file name of undecodable bytes, by way of ``os.fsdecode``) with it escaped
+    (``"img_\\udcff.png"``), as every reader of our records refuses such a string."""
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return surrogates_escaped(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _PRINTABLE_INT_BITS:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
     if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
+        return {finite(key): finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite(item) for item in value]
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def holds_lone_surrogate(value: Any) -> bool:
+    """Whether a string in the decoded JSON ``value`` (a key or a value, at any depth) holds a
+    lone surrogate. Walked without recursion: the value may be nested as deep as json allows."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+_PRINTABLE_INT_BITS = 14_000
+"""Python refuses to print an integer of more than 4,300 digits (about 14,284 bits)."""
+
+
+def surrogates_escaped(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udcff``)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _NON_FINITE_TEXT = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -116,9 +157,17 @@ def json_text(value: Any, **options: Any) -> str:
     """
     options.setdefault("default", str)
     try:
-        return json.dumps(value, allow_nan=False, **options)
+        text = json.dumps(value, allow_nan=False, **options)
     except ValueError:
         return json.dumps(finite(value), allow_nan=False, **options)
+    if "\\ud" in text or not text.isascii():  # the rare text that may hold a lone surrogate
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(finite(value), allow_nan=False, **options)
+        if "\\ud" in text and holds_lone_surrogate(json.loads(text)):
+            return json.dumps(finite(value), allow_nan=False, **options)
+    return text
 
 
 def json_encoder(**options: Any) -> Callable[[Any], str]:
@@ -129,9 +178,17 @@ def json_encoder(**options: Any) -> Callable[[Any], str]:
 
     def encode(value: Any) -> str:
         try:
-            return encoder.encode(value)
+            text = encoder.encode(value)
         except ValueError:
             return encoder.encode(finite(value))
+        if "\\ud" in text or not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return encoder.encode(finite(value))
+            if "\\ud" in text and holds_lone_surrogate(json.loads(text)):
+                return encoder.encode(finite(value))
+        return text
 
     return encode
 

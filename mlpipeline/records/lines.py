@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
-from mlpipeline.records.files import regular_file_opener
+from mlpipeline.records.files import holds_lone_surrogate, regular_file_opener
 
 LINE_LIMIT = 4 << 20
 """The longest line a record file may hold (4 MiB): the writers keep far below it, and a reader
@@ -25,7 +25,6 @@ _DECODER = json.JSONDecoder()
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 """An escaped UTF-16 surrogate (``\\ud800``): json decodes one standing alone to a str that
 cannot be written or printed as UTF-8. Where the bytes hold none, no string can hold one."""
-_SURROGATE = re.compile("[\ud800-\udfff]")
 Line = Tuple[int, Optional[bytes]]
 """A line's number in its file (from 1) and its bytes without the newline; None for a line
 longer than the limit, whose bytes were not kept."""
@@ -55,23 +54,6 @@ def decode_object(data: bytes) -> Dict[str, Any]:
     if b"\\u" in data and SURROGATE_ESCAPE.search(data) and holds_lone_surrogate(value):  # "in" first: 10x cheaper
         raise RecordError("a string holds a lone UTF-16 surrogate (no text)")
     return value
-
-
-def holds_lone_surrogate(value: Any) -> bool:
-    """Whether a string in the decoded JSON ``value`` (a key or a value, at any depth) holds a
-    lone surrogate. Walked without recursion: the value may be nested as deep as json allows."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def _short_reason(exc: BaseException) -> str:

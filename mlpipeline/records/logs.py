@@ -16,8 +16,37 @@ from mlpipeline.records.files import appended_file_opener, json_text, naming_fil
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.provenance import describe_dvc, describe_git
 
-_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# CSI (7- and 8-bit), then the string sequences (OSC, DCS, SOS, PM, APC) up to their end, then
+# the two-character ones.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-9;?<=>]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[ -~]?"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UNPRINTABLE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}>")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line a terminal shows as it is: a control character (an escape code's
+    ESC, a line break, a NUL) is written as its escape (``\\x1b``, ``\\n``), so a value from a
+    script can neither forge a line nor drive the terminal."""
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def visible_lines(text: str) -> str:
+    """:func:`one_line` that keeps line breaks and tabs: for messages of several lines."""
+    return _UNPRINTABLE_IN_LINES.sub(_escaped, text)
+
+
+def _escaped(match: "re.Match[str]") -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with the memory address of each ``<... object at 0x7f...>`` left out: it differs
+    from run to run and tells a reader nothing."""
+    return _ADDRESS.sub(">", text)
 
 DAEMON_SOURCE = "mlpipeline"
 
@@ -141,22 +170,23 @@ class ResultsFile:
 
 def _format_value(value: Any) -> str:
     if isinstance(value, (dict, list)):
-        return json_text(value, ensure_ascii=False)
-    return str(value)
+        return one_line(json_text(value, ensure_ascii=False))  # JSON escapes C0 controls, not C1
+    return one_line(str(value))
 
 
 def format_output_block(record: Dict[str, Any]) -> str:
     """A version's record as a block a person reads in output-<host>."""
     lines = [
         "=" * 72,
-        f"{record['script']}:{record['version']}    {record['status'].upper()}",
+        one_line(f"{record['script']}:{record['version']}    {record['status'].upper()}"),
         f"ended:          {record['time']} on {record['host']}",
         f"script sha256:  {record.get('sha256') or 'unknown'}",
     ]
     if record.get("run_id"):
         lines.append(f"run:            run {record['run_id']}, attempt {record.get('attempt', 1)}")
     if record.get("reason"):
-        lines.append(f"reason:         {plain_text(record['reason'])}")
+        reason = "\n".join(plain_text(line) for line in str(record["reason"]).splitlines())
+        lines.append("reason:         " + reason.replace("\n", "\n" + " " * 16))
     for label, key in (("eval on train", "eval_train"), ("eval on test", "eval_test"), ("last metrics", "metrics")):
         if record.get(key) is not None:
             lines.append(f"{label + ':':<16}{_format_value(record[key])}")
@@ -188,7 +218,7 @@ def format_output_block(record: Dict[str, Any]) -> str:
         ending = f"signal {record['signal']}" if record.get("signal") else f"exit status {record['exit_code']}"
         lines.append(f"process ended:  {ending}")
     if record.get("model_dir"):
-        lines.append(f"model_dir:      {record['model_dir']}")
+        lines.append(f"model_dir:      {one_line(str(record['model_dir']))}")
     commit = describe_git(record.get("git"))
     if commit:
         lines.append(f"git commit:     {commit}")
@@ -198,10 +228,10 @@ def format_output_block(record: Dict[str, Any]) -> str:
     parameters = record.get("parameters") or {}
     if parameters:
         lines.append("parameters:")
-        lines.extend(f"  {key}: {_format_value(value)}" for key, value in sorted(parameters.items()))
+        lines.extend(f"  {one_line(key)}: {_format_value(value)}" for key, value in sorted(parameters.items()))
     for label, key in (("model summary", "model_summary"), ("dataloader summary", "dataloader_summary")):
         text = (record.get(key) or "").rstrip()
         if text:
             lines.append(f"{label}:")
-            lines.extend(f"  {plain_text(line)}" for line in text.splitlines())
+            lines.extend(f"  {plain_text(without_addresses(line))}" for line in text.splitlines())
     return "\n".join(lines) + "\n\n"

@@ -90,7 +90,7 @@ def dvc_state(root: Path, repository: Optional[Path]) -> Optional[Dict[str, Any]
     if repository is not None:
         listed = _git(repository, "ls-files", "-z", "--full-name", "--", f"{root}/*.dvc", f"{root}/**/dvc.lock", f"{root}/dvc.lock")
         if listed is not None:
-            names = sorted({(repository / name).resolve() for name in listed.split("\0") if name})
+            names = sorted({Path(os.path.realpath(repository / name)) for name in listed.split("\0") if name})
     if names is None:
         names = sorted([*root.glob("*.dvc"), *root.glob("dvc.lock")])
     files: Dict[str, str] = {}

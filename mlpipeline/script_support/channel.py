@@ -83,27 +83,41 @@ JSON-ready data, so that this module needs to know none of them."""
 
 
 def to_plain(value: Any, depth: int = 0) -> Any:
-    """``value`` as JSON-ready data: objects become their class name, never a memory address."""
+    """``value`` as JSON-ready data: objects become their class name, never a memory address.
+    An object that raises while it is looked at (its ``items()``, a key's ``__str__``) is its
+    class name too: a script's odd value never costs its version the result."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if depth > 8:
         return type(value).__name__
-    if type(value) is dict:  # the common case, first: report()'s metrics
-        return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
-    as_plain = getattr(type(value), PLAIN_VALUE, None)
-    if as_plain is not None:
-        return to_plain(as_plain(value), depth + 1)
-    if isinstance(value, dict):
-        return {str(k): to_plain(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_plain(v, depth + 1) for v in value]
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "shape", None) in ((), []):
-        # numpy and torch scalars (a loss tensor, an accuracy) read as plain numbers.
-        try:
+    try:
+        if type(value) is dict:  # the common case, first: report()'s metrics
+            return {_key(k): to_plain(v, depth + 1) for k, v in value.items()}
+        as_plain = getattr(type(value), PLAIN_VALUE, None)
+        if as_plain is not None:
+            return to_plain(as_plain(value), depth + 1)
+        if isinstance(value, dict):
+            return {_key(k): to_plain(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [to_plain(v, depth + 1) for v in value]
+        item = getattr(value, "item", None)
+        if callable(item) and getattr(value, "shape", None) in ((), []):
+            # numpy and torch scalars (a loss tensor, an accuracy) read as plain numbers.
             return to_plain(item(), depth + 1)
-        except Exception:  # noqa: BLE001 - any failure falls back to the class name
-            pass
+    except Exception:  # noqa: BLE001 - any failure falls back to the class name
+        pass
     return type(value).__name__
+
+
+def _key(key: Any) -> str:
+    """A dict key as the text JSON needs: ``str()`` of it (``1``, ``(1, 2)``), or its class name
+    where that names a memory address or fails (an integer of more than 4,300 digits)."""
+    if type(key) is str:
+        return key
+    try:
+        text = str(key)
+    except Exception:  # noqa: BLE001 - a key of the script's own that cannot say what it is
+        return type(key).__name__
+    return type(key).__name__ if " at 0x" in text else text

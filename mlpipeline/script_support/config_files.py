@@ -250,9 +250,13 @@ def _compose(version: ConfigVersion, path: str, job: List[str]) -> None:
 
 
 def _yaml_file(stem: str) -> Optional[str]:
+    """The YAML file ``stem`` names (None: none is there); one that is there but is no regular
+    file (a folder, a FIFO, a link that loops) is named, where Hydra would say it finds none."""
     for suffix in YAML_SUFFIXES:
         if os.path.isfile(stem + suffix):
             return os.path.abspath(stem + suffix)
+        if os.path.lexists(stem + suffix):
+            raise ExplainedFailure(f"{stem + suffix} is no regular file")
     return None
 
 
@@ -332,6 +336,10 @@ def _checked_yaml(path: str) -> Any:
         text = handle.read(MAX_FILE_BYTES + 1)
     if len(text) > MAX_FILE_BYTES:
         raise ExplainedFailure(f"it is over {MAX_FILE_BYTES >> 20} MiB; a configuration file is read up to that")
+    try:
+        text.decode("utf-8")  # as Hydra reads it; the error would name the file that chose this one
+    except UnicodeDecodeError as exc:
+        raise ExplainedFailure(f"it is not UTF-8 text (byte {exc.start})") from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, RecursionError):
@@ -435,7 +443,10 @@ def _gin_bindings(version: ConfigVersion, path: str, home: str, seen: List[str])
     full = os.path.abspath(path)
     if full in seen:
         raise ExplainedFailure(f"{path} includes itself (through {' -> '.join(seen)})")
-    text = version.read(full).decode("utf-8")
+    try:
+        text = version.read(full).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExplainedFailure(f"{os.path.relpath(full, home)} is not UTF-8 text (byte {exc.start})") from None
     bindings: Dict[str, Any] = {}
     for statement in config_parser.ConfigParser(text, AsWritten()):
         if isinstance(statement, config_parser.IncludeStatement):

@@ -374,7 +374,20 @@ class Versions:
         axes = [_as_list(parameters[key]) for key in combining]
         grid = list(itertools.product(*axes))
         if names is None:
-            names = [",".join(f"{key}={value}" for key, value in zip(combining, combo)) for combo in grid]
+            names = [",".join(f"{key}={_name_part(value)}" for key, value in zip(combining, combo)) for combo in grid]
+            made: set = set()
+            for name in names:
+                problem = (
+                    name_problem(name)
+                    or ("holds ':', which separates a script from its version" if ":" in name else None)
+                    or ("is made twice: values that read alike" if name in made else None)
+                )
+                made.add(name)
+                if problem:
+                    raise ValueError(
+                        f"rangeOnParameters: the version name {shown_name(name)} made from the values {problem}; "
+                        "pass names=[...] to name the versions of the grid, one for each combination"
+                    )
         else:
             names = list(names)
             if len(names) != len(grid):
@@ -558,3 +571,13 @@ def _as_list(value: Any) -> List[Any]:
         return list(value)
     return [value]
 
+
+def _name_part(value: Any) -> str:
+    """A grid value as its version's name shows it: as printed, or by its class name where the
+    print would hold a memory address (which differs in every process, so no run could find
+    its version again) or fails."""
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - a value of the script's own whose __str__ raises
+        return type(value).__name__
+    return type(value).__name__ if " at 0x" in text else text

@@ -2,6 +2,7 @@
 that cannot be opened is a config error then, naming the key, not a failure of every run."""
 from __future__ import annotations
 
+import os
 from typing import Callable, Optional
 
 from mlpipeline.queue.config import PROJECT_CONFIG, ConfigError, ProjectConfig
@@ -68,5 +69,5 @@ def project_relative(uri: str, project: ProjectConfig) -> str:
     tracking_dir is), so the store does not depend on the folder the daemon started in."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/") and not uri[len(prefix):].startswith(":memory:"):
-        return prefix + str((project.project_dir / uri[len(prefix):]).resolve())
+        return prefix + os.path.realpath(project.project_dir / uri[len(prefix):])
     return uri

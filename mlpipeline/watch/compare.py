@@ -8,6 +8,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.records.files import json_text, number
+from mlpipeline.records.logs import one_line
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.watch.runs import RecordedRun
 
@@ -68,7 +69,10 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
     seen = set(_FIXED_FIRST) | set(differing_columns) | set(_FIXED_LAST)
     rest: List[str] = []
     for row in rows:
-        rest.extend(key for key in row if key not in seen and key not in rest)
+        for key in row:
+            if key not in seen:  # a set: an evaluation of 100,000 keys was quadratic in a list
+                seen.add(key)
+                rest.append(key)
     # Evaluations on train, then on test, then the reported metrics, then their best values.
     rest.sort(key=lambda key: 0 if key.startswith("eval_train") else 1 if key.startswith("eval_test") else 3 if key.startswith("best.") else 2)
     return list(_FIXED_FIRST) + differing_columns + rest + list(_FIXED_LAST), rows
@@ -102,9 +106,9 @@ def _best_columns(best: Dict[str, Any]) -> Dict[str, Any]:
 
 def _differing(parameters: List[Dict[str, Any]]) -> List[str]:
     """The parameter names whose values are not the same in every row, in first-seen order."""
-    names: List[str] = []
+    names: Dict[str, None] = {}  # ordered and a set
     for values in parameters:
-        names.extend(name for name in values if name not in names)
+        names.update(dict.fromkeys(values))
     differing = []
     for name in names:
         seen = set()
@@ -161,8 +165,8 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (dict, list)):
-        return json_text(value, ensure_ascii=False)
-    return str(value)
+        return one_line(json_text(value, ensure_ascii=False))
+    return one_line(str(value))
 
 
 def show_comparison(
@@ -184,7 +188,7 @@ def show_comparison(
     elif form == "csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow([one_line(column) for column in columns])
         writer.writerows([[cell(row.get(key)) for key in columns] for row in rows])
         view.write_raw(text.getvalue())
     elif form == "markdown":
@@ -199,7 +203,7 @@ def markdown_table(columns: List[str], rows: List[Dict[str, Any]]) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
     numeric = {key for key in columns if rows and all(number(row.get(key)) is not None or row.get(key) is None for row in rows)}
-    lines = ["| " + " | ".join(escaped(key) for key in columns) + " |"]
+    lines = ["| " + " | ".join(escaped(one_line(key)) for key in columns) + " |"]
     lines.append("|" + "|".join("---:" if key in numeric else "---" for key in columns) + "|")
     for row in rows:
         lines.append("| " + " | ".join(escaped(cell(row.get(key))) for key in columns) + " |")

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mlpipeline.records.logs import plain_lines
+from mlpipeline.records.logs import one_line, plain_lines, visible_lines
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0
 """Without a terminal, at most one progress line per version per this many seconds."""
@@ -77,10 +77,13 @@ class ConsoleView:
     def _print(self, *objects: Any) -> None:
         if self._lost:
             return
+        # A name, reason or value from a script never drives the terminal: its control
+        # characters are shown as escapes (tables' cells are made one line where they are built).
+        objects = tuple(visible_lines(item) if isinstance(item, str) else item for item in objects)
         try:
             self.console.print(*objects)
         except OSError as exc:
-            self._output_lost(exc)
+            self._output_lost(exc.strerror or str(exc))
 
     def _write(self, text: str) -> None:
         if self._lost:
@@ -89,14 +92,19 @@ class ConsoleView:
             self.console.file.write(text)
             self.console.file.flush()
         except OSError as exc:
-            self._output_lost(exc)
+            self._output_lost(exc.strerror or str(exc))
 
-    def _output_lost(self, exc: OSError) -> None:
+    def lose_output(self, reason: str) -> None:
+        """Standard output cannot be written (``reason``): go on without it, and say so once."""
+        if not self._lost:
+            self._output_lost(reason)
+
+    def _output_lost(self, reason: str) -> None:
         """The terminal closed (SIGHUP's EIO), or stdout is a full disk or a closed pipe: the
         queue goes on without a console. The log has everything; stderr says so, if it can."""
         self._lost = True
         try:
-            sys.stderr.write(f"mlpipeline: the console cannot be written ({exc.strerror or exc}); going on without it\n")
+            sys.stderr.write(f"mlpipeline: the console cannot be written ({reason}); going on without it\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
@@ -117,7 +125,7 @@ class ConsoleView:
             sys.stdout.write(text)
             sys.stdout.flush()
         except OSError as exc:
-            self._output_lost(exc)
+            self._output_lost(exc.strerror or str(exc))
 
     def info(self, message: str) -> None:
         self._print(escape(message))
@@ -194,7 +202,7 @@ class ConsoleView:
                     try:
                         self._bars.start()
                     except OSError as exc:
-                        self._output_lost(exc)
+                        self._output_lost(exc.strerror or str(exc))
                         return
                 self._tasks[label] = self._bars.add_task(label, total=None, metrics="")
             self._bars.update(self._tasks[label], metrics=text, **steps)
@@ -210,7 +218,7 @@ class ConsoleView:
                     try:
                         self._bars.stop()
                     except OSError as exc:
-                        self._output_lost(exc)
+                        self._output_lost(exc.strerror or str(exc))
 
     def queue_counts(self, counts: Dict[str, int], unlisted: int = 0) -> None:
         """``queue: 3 finished, 1 running, 4 pending`` after each version's end."""
@@ -225,7 +233,7 @@ class ConsoleView:
         A rich table on a terminal; aligned plain columns otherwise, for grep and awk.
         """
         headers = ("VERSION", "STATE", "DURATION", "METRICS", "DETAIL")
-        ordered = list(rows)
+        ordered = [tuple(one_line(cell) for cell in row) for row in rows]
         footer = ", ".join(f"{n} {state}" for state, n in counts.items()) or "the queue is empty"
         if self.console.is_terminal:
             table = Table(show_edge=False, pad_edge=False)
@@ -252,6 +260,8 @@ class ConsoleView:
         """A table of text cells: rich on a terminal it fits, aligned plain columns otherwise
         (a table wider than the terminal is not squeezed into illegible columns). A column
         whose every cell reads as a number is aligned right."""
+        headers = [one_line(header) for header in headers]
+        rows = [[one_line(cell) for cell in row] for row in rows]
         numeric = [all(_is_number(row[i]) or not row[i] for row in rows) and any(row[i] for row in rows) for i in range(len(headers))]
         widths = [max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)]
         if self.console.is_terminal and sum(widths) + 3 * len(widths) <= self.console.width:
@@ -290,7 +300,7 @@ def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
         parts.append(f"step {step}" if total is None else f"step {step}/{total}")
     for key, value in metrics.items():
         parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
-    return " ".join(parts)
+    return one_line(" ".join(parts))
 
 
 def _is_number(text: str) -> bool:

@@ -1,0 +1,298 @@
+"""What a script hands mlpipeline, and the machine it runs on, as a hostile user would make them
+(found by probing the tool from the outside): values no JSON or terminal takes as they are,
+exceptions of every kind, names that cannot be found again, a console that cannot be written,
+paths that loop. Each costs its version at most its own failure, told truly, and the records
+stay readable."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import versions_code
+
+from mlpipeline.utils import Versions
+
+HOSTILE_SCRIPT = '''
+import os
+from mlpipeline.helper import DataLoader, Model
+from mlpipeline.utils import Versions
+
+SURROGATE = os.fsdecode(b"img_\\xff.png")  # a file name of bytes that are not UTF-8
+
+
+class Data(DataLoader):
+    def get_train_input(self, mode="train", **kwargs): return [1, 2, 3]
+    def get_test_input(self, **kwargs): return [1, 2]
+    def get_train_sample_count(self): return 3
+    def get_test_sample_count(self): return 2
+
+
+class Unprintable(Exception):
+    def __str__(self): raise RuntimeError("no text")
+
+
+class NoItems(dict):
+    def items(self): raise RuntimeError("no items")
+
+
+class NoName:
+    def __str__(self): raise RuntimeError("no name")
+    __repr__ = __str__
+
+
+class Hostile(Model):
+    def train_model(self, input_fn, steps):
+        case = self.current_version["case"]
+        if case == "surrogate_error": raise ValueError("cannot read " + SURROGATE)
+        if case == "surrogate_summary": self.add_to_summery("file " + SURROGATE)
+        if case == "surrogate_report": self.report(step=1, total=3, name=SURROGATE)
+        if case == "huge_report": self.report(step=1, total=3, huge=10 ** 5000)
+        if case == "generator_exit": raise GeneratorExit
+        if case == "base_exception": raise BaseException("base")
+        if case == "unprintable": raise Unprintable()
+        if case == "keyboard_interrupt": raise KeyboardInterrupt
+        if case == "object_summary": self.summery = {"o": object()}
+        if case == "escapes":
+            self.report(step=1, total=3, **{"k\\x1b[31m": "v\\x1b[2J\\nINFO forged"})
+            return
+        if case == "negative_step":
+            self.report(step=-5, total=3)
+            raise ValueError("after a negative step")
+        for step in range(steps):
+            self.report(step=step + 1, total=steps, loss=1.0 / (step + 1))
+
+    def evaluate_model(self, input_fn, steps):
+        case = self.current_version["case"]
+        if case == "surrogate_eval": return {"file": SURROGATE}
+        if case == "no_items": return NoItems(a=1)
+        if case == "nameless_key": return {NoName(): 1}
+        if case == "huge_eval": return {"a": "x" * 3_000_000}
+        return {"accuracy": 0.5}
+
+
+versions = Versions(learning_rate=0.1, dataloader=Data(), batch_size=1, epoc_count=1, case="")
+for case in CASES:
+    versions.addV(case, case=case)
+versions.addV("surrogate_parameter", p=SURROGATE)
+versions.addV("huge_parameter", p=10 ** 5000)
+versions.addV("escape_parameter", p="\\x1b[31mred\\x1b[0m\\nline2\\x00nul", custom_parameters={"\\x1b[1m": 4})
+MODEL = Hostile(versions)
+'''
+
+FAILING = {
+    "surrogate_error": r"failed in train_model: ValueError: cannot read img_\udcff.png",
+    "generator_exit": "failed in train_model: GeneratorExit",
+    "base_exception": "failed in train_model: BaseException: base",
+    "unprintable": "failed in train_model: Unprintable (its message could not be read: its __str__ raised)",
+    "keyboard_interrupt": "failed in train_model: KeyboardInterrupt",
+    "negative_step": "failed in train_model: ValueError: after a negative step",
+}
+FINISHING = [
+    "surrogate_summary", "surrogate_report", "huge_report", "object_summary", "escapes",
+    "surrogate_eval", "no_items", "nameless_key", "huge_eval",
+]
+
+
+def test_what_a_script_hands_over_costs_its_version_at_most_a_true_failure(project):
+    cases = list(FAILING) + FINISHING
+    project.write("models/hostile.py", HOSTILE_SCRIPT.replace("CASES", repr(cases)))
+    project.queue(["hostile.py"])
+    result = project.run("-r", "-u", timeout=180)
+    assert result.returncode == 1, result.output  # failures, each recorded
+    assert "mlpipeline/" not in result.output.replace("mlpipeline/helper", "")  # no frame of ours
+    rows = {row["version"]: row for row in project.results()}
+    log_lines = project.log_text().splitlines()
+    assert set(rows) == set(cases) | {"surrogate_parameter", "huge_parameter", "escape_parameter"}
+    for version, reason in FAILING.items():
+        assert rows[version]["status"] == "failed" and rows[version]["reason"].endswith(reason), rows[version]
+        # The script's own traceback is in the log, its frames only.
+        assert any(f"hostile.py:{version} " in line and 'hostile.py", line' in line for line in log_lines), version
+    for version in FINISHING + ["surrogate_parameter", "huge_parameter", "escape_parameter"]:
+        assert rows[version]["status"] == "finished", rows[version]
+    # A raised KeyboardInterrupt is the script's failure, not a SIGINT nobody sent.
+    assert rows["keyboard_interrupt"]["signal"] is None
+    # What JSON or UTF-8 cannot hold is kept as text saying what it was.
+    assert rows["surrogate_summary"]["model_summary"] == "file img_\\udcff.png\n"
+    assert rows["surrogate_eval"]["eval_test"] == {"file": "img_\\udcff.png"}
+    assert rows["surrogate_parameter"]["parameters"]["p"] == "img_\\udcff.png"
+    assert rows["huge_parameter"]["parameters"]["p"] == "an integer of about 5001 digits"
+    assert rows["object_summary"]["model_summary"] == '{"o": "object"}'  # no memory address
+    assert rows["no_items"]["eval_test"] == "NoItems" and rows["nameless_key"]["eval_test"] == {"NoName": 1}
+    # An evaluation past what a record holds is left out, and the log says so.
+    assert rows["huge_eval"]["eval_test"] is None and rows["huge_eval"]["steps"]["trained"] == 3
+    assert "eval_test (3.0 MB as JSON) is left out of the record" in project.log_text()
+    # A negative step trained nothing that can be told: unknown, not -5.
+    assert rows["negative_step"]["steps"]["trained"] is None
+    # Files for people hold no escape code, NUL or memory address; the readers take every row.
+    for text in (project.output_text(), project.log_text()):
+        assert "\x1b" not in text and "\x00" not in text and " at 0x" not in text
+    assert "  p: \\x1b[31mred\\x1b[0m\\nline2\\x00nul" in project.output_text()
+    for command in (["status"], ["compare"], ["compare", "--csv"], ["compare", "--json"], ["status", "--json"]):
+        shown = project.run(*command)
+        assert shown.returncode == 0, (command, shown.output)
+        assert "\x1b" not in shown.stdout and "warning" not in shown.output and "Traceback" not in shown.output, command
+    assert "k\\x1b[31m=v\\x1b[2J\\nINFO forged" in result.output  # the end line's last report
+
+
+def test_a_sigint_still_stops_a_version_that_raises_nothing(project):
+    project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.05)', defaults="learning_rate=0.1, dataloader=Data(400), batch_size=1, epoc_count=1"))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: project.calls("train"), what="training")
+    daemon.send_signal(signal.SIGINT)
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 130, output
+    row = project.results()[0]
+    assert row["status"] == "interrupted" and row["reason"].startswith("stopped by SIGINT"), row
+
+
+def test_grid_names_never_hold_a_memory_address():
+    class Optimizer:
+        pass
+
+    versions = Versions(learning_rate=0.1, dataloader=None, batch_size=1, epoc_count=1)
+    assert versions.rangeOnParameters(combining_parameters=["p"], parameters={"p": [1, Optimizer()]}) == ["p=1", "p=Optimizer"]
+    with pytest.raises(ValueError, match=r"'q=Optimizer' made from the values is made twice.*pass names=\[\.\.\.\]"):
+        versions.rangeOnParameters(combining_parameters=["q"], parameters={"q": [Optimizer(), Optimizer()]})
+    with pytest.raises(ValueError, match=r"holds ':'.*pass names="):
+        versions.rangeOnParameters(combining_parameters=["d"], parameters={"d": [{"a": 1}]})
+
+
+def test_test_mode_refuses_up_front_what_execution_mode_would(project):
+    project.script("a.py", versions_code('versions.addV("slash", model_dir_suffix="a/b")', 'versions.addV("dots", model_dir_suffix="..")', 'versions.addV("ok")'))
+    project.queue(["a.py"], test=True)
+    result = project.run()
+    assert result.returncode == 1
+    assert "a.py:slash: MODEL_DIR_SUFFIX 'a/b' must be a plain name, not a path" in result.output
+    assert "a.py:dots: MODEL_DIR_SUFFIX '..' must be a plain name" in result.output
+    assert not project.calls("train")  # before any training
+    # A name longer than the environment may hold fails its version, not test mode.
+    project.script("a.py", versions_code('versions.addV("x" * 200000)', 'versions.addV("ok")'))
+    result = project.run()
+    assert result.returncode == 1 and "could not be started: Argument list too long" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_console_that_is_closed_or_cannot_encode_costs_the_queue_nothing(project):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.script("é.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py", "é.py"])
+    closed = subprocess.run(
+        project.command("-r"), env=project._env(None), capture_output=False, stdout=None, stderr=subprocess.PIPE,
+        text=True, timeout=120, preexec_fn=lambda: os.close(1),
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert "the console cannot be written (standard output is closed); going on without it" in closed.stderr
+    assert "Traceback" not in closed.stderr
+    assert [row["status"] for row in project.results()] == ["finished", "finished"]
+    ascii_only = project.run("-r", env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_only.returncode == 0 and "Traceback" not in ascii_only.output, ascii_only.output
+    assert "\\xe9.py:v1" in ascii_only.output
+    for command in (["status"], ["compare"], ["status", "--json"]):
+        shown = project.run(*command, env={"PYTHONIOENCODING": "ascii"})
+        assert shown.returncode == 0 and "Traceback" not in shown.output, shown.output
+    version = subprocess.run(
+        [sys.executable, "-m", "mlpipeline", "completion", "bash"], env=project._env(None), stdout=open("/dev/full", "w"),
+        stderr=subprocess.PIPE, text=True, timeout=60,
+    )
+    assert version.returncode == 1 and "No space left on device" in version.stderr and "Traceback" not in version.stderr
+
+
+def test_paths_that_loop_or_are_no_text_are_config_errors(project, tmp_path):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    project.queue(["a.py"], test=True)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    result = subprocess.run([sys.executable, "-m", "mlpipeline", "-C", str(loop)], env=project._env(None), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"{loop}: a symbolic link that loops" in result.stderr + result.stdout
+    (project.root / "out").symlink_to(project.root / "out")
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\noutputs_dir = "out"\n')
+    for command in (["-r"], ["status"]):
+        result = project.run(*command)
+        assert result.returncode == 2 and "mlp.config:3: outputs_dir:" in result.output and "loops" in result.output, result.output
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\n')
+    (project.models / "l.py").symlink_to(project.models / "l.py")
+    project.queue(["l.py"], test=True)
+    result = project.run()
+    assert result.returncode == 2 and "models_test.config:5: entry 'l.py':" in result.output and "loops" in result.output, result.output
+    os.remove(project.models / "a.py")
+    os.mkfifo(project.models / "a.py")
+    project.queue(["a.py"], test=True)
+    result = project.run()
+    assert result.returncode == 2 and "a.py is a FIFO in" in result.output and "did you mean" not in result.output, result.output
+    bad = tmp_path / os.fsdecode(b"bad\xff")
+    bad.mkdir()
+    (bad / "models").mkdir()
+    (bad / "mlp.config").write_text('[MLP]\nmodels_dir = "models"\n')
+    result = subprocess.run([sys.executable, "-m", "mlpipeline", "-C", str(bad), "-r"], env=project._env(None), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "is not UTF-8 text" in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_what_the_command_line_and_the_queue_name_that_is_not_there_is_an_error(project):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v\\u2028x")'))
+    project.queue(["a.py:v1"])
+    project.queue(["a.py:v1"], test=True)
+    for command in ([], ["-r"]):
+        result = project.run(*command, "--only", "a.py:nov")
+        assert result.returncode == 2 and "--only: a.py has no version 'nov' (its versions: v1)" in result.output, result.output
+    project.queue(["a.py"])
+    result = project.run("-r")
+    assert result.returncode == 1 and "is refused: its name holds a line or paragraph separator" in result.output, result.output
+    project.script("a.py", "x = 1\0\n", prelude=False)
+    result = project.run()
+    assert result.returncode == 1 and "a.py: syntax error: source code string cannot contain null bytes" in result.output
+    assert "None" not in result.output
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ('[MLP]\nmodels_dir = "mod', "mlp.config:2: not valid TOML: Unterminated string"),
+        ('[[MLP]]\nmodels_dir = "models"\n', "mlp.config:1: 'MLP' must be a table, [MLP]"),
+        ("\ufeff[MLP]\nmodels_dir = 'nowhere'\n", "mlp.config:2: models_dir 'nowhere' is not a folder"),  # the BOM is no error
+    ],
+)
+def test_toml_slips_are_named_at_their_line(project, text, said):
+    project.write("mlp.config", text)
+    result = project.run("status")
+    assert result.returncode == 2 and said in result.output, result.output
+
+
+def test_a_bad_file_a_config_version_reads_is_the_one_named(project):
+    pytest.importorskip("hydra")
+    pytest.importorskip("gin")
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "config-files", "models")
+    import shutil
+
+    shutil.rmtree(project.models)
+    shutil.copytree(examples, project.models, ignore=shutil.ignore_patterns("outputs"))
+    project.queue(["line.py", "scaled.py"], test=True)
+    with open(project.models / "conf" / "model" / "flat.yaml", "ab") as handle:
+        handle.write(b'x: "\xff"\n')
+    with open(project.models / "gin" / "base.gin", "ab") as handle:
+        handle.write(b"# \xff\n")
+    result = project.run("--only", "line.py", timeout=180)  # test mode stops at a script's first failure
+    assert result.returncode == 1
+    assert "conf/config.yaml: model/flat.yaml, which its defaults list names: it is not UTF-8 text (byte" in result.output, result.output
+    result = project.run("--only", "scaled.py", timeout=180)
+    assert result.returncode == 1 and "base.gin is not UTF-8 text" in result.output, result.output
+    os.remove(project.models / "conf" / "model" / "flat.yaml")
+    os.mkfifo(project.models / "conf" / "model" / "flat.yaml")
+    result = project.run("--only", "line.py", timeout=180)
+    assert result.returncode == 1 and "flat.yaml is no regular file" in result.output, result.output
+
+
+def test_a_sighup_is_the_reason_recorded(project):
+    project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.05)', defaults="learning_rate=0.1, dataloader=Data(400), batch_size=1, epoc_count=1"))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: project.calls("train"), what="training")
+    daemon.send_signal(signal.SIGHUP)
+    daemon.communicate(timeout=60)
+    assert daemon.returncode == 129
+    row = project.results()[0]
+    assert row["reason"] == "stopped by SIGHUP (passed on to it as SIGTERM); resumable with -u"
+    assert json.loads(json.dumps(row))["signal"] == "SIGTERM"  # how its process ended
