@@ -144,6 +144,9 @@ def _main(argv: Optional[List[str]], stdout_closed: Optional[str] = None) -> int
         view.lose_output(stdout_closed)
     if command is not None and not command.needs_project:
         return command.run(None, args, view)
+    if args.directory is not None and not args.directory.strip():
+        view.error("-C names no folder; give the project's folder, or leave -C out for this one")
+        return EXIT_USAGE
     try:
         project_dir = Path(args.directory or ".").resolve()
     except (RuntimeError, OSError):  # RuntimeError: Python 3.11's word for a link that loops

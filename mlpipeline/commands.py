@@ -137,7 +137,10 @@ def _plot(project: "ProjectConfig", args: "argparse.Namespace", view: "ConsoleVi
 def _migrate_config(project_dir: "Path", args: "argparse.Namespace", view: "ConsoleView") -> int:
     from mlpipeline.queue.ini import migrate_project
 
-    migrate_project(project_dir, view.info)
+    done = migrate_project(project_dir, view.info)
+    if all(migration.action == "absent" for migration in done):
+        view.error(f"{project_dir}: no config file to migrate here; run it in the project's folder or give it with -C")
+        return EXIT_USAGE
     return EXIT_OK
 
 

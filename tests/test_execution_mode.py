@@ -126,7 +126,7 @@ def test_broken_scripts_are_failures_and_the_rest_runs(project):
     log = project.log_text()
     assert "ERROR no_model.py no_model.py defines no MODEL" in log
     assert "ERROR syntax.py syntax.py:1: syntax error" in log
-    assert "ERROR not_model.py not_model.py: MODEL is a int, not a mlpipeline.helper.Model" in log
+    assert "ERROR not_model.py not_model.py: MODEL is an int, not a mlpipeline.helper.Model" in log
     assert "params.py:no_epochs has no EPOC_COUNT" in log
     failed = [r for r in project.results() if r["status"] == "failed"]
     assert [(r["script"], r["version"]) for r in failed] == [

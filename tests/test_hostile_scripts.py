@@ -296,3 +296,71 @@ def test_a_sighup_is_the_reason_recorded(project):
     row = project.results()[0]
     assert row["reason"] == "stopped by SIGHUP (passed on to it as SIGTERM); resumable with -u"
     assert json.loads(json.dumps(row))["signal"] == "SIGTERM"  # how its process ended
+
+
+def test_plot_draws_any_metric_or_version_name_and_says_why_it_draws_nothing(project):
+    pytest.importorskip("matplotlib")
+    project.script(
+        "a.py",
+        """
+        from mlpipeline.helper import DataLoader, Model
+        from mlpipeline.utils import Versions
+
+        class Data(DataLoader):
+            def get_train_input(self, **kwargs): return [1, 2]
+            def get_test_input(self, **kwargs): return [1]
+            def get_train_sample_count(self): return 2
+            def get_test_sample_count(self): return 1
+
+        class Reporting(Model):
+            def train_model(self, input_fn, steps):
+                for step in range(steps):
+                    self.report(step=step + 1, total=steps, **{"$\\\\frac$": 1.0 / (step + 1), "nan_only": float("nan")})
+
+            def evaluate_model(self, input_fn, steps):
+                return {}
+
+        versions = Versions(learning_rate=0.1, dataloader=Data(), batch_size=1, epoc_count=2)
+        versions.addV("a$x^{$")
+        versions.addV("b")
+        MODEL = Reporting(versions)
+        """,
+        prelude=False,
+    )
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    drawn = project.run("plot", "$\\frac$", "-o", str(project.root / "tex.svg"))  # TeX that does not parse, twice
+    assert drawn.returncode == 0 and "Traceback" not in drawn.output and "Warning" not in drawn.output, drawn.output
+    assert "a$x^{$" in (project.root / "tex.svg").read_text()
+    nothing = project.run("plot", "nan_only", "-o", str(project.root / "nan.png"))
+    assert nothing.returncode == 1 and "every value of 'nan_only' the runs reported is NaN, infinite or no number" in nothing.output
+
+
+def test_cancel_asks_once_for_a_name_given_twice_and_says_what_finished(project):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    assert project.run("-r", "--only", "a.py:v1").returncode == 0
+    said = project.run("cancel", "a.py:v1", "a.py:v1", "a.py:v2")
+    assert said.returncode == 0, said.output
+    requests = [json.loads(line) for line in (project.outputs / "control.jsonl").read_text().splitlines()]
+    assert [(request["script"], request["version"]) for request in requests] == [("a.py", "v1"), ("a.py", "v2")]
+    assert "cancel a.py:v1: finished already (-u runs it no more): a.py:v1" in said.output
+    assert "cancel a.py:v2: queued: a.py:v2" in said.output
+
+
+def test_migrate_config_takes_any_script_name_and_names_the_ini_line_of_a_key_set_twice(project):
+    project.write("mlp.config", "[MLP]\nmodels_dir = models\n")
+    project.write("models.config", '[MLP]\nuse_blacklist: False\n[WHITELISTED_MODELS]\na.py\nmy model.py\nq"x.py\n')
+    result = project.run("migrate-config")
+    assert result.returncode == 0, result.output
+    assert 'scripts = [\n  "a.py",\n  "my model.py",\n  "q\\"x.py",\n]' in (project.root / "models.config").read_text()
+    (project.root / "mlp.config.bak").unlink()
+    project.write("mlp.config", "[MLP]\nmodels_dir = models\nmodels_dir = models\n")
+    result = project.run("migrate-config")
+    assert result.returncode == 2 and "mlp.config:3: [MLP] sets models_dir twice (lines 2 and 3)" in result.output, result.output
+    empty = project.root / "empty"
+    empty.mkdir()
+    result = project.run("migrate-config", "-C", str(empty))
+    assert result.returncode == 2 and "no config file to migrate here" in result.output
+    result = project.run("status", "-C", "")
+    assert result.returncode == 2 and "-C names no folder" in result.output

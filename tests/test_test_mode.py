@@ -76,7 +76,7 @@ def test_model_that_is_not_a_model(project):
     project.queue(["a.py"], test=True)
     result = project.run()
     assert result.returncode == 1
-    assert "a.py: MODEL is a object, not a mlpipeline.helper.Model" in result.output
+    assert "a.py: MODEL is an object, not a mlpipeline.helper.Model" in result.output
 
 
 def test_script_that_raises_at_import(project):

@@ -193,7 +193,7 @@ def find_model(module: types.ModuleType, label: str) -> Any:
     if not isinstance(model, Model):
         raise VersionFailure(
             ScriptError(
-                message=f"{label}: {name} is a {type(model).__name__}, not a mlpipeline.helper.{'Experiment' if name == 'EXPERIMENT' else 'Model'}",
+                message=f"{label}: {name} is {_a(type(model).__name__)}, not a mlpipeline.helper.{'Experiment' if name == 'EXPERIMENT' else 'Model'}",
                 phase="import",
             )
         )
@@ -271,15 +271,20 @@ def _sample_count(label: str, name: str, method: Callable[[], Any]) -> float:
     A fraction (``len(data) * 0.8``) is accepted, as the original accepted it: the step count
     is rounded up, and evaluation is given the count as it is.
     """
-    count = to_plain(call_user(label, name, method))
+    returned = call_user(label, name, method)
+    count = to_plain(returned)
     if not _a_number(count) or count < 0 or count > _MOST_SAMPLES:
-        message = f"{label}: {name}() returned {_shown(count)}; it must return the number of samples"
+        message = f"{label}: {name}() returned {_shown(returned)}; it must return the number of samples"
         raise VersionFailure(ScriptError(message=message, phase=name))
     return int(count) if count == int(count) else count
 
 
 _MOST_SAMPLES = 2**63
 """More samples than any data set holds: a count past it is a slip (and past 1e308 no float)."""
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 def _shown(value: Any) -> str:
@@ -391,7 +396,10 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
         train_count = _sample_count(label, "get_train_sample_count", dataloader.get_train_sample_count)
         test_count = _sample_count(label, "get_test_sample_count", dataloader.get_test_sample_count)
         if request.execution_mode:
-            total = math.ceil(epoc_count * train_count / batch_size)
+            if all(isinstance(value, int) for value in (epoc_count, train_count, batch_size)):
+                total = -(-epoc_count * train_count // batch_size)  # exact: 10**30 epochs is no float
+            else:
+                total = math.ceil(epoc_count * train_count / batch_size)
             trained = call_user(label, "get_trained_step_count", model.get_trained_step_count)
             trained = _step_count(label, trained)
             steps = total if trained is None or model.reset_steps else max(total - trained, 0)

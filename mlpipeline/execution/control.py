@@ -222,6 +222,8 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
     except ConfigError as exc:  # a name no file can have, one outside models_dir
         view.error(f"{exc}; nothing was asked")
         return NOTHING_MATCHED
+    # A name given twice (or as two spellings of one file) is asked once.
+    entries = list({(entry.script, entry.version): entry for entry in entries}.values())
     paths = OutputPaths(project.outputs_dir, hostname())
     journal = Journal(paths.journal, warn=view.warning)
     journal.read_without_lock()
@@ -260,7 +262,9 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
                 if journal.append_if_latest(latest, JournalEvent.CANCELLED, **fields, reason=reason) is not None:
                     cut_off.append(f"{script}:{version} ({'paused at a rung' if paused else 'cut off earlier'})")
                     stopped.add(version)
-        queued = [f"{entry.script}:{name}" for name in target.queued if name not in stopped and entry.version in (None, name)]
+        named = [name for name in target.queued if name not in stopped and entry.version in (None, name)]
+        finished = [f"{entry.script}:{name}" for name in named if journal.state(entry.script, name) is RunState.FINISHED]
+        queued = [f"{entry.script}:{name}" for name in named if journal.state(entry.script, name) is not RunState.FINISHED]
         parts = []
         if running:
             parts.append(f"its daemon stops {', '.join(running)}")
@@ -268,7 +272,9 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
             parts.append(f"{', '.join(cut_off)} recorded as cancelled in the journal")
         if queued:
             parts.append(f"queued: {', '.join(queued)}")
-        if not running and not cut_off and not queued:
+        if finished:
+            parts.append(f"finished already (-u runs it no more): {', '.join(finished)}")
+        if not running and not cut_off and not queued and not finished:
             parts.append("neither running nor queued now")
         parts.append("the daemons running now do not start it again in their session")
         view.info(

@@ -66,13 +66,21 @@ def looks_like_ini(text: str) -> bool:
     if not _ANY_SECTION.search(text):
         return False
     only_ini = False
+    section = None
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith("#") or _SECTION.match(line):
+        header = _SECTION.match(line)
+        if header:
+            section = POST8_SECTIONS.get(header.group(1).strip(), header.group(1).strip())
+        if not line or line.startswith("#") or header:
             continue
         if _TOML_ONLY.match(line):
             return False
         if line.startswith(";") or re.fullmatch(r"[\w./-]+", line):
+            only_ini = True
+            continue
+        if section in SCRIPT_LIST_SECTIONS and "=" not in line:
+            # A script's name as a bare key, whatever it holds (INI took "my model.py" as one).
             only_ini = True
             continue
         entry = _INI_ENTRY.match(line)
@@ -190,6 +198,7 @@ def _script_name(entry: str) -> str:
 
 def _key_values(section: _Section, kinds: Dict[str, str], file: str) -> List[str]:
     out: List[str] = []
+    seen: Dict[str, int] = {}
     for kind, text, number in section.lines:
         if kind != "entry":
             out.append(text if kind == "comment" else "")
@@ -199,6 +208,10 @@ def _key_values(section: _Section, kinds: Dict[str, str], file: str) -> List[str
             out.append(f"{_commented(text)}    # (no value in the INI file; not used by mlpipeline)")
             continue
         key, value = match.group(1).strip(), match.group(2).strip()
+        named = POST8_KEYS.get(key, key) if Path(file).name == PROJECT_CONFIG else key
+        if named in seen:
+            raise ConfigError(file, f"[{section.name}] sets {named} twice (lines {seen[named]} and {number}); keep one, then migrate", number)
+        seen[named] = number
         if key in POST8_KEYS and Path(file).name == PROJECT_CONFIG:
             typed = _typed_value(kinds[POST8_KEYS[key]], key, value, file, number)
             out.append(f"{POST8_KEYS[key]} = {json.dumps(typed, ensure_ascii=False)}    # {key} in release 1.1a3.post8")

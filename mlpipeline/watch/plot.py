@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
+from mlpipeline.records.logs import one_line
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.watch.runs import RecordedRun
 
@@ -63,7 +64,10 @@ def plot_metric(
     found = curves(runs, metric)
     if not found:
         reported = sorted({name for run in runs for report in run.history() for name in report["metrics"]})
-        known = ", ".join(reported) if reported else "none (their scripts never called report())"
+        if metric in reported:
+            view.error(f"every value of '{metric}' the runs reported is NaN, infinite or no number: no curve to draw")
+            return 1
+        known = ", ".join(one_line(name) for name in reported) if reported else "none (their scripts never called report())"
         view.error(f"no run reported '{metric}'; the metrics reported are: {known}")
         return 1
     for run in runs:
@@ -84,11 +88,17 @@ def plot_metric(
 
 
 def write_figure(found: Dict[str, Curve], metric: str, path: Path, log_scale: bool) -> None:
+    import warnings
+
     import matplotlib
     from matplotlib.figure import Figure
 
-    # Text stays text in an SVG: searchable, and readable by a test.
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
+    metric = _literal(metric)
+    found = {_literal(label): curve for label, curve in found.items()}
+    # Text stays text in an SVG: searchable, and readable by a test. A glyph the font lacks
+    # is drawn as a box; matplotlib's warning of it, with our file's path, says nothing more.
+    with matplotlib.rc_context({"svg.fonttype": "none"}), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         figure = Figure(figsize=(8, 5), layout="constrained")
         axes = figure.add_subplot()
         if len(found) <= LEGEND_LIMIT:
@@ -115,3 +125,9 @@ def write_figure(found: Dict[str, Curve], metric: str, path: Path, log_scale: bo
         if len(found) <= LEGEND_LIMIT:
             axes.legend(title="script:version")
         figure.savefig(path, dpi=120)
+
+
+def _literal(text: str) -> str:
+    """``text`` as matplotlib draws it as written: control characters as escapes, and each '$'
+    escaped (two of them would make the text between TeX math, which may not parse)."""
+    return one_line(text).replace("$", r"\$")
