@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -414,3 +415,55 @@ def test_rung_values_the_journal_cannot_hold_are_said_and_counted_nowhere(projec
     assert "curves.py:v0 its values at the rungs in the journal (history.jsonl) cannot be read" in result.output
     states = final_states(project)
     assert states["v0"] == "finished" and states["v3"] == "finished"  # v0 unjudged; the true best still wins
+
+
+def _paused_with_one_hanging(project: Project) -> "subprocess.Popen":
+    """A daemon with v0 to v2 paused at rung 0 and v3 hanging before it (so the rung is not
+    settled, and nothing is stopped yet)."""
+    halving_project(project, floors=[0.5, 0.3, 0.8, 0.2], extra_parameters={3: {"hang_at": 5}})
+    daemon = project.start("-r", "-u")
+    hanging = project.outputs / "model_ckpts" / "curves-v3" / "step.txt"
+    project.wait_for(
+        lambda: sum(event["event"] == "paused" for event in events(project)) == 3 and hanging.exists() and hanging.read_text() == "5",
+        timeout=60, what="three pauses and v3 hanging at step 5",
+    )  # a resumed run of v3 goes on from step 5, and hangs no more
+    return daemon
+
+
+def test_values_taken_with_other_settings_judge_nothing_after_an_edit(project: Project) -> None:
+    daemon = _paused_with_one_hanging(project)
+    daemon.kill()
+    daemon.wait(timeout=30)
+    assert all("rung_basis" in event for event in events(project) if event["event"] == "paused")
+    # The metric edited while they are paused: the values at rung 0 are loss's, no acc's.
+    project.write("mlp.config", (project.root / "mlp.config").read_text().replace('metric = "loss"', 'metric = "acc"'))
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0, result.output
+    for version in ("v0", "v1", "v2"):
+        assert f"curves.py:{version} was paused at a rung of other [EARLY_STOPPING] settings" in result.output
+    assert "stopped" not in [event["event"] for event in events(project)]  # no stop names a metric never reported
+    assert set(final_states(project).values()) == {"finished"}
+
+
+def test_versions_sharing_a_model_dir_are_not_judged(project: Project) -> None:
+    halving_project(project, floors=[0.5, 0.3, 0.8])
+    script = project.models / "curves.py"
+    script.write_text(script.read_text().replace('model_dir_suffix="v%d" % index, ', ""))
+    result = project.run("-r", timeout=120)
+    assert result.returncode == 0, result.output
+    assert "curves.py: versions share a model_dir (give each a MODEL_DIR_SUFFIX); early stopping cannot judge them" in result.output
+    assert [event["event"] for event in events(project) if event["event"] in ("paused", "stopped")] == []
+
+
+def test_a_cancel_read_after_its_version_paused_records_it_cancelled(project: Project) -> None:
+    from mlpipeline.records.control import CANCEL, append_request
+
+    daemon = _paused_with_one_hanging(project)
+    # As when `mlpipeline cancel` saw v0 still running, and its run paused before the daemon read the request.
+    append_request(project.outputs, CANCEL, "curves.py", "v0")
+    project.wait_for(lambda: final_states(project)["v0"] == "cancelled", timeout=30, what="v0 recorded cancelled")
+    daemon.kill()
+    daemon.wait(timeout=30)
+    cancelled = events(project, "v0")[-1]
+    assert cancelled["reason"].startswith("cancelled by `mlpipeline cancel curves.py:v0`") and cancelled["reason"].endswith("while paused at a rung")
+    assert "curves.py:v0 cancelled by" in project.log_text()

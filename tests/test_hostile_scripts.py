@@ -359,3 +359,25 @@ def test_migrate_config_takes_any_script_name_and_names_the_ini_line_of_a_key_se
     assert result.returncode == 2 and "no config file to migrate here" in result.output
     result = project.run("status", "-C", "")
     assert result.returncode == 2 and "-C names no folder" in result.output
+
+
+@pytest.mark.parametrize(
+    "setting, said",
+    [
+        ('gpus = ["0,1", "1"]', "mlp.config:3: gpus: '0,1' is no GPU id"),
+        ('gpus = [" 0 "]', "mlp.config:3: gpus: ' 0 ' is no GPU id"),
+        ('gpus = [1, "a"]', "mlp.config:3: gpus: 'a' is no GPU id"),
+        ('gpus = ["1", 1]', "mlp.config:3: gpus lists a GPU twice"),
+        ('gpus = ["GPU-8f2b1c3e-aaaa-bbbb-cccc-0123456789ab", "MIG-GPU-8f2b/1/0"]', None),
+        ('[EARLY_STOPPING]\nmetric = "\\u001b[31mloss"\ngrace_steps = 1', "mlp.config:4: metric '\\x1b[31mloss' holds a control character"),
+    ],
+)
+def test_settings_that_would_hand_out_a_gpu_twice_or_name_a_metric_with_a_control_code_are_refused(project, setting, said):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    project.write("mlp.config", f'[MLP]\nmodels_dir = "models"\n{setting}\n')
+    result = project.run("status")
+    if said is None:
+        assert result.returncode == 0, result.output
+    else:
+        assert result.returncode == 2 and said in result.output, result.output

@@ -83,6 +83,8 @@ class VersionChooser:
         if self._halving is None:
             return planned
         if planned is not None:
+            if self._shares_model_dirs(planned.script):
+                return planned  # to its end, unjudged: see _shares_model_dirs
             return self._halving.first_run(planned, watched=self._is_watched(planned.script))
         return self._next_in_halving(scripts, handled, cut_off)
 
@@ -100,7 +102,7 @@ class VersionChooser:
             return None  # nothing changed since the last look found nothing
         for script in scripts:
             listing = self.listing(script)
-            if listing is None:
+            if listing is None or self._shares_model_dirs(script):
                 continue
             fingerprint = self.fingerprints.of_versions(listing)
             standings = self._halving.standings(script, listing.names, fingerprint, handled, cut_off)
@@ -119,11 +121,12 @@ class VersionChooser:
             for promotion in moves.promotions:
                 if promotion.unreported:
                     label = f"{script.label}:{promotion.version}"
-                    why = (
-                        f"its values at the rungs in the journal ({self._journal.path.name}) cannot be read"
-                        if promotion.rung < 0
-                        else f"reported no number for '{self._halving.settings.metric}' by rung {promotion.rung}"
-                    )
+                    if promotion.rung >= 0:
+                        why = f"reported no number for '{self._halving.settings.metric}' by rung {promotion.rung}"
+                    elif self._halving.judged_with_other_settings(script.label, promotion.version):
+                        why = "was paused at a rung of other [EARLY_STOPPING] settings (its metric or rungs were edited since)"
+                    else:
+                        why = f"its values at the rungs in the journal ({self._journal.path.name}) cannot be read"
                     self._say.warn_once((script.label, f"unreported:{promotion.version}"), f"{label} {why}; it is not judged, and runs to its end")
                 return self._halving.promoted(script, promotion, fingerprint, listing.sha256)
         self._halving_seen = seen
@@ -144,6 +147,25 @@ class VersionChooser:
         latest = self._journal.latest(script, version)
         return latest is not None and latest.get("event") == "paused" and latest.get("sha256") == sha256
 
+    def _shares_model_dirs(self, script: QueuedScript) -> bool:
+        """Whether versions of ``script`` the queue asks for share a model_dir (no
+        MODEL_DIR_SUFFIX, as in the original): early stopping cannot judge them, as a version
+        paused at a rung leaves its checkpoint for the next one to take as its own (it trains
+        nothing and is judged by the other's value). They run to their end, unjudged, and the
+        log says so once."""
+        listing = self.listing(script)
+        if listing is None:
+            return False
+        folders = [listing.suffixes.get(name) for name in listing.names if script.wants(name)]
+        if len(set(folders)) == len(folders):
+            return False
+        self._say.warn_once(
+            (script.label, "shared model_dir"),
+            f"{script.label}: versions share a model_dir (give each a MODEL_DIR_SUFFIX); early stopping cannot judge "
+            "them, so they run to their end, unjudged",
+        )
+        return True
+
     def _is_watched(self, script: QueuedScript) -> bool:
         """Whether early stopping watches ``script``'s versions as they run (its model cannot
         resume at this content) instead of pausing them."""
@@ -162,6 +184,10 @@ class VersionChooser:
         """What ``request`` names is not started again in this session (retries included)."""
         self._cancelled.append(request)
         self._retries = [planned for planned in self._retries if not request.matches(planned.script.label, planned.version)]
+
+    def cancel_of(self, planned: PlannedRun) -> Optional[ControlRequest]:
+        """The cancel of this session that names ``planned``, if one does."""
+        return next((request for request in self._cancelled if request.matches(planned.script.label, planned.version)), None)
 
     def _without_cancelled(self, script: QueuedScript) -> QueuedScript:
         names = [request.version for request in self._cancelled if request.script == script.label]

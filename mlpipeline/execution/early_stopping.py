@@ -76,6 +76,13 @@ class Moves:
     stops: List[Stop] = field(default_factory=list)
 
 
+def rung_basis(settings: EarlyStoppingSettings) -> List[object]:
+    """What a version's values at the rungs were taken with: the metric and the rungs' steps.
+    Every journal event carrying values carries it; values of another basis (the settings
+    edited since) count nowhere: loss at step 1 is no value of accuracy at step 20."""
+    return [settings.metric, settings.grace_steps, settings.reduction_factor]
+
+
 def rung_step(settings: EarlyStoppingSettings, rung: int) -> int:
     """The step of rung ``rung``: grace_steps * reduction_factor ** rung."""
     return settings.grace_steps * settings.reduction_factor**rung
@@ -209,7 +216,7 @@ def _why(settings: EarlyStoppingSettings, values: Dict[str, float], ranked: List
     quota = max(len(ranked) // settings.reduction_factor, 1)
     return (
         f"stopped by asha at rung {rung} (step {step}): {settings.metric}={value:g} ranks "
-        f"{ranked.index(version) + 1} of {len(ranked)} there; the best {quota} went on"
+        f"{ranked.index(version) + 1} of {len(ranked)} there; only the best {quota} may go on"
     )
 
 

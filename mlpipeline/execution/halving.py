@@ -12,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import AbstractSet, Any, Callable, Container, Dict, List, Optional, Sequence, Tuple
 
-from mlpipeline.execution.early_stopping import Moves, Promotion, Standing, Stop, VersionStanding, finite, moves, until_step
+from mlpipeline.execution.early_stopping import (
+    Moves,
+    Promotion,
+    Standing,
+    Stop,
+    VersionStanding,
+    finite,
+    moves,
+    rung_basis,
+    until_step,
+)
 from mlpipeline.execution.plan import HistoryPolicy, PlannedRun, Start, decide
 from mlpipeline.queue.config import EarlyStoppingSettings
 from mlpipeline.queue.queue_file import QueuedScript
@@ -26,9 +36,12 @@ MAX_RUNGS = 64
 """More rungs than any halving has (grace_steps * 2 ** 64 steps): a longer list is no record."""
 
 
-def recorded_rungs(event: Optional[Dict[str, Any]]) -> Tuple[Optional[float], ...]:
+def recorded_rungs(event: Optional[Dict[str, Any]], settings: EarlyStoppingSettings) -> Tuple[Optional[float], ...]:
     """The rung values a journal event carries; none when it carries none that make sense (the
-    journal may hold any bytes)."""
+    journal may hold any bytes), or values taken with other settings than ``settings`` (an
+    event of a release before the basis was written is taken as of these)."""
+    if other_basis(event, settings):
+        return ()
     values = event.get("rungs") if isinstance(event, dict) else None
     if not isinstance(values, list) or len(values) > MAX_RUNGS:
         return ()
@@ -39,6 +52,12 @@ def recorded_rungs(event: Optional[Dict[str, Any]]) -> Tuple[Optional[float], ..
             return ()
         kept.append(number)
     return tuple(kept)
+
+
+def other_basis(event: Optional[Dict[str, Any]], settings: EarlyStoppingSettings) -> bool:
+    """Whether ``event``'s values at the rungs were taken with another metric or other rungs."""
+    basis = event.get("rung_basis") if isinstance(event, dict) else None
+    return basis is not None and basis != rung_basis(settings)
 
 
 def paused_readable(event: Dict[str, Any], rungs: Tuple[Optional[float], ...]) -> bool:
@@ -77,7 +96,7 @@ class HalvingPlanner:
         while it runs."""
         latest = self._journal.latest(planned.script.label, planned.version)
         resumed = planned.start is Start.RESUME and latest is not None and latest.get("sha256") == planned.sha256
-        rungs = recorded_rungs(latest) if resumed else ()
+        rungs = recorded_rungs(latest, self.settings) if resumed else ()
         total = recorded_total(latest) if resumed else None
         if watched:
             return replace(planned, rungs=rungs, until_step=None, watched=True)
@@ -109,7 +128,7 @@ class HalvingPlanner:
             sha256 = fingerprint(name)
             latest = self._journal.latest(script.label, name)
             same = latest is not None and latest.get("sha256") == sha256
-            rungs, total = recorded_rungs(latest), recorded_total(latest)
+            rungs, total = recorded_rungs(latest, self.settings), recorded_total(latest)
             if not script.wants(name):
                 found.append(VersionStanding(name, Standing.DONE, rungs if same else (), total))
                 continue
@@ -138,7 +157,7 @@ class HalvingPlanner:
         latest = self._journal.latest(script.label, promotion.version) or {}
         sha256 = fingerprint(promotion.version)
         own = "" if sha256 == script_sha256 else script_sha256
-        rungs = recorded_rungs(latest)
+        rungs = recorded_rungs(latest, self.settings)
         if not paused_readable(latest, rungs):
             rungs = ()  # values that cannot be read are carried on by none of its events: they count nowhere
         return PlannedRun(
@@ -152,6 +171,11 @@ class HalvingPlanner:
         sha256 = fingerprint(name)
         own = "" if sha256 == script_sha256 else script_sha256
         return PlannedRun(script, name, sha256, Start.FRESH, script_sha256=own, watched=True)
+
+    def judged_with_other_settings(self, script: str, version: str) -> bool:
+        """Whether the version's values at the rungs were taken with other [EARLY_STOPPING]
+        settings than these (edited since)."""
+        return other_basis(self._journal.latest(script, version), self.settings)
 
     def paused_fields(self, script: str, version: str) -> Optional[Dict[str, Any]]:
         """The latest event of a paused version (what a stop is appended after)."""

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 
 import psutil
 
+from mlpipeline.execution.early_stopping import rung_basis
 from mlpipeline.execution.gpu_placement import memory_bytes, never_fits
 from mlpipeline.execution.gpus import visible_devices
 from mlpipeline.execution.listener import ChildListener
@@ -229,7 +230,9 @@ class Launcher:
         """What every journal event of a version under early stopping carries (halving.py)."""
         if self._project.early_stopping is None:
             return {}
-        fields: Dict[str, Any] = {"rungs": list(planned.rungs), "until_step": planned.until_step}
+        fields: Dict[str, Any] = {
+            "rungs": list(planned.rungs), "rung_basis": rung_basis(self._project.early_stopping), "until_step": planned.until_step,
+        }
         if planned.watched:
             fields["watched"] = True
         return fields

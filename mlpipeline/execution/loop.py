@@ -46,6 +46,7 @@ from mlpipeline.records.ends import RecordKeeper
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.states import JournalEvent, RunState
 from mlpipeline.watch.console import ConsoleView
 
 STOP_GRACE_S = 10.0
@@ -324,6 +325,10 @@ class ExecutionLoop:
         elif recorded.planned is not None and recorded.follow_up is FollowUp.RESUME:
             self.chooser.resume_in_session(recorded.planned)
         self._counts_due = True
+        if recorded.state == JournalEvent.PAUSED.value and recorded.planned is not None:
+            request = self.chooser.cancel_of(recorded.planned)
+            if request is not None:  # read while its run was pausing
+                self._follow(self.recorder.cancelled_while_paused(recorded.planned.script.label, recorded.planned.version, request))
 
     def _record_broken_scripts(self) -> None:
         for script, listing in self.chooser.take_broken():
@@ -348,6 +353,10 @@ class ExecutionLoop:
         for request in asked.cancels:
             self.chooser.cancel(request)
             self._counts_due = True  # what it names is pending no more
+            for script, version in self.journal.versions():
+                # Paused since the command looked (and saw it run): the daemon records the cancel.
+                if request.matches(script, version) and self.journal.state(script, version) is RunState.PAUSED:
+                    self._follow(self.recorder.cancelled_while_paused(script, version, request))
         for run, reason in asked.stops:
             version_run: VersionRun = run.tag
             version_run.phase, version_run.cancel_reason = RunPhase.CANCELLED, reason

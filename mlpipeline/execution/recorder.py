@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from mlpipeline.execution.claim_watch import lost_claim_message
 from mlpipeline.execution.end_hook import VersionEndHook
 from mlpipeline.execution.listener import ChildListener
-from mlpipeline.execution.early_stopping import finite, rung_value
+from mlpipeline.execution.early_stopping import finite, rung_basis, rung_value
 from mlpipeline.execution.halving import JudgedOut, recorded_total
 from mlpipeline.execution.outcome import Ending, RunPhase, VersionRun, classify, version_end
 from mlpipeline.execution.plan import PlannedRun, Start
@@ -25,6 +25,7 @@ from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.lines import read_object
 from mlpipeline.records.run_record import PARAMETERS_FILE, record_dir, update_run_record
+from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent
 from mlpipeline.watch.console import describe_report
 
@@ -181,6 +182,27 @@ class EndRecorder:
         self._say.view.version_ended(planned.label, JournalEvent.STOPPED.value, 0.0, stop.reason)
         return Recorded(planned.label, JournalEvent.STOPPED.value, 0.0, planned=planned)
 
+    def cancelled_while_paused(self, script: str, version: str, request: ControlRequest) -> Recorded:
+        """A version a cancel names that is paused at a rung, with no run of it here: recorded
+        cancelled after its pause (only while the pause is its latest event), as `mlpipeline
+        cancel` records one it finds paused, so that no later run promotes it. The cancel came
+        as its run was pausing, before its daemon had read it, or after it had."""
+        label = f"{script}:{version}"
+        latest = self._journal.latest(script, version)
+        if latest is None or latest.get("event") != JournalEvent.PAUSED.value:
+            return Recorded(label, None, 0.0)
+        reason = f"cancelled by `mlpipeline cancel {request.target}` on {request.host} at {request.time} while paused at a rung"
+        carried = {key: latest[key] for key in ("run_id", "attempt", *CARRIED_FIELDS) if key in latest and key != "until_step"}
+        sha256 = latest.get("sha256") if isinstance(latest.get("sha256"), str) else None
+        event = self._journal.append_if_latest(
+            latest, JournalEvent.CANCELLED, **self._identity.event_fields(script, version, sha256), **carried, reason=reason
+        )
+        if event is None:
+            return Recorded(label, None, 0.0)  # another daemon moved it on meanwhile
+        self._say.log("WARNING", label, reason)
+        self._say.view.version_ended(label, JournalEvent.CANCELLED.value, 0.0, reason)
+        return Recorded(label, JournalEvent.CANCELLED.value, 0.0)
+
     def rung_passed(self, version_run: VersionRun, rung: int, value: Optional[float]) -> None:
         """A watched version went past a rung and goes on: its value there joins its record in
         the journal, where the others are judged against it."""
@@ -191,6 +213,7 @@ class EndRecorder:
             durable=False,  # its run's end carries the same values
             **self._identity.event_fields(planned.script.label, planned.version, planned.sha256),
             run_id=version_run.run_id, rung=rung, value=value, rungs=list(version_run.rungs), watched=True,
+            rung_basis=rung_basis(self._project.early_stopping) if self._project.early_stopping is not None else None,
         )  # fmt: skip
         settings = self._project.early_stopping
         metric = settings.metric if settings is not None else "the metric"
@@ -204,7 +227,7 @@ class EndRecorder:
         if settings is None:
             return {}
         planned = version_run.planned
-        fields: Dict[str, Any] = {"rungs": list(version_run.rungs)}
+        fields: Dict[str, Any] = {"rungs": list(version_run.rungs), "rung_basis": rung_basis(settings)}
         steps = result.get("steps") if isinstance(result.get("steps"), dict) else {}
         total = steps.get("total")
         if isinstance(total, int) and not isinstance(total, bool):

@@ -61,7 +61,7 @@ class RungWatch:
         for key in self._journal.versions():
             if key[0] != script or key[1] == version:
                 continue
-            rungs = recorded_rungs(self._journal.latest(*key))
+            rungs = recorded_rungs(self._journal.latest(*key), self.settings)
             if len(rungs) > rung and rungs[rung] is not None:
                 values[key[1]] = rungs[rung]  # type: ignore[assignment]
         return values

@@ -96,10 +96,21 @@ def _gpus(key: str, value: Any) -> Optional[Tuple[str, ...]]:
     _no_nul(key, *(value if valid_list else ()))
     if not valid_list:
         return None  # "auto": detected at start
-    gpus = tuple(str(item) for item in value)
+    for item in value:
+        if isinstance(item, str) and not _GPU_ID.fullmatch(item):
+            raise KeyProblem(
+                f"gpus: {item!r} is no GPU id; give an index (0 or \"0\") or a UUID as nvidia-smi -L shows it "
+                "(GPU-..., MIG-...), one GPU an item"
+            )
+    # An index given as a string is the same GPU as the number: "01" and 1 are one GPU.
+    gpus = tuple(str(int(item)) if isinstance(item, int) or item.isdigit() else item for item in value)
     if len(set(gpus)) != len(gpus):
         raise KeyProblem(f"gpus lists a GPU twice: {value!r}")
     return gpus
+
+
+_GPU_ID = re.compile(r"[0-9]+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
+"""What CUDA_VISIBLE_DEVICES takes for one GPU: its index, or its UUID (a MIG instance's too)."""
 
 
 def _modules(key: str, value: Any) -> Tuple[str, ...]:
@@ -204,6 +215,8 @@ EARLY_STOPPING_RULES = ("asha", "median")
 def _metric_name(key: str, value: Any) -> str:
     if not _string(key, value).strip():
         raise KeyProblem("metric must name a metric the versions report() or return from evaluate_model, such as \"loss\"")
+    if any(ord(char) < 32 or 0x7F <= ord(char) <= 0x9F for char in value):
+        raise KeyProblem(f"metric {value!r} holds a control character; name the metric as the versions report it, such as \"loss\"")
     return value
 
 

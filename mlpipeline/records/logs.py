@@ -193,14 +193,14 @@ def format_output_block(record: Dict[str, Any]) -> str:
     steps = record.get("steps")
     early = record.get("early_stopping") if isinstance(record.get("early_stopping"), dict) else {}
     if record.get("status") == "stopped" and early.get("step") is not None:
-        lines.append(f"steps:          stopped at step {early['step']} of {steps.get('total') if isinstance(steps, dict) else 'unknown'}")
+        lines.append(one_line(f"steps:          stopped at step {early['step']} of {steps.get('total') if isinstance(steps, dict) else 'unknown'}"))
     elif isinstance(steps, dict) and steps:
         already = steps.get("already_trained")
         resumed = f", {already} trained before" if already else ""
         trained = steps.get("trained")
         lines.append(f"steps:          {'unknown' if trained is None else trained} of {steps.get('total')}{resumed}")
     if record.get("status") == "paused" and early.get("rung") is not None:
-        lines.append(f"early stopping: paused at rung {early['rung']} (step {early.get('step')}), {early.get('metric')}={early.get('value')}")
+        lines.append(one_line(f"early stopping: paused at rung {early['rung']} (step {early.get('step')}), {early.get('metric')}={early.get('value')}"))
     if record.get("continued_from") is not None:
         lines.append(
             f"continued:      from step {record['continued_from']}, not fresh: its model_dir was not cleaned "
@@ -234,4 +234,5 @@ def format_output_block(record: Dict[str, Any]) -> str:
         if text:
             lines.append(f"{label}:")
             lines.extend(f"  {plain_text(without_addresses(line))}" for line in text.splitlines())
-    return "\n".join(lines) + "\n\n"
+    # Whatever else came from a script or a file (a dvc path, a metric's name): no control code.
+    return visible_lines("\n".join(lines)) + "\n\n"

@@ -49,6 +49,6 @@ STATE_AFTER = {
 }
 
 
-CARRIED_FIELDS = ("rungs", "total_steps", "until_step", "watched")
+CARRIED_FIELDS = ("rungs", "rung_basis", "total_steps", "until_step", "watched")
 """What an event of a version under early stopping carries on to the next event of it that
 another writer makes (a takeover's interrupted): where it stands in its halving."""
