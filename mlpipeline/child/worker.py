@@ -193,7 +193,7 @@ def find_model(module: types.ModuleType, label: str) -> Any:
     if not isinstance(model, Model):
         raise VersionFailure(
             ScriptError(
-                message=f"{label}: {name} is {_a(type(model).__name__)}, not a mlpipeline.helper.{'Experiment' if name == 'EXPERIMENT' else 'Model'}",
+                message=f"{label}: {name} is {_with_article(type(model).__name__)}, not a mlpipeline.helper.{'Experiment' if name == 'EXPERIMENT' else 'Model'}",
                 phase="import",
             )
         )
@@ -283,7 +283,7 @@ _MOST_SAMPLES = 2**63
 """More samples than any data set holds: a count past it is a slip (and past 1e308 no float)."""
 
 
-def _a(noun: str) -> str:
+def _with_article(noun: str) -> str:
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 

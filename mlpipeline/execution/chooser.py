@@ -64,6 +64,7 @@ class VersionChooser:
         self._stops_taken: Set[Tuple[str, str, str, int]] = set()  # (script, version, fingerprint, rung)
         self._watched: Dict[Tuple[str, str], Tuple[int, bool]] = {}  # (journal lines read then, watched)
         self._halving_seen: Optional[Tuple[Any, ...]] = None  # what the last empty look at promotions saw
+        self._shared_model_dirs: Dict[Tuple[Any, ...], bool] = {}  # by script, content and selection
 
     # -- the choice ------------------------------------------------------------------------
 
@@ -156,8 +157,12 @@ class VersionChooser:
         listing = self.listing(script)
         if listing is None:
             return False
-        folders = [listing.suffixes.get(name) for name in listing.names if script.wants(name)]
-        if len(set(folders)) == len(folders):
+        key = (script.label, listing.sha256, script.only, script.excluded)
+        shared = self._shared_model_dirs.get(key)
+        if shared is None:  # once per content and selection: asked at every dispatch
+            folders = [listing.suffixes.get(name) for name in listing.names if script.wants(name)]
+            shared = self._shared_model_dirs[key] = len(set(folders)) != len(folders)
+        if not shared:
             return False
         self._say.warn_once(
             (script.label, "shared model_dir"),

@@ -20,12 +20,12 @@ from mlpipeline.executors.base import ChildRun
 from mlpipeline.queue.catalog import ScriptListing
 from mlpipeline.queue.queue_file import QueuedScript
 from mlpipeline.queue.config import ProjectConfig
+from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.ends import RecordKeeper, new_run_id
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.lines import read_object
 from mlpipeline.records.run_record import PARAMETERS_FILE, record_dir, update_run_record
-from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent
 from mlpipeline.watch.console import describe_report
 

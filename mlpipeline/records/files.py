@@ -160,13 +160,19 @@ def json_text(value: Any, **options: Any) -> str:
         text = json.dumps(value, allow_nan=False, **options)
     except ValueError:
         return json.dumps(finite(value), allow_nan=False, **options)
-    if "\\ud" in text or not text.isascii():  # the rare text that may hold a lone surrogate
+    return _readable_back(text, value, lambda plain: json.dumps(plain, allow_nan=False, **options))
+
+
+def _readable_back(text: str, value: Any, encode: Callable[[Any], str]) -> str:
+    """``text``, the JSON of ``value``, or ``value`` made :func:`finite` and encoded again where
+    ``text`` holds a lone surrogate (raw, or escaped), which no reader of ours takes back."""
+    if "\\ud" in text or not text.isascii():  # the rare text that may hold one
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            return json.dumps(finite(value), allow_nan=False, **options)
+            return encode(finite(value))
         if "\\ud" in text and holds_lone_surrogate(json.loads(text)):
-            return json.dumps(finite(value), allow_nan=False, **options)
+            return encode(finite(value))
     return text
 
 
@@ -181,14 +187,7 @@ def json_encoder(**options: Any) -> Callable[[Any], str]:
             text = encoder.encode(value)
         except ValueError:
             return encoder.encode(finite(value))
-        if "\\ud" in text or not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                return encoder.encode(finite(value))
-            if "\\ud" in text and holds_lone_surrogate(json.loads(text)):
-                return encoder.encode(finite(value))
-        return text
+        return _readable_back(text, value, encoder.encode)
 
     return encode
 
