@@ -169,13 +169,29 @@ def test_grid_names_never_hold_a_memory_address():
 
 
 def test_test_mode_refuses_up_front_what_execution_mode_would(project):
-    project.script("a.py", versions_code('versions.addV("slash", model_dir_suffix="a/b")', 'versions.addV("dots", model_dir_suffix="..")', 'versions.addV("ok")'))
+    project.script(
+        "a.py",
+        versions_code(
+            'versions.addV("slash", model_dir_suffix="a/b")', 'versions.addV("dots", model_dir_suffix="..")', 'versions.addV("ok")',
+            'versions.addV("none", batch_size=0)', 'versions.addV("nan", epoc_count=float("nan"))', 'versions.addV("text", batch_size="32")',
+        ),
+    )
     project.queue(["a.py"], test=True)
     result = project.run()
     assert result.returncode == 1
     assert "a.py:slash: MODEL_DIR_SUFFIX 'a/b' must be a plain name, not a path" in result.output
     assert "a.py:dots: MODEL_DIR_SUFFIX '..' must be a plain name" in result.output
-    assert not project.calls("train")  # before any training
+    assert "a.py:none: BATCH_SIZE must be a positive integer, not 0" in result.output
+    assert "a.py:nan: EPOC_COUNT must be a positive number, not nan" in result.output
+    assert "a.py:text: BATCH_SIZE must be a positive integer, not '32'" in result.output
+    assert not project.calls("train")  # all said at once, before any training
+    # -r refuses them without starting a process, and runs the rest.
+    project.queue(["a.py"])
+    ran = project.run("-r")
+    assert ran.returncode == 1 and {row["version"]: row["status"] for row in project.results()} == {
+        "slash": "failed", "dots": "failed", "ok": "finished", "none": "failed", "nan": "failed", "text": "failed",
+    }
+    assert [call["version"] for call in project.calls("pre")] == ["ok"]
     # A name longer than the environment may hold fails its version, not test mode.
     project.script("a.py", versions_code('versions.addV("x" * 200000)', 'versions.addV("ok")'))
     result = project.run()

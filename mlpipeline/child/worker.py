@@ -227,6 +227,14 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
         suffixes = {name: suffixes.get(name, name) for name in names}
     gpus = {version["name"]: to_plain(version["gpus"]) for version in versions if version.get("gpus") is not None}
     listing = {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes, "gpus": gpus}
+    invalid: Dict[str, str] = {}
+    for version in versions:
+        for key, integer in (("batch_size", True), ("epoc_count", False)):
+            problem = _positive_problem(f"{request.script_label}:{version['name']}", key, version.get(key), integer)
+            if key in version and problem is not None:
+                invalid.setdefault(version["name"], problem)
+    if invalid:
+        listing["invalid"] = invalid
     memory = {version["name"]: to_plain(version["gpu_memory"]) for version in versions if version.get("gpu_memory") is not None}
     if memory:
         listing["gpu_memory"] = memory
@@ -238,6 +246,7 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
         listing["inputs"] = {name: [path for path, _ in config.files] for name, config in configs.items()}
         listing["globs"] = [[pattern, matched] for pattern, matched in model.versions.config_globs]
         for name, config in configs.items():
+            invalid.pop(name, None)  # its file may set them: judged when it runs
             if config.problem is not None:
                 missing.pop(name, None)  # it fails for its file when it runs, not for what the file lacks
     return listing
@@ -256,13 +265,20 @@ def _a_number(value: Any) -> bool:
     return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)))
 
 
-def _positive(label: str, key: str, value: Any, integer: bool, source: str = "") -> None:
+def _positive_problem(label: str, key: str, value: Any, integer: bool, source: str = "") -> Optional[str]:
     valid = _a_number(value) and value > 0
     if integer:
         valid = valid and (isinstance(value, int) or value.is_integer())
-    if not valid:
-        kind = "a positive integer" if integer else "a positive number"
-        raise VersionFailure(ScriptError(message=f"{label}: {key.upper()} must be {kind}, not {value!r}{source}", phase="parameters"))
+    if valid:
+        return None
+    kind = "a positive integer" if integer else "a positive number"
+    return f"{label}: {key.upper()} must be {kind}, not {_shown(value)}{source}"
+
+
+def _positive(label: str, key: str, value: Any, integer: bool, source: str = "") -> None:
+    problem = _positive_problem(label, key, value, integer, source)
+    if problem is not None:
+        raise VersionFailure(ScriptError(message=problem, phase="parameters"))
 
 
 def _sample_count(label: str, name: str, method: Callable[[], Any]) -> float:

@@ -270,6 +270,8 @@ class Launcher:
         missing = listing.missing.get(planned.version)
         if missing:
             return missing_message(label, missing)
+        if planned.version in listing.invalid:
+            return listing.invalid[planned.version]
         suffix = listing.suffixes.get(planned.version)
         problem = self._paths.model_dir_problem(label, planned.script.label, suffix)
         if problem:

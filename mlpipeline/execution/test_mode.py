@@ -110,6 +110,8 @@ class DryRun:
                     planned.append((script, name))
                     if name in listing.missing:
                         problems.append(missing_message(f"{script.label}:{name}", listing.missing[name]))
+                    if name in listing.invalid:
+                        problems.append(listing.invalid[name])
                     # Test mode's model_dir is a temporary folder, but -r would refuse this one.
                     suffix_problem = OutputPaths.model_dir_problem(f"{script.label}:{name}", script.label, listing.suffixes.get(name))
                     if suffix_problem:

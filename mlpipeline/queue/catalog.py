@@ -41,6 +41,9 @@ class ScriptListing:
     globs: List[List[Any]] = field(default_factory=list)
     """[pattern, [files matched]] of each glob the script's import expanded: when one matches
     other files, the script is listed again."""
+    invalid: Dict[str, str] = field(default_factory=dict)
+    """Versions whose batch_size or epoc_count cannot be (0, -1, "32", NaN): why, by name;
+    refused before they start, in test mode all at once."""
 
     def globs_still_match(self) -> bool:
         """Whether every glob the listing was made with matches what it matched then."""
@@ -55,7 +58,8 @@ def _well_formed(listing: ScriptListing) -> bool:
     return (
         isinstance(listing.sha256, str)
         and strings(listing.names)
-        and all(isinstance(table, dict) for table in (listing.missing, listing.suffixes, listing.gpus, listing.gpu_memory, listing.refused, listing.inputs))
+        and all(isinstance(table, dict) for table in (listing.missing, listing.suffixes, listing.gpus, listing.gpu_memory, listing.refused, listing.inputs, listing.invalid))
+        and all(isinstance(why, str) for why in listing.invalid.values())
         and all(strings(files) for files in listing.inputs.values())
         and isinstance(listing.globs, list)
         and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and strings(item[1]) for item in listing.globs)
@@ -309,6 +313,7 @@ class ScriptCatalog:
                     gpu_memory=result.get("gpu_memory", {}),
                     inputs=result.get("inputs", {}),
                     globs=result.get("globs", []),
+                    invalid=result.get("invalid", {}),
                 )
             )
             for name, why in listing.refused.items():
