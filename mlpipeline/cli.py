@@ -83,6 +83,14 @@ def _usable_standard_streams() -> Optional[str]:
     raising in the middle of a daemon's loop. Returns why standard output is lost, if it is."""
     import os
 
+    # A closed descriptor 0, 1 or 2 would be the number the next pipe gets (a version's
+    # lifeline on 0, read as its daemon's end by the child that gets /dev/null there): each
+    # closed one is /dev/null from here on, in order, so each takes its own number.
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
     closed = None
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)

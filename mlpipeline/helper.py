@@ -21,7 +21,7 @@ class _Summary:
 
     def add_to_summery(self, text: Any) -> None:
         """Append a line to the summary written with this version's results."""
-        self.summery += f"{text}\n"
+        self.summery += f"{channel.as_text(text)}\n"
 
     add_to_summary = add_to_summery
 

@@ -99,7 +99,7 @@ def log(
         name = _LEVEL_NAMES.get(level, "INFO")
     else:
         name = str(level).upper()
-    channel.log(str(message), name)
+    channel.log(channel.as_text(message), name)
 
 
 def add_script_dir_to_PATH(current_dir: Optional[str] = None) -> None:  # noqa: N802

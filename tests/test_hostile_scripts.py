@@ -397,3 +397,96 @@ def test_settings_that_would_hand_out_a_gpu_twice_or_name_a_metric_with_a_contro
         assert result.returncode == 0, result.output
     else:
         assert result.returncode == 2 and said in result.output, result.output
+
+
+def test_a_closed_standard_input_costs_nothing(project):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    project.queue(["a.py"], test=True)
+    for command in ([], ["status"], ["-r"]):
+        # A closed descriptor 0 was the number the next pipe got: a version's lifeline, which
+        # its child then read as its daemon gone.
+        result = subprocess.run(
+            project.command(*command), env=project._env(None), capture_output=True, text=True, timeout=120,
+            preexec_fn=lambda: os.close(0),
+        )
+        assert result.returncode == 0 and "killed" not in result.stdout + result.stderr, (command, result.stdout + result.stderr)
+    assert [row["status"] for row in project.results()] == ["finished"]
+
+
+def test_a_version_name_of_bytes_that_are_not_utf8_is_refused_before_it_runs(project):
+    project.script("a.py", versions_code('versions.addV("name" + os.fsdecode(b"\\xff"))', 'versions.addV("ok")'))
+    project.queue(["a.py"])
+    result = project.run("-r")
+    assert result.returncode == 1, result.output
+    assert "a.py: version 'name\\\\udcff' is refused: its name holds a byte that is not UTF-8 (0xFF at character 5)" in result.output
+    assert [(row["version"], row["status"]) for row in project.results()] == [("ok", "finished")]
+    assert project.run("-r", "-u").returncode == 1  # refused again, never claimed: nothing recorded of it
+    assert [row["version"] for row in project.results()] == ["ok"]
+
+
+def test_json_we_write_holds_no_raw_c1_control_or_line_separator():
+    from mlpipeline.records.files import json_encoder, json_text
+
+    for encode in (lambda value: json_text(value, ensure_ascii=False), json_encoder(ensure_ascii=False)):
+        text = encode({"k\u2029": "x\x9b31m\u2028y é", "s": os.fsdecode(b"a\xff") + "\x85"})
+        assert text == '{"k\\u2029": "x\\u009b31m\\u2028y é", "s": "a\\\\udcff\\u0085"}'
+        assert json.loads(text)["k\u2029"] == "x\x9b31m\u2028y é"
+
+
+def test_an_exit_function_that_hangs_is_cut_short_once_the_result_is_in():
+    code = (
+        "import atexit, time\n"
+        "import mlpipeline.child.keeper as keeper\n"
+        "keeper.EXIT_FUNCTIONS_S = 0.5\n"
+        "atexit.register(print, 'the next one runs')\n"
+        "atexit.register(time.sleep, 300)\n"
+        "keeper._run_exit_functions()\n"
+        "print('done')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines() == ["the next one runs", "done"], result.stdout + result.stderr
+    assert result.stderr.strip() == "mlpipeline: an exit function of the script (atexit) ran past 0.5 s; cut short"
+
+
+def test_a_config_sweep_names_each_version_apart_and_a_gin_include_is_named(project):
+    pytest.importorskip("hydra")
+    pytest.importorskip("gin")
+    project.write("models/sw/cfg.yaml", "batch_size: 1\nepoc_count: 1\na: 0\n")
+    project.write("models/g/top.gin", '# a\n# b\ninclude "sub/inc.txt"\nf.w = 3\n')
+    project.write("models/g/sub/inc.txt", "f.z = [1,\n")
+    project.script(
+        "odd.py",
+        """
+        import gin
+        from mlpipeline.helper import Model, SplitDataLoader
+        from mlpipeline.utils import Versions
+
+        @gin.configurable
+        def f(w=1, z=0):
+            return w
+
+        class Nothing(Model):
+            def train_model(self, input_fn, steps):
+                pass
+
+            def evaluate_model(self, input_fn, steps):
+                return {}
+
+        versions = Versions(dataloader=SplitDataLoader([0], [0]))
+        versions.add_config_files("sw/cfg.yaml", overrides=["+tag='c:d','c_d'"])
+        versions.add_config_files("sw/cfg.yaml", overrides=["a=1,1,2"])
+        versions.add_config_files("g/top.gin")
+        MODEL = Nothing(versions)
+        """,
+        prelude=False,
+    )
+    project.queue(["odd.py"])
+    result = project.run("-r", timeout=180)
+    assert result.returncode == 1, result.output
+    rows = {row["version"]: row for row in project.results()}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "+tag='c_d'": "finished", "+tag='c_d'#2": "finished", "a=1": "finished", "a=2": "finished", "top": "failed",
+    }
+    assert rows["+tag='c_d'#2"]["parameters"]["tag"] == "c_d" and rows["+tag='c_d'"]["parameters"]["tag"] == "c:d"
+    assert "g/top.gin: sub/inc.txt, which it includes: line 2: EOF in multi-line statement" in rows["top"]["reason"]

@@ -3,7 +3,7 @@ import json
 import multiprocessing
 
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.logs import plain_text
+from mlpipeline.records.text import plain_text
 from mlpipeline.records.states import JournalEvent, RunState
 
 

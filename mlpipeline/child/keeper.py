@@ -258,6 +258,10 @@ def run_worker(run_dir: Path) -> None:
         os._exit(code)
 
 
+EXIT_FUNCTIONS_S = 60.0
+"""How long each of the script's exit functions may run once its version's result is written."""
+
+
 def _run_exit_functions() -> None:
     """What the script registered with atexit runs, as at a normal exit (a tracker's last flush,
     say), but not the finalizers of objects (``weakref.finalize``), which a process about to end
@@ -265,7 +269,29 @@ def _run_exit_functions() -> None:
     import weakref
 
     weakref.finalize._shutdown = True  # type: ignore[attr-defined]  # as the interpreter sets it at exit
-    atexit._run_exitfuncs()
+
+    class CutShort(Exception):
+        pass
+
+    def cut_short(signum: int, frame: Any) -> None:
+        raise CutShort
+
+    def said(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, CutShort):  # ours: said plainly, without our frame
+            print(f"mlpipeline: an exit function of the script (atexit) ran past {EXIT_FUNCTIONS_S:g} s; cut short", file=sys.stderr)
+        else:
+            sys.__unraisablehook__(unraisable)
+
+    # The version's result is in: an exit function that hangs must not hold its queue for ever.
+    previous, sys.unraisablehook = sys.unraisablehook, said
+    alarm = signal.signal(signal.SIGALRM, cut_short)
+    signal.setitimer(signal.ITIMER_REAL, EXIT_FUNCTIONS_S, EXIT_FUNCTIONS_S)
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, alarm)
+        sys.unraisablehook = previous
 
 
 def _flush() -> None:

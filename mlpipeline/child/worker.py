@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.child.interrupts import raised_by_script
-from mlpipeline.records.files import json_text, write_bytes_atomic
+from mlpipeline.records.files import json_text, surrogates_escaped, write_bytes_atomic
+from mlpipeline.records.text import without_addresses
 from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.child.live_output import buffer_output
 from mlpipeline.child.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
@@ -95,7 +96,7 @@ def _user_failure(label: str, phase: str, exc: BaseException) -> VersionFailure:
 def exception_text(exc: BaseException) -> str:
     """``ValueError: bad value``, or the type alone where the exception cannot say more."""
     try:
-        text = str(exc)
+        text = without_addresses(str(exc))
     except Exception:  # noqa: BLE001 - an exception of the script's whose __str__ raises
         return f"{type(exc).__name__} (its message could not be read: its __str__ raised)"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -249,6 +250,31 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
             invalid.pop(name, None)  # its file may set them: judged when it runs
             if config.problem is not None:
                 missing.pop(name, None)  # it fails for its file when it runs, not for what the file lacks
+    return _names_refused_here(listing)
+
+
+def _names_refused_here(listing: Dict[str, Any]) -> Dict[str, Any]:
+    """``listing`` with the versions whose names cannot be carried moved to ``refused``, here,
+    where the name is still as the script made it: one holding a lone surrogate (a file
+    name's byte that is not UTF-8) would reach the daemon escaped, as another name, which no
+    run could find again."""
+    from mlpipeline.script_support.versions import name_problem
+
+    refused: Dict[str, str] = {}
+    kept: List[Any] = []
+    for name in listing["names"]:
+        problem = name_problem(name) if isinstance(name, str) and name else None
+        if problem is None:
+            kept.append(name)  # a name of the wrong type is the daemon's to refuse
+        else:
+            refused[surrogates_escaped(name)] = problem
+    if refused:
+        listing["names"] = kept
+        names = set(kept)
+        for key in ("missing", "suffixes", "gpus", "gpu_memory", "inputs", "invalid"):
+            if isinstance(listing.get(key), dict):
+                listing[key] = {name: value for name, value in listing[key].items() if name in names}
+        listing["refused"] = refused
     return listing
 
 

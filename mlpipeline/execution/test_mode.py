@@ -190,8 +190,10 @@ class DryRun:
         self.view.info(f"--pdb: running {label} again in this process; the debugger opens at its exception (q quits)")
         model_dir = tempfile.mkdtemp(prefix="mlpipeline-test-")
         # The debugger's own Ctrl-C, not the queue's: it interrupts the run or the prompt.
+        from mlpipeline.child.interrupts import on_sigint
+
         handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, on_sigint)  # Python's own, telling a Ctrl-C from the script's raise
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
             outcome = InProcessExecutor(self.project.project_dir, post_mortem=pdb.post_mortem).call(

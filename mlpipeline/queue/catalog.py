@@ -314,6 +314,7 @@ class ScriptCatalog:
                     inputs=result.get("inputs", {}),
                     globs=result.get("globs", []),
                     invalid=result.get("invalid", {}),
+                    refused=result.get("refused", {}),
                 )
             )
             for name, why in listing.refused.items():

@@ -271,13 +271,15 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     models_dir = resolved(models_dir, file, "models_dir", lines.get("models_dir"))
     outputs_dir = resolved(outputs_dir, file, "outputs_dir", lines.get("outputs_dir"))
     for what, folder in (("the project's folder", project_dir), ("models_dir", models_dir), ("outputs_dir", outputs_dir)):
-        if surrogates_escaped(str(folder)) != str(folder):
+        shown = surrogates_escaped(str(folder))
+        line = lines.get(what) if what != "the project's folder" else None
+        if shown != str(folder):
             # Every record names its model_dir: a path of undecodable bytes would make each
             # record a line no reader can take.
-            raise ConfigError(
-                file, f"{what} {surrogates_escaped(str(folder))} is not UTF-8 text; the records name it, "
-                "so give the folder a name in UTF-8", lines.get(what) if what != "the project's folder" else None,
-            )
+            raise ConfigError(file, f"{what} {shown} is not UTF-8 text; the records name it, so give the folder a name in UTF-8", line)
+        if any(ord(char) < 32 or ord(char) == 127 for char in shown):
+            # A line break in it would split the log's lines that name it.
+            raise ConfigError(file, f"{what} {shown!r} holds a control character; the records name it, so rename the folder", line)
     return ProjectConfig(
         project_dir=project_dir,
         models_dir=models_dir,

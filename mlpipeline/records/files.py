@@ -165,15 +165,24 @@ def json_text(value: Any, **options: Any) -> str:
 
 def _readable_back(text: str, value: Any, encode: Callable[[Any], str]) -> str:
     """``text``, the JSON of ``value``, or ``value`` made :func:`finite` and encoded again where
-    ``text`` holds a lone surrogate (raw, or escaped), which no reader of ours takes back."""
+    ``text`` holds a lone surrogate (raw, or escaped), which no reader of ours takes back. A
+    C1 control (U+0080 to U+009F: U+009B starts an escape code on some terminals) or a line or
+    paragraph separator (a line break to ``str.splitlines``) is written as its escape; JSON
+    escapes only C0 itself."""
     if "\\ud" in text or not text.isascii():  # the rare text that may hold one
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            return encode(finite(value))
+            return _readable_back(encode(finite(value)), None, encode)
         if "\\ud" in text and holds_lone_surrogate(json.loads(text)):
             return encode(finite(value))
+        if not text.isascii():
+            # Outside strings JSON is ASCII: each such character is in a string.
+            return _UNSAFE_IN_TEXT.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
     return text
+
+
+_UNSAFE_IN_TEXT = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 def json_encoder(**options: Any) -> Callable[[Any], str]:

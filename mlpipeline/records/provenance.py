@@ -103,7 +103,8 @@ def dvc_state(root: Path, repository: Optional[Path]) -> Optional[Dict[str, Any]
         name = os.path.relpath(path, root)
         files[name] = hashlib.sha256(data).hexdigest()
         if len(data) <= DVC_FILE_LIMIT:
-            hashes.update(_dvc_hashes(data.decode("utf-8", "replace"), os.path.dirname(name)))
+            # A path's bytes that are not UTF-8 are kept as they are (written escaped, \udcff).
+            hashes.update(_dvc_hashes(data.decode("utf-8", "surrogateescape"), os.path.dirname(name)))
     return {"root": str(root), "files": files, "data": hashes} if files else None
 
 
@@ -118,7 +119,8 @@ def _dvc_hashes(text: str, folder: str) -> Dict[str, str]:
             found[os.path.normpath(os.path.join(folder, entry["path"]))] = entry["hash"]
         entry.clear()
 
-    for line in text.splitlines():
+    for line in text.split("\n"):  # YAML's line ends only: a path may hold U+2028
+        line = line.rstrip("\r")
         match = _DVC_ENTRY.match(line)
         if match is None:
             if line.lstrip().startswith("- "):

@@ -74,7 +74,18 @@ def forget_metrics() -> None:
 
 
 def log(message: str, level: str = "INFO") -> None:
-    send({"type": "log", "level": level, "message": str(message)})
+    send({"type": "log", "level": level, "message": as_text(message)})
+
+
+def as_text(value: Any) -> str:
+    """``str(value)``, or its class name where that raises (a ``__str__`` of the script's, a
+    structure nested past the recursion limit): a summary or a log line never fails a version."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - whatever the script's object raises
+        return f"<{type(value).__name__}>"
 
 
 PLAIN_VALUE = "_mlpipeline_plain_value_"

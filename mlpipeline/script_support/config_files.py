@@ -147,13 +147,22 @@ def read_config_versions(files: Sequence[str], overrides: Sequence[str], base: s
 def _named_apart(made: List[ConfigVersion]) -> List[ConfigVersion]:
     """Versions whose names would be the same (x.yaml and x.gin, a/x.yaml and b/x.yaml, a:b
     and a_b) named by their file's path instead, each of them."""
-    counts: Dict[str, int] = {}
+    sources: Dict[str, set] = {}
     for version in made:
-        counts[version.name] = counts.get(version.name, 0) + 1
+        sources.setdefault(version.name, set()).add(version.source)
     for version in made:
-        if counts[version.name] > 1:
-            tail = version.name[len(_stem(version.source)):]  # what a sweep added after the stem
+        if len(sources[version.name]) > 1:  # the same name from other files: named by their paths
+            stem = _stem(version.source)
+            # What a sweep added after the stem; a single file's sweep names its versions
+            # by their overrides alone.
+            tail = version.name[len(stem):] if version.name == stem or version.name.startswith(stem + ",") else "," + version.name
             version.name = (version.source + tail).replace(":", "_")
+    # Still the same (a:b and a_b, swept in one file): numbered, in the order they were made.
+    seen: Dict[str, int] = {}
+    for version in made:
+        seen[version.name] = seen.get(version.name, 0) + 1
+        if seen[version.name] > 1:
+            version.name = f"{version.name}#{seen[version.name]}"
     return made
 
 
@@ -191,7 +200,8 @@ def sweep_jobs(overrides: Sequence[str]) -> List[List[str]]:
                 "a sweep is a list of values (a=1,2), range() or choice()"
             ) from None
         axes.append([f"{override.get_key_element()}={value}" for value in values])
-    return [list(job) for job in itertools.product(*axes)]
+    # A value swept twice (a=1,1,2) is one job: the same configuration is one version.
+    return [list(job) for job in dict.fromkeys(itertools.product(*axes))]
 
 
 def _hydra_versions(path: str, overrides: Sequence[str], base: str, several: bool) -> List[ConfigVersion]:
@@ -448,19 +458,29 @@ def _gin_bindings(version: ConfigVersion, path: str, home: str, seen: List[str])
     except UnicodeDecodeError as exc:
         raise ExplainedFailure(f"{os.path.relpath(full, home)} is not UTF-8 text (byte {exc.start})") from None
     bindings: Dict[str, Any] = {}
-    for statement in config_parser.ConfigParser(text, AsWritten()):
-        if isinstance(statement, config_parser.IncludeStatement):
-            bindings.update(_gin_bindings(version, os.path.join(home, statement.filename), home, seen + [full]))
-        elif isinstance(statement, config_parser.BindingStatement):
-            scope = f"{statement.scope}/" if statement.scope else ""
-            key = f"{scope}{statement.selector}" + (f".{statement.arg_name}" if statement.arg_name else "")
-            bindings[key] = statement.value
+    try:
+        for statement in config_parser.ConfigParser(text, AsWritten()):
+            if isinstance(statement, config_parser.IncludeStatement):
+                bindings.update(_gin_bindings(version, os.path.join(home, statement.filename), home, seen + [full]))
+            elif isinstance(statement, config_parser.BindingStatement):
+                scope = f"{statement.scope}/" if statement.scope else ""
+                key = f"{scope}{statement.selector}" + (f".{statement.arg_name}" if statement.arg_name else "")
+                bindings[key] = statement.value
+    except ExplainedFailure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gin's parser raises SyntaxError, tokenize's TokenError and others
+        if not seen:
+            raise  # the version's own file, which its message names
+        raise ExplainedFailure(f"{os.path.relpath(full, home)}, which it includes: {_gin_message(exc)}") from None
     return bindings
 
 
 def _gin_message(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.lineno:
         return f"line {exc.lineno}: {exc.msg}"
+    where = exc.args[1] if len(exc.args) == 2 else None
+    if isinstance(exc.args[0] if exc.args else None, str) and isinstance(where, tuple) and where and isinstance(where[0], int):
+        return f"line {where[0]}: {exc.args[0]}"  # tokenize's TokenError: (message, (line, column))
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -8,7 +8,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.records.files import json_text, number
-from mlpipeline.records.logs import one_line
+from mlpipeline.records.text import one_line
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.watch.runs import RecordedRun
 

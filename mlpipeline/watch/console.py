@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mlpipeline.records.logs import one_line, plain_lines, visible_lines
+from mlpipeline.records.text import one_line, plain_lines, visible_lines
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0
 """Without a terminal, at most one progress line per version per this many seconds."""

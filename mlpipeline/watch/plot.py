@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
-from mlpipeline.records.logs import one_line
+from mlpipeline.records.text import one_line
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.watch.runs import RecordedRun
 

@@ -1,0 +1,59 @@
+"""Text from a script as our files and the console show it: escape codes and carriage-return
+redraws out of log lines; other control characters, in a value meant for one line, shown as
+their escapes; no memory addresses. Read by the daemon, the commands and the child alike, so
+it imports nothing of ours."""
+from __future__ import annotations
+
+import re
+from typing import List, Sequence
+
+# CSI (7- and 8-bit), then the string sequences (OSC, DCS, SOS, PM, APC) up to their end, then
+# the two-character ones.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-9;?<=>]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[ -~]?"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UNPRINTABLE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}>")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line a terminal shows as it is: a control character (an escape code's
+    ESC, a line break, a NUL) is written as its escape (``\\x1b``, ``\\n``), so a value from a
+    script can neither forge a line nor drive the terminal."""
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def visible_lines(text: str) -> str:
+    """:func:`one_line` that keeps line breaks and tabs: for messages of several lines."""
+    return _UNPRINTABLE_IN_LINES.sub(_escaped, text)
+
+
+def _escaped(match: "re.Match[str]") -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with the memory address of each ``<... object at 0x7f...>`` left out: it differs
+    from run to run and tells a reader nothing."""
+    return _ADDRESS.sub(">", text)
+
+def plain_text(line: str) -> str:
+    """``line`` without escape codes; of carriage-return redraws (progress bars) the last one."""
+    line = _ESCAPES.sub("", line)
+    if "\r" in line:
+        parts = [part for part in line.split("\r") if part.strip()]
+        line = parts[-1] if parts else ""
+    return _CONTROL.sub("", line)
+
+
+def plain_lines(lines: Sequence[str]) -> List[str]:
+    """:func:`plain_text` of each line, the common case (no escape code, no carriage return,
+    no line break inside a line) done for all lines at once."""
+    joined = "\n".join(lines)
+    if " at 0x" in joined:  # Python's "Exception ignored in: <function f at 0x7f...>", say
+        joined = without_addresses(joined)
+    if "\x1b" in joined or "\r" in joined or len(joined.splitlines()) != len(lines) or joined.endswith("\n"):
+        return [plain_text(piece) for line in lines for piece in (line.splitlines() or [""])]
+    return _CONTROL.sub("", joined).split("\n")
