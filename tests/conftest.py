@@ -295,6 +295,19 @@ def gpus_here() -> int:
     return sum(line.startswith("GPU ") for line in listing.splitlines())
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many test processes `-n auto` (pytest.ini) starts: one a core, at most four. The
+    tests mostly wait on the daemons, Ray nodes and Slurm cluster they start (the whole suite
+    kept half a core of two busy), so two at once take about half the time; more than four
+    would crowd one machine with clusters."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def pytest_report_header(config: pytest.Config) -> Optional[str]:
+    # Said here, by the process that reports, however many processes collect the tests.
+    return None if gpus_here() else "tests marked gpu: deselected, as nvidia-smi lists no GPU on this machine"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     # Tests marked gpu need a real one: without it they are deselected, and said to be, never skipped.
     if not any(item.get_closest_marker("gpu") for item in items) or gpus_here():

@@ -155,7 +155,7 @@ class ExecutionLoop:
             store=ListingStore(self.paths.listings, readable=False, writable=True),
             timeout=project.listing_timeout,
             models_dir=project.models_dir,
-            warn=self._version_refused,
+            warn=say.warn,  # a version refused for its name: on the console too, not only in the log
         )
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change, project.early_stopping is not None)
         self.chooser = VersionChooser(
@@ -289,12 +289,6 @@ class ExecutionLoop:
                 self.tally.any_failed = True
             elif launched.ending is not None:
                 self._record_end(self.recorder.record, launched.ending, launched.ending.version_run)
-
-    def _version_refused(self, message: str) -> None:
-        """A version refused for its name: said on the console too, not only in the log, and a
-        failure of the queue's (exit 1), as test mode counts it."""
-        self.say.warn(message)
-        self.tally.any_failed = True
 
     def next_version(self) -> Optional[PlannedRun]:
         """The next version to launch, with the journal's claims read just now."""
