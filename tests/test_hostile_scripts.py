@@ -381,6 +381,7 @@ def test_migrate_config_takes_any_script_name_and_names_the_ini_line_of_a_key_se
         ('gpus = [" 0 "]', "mlp.config:3: gpus: ' 0 ' is no GPU id"),
         ('gpus = [1, "a"]', "mlp.config:3: gpus: 'a' is no GPU id"),
         ('gpus = ["1", 1]', "mlp.config:3: gpus lists a GPU twice"),
+        ('gpus = ["' + "1" * 5000 + '"]', "mlp.config:3: gpus: '1111"),
         ('gpus = ["GPU-8f2b1c3e-aaaa-bbbb-cccc-0123456789ab", "MIG-GPU-8f2b/1/0"]', None),
         ('[EARLY_STOPPING]\nmetric = "\\u001b[31mloss"\ngrace_steps = 1', "mlp.config:4: metric '\\x1b[31mloss' holds a control character"),
     ],
@@ -436,14 +437,26 @@ def test_an_exit_function_that_hangs_is_cut_short_once_the_result_is_in():
         "import atexit, time\n"
         "import mlpipeline.child.keeper as keeper\n"
         "keeper.EXIT_FUNCTIONS_S = 0.5\n"
-        "atexit.register(print, 'the next one runs')\n"
+        "def retrying():\n"
+        "    while True:\n"
+        "        try:\n"
+        "            time.sleep(1)\n"
+        "        except Exception:\n"  # a tracker's flush retries so: the interruption is no Exception
+        "            pass\n"
+        "atexit.register(print, 'the last one runs')\n"
+        "atexit.register(retrying)\n"
         "atexit.register(time.sleep, 300)\n"
-        "keeper._run_exit_functions()\n"
+        "keeper._run_exit_functions(0)\n"
         "print('done')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.splitlines() == ["the next one runs", "done"], result.stdout + result.stderr
-    assert result.stderr.strip() == "mlpipeline: an exit function of the script (atexit) ran past 0.5 s; cut short"
+    assert result.stdout.splitlines() == ["the last one runs", "done"], result.stdout + result.stderr
+    said = "mlpipeline: the script's exit functions (atexit) ran past 0.5 s; cut short"
+    assert result.stderr.splitlines() == [said, said], result.stderr
+    # One that swallows even that: the worker ends without it, with the exit code it had.
+    swallowing = code.replace("except Exception:", "except BaseException:").replace("EXIT_FUNCTIONS_S = 0.5", "EXIT_FUNCTIONS_S = 0.5; keeper.EXIT_FUNCTIONS_GRACE_S = 0.5")
+    result = subprocess.run([sys.executable, "-c", swallowing.replace("_run_exit_functions(0)", "_run_exit_functions(3)")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3 and "done" not in result.stdout, result.stdout + result.stderr
 
 
 def test_a_config_sweep_names_each_version_apart_and_a_gin_include_is_named(project):
@@ -487,3 +500,29 @@ def test_a_config_sweep_names_each_version_apart_and_a_gin_include_is_named(proj
     }
     assert rows["+tag='c_d'#2"]["parameters"]["tag"] == "c_d" and rows["+tag='c_d'"]["parameters"]["tag"] == "c:d"
     assert "g/top.gin: sub/inc.txt, which it includes: line 2: EOF in multi-line statement" in rows["top"]["reason"]
+
+
+def test_text_and_json_helpers_keep_what_they_cannot_show_as_text():
+    from pathlib import Path
+
+    from mlpipeline.child.worker import RESULT_BUDGET, fitted_result
+    from mlpipeline.records.files import json_encoder, json_text
+    from mlpipeline.records.text import plain_lines, plain_text
+
+    # An object printing a lone surrogate, through default=str: escaped, not the record lost as null.
+    for encode in (lambda value: json_text(value, ensure_ascii=False), json_encoder(ensure_ascii=False)):
+        assert json.loads(encode({"p": Path("/a/\udcff.png")})) == {"p": "/a/\\udcff.png"}
+        assert json.loads(encode({"loss": float("nan"), "r": "a\u2028b"})) == {"loss": "nan", "r": "a\u2028b"}
+        assert "\u2028" not in encode({"loss": float("nan"), "r": "a\u2028b"})
+    # Escape codes out of printed lines, 8-bit too, on both paths; an address out on both.
+    assert plain_lines(["<f at 0x7fabcdef12>\x1b[0m", "x\x9b31my", "é"]) == ["<f>", "xy", "é"]
+    assert plain_lines(["<f at 0x7fabcdef12>", "plain"]) == ["<f>", "plain"]
+    # An escape sequence never ended takes only itself, not the rest of the line.
+    assert plain_text("loss 0.5 \x1b] more") == "loss 0.5  more"
+    assert plain_text("a\x1b]0;title\x07b") == "ab"
+    # 60,000 parameters past the budget: a part left out, said once, the rest kept.
+    result = {"ok": True, "parameters": {f"p{index:06d}": "x" * 30 for index in range(60000)}}
+    text = fitted_result(result)
+    assert len(text) <= RESULT_BUDGET
+    kept = json.loads(text)["parameters"]
+    assert 0 < len(kept) < 60000 and all(value == "x" * 30 for value in kept.values())

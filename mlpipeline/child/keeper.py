@@ -241,7 +241,7 @@ def run_worker(run_dir: Path) -> None:
         from mlpipeline.child import worker
 
         code = worker.main([str(run_dir)])
-        _run_exit_functions()
+        _run_exit_functions(code)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
@@ -259,10 +259,13 @@ def run_worker(run_dir: Path) -> None:
 
 
 EXIT_FUNCTIONS_S = 60.0
-"""How long each of the script's exit functions may run once its version's result is written."""
+"""How long the script's exit functions may run, together, once its version's result is written."""
+EXIT_FUNCTIONS_GRACE_S = 5.0
+"""Past the deadline, how long an exit function that keeps catching the interruption has before
+the worker ends without it."""
 
 
-def _run_exit_functions() -> None:
+def _run_exit_functions(code: int = 0) -> None:
     """What the script registered with atexit runs, as at a normal exit (a tracker's last flush,
     say), but not the finalizers of objects (``weakref.finalize``), which a process about to end
     need not run: torch's alone take 50 ms, deregistering its operators one by one."""
@@ -270,22 +273,28 @@ def _run_exit_functions() -> None:
 
     weakref.finalize._shutdown = True  # type: ignore[attr-defined]  # as the interpreter sets it at exit
 
-    class CutShort(Exception):
+    class CutShort(BaseException):  # not an Exception: a retry loop's `except Exception` lets it through
         pass
 
+    deadline = time.monotonic() + EXIT_FUNCTIONS_S
+
     def cut_short(signum: int, frame: Any) -> None:
+        if time.monotonic() > deadline + EXIT_FUNCTIONS_GRACE_S:
+            _flush()  # one that swallowed even that: the result is in, the worker ends here
+            os._exit(code)
         raise CutShort
 
     def said(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, CutShort):  # ours: said plainly, without our frame
-            print(f"mlpipeline: an exit function of the script (atexit) ran past {EXIT_FUNCTIONS_S:g} s; cut short", file=sys.stderr)
+            print(f"mlpipeline: the script's exit functions (atexit) ran past {EXIT_FUNCTIONS_S:g} s; cut short", file=sys.stderr)
         else:
             sys.__unraisablehook__(unraisable)
 
     # The version's result is in: an exit function that hangs must not hold its queue for ever.
+    # Past the deadline each one still running is interrupted, once a second.
     previous, sys.unraisablehook = sys.unraisablehook, said
     alarm = signal.signal(signal.SIGALRM, cut_short)
-    signal.setitimer(signal.ITIMER_REAL, EXIT_FUNCTIONS_S, EXIT_FUNCTIONS_S)
+    signal.setitimer(signal.ITIMER_REAL, EXIT_FUNCTIONS_S, 1.0)
     try:
         atexit._run_exitfuncs()
     finally:

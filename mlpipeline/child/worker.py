@@ -72,8 +72,8 @@ def call_user(label: str, phase: str, function: Callable[..., Any], *args: Any, 
         # Nothing to debug in the user's code: the message says what is wrong and what to do.
         raise VersionFailure(ScriptError(message=f"{label}: {exc}", phase=phase)) from exc
     except KeyboardInterrupt as exc:
-        if not raised_by_script():
-            raise  # a SIGINT: the version is stopped, not failed
+        if not raised_by_script() or type(exc).__module__.startswith("mlpipeline."):
+            raise  # a SIGINT (or, in --pdb's own process, a SIGTERM or SIGHUP): stopped, not failed
         raise _user_failure(label, phase, exc) from exc
     except BaseException as exc:  # noqa: BLE001 - any user error is recorded, not raised (SystemExit, GeneratorExit too)
         raise _user_failure(label, phase, exc) from exc
@@ -325,6 +325,18 @@ _MOST_SAMPLES = 2**63
 """More samples than any data set holds: a count past it is a slip (and past 1e308 no float)."""
 
 
+def _total_steps(label: str, epochs: Any, samples: Any, batch_size: Any) -> int:
+    """EPOC_COUNT x samples / BATCH_SIZE, rounded up: exact in whole numbers (10**30 epochs is
+    no float); a count no float holds is the version's failure, said so."""
+    if all(isinstance(value, int) for value in (epochs, samples, batch_size)):
+        return -(-epochs * samples // batch_size)
+    try:
+        return math.ceil(epochs * samples / batch_size)
+    except (OverflowError, ValueError):
+        message = f"{label}: EPOC_COUNT x the training samples / BATCH_SIZE is more steps than a number holds ({_shown(epochs)} epochs)"
+        raise VersionFailure(ScriptError(message=message, phase="parameters")) from None
+
+
 def _with_article(noun: str) -> str:
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
@@ -438,10 +450,7 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
         train_count = _sample_count(label, "get_train_sample_count", dataloader.get_train_sample_count)
         test_count = _sample_count(label, "get_test_sample_count", dataloader.get_test_sample_count)
         if request.execution_mode:
-            if all(isinstance(value, int) for value in (epoc_count, train_count, batch_size)):
-                total = -(-epoc_count * train_count // batch_size)  # exact: 10**30 epochs is no float
-            else:
-                total = math.ceil(epoc_count * train_count / batch_size)
+            total = _total_steps(label, epoc_count, train_count, batch_size)
             trained = call_user(label, "get_trained_step_count", model.get_trained_step_count)
             trained = _step_count(label, trained)
             steps = total if trained is None or model.reset_steps else max(total - trained, 0)
@@ -595,11 +604,20 @@ def fitted_result(result: Dict[str, Any]) -> str:
                 error[key] = "[...] " + error[key][-65536:]
     parameters = result.get("parameters")
     if isinstance(parameters, dict):
-        for key in sorted(parameters, key=lambda name: len(json_text(parameters[name])), reverse=True):
-            if len(json_text(result)) <= RESULT_BUDGET:
+        # Each measured once: a result of 60,000 parameters is encoded twice, not 60,000 times.
+        # The largest go first; a parameter is left out whole (its key too).
+        over = len(json_text(result)) - RESULT_BUDGET
+        sizes = {key: len(json_text(key)) + len(json_text(value)) + 4 for key, value in parameters.items()}  # ": ", ", "
+        left_out = []
+        for key in sorted(sizes, key=sizes.get, reverse=True):
+            if over <= 0:
                 break
-            print(f"mlpipeline: the parameter {key[:100]!r} is too large to record; left out", file=sys.stderr)
-            parameters[key] = "(left out: too large to record)"
+            del parameters[key]
+            over -= sizes[key]
+            left_out.append(key)
+        if left_out:
+            shown = ", ".join(repr(key[:40]) for key in left_out[:5]) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+            print(f"mlpipeline: {len(left_out)} parameters too large to record are left out of it: {shown}", file=sys.stderr)
     return json_text(result)
 
 

@@ -109,7 +109,7 @@ def _gpus(key: str, value: Any) -> Optional[Tuple[str, ...]]:
     return gpus
 
 
-_GPU_ID = re.compile(r"[0-9]+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
+_GPU_ID = re.compile(r"[0-9]{1,9}|(?:GPU|MIG)-[0-9A-Za-z/-]{1,200}")
 """What CUDA_VISIBLE_DEVICES takes for one GPU: its index, or its UUID (a MIG instance's too)."""
 
 

@@ -98,7 +98,9 @@ def finite(value: Any) -> Any:
         return {finite(key): finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite(item) for item in value]
-    return value
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return surrogates_escaped(str(value))  # what json's default=str makes of any other object
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -159,7 +161,7 @@ def json_text(value: Any, **options: Any) -> str:
     try:
         text = json.dumps(value, allow_nan=False, **options)
     except ValueError:
-        return json.dumps(finite(value), allow_nan=False, **options)
+        text = json.dumps(finite(value), allow_nan=False, **options)
     return _readable_back(text, value, lambda plain: json.dumps(plain, allow_nan=False, **options))
 
 
@@ -173,9 +175,9 @@ def _readable_back(text: str, value: Any, encode: Callable[[Any], str]) -> str:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            return _readable_back(encode(finite(value)), None, encode)
+            text = encode(finite(value))  # none left: finite escapes every string, str() of objects too
         if "\\ud" in text and holds_lone_surrogate(json.loads(text)):
-            return encode(finite(value))
+            text = encode(finite(value))
         if not text.isascii():
             # Outside strings JSON is ASCII: each such character is in a string.
             return _UNSAFE_IN_TEXT.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
@@ -195,7 +197,7 @@ def json_encoder(**options: Any) -> Callable[[Any], str]:
         try:
             text = encoder.encode(value)
         except ValueError:
-            return encoder.encode(finite(value))
+            text = encoder.encode(finite(value))
         return _readable_back(text, value, encoder.encode)
 
     return encode

@@ -9,9 +9,12 @@ from typing import List, Sequence
 
 # CSI (7- and 8-bit), then the string sequences (OSC, DCS, SOS, PM, APC) up to their end, then
 # the two-character ones.
+# A string sequence counts only with its end and printable ASCII between: a lone introducer
+# (or a C1 byte of mojibake) goes alone, and never takes the rest of the line with it.
 _ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-9;?<=>]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[ -~]?"
+    r"(?:\x1b\[|\x9b)[0-9;?<=>]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[ -~]*(?:\x07|\x1b\\|\x9c)|\x1b[ -~]?"
 )
+_SLOW_PATH = re.compile(r"[\x1b\r\x80-\x9f]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _UNPRINTABLE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -54,6 +57,9 @@ def plain_lines(lines: Sequence[str]) -> List[str]:
     joined = "\n".join(lines)
     if " at 0x" in joined:  # Python's "Exception ignored in: <function f at 0x7f...>", say
         joined = without_addresses(joined)
-    if "\x1b" in joined or "\r" in joined or len(joined.splitlines()) != len(lines) or joined.endswith("\n"):
+        lines = joined.split("\n") if len(joined.split("\n")) == len(lines) else [without_addresses(line) for line in lines]
+    # ASCII (the common case) is looked through for ESC and CR at memchr's speed; the C1 range only otherwise.
+    escapes = ("\x1b" in joined or "\r" in joined) if joined.isascii() else _SLOW_PATH.search(joined) is not None
+    if escapes or len(joined.splitlines()) != len(lines) or joined.endswith("\n"):
         return [plain_text(piece) for line in lines for piece in (line.splitlines() or [""])]
     return _CONTROL.sub("", joined).split("\n")
