@@ -295,6 +295,7 @@ def gpus_here() -> int:
     return sum(line.startswith("GPU ") for line in listing.splitlines())
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: no error where xdist is not installed
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """How many test processes `-n auto` (pytest.ini) starts: one a core, at most four. The
     tests mostly wait on the daemons, Ray nodes and Slurm cluster they start (the whole suite
