@@ -16,7 +16,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.child.interrupts import raised_by_script
 from mlpipeline.records.files import json_text, surrogates_escaped, write_bytes_atomic
-from mlpipeline.records.text import without_addresses
 from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.child.live_output import buffer_output
 from mlpipeline.child.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
@@ -95,6 +94,8 @@ def _user_failure(label: str, phase: str, exc: BaseException) -> VersionFailure:
 
 def exception_text(exc: BaseException) -> str:
     """``ValueError: bad value``, or the type alone where the exception cannot say more."""
+    from mlpipeline.records.text import without_addresses  # here: its patterns cost a version that ends well 2 ms
+
     try:
         text = without_addresses(str(exc))
     except Exception:  # noqa: BLE001 - an exception of the script's whose __str__ raises
