@@ -7,10 +7,9 @@ from __future__ import annotations
 import re
 from typing import List, Sequence
 
-# CSI (7- and 8-bit), then the string sequences (OSC, DCS, SOS, PM, APC) up to their end, then
-# the two-character ones.
-# A string sequence counts only with its end and printable ASCII between: a lone introducer
-# (or a C1 byte of mojibake) goes alone, and never takes the rest of the line with it.
+# CSI (7- and 8-bit), then the string sequences (OSC, DCS, SOS, PM, APC), then the
+# two-character ones. A string sequence counts only with its end and printable ASCII between:
+# a lone introducer (or a C1 byte of mojibake) goes alone, never with the rest of the line.
 _ESCAPES = re.compile(
     r"(?:\x1b\[|\x9b)[0-9;?<=>]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[ -~]*(?:\x07|\x1b\\|\x9c)|\x1b[ -~]?"
 )
@@ -41,6 +40,7 @@ def without_addresses(text: str) -> str:
     """``text`` with the memory address of each ``<... object at 0x7f...>`` left out: it differs
     from run to run and tells a reader nothing."""
     return _ADDRESS.sub(">", text)
+
 
 def plain_text(line: str) -> str:
     """``line`` without escape codes; of carriage-return redraws (progress bars) the last one."""
