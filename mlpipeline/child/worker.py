@@ -562,7 +562,8 @@ def answer(request: ChildRequest) -> Tuple[Dict[str, Any], Optional[VersionFailu
 
         failure = VersionFailure(
             ScriptError(
-                message=f"{request.script_label}: mlpipeline could not take what the script gave ({exception_text(exc)}); "
+                message=f"{request.script_label}{':' + request.version if request.version else ''}: mlpipeline could not take "
+                f"what the script gave ({exception_text(exc)}); "
                 "this is a bug of mlpipeline's, the traceback shows where",
                 traceback=traceback.format_exc(),
                 phase="mlpipeline",
