@@ -174,6 +174,9 @@ def test_test_mode_refuses_up_front_what_execution_mode_would(project):
         versions_code(
             'versions.addV("slash", model_dir_suffix="a/b")', 'versions.addV("dots", model_dir_suffix="..")', 'versions.addV("ok")',
             'versions.addV("none", batch_size=0)', 'versions.addV("nan", epoc_count=float("nan"))', 'versions.addV("text", batch_size="32")',
+            # str() of these would name a folder anew at every run (a memory address) or a list's text.
+            'versions.addV("listed", model_dir_suffix=[1, 2])', 'versions.addV("thing", model_dir_suffix=object())',
+            'versions.addV("numbered", model_dir_suffix=3)',
         ),
     )
     project.queue(["a.py"], test=True)
@@ -184,14 +187,19 @@ def test_test_mode_refuses_up_front_what_execution_mode_would(project):
     assert "a.py:none: BATCH_SIZE must be a positive integer, not 0" in result.output
     assert "a.py:nan: EPOC_COUNT must be a positive number, not nan" in result.output
     assert "a.py:text: BATCH_SIZE must be a positive integer, not '32'" in result.output
+    assert "a.py:listed: MODEL_DIR_SUFFIX must be a folder name (a string), not a list" in result.output
+    assert "a.py:thing: MODEL_DIR_SUFFIX must be a folder name (a string), not an object" in result.output
+    assert " at 0x" not in result.output
     assert not project.calls("train")  # all said at once, before any training
     # -r refuses them without starting a process, and runs the rest.
     project.queue(["a.py"])
     ran = project.run("-r")
     assert ran.returncode == 1 and {row["version"]: row["status"] for row in project.results()} == {
         "slash": "failed", "dots": "failed", "ok": "finished", "none": "failed", "nan": "failed", "text": "failed",
+        "listed": "failed", "thing": "failed", "numbered": "finished",
     }
-    assert [call["version"] for call in project.calls("pre")] == ["ok"]
+    assert sorted(call["version"] for call in project.calls("pre")) == ["numbered", "ok"]
+    assert (project.outputs / "model_ckpts" / "a-3").is_dir()
     # A name longer than the environment may hold fails its version, not test mode.
     project.script("a.py", versions_code('versions.addV("x" * 200000)', 'versions.addV("ok")'))
     result = project.run()
@@ -423,6 +431,21 @@ def test_a_version_name_of_bytes_that_are_not_utf8_is_refused_before_it_runs(pro
     assert [row["version"] for row in project.results()] == ["ok"]
 
 
+def test_a_name_or_value_holding_a_bidirectional_control_cannot_read_as_another(project):
+    # "best\u202e1v" shows as "bestv1" on a terminal: another version's name.
+    project.script(
+        "a.py", versions_code('versions.addV("best\\u202e1v")', 'versions.addV("ok", note="x\\u2067y")', 'versions.addV("ok2", note="z")')
+    )
+    project.queue(["a.py"])
+    result = project.run("-r")
+    assert "a.py: version 'best\\u202e1v' is refused: its name holds a bidirectional control" in result.output
+    assert "(U+202E at character 5)" in result.output
+    assert sorted((row["version"], row["status"]) for row in project.results()) == [("ok", "finished"), ("ok2", "finished")]
+    compared = project.run("compare")
+    assert "x\\u2067y" in compared.stdout and "\u2067" not in compared.stdout
+    assert "\u2067" not in project.outputs.joinpath("results.jsonl").read_text(encoding="utf-8")
+
+
 def test_json_we_write_holds_no_raw_c1_control_or_line_separator():
     from mlpipeline.records.files import json_encoder, json_text
 
@@ -430,6 +453,8 @@ def test_json_we_write_holds_no_raw_c1_control_or_line_separator():
         text = encode({"k\u2029": "x\x9b31m\u2028y é", "s": os.fsdecode(b"a\xff") + "\x85"})
         assert text == '{"k\\u2029": "x\\u009b31m\\u2028y é", "s": "a\\\\udcff\\u0085"}'
         assert json.loads(text)["k\u2029"] == "x\x9b31m\u2028y é"
+        # A right-to-left override would make `cat results.jsonl` show the line reordered.
+        assert encode({"v": "evil\u202egpj.py"}) == '{"v": "evil\\u202egpj.py"}'
 
 
 def test_an_exit_function_that_hangs_is_cut_short_once_the_result_is_in():

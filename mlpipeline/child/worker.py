@@ -219,24 +219,25 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
     versions = call_user(request.script_label, "its versions", model.versions.get_versions)
     names = [version["name"] for version in versions]
     missing = {version["name"]: version.missing_required() for version in versions if version.missing_required()}
-    suffixes = {
-        version["name"]: str(version["model_dir_suffix"])
-        for version in versions
-        if version.get("model_dir_suffix") not in (None, "")
-    }
+    invalid: Dict[str, str] = {}
+    unusable_suffixes: Dict[str, str] = {}
+    suffixes: Dict[str, str] = {}
+    for version in versions:
+        suffix, problem = _folder_suffix(version.get("model_dir_suffix"))
+        if problem is not None:
+            unusable_suffixes[version["name"]] = f"{request.script_label}:{version['name']}: {problem}"
+        elif suffix:
+            suffixes[version["name"]] = suffix
     if isinstance(model, Experiment):
         # Release 1.1a3.post8 gave each version without a suffix a folder of its own.
         suffixes = {name: suffixes.get(name, name) for name in names}
     gpus = {version["name"]: to_plain(version["gpus"]) for version in versions if version.get("gpus") is not None}
     listing = {"ok": True, "sha256": sha256, "names": names, "missing": missing, "suffixes": suffixes, "gpus": gpus}
-    invalid: Dict[str, str] = {}
     for version in versions:
         for key, integer in (("batch_size", True), ("epoc_count", False)):
             problem = _positive_problem(f"{request.script_label}:{version['name']}", key, version.get(key), integer)
             if key in version and problem is not None:
                 invalid.setdefault(version["name"], problem)
-    if invalid:
-        listing["invalid"] = invalid
     memory = {version["name"]: to_plain(version["gpu_memory"]) for version in versions if version.get("gpu_memory") is not None}
     if memory:
         listing["gpu_memory"] = memory
@@ -251,7 +252,23 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
             invalid.pop(name, None)  # its file may set them: judged when it runs
             if config.problem is not None:
                 missing.pop(name, None)  # it fails for its file when it runs, not for what the file lacks
+    invalid.update(unusable_suffixes)
+    if invalid:
+        listing["invalid"] = invalid
     return _names_refused_here(listing)
+
+
+def _folder_suffix(suffix: Any) -> Tuple[Optional[str], Optional[str]]:
+    """MODEL_DIR_SUFFIX as the folder name it adds, or why it cannot be one. A string or a
+    whole number is taken as written; anything else (a list, an object whose str() holds its
+    memory address) would name another folder at every run, and finished work would be
+    redone."""
+    if suffix is None or isinstance(suffix, str):
+        return suffix, None
+    if isinstance(suffix, int) and not isinstance(suffix, bool) and abs(suffix) < 10**30:
+        return str(suffix), None
+    shown = _shown(suffix) if isinstance(suffix, int) and not isinstance(suffix, bool) else _with_article(type(suffix).__name__)
+    return None, f"MODEL_DIR_SUFFIX must be a folder name (a string), not {shown}"
 
 
 def _names_refused_here(listing: Dict[str, Any]) -> Dict[str, Any]:

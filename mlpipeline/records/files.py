@@ -168,9 +168,10 @@ def json_text(value: Any, **options: Any) -> str:
 def _readable_back(text: str, value: Any, encode: Callable[[Any], str]) -> str:
     """``text``, the JSON of ``value``, or ``value`` made :func:`finite` and encoded again where
     ``text`` holds a lone surrogate (raw, or escaped), which no reader of ours takes back. A
-    C1 control (U+0080 to U+009F: U+009B starts an escape code on some terminals) or a line or
-    paragraph separator (a line break to ``str.splitlines``) is written as its escape; JSON
-    escapes only C0 itself."""
+    C1 control (U+0080 to U+009F: U+009B starts an escape code on some terminals), a line or
+    paragraph separator (a line break to ``str.splitlines``) or a bidirectional control (which
+    makes ``cat`` show the line reordered) is written as its escape; JSON escapes only C0
+    itself."""
     if "\\ud" in text or not text.isascii():  # the rare text that may hold one
         try:
             text.encode("utf-8")
@@ -184,7 +185,7 @@ def _readable_back(text: str, value: Any, encode: Callable[[Any], str]) -> str:
     return text
 
 
-_UNSAFE_IN_TEXT = re.compile("[\x7f-\x9f\u2028\u2029]")
+_UNSAFE_IN_TEXT = re.compile("[\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def json_encoder(**options: Any) -> Callable[[Any], str]:

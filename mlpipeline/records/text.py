@@ -15,15 +15,18 @@ _ESCAPES = re.compile(
 )
 _SLOW_PATH = re.compile(r"[\x1b\r\x80-\x9f]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_UNPRINTABLE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional controls (U+202E and its kin) make a terminal show text reordered: a name
+# or value would read as another.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}>")
 
 
 def one_line(text: str) -> str:
     """``text`` as one line a terminal shows as it is: a control character (an escape code's
-    ESC, a line break, a NUL) is written as its escape (``\\x1b``, ``\\n``), so a value from a
-    script can neither forge a line nor drive the terminal."""
+    ESC, a line break, a NUL, a bidirectional override) is written as its escape (``\\x1b``,
+    ``\\n``, ``\\u202e``), so a value from a script can neither forge a line, nor drive the
+    terminal, nor read as another."""
     if text.isprintable():  # the common case, in C: a table of 100,000 cells goes through here
         return text
     return _UNPRINTABLE.sub(_escaped, text)

@@ -30,7 +30,8 @@ class version_parameters:  # noqa: N801 - the original package's spelling, kept 
     USE_ALL_CLASSES = "use_all_classes"
 
 
-_NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_NOT_IN_NAMES = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff{_BIDI_CONTROLS}]")
 
 SHOWN_NAME_LIMIT = 60
 """Characters of a refused name shown in a message; the rest is counted, not printed."""
@@ -42,8 +43,9 @@ def name_problem(name: str) -> Optional[str]:
     A name travels into log-<host> lines, the console, the child's environment and file
     names. A control character (C0 with NUL, DEL, C1) or a line or paragraph separator
     (U+2028, U+2029) would end a log line there and forge the next, redraw the terminal, or
-    be refused by the OS (NUL); a lone surrogate, which stands for a byte of a file name that
-    is not UTF-8, cannot be written to a UTF-8 file at all.
+    be refused by the OS (NUL); a bidirectional control (U+202E) makes it read as another
+    name; a lone surrogate, which stands for a byte of a file name that is not UTF-8, cannot
+    be written to a UTF-8 file at all.
     """
     found = _NOT_IN_NAMES.search(name)
     if found is None:
@@ -53,7 +55,12 @@ def name_problem(name: str) -> Optional[str]:
         return f"holds a byte that is not UTF-8 (0x{code - 0xDC00:02X} at character {where})"
     if 0xD800 <= code <= 0xDFFF:
         return f"holds a lone surrogate (U+{code:04X} at character {where}), which is no text"
-    what = "a line or paragraph separator" if code in (0x2028, 0x2029) else "a control character"
+    if code in (0x2028, 0x2029):
+        what = "a line or paragraph separator"
+    elif re.match(f"[{_BIDI_CONTROLS}]", found.group()):
+        what = "a bidirectional control, which makes a terminal show the name as another"
+    else:
+        what = "a control character"
     return f"holds {what} (U+{code:04X} at character {where})"
 
 
