@@ -69,6 +69,14 @@ class Hostile(Model):
         if case == "no_items": return NoItems(a=1)
         if case == "nameless_key": return {NoName(): 1}
         if case == "huge_eval": return {"a": "x" * 3_000_000}
+        if case == "deep_eval":
+            deep = {"leaf": 1}
+            for _ in range(40): deep = {"k": deep}
+            return deep
+        if case == "self_eval":  # a list that holds itself twice: 2**32 paths to follow
+            loop = []
+            loop.extend([loop, loop])
+            return {"loop": loop}
         return {"accuracy": 0.5}
 
 
@@ -91,7 +99,7 @@ FAILING = {
 }
 FINISHING = [
     "surrogate_summary", "surrogate_report", "huge_report", "object_summary", "escapes",
-    "surrogate_eval", "no_items", "nameless_key", "huge_eval",
+    "surrogate_eval", "no_items", "nameless_key", "huge_eval", "deep_eval", "self_eval",
 ]
 
 
@@ -123,6 +131,13 @@ def test_what_a_script_hands_over_costs_its_version_at_most_a_true_failure(proje
     # An evaluation past what a record holds is left out, and the log says so.
     assert rows["huge_eval"]["eval_test"] is None and rows["huge_eval"]["steps"]["trained"] == 3
     assert "eval_test (3.0 MB as JSON) is left out of the record" in project.log_text()
+    # What is nested past 32 levels is said to be left out, not cut without a word.
+    deep = rows["deep_eval"]["eval_test"]
+    for _ in range(32):
+        deep = deep["k"]
+    assert deep == "dict (nested more than 32 levels deep: left out)"
+    # One that holds itself is followed to a bound (a million values), then left out as too large.
+    assert rows["self_eval"]["status"] == "finished" and rows["self_eval"]["eval_test"] is None
     # A negative step trained nothing that can be told: unknown, not -5.
     assert rows["negative_step"]["steps"]["trained"] is None
     # Files for people hold no escape code, NUL or memory address; the readers take every row.

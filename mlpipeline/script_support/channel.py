@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from mlpipeline.records.files import json_text
 
@@ -93,30 +93,49 @@ PLAIN_VALUE = "_mlpipeline_plain_value_"
 JSON-ready data, so that this module needs to know none of them."""
 
 
-def to_plain(value: Any, depth: int = 0) -> Any:
+MOST_NESTED = 32
+"""Levels of lists and dicts kept of a value a script hands over; what lies deeper (a
+structure that holds itself, say) is named, not followed."""
+
+MOST_VALUES = 1_000_000
+"""Values looked at in one value a script hands over: a list that holds itself twice, or one
+list a thousand times over at each of a few levels, is billions of values to follow, and
+far more than a record keeps (the result's 1 MiB)."""
+
+
+def to_plain(value: Any) -> Any:
     """``value`` as JSON-ready data: objects become their class name, never a memory address.
     An object that raises while it is looked at (its ``items()``, a key's ``__str__``) is its
-    class name too: a script's odd value never costs its version the result."""
+    class name too: a script's odd value never costs its version the result. What lies past
+    MOST_NESTED levels or MOST_VALUES values is named as left out."""
+    return _plain(value, 0, [MOST_VALUES])
+
+
+def _plain(value: Any, depth: int, left: List[int]) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if depth > 8:
-        return type(value).__name__
+    if depth >= MOST_NESTED:
+        return f"{type(value).__name__} (nested more than {MOST_NESTED} levels deep: left out)"
     try:
+        size = len(value) if isinstance(value, (dict, list, tuple, set, frozenset)) else 1
+        if size > left[0]:
+            return f"{type(value).__name__} (past {MOST_VALUES:,} values in all: left out)"
+        left[0] -= size
         if type(value) is dict:  # the common case, first: report()'s metrics
-            return {_key(k): to_plain(v, depth + 1) for k, v in value.items()}
+            return {_key(k): _plain(v, depth + 1, left) for k, v in value.items()}
         as_plain = getattr(type(value), PLAIN_VALUE, None)
         if as_plain is not None:
-            return to_plain(as_plain(value), depth + 1)
+            return _plain(as_plain(value), depth + 1, left)
         if isinstance(value, dict):
-            return {_key(k): to_plain(v, depth + 1) for k, v in value.items()}
+            return {_key(k): _plain(v, depth + 1, left) for k, v in value.items()}
         if isinstance(value, (list, tuple, set, frozenset)):
-            return [to_plain(v, depth + 1) for v in value]
+            return [_plain(v, depth + 1, left) for v in value]
         item = getattr(value, "item", None)
         if callable(item) and getattr(value, "shape", None) in ((), []):
             # numpy and torch scalars (a loss tensor, an accuracy) read as plain numbers.
-            return to_plain(item(), depth + 1)
+            return _plain(item(), depth + 1, left)
     except Exception:  # noqa: BLE001 - any failure falls back to the class name
         pass
     return type(value).__name__
