@@ -417,6 +417,24 @@ def test_values_of_the_wrong_type_in_ends_and_results_cost_status_compare_and_pl
     assert "embedded null byte" in plot.output and "File name too long" in plot.output
 
 
+@pytest.mark.parametrize(
+    "modules",
+    ['[["a\\u0000b", 1, 2]]', '[["x", "1", 2]]', '[[1, 2, 3]]', '"sweep.py"', '[["x", 1e999, 2]]', "[" * 5000 + "]" * 5000],
+)
+def test_a_kept_listing_of_any_shape_is_listed_again_not_trusted(project, modules):
+    project.write("models/sweep.py", 'NAMES = ["v1"]\n')
+    project.script("a.py", "from sweep import NAMES\n" + versions_code("for name in NAMES: versions.addV(name)"))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    [kept] = (project.outputs / ".listings").glob("*.json")
+    listing = json.loads(kept.read_text())
+    assert [stamp[0] for stamp in listing["modules"]] == [str(project.models / "sweep.py")]
+    kept.write_text(kept.read_text().replace(json.dumps(listing["modules"]), modules).replace('["v1"]', '["v1", "ghost"]'))
+    result = project.run("status", "--json")
+    assert result.returncode == 0 and "Traceback" not in result.output, result.output
+    assert [row["version"] for row in json.loads(result.stdout)] == ["v1"]
+
+
 def test_a_record_file_that_cannot_be_opened_is_named(project):
     project.script("a.py", versions_code('versions.addV("v1")'))
     project.queue(["a.py"])

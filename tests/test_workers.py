@@ -1,5 +1,6 @@
 """SPEC 6: several versions at once, each with GPUs of its own, and an idle daemon that waits."""
 import itertools
+import json
 import signal
 
 import pytest
@@ -154,6 +155,23 @@ def test_wait_keeps_the_daemon_until_the_queue_has_work(project):
     daemon.communicate(timeout=30)
     assert daemon.returncode == 143
     assert [r["status"] for r in project.results()] == ["finished", "finished"]
+
+
+def test_versions_a_module_beside_the_script_adds_are_seen_when_the_module_changes(project):
+    # The grid lives in sweep.py; a.py's bytes never change.
+    project.write("models/sweep.py", 'NAMES = ["v1"]\n')
+    project.script("a.py", "from sweep import NAMES\n" + versions_code("for name in NAMES: versions.addV(name, model_dir_suffix=name)"))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u", "--wait", env={"MLPIPELINE_HEARTBEAT_S": "0.2"})
+    project.wait_for(lambda: "waiting for models.config or a script to change" in project.log_text(), what="idle")
+    project.write("models/sweep.py", 'NAMES = ["v1", "v2"]  # one more\n')
+    # status, which reads the listing a daemon kept, lists the script again too.
+    shown = project.run("status", "--json")
+    assert {row["version"]: row["state"] for row in json.loads(shown.stdout)}.get("v2") in ("pending", "running", "finished"), shown.output
+    project.wait_for(lambda: len(project.results()) == 2, what="the version the module added to run")
+    daemon.send_signal(signal.SIGTERM)
+    daemon.communicate(timeout=30)
+    assert [(r["version"], r["status"]) for r in project.results()] == [("v1", "finished"), ("v2", "finished")]
 
 
 def test_versions_that_share_a_model_dir_never_run_at_once(project):

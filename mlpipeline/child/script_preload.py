@@ -22,25 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from mlpipeline.script_support.related_files import imported_below
+from mlpipeline.script_support.related_files import FileStamp, imported_below, stamps
 
-
-FileStamp = Tuple[str, int, int]
-"""A module file the script imported from beside it: (path, mtime in ns, size)."""
 
 RETIRE = b"retire\n"
-
-
-def stamps(paths: List[str]) -> List[FileStamp]:
-    """The stamps of ``paths`` now; a file gone reads as (-1, -1)."""
-    found = []
-    for path in paths:
-        try:
-            status = os.stat(path)
-            found.append((path, status.st_mtime_ns, status.st_size))
-        except OSError:
-            found.append((path, -1, -1))
-    return found
 
 
 def _why_not_forkable() -> Optional[str]:

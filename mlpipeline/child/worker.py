@@ -212,6 +212,7 @@ def find_model(module: types.ModuleType, label: str) -> Any:
 
 def list_versions(request: ChildRequest) -> Dict[str, Any]:
     from mlpipeline.helper import Experiment
+    from mlpipeline.script_support.related_files import imported_below, stamps
 
     module, source = load_script(request.script_path, request.script_label, request.models_dir)
     sha256 = hashlib.sha256(source).hexdigest()
@@ -255,6 +256,11 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
     invalid.update(unusable_suffixes)
     if invalid:
         listing["invalid"] = invalid
+    # Versions a module beside the script adds (a grid kept in sweeps.py) are learned again
+    # when that module changes, though the script's bytes do not.
+    modules = imported_below([os.path.dirname(request.script_path), request.models_dir or ""], request.script_path)
+    if modules:
+        listing["modules"] = stamps(modules)
     return _names_refused_here(listing)
 
 

@@ -432,7 +432,7 @@ class ExecutionLoop:
 
     def _watched_state(self) -> Tuple[Any, ...]:
         files = [self.queue.path] + [self.project.models_dir / name for name in self.queue.discovered_scripts()]
-        files += [Path(path) for path in self.catalog.config_paths()]  # versions made from config files
+        files += [Path(path) for path in self.catalog.config_paths()]  # config-file versions, modules beside scripts
         state: List[Any] = [self.journal.lines_read]
         for path in files:
             try:

@@ -19,6 +19,7 @@ from mlpipeline.queue.config import ConfigError
 from mlpipeline.records.files import write_json_atomic
 from mlpipeline.records.lines import load_object
 from mlpipeline.script_support.config_files import MAX_FILE_BYTES, UNREADABLE, version_fingerprint
+from mlpipeline.script_support.related_files import stamps
 from mlpipeline.script_support.versions import name_problem, shown_name
 
 
@@ -42,11 +43,17 @@ class ScriptListing:
     """[pattern, [files matched]] of each glob the script's import expanded: when one matches
     other files, the script is listed again."""
     invalid: Dict[str, str] = field(default_factory=dict)
-    """Versions whose batch_size or epoc_count cannot be (0, -1, "32", NaN): why, by name;
-    refused before they start, in test mode all at once."""
+    """Versions whose batch_size, epoc_count or model_dir_suffix cannot be (0, -1, "32", NaN,
+    a list): why, by name; refused before they start, in test mode all at once."""
+    modules: List[List[Any]] = field(default_factory=list)
+    """[path, mtime in ns, size] of each module the script imported from beside it: when one
+    changes, the script is listed again (a module may add versions)."""
 
-    def globs_still_match(self) -> bool:
-        """Whether every glob the listing was made with matches what it matched then."""
+    def still_current(self) -> bool:
+        """Whether every glob the listing was made with matches what it matched then, and
+        every module it imported is as it was."""
+        if self.modules and [list(stamp) for stamp in stamps([module[0] for module in self.modules])] != self.modules:
+            return False
         return all(sorted(glob.glob(pattern)) == matched for pattern, matched in self.globs)
 
 
@@ -63,6 +70,11 @@ def _well_formed(listing: ScriptListing) -> bool:
         and all(strings(files) for files in listing.inputs.values())
         and isinstance(listing.globs, list)
         and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and strings(item[1]) for item in listing.globs)
+        and isinstance(listing.modules, list)
+        and all(
+            isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and all(type(n) is int for n in item[1:])
+            for item in listing.modules
+        )
     )
 
 
@@ -255,8 +267,9 @@ class ScriptCatalog:
         self._listings: Dict[Tuple[str, str], ScriptListing] = {}
 
     def config_paths(self) -> List[str]:
-        """The configuration files of the versions listed so far, and the folders their globs
-        look in: what a waiting daemon watches for a change besides the scripts."""
+        """The configuration files of the versions listed so far, the folders their globs look
+        in, and the modules the scripts imported from beside them: what a waiting daemon
+        watches for a change besides the scripts."""
         paths: List[str] = []
         for listing in self._listings.values():
             for files in listing.inputs.values():
@@ -266,6 +279,7 @@ class ScriptCatalog:
                 while glob.has_magic(folder):
                     folder = os.path.dirname(folder)
                 paths.append(folder)
+            paths.extend(module[0] for module in listing.modules)
         return sorted(set(paths))
 
     def known(self, path: Path, sha256: str) -> Optional[ScriptListing]:
@@ -278,7 +292,7 @@ class ScriptCatalog:
         None when ``cancel`` said stop (Ctrl-C) before the child ended.
         """
         cached = self._listings.get((str(path), sha256))
-        if cached is not None and cached.globs_still_match():
+        if cached is not None and cached.still_current():
             return cached
         problem = name_problem(label)
         if problem is not None:
@@ -288,7 +302,7 @@ class ScriptCatalog:
             return refused
         if self._store is not None:
             stored = self._store.load(sha256)
-            if stored is not None and stored.globs_still_match():
+            if stored is not None and stored.still_current():
                 self._listings[(str(path), sha256)] = stored
                 return stored
         request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label, models_dir=self._models_dir)
@@ -315,6 +329,7 @@ class ScriptCatalog:
                     globs=result.get("globs", []),
                     invalid=result.get("invalid", {}),
                     refused=result.get("refused", {}),
+                    modules=result.get("modules", []),
                 )
             )
             for name, why in listing.refused.items():

@@ -8,7 +8,23 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
+
+FileStamp = Tuple[str, int, int]
+"""A module file a script imported from beside it: (path, mtime in ns, size). A listing or a
+script server made with the file as it was goes stale when the stamp changes."""
+
+
+def stamps(paths: Sequence[str]) -> List[FileStamp]:
+    """The stamps of ``paths`` now; a file gone reads as (-1, -1)."""
+    found = []
+    for path in paths:
+        try:
+            status = os.stat(path)
+            found.append((path, status.st_mtime_ns, status.st_size))
+        except (OSError, ValueError):  # ValueError: a NUL in a path read back from a listing
+            found.append((path, -1, -1))
+    return found
 
 
 def script_of(model: Any) -> Optional[str]:
