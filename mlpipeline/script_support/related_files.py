@@ -47,7 +47,8 @@ def related_files(script: str) -> List[str]:
 
 def imported_below(folders: Sequence[str], script: str) -> List[str]:
     """The files of the modules imported so far that lie below one of ``folders``, sorted;
-    ``script`` itself left out."""
+    ``script`` itself left out, and installed packages too (a virtual environment inside the
+    project folder holds thousands of modules that are no part of the model)."""
     roots = [os.path.abspath(folder) for folder in folders if folder]
     script = os.path.abspath(script)
     found = set()
@@ -56,6 +57,8 @@ def imported_below(folders: Sequence[str], script: str) -> List[str]:
         if not isinstance(path, str):
             continue
         path = os.path.abspath(path)
+        if f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path:
+            continue
         if path != script and any(os.path.commonpath([path, root]) == root for root in roots) and os.path.isfile(path):
             found.add(path)
     return sorted(found)
