@@ -1,12 +1,15 @@
 """SPEC 6: no process of a version outlives it, or its daemon; no version runs beside an earlier
 run of itself. The daemon is killed alone, hung up on, and the version forks its way out."""
+import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 
 import psutil
 import pytest
-from conftest import alive, versions_code
+from conftest import REPO, alive, versions_code
 
 SLOW = 'versions.addV("slow", sleep_per_step=0.05, epoc_count=20)'  # 2,000 steps: a minute and more
 
@@ -164,3 +167,18 @@ def test_a_double_forked_grandchild_does_not_outlive_its_version(project, preloa
     grandchildren = [c["pid"] for c in project.calls("grandchild")]
     assert len(grandchildren) == 4
     assert gone_within(grandchildren, 5), "a grandchild that left by fork, setsid, fork survived its version"
+
+
+def test_a_keeper_is_the_subreaper_of_what_its_worker_leaves(tmp_path):
+    # prctl is called through ctypes' C half, not ctypes (which costs every child 7-10 ms):
+    # read the flag back through ctypes itself.
+    code = (
+        "import ctypes\n"
+        "from mlpipeline.child.keeper import adopt_orphans\n"
+        "flag = ctypes.c_int(-1)\n"
+        "adopt_orphans()\n"
+        "ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER\n"
+        "print(flag.value)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout.strip() == "1", done.stderr

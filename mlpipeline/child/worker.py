@@ -5,7 +5,6 @@ Everything that touches user code happens here, never in the daemon or the keepe
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.child.interrupts import raised_by_script
+from mlpipeline.records.digest import sha256_hex
 from mlpipeline.records.files import json_text, surrogates_escaped, write_bytes_atomic
 from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.child.live_output import buffer_output
@@ -144,7 +144,7 @@ def load_script(
     """
     source = read_script(path, label, models_dir)
     if required_sha256 is not None or _IMPORTED:
-        sha256 = hashlib.sha256(source).hexdigest()
+        sha256 = sha256_hex(source)
         if required_sha256 is not None and sha256 != required_sha256:
             raise VersionFailure(ScriptError(message=other_file_message(label, path, sha256, required_sha256), phase="import"))
         if (path, sha256) in _IMPORTED:
@@ -215,7 +215,7 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
     from mlpipeline.script_support.related_files import imported_below, stamps
 
     module, source = load_script(request.script_path, request.script_label, request.models_dir)
-    sha256 = hashlib.sha256(source).hexdigest()
+    sha256 = sha256_hex(source)
     model = find_model(module, request.script_label)
     versions = call_user(request.script_label, "its versions", model.versions.get_versions)
     names = [version["name"] for version in versions]
@@ -402,7 +402,7 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
         checkpoint_request.listen()
     required = request.sha256 if request.check_sha256 else None
     module, source = load_script(request.script_path, request.script_label, request.models_dir, required)
-    result["sha256"] = hashlib.sha256(source).hexdigest()
+    result["sha256"] = sha256_hex(source)
     model = find_model(module, request.script_label)
     label = f"{request.script_label}:{request.version}"
     try:

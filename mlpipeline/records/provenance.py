@@ -2,13 +2,13 @@
 the project keeps its data with DVC, and the software it ran on."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from mlpipeline.records.digest import sha256_hex
 from mlpipeline.records.files import read_regular_bytes
 
 GIT_TIMEOUT_S = 10.0
@@ -101,7 +101,7 @@ def dvc_state(root: Path, repository: Optional[Path]) -> Optional[Dict[str, Any]
         except OSError:
             continue
         name = os.path.relpath(path, root)
-        files[name] = hashlib.sha256(data).hexdigest()
+        files[name] = sha256_hex(data)
         if len(data) <= DVC_FILE_LIMIT:
             # A path's bytes that are not UTF-8 are kept as they are (written escaped, \udcff).
             hashes.update(_dvc_hashes(data.decode("utf-8", "surrogateescape"), os.path.dirname(name)))
