@@ -107,6 +107,18 @@ def test_compare_with_nothing_to_compare_says_so(project):
     assert result.returncode == 1 and "no run to compare" in result.output
 
 
+def test_a_broken_scripts_row_is_no_stranger_to_compare_and_plot(project, tmp_path):
+    # The row of a script whose versions could not be learned names no version (outputs.md).
+    project.script("line.py", LINE, prelude=False)
+    project.write("models/broken.py", "x = (\n")
+    project.queue(["broken.py", "line.py"])
+    project.run("-r")
+    assert [row["version"] for row in project.results()][0] is None
+    for command in (["compare"], ["compare", "--any-state"], ["plot", "loss", "-o", str(tmp_path / "loss.png")]):
+        result = project.run(*command)
+        assert result.returncode == 0 and "warning" not in result.output and "skipped" not in result.output, (command, result.output)
+
+
 def line_points(svg: str):
     """The vertex counts of the plotted lines (matplotlib's line2d groups), grid lines included."""
     groups = re.findall(r'<g id="line2d_\d+">\s*<path d="([^"]*)"', svg)

@@ -129,6 +129,8 @@ def select_runs(
                         warn(f"{results.name}:{number}: not a version's record; skipped")
                     continue
                 key, status = found
+                if key[1] is None:
+                    continue  # a script's row: its versions could not be learned
                 if (any_state or status in COMPARED) and (not entries or _selected(key, entries)):
                     latest[key] = (number, line)
         except OSError as exc:
@@ -148,8 +150,9 @@ def select_runs(
     return runs
 
 
-def _version_and_status(line: Optional[bytes], names: Dict[str, str]) -> Optional[Tuple[Tuple[str, str], str]]:
+def _version_and_status(line: Optional[bytes], names: Dict[str, str]) -> Optional[Tuple[Tuple[str, Optional[str]], str]]:
     """The (script, version) and status of a results.jsonl row, or None for a line that is none.
+    The version is None in the row of a script whose versions could not be learned.
     The head as records/ends.py writes it is read without parsing the rest of the row, so only
     each version's latest row is parsed whole."""
     if line is None:
@@ -169,7 +172,7 @@ def _version_and_status(line: Optional[bytes], names: Dict[str, str]) -> Optiona
     except RecordError:
         return None
     script, version, status = row.get("script"), row.get("version"), row.get("status")
-    if not isinstance(script, str) or not isinstance(version, str) or not isinstance(status, str):
+    if not isinstance(script, str) or not isinstance(version, (str, type(None))) or not isinstance(status, str):
         return None
     return (script, version), status
 
