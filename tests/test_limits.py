@@ -65,6 +65,9 @@ def test_retries_make_extra_attempts_each_recorded(project):
     ]
     assert project.journal()[4]["resumed"] is True  # a retry continues in its model_dir
     assert "attempt 1 of 3 failed; retrying" in project.log_text()
+    # The counts are of versions, by their last word: two versions, both finished.
+    assert "execution mode ended: 2 finished" in project.log_text()
+    assert "2 finished; records in" in result.output
 
 
 def test_exhausted_retries_fail_the_run(project):

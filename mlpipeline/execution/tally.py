@@ -15,10 +15,15 @@ class Tally:
         self.rows.append((label, state, seconds))
 
     def counts(self) -> Dict[str, int]:
-        """How many ended in each state; a run paused at an early-stopping rung is no end of
-        its version, which goes on or is stopped later (the rows keep it)."""
-        counts: Dict[str, int] = {}
-        for _, state, _ in self.rows:
+        """How many versions ended in each state, by their last word this session: a version
+        that failed and then finished on a retry (or after an edit) is one finished, not one of
+        each. A run paused at an early-stopping rung is no end of its version, which goes on or
+        is stopped later (the rows keep it)."""
+        last: Dict[str, str] = {}
+        for label, state, _ in self.rows:
             if state != "paused":
-                counts[state] = counts.get(state, 0) + 1
+                last[label] = state
+        counts: Dict[str, int] = {}
+        for state in last.values():
+            counts[state] = counts.get(state, 0) + 1
         return counts
