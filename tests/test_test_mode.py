@@ -43,6 +43,39 @@ def test_first_exception_stops_with_the_users_traceback(project):
     assert not project.outputs.exists()
 
 
+BROKEN_STEP_COUNT = """
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class G(Model):
+    def get_trained_step_count(self):
+        return self.current_version["answer"]
+
+    def train_model(self, input_fn, steps):
+        pass
+
+    def evaluate_model(self, input_fn, steps):
+        return {}
+
+
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([1, 2], [1]), batch_size=1, epoc_count=1)
+versions.addV("none", answer=None)
+versions.addV("text", answer="5")
+MODEL = G(versions)
+"""
+
+
+def test_get_trained_step_count_is_checked_as_a_real_run_checks_it(project):
+    # A slip in it would otherwise pass the dry run and fail every version of -r.
+    project.script("g.py", BROKEN_STEP_COUNT, prelude=False)
+    project.queue(["g.py"], test=True)
+    result = project.run()
+    assert result.returncode == 1
+    assert [line for line in result.output.splitlines() if "g.py:none" in line and "passed" in line]
+    assert "g.py:text: get_trained_step_count() returned '5'; it must return None or a whole number of steps" in result.output
+
+
 def test_missing_parameter_fails_before_any_training(project):
     project.script("a.py", versions_code('versions.addV("fine")'))
     project.script("b.py", versions_code('versions.addV("fine")', 'versions.addV("no_batch", batch_size=None)',

@@ -483,6 +483,9 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 steps = max(min(steps, request.until_step - (trained or 0)), 0)
             eval_train_steps, eval_test_steps = train_count, test_count
         else:
+            # Called and checked as -r calls it, in this empty model_dir: a slip in it fails
+            # the dry run, not every version of the real one.
+            _step_count(label, call_user(label, "get_trained_step_count", model.get_trained_step_count))
             total, trained, steps = 1, None, 1
             eval_train_steps = eval_test_steps = 1
         result["steps"] = {"trained": steps, "total": total, "already_trained": trained}
