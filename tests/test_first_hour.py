@@ -110,6 +110,16 @@ def test_a_fresh_run_that_continues_from_a_kept_checkpoint_says_so(project):
     assert "continuing from step" not in again.output
 
 
+def test_a_resumed_run_whose_model_knows_no_steps_trained_says_it_trains_from_the_start(project):
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\nretries = 1\n')
+    stepping(project, 'versions.addV("nockpt", kill_at=7)', 'versions.addV("ckpt", kill_at=7, checkpoints=True, model_dir_suffix="ckpt")')
+    result = project.run("-r")
+    said = "a.py:nockpt resuming, but its model says no steps are trained yet (get_trained_step_count() returned None): all 50 steps train from the start"
+    assert said in project.log_text() and said in " ".join(result.output.split())
+    assert "a.py:ckpt resuming, but" not in project.log_text()
+    assert [(row["version"], row["attempt"], row["status"]) for row in project.results()][-1] == ("ckpt", 2, "finished")
+
+
 @pytest.mark.parametrize("access", ['self.current_version["dropout_rate"]', "self.current_version.dropout_rate"])
 def test_a_missing_parameter_names_the_version_and_its_parameters_without_our_frames(project, access):
     stepping(project, 'versions.addV("v", width=8)')

@@ -97,6 +97,17 @@ class ChildListener:
     def _steps_planned(self, version_run: VersionRun, steps: Dict[str, Any], continued: bool) -> None:
         version_run.steps = steps
         already = steps.get("already_trained")
+        label = version_run.planned.label
+        if version_run.planned.start is Start.RESUME and already is None and steps.get("trained"):
+            # Said as a fresh run that continues is said: "resuming" alone would hide that the
+            # steps its cut-off run trained are trained again.
+            message = (
+                f"resuming, but its model says no steps are trained yet (get_trained_step_count() returned None): "
+                f"all {steps.get('trained')} steps train from the start"
+            )
+            self._say.log("WARNING", label, message)
+            self._say.view.warning(f"{label} {message}")
+            return
         if not continued or not isinstance(already, int) or isinstance(already, bool) or version_run.planned.start is not Start.FRESH:
             return
         version_run.continued_from = already
@@ -105,7 +116,6 @@ class ChildListener:
             f"continuing from step {already}, not fresh ({left}): its model_dir was not cleaned, since its "
             "model's allow_delete_model_dir is False; to start over, see docs/modes.md (\"Starting over\")"
         )
-        label = version_run.planned.label
         self._say.log("WARNING", label, message)
         self._say.view.warning(f"{label} {message}")
 
