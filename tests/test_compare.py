@@ -119,6 +119,24 @@ def test_a_broken_scripts_row_is_no_stranger_to_compare_and_plot(project, tmp_pa
         assert result.returncode == 0 and "warning" not in result.output and "skipped" not in result.output, (command, result.output)
 
 
+def test_a_run_cut_off_is_compared_with_the_steps_it_reached_and_its_parameters(project):
+    import signal
+
+    from conftest import versions_code
+
+    project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.05, width=3)', defaults="learning_rate=0.1, dataloader=Data(400), batch_size=1, epoc_count=1"))
+    project.queue(["a.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: project.calls("train"), what="training")
+    daemon.send_signal(signal.SIGINT)
+    daemon.communicate(timeout=60)
+    [row] = project.results()
+    assert row["status"] == "interrupted" and row["parameters"]["width"] == 3  # was null: no result came
+    assert "  width: 3" in project.output_text()
+    [compared] = compare_json(project, "--any-state")
+    assert compared["steps"] == row["steps"]["trained"] < 400  # how far it got, not its total
+
+
 def line_points(svg: str):
     """The vertex counts of the plotted lines (matplotlib's line2d groups), grid lines included."""
     groups = re.findall(r'<g id="line2d_\d+">\s*<path d="([^"]*)"', svg)

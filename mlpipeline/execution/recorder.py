@@ -24,8 +24,7 @@ from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.ends import RecordKeeper, new_run_id
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.lines import read_object
-from mlpipeline.records.run_record import PARAMETERS_FILE, record_dir, update_run_record
+from mlpipeline.records.run_record import parameters_of_run, update_run_record
 from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent
 from mlpipeline.watch.console import describe_report
 
@@ -89,6 +88,12 @@ class EndRecorder:
         event, result = classify(
             run.outcome, version_run.planned.label, self._project.version_timeout, version_run.cancel_reason, version_run.stop_reason
         )
+        if result.get("parameters") is None and version_run.model_dir:
+            # Ended before its result (Ctrl-C, a cancel, a kill): its record still names the
+            # parameters it ran with, as its child wrote them at its start.
+            parameters = parameters_of_run(Path(version_run.model_dir), version_run.run_id)
+            if parameters is not None:
+                result = dict(result, parameters=parameters)
         halving = self._halving_fields(version_run, event, result)
         recorded = self.record(Ending(version_run.planned, version_run.run_id, event, result, version_run, run.outcome, halving))
         if result.get("cut_off") and recorded.state != "lost" and not self._stopping():
@@ -164,7 +169,7 @@ class EndRecorder:
         total = recorded_total(paused)
         result = {"sha256": judged.sha256, "error": {"message": stop.reason}, "steps": {"trained": 0, "total": total}}
         # The version's parameters, as its model_dir's run record has them from its last run.
-        parameters = read_object(record_dir(Path(judged.model_dir)) / PARAMETERS_FILE)
+        parameters = parameters_of_run(Path(judged.model_dir))
         if parameters is not None:
             result["parameters"] = parameters
         ending = Ending(planned, new_run_id(), JournalEvent.STOPPED, result, early_stopping=halving)

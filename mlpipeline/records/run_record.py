@@ -68,6 +68,16 @@ def update_run_record(model_dir: Path, run_id: str, **fields: Any) -> bool:
     return True
 
 
+def parameters_of_run(model_dir: Path, run_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The parameters the latest run in ``model_dir`` wrote at its start (of run ``run_id``
+    only, when given); None when there are none, or they are another run's."""
+    if run_id is not None:
+        run = read_run_record(model_dir)
+        if run is None or run.get("run_id") != run_id:
+            return None  # its child ended before it wrote them: an older run's are not its own
+    return read_object(record_dir(model_dir) / PARAMETERS_FILE)
+
+
 def read_run_record(model_dir: Path) -> Optional[Dict[str, Any]]:
     return read_object(record_dir(model_dir) / RUN_FILE)
 

@@ -49,8 +49,7 @@ def comparison(runs: Sequence[RecordedRun], best: bool = False) -> Tuple[List[st
         row.update({f"last.{name}": value for name, value in last.items()})
         if best:
             row.update(_best_columns(stored) if stored is not None else _best(history))
-        steps = record.get("steps") or {}
-        row["steps"] = steps.get("total") if isinstance(steps, dict) else steps
+        row["steps"] = _steps_reached(record)
         early = record.get("early_stopping")
         if record.get("status") == "stopped" and isinstance(early, dict) and early.get("step") is not None:
             row["steps"] = early["step"]  # where early stopping stopped it
@@ -102,6 +101,23 @@ def _best(history: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def _best_columns(best: Dict[str, Any]) -> Dict[str, Any]:
     return {f"best.{name}": number(value) for name, value in best.items() if number(value) is not None}
+
+
+def _steps_reached(record: Dict[str, Any]) -> Any:
+    """How far the run's model got: its total steps when it finished, else the steps it had
+    before this run and those this run trained (a run cut off at step 37 of 50 is not 50)."""
+    steps = record.get("steps")
+    if not isinstance(steps, dict):
+        return steps
+    total, trained, already = steps.get("total"), steps.get("trained"), steps.get("already_trained")
+    if record.get("status") == "finished" or not _whole(trained):
+        return total if record.get("status") == "finished" else None
+    reached = trained + (already if _whole(already) else 0)
+    return min(reached, total) if _whole(total) else reached
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _differing(parameters: List[Dict[str, Any]]) -> List[str]:
