@@ -78,7 +78,8 @@ class DryRun:
             for script, version in planned:
                 if not self._run_one(script, version):
                     return self.signals.exit_code or 1
-        self._summary([f"test mode: all {len(self.rows)} versions passed; run them for real with: mlpipeline -r -u"])
+        passed = f"all {len(self.rows)} versions passed" if len(self.rows) != 1 else "the one version passed"
+        self._summary([f"test mode: {passed}; run {'them' if len(self.rows) != 1 else 'it'} for real with: mlpipeline -r -u"])
         return 0
 
     def _plan(self) -> Optional[List[Tuple[QueuedScript, str]]]:
