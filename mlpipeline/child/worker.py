@@ -256,12 +256,40 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
     invalid.update(unusable_suffixes)
     if invalid:
         listing["invalid"] = invalid
+    slips = _parameter_slips(request.script_label, versions)
+    if slips:
+        listing["slips"] = slips
     # Versions a module beside the script adds (a grid kept in sweeps.py) are learned again
     # when that module changes, though the script's bytes do not.
     modules = imported_below([os.path.dirname(request.script_path), request.models_dir or ""], request.script_path)
     if modules:
         listing["modules"] = stamps(modules)
     return _names_refused_here(listing)
+
+
+_READ_BY_MLPIPELINE = ("dataloader", "batch_size", "epoc_count", "learning_rate", "model_dir_suffix", "order", "gpus", "gpu_memory")
+
+
+def _parameter_slips(label: str, versions: List[Any]) -> List[str]:
+    """What to say of each parameter whose name is a slip of one mlpipeline reads
+    (``batchsize``, ``epoch_count``): kept as the script's own, it would leave the real one at
+    its default without a word."""
+    import difflib
+
+    close: Dict[str, Optional[str]] = {}
+    found: Dict[str, List[str]] = {}
+    for version in versions:
+        for key in version:
+            if key not in close:
+                matches = difflib.get_close_matches(key.lower(), _READ_BY_MLPIPELINE, n=1, cutoff=0.8) if isinstance(key, str) else []
+                close[key] = matches[0] if matches and key not in _READ_BY_MLPIPELINE and key != "name" else None
+            if close[key] is not None:
+                found.setdefault(key, []).append(version["name"])
+    slips = []
+    for key, names in found.items():
+        which = f"version {names[0]!r}" if len(names) == 1 else f"versions {names[0]!r} and {len(names) - 1} more"
+        slips.append(f"{label}: {which} set {key!r}, which mlpipeline does not read; did you mean {close[key]!r}? (kept as the script's own parameter)")
+    return slips
 
 
 def _folder_suffix(suffix: Any) -> Tuple[Optional[str], Optional[str]]:

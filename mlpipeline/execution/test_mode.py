@@ -106,6 +106,8 @@ class DryRun:
             unknown.extend(unknown_versions(script.label, script.entry_lines, listing, TEST_QUEUE))
             unknown.extend(unknown_versions(script.label, only_named.get(script.label, ()), listing, "--only"))
             problems.extend(refused_message(script.label, name, why) for name, why in listing.refused.items() if script.wants(name))
+            for slip in listing.slips:
+                self.view.warning(slip)
             for name in listing.names:
                 if script.wants(name):
                     planned.append((script, name))

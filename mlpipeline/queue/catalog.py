@@ -45,6 +45,8 @@ class ScriptListing:
     invalid: Dict[str, str] = field(default_factory=dict)
     """Versions whose batch_size, epoc_count or model_dir_suffix cannot be (0, -1, "32", NaN,
     a list): why, by name; refused before they start, in test mode all at once."""
+    slips: List[str] = field(default_factory=list)
+    """What to say of parameters whose names are slips of those mlpipeline reads (``batchsize``)."""
     modules: List[List[Any]] = field(default_factory=list)
     """[path, mtime in ns, size] of each module the script imported from beside it: when one
     changes, the script is listed again (a module may add versions)."""
@@ -70,6 +72,7 @@ def _well_formed(listing: ScriptListing) -> bool:
         and all(strings(files) for files in listing.inputs.values())
         and isinstance(listing.globs, list)
         and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and strings(item[1]) for item in listing.globs)
+        and strings(listing.slips)
         and isinstance(listing.modules, list)
         and all(
             isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and all(type(n) is int for n in item[1:])
@@ -330,10 +333,11 @@ class ScriptCatalog:
                     invalid=result.get("invalid", {}),
                     refused=result.get("refused", {}),
                     modules=result.get("modules", []),
+                    slips=result.get("slips", []),
                 )
             )
-            for name, why in listing.refused.items():
-                message = refused_message(label, name, why) + " (skipped; the script's other versions run)"
+            said = [refused_message(label, name, why) + " (skipped; the script's other versions run)" for name, why in listing.refused.items()]
+            for message in said + listing.slips:
                 if self._warn is not None:
                     self._warn(message)
                 else:
