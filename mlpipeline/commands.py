@@ -115,10 +115,18 @@ def _selected_runs(project: "ProjectConfig", args: "argparse.Namespace") -> Any:
     from mlpipeline.watch.runs import missing_selections, select_runs, warn_on_stderr
 
     runs = select_runs(project, args.select, any_state=args.any_state)
-    if runs:
+    missing = missing_selections(args.select, runs, project)
+    if missing:
+        import difflib
+
         kind = "run" if args.any_state else "finished run"
-        for item in missing_selections(args.select, runs, project):
-            warn_on_stderr(f"{item}: results.jsonl has no {kind} of it; left out")
+        # A slip of a name (crsh.py) is told from a version that has not finished yet.
+        every = select_runs(project, [], any_state=True, warn=lambda _: None)
+        recorded = list({name: None for run in every for name in (str(run.row.get("script")), run.label)})
+        for item in missing:
+            close = difflib.get_close_matches(item, recorded, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warn_on_stderr(f"{item}: results.jsonl has no {kind} of it; left out{hint}")
     return runs
 
 

@@ -101,6 +101,14 @@ def test_compare_sorts_and_writes_csv_markdown_and_plain_text(ran):
     assert plain.stdout.splitlines()[0].split()[:3] == ["version", "state", "learning_rate"]
 
 
+def test_a_selection_that_matches_nothing_is_named_with_a_likely_meaning(ran):
+    result = ran.run("compare", "lin.py")
+    assert result.returncode == 1 and "no run to compare" in result.output
+    assert "lin.py: results.jsonl has no finished run of it; left out; did you mean line.py?" in result.output
+    result = ran.run("compare", "line.py:fats", "line.py:slow")
+    assert result.returncode == 0 and "line.py:fats: results.jsonl has no finished run of it; left out; did you mean line.py:fast?" in result.output
+
+
 def test_compare_with_nothing_to_compare_says_so(project):
     project.script("line.py", LINE, prelude=False)
     result = project.run("compare")
