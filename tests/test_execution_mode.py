@@ -219,6 +219,8 @@ def test_only_that_matches_nothing_is_a_usage_error(project):
         result = project.run(*mode, "--only", "b.py")
         assert result.returncode == 2
         assert "--only: b.py matches nothing that" in result.output
+    result = project.run("-r", "--only", "aa.py")
+    assert result.returncode == 2 and "--only: aa.py matches nothing that models.config queues; did you mean a.py?" in result.output
     assert project.calls() == []
 
 

@@ -177,8 +177,12 @@ class QueueFile:
         if self._only:
             scripts, _ = resolve_queue(self._config, self.models_dir, self.outputs_dir)
             if not restrict(scripts, self._only):
+                import difflib
+
                 names = ", ".join(str(entry) for entry in self._only)
-                raise ConfigError("--only", f"{names} matches nothing that {self.file} queues")
+                close = difflib.get_close_matches(self._only[0].script, [script.label for script in scripts], n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise ConfigError("--only", f"{names} matches nothing that {self.file} queues{hint}")
 
     def only_named(self) -> List[QueuedScript]:
         """The queued scripts whose versions --only names, with those versions as their entry
