@@ -78,6 +78,27 @@ def test_a_full_disk_during_a_run_stops_dispatching_and_nothing_is_lost(project,
     assert project.output_text().count("a.py:v1    FINISHED") == 1
 
 
+def test_an_outputs_folder_moved_away_during_a_run_is_not_made_anew_and_nothing_is_redone(project):
+    # As `umount -l` of the disk it is on, or `mv` of the project: the path may even resolve again.
+    project.script("a.py", versions_code('versions.addV("v1", wait_for="go")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: project.calls("train"), what="v1 to start")
+    moved = project.root / "outputs-elsewhere"
+    shutil.move(str(project.outputs), str(moved))
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2, output
+    assert "the outputs folder was removed, moved or replaced while this daemon ran" in output
+    assert not project.outputs.exists()  # no records written where nobody would look
+    assert [c["version"] for c in project.calls("train")] == ["v1"]
+    shutil.move(str(moved), str(project.outputs))  # the disk is back
+    again = project.run("-r", "-u")
+    assert again.returncode == 0, again.output
+    rows = [(row["version"], row["status"]) for row in project.results()]
+    assert rows == [("v1", "finished"), ("v2", "finished")], rows  # v1 not recorded failed; nothing twice
+
+
 def test_a_disk_that_disappears_during_a_run_stops_dispatching(project):
     project.script("a.py", versions_code('versions.addV("v1", wait_for="go")', 'versions.addV("v2")'))
     project.queue(["a.py"])

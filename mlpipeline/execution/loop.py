@@ -45,6 +45,7 @@ from mlpipeline.records.claims import Claims
 from mlpipeline.records.ends import RecordKeeper
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
+from mlpipeline.records.outputs_folder import OutputsFolder
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import JournalEvent, RunState
 from mlpipeline.watch.console import ConsoleView
@@ -133,7 +134,7 @@ class ExecutionLoop:
         self.paths = OutputPaths(project.outputs_dir, self.identity.host)
         prepare_outputs(self.paths)
         self.journal = Journal(self.paths.journal, warn=say.warn)
-        self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, say.warn)
+        self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, say.warn, OutputsFolder(self.paths.outputs_dir))
         say.log_file = self.records.log
         self.claims = Claims(self.journal, self.identity, self.paths.heartbeats)
         self._own_executors = executor is None  # closed here only if made here
@@ -226,6 +227,7 @@ class ExecutionLoop:
                     self.executor.stop_all(signal.SIGKILL)
                     killed = True
             self._check_claims()
+            self.records.check_folder()
             self._check_control()
             self._check_rungs()
             # Taken before planning, so that a change made while the plan is made still wakes --wait;
@@ -275,6 +277,7 @@ class ExecutionLoop:
                 return
             if self.chooser.is_cancelled(planned):
                 continue
+            self.records.check_folder()  # its model_dir would be made anew where the folder was
             launched = self.launcher.launch(planned)
             if launched.how is Launch.WAITS:
                 # Its GPUs or model_dir are busy: it waits for a running version to end, or for

@@ -20,6 +20,7 @@ from mlpipeline.records.files import now_iso, regular_file_opener, remove_quietl
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.lines import load_object
 from mlpipeline.records.logs import OutputFile, ResultsFile, RunLog, format_output_block
+from mlpipeline.records.outputs_folder import OutputsFolder
 from mlpipeline.records.paths import OutputPaths
 from mlpipeline.records.states import JournalEvent
 
@@ -51,8 +52,16 @@ class RecordKeeper:
     """Commits version ends, and finishes the commits a dead daemon left half done."""
 
     def __init__(
-        self, paths: OutputPaths, journal: Journal, daemon: str, write_log: bool, warn: Callable[[str], None]
+        self,
+        paths: OutputPaths,
+        journal: Journal,
+        daemon: str,
+        write_log: bool,
+        warn: Callable[[str], None],
+        folder: Optional[OutputsFolder] = None,
     ) -> None:
+        """With ``folder``, nothing is written once the outputs folder is gone (OSError)."""
+        self._folder = folder
         self._paths = paths
         self._journal = journal
         self._daemon = daemon
@@ -70,6 +79,7 @@ class RecordKeeper:
         ``after``, the end is a decision about a version no run holds (early stopping's
         stop of a paused one): only while ``after`` is still its latest event.
         """
+        self.check_folder()
         pending = self._pending_path(end)
         pending.parent.mkdir(parents=True, exist_ok=True)
         # vars, not asdict: asdict copies the whole record deeply, 1 ms a version for nothing.
@@ -83,10 +93,16 @@ class RecordKeeper:
         pending.unlink()
         return committed is not None
 
+    def check_folder(self) -> None:
+        """OSError when the outputs folder this daemon started with is gone."""
+        if self._folder is not None:
+            self._folder.check()
+
     def script_failed(self, script: str, reason: str, sha256: str, host: str) -> None:
         """A script whose versions cannot be learned: one row in results.jsonl, no journal event
         (no version of it was claimed; the next session lists it again)."""
         row = {"time": now_iso(), "host": host, "script": script, "version": None, "status": "failed", "reason": reason, "sha256": sha256}
+        self.check_folder()
         self.results.write(row)
 
     def recover(self, is_dead: Callable[[str, str, Optional[str]], bool]) -> int:
