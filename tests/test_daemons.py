@@ -61,6 +61,28 @@ def test_a_dead_hosts_claim_is_taken_over_and_resumed(project):
     ]
 
 
+def test_a_worker_left_by_a_daemon_under_another_host_name_is_ended_before_its_version_resumes(project):
+    # One machine whose host name changed between two daemons: the first daemon's pids are not
+    # the second's to trust, but a worker of the run, seen here, carries the run's id.
+    import psutil
+
+    project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.2, epoc_count=3)'))
+    project.queue(["a.py"])
+    old_name = project.start("-r", "-u", env={"MLPIPELINE_HOSTNAME": "old-name", **FAST_BEATS})
+    project.wait_for(lambda: project.calls("train"), what="the version to train")
+    keeper = psutil.Process(old_name.pid).children()[0]
+    [worker] = keeper.children()
+    os.kill(old_name.pid, signal.SIGKILL)
+    keeper.kill()  # the daemon and its keeper die; the worker trains on, an orphan
+    old_name.communicate()
+    assert worker.is_running()
+    new_name = project.run("-r", "-u", env={"MLPIPELINE_HOSTNAME": "new-name", **FAST_BEATS}, timeout=120)
+    assert new_name.returncode == 0, new_name.output
+    assert f"still run (pid {worker.pid}); ended first" in project.log_text()
+    assert not alive(worker.pid)
+    assert [e["event"] for e in project.journal() if e["host"] == "new-name"] == ["interrupted", "claimed", "started", "finished"]
+
+
 def test_a_live_hosts_claim_is_left_alone(project):
     project.script("a.py", versions_code('versions.addV("held", wait_for="go")', 'versions.addV("free")'))
     project.queue(["a.py"])

@@ -239,16 +239,22 @@ class Launcher:
 
     def _end_earlier_run(self, planned: PlannedRun) -> bool:
         """Make sure no process of an earlier run of ``planned`` still runs before it starts again
-        (the earlier run's daemon died, and its keeper was killed with it, say). Only where their
-        pids can be seen: the journal names the earlier child, and its environment the run.
-        False when one could not be ended: then the version does not start."""
+        (the earlier run's daemon died, and its keeper was killed with it, say): the journal names
+        the earlier child, where its pid means something here, and a process's environment the
+        run, wherever it started. False when one could not be ended: then the version does not start."""
         started = self._journal.last_started(planned.script.label, planned.version)
-        if started is None or not self._identity.sees(started) or not isinstance(started.get("child_pid"), int):
+        if started is None:
             return True
         latest = self._journal.latest(planned.script.label, planned.version) or {}
-        leftovers = run_processes(
-            started["child_pid"], started.get("child_started"), started.get("run_id"), search_all="taken_over_from" in latest
-        )
+        taken_over = "taken_over_from" in latest
+        if self._identity.sees(started) and isinstance(started.get("child_pid"), int):
+            leftovers = run_processes(started["child_pid"], started.get("child_started"), started.get("run_id"), search_all=taken_over)
+        elif taken_over:
+            # Its daemon's pids are not this namespace's (another host, or this one under an
+            # earlier host name): a worker of that run seen here is known by the run id it carries.
+            leftovers = run_processes(None, None, started.get("run_id"), search_all=True)
+        else:
+            return True
         if not leftovers:
             return True
         pids = ", ".join(str(process.pid) for process in leftovers)

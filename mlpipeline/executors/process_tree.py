@@ -78,12 +78,15 @@ def start_time(pid: Optional[int]) -> Optional[float]:
         return None
 
 
-def run_processes(pid: int, started: Optional[float], run_id: Optional[str], search_all: bool) -> List[psutil.Process]:
+def run_processes(pid: Optional[int], started: Optional[float], run_id: Optional[str], search_all: bool) -> List[psutil.Process]:
     """The processes of a run that may have outlived its daemon: its keeper ``pid`` (if it is
-    still the process that started at ``started``) with all below it, and, with ``search_all``,
-    every process whose environment names the run (one that escaped to init), whatever its parent."""
+    still the process that started at ``started``; None where the pid is not this namespace's)
+    with all below it, and, with ``search_all``, every process whose environment names the run
+    (one that escaped to init), whatever its parent."""
     found: Dict[int, psutil.Process] = {}
     try:
+        if pid is None:
+            raise psutil.NoSuchProcess(0)
         root = psutil.Process(pid)
         # Without its start time (a journal of an older mlpipeline) a pid proves nothing.
         if started is not None and abs(root.create_time() - started) < 0.05:
