@@ -111,3 +111,47 @@ def test_a_disk_that_disappears_during_a_run_stops_dispatching(project):
     assert daemon.returncode == 2, output
     assert "cannot be written" in output and "stopped dispatching" in output
     assert [c["version"] for c in project.calls("train")] == ["v1"]
+
+
+BIG_CHECKPOINT = """
+import os
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Big(Model):
+    def train_model(self, input_fn, steps):
+        with open(os.path.join(self.model_dir, "weights.bin"), "wb") as handle:
+            handle.write(b"x" * (1 << 20))
+
+    def evaluate_model(self, input_fn, steps):
+        return {}
+
+
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([1], [1]), batch_size=1, epoc_count=1)
+versions.addV("v1", model_dir_suffix="v1")
+versions.addV("v2", model_dir_suffix="v2")
+MODEL = Big(versions)
+"""
+
+
+def test_a_version_that_meets_a_full_disk_is_resumed_later_not_failed_for_good(project):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    project.script("big.py", BIG_CHECKPOINT, prelude=False)
+    project.queue(["big.py"])
+    checkpoints = project.outputs / "model_ckpts"
+    checkpoints.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "none", str(checkpoints)], check=True)
+    try:
+        result = project.run("-r", "-u")
+    finally:
+        subprocess.run(["umount", "-l", str(checkpoints)], check=False)
+    assert result.returncode == 2, result.output
+    assert f"{checkpoints / 'big-v1'}: cannot be written (No space left on device); stopped dispatching" in result.output
+    [row] = project.results()
+    assert row["status"] == "interrupted" and row["reason"].startswith("stopped: the disk is full (big.py:v1 failed in train_model: OSError")
+    assert row["reason"].endswith("resumable with -u once there is room")
+    again = project.run("-r", "-u")  # room again: v1 is resumed, not skipped as failed
+    assert again.returncode == 0, again.output
+    assert [(r["version"], r["status"]) for r in project.results()][1:] == [("v1", "finished"), ("v2", "finished")]

@@ -5,6 +5,7 @@ Everything that touches user code happens here, never in the daemon or the keepe
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -88,8 +89,21 @@ def _user_failure(label: str, phase: str, exc: BaseException) -> VersionFailure:
             message=f"{label} failed in {phase}: {exception_text(exc)}" + (f" ({advice})" if advice else ""),
             traceback=user_traceback(exc),
             phase=phase,
+            no_space=refused_for_space(exc),
         )
     )
+
+
+def refused_for_space(exc: BaseException) -> Optional[str]:
+    """The file a full disk or an exceeded quota refused, when that is what ``exc`` (or what
+    caused it) is: "" when it names none; None for any other failure."""
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 20:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return os.fsdecode(current.filename) if isinstance(current.filename, (str, bytes, os.PathLike)) else ""
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None
 
 
 def exception_text(exc: BaseException) -> str:
@@ -494,7 +508,7 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 )
             except OSError as exc:
                 message = f"{label}: its run record cannot be written in {model_dir} ({exc.strerror or exc})"
-                raise VersionFailure(ScriptError(message=message, phase="run record")) from None
+                raise VersionFailure(ScriptError(message=message, phase="run record", no_space=refused_for_space(exc))) from None
         hook_arguments = pre_execution_arguments(model.pre_execution_hook, version, model_dir, exec_mode)
         call_user(label, "pre_execution_hook", model.pre_execution_hook, *hook_arguments)
         if isinstance(model, Experiment):

@@ -12,6 +12,7 @@ once; a freed slot takes the next.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import tempfile
@@ -315,6 +316,9 @@ class ExecutionLoop:
     def _follow(self, recorded: Recorded) -> None:
         if recorded.state is not None:
             self.tally.add(recorded.label, recorded.state, recorded.wall_s)
+        if recorded.no_space is not None:
+            # Every version after it would meet the same full disk: stop, as for our own records.
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), recorded.no_space or None)
         if recorded.failed:
             self.tally.any_failed = True
         if recorded.planned is not None and recorded.follow_up is FollowUp.RETRY:

@@ -123,6 +123,12 @@ def classify(
         return JournalEvent.INTERRUPTED, result
     if not result.get("error"):
         result["error"] = {"message": crash_message(label, outcome)}
+    elif isinstance(result["error"], dict) and isinstance(result["error"].get("no_space"), str):
+        # A full disk is the machine's state, not the script's fault: resumed once there is room.
+        error = dict(result["error"])
+        error["message"] = f"stopped: the disk is full ({error.get('message')}); resumable with -u once there is room"
+        result["error"] = error
+        return JournalEvent.INTERRUPTED, result
     return JournalEvent.FAILED, result
 
 

@@ -52,6 +52,7 @@ class Recorded:
     follow_up: FollowUp = FollowUp.NONE
     failed: bool = False  # it counts against the exit code: failed for good
     planned: Optional[PlannedRun] = None  # None for a script whose versions cannot be learned
+    no_space: Optional[str] = None  # the file a full disk refused it: nothing more starts
 
 
 class EndRecorder:
@@ -144,6 +145,9 @@ class EndRecorder:
         if ending.error.get("traceback"):
             self._say.view.block(ending.error["traceback"])
         recorded = Recorded(label, ending.event.value, ending.wall_s, planned=planned)
+        no_space = ending.error.get("no_space")
+        if ending.event is JournalEvent.INTERRUPTED and isinstance(no_space, str):
+            return replace(recorded, no_space=no_space or (version_run.model_dir if version_run else ""))
         if ending.event not in (JournalEvent.FAILED, JournalEvent.TIMED_OUT):
             return recorded
         if version_run is not None and planned.attempt <= self._project.retries and not self._stopping():

@@ -148,19 +148,25 @@ def describe_node(placement: Dict[str, Any]) -> str:
 class ScriptError:
     """Why a script or version failed, as the child saw it."""
 
-    def __init__(self, message: str, traceback: str = "", phase: str = "") -> None:
+    def __init__(self, message: str, traceback: str = "", phase: str = "", no_space: Optional[str] = None) -> None:
         self.message = message
         self.traceback = traceback
         self.phase = phase
+        self.no_space = no_space
+        """When a full disk (or quota) made it fail: the file it refused ("" when not known).
+        The machine's doing, not the script's: its version is resumed, not failed."""
 
     def to_json(self) -> "ErrorFields":
-        return {"message": self.message, "traceback": self.traceback, "phase": self.phase}
+        fields: ErrorFields = {"message": self.message, "traceback": self.traceback, "phase": self.phase}
+        if self.no_space is not None:
+            fields["no_space"] = self.no_space
+        return fields
 
     def __eq__(self, other: object) -> bool:
         return type(other) is ScriptError and vars(other) == vars(self)
 
     def __repr__(self) -> str:
-        return f"ScriptError(message={self.message!r}, traceback={self.traceback!r}, phase={self.phase!r})"
+        return f"ScriptError(message={self.message!r}, traceback={self.traceback!r}, phase={self.phase!r}, no_space={self.no_space!r})"
 
     @classmethod
     def from_json(cls, data: Optional[Dict[str, Any]]) -> Optional["ScriptError"]:
@@ -173,6 +179,7 @@ class ErrorFields(TypedDict, total=False):
     message: str
     traceback: str
     phase: str
+    no_space: str
 
 
 class ChildResult(TypedDict, total=False):

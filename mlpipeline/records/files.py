@@ -237,7 +237,7 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """
     fd, tmp = _temporary_beside(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with naming_file(path), os.fdopen(fd, "wb") as handle:  # a full disk's write names no file
             handle.write(data)
             handle.flush()
             if durable:

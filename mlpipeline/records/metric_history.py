@@ -68,8 +68,13 @@ class HistoryWriter:
         with self._lock:
             self._flush()
             if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+                handle, self._handle = self._handle, None
+                try:
+                    handle.close()  # what a full disk refused is still in its buffer: refused again
+                except OSError as exc:
+                    if not self._broken:
+                        self._broken = True
+                        self._on_error(f"its metric history cannot be written to {self._path} ({exc.strerror or exc}); the run goes on without it")
 
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
