@@ -95,6 +95,15 @@ def test_a_daemon_started_while_paused_waits_for_resume(project):
     assert [c["version"] for c in project.calls("train")] == ["b"]
 
 
+def test_a_daemon_started_while_paused_with_nothing_left_to_run_ends(project):
+    project.script("a.py", versions_code(QUICK_B))
+    project.queue(["a.py"])
+    assert project.run("-r", "-u").returncode == 0
+    assert project.run("pause").returncode == 0
+    result = project.run("-r", "-u", timeout=60)  # waited for a resume for ever before
+    assert result.returncode == 0 and "1 skipped by -u" in result.output, result.output
+
+
 def test_the_control_file_survives_hand_edits_and_cut_lines(project):
     project.script("a.py", versions_code(QUICK_B))
     project.queue(["a.py"])

@@ -258,6 +258,17 @@ class VersionChooser:
                     pending += 1  # paused at a rung: early stopping has still to promote or stop it
         return pending + len(self._retries), unlisted
 
+    def work_left(self) -> bool:
+        """Whether anything queued is still to run, each script listed to know: a daemon paused
+        from its start, with every version finished already, ends instead of waiting for a
+        resume that would start nothing."""
+        pending, unlisted = self.pending()
+        if pending or not unlisted:
+            return pending > 0
+        for script in self.queue.current():
+            self.listing(script)  # a listing starts no version
+        return self.pending()[0] > 0
+
     def skipped_by_history(self) -> int:
         """Queued versions that -u left out because the journal has their end for this content."""
         skipped = 0

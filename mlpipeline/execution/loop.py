@@ -245,7 +245,7 @@ class ExecutionLoop:
                     # runs to free them: it looks again in a while, never ends the queue.
                     time.sleep(WAIT_POLL_S)
                     continue
-                if self.control.paused and any(self.chooser.pending()):
+                if self.control.paused and self.chooser.work_left():
                     time.sleep(0.2)  # paused with work left: wait for `mlpipeline resume`
                     continue
                 if self.claim_watch.held_elsewhere():
