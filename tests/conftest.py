@@ -252,7 +252,7 @@ def _jsonl(path: Path) -> List[dict]:
     data = path.read_bytes()
     # A line still being appended as a test polls the file is not read yet (the readers of
     # mlpipeline do the same: records/lines.py).
-    whole = data[: data.rfind(b"\n") + 1].decode("utf-8")
+    whole = data[: data.rfind(b"\n") + 1].decode("utf-8-sig")  # a byte order mark, as mlpipeline's readers take it
     return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
 

@@ -435,6 +435,24 @@ def test_a_kept_listing_of_any_shape_is_listed_again_not_trusted(project, module
     assert [row["version"] for row in json.loads(result.stdout)] == ["v1"]
 
 
+def test_a_byte_order_mark_an_editor_put_first_costs_no_record(project, tmp_path):
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    assert project.run("pause").returncode == 0
+    files = [project.outputs / name for name in ("history.jsonl", "results.jsonl", "control.jsonl")]
+    files += list(project.outputs.glob("model_ckpts/*/.mlpipeline/metrics.jsonl"))
+    assert len(files) == 4
+    for path in files:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    status = project.run("status")
+    assert "a.py:v1" in status.output and "finished" in status.output and "the queue is paused" in status.output
+    for command in (["status"], ["compare"], ["plot", "loss", "-o", str(tmp_path / "loss.png")], ["-r", "-u"]):
+        result = project.run(*command)
+        assert "; skipped" not in result.output and "not a" not in result.output, (command, result.output)
+    assert [row["version"] for row in project.results()] == ["v1"]  # -u ran nothing again
+
+
 def test_a_record_file_that_cannot_be_opened_is_named(project):
     project.script("a.py", versions_code('versions.addV("v1")'))
     project.queue(["a.py"])

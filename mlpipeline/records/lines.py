@@ -66,6 +66,9 @@ def _short_reason(exc: BaseException) -> str:
     return "not JSON"
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 class LineSplitter:
     """Cuts bytes, fed in any pieces, into numbered lines; of a line longer than ``limit`` it
     keeps nothing (the line is reported once, as None) and drops the rest up to its newline."""
@@ -87,6 +90,8 @@ class LineSplitter:
             if self._pending:
                 piece = bytes(self._pending) + piece
                 self._pending.clear()
+            if self._next_number == 1 and piece.startswith(_BOM):
+                piece = piece[len(_BOM) :]  # an editor's byte order mark, not part of the first record
             lines.append((self._next_number, piece if len(piece) <= self.limit else None))
             self._next_number += 1
         if not self._skipping:
