@@ -211,6 +211,19 @@ def test_results_are_plain_json_per_line(project):
         assert key in record
 
 
+def test_a_listing_killed_from_outside_is_asked_again_before_its_script_is_called_broken(project):
+    # kill -9 of the process listing the versions (an out-of-memory kill, say), once.
+    marker = project.root / "killed-once"
+    prelude = f"import os\nif not os.path.exists({str(marker)!r}):\n    open({str(marker)!r}, 'w').close()\n    os.kill(os.getpid(), 9)\n"
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    script = project.models / "a.py"
+    script.write_text(prelude + script.read_text())
+    project.queue(["a.py"])
+    result = project.run("-r")
+    assert result.returncode == 0, result.output
+    assert marker.exists() and [(row["version"], row["status"]) for row in project.results()] == [("v1", "finished")]
+
+
 def test_only_that_matches_nothing_is_a_usage_error(project):
     project.script("a.py", versions_code('versions.addV("x")'))
     project.queue(["a.py"])

@@ -309,13 +309,18 @@ class ScriptCatalog:
                 self._listings[(str(path), sha256)] = stored
                 return stored
         request = ChildRequest(action=LIST_VERSIONS, script_path=str(path), script_label=label, models_dir=self._models_dir)
-        outcome = self._executor.call(
-            request,
-            lambda stream, lines: self._on_lines(label, stream, lines),
-            lambda event: self._on_event(label, event),
-            self._cancel,
-            timeout=self._timeout,
-        )
+        for _ in range(2):
+            outcome = self._executor.call(
+                request,
+                lambda stream, lines: self._on_lines(label, stream, lines),
+                lambda event: self._on_event(label, event),
+                self._cancel,
+                timeout=self._timeout,
+            )
+            # Killed by a signal nobody here sent (kill -9, the out-of-memory killer) before it
+            # wrote anything: asked once more before the script is called broken for the session.
+            if outcome.result or outcome.signal_name is None or outcome.stop_signal is not None or outcome.timed_out:
+                break
         if outcome.stop_signal is not None and not outcome.timed_out:
             return None  # cancelled (Ctrl-C): nothing learned
         result = outcome.result or {}
