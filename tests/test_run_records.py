@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -63,6 +64,9 @@ def test_model_dir_carries_the_script_parameters_and_run(project):
     assert "torch" not in run["software"] and "tensorflow" not in run["software"]
     assert run["ended_at"] == finished["a"]["time"] and run["duration_s"] == finished["a"]["duration_s"]
     assert run_record(project, "b")["state"] == "failed"
+    # Readable by whoever may read the folder, as the umask says (022 here): not owner-only.
+    for name in ("net.py", "parameters.json", "run.json"):
+        assert (records / name).stat().st_mode & 0o777 == 0o666 & ~current_umask(), name
 
     # The output block and results.jsonl carry the commit too.
     assert finished["a"]["git"]["commit"] == commit and finished["a"]["git"]["dirty"] is False
@@ -207,3 +211,9 @@ def test_without_dvc_a_record_has_no_data_version(project):
     project.run("-r")
     assert "dvc" not in run_record(project, "a") and all("dvc" not in row for row in project.results())
     assert "dvc data:" not in project.output_text()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -220,12 +220,14 @@ def fsync_dir(folder: Path) -> None:
 
 
 def _temporary_beside(path: Path) -> "tuple[int, str]":
-    """A new file, readable by its owner only, in ``path``'s folder: as tempfile.mkstemp makes
-    one, without the import (every version's child writes its result through here)."""
+    """A new file in ``path``'s folder, with the mode the umask gives any new file (as the
+    records appended to are), not tempfile.mkstemp's owner-only one: renamed into place, a
+    run record teammates sharing the folder could not read. Without tempfile's import: every
+    version's child writes its result through here."""
     while True:
         name = os.path.join(str(path.parent), f".{path.name}.{os.urandom(6).hex()}.tmp")
         try:
-            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), name
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), name
         except FileExistsError:
             continue
 
