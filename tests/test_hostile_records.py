@@ -453,6 +453,21 @@ def test_a_byte_order_mark_an_editor_put_first_costs_no_record(project, tmp_path
     assert [row["version"] for row in project.results()] == ["v1"]  # -u ran nothing again
 
 
+def test_a_results_row_a_crash_cut_off_is_said_and_one_being_written_is_not(project):
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2", learning_rate=0.2)'))
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    results = project.outputs / "results.jsonl"
+    results.write_bytes(results.read_bytes()[:-40])
+    fresh = project.run("compare")  # as an append in progress looks: nothing said
+    assert fresh.returncode == 0 and "cut off" not in fresh.output and "a.py:v1" in fresh.output
+    old = time.time() - 60
+    os.utime(results, (old, old))
+    torn = project.run("compare")
+    assert "results.jsonl:2: last line is cut off (written during a crash?); skipped" in torn.output
+    assert "a.py:v1" in torn.output and "a.py:v2" not in torn.output
+
+
 def test_a_record_file_that_cannot_be_opened_is_named(project):
     project.script("a.py", versions_code('versions.addV("v1")'))
     project.queue(["a.py"])

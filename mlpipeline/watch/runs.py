@@ -6,9 +6,10 @@ import json
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mlpipeline.queue.config import ConfigError, ProjectConfig, QueueEntry, parse_entry
 from mlpipeline.records.files import regular_file_opener
@@ -121,6 +122,7 @@ def select_runs(
     except OSError as exc:
         raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None
     with handle:
+        number = 0
         try:
             for number, line in iter_lines(handle):  # a last line without its newline: being written, or cut short
                 found = _version_and_status(line, names)
@@ -133,6 +135,8 @@ def select_runs(
                     continue  # a script's row: its versions could not be learned
                 if (any_state or status in COMPARED) and (not entries or _selected(key, entries)):
                     latest[key] = (number, line)
+            if _cut_off_at_the_end(handle):
+                warn(f"{results.name}:{number + 1}: last line is cut off (written during a crash?); skipped")
         except OSError as exc:
             raise ConfigError(str(results), f"cannot be read ({exc.strerror or exc})") from None
     runs = []
@@ -148,6 +152,19 @@ def select_runs(
             continue
         runs.append(RecordedRun(row, warn))
     return runs
+
+
+TORN_AFTER_S = 10.0
+"""A last line without its newline this long after the file last changed is no append in
+progress (one takes microseconds, under the writers' lock) but the end a crash left."""
+
+
+def _cut_off_at_the_end(handle: BinaryIO) -> bool:
+    status = os.fstat(handle.fileno())
+    if status.st_size == 0:
+        return False
+    handle.seek(-1, os.SEEK_END)
+    return handle.read(1) != b"\n" and time.time() - status.st_mtime > TORN_AFTER_S
 
 
 def _version_and_status(line: Optional[bytes], names: Dict[str, str]) -> Optional[Tuple[Tuple[str, Optional[str]], str]]:
