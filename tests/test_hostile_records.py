@@ -169,7 +169,8 @@ def test_histories_heartbeats_and_pending_ends_survive_any_bytes(tmp_path_factor
     ended = []
     keeper = RecordKeeper(paths, Journal(paths.journal, ended.append), "d", True, ended.append)
     assert keeper.recover(lambda host, daemon, namespace: True) == 0
-    assert not (paths.pending / "x.json").exists() and "an unreadable pending record; removed" in ended[-1]
+    assert not (paths.pending / "x.json").exists() and "an unreadable pending record; set aside as x.json.unreadable" in ended[-1]
+    assert (paths.pending / "x.json.unreadable").read_bytes() == garbage
 
 
 REPORT = '{"time": "2026-12-02T10:00:00.000+00:00", "run_id": "r1", "step": %s, "total": 9, "metrics": {"loss": %s, "acc": 0.5}}'
@@ -526,11 +527,11 @@ def test_a_pending_end_of_the_wrong_shape_is_removed_and_writes_nothing(tmp_path
     said = []
     keeper = RecordKeeper(paths, Journal(paths.journal, said.append), "alive", True, said.append)
     recovered = keeper.recover(lambda host, daemon, namespace: True)
-    assert not list(paths.pending.iterdir())
+    assert not list(paths.pending.glob("*.json"))
     if field is None:  # as a dead daemon leaves it: finished here
         assert recovered == 1 and json.loads(paths.results.read_text())["run_id"] == "r1"
     else:
-        assert recovered == 0 and not paths.results.exists() and "an unreadable pending record; removed" in said[-1]
+        assert recovered == 0 and not paths.results.exists() and "an unreadable pending record; set aside as dead--r1.json.unreadable" in said[-1]
 
 
 def test_names_too_long_for_a_file_system_are_config_errors(project):

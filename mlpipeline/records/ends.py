@@ -120,8 +120,15 @@ class RecordKeeper:
                     continue  # a live daemon's, written or being committed now
                 _check_pending_end(end)
             except (OSError, ValueError, TypeError):
-                self._warn(f"{path}: an unreadable pending record; removed")
-                remove_quietly(path)
+                # Its version's end is in the journal: only its results row and output block
+                # are lost with it, so its bytes are kept for a person to look at.
+                aside = path.with_name(path.name + ".unreadable")
+                try:
+                    os.replace(path, aside)
+                    self._warn(f"{path}: an unreadable pending record; set aside as {aside.name}")
+                except OSError:
+                    remove_quietly(path)
+                    self._warn(f"{path}: an unreadable pending record; removed")
                 continue
             self._journal.refresh()
             if self._journal.has_ended(end.run_id):

@@ -155,7 +155,7 @@ def load_object(path: Path, limit: int = FILE_LIMIT) -> Dict[str, Any]:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise RecordError(f"larger than {limit >> 20} MiB")
-    return decode_object(data)
+    return decode_object(data[len(_BOM) :] if data.startswith(_BOM) else data)
 
 
 def read_object(path: Path, limit: int = FILE_LIMIT) -> Optional[Dict[str, Any]]:
