@@ -229,7 +229,7 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
             str(path), "not found: mlpipeline works in a project folder holding mlp.config (or give -C DIR)" + _project_above(project_dir)
         ) from None
     except OSError as exc:
-        raise ConfigError(str(path), f"cannot be read: {exc}") from None
+        raise ConfigError(str(path), f"cannot be read ({exc.strerror or exc})") from None
     data = parse_toml(text, file)
     _check_tables(data, file, text, ["MLP", "SLURM", "EARLY_STOPPING"])
     if "MLP" not in data:
@@ -424,5 +424,5 @@ def read_queue_config(path: Path, file: str, models_dir: Path) -> QueueConfig:
     except FileNotFoundError:
         raise ConfigError(file, missing_queue_message(path)) from None
     except OSError as exc:
-        raise ConfigError(file, f"cannot be read: {exc}") from None
+        raise ConfigError(file, f"cannot be read ({exc.strerror or exc})") from None
     return parse_queue_config(text, file, models_dir)

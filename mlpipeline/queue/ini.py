@@ -284,7 +284,7 @@ def migrate_project(project_dir: Path, say: Callable[[str], None]) -> List[Migra
             results.append(Migration(name, "absent"))
             continue
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(source), f"cannot be read: {exc}") from None
+            raise ConfigError(str(source), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
         try:
             tomllib.loads(text)
             is_toml = True

@@ -156,7 +156,7 @@ class QueueFile:
         except FileNotFoundError:
             raise ConfigError(self.file, missing_queue_message(self.path)) from None
         except OSError as exc:
-            raise ConfigError(self.file, f"cannot be read: {exc}") from None
+            raise ConfigError(self.file, f"cannot be read ({exc.strerror or exc})") from None
         self._config = self._parse(data)
         self._text = data
         if not self._config.use_blacklist:
