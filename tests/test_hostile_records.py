@@ -59,7 +59,7 @@ def test_decode_object_refuses_everything_but_one_object_with_a_reason():
             decode_object(line)
         reasons.append(str(caught.value))
     assert reasons[:3] == ["nested too deep", "nested too deep", "not UTF-8"]
-    assert reasons[3:] == ["not JSON", "not JSON", "a JSON str, not an object", "a JSON float, not an object", "a JSON list, not an object", "more than one value on the line"]
+    assert reasons[3:] == ["not JSON", "a number of more than 4,300 digits", "a JSON string, not an object", "a JSON number, not an object", "a JSON array, not an object", "more than one value on the line"]
 
 
 def test_a_lone_surrogate_anywhere_is_refused_and_a_pair_or_an_escaped_backslash_is_kept():

@@ -50,10 +50,13 @@ def decode_object(data: bytes) -> Dict[str, Any]:
     if end != len(text):
         raise RecordError("more than one value on the line")
     if not isinstance(value, dict):
-        raise RecordError(f"a JSON {type(value).__name__}, not an object")
+        raise RecordError(f"a JSON {_JSON_KINDS.get(type(value), 'value')}, not an object")
     if b"\\u" in data and SURROGATE_ESCAPE.search(data) and holds_lone_surrogate(value):  # "in" first: 10x cheaper
         raise RecordError("a string holds a lone UTF-16 surrogate (no text)")
     return value
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "true or false", type(None): "null"}
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -63,6 +66,8 @@ def _short_reason(exc: BaseException) -> str:
         return "too large to decode"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8"
+    if "integer string conversion" in str(exc):  # Python's 4,300-digit limit
+        return "a number of more than 4,300 digits"
     return "not JSON"
 
 
