@@ -97,3 +97,20 @@ def test_limits_are_checked_at_start(project):
         result = project.run("-r")
         assert result.returncode == 2
         assert message in result.output
+
+
+def test_the_exit_code_follows_each_versions_last_word_as_the_end_line_does():
+    from mlpipeline.execution.tally import Tally
+
+    tally = Tally()
+    tally.add("a.py:v", "failed", 1.0)
+    tally.add("a.py:w", "finished", 1.0)
+    assert tally.ends_failed() and tally.counts() == {"failed": 1, "finished": 1}
+    tally.add("a.py:v", "finished", 1.0)  # run again after an edit, or on a retry
+    assert not tally.ends_failed() and tally.counts() == {"finished": 2}
+    tally.add("b.py", "failed", 0.0)  # a broken script
+    assert tally.ends_failed()
+    tally.add("b.py:x", "finished", 1.0)  # fixed under --wait: its versions run
+    tally.add("a.py:w", "failed", 1.0)
+    tally.add("a.py:w", "paused", 1.0)  # its retry paused at a rung: not failed, not yet ended
+    assert not tally.ends_failed() and tally.counts() == {"finished": 2}

@@ -155,3 +155,51 @@ def test_a_version_that_meets_a_full_disk_is_resumed_later_not_failed_for_good(p
     again = project.run("-r", "-u")  # room again: v1 is resumed, not skipped as failed
     assert again.returncode == 0, again.output
     assert [(r["version"], r["status"]) for r in project.results()][1:] == [("v1", "finished"), ("v2", "finished")]
+
+
+def test_only_a_disk_the_queue_needs_makes_a_full_disk_the_machines_doing(tmp_path):
+    from mlpipeline.child.worker import refused_for_space
+    from mlpipeline.executors.base import ChildOutcome
+    from mlpipeline.execution.outcome import classify
+    from mlpipeline.records.states import JournalEvent
+
+    full = OSError(28, "No space left on device", "/data/run/ckpt.pt")
+    try:
+        try:
+            raise full
+        except OSError:
+            raise RuntimeError("checkpoint failed")  # raised while handling it: still the disk's doing
+    except RuntimeError as exc:
+        assert refused_for_space(exc) == "/data/run/ckpt.pt"
+    assert refused_for_space(OSError(13, "Permission denied", "/x")) is None
+    assert refused_for_space(OSError(28, "No space left on device")) == ""
+    error = {"message": "a.py:v failed in train_model: OSError: [Errno 28] No space left on device", "no_space": "/data/run/ckpt.pt"}
+    outcome = ChildOutcome(result={"ok": False, "error": error}, returncode=1, wall_s=1.0)
+    event, result = classify(outcome, "a.py:v", 60.0, disk_full=True)
+    assert event is JournalEvent.INTERRUPTED and result["error"]["message"].startswith("stopped: the disk is full (a.py:v failed")
+    event, result = classify(outcome, "a.py:v", 60.0, disk_full=False)  # /tmp, a node's scratch: its own failure
+    assert event is JournalEvent.FAILED and "no_space" not in result["error"]
+
+
+def test_a_child_without_a_preload_imports_neither_ctypes_nor_hashlib(project):
+    # Each costs every version 5 to 10 ms of CPU before its script runs (docs/performance.md).
+    project.script(
+        "a.py",
+        "import json, os, sys\n"
+        "from mlpipeline.helper import Model, SplitDataLoader\n"
+        "from mlpipeline.utils import Versions\n"
+        "class M(Model):\n"
+        "    def train_model(self, input_fn, steps):\n"
+        "        with open(os.path.join(self.model_dir, 'modules.json'), 'w') as handle:\n"
+        "            json.dump({name: name in sys.modules for name in ('ctypes', 'hashlib')}, handle)\n"
+        "    def evaluate_model(self, input_fn, steps): return {}\n"
+        "versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([1], [1]), batch_size=1, epoc_count=1)\n"
+        "versions.addV('v')\n"
+        "MODEL = M(versions)\n",
+        prelude=False,
+    )
+    project.queue(["a.py"])
+    assert project.run("-r").returncode == 0
+    import json
+
+    assert json.loads((project.outputs / "model_ckpts" / "a" / "modules.json").read_text()) == {"ctypes": False, "hashlib": False}

@@ -12,7 +12,6 @@ once; a freed slot takes the next.
 """
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import tempfile
@@ -120,6 +119,7 @@ class ExecutionLoop:
         self.tally = Tally()
         self._counts_due = False
         self._waits_for_gpus = False  # the last fill found a version waiting with nothing running
+        self._no_space: Optional[str] = None  # the file a full disk refused a version: nothing more starts
         self._counts_shown = 0.0
         self._queue_looked = time.monotonic()
         say = self.say = Reporter(view)
@@ -235,10 +235,10 @@ class ExecutionLoop:
             # only when nothing is outstanding, the one case in which this pass can end in idling.
             idle_possible = self.options.wait and not self.executor.outstanding
             watched = self._watched_state() if idle_possible else ()
-            if stop_asked is None and not self._failed_fast() and not self.control.paused:
+            if stop_asked is None and not self._stops_dispatching() and not self.control.paused:
                 self._fill_slots()
             if not self.executor.outstanding:
-                if stop_asked is not None:
+                if stop_asked is not None or self._no_space is not None:
                     break
                 if self._waits_for_gpus:
                     # A version waits for GPUs other processes hold, and nothing of this daemon
@@ -267,7 +267,7 @@ class ExecutionLoop:
 
     def _fill_slots(self) -> None:
         self._waits_for_gpus = False
-        while self.executor.outstanding < self.slots and not self.signals.count and not self._failed_fast():
+        while self.executor.outstanding < self.slots and not self.signals.count and not self._stops_dispatching():
             planned = self.next_version()
             if planned is None or self.signals.count:
                 return
@@ -290,7 +290,7 @@ class ExecutionLoop:
             if launched.how is Launch.STARTED:
                 self._record_placements()  # a local child runs already: its started event follows its claim at once
             elif launched.how is Launch.BLOCKED:
-                self.tally.any_failed = True
+                self.tally.any_failed = self.tally.blocked = True
             elif launched.ending is not None:
                 self._record_end(self.recorder.record, launched.ending, launched.ending.version_run)
 
@@ -316,9 +316,12 @@ class ExecutionLoop:
     def _follow(self, recorded: Recorded) -> None:
         if recorded.state is not None:
             self.tally.add(recorded.label, recorded.state, recorded.wall_s)
-        if recorded.no_space is not None:
-            # Every version after it would meet the same full disk: stop, as for our own records.
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), recorded.no_space or None)
+        if recorded.no_space is not None and self._no_space is None:
+            # Every version after it would meet the same full disk: none starts; those running finish.
+            self._no_space = recorded.no_space
+            message = f"{recorded.no_space}: no space left on device; no more versions start, the running ones finish"
+            self.say.daemon("ERROR", message)
+            self.view.error(message)
         if recorded.failed:
             self.tally.any_failed = True
         if recorded.planned is not None and recorded.follow_up is FollowUp.RETRY:
@@ -409,8 +412,9 @@ class ExecutionLoop:
         ):
             outcome.stop_signal = -outcome.returncode
 
-    def _failed_fast(self) -> bool:
-        return self.options.fail_fast and self.tally.any_failed
+    def _stops_dispatching(self) -> bool:
+        """--fail-fast after a failure, or a full disk: the running versions finish, no other starts."""
+        return (self.options.fail_fast and self.tally.any_failed) or self._no_space is not None
 
     def _signal_for_versions(self) -> int:
         """What the running versions get when the daemon is asked to stop: the same signal, but
@@ -470,7 +474,8 @@ class ExecutionLoop:
         skipped = 0
         if self.options.use_history and not self.signals.count:
             skipped = self.chooser.skipped_by_history()
-            self._record_broken_scripts()  # one edited into a broken script at the very end
+        if not self.signals.count:
+            self._record_broken_scripts()  # one edited into a broken script at the very end, or listed while paused
         parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
         if skipped:
             parts.append(f"{skipped} skipped by -u")
@@ -487,4 +492,7 @@ class ExecutionLoop:
             return self.signals.exit_code
         if self._executor_lost() is not None:
             return EXIT_CLUSTER_GONE
-        return 1 if self.tally.any_failed else 0
+        if self._no_space is not None:
+            self.view.error(f"{self._no_space}: cannot be written (No space left on device); stopped dispatching")
+            return EXIT_RECORDS_UNWRITABLE
+        return 1 if self.tally.ends_failed() else 0

@@ -93,12 +93,16 @@ def classify(
     version_timeout: float,
     cancel_reason: Optional[str] = None,
     stop_reason: Optional[str] = None,
+    disk_full: bool = False,
 ) -> Tuple[JournalEvent, Dict[str, Any]]:
     """The journal event a child's end makes, and its result with the reason filled in.
 
     ``cancel_reason``: `mlpipeline cancel` stopped it, which is how it ended unless it
-    finished; ``stop_reason``: early stopping did, likewise."""
+    finished; ``stop_reason``: early stopping did, likewise; ``disk_full``: its failure was a
+    disk the queue needs (outputs_dir, its model_dir) refusing a write for want of room."""
     result = dict(outcome.result or {})
+    if isinstance(result.get("error"), dict) and "no_space" in result["error"] and not disk_full:
+        result["error"] = {key: value for key, value in result["error"].items() if key != "no_space"}
     if result.get("ok"):
         return (JournalEvent.PAUSED if isinstance(result.get("pause"), dict) else JournalEvent.FINISHED), result
     if cancel_reason is not None:
@@ -123,7 +127,7 @@ def classify(
         return JournalEvent.INTERRUPTED, result
     if not result.get("error"):
         result["error"] = {"message": crash_message(label, outcome)}
-    elif isinstance(result["error"], dict) and isinstance(result["error"].get("no_space"), str):
+    elif disk_full and isinstance(result["error"], dict):
         # A full disk is the machine's state, not the script's fault: resumed once there is room.
         error = dict(result["error"])
         error["message"] = f"stopped: the disk is full ({error.get('message')}); resumable with -u once there is room"

@@ -3,6 +3,7 @@ logs, its run record), then the on_version_end hook; returns what follows (a ret
 in this session, or nothing), which the loop carries out."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -86,8 +87,12 @@ class EndRecorder:
         assert run.outcome is not None
         if version_run.phase is RunPhase.LOST:
             return self._drop_lost(version_run, run.outcome.wall_s)
+        error = (run.outcome.result or {}).get("error")
+        # A full /tmp, or a node's own scratch disk, is the version's failure; the queue's disk is not.
+        disk_full = isinstance(error, dict) and self._our_disk(error.get("no_space"), version_run)
         event, result = classify(
-            run.outcome, version_run.planned.label, self._project.version_timeout, version_run.cancel_reason, version_run.stop_reason
+            run.outcome, version_run.planned.label, self._project.version_timeout, version_run.cancel_reason, version_run.stop_reason,
+            disk_full=disk_full,
         )
         if result.get("parameters") is None and version_run.model_dir:
             # Ended before its result (Ctrl-C, a cancel, a kill): its record still names the
@@ -278,6 +283,17 @@ class EndRecorder:
             self._say.view.block(listing.error.traceback)
         self._records.script_failed(script.label, listing.error.message, listing.sha256, self._identity.host)
         return Recorded(script.label, "failed", 0.0, failed=True)
+
+    def _our_disk(self, refused: Any, version_run: VersionRun) -> bool:
+        """Whether ``refused`` (the file a full disk refused a version; "" when its error named
+        none) is one the queue itself needs room on: under outputs_dir or the version's model_dir."""
+        if not isinstance(refused, str):
+            return False
+        if not refused:
+            return True
+        path = os.path.abspath(refused)
+        folders = [os.path.abspath(folder) for folder in (str(self._project.outputs_dir), version_run.model_dir) if folder]
+        return any(path == folder or path.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
 
     def report_lost(self, planned: PlannedRun) -> None:
         """Say that this daemon lost its claim on ``planned`` to another daemon."""
