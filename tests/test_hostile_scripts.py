@@ -190,8 +190,8 @@ def test_test_mode_refuses_up_front_what_execution_mode_would(project):
             'versions.addV("slash", model_dir_suffix="a/b")', 'versions.addV("dots", model_dir_suffix="..")', 'versions.addV("ok")',
             'versions.addV("none", batch_size=0)', 'versions.addV("nan", epoc_count=float("nan"))', 'versions.addV("text", batch_size="32")',
             # str() of these would name a folder anew at every run (a memory address) or a list's text.
-            'versions.addV("listed", model_dir_suffix=[1, 2])', 'versions.addV("thing", model_dir_suffix=object())',
-            'versions.addV("numbered", model_dir_suffix=3)',
+            'versions.addV("huge", model_dir_suffix=10 ** 5000)', 'versions.addV("thing", model_dir_suffix=object())',
+            'versions.addV("numbered", model_dir_suffix=3)', 'versions.addV("rate", model_dir_suffix=0.5)',
         ),
     )
     project.queue(["a.py"], test=True)
@@ -202,8 +202,8 @@ def test_test_mode_refuses_up_front_what_execution_mode_would(project):
     assert "a.py:none: BATCH_SIZE must be a positive integer, not 0" in result.output
     assert "a.py:nan: EPOC_COUNT must be a positive number, not nan" in result.output
     assert "a.py:text: BATCH_SIZE must be a positive integer, not '32'" in result.output
-    assert "a.py:listed: MODEL_DIR_SUFFIX must be a folder name (a string), not a list" in result.output
-    assert "a.py:thing: MODEL_DIR_SUFFIX must be a folder name (a string), not an object" in result.output
+    assert "a.py:huge: MODEL_DIR_SUFFIX must be a folder name (a string), and str() of an int fails" in result.output
+    assert "a.py:thing: MODEL_DIR_SUFFIX must be a folder name (a string), not an object, whose text holds its memory address" in result.output
     assert " at 0x" not in result.output
     assert not project.calls("train")  # all said at once, before any training
     # -r refuses them without starting a process, and runs the rest.
@@ -211,10 +211,10 @@ def test_test_mode_refuses_up_front_what_execution_mode_would(project):
     ran = project.run("-r")
     assert ran.returncode == 1 and {row["version"]: row["status"] for row in project.results()} == {
         "slash": "failed", "dots": "failed", "ok": "finished", "none": "failed", "nan": "failed", "text": "failed",
-        "listed": "failed", "thing": "failed", "numbered": "finished",
+        "huge": "failed", "thing": "failed", "numbered": "finished", "rate": "finished",
     }
-    assert sorted(call["version"] for call in project.calls("pre")) == ["numbered", "ok"]
-    assert (project.outputs / "model_ckpts" / "a-3").is_dir()
+    assert sorted(call["version"] for call in project.calls("pre")) == ["numbered", "ok", "rate"]
+    assert (project.outputs / "model_ckpts" / "a-3").is_dir() and (project.outputs / "model_ckpts" / "a-0.5").is_dir()
     # A name longer than the environment may hold fails its version, not test mode.
     project.script("a.py", versions_code('versions.addV("x" * 200000)', 'versions.addV("ok")'))
     result = project.run()

@@ -307,16 +307,18 @@ def _parameter_slips(label: str, versions: List[Any]) -> List[str]:
 
 
 def _folder_suffix(suffix: Any) -> Tuple[Optional[str], Optional[str]]:
-    """MODEL_DIR_SUFFIX as the folder name it adds, or why it cannot be one. A string or a
-    whole number is taken as written; anything else (a list, an object whose str() holds its
-    memory address) would name another folder at every run, and finished work would be
-    redone."""
+    """MODEL_DIR_SUFFIX as the folder name it adds (its ``str()``, as the original made it), or
+    why it cannot be one: an object whose ``str()`` holds its memory address would name
+    another folder at every run, and finished work would be redone."""
     if suffix is None or isinstance(suffix, str):
         return suffix, None
-    if isinstance(suffix, int) and not isinstance(suffix, bool) and abs(suffix) < 10**30:
-        return str(suffix), None
-    shown = _shown(suffix) if isinstance(suffix, int) and not isinstance(suffix, bool) else _with_article(type(suffix).__name__)
-    return None, f"MODEL_DIR_SUFFIX must be a folder name (a string), not {shown}"
+    try:
+        text = str(suffix)
+    except Exception:  # noqa: BLE001 - the script's object (or an integer past 4,300 digits)
+        return None, f"MODEL_DIR_SUFFIX must be a folder name (a string), and str() of {_with_article(type(suffix).__name__)} fails"
+    if " at 0x" in text:
+        return None, f"MODEL_DIR_SUFFIX must be a folder name (a string), not {_with_article(type(suffix).__name__)}, whose text holds its memory address"
+    return text, None
 
 
 def _names_refused_here(listing: Dict[str, Any]) -> Dict[str, Any]:
