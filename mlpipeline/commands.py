@@ -124,8 +124,11 @@ def _selected_runs(project: "ProjectConfig", args: "argparse.Namespace") -> Any:
         every = select_runs(project, [], any_state=True, warn=lambda _: None)
         recorded = list({name: None for run in every for name in (str(run.row.get("script")), run.label)})
         for item in missing:
-            close = difflib.get_close_matches(item, recorded, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            if item in recorded:
+                hint = "; it has runs, none finished (--any-state shows them)"
+            else:
+                close = difflib.get_close_matches(item, recorded, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
             warn_on_stderr(f"{item}: results.jsonl has no {kind} of it; left out{hint}")
     return runs
 

@@ -105,8 +105,9 @@ def test_a_selection_that_matches_nothing_is_named_with_a_likely_meaning(ran):
     result = ran.run("compare", "lin.py")
     assert result.returncode == 1 and "no run to compare" in result.output
     assert "lin.py: results.jsonl has no finished run of it; left out; did you mean line.py?" in result.output
-    result = ran.run("compare", "line.py:fats", "line.py:slow")
+    result = ran.run("compare", "line.py:fats", "line.py:slow", "line.py:broken")
     assert result.returncode == 0 and "line.py:fats: results.jsonl has no finished run of it; left out; did you mean line.py:fast?" in result.output
+    assert "line.py:broken: results.jsonl has no finished run of it; left out; it has runs, none finished (--any-state shows them)" in result.output
 
 
 def test_compare_with_nothing_to_compare_says_so(project):

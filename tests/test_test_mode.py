@@ -77,13 +77,13 @@ def test_get_trained_step_count_is_checked_as_a_real_run_checks_it(project):
 
 
 def test_a_parameter_named_as_a_slip_of_one_mlpipeline_reads_is_pointed_out(project):
-    project.script("a.py", versions_code('versions.addV("a", batchsize=3, width=2)', 'versions.addV("b", batchsize=4)', 'versions.addV("c", epoch_count=2)'))
+    project.script("a.py", versions_code('versions.addV("a", batchsize=3, width=2, border=1)', 'versions.addV("b", batchsize=4)', 'versions.addV("c", epoch_count=2)'))
     project.queue(["a.py"], test=True)
     said = "a.py: versions 'a' and 1 more set 'batchsize', which mlpipeline does not read; did you mean 'batch_size'? (kept as the script's own parameter)"
     result = project.run()
     assert result.returncode == 0 and said in " ".join(result.output.split())
     assert "'epoch_count', which mlpipeline does not read; did you mean 'epoc_count'?" in result.output
-    assert "'width'" not in result.output  # a parameter of the script's own, not a slip
+    assert "'width'" not in result.output and "'border'" not in result.output  # the script's own, no slips
     project.queue(["a.py"])
     assert project.run("-r").returncode == 0 and said in project.log_text()
 

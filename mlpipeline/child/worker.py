@@ -286,24 +286,39 @@ _READ_BY_MLPIPELINE = ("dataloader", "batch_size", "epoc_count", "learning_rate"
 
 def _parameter_slips(label: str, versions: List[Any]) -> List[str]:
     """What to say of each parameter whose name is a slip of one mlpipeline reads
-    (``batchsize``, ``epoch_count``): kept as the script's own, it would leave the real one at
-    its default without a word."""
-    import difflib
-
-    close: Dict[str, Optional[str]] = {}
+    (``batchsize``, ``epoch_count``, ``gpu``): kept as the script's own, it would leave the
+    real one at its default without a word."""
+    meant: Dict[Any, Optional[str]] = {}
     found: Dict[str, List[str]] = {}
     for version in versions:
         for key in version:
-            if key not in close:
-                matches = difflib.get_close_matches(key.lower(), _READ_BY_MLPIPELINE, n=1, cutoff=0.8) if isinstance(key, str) else []
-                close[key] = matches[0] if matches and key not in _READ_BY_MLPIPELINE and key != "name" else None
-            if close[key] is not None:
+            if key not in meant:
+                meant[key] = _slip_of(key) if isinstance(key, str) else None
+            if meant[key] is not None:
                 found.setdefault(key, []).append(version["name"])
     slips = []
     for key, names in found.items():
         which = f"version {names[0]!r}" if len(names) == 1 else f"versions {names[0]!r} and {len(names) - 1} more"
-        slips.append(f"{label}: {which} set {key!r}, which mlpipeline does not read; did you mean {close[key]!r}? (kept as the script's own parameter)")
+        slips.append(f"{label}: {which} set {key!r}, which mlpipeline does not read; did you mean {meant[key]!r}? (kept as the script's own parameter)")
     return slips
+
+
+def _slip_of(key: str) -> Optional[str]:
+    """The parameter mlpipeline reads that ``key`` is a slip of: the same but for case, '_'
+    and '-' or a plural 's' (``Batch-Size``, ``gpu``), or, for the long names, one letter off
+    (``epoch_count``). Short names are not guessed at: ``border`` is no slip of ``order``."""
+    import difflib
+
+    if key in _READ_BY_MLPIPELINE or key == "name":
+        return None
+    plain = key.lower().replace("_", "").replace("-", "")
+    for known in _READ_BY_MLPIPELINE:
+        bare = known.replace("_", "")
+        if plain == bare or plain.rstrip("s") == bare.rstrip("s"):
+            return known
+        if len(bare) >= 8 and difflib.SequenceMatcher(None, plain, bare).ratio() >= 0.9:
+            return known
+    return None
 
 
 def _folder_suffix(suffix: Any) -> Tuple[Optional[str], Optional[str]]:

@@ -317,9 +317,10 @@ class ScriptCatalog:
                 self._cancel,
                 timeout=self._timeout,
             )
-            # Killed by a signal nobody here sent (kill -9, the out-of-memory killer) before it
+            # Killed by a SIGKILL nobody here sent (kill -9, the out-of-memory killer) before it
             # wrote anything: asked once more before the script is called broken for the session.
-            if outcome.result or outcome.signal_name is None or outcome.stop_signal is not None or outcome.timed_out:
+            # A script that crashes its interpreter (SIGSEGV) would only do it again.
+            if outcome.result or outcome.signal_name != "SIGKILL" or outcome.stop_signal is not None or outcome.timed_out:
                 break
         if outcome.stop_signal is not None and not outcome.timed_out:
             return None  # cancelled (Ctrl-C): nothing learned
