@@ -51,17 +51,29 @@ def imported_below(folders: Sequence[str], script: str) -> List[str]:
     project folder holds thousands of modules that are no part of the model)."""
     roots = [os.path.abspath(folder) for folder in folders if folder]
     script = os.path.abspath(script)
+    # Python's own installation and the environment's (a conda `-p ./env`, a venv, inside the
+    # project folder): unless the script itself lies there.
+    installed = [
+        os.path.abspath(prefix) for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}
+        if not _below(script, os.path.abspath(prefix))
+    ]
     found = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str):
             continue
         path = os.path.abspath(path)
-        if f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path:
+        if f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path or f"{os.sep}__pypackages__{os.sep}" in path:
+            continue
+        if any(_below(path, prefix) for prefix in installed):
             continue
         if path != script and any(os.path.commonpath([path, root]) == root for root in roots) and os.path.isfile(path):
             found.add(path)
     return sorted(found)
+
+
+def _below(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def copy_related_files(model: Any, dst_dir: str) -> List[str]:
