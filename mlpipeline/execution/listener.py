@@ -101,9 +101,11 @@ class ChildListener:
         if version_run.planned.start is Start.RESUME and already is None and steps.get("trained"):
             # Said as a fresh run that continues is said: "resuming" alone would hide that the
             # steps its cut-off run trained are trained again.
+            planned, total = steps.get("trained"), steps.get("total")
+            which = f"all {planned} steps" if planned == total else f"{planned} of its {total} steps (to its rung)"
             message = (
                 f"resuming, but its model says no steps are trained yet (get_trained_step_count() returned None): "
-                f"all {steps.get('trained')} steps train from the start"
+                f"{which} train from the start"
             )
             self._say.log("WARNING", label, message)
             self._say.view.warning(f"{label} {message}")

@@ -185,7 +185,11 @@ def _readable_back(text: str, value: Any, encode: Callable[[Any], str]) -> str:
     return text
 
 
-_UNSAFE_IN_TEXT = re.compile("[\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""The bidirectional controls (U+202E and its kin), as a regex character class's body: they
+make a terminal show text reordered, so that a name or value reads as another."""
+
+_UNSAFE_IN_TEXT = re.compile(f"[\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
 
 
 def json_encoder(**options: Any) -> Callable[[Any], str]:

@@ -74,7 +74,7 @@ class HistoryWriter:
                 except OSError as exc:
                     if not self._broken:
                         self._broken = True
-                        self._on_error(f"its metric history cannot be written to {self._path} ({exc.strerror or exc}); the run goes on without it")
+                        self._on_error(f"its last reports could not be written to {self._path} ({exc.strerror or exc})")
 
     def _flush(self) -> None:
         self._last_flush = time.monotonic()

@@ -1,11 +1,13 @@
 """Text from a script as our files and the console show it: escape codes and carriage-return
 redraws out of log lines; other control characters, in a value meant for one line, shown as
 their escapes; no memory addresses. Read by the daemon, the commands and the child alike, so
-it imports nothing of ours."""
+it imports only records/files.py, which each of them has already."""
 from __future__ import annotations
 
 import re
 from typing import List, Sequence
+
+from mlpipeline.records.files import BIDI_CONTROLS
 
 # CSI (7- and 8-bit), then the string sequences (OSC, DCS, SOS, PM, APC), then the
 # two-character ones. A string sequence counts only with its end and printable ASCII between:
@@ -15,10 +17,8 @@ _ESCAPES = re.compile(
 )
 _SLOW_PATH = re.compile(r"[\x1b\r\x80-\x9f]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# Bidirectional controls (U+202E and its kin) make a terminal show text reordered: a name
-# or value would read as another.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_UNPRINTABLE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
+_UNPRINTABLE_IN_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}>")
 
 

@@ -7,6 +7,8 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, overload
 
+from mlpipeline.records.files import BIDI_CONTROLS
+
 if TYPE_CHECKING:
     from mlpipeline.script_support.config_files import ConfigVersion
 
@@ -30,8 +32,7 @@ class version_parameters:  # noqa: N801 - the original package's spelling, kept 
     USE_ALL_CLASSES = "use_all_classes"
 
 
-_BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_NOT_IN_NAMES = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff{_BIDI_CONTROLS}]")
+_NOT_IN_NAMES = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff{BIDI_CONTROLS}]")
 
 SHOWN_NAME_LIMIT = 60
 """Characters of a refused name shown in a message; the rest is counted, not printed."""
@@ -57,7 +58,7 @@ def name_problem(name: str) -> Optional[str]:
         return f"holds a lone surrogate (U+{code:04X} at character {where}), which is no text"
     if code in (0x2028, 0x2029):
         what = "a line or paragraph separator"
-    elif re.match(f"[{_BIDI_CONTROLS}]", found.group()):
+    elif re.match(f"[{BIDI_CONTROLS}]", found.group()):
         what = "a bidirectional control, which makes a terminal show the name as another"
     else:
         what = "a control character"
