@@ -110,6 +110,19 @@ def test_a_fresh_run_that_continues_from_a_kept_checkpoint_says_so(project):
     assert "continuing from step" not in again.output
 
 
+def test_a_fresh_run_whose_clean_model_dir_left_the_checkpoint_says_so_not_that_it_was_not_cleaned(project):
+    stepping(project, 'versions.addV("part", checkpoints=True, model_dir_suffix="part")')
+    script = project.models / "a.py"
+    script.write_text(script.read_text().replace("MODEL = Stepping(versions)", "MODEL = Stepping(versions, allow_delete_model_dir=True)"))
+    folder = project.outputs / "model_ckpts" / "a-part"
+    folder.mkdir(parents=True)
+    (folder / "step.txt").write_text("30")
+    assert project.run("-r").returncode == 0
+    log = project.log_text()
+    assert "a.py:part continuing from step 30, not fresh (20 steps to go): its model's clean_model_dir left the checkpoint" in log
+    assert "allow_delete_model_dir is False" not in log + project.output_text()
+
+
 def test_a_resumed_run_whose_model_knows_no_steps_trained_says_it_trains_from_the_start(project):
     project.write("mlp.config", '[MLP]\nmodels_dir = "models"\nretries = 1\n')
     stepping(project, 'versions.addV("nockpt", kill_at=7)', 'versions.addV("ckpt", kill_at=7, checkpoints=True, model_dir_suffix="ckpt")')

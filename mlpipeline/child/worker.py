@@ -551,7 +551,8 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
         # The daemon learns the plan before any step: a version killed midway is then recorded
         # with the steps it had before, and a "fresh" run that continues is said to.
         kept = bool(request.fresh and trained and not model.reset_steps and request.execution_mode)
-        send_event({"type": STEPS_EVENT, "steps": result["steps"], "continued": kept})
+        cleaned = bool(request.fresh and model.allow_delete_model_dir)  # clean_model_dir ran, and left it
+        send_event({"type": STEPS_EVENT, "steps": result["steps"], "continued": kept, "cleaned": cleaned})
         if steps > 0:
             result["steps"]["trained"] = 0  # until train_model has run
             train_input = call_user(label, "get_train_input", dataloader.get_train_input, mode=ModeKeys.TRAIN)

@@ -66,7 +66,7 @@ class ChildListener:
             self._say.log(str(event.get("level", "INFO")), label, str(event.get("message", "")))
             self._say.view.child_line(label, str(event.get("message", "")))
         elif event.get("type") == STEPS_EVENT and isinstance(event.get("steps"), dict):
-            self._steps_planned(version_run, event["steps"], bool(event.get("continued")))
+            self._steps_planned(version_run, event["steps"], bool(event.get("continued")), bool(event.get("cleaned")))
         elif event.get("type") == "report":
             metrics = event.get("metrics") or {}
             step, total = event.get("step"), event.get("total")
@@ -94,7 +94,7 @@ class ChildListener:
                 version_run.last_progress_written = now
                 self._write_progress(version_run, step, total)
 
-    def _steps_planned(self, version_run: VersionRun, steps: Dict[str, Any], continued: bool) -> None:
+    def _steps_planned(self, version_run: VersionRun, steps: Dict[str, Any], continued: bool, cleaned: bool = False) -> None:
         version_run.steps = steps
         already = steps.get("already_trained")
         label = version_run.planned.label
@@ -114,10 +114,12 @@ class ChildListener:
             return
         version_run.continued_from = already
         left = "nothing left to train" if not steps.get("trained") else f"{steps.get('trained')} steps to go"
-        message = (
-            f"continuing from step {already}, not fresh ({left}): its model_dir was not cleaned, since its "
-            "model's allow_delete_model_dir is False; to start over, see docs/modes.md (\"Starting over\")"
+        why = (
+            "its model's clean_model_dir left the checkpoint in its model_dir (the base deletes nothing: override it)"
+            if cleaned
+            else "its model_dir was not cleaned, since its model's allow_delete_model_dir is False"
         )
+        message = f"continuing from step {already}, not fresh ({left}): {why}; to start over, see docs/modes.md (\"Starting over\")"
         self._say.log("WARNING", label, message)
         self._say.view.warning(f"{label} {message}")
 

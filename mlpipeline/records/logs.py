@@ -153,8 +153,7 @@ def format_output_block(record: Dict[str, Any]) -> str:
         lines.append(one_line(f"early stopping: paused at rung {early['rung']} (step {early.get('step')}), {early.get('metric')}={early.get('value')}"))
     if record.get("continued_from") is not None:
         lines.append(
-            f"continued:      from step {record['continued_from']}, not fresh: its model_dir was not cleaned "
-            "(allow_delete_model_dir is False)"
+            f"continued:      from step {record['continued_from']}, not fresh: its model_dir still held a checkpoint"
         )
     if record.get("epochs") is not None:
         lines.append(f"epochs:         {record['epochs']}")
