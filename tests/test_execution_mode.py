@@ -99,6 +99,13 @@ def test_fail_fast_stops_at_the_first_failure(project):
     result = project.run("-r", "--fail-fast")
     assert result.returncode == 1
     assert [c["version"] for c in project.calls("pre")] == ["boom"]
+    # With -u the end line tells the version never started from one the journal had ended.
+    project.script("b.py", versions_code('versions.addV("done")'))
+    project.queue(["b.py"])
+    assert project.run("-r").returncode == 0
+    project.queue(["a.py", "b.py"])
+    result = project.run("-r", "-u", "--fail-fast", "--retry-failed")
+    assert result.returncode == 1 and "1 failed, 1 skipped by -u, 1 not started; records in" in result.output, result.output
 
 
 def test_no_log_writes_no_log_or_output_but_keeps_the_journal(project):

@@ -17,6 +17,7 @@ from mlpipeline.queue.queue_file import QueuedScript, QueueFile, outside_models_
 from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.paths import OutputPaths
+from mlpipeline.records.states import RunState
 
 VersionKey = Tuple[str, str, str]
 """(script, version, sha256): one version at one content of its script."""
@@ -269,9 +270,12 @@ class VersionChooser:
             self.listing(script)  # a listing starts no version
         return self.pending()[0] > 0
 
-    def skipped_by_history(self) -> int:
-        """Queued versions that -u left out because the journal has their end for this content."""
-        skipped = 0
+    def skipped_by_history(self) -> Tuple[int, int]:
+        """Of the queued versions this session did not start: those -u left out because the
+        journal has their end for this content, and those that were still to run when the
+        session ended (the queue stopped early: a lost cluster, a full disk, --fail-fast).
+        A version paused at a rung, or running under another daemon, is neither."""
+        skipped = not_started = 0
         self._real_dirs = {}
         for script in self.queue.current():
             listing = self.listing(script)
@@ -279,9 +283,14 @@ class VersionChooser:
                 continue
             fingerprint = self.fingerprints.of_versions(listing)
             for name in listing.names:
-                if script.wants(name) and (script.label, name, fingerprint(name)) not in self._handled:
+                sha256 = fingerprint(name)
+                if not script.wants(name) or (script.label, name, sha256) in self._handled:
+                    continue
+                if decide(self._journal, script.label, name, sha256, self._policy) is not None:
+                    not_started += 1
+                elif self._journal.state(script.label, name) not in (RunState.RUNNING, RunState.PAUSED):
                     skipped += 1
-        return skipped
+        return skipped, not_started
 
     # -- the scripts' listings -------------------------------------------------------------
 

@@ -358,9 +358,15 @@ class ExecutionLoop:
             self.chooser.cancel(request)
             self._counts_due = True  # what it names is pending no more
             for script, version in self.journal.versions():
-                # Paused since the command looked (and saw it run): the daemon records the cancel.
-                if request.matches(script, version) and self.journal.state(script, version) is RunState.PAUSED:
+                if not request.matches(script, version):
+                    continue
+                state = self.journal.state(script, version)
+                if state is RunState.PAUSED:
+                    # Paused since the command looked (and saw it run): the daemon records the cancel.
                     self._follow(self.recorder.cancelled_while_paused(script, version, request))
+                elif state is RunState.CANCELLED and self.tally.last_word(f"{script}:{version}") == "paused":
+                    # The command found it paused and recorded the cancel itself: counted as its last word here too.
+                    self.tally.add(f"{script}:{version}", state.value, 0.0)
         for run, reason in asked.stops:
             version_run: VersionRun = run.tag
             version_run.phase, version_run.cancel_reason = RunPhase.CANCELLED, reason
@@ -471,14 +477,16 @@ class ExecutionLoop:
         return counts, unlisted
 
     def _finish(self) -> int:
-        skipped = 0
+        skipped = not_started = 0
         if self.options.use_history and not self.signals.count:
-            skipped = self.chooser.skipped_by_history()
+            skipped, not_started = self.chooser.skipped_by_history()
         if not self.signals.count:
             self._record_broken_scripts()  # one edited into a broken script at the very end, or listed while paused
         parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
         if skipped:
             parts.append(f"{skipped} skipped by -u")
+        if not_started:
+            parts.append(f"{not_started} not started")
         paused = self.chooser.paused() if self.project.early_stopping is not None else 0
         if paused:
             parts.append(f"{paused} paused at a rung (`mlpipeline -r -u` goes on with them)")

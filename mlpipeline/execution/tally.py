@@ -1,7 +1,7 @@
 """What this session has ended, by state: for the live counts, the summary and the exit code."""
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 
 FAILED_STATES = ("failed", "timed_out")
@@ -34,6 +34,10 @@ class Tally:
         is a failure, or a version that could not start. One that failed and then finished (a
         retry, an edit under --wait) is no failure."""
         return self.blocked or any(state in FAILED_STATES for state in self._last_words().values())
+
+    def last_word(self, label: str) -> Optional[str]:
+        """How ``label`` last ended this session; None when it has not."""
+        return self._last_words().get(label)
 
     def _last_words(self) -> Dict[str, str]:
         last: Dict[str, str] = {}
