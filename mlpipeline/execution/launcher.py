@@ -249,7 +249,7 @@ class Launcher:
         taken_over = "taken_over_from" in latest
         if self._identity.sees(started) and isinstance(started.get("child_pid"), int):
             leftovers = run_processes(started["child_pid"], started.get("child_started"), started.get("run_id"), search_all=taken_over)
-        elif taken_over:
+        elif taken_over and not self._executor.adopts_earlier_runs:
             # Its daemon's pids are not this namespace's (another host, or this one under an
             # earlier host name): a worker of that run seen here is known by the run id it carries.
             leftovers = run_processes(None, None, started.get("run_id"), search_all=True)

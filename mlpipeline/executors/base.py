@@ -91,6 +91,10 @@ class Executor(ABC):
     where = "this host"
     """Where the children run, in words for the log."""
 
+    adopts_earlier_runs = False
+    """Whether a run a dead daemon left still running is followed to its end (a Slurm job) rather
+    than ended before its version starts again."""
+
     isolated = True
     """Whether each child is a process of its own, which a stop reaches and whose exit is its
     own; not so only for the in-process executor, whose versions run in the caller's process."""

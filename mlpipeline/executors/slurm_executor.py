@@ -78,6 +78,8 @@ class SlurmJob:
 class SlurmExecutor(Executor):
     """Each child as one Slurm job, with ``ceil(run.gpus)`` GPUs as its gres."""
 
+    adopts_earlier_runs = True
+
     def __init__(self, work_dir: Path, outputs_dir: Path, partition: Optional[str], time_limit: Optional[str], sbatch_args: Tuple[str, ...], daemon: str) -> None:
         super().__init__(work_dir)
         slurm.check_commands()
