@@ -1,6 +1,7 @@
 """Issue 20: every file mlpipeline reads back survives any byte sequence in it. A line that does
 not decode to what is expected is skipped with one warning naming file and line; nothing a
 reader holds grows with a line's length; no reader raises."""
+import hashlib
 import json
 import os
 import subprocess
@@ -612,3 +613,20 @@ def test_a_fifo_or_a_device_in_place_of_a_file_is_named_and_blocks_nothing(proje
         return  # only ever appended to, never read back: a device takes the lines (/dev/full fails them)
     shown = str(path) if path.name not in ("models.config", "mlp.config") else path.name
     assert any(shown in output and ("not a regular file" in output or "no regular file" in output) for output in said), said
+
+
+def test_a_listing_stays_current_when_a_module_is_touched_and_not_when_it_is_edited(tmp_path):
+    from mlpipeline.queue.catalog import ScriptListing
+    from mlpipeline.script_support.related_files import stamps
+
+    module = tmp_path / "sweep.py"
+    module.write_text("NAMES = ['v1']\n")
+    [stamp] = stamps([str(module)])
+    listing = ScriptListing(sha256="s", names=["v1"], modules=[[*stamp, hashlib.sha256(module.read_bytes()).hexdigest()]])
+    assert listing.still_current()
+    os.utime(module, ns=(stamp[1] + 10**9, stamp[1] + 10**9))  # touched, or checked out again as it was
+    assert listing.still_current()
+    module.write_text("NAMES = ['v1', 'v2']\n")
+    assert not listing.still_current()
+    module.unlink()
+    assert not listing.still_current()

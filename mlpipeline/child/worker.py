@@ -277,7 +277,8 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
     # when that module changes, though the script's bytes do not.
     modules = imported_below([os.path.dirname(request.script_path), request.models_dir or ""], request.script_path)
     if modules:
-        listing["modules"] = stamps(modules)
+        # The content too: a module touched, or checked out again as it was, lists nothing anew.
+        listing["modules"] = [[*stamp, _file_sha256(stamp[0])] for stamp in stamps(modules)]
     return _names_refused_here(listing)
 
 
@@ -319,6 +320,14 @@ def _slip_of(key: str) -> Optional[str]:
         if len(bare) >= 8 and difflib.SequenceMatcher(None, plain, bare).ratio() >= 0.9:
             return known
     return None
+
+
+def _file_sha256(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return sha256_hex(handle.read())
+    except OSError:
+        return ""
 
 
 def _folder_suffix(suffix: Any) -> Tuple[Optional[str], Optional[str]]:

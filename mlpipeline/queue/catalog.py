@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptError
 from mlpipeline.queue.config import ConfigError
-from mlpipeline.records.files import write_json_atomic
+from mlpipeline.records.files import regular_file_opener, write_json_atomic
 from mlpipeline.records.lines import load_object
 from mlpipeline.script_support.config_files import MAX_FILE_BYTES, UNREADABLE, version_fingerprint
 from mlpipeline.script_support.related_files import stamps
@@ -48,15 +48,25 @@ class ScriptListing:
     slips: List[str] = field(default_factory=list)
     """What to say of parameters whose names are slips of those mlpipeline reads (``batchsize``)."""
     modules: List[List[Any]] = field(default_factory=list)
-    """[path, mtime in ns, size] of each module the script imported from beside it: when one
-    changes, the script is listed again (a module may add versions)."""
+    """[path, mtime in ns, size, sha256] of each module the script imported from beside it:
+    when one's content changes, the script is listed again (a module may add versions)."""
 
     def still_current(self) -> bool:
         """Whether every glob the listing was made with matches what it matched then, and
-        every module it imported is as it was."""
-        if self.modules and [list(stamp) for stamp in stamps([module[0] for module in self.modules])] != self.modules:
-            return False
+        every module it imported holds what it held (its stamp, else its content, says so)."""
+        now = stamps([module[0] for module in self.modules])
+        for (path, mtime, size), (_, was_mtime, was_size, sha256) in zip(now, self.modules):
+            if (mtime, size) != (was_mtime, was_size) and _sha256_of(path) != sha256:
+                return False
         return all(sorted(glob.glob(pattern)) == matched for pattern, matched in self.globs)
+
+
+def _sha256_of(path: str) -> Optional[str]:
+    try:
+        with open(path, "rb", opener=regular_file_opener) as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except (OSError, ValueError):  # gone, no regular file, a NUL in a path read back
+        return None
 
 
 def _well_formed(listing: ScriptListing) -> bool:
@@ -75,7 +85,8 @@ def _well_formed(listing: ScriptListing) -> bool:
         and strings(listing.slips)
         and isinstance(listing.modules, list)
         and all(
-            isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and all(type(n) is int for n in item[1:])
+            isinstance(item, list) and len(item) == 4 and isinstance(item[0], str) and all(type(n) is int for n in item[1:3])
+            and isinstance(item[3], str)
             for item in listing.modules
         )
     )
