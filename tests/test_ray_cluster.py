@@ -283,6 +283,32 @@ def test_a_head_whose_gcs_dies_mid_version_ends_the_daemon_at_once_saying_so_and
     assert [(row["version"], row["status"]) for row in project.results()] == [("long", "interrupted"), ("long", "finished"), ("next", "finished")]
 
 
+def test_under_early_stopping_a_gcs_death_still_ends_the_daemon_at_once(project):
+    # Versions pause at rungs and others start: a start asked the GCS for the nodes' GPUs, a
+    # call that waits a minute for a GCS that is gone, after which Ray ended the daemon (exit 1).
+    cluster = start_ray_cluster()
+    address = cluster.address
+    try:
+        lines = [f'versions.addV("v{i}", gpus=0, sleep_per_step=0.1, floor={i}, model_dir_suffix="v{i}")' for i in range(4)]
+        project.script("net.py", versions_code(*lines, defaults="dataloader=Data(), batch_size=10, epoc_count=8"))
+        project.queue(["net.py"])
+        _ray_project(project, address, "", "[EARLY_STOPPING]", 'metric = "loss"', "grace_steps = 10")
+        daemon = project.start("-r", "-u")
+        try:
+            project.wait_for(lambda: any(row["event"] == "paused" for row in project.journal()), timeout=90, what="a pause")
+            cluster.head_node.all_processes["gcs_server"][0].process.kill()
+            killed = time.monotonic()
+            output, _ = daemon.communicate(timeout=120)
+            took = time.monotonic() - killed
+        finally:
+            daemon.kill()
+    finally:
+        cluster.shutdown()
+    assert daemon.returncode == 75, output
+    assert took < 30, f"the daemon took {took:.0f} s to end"
+    assert f"the Ray cluster at {address} is gone" in output and "Traceback" not in output
+
+
 def _processes_of_run(run_id: str) -> List[int]:
     found = []
     for process in psutil.process_iter():

@@ -165,6 +165,7 @@ class RayExecutor(Executor):
             # On the daemon's own node, so that it lives exactly as long as the daemon.
             self._board = RunBoard.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
             self.check_shared_folder(outputs_dir)
+            self._read_node_gpus()
         except BaseException:
             self._remove_probe()
             ray.shutdown()
@@ -179,12 +180,16 @@ class RayExecutor(Executor):
         return [node for node in ray.nodes() if node.get("Alive")]
 
     def node_gpus(self) -> List[float]:
-        """How many GPUs each live node has (a node started with ``--num-gpus``, or found)."""
-        checked, counts = self._node_gpus
+        """How many GPUs each live node has (a node started with ``--num-gpus``, or found), as
+        the nodes' watch last read them: the daemon's loop never asks the GCS itself, since a
+        call waits a minute for a GCS that is gone, and then Ray ends the process."""
+        return self._node_gpus[1]
+
+    def _read_node_gpus(self) -> None:
+        checked, _ = self._node_gpus
         if time.monotonic() - checked > NODE_GPUS_TTL_S:
             counts = [float(node.get("Resources", {}).get("GPU", 0.0)) for node in self.live_nodes()]
             self._node_gpus = (time.monotonic(), counts)
-        return counts
 
     def check_shared_folder(self, outputs_dir: Path) -> None:
         """Every live node must see the project folder at the daemon's path: a probe file is
@@ -395,6 +400,7 @@ class RayExecutor(Executor):
         forever)."""
         while not self._closed.wait(1.0):
             try:
+                self._read_node_gpus()
                 self._watch_once()
             except Exception:  # noqa: BLE001 - a hiccup of the cluster's state: look again in a second
                 if self._closed.is_set():
