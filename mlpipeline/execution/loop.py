@@ -318,8 +318,8 @@ class ExecutionLoop:
             self.tally.add(recorded.label, recorded.state, recorded.wall_s)
         if recorded.no_space is not None and self._no_space is None:
             # Every version after it would meet the same full disk: none starts; those running finish.
-            self._no_space = recorded.no_space
-            message = f"{recorded.no_space}: no space left on device; no more versions start, the running ones finish"
+            self._no_space = recorded.no_space or str(self.paths.outputs_dir)
+            message = f"{self._no_space}: no space left on device; no more versions start, the running ones finish"
             self.say.daemon("ERROR", message)
             self.view.error(message)
         if recorded.failed:

@@ -51,7 +51,7 @@ class Recorded:
     state: Optional[str]  # how it ended, as results.jsonl says it; "lost": another daemon has it; None: not counted
     wall_s: float
     follow_up: FollowUp = FollowUp.NONE
-    failed: bool = False  # it counts against the exit code: failed for good
+    failed: bool = False  # failed for good (no retry follows): what --fail-fast stops at
     planned: Optional[PlannedRun] = None  # None for a script whose versions cannot be learned
     no_space: Optional[str] = None  # the file a full disk refused it: nothing more starts
 
