@@ -90,6 +90,7 @@ def test_tracking_config_errors_name_the_line(project):
     project.queue(["a.py"])
     for config, message in (
         ('tracking = "neptune"', 'mlp.config:3: tracking must be "mlflow" or "tensorboard" or "wandb"'),
+        ('tracking = "mlfow"', 'mlp.config:3: tracking must be "mlflow" or "tensorboard" or "wandb", not \'mlfow\'; did you mean "mlflow"?'),
         ('tracking = "tensorboard"\ntracking_uri = "sqlite:///x.db"', "mlp.config:4: tracking_uri is MLflow's store"),
         ('tracking_dir = "runs"', "mlp.config:3: tracking_dir is the folder of TensorBoard's event files"),
     ):

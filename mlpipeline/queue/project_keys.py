@@ -54,7 +54,11 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 
     def check(key: str, value: Any) -> str:
         if _string(key, value) not in choices:
-            raise KeyProblem(f"{key} must be {said}, not {value!r}")
+            import difflib
+
+            close = difflib.get_close_matches(value.lower(), choices, n=1)
+            hint = f"; did you mean \"{close[0]}\"?" if close else ""
+            raise KeyProblem(f"{key} must be {said}, not {value!r}{hint}")
         return value
 
     return check
