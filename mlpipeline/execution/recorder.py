@@ -156,7 +156,8 @@ class EndRecorder:
         if ending.event not in (JournalEvent.FAILED, JournalEvent.TIMED_OUT):
             return recorded
         if version_run is not None and planned.attempt <= self._project.retries and not self._stopping():
-            self._say.log("WARNING", label, f"attempt {planned.attempt} of {1 + self._project.retries} failed; retrying")
+            how = "timed out" if ending.event is JournalEvent.TIMED_OUT else "failed"
+            self._say.log("WARNING", label, f"attempt {planned.attempt} of {1 + self._project.retries} {how}; retrying")
             return replace(recorded, follow_up=FollowUp.RETRY)
         return replace(recorded, failed=True)
 
