@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import psutil
 import pytest
@@ -237,6 +237,19 @@ def test_a_node_lost_mid_version_is_cut_off_and_resumed_on_another(project, how)
         cluster.shutdown()
 
 
+def _gcs_killed(cluster: Any, daemon: subprocess.Popen, when: Any) -> Tuple[str, float]:
+    """Kill the head's GCS once ``when()`` returns; the daemon's output, and the seconds it
+    took to end after that."""
+    try:
+        when()
+        cluster.head_node.all_processes["gcs_server"][0].process.kill()
+        killed = time.monotonic()
+        output, _ = daemon.communicate(timeout=120)
+        return output, time.monotonic() - killed
+    finally:
+        daemon.kill()
+
+
 def test_a_head_whose_gcs_dies_mid_version_ends_the_daemon_at_once_saying_so_and_u_resumes(project):
     # Its own cluster, whose head loses its GCS: the cluster can start nothing more, and Ray
     # itself would end the daemon only after a minute, with no word of the daemon's.
@@ -246,15 +259,10 @@ def test_a_head_whose_gcs_dies_mid_version_ends_the_daemon_at_once_saying_so_and
         project.queue(["net.py"])
         _ray_project(project, cluster.address)
         daemon = project.start("-r")
-        try:
-            checkpoint = project.outputs / "model_ckpts" / "net" / "steps.txt"
-            project.wait_for(lambda: checkpoint.exists() and int(checkpoint.read_text() or 0) >= 2, timeout=90, what="some steps")
-            cluster.head_node.all_processes["gcs_server"][0].process.kill()
-            killed = time.monotonic()
-            output, _ = daemon.communicate(timeout=90)
-            took = time.monotonic() - killed
-        finally:
-            daemon.kill()
+        checkpoint = project.outputs / "model_ckpts" / "net" / "steps.txt"
+        output, took = _gcs_killed(
+            cluster, daemon, lambda: project.wait_for(lambda: checkpoint.exists() and int(checkpoint.read_text() or 0) >= 2, timeout=90, what="some steps")
+        )
         assert daemon.returncode == 75, output
         assert took < 30, f"the daemon took {took:.0f} s to end"  # promptly: not Ray's own minute
         gone = f"the Ray cluster at {cluster.address} is gone"
@@ -294,14 +302,9 @@ def test_under_early_stopping_a_gcs_death_still_ends_the_daemon_at_once(project)
         project.queue(["net.py"])
         _ray_project(project, address, "", "[EARLY_STOPPING]", 'metric = "loss"', "grace_steps = 10")
         daemon = project.start("-r", "-u")
-        try:
-            project.wait_for(lambda: any(row["event"] == "paused" for row in project.journal()), timeout=90, what="a pause")
-            cluster.head_node.all_processes["gcs_server"][0].process.kill()
-            killed = time.monotonic()
-            output, _ = daemon.communicate(timeout=120)
-            took = time.monotonic() - killed
-        finally:
-            daemon.kill()
+        output, took = _gcs_killed(
+            cluster, daemon, lambda: project.wait_for(lambda: any(row["event"] == "paused" for row in project.journal()), timeout=90, what="a pause")
+        )
     finally:
         cluster.shutdown()
     assert daemon.returncode == 75, output
