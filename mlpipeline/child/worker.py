@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mlpipeline.child.interrupts import raised_by_script
-from mlpipeline.records.digest import sha256_hex
+from mlpipeline.records.digest import file_sha256, sha256_hex
 from mlpipeline.records.files import json_text, surrogates_escaped, write_bytes_atomic
 from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.child.live_output import buffer_output
@@ -278,7 +278,7 @@ def list_versions(request: ChildRequest) -> Dict[str, Any]:
     modules = imported_below([os.path.dirname(request.script_path), request.models_dir or ""], request.script_path)
     if modules:
         # The content too: a module touched, or checked out again as it was, lists nothing anew.
-        listing["modules"] = [[*stamp, _file_sha256(stamp[0])] for stamp in stamps(modules)]
+        listing["modules"] = [[*stamp, file_sha256(stamp[0]) or ""] for stamp in stamps(modules)]
     return _names_refused_here(listing)
 
 
@@ -320,14 +320,6 @@ def _slip_of(key: str) -> Optional[str]:
         if len(bare) >= 8 and difflib.SequenceMatcher(None, plain, bare).ratio() >= 0.9:
             return known
     return None
-
-
-def _file_sha256(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return sha256_hex(handle.read())
-    except OSError:
-        return ""
 
 
 def _folder_suffix(suffix: Any) -> Tuple[Optional[str], Optional[str]]:

@@ -357,6 +357,7 @@ class ExecutionLoop:
         for request in asked.cancels:
             self.chooser.cancel(request)
             self._counts_due = True  # what it names is pending no more
+            last_words = self.tally.last_words()
             for script, version in self.journal.versions():
                 if not request.matches(script, version):
                     continue
@@ -364,7 +365,7 @@ class ExecutionLoop:
                 if state is RunState.PAUSED:
                     # Paused since the command looked (and saw it run): the daemon records the cancel.
                     self._follow(self.recorder.cancelled_while_paused(script, version, request))
-                elif state is RunState.CANCELLED and self.tally.last_word(f"{script}:{version}") == "paused":
+                elif state is RunState.CANCELLED and last_words.get(f"{script}:{version}") == "paused":
                     # The command found it paused and recorded the cancel itself: counted as its last word here too.
                     self.tally.add(f"{script}:{version}", state.value, 0.0)
         for run, reason in asked.stops:

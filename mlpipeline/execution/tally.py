@@ -1,7 +1,7 @@
 """What this session has ended, by state: for the live counts, the summary and the exit code."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 
 FAILED_STATES = ("failed", "timed_out")
@@ -24,7 +24,7 @@ class Tally:
         each. A run paused at an early-stopping rung is no end of its version, which goes on or
         is stopped later (the rows keep it)."""
         counts: Dict[str, int] = {}
-        for state in self._last_words().values():
+        for state in self.last_words().values():
             if state != "paused":
                 counts[state] = counts.get(state, 0) + 1
         return counts
@@ -33,13 +33,10 @@ class Tally:
         """Whether the session's exit code says failure: a version (or a script) whose last word
         is a failure, or a version that could not start. One that failed and then finished (a
         retry, an edit under --wait) is no failure."""
-        return self.blocked or any(state in FAILED_STATES for state in self._last_words().values())
+        return self.blocked or any(state in FAILED_STATES for state in self.last_words().values())
 
-    def last_word(self, label: str) -> Optional[str]:
-        """How ``label`` last ended this session; None when it has not."""
-        return self._last_words().get(label)
-
-    def _last_words(self) -> Dict[str, str]:
+    def last_words(self) -> Dict[str, str]:
+        """How each version (or broken script) last ended this session, by label."""
         last: Dict[str, str] = {}
         for label, state, _ in self.rows:
             if ":" in label:

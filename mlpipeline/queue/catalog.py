@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.protocol import LIST_VERSIONS, ChildRequest, ScriptError
 from mlpipeline.queue.config import ConfigError
-from mlpipeline.records.files import regular_file_opener, write_json_atomic
+from mlpipeline.records.digest import file_sha256
+from mlpipeline.records.files import write_json_atomic
 from mlpipeline.records.lines import load_object
 from mlpipeline.script_support.config_files import MAX_FILE_BYTES, UNREADABLE, version_fingerprint
 from mlpipeline.script_support.related_files import stamps
@@ -56,17 +57,9 @@ class ScriptListing:
         every module it imported holds what it held (its stamp, else its content, says so)."""
         now = stamps([module[0] for module in self.modules])
         for (path, mtime, size), (_, was_mtime, was_size, sha256) in zip(now, self.modules):
-            if (mtime, size) != (was_mtime, was_size) and _sha256_of(path) != sha256:
+            if (mtime, size) != (was_mtime, was_size) and file_sha256(path) != sha256:
                 return False
         return all(sorted(glob.glob(pattern)) == matched for pattern, matched in self.globs)
-
-
-def _sha256_of(path: str) -> Optional[str]:
-    try:
-        with open(path, "rb", opener=regular_file_opener) as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except (OSError, ValueError):  # gone, no regular file, a NUL in a path read back
-        return None
 
 
 def _well_formed(listing: ScriptListing) -> bool:
