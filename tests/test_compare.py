@@ -136,7 +136,9 @@ def test_a_run_cut_off_is_compared_with_the_steps_it_reached_and_its_parameters(
     project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.05, width=3)', defaults="learning_rate=0.1, dataloader=Data(400), batch_size=1, epoc_count=1"))
     project.queue(["a.py"])
     daemon = project.start("-r")
-    project.wait_for(lambda: project.calls("train"), what="training")
+    # The daemon's log has the first report once the daemon took it in: a SIGINT before that
+    # leaves the steps trained unknown (null), truly, and this test would race it.
+    project.wait_for(lambda: "loss=" in project.log_text(), what="the first report in the log")
     daemon.send_signal(signal.SIGINT)
     daemon.communicate(timeout=60)
     [row] = project.results()
