@@ -157,6 +157,50 @@ def test_a_version_that_meets_a_full_disk_is_resumed_later_not_failed_for_good(p
     assert [(r["version"], r["status"]) for r in project.results()][1:] == [("v1", "finished"), ("v2", "finished")]
 
 
+TORCH_CHECKPOINT = """
+import os
+import torch
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Saves(Model):
+    def train_model(self, input_fn, steps):
+        torch.save({"weights": torch.zeros(1 << 18)}, os.path.join(self.model_dir, "model.pt"))  # 1 MiB
+
+    def evaluate_model(self, input_fn, steps):
+        return {}
+
+
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([1], [1]), batch_size=1, epoc_count=1)
+versions.addV("v1", model_dir_suffix="v1")
+MODEL = Saves(versions)
+"""
+
+
+def test_a_checkpoint_writer_that_names_no_errno_on_a_full_disk_is_the_disks_doing_too(project):
+    # torch.save raises RuntimeError("[enforce fail at inline_container.cc] ... unexpected pos"),
+    # no OSError anywhere: the run record the child writes after it meets the full disk says why.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    project.script("saves.py", TORCH_CHECKPOINT, prelude=False)
+    project.queue(["saves.py"])
+    checkpoints = project.outputs / "model_ckpts"
+    checkpoints.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "none", str(checkpoints)], check=True)
+    try:
+        result = project.run("-r", "-u")
+    finally:
+        subprocess.run(["umount", "-l", str(checkpoints)], check=False)
+    assert result.returncode == 2, result.output
+    assert f"{checkpoints / 'saves-v1'}: cannot be written (No space left on device)" in result.output
+    [row] = project.results()
+    assert row["status"] == "interrupted" and "RuntimeError: [enforce fail" in row["reason"], row["reason"]
+    again = project.run("-r", "-u")  # room again: resumed, and it finishes
+    assert again.returncode == 0, again.output
+    assert [r["status"] for r in project.results()] == ["interrupted", "finished"]
+
+
 def test_only_a_disk_the_queue_needs_makes_a_full_disk_the_machines_doing(tmp_path):
     from mlpipeline.child.worker import refused_for_space
     from mlpipeline.executors.base import ChildOutcome
