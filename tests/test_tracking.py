@@ -322,3 +322,23 @@ def test_wandb_without_an_api_key_online_stops_the_daemon_at_start(project, wand
     assert result.returncode == 2, result.output
     assert 'mlp.config:3: tracking = "wandb": W&B has no API key' in result.output and "WANDB_MODE=offline" in result.output
     assert project.calls("train") == []
+
+
+def test_early_stopping_ends_every_mlflow_run_even_those_stopped_while_paused(project):
+    # A version paused at a rung and then judged out runs nowhere; its MLflow run, which the
+    # pause left SCHEDULED, ends FINISHED with the stop's state and reason.
+    mlflow_client = pytest.importorskip("mlflow.tracking")
+    from test_early_stopping import halving_project
+
+    halving_project(project, extra='tracking = "mlflow"')
+    result = project.run("-r", timeout=180)
+    assert result.returncode == 0, result.output
+    client = mlflow_client.MlflowClient(f"sqlite:///{project.outputs / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("curves.py")
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == [f"v{i}" for i in range(9)]  # one MLflow run a version, its pauses and stop in it
+    assert {name: run.info.status for name, run in runs.items()} == {name: "FINISHED" for name in runs}
+    assert runs["v8"].data.tags["mlpipeline.state"] == "finished"
+    stopped = [name for name, run in runs.items() if run.data.tags["mlpipeline.state"] == "stopped"]
+    assert sorted(stopped) == [f"v{i}" for i in range(8)]
+    assert "ranks" in runs["v3"].data.tags["mlpipeline.reason"] and runs["v3"].data.params["floor"] == "0.2"

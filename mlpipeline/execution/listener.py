@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Set
 
 from mlpipeline.execution.framework_noise import without_noise
 from mlpipeline.execution.outcome import VersionRun
-from mlpipeline.execution.plan import Start
+from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.protocol import STEPS_EVENT
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
@@ -184,6 +184,16 @@ class ChildListener:
             history.close()
         self._say.view.progress_ended(version_run.planned.label)
         remove_quietly(self._progress / f"{version_run.run_id}.json")
+
+    def decided(self, planned: PlannedRun, run_id: str, model_dir: str, record: Dict[str, Any]) -> None:
+        """A decision recorded for a version that runs nowhere (early stopping stopped it at
+        the rung it paused at): its tracker run, which the pause left waiting, ends with
+        ``record``, as a run of its own that trained nothing."""
+        if self._tracking is None:
+            return
+        tracked = TrackedRun(planned.script.label, planned.version, run_id, model_dir, resumed=True, git=None)
+        self._tracking.started(tracked)
+        self._tracking.ended(tracked, record)
 
     def flush_histories(self) -> None:
         """Write out the reports that have waited a second."""

@@ -186,6 +186,7 @@ class EndRecorder:
         end = version_end(self._identity, ending, self._write_log)
         if not self._records.commit(end, after=paused):
             return Recorded(planned.label, None, 0.0, planned=planned)  # another daemon recorded it
+        self._listener.decided(planned, ending.run_id, judged.model_dir, end.record)
         self.end_hook.run(
             planned.label,
             {
