@@ -23,6 +23,7 @@ from mlpipeline.commands import (  # noqa: E402
     COMMANDS,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    OutputLost,
     build_command_parser,
     build_parser,
     split_command,
@@ -59,6 +60,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             code = _main(argv, closed)
         finally:
             settle()
+    except SystemExit as exc:  # argparse's, after --help, --version or a usage error it printed
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except OutputLost as exc:
+        code = 1
+        _say_lost(exc.strerror or str(exc))
     except BaseException as exc:  # noqa: BLE001 - judged below: a signal's doing, or re-raised
         settle()  # again: a signal may have come in the finally above, before settle() had run
         if first_stop_signal() is None and not _from_ctrl_c(exc):
@@ -68,12 +74,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = EXIT_CODES.get(first_stop_signal(), EXIT_INTERRUPTED)  # 143 for a SIGTERM, 129 for a SIGHUP
     try:
         sys.stdout.flush()
-    except (OSError, ValueError):
-        # stdout is a full disk or a closed pipe: what could not be flushed is lost, quietly.
+    except (OSError, ValueError) as exc:
+        # stdout is a full disk or a closed pipe: what could not be flushed is lost, and a
+        # command that had nothing else to do did not do it.
         from mlpipeline.watch.console import silence_stdout
 
         silence_stdout()
+        if code == 0:
+            code = 1
+            _say_lost(getattr(exc, "strerror", None) or str(exc))
     return code
+
+
+def _say_lost(reason: str) -> None:
+    try:
+        sys.stderr.write(f"mlpipeline: standard output cannot be written ({reason})\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _usable_standard_streams() -> Optional[str]:

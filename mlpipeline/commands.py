@@ -208,7 +208,7 @@ def build_parser() -> "argparse.ArgumentParser":
     import argparse
 
     commands = "\n".join(f"  mlpipeline {name:<15} {command.summary}" for name, command in COMMANDS.items())
-    parser = argparse.ArgumentParser(
+    parser = _parser_class()(
         prog="mlpipeline",
         usage="%(prog)s [-r] [-u] [-n] [-C DIR] [options]\n       %(prog)s COMMAND [-C DIR] [options]",
         description="Run every version of every queued model script, each in its own process. "
@@ -254,11 +254,36 @@ def build_command_parser(name: str) -> "argparse.ArgumentParser":
     import argparse
 
     command = COMMANDS[name]
-    parser = argparse.ArgumentParser(prog=f"mlpipeline {name}", description=command.summary[0].upper() + command.summary[1:] + ".")
+    parser = _parser_class()(prog=f"mlpipeline {name}", description=command.summary[0].upper() + command.summary[1:] + ".")
     if command.needs_project:
         _add_directory(parser)
     command.arguments(parser)
     return parser
+
+
+class OutputLost(OSError):
+    """What --help, --version or a usage error had to say could not be written: standard
+    output (or error) is a full disk, a closed pipe, a terminal gone."""
+
+
+def _parser_class() -> type:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        """argparse's parser, except that a message it cannot write is not dropped in silence
+        (argparse's own exits 0 after a --help that reached nobody)."""
+
+        def _print_message(self, message: str, file: Any = None) -> None:
+            if not message:
+                return
+            file = file or sys.stderr
+            try:
+                file.write(message)
+                file.flush()
+            except (OSError, ValueError) as exc:
+                raise OutputLost(getattr(exc, "errno", None), getattr(exc, "strerror", None) or str(exc)) from exc
+
+    return Parser
 
 
 def _version_action() -> type:
@@ -268,7 +293,7 @@ def _version_action() -> type:
         """--version, read from the metadata only when asked (the lookup costs tens of ms)."""
 
         def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
-            sys.stdout.write(f"mlpipeline {installed_version()}\n")
+            parser._print_message(f"mlpipeline {installed_version()}\n", sys.stdout)
             parser.exit()
 
     return VersionAction

@@ -243,6 +243,16 @@ def test_a_stop_signal_at_any_moment_of_a_run_ends_it_with_130_or_143_and_never_
         project.wait_for(lambda: not processes_of_runs(project.outputs), timeout=10, what=f"nothing left running {seen[:3]}")
 
 
+@pytest.mark.parametrize("words", [["--help"], ["--version"], ["status", "--help"]])
+def test_help_that_reaches_nobody_is_no_success(project, words):
+    # argparse drops what it cannot write and exits 0; `mlpipeline --help > /dev/full` is `echo`'s 1.
+    with open("/dev/full", "w") as full:
+        daemon = project.start(*words, stdout=full, stderr=subprocess.PIPE)
+        _, errors = daemon.communicate(timeout=60)
+    assert daemon.returncode == 1 and errors == "mlpipeline: standard output cannot be written (No space left on device)\n", errors
+    assert project.run(*words).returncode == 0
+
+
 def test_stdout_on_a_full_disk_costs_the_console_only(project, tmp_path):
     project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
     project.queue(["a.py"])
