@@ -22,7 +22,7 @@ def test_a_version_past_its_timeout_is_killed_and_recorded(project):
     assert events == ["claimed", "started", "timed_out", "claimed", "started", "finished"]
     for pid in [project.calls("train")[0]["pid"]] + [c["pid"] for c in project.calls("grandchild")]:
         assert not alive(pid)
-    assert "a.py:hangs    TIMED_OUT" in project.output_text()
+    assert "a.py:hangs    TIMED_OUT" in project.output_text() and "■ a.py:hangs timed out in " in result.output
     # Like a failure, a timed-out version is not run again by -u without --retry-failed.
     assert project.run("-r", "-u").returncode == 0
     assert len(project.calls("train")) == 2

@@ -113,7 +113,7 @@ def test_status_shows_every_state(project):
     assert rows["edited.py:v"]["previous_state"] == "finished"
 
     plain = project.run("status").stdout
-    assert "1 finished, 1 failed, 1 timed_out, 1 pending, 2 interrupted, 1 stale, 1 broken" in plain
+    assert "1 finished, 1 failed, 1 timed out, 1 pending, 2 interrupted, 1 stale, 1 broken" in plain
 
 
 def test_status_over_a_half_written_journal_line_waits_for_it(project):

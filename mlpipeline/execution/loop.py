@@ -483,7 +483,7 @@ class ExecutionLoop:
             skipped, not_started = self.chooser.skipped_by_history()
         if not self.signals.count:
             self._record_broken_scripts()  # one edited into a broken script at the very end, or listed while paused
-        parts = [f"{n} {state}" for state, n in sorted(self.tally.counts().items())]
+        parts = [f"{n} {state.replace('_', ' ')}" for state, n in sorted(self.tally.counts().items())]
         if skipped:
             parts.append(f"{skipped} skipped by -u")
         if not_started:
