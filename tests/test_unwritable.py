@@ -2,6 +2,7 @@
 import contextlib
 import os
 import shutil
+import time
 import subprocess
 
 import pytest
@@ -247,3 +248,25 @@ def test_a_child_without_a_preload_imports_neither_ctypes_nor_hashlib(project):
     import json
 
     assert json.loads((project.outputs / "model_ckpts" / "a" / "modules.json").read_text()) == {"ctypes": False, "hashlib": False}
+
+
+def test_a_heartbeat_that_cannot_be_written_stops_dispatching_and_says_so(project):
+    # A daemon whose beat fails in silence is taken for dead by another host's daemon, which
+    # then takes each version it runs over, again and again (22 trainings for 3 versions).
+    project.script("a.py", versions_code('versions.addV("v1", wait_for="go")', 'versions.addV("v2")'))
+    project.queue(["a.py"])
+    daemon = project.start("-r", env={"MLPIPELINE_HEARTBEAT_S": "0.2"})
+    project.wait_for(lambda: project.calls("train"), what="v1 to start")
+    [beat] = list((project.outputs / ".heartbeats").iterdir())
+    beat.unlink()
+    beat.mkdir()
+    (beat / "in the way").touch()
+    time.sleep(1.5)  # a few beats fail
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2, output
+    assert f"{beat}: cannot be written (" in output and "stopped dispatching" in output, output
+    assert [(row["version"], row["status"]) for row in project.results()] == [("v1", "finished")]  # v2 waits for -u
+    shutil.rmtree(beat)
+    assert project.run("-r", "-u").returncode == 0
+    assert [row["version"] for row in project.calls("train")] == ["v1", "v2"]

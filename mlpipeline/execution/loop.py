@@ -120,6 +120,7 @@ class ExecutionLoop:
         self._counts_due = False
         self._waits_for_gpus = False  # the last fill found a version waiting with nothing running
         self._no_space: Optional[str] = None  # the file a full disk refused a version: nothing more starts
+        self._no_beat: Optional[str] = None  # why its heartbeat cannot be written: nothing more starts
         self._counts_shown = 0.0
         self._queue_looked = time.monotonic()
         say = self.say = Reporter(view)
@@ -228,6 +229,7 @@ class ExecutionLoop:
                     self.executor.stop_all(signal.SIGKILL)
                     killed = True
             self._check_claims()
+            self._check_heartbeat()
             self.records.check_folder()
             self._check_control()
             self._check_rungs()
@@ -238,7 +240,7 @@ class ExecutionLoop:
             if stop_asked is None and not self._stops_dispatching() and not self.control.paused:
                 self._fill_slots()
             if not self.executor.outstanding:
-                if stop_asked is not None or self._no_space is not None:
+                if stop_asked is not None or self._no_space is not None or self._no_beat is not None:
                     break
                 if self._waits_for_gpus:
                     # A version waits for GPUs other processes hold, and nothing of this daemon
@@ -421,7 +423,17 @@ class ExecutionLoop:
 
     def _stops_dispatching(self) -> bool:
         """--fail-fast after a failure, or a full disk: the running versions finish, no other starts."""
-        return (self.options.fail_fast and self.tally.any_failed) or self._no_space is not None
+        return (self.options.fail_fast and self.tally.any_failed) or self._no_space is not None or self._no_beat is not None
+
+    def _check_heartbeat(self) -> None:
+        """A heartbeat that cannot be written: daemons on other hosts would take this one for
+        dead, and its versions over, one by one. Said once; none starts any more."""
+        failing = self.claims.beat_failing()
+        if failing is not None and self._no_beat is None:
+            self._no_beat = failing
+            message = f"{failing}: other hosts' daemons would take this one for dead; no more versions start, the running ones finish"
+            self.say.daemon("ERROR", message)
+            self.view.error(message)
 
     def _signal_for_versions(self) -> int:
         """What the running versions get when the daemon is asked to stop: the same signal, but
@@ -503,5 +515,8 @@ class ExecutionLoop:
             return EXIT_CLUSTER_GONE
         if self._no_space is not None:
             self.view.error(f"{self._no_space}: cannot be written (No space left on device); stopped dispatching")
+            return EXIT_RECORDS_UNWRITABLE
+        if self._no_beat is not None:
+            self.view.error(f"{self._no_beat}; stopped dispatching")
             return EXIT_RECORDS_UNWRITABLE
         return 1 if self.tally.ends_failed() else 0

@@ -54,6 +54,10 @@ class Claims:
     def stop(self) -> None:
         self._heartbeat.stop()
 
+    def beat_failing(self) -> Optional[str]:
+        """Why this daemon's heartbeat cannot be written, while it cannot (Heartbeat.failing)."""
+        return self._heartbeat.failing
+
     def heartbeat_for_children(self) -> Dict[str, Any]:
         """What a child's keeper needs to watch this daemon's heartbeat."""
         return {

@@ -64,6 +64,15 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._count = 0
+        self._failed: Tuple[int, str] = (0, "")  # beats failed in a row, and why the last did
+
+    @property
+    def failing(self) -> Optional[str]:
+        """Why this daemon's beat cannot be written, once it has failed STALE_BEATS // 2 times in
+        a row (a moment's hiccup of a shared folder is no failure): daemons on other hosts would
+        soon take this one for dead and its versions over."""
+        count, why = self._failed
+        return why if count >= STALE_BEATS // 2 else None
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,8 +93,9 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self._beat()
-            except OSError:
-                pass  # the journal's own writes fail too then, and the daemon stops on those
+                self._failed = (0, "")
+            except OSError as exc:
+                self._failed = (self._failed[0] + 1, f"{self.path}: cannot be written ({exc.strerror or exc})")
 
     def _beat(self) -> None:
         self._count += 1
