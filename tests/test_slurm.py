@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -467,3 +468,92 @@ def test_a_slip_in_the_slurm_table_is_named_with_its_line(project, table, said):
     _slurm_config(project, slurm=table)
     done = project.run("-r")
     assert done.returncode == 2 and said in done.output and "Traceback" not in done.output, done.output
+
+
+def _misbehaving(project: Any, *commands: str) -> Dict[str, str]:
+    """A PATH on which each of ``commands`` is Slurm's own, unless the file ``<name>.mode`` in
+    the project says ``empty`` (it answers nothing, exit 0) or ``fail`` (exit 1): a Slurm
+    command that lies or breaks for a while, as an overloaded controller's do."""
+    import os
+
+    folder = project.root / "slurm-bin"
+    folder.mkdir()
+    for name in commands:
+        real = shutil.which(name)
+        mode = project.root / f"{name}.mode"
+        (folder / name).write_text(
+            f'#!/bin/sh\ncase "$(cat {shlex.quote(str(mode))} 2>/dev/null)" in\n  empty) exit 0;;\n  fail) echo "{name}: error: slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1;;\nesac\n'
+            f'exec {shlex.quote(str(real))} "$@"\n'
+        )
+        (folder / name).chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_a_job_squeue_leaves_out_for_a_while_is_not_resumed_beside_itself(slurm_project, slurm):
+    # squeue answering without the job (an overloaded controller, a federation's other half):
+    # taken as over, the version was resumed while its job still trained in the same model_dir.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=5"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    env = _misbehaving(project, "squeue")
+    daemon = project.start("-r", "-u", env=env)
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        (project.root / "squeue.mode").write_text("empty")
+        time.sleep(12)  # past the grace a job over gets to write its end
+        (project.root / "squeue.mode").unlink()
+        output, _ = daemon.communicate(timeout=240)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+    assert _events(project, "long") == ["started", "finished"], project.journal()
+    assert len(project.calls("train")) == 1
+
+
+def test_an_end_file_that_says_nothing_while_the_job_runs_is_no_end(slurm_project, slurm):
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=4"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        [folder] = [path for path in (project.outputs / "slurm-jobs").iterdir() if path.is_dir()]
+        (folder / "end.json").write_text("garbage")
+        output, _ = daemon.communicate(timeout=240)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+    assert _events(project, "long") == ["started", "finished"], project.journal()
+
+
+def test_a_job_whose_folder_is_removed_ends_itself(slurm_project, slurm):
+    # The daemon removes a job's folder once it has recorded the job's end: a job that still
+    # runs then (its node stopped answering, and came back) must not train beside the resume.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=20"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        [folder] = [path for path in (project.outputs / "slurm-jobs").iterdir() if path.is_dir()]
+        shutil.rmtree(folder)
+        _no_version_process_left(project, timeout=15)  # of its 40 s of training
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    assert "long" not in {row["version"] for row in project.results() if row["status"] == "finished"}, output
+
+
+def test_sinfo_that_cannot_answer_at_the_start_is_said_not_blamed_on_a_version(slurm_project):
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("v", gpus=1)'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    env = _misbehaving(project, "sinfo")
+    (project.root / "sinfo.mode").write_text("fail")
+    done = project.run("-r", env=env)
+    assert done.returncode == 2 and "sinfo cannot say what GPUs the nodes have" in done.output, done.output
+    assert project.results() == [] and "Traceback" not in done.output

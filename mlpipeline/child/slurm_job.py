@@ -87,11 +87,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             warning = threading.Timer(warn_after, executor.stop, (run, signal.SIGUSR1))
             warning.daemon = True
             warning.start()
+        missing = 0
         while not run.done.wait(1.0):
-            pass
+            # The daemon removes the job's folder once it has recorded this run's end (it took
+            # the job for over: left out of squeue, its node not answering) and may resume the
+            # version elsewhere: a run that still goes on here ends itself, not trains beside it.
+            missing = missing + 1 if _removed(folder.request) else 0
+            if missing == 2:
+                print(f"mlpipeline: {folder.path} was removed: its daemon recorded this run's end; ending it", file=sys.stderr)
+                executor.stop(run, signal.SIGKILL)
         outcome = run.outcome
         assert outcome is not None
         output.close()
+        if missing >= 2:
+            return 0  # no end to write: nobody reads the folder any more
         folder.write_end(
             TaskEnd(
                 result=outcome.result,
@@ -106,6 +115,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             executor.stop(run, signal.SIGKILL)  # asked of its keeper
             run.done.wait(30)
     return 0
+
+
+def _removed(path: Path) -> bool:
+    """Whether ``path`` is gone (ENOENT), not merely unreadable a moment (a shared file system)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 if __name__ == "__main__":

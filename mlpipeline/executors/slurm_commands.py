@@ -16,9 +16,12 @@ COMMANDS = ("sbatch", "squeue", "scancel", "sinfo")
 COMMAND_TIMEOUT_S = 60.0
 """How long one Slurm command may take: a busy slurmctld answers slowly, not never."""
 
+GONE = "GONE"
+"""The state :func:`job_state` gives a job Slurm no longer knows at all (past MinJobAge)."""
+
 ENDED_STATES = {
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-    "SPECIAL_EXIT", "TIMEOUT", "REVOKED",
+    "SPECIAL_EXIT", "TIMEOUT", "REVOKED", GONE,
 }
 """Job states in which nothing of the job runs any more."""
 
@@ -112,14 +115,33 @@ def job_states() -> Optional[Dict[str, JobState]]:
     return states
 
 
-def node_gpus() -> List[float]:
-    """How many GPUs (gres ``gpu``) each node has, as sinfo tells; [] when it cannot answer."""
+def job_state(job_id: str) -> Optional[JobState]:
+    """What Slurm says of one job, asked of it alone: where the one squeue of every job left it
+    out, before its run is taken as over. ``JobState(GONE, ...)`` when Slurm says it knows no
+    such job; None when squeue cannot answer now or says nothing either way."""
+    try:
+        done = _run(["squeue", "--noheader", "--states=all", f"--jobs={job_id}", "--Format=JobID:|,State:|,NodeList:|,Reason:|,RestartCnt:|"])
+    except OSError:
+        return None
+    if done.returncode != 0:
+        return JobState(GONE, "", "", 0) if "invalid job id" in (done.stderr or "").lower() else None
+    for line in done.stdout.splitlines():
+        fields = [field.strip() for field in line.split("|")]
+        if len(fields) >= 5 and fields[0] == job_id:
+            return JobState(fields[1], fields[2], fields[3], int(fields[4]) if fields[4].isdigit() else 0)
+    return None
+
+
+def node_gpus() -> Optional[List[float]]:
+    """How many GPUs (gres ``gpu``) each node has, as sinfo tells; None when it cannot answer."""
     try:
         done = _run(["sinfo", "--noheader", "--Node", "--format=%N|%G"])
     except OSError:
-        return []
+        return None
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
     counts: Dict[str, float] = {}
-    for line in done.stdout.splitlines() if done.returncode == 0 else []:
+    for line in done.stdout.splitlines():
         node, _, gres = line.partition("|")
         total = 0
         for item in gres.split(","):

@@ -89,6 +89,10 @@ class SlurmExecutor(Executor):
         refused = slurm.test_submission(slurm.sbatch_options(partition, time_limit, 0, sbatch_args, self._warn_s))
         if refused:
             raise SlurmUnavailable(f"sbatch refuses a job with these settings: {refused}")
+        counts = slurm.node_gpus()
+        if counts is None:
+            raise SlurmUnavailable("sinfo cannot say what GPUs the nodes have (is slurmctld up?): try `sinfo --Node --format=%N|%G`")
+        self._node_gpus: Tuple[float, List[float]] = (time.monotonic(), counts)
         self.where = f"the Slurm cluster (partition {partition})" if partition else "the Slurm cluster"
         self.jobs_dir = outputs_dir / JOBS_FOLDER
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +100,6 @@ class SlurmExecutor(Executor):
         self._lock = threading.Lock()  # guards each run's handle
         self._mine: Set[str] = set()  # the job folders this daemon made
         self._others: Dict[str, Tuple[Any, Any]] = {}  # other job folders: (script, version)
-        self._node_gpus: Tuple[float, List[float]] = (-NODE_GPUS_TTL_S, [])
         self._closed = threading.Event()
         self.check_shared_folder()
         threading.Thread(target=self._watch, daemon=True).start()
@@ -147,7 +150,8 @@ class SlurmExecutor(Executor):
     def node_gpus(self) -> List[float]:
         checked, counts = self._node_gpus
         if time.monotonic() - checked > NODE_GPUS_TTL_S:
-            counts = slurm.node_gpus()
+            # sinfo that cannot answer now leaves the counts it last gave (the start needs one).
+            counts = slurm.node_gpus() or counts
             self._node_gpus = (time.monotonic(), counts)
         return counts
 
@@ -294,12 +298,21 @@ class SlurmExecutor(Executor):
         self._deliver(run, job)  # all the job said before its end
         state = (states or {}).get(job.job_id)
         over = states is not None and (state is None or state.ended or _requeued(state, run))
+        if end is not None and end.get("result") is None and end.get("returncode") is None and not over:
+            end = None  # what stands where its end goes says nothing, and the job runs: Slurm's word decides
         now = time.monotonic()
         if over or end is not None:
             job.over_since = job.over_since or now
         else:
             job.over_since = None
         waited = job.over_since is not None and now - job.over_since >= END_GRACE_S
+        if waited and end is None and state is None:
+            # Left out of the one squeue of every job: asked of alone before it is taken as
+            # over, or its version would be resumed beside a job that still runs it.
+            alone = slurm.job_state(job.job_id)
+            if alone is None or not alone.ended:
+                job.over_since = None if alone is not None else job.over_since
+                return
         if end is not None:
             # Ended by Slurm's SIGTERM: how (requeued, the time limit) shows once the job is over.
             if over or waited or not self._stopped_by_slurm(run, end):
