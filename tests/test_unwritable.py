@@ -270,3 +270,35 @@ def test_a_heartbeat_that_cannot_be_written_stops_dispatching_and_says_so(projec
     shutil.rmtree(beat)
     assert project.run("-r", "-u").returncode == 0
     assert [row["version"] for row in project.calls("train")] == ["v1", "v2"]
+
+
+@pytest.mark.parametrize("blocker", ["a file", "a dangling link"])
+def test_a_folder_of_model_dirs_that_is_no_folder_stops_dispatching_and_loses_no_version(project, blocker):
+    # Every version failed in 0.00 s ("its model_dir cannot be made (Not a directory)"), and
+    # -u then skipped them all for good: the queue's folder, not the versions, was at fault.
+    project.script("a.py", versions_code('versions.addV("v1", model_dir_suffix="v1")', 'versions.addV("v2", model_dir_suffix="v2")'))
+    project.queue(["a.py"])
+    checkpoints = project.outputs / "model_ckpts"
+    checkpoints.parent.mkdir(parents=True)
+    if blocker == "a file":
+        checkpoints.write_text("not a folder")
+    else:
+        checkpoints.symlink_to(project.root / "nowhere")
+    result = project.run("-r", "-u")
+    assert result.returncode == 2, result.output
+    assert f"{checkpoints}: cannot hold the versions' model_dirs (" in result.output and "stopped dispatching" in result.output
+    assert [(row["version"], row["status"]) for row in project.results()] == [("v1", "interrupted")]
+    checkpoints.unlink()
+    again = project.run("-r", "-u")
+    assert again.returncode == 0, again.output
+    assert sorted(row["version"] for row in project.results() if row["status"] == "finished") == ["v1", "v2"]
+
+
+def test_one_versions_model_dir_that_is_a_file_fails_that_version_only(project):
+    project.script("a.py", versions_code('versions.addV("v1", model_dir_suffix="v1")', 'versions.addV("v2", model_dir_suffix="v2")'))
+    project.queue(["a.py"])
+    (project.outputs / "model_ckpts").mkdir(parents=True)
+    (project.outputs / "model_ckpts" / "a-v1").write_text("in the way")
+    result = project.run("-r", "-u")
+    assert result.returncode == 1, result.output
+    assert [(row["version"], row["status"]) for row in project.results()] == [("v1", "failed"), ("v2", "finished")]

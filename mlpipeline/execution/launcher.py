@@ -4,9 +4,12 @@ Returns what happened (Launched); a version that cannot run comes back as an End
 recorder, and what a started one holds is given back by the loop when it ends."""
 from __future__ import annotations
 
+import errno
+import os
 import traceback
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import psutil
@@ -56,6 +59,7 @@ class Launched:
 
     how: Launch
     ending: Optional[Ending] = None  # with FAILED
+    halts: Optional[str] = None  # why no version can start here (the folder of model_dirs is no folder)
 
 
 class Launcher:
@@ -117,8 +121,15 @@ class Launcher:
         try:
             model_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            error = {"message": f"{label}: its model_dir {model_dir} cannot be made ({exc.strerror or exc})"}
-            return Launched(Launch.FAILED, Ending(planned, run_id, JournalEvent.FAILED, {"error": error}))
+            why = exc.strerror or str(exc)
+            error = {"message": f"{label}: its model_dir {model_dir} cannot be made ({why})"}
+            shared = _shared_folder_fault(model_dir.parent, exc)
+            if shared is None:
+                return Launched(Launch.FAILED, Ending(planned, run_id, JournalEvent.FAILED, {"error": error}))
+            # Not the version's doing: every version would meet it. Resumable once it is mended.
+            error["message"] += "; resumable with -u once it can"
+            ending = Ending(planned, run_id, JournalEvent.INTERRUPTED, {"error": error})
+            return Launched(Launch.FAILED, ending, halts=f"{shared}: cannot hold the versions' model_dirs ({why})")
         granted = self._resources.take(share, str(model_dir), planned.script.label, memory)
         resumed = planned.start is Start.RESUME
         how = "resuming" if resumed else "fresh"
@@ -321,3 +332,18 @@ class Launcher:
                 f"{'; '.join(busy)}; no version goes there until they free up ({label} waits)",
             )
 
+
+def _shared_folder_fault(folder: Path, exc: OSError) -> Optional[Path]:
+    """The folder of model_dirs (or the first of its parents that is no folder) when it, not
+    the one version's model_dir, is why ``exc`` refused a model_dir: a file standing where it
+    should be, a full or read-only disk, no permission. None for the version's own fault."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return folder
+    place = next((path for path in (folder, *folder.parents) if path.exists() or path.is_symlink()), None)
+    if place is None:
+        return None
+    if not place.is_dir():
+        return place
+    if place != folder or not os.access(folder, os.W_OK | os.X_OK):
+        return folder  # it could not be made, or takes nothing: no version's model_dir can be
+    return None

@@ -119,8 +119,9 @@ class ExecutionLoop:
         self.tally = Tally()
         self._counts_due = False
         self._waits_for_gpus = False  # the last fill found a version waiting with nothing running
-        self._no_space: Optional[str] = None  # the file a full disk refused a version: nothing more starts
-        self._no_beat: Optional[str] = None  # why its heartbeat cannot be written: nothing more starts
+        # What keeps every version from running here (a full disk, a heartbeat that cannot be
+        # written, a model_ckpts that is no folder): none starts any more, those running finish.
+        self._halted: Optional[str] = None
         self._counts_shown = 0.0
         self._queue_looked = time.monotonic()
         say = self.say = Reporter(view)
@@ -240,7 +241,7 @@ class ExecutionLoop:
             if stop_asked is None and not self._stops_dispatching() and not self.control.paused:
                 self._fill_slots()
             if not self.executor.outstanding:
-                if stop_asked is not None or self._no_space is not None or self._no_beat is not None:
+                if stop_asked is not None or self._halted is not None:
                     break
                 if self._waits_for_gpus:
                     # A version waits for GPUs other processes hold, and nothing of this daemon
@@ -295,6 +296,8 @@ class ExecutionLoop:
                 self.tally.any_failed = self.tally.blocked = True
             elif launched.ending is not None:
                 self._record_end(self.recorder.record, launched.ending, launched.ending.version_run)
+                if launched.halts is not None:
+                    self._halt(launched.halts)
 
     def next_version(self) -> Optional[PlannedRun]:
         """The next version to launch, with the journal's claims read just now."""
@@ -318,12 +321,9 @@ class ExecutionLoop:
     def _follow(self, recorded: Recorded) -> None:
         if recorded.state is not None:
             self.tally.add(recorded.label, recorded.state, recorded.wall_s)
-        if recorded.no_space is not None and self._no_space is None:
-            # Every version after it would meet the same full disk: none starts; those running finish.
-            self._no_space = recorded.no_space or str(self.paths.outputs_dir)
-            message = f"{self._no_space}: no space left on device; no more versions start, the running ones finish"
-            self.say.daemon("ERROR", message)
-            self.view.error(message)
+        if recorded.no_space is not None:
+            # Every version after it would meet the same full disk.
+            self._halt(f"{recorded.no_space or self.paths.outputs_dir}: cannot be written (No space left on device)")
         if recorded.failed:
             self.tally.any_failed = True
         if recorded.planned is not None and recorded.follow_up is FollowUp.RETRY:
@@ -423,17 +423,23 @@ class ExecutionLoop:
 
     def _stops_dispatching(self) -> bool:
         """--fail-fast after a failure, or a full disk: the running versions finish, no other starts."""
-        return (self.options.fail_fast and self.tally.any_failed) or self._no_space is not None or self._no_beat is not None
+        return (self.options.fail_fast and self.tally.any_failed) or self._halted is not None
+
+    def _halt(self, why: str) -> None:
+        """Start nothing more, for ``why`` (said once): those running finish, and the daemon
+        exits 2 saying it again."""
+        if self._halted is None:
+            self._halted = why
+            message = f"{why}; no more versions start, the running ones finish"
+            self.say.daemon("ERROR", message)
+            self.view.error(message)
 
     def _check_heartbeat(self) -> None:
         """A heartbeat that cannot be written: daemons on other hosts would take this one for
-        dead, and its versions over, one by one. Said once; none starts any more."""
+        dead, and its versions over, one by one."""
         failing = self.claims.beat_failing()
-        if failing is not None and self._no_beat is None:
-            self._no_beat = failing
-            message = f"{failing}: other hosts' daemons would take this one for dead; no more versions start, the running ones finish"
-            self.say.daemon("ERROR", message)
-            self.view.error(message)
+        if failing is not None:
+            self._halt(f"{failing}: other hosts' daemons would take this one for dead")
 
     def _signal_for_versions(self) -> int:
         """What the running versions get when the daemon is asked to stop: the same signal, but
@@ -513,10 +519,7 @@ class ExecutionLoop:
             return self.signals.exit_code
         if self._executor_lost() is not None:
             return EXIT_CLUSTER_GONE
-        if self._no_space is not None:
-            self.view.error(f"{self._no_space}: cannot be written (No space left on device); stopped dispatching")
-            return EXIT_RECORDS_UNWRITABLE
-        if self._no_beat is not None:
-            self.view.error(f"{self._no_beat}; stopped dispatching")
+        if self._halted is not None:
+            self.view.error(f"{self._halted}; stopped dispatching")
             return EXIT_RECORDS_UNWRITABLE
         return 1 if self.tally.ends_failed() else 0
