@@ -57,3 +57,18 @@ def test_a_fresh_run_keeps_the_old_curve_aside(project):
     assert project.run("-r").returncode == 1
     assert not (project.outputs / "model_ckpts" / "a" / ".mlpipeline" / "metrics.jsonl").exists()
     assert history_rows(project, f"metrics-{new[-1]['run_id']}.jsonl") == new
+
+
+def test_a_history_removed_while_its_run_writes_it_is_written_anew_and_said(project):
+    # The writer kept appending to the file it had opened: every later report went nowhere.
+    project.script("a.py", versions_code('versions.addV("v", sleep_per_step=0.05, model_dir_suffix="v")', defaults="learning_rate=0.1, dataloader=Data(80), batch_size=1, epoc_count=1"))
+    project.queue(["a.py"])
+    history = project.outputs / "model_ckpts" / "a-v" / ".mlpipeline" / "metrics.jsonl"
+    daemon = project.start("-r")
+    project.wait_for(history.exists, what="the history")
+    history.unlink()
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    steps = [json.loads(line)["step"] for line in history.read_text().splitlines()]
+    assert steps and steps[-1] == 80 and steps == sorted(steps)
+    assert f"{history} was removed or replaced while its run wrote it; its next reports go to a new one" in project.log_text()

@@ -217,3 +217,27 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("stand_in", ["garbage", "a folder", "a fifo"])
+def test_a_run_record_replaced_while_its_run_goes_on_is_said_at_its_end(project, stand_in):
+    import os
+
+    from conftest import versions_code
+
+    project.script("a.py", versions_code('versions.addV("v", sleep_per_step=0.05, model_dir_suffix="v")', defaults="learning_rate=0.1, dataloader=Data(40), batch_size=1, epoc_count=1"))
+    project.queue(["a.py"])
+    record = project.outputs / "model_ckpts" / "a-v" / ".mlpipeline" / "run.json"
+    daemon = project.start("-r")
+    project.wait_for(lambda: project.calls("train"), what="training")
+    record.unlink()
+    if stand_in == "garbage":
+        record.write_text("{not json")
+    elif stand_in == "a folder":
+        record.mkdir()
+    else:
+        os.mkfifo(record)
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    assert f"{record}: no run record can be read there; how the run ended is not added to it" in output
+    assert [row["status"] for row in project.results()] == ["finished"]

@@ -25,7 +25,7 @@ from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.ends import RecordKeeper, new_run_id
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.run_record import parameters_of_run, update_run_record
+from mlpipeline.records.run_record import parameters_of_run, run_record_unreadable, update_run_record
 from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent
 from mlpipeline.watch.console import describe_report
 
@@ -314,7 +314,7 @@ class EndRecorder:
     def _close_run_record(self, version_run: VersionRun, record: Dict[str, Any]) -> None:
         """Add how the run ended to ``<model_dir>/.mlpipeline/run.json``, which its child began."""
         try:
-            update_run_record(
+            updated = update_run_record(
                 Path(version_run.model_dir),
                 version_run.run_id,
                 state=record["status"],
@@ -322,5 +322,8 @@ class EndRecorder:
                 duration_s=record["duration_s"],
                 steps=record.get("steps"),
             )
+            unreadable = None if updated else run_record_unreadable(Path(version_run.model_dir))
+            if unreadable is not None:
+                self._say.warn(f"{unreadable}: no run record can be read there; how the run ended is not added to it")
         except OSError as exc:
             self._say.warn(f"{exc.filename or version_run.model_dir}: the run record cannot be completed ({exc.strerror or exc})")

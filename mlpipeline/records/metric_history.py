@@ -81,6 +81,12 @@ class HistoryWriter:
         if not self._pending or self._broken:
             return
         try:
+            if self._handle is not None and not _still_at(self._handle, self._path):
+                # Removed or replaced under the run (by hand, by the script's own cleaning):
+                # what follows goes to a file at its path again, not to one nobody can read.
+                self._handle.close()
+                self._handle = None
+                self._on_error(f"{self._path} was removed or replaced while its run wrote it; its next reports go to a new one")
             if self._handle is None:
                 self._handle = self._open()
             self._handle.write("".join(self._pending))
@@ -96,6 +102,15 @@ class HistoryWriter:
         if handle.tell() > 0 and not ends_with_newline(self._path):
             handle.write("\n")  # a line a crash cut short stays apart from the next report
         return handle
+
+
+def _still_at(handle: Any, path: Path) -> bool:
+    """Whether the open ``handle`` is still the file at ``path``."""
+    try:
+        mine, there = os.fstat(handle.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 def set_aside(model_dir: str, run_id: str) -> None:

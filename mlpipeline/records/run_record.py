@@ -7,6 +7,7 @@ run's own record stays in results.jsonl.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -76,6 +77,13 @@ def parameters_of_run(model_dir: Path, run_id: Optional[str] = None) -> Optional
         if run is None or run.get("run_id") != run_id:
             return None  # its child ended before it wrote them: an older run's are not its own
     return read_object(record_dir(model_dir) / PARAMETERS_FILE)
+
+
+def run_record_unreadable(model_dir: Path) -> Optional[Path]:
+    """run.json, where something stands there that is no record (a folder, a FIFO, bytes
+    that are no JSON object); None where it is one, or is not there."""
+    path = record_dir(model_dir) / RUN_FILE
+    return path if os.path.lexists(path) and read_object(path) is None else None
 
 
 def read_run_record(model_dir: Path) -> Optional[Dict[str, Any]]:
