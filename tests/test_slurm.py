@@ -557,3 +557,45 @@ def test_sinfo_that_cannot_answer_at_the_start_is_said_not_blamed_on_a_version(s
     done = project.run("-r", env=env)
     assert done.returncode == 2 and "sinfo cannot say what GPUs the nodes have" in done.output, done.output
     assert project.results() == [] and "Traceback" not in done.output
+
+
+def test_a_job_scancelled_by_hand_is_recorded_cancelled_not_resumed(slurm_project, slurm):
+    # It was taken for Slurm's doing and resumed, again and again: a user could not stop it so.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', 'versions.addV("next", gpus=0)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=6"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        job = _job_of(project, "long")
+        slurm.command("scancel", job)
+        output, _ = daemon.communicate(timeout=180)
+    finally:
+        daemon.kill()
+    assert _events(project, "long") == ["started", "cancelled"], project.journal()
+    [row] = [row for row in project.results() if row["version"] == "long"]
+    assert row["status"] == "cancelled" and f"its Slurm job {job}" in row["reason"] and "cancelled outside mlpipeline" in row["reason"]
+    assert [call["version"] for call in project.calls("train")] == ["long", "next"]  # the queue went on
+    assert daemon.returncode == 0, output
+
+
+def test_a_version_cut_off_again_and_again_is_resumed_three_times_in_a_session(slurm_project, slurm):
+    # Its own interrupted end also made the claims count it cut off, which started it again
+    # past the cap: requeued without end, it was resumed without end.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=30"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r", "-u")
+    try:
+        for round in range(1, 5):
+            project.wait_for(lambda: len(project.calls("train")) == round and len(_started(project, "long")) == round, timeout=90, what=f"run {round} to train")
+            slurm.command("scontrol", "requeue", _job_of(project, "long"))
+            project.wait_for(lambda: _events(project, "long").count("interrupted") == round, timeout=60, what=f"cut-off {round}")
+        output, _ = daemon.communicate(timeout=60)
+    finally:
+        daemon.kill()
+    assert _events(project, "long") == ["started", "interrupted"] * 4, project.journal()
+    assert "cut off 4 times in this session: not resumed again now" in project.log_text()
+    assert len(project.calls("train")) == 4, output

@@ -111,6 +111,9 @@ def classify(
     if stop_reason is not None:
         result["error"] = {"message": stop_reason}
         return JournalEvent.STOPPED, result
+    if result.get("cancelled"):
+        result.setdefault("error", {"message": "cancelled outside mlpipeline"})
+        return JournalEvent.CANCELLED, result
     if result.get("cut_off"):
         # Its keeper ended it: this daemon was silent past the heartbeat window (error says why).
         result.setdefault("error", {"message": "cut off by its keeper"})

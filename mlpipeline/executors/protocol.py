@@ -204,6 +204,12 @@ def cut_off_result(message: str, phase: str) -> ChildResult:
     return {"ok": False, "cut_off": True, "error": {"message": message, "phase": phase}}
 
 
+def cancelled_result(message: str, phase: str) -> ChildResult:
+    """The result of a run someone ended outside mlpipeline (a job's ``scancel`` by hand):
+    recorded cancelled, as `mlpipeline cancel` would, not resumed."""
+    return {"ok": False, "cancelled": True, "error": {"message": message, "phase": phase}}
+
+
 def failed_result(message: str, phase: str) -> ChildResult:
     """The result of a run that could not be run or whose end was never told: failed."""
     return {"ok": False, "error": {"message": message, "phase": phase}}

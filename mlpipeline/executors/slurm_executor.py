@@ -32,7 +32,7 @@ from mlpipeline.executors import slurm_commands as slurm
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.executors.job_folder import JOBS_FOLDER, JobFolder, OutputReader
 from mlpipeline.executors.local import deliver
-from mlpipeline.executors.protocol import EVENT, RUN_VERSION, ChildRequest, TaskEnd, cut_off_result, failed_result
+from mlpipeline.executors.protocol import EVENT, RUN_VERSION, ChildRequest, TaskEnd, cancelled_result, cut_off_result, failed_result
 from mlpipeline.executors.slurm_commands import JobState, SlurmUnavailable
 from mlpipeline.queue.project_keys import seconds_of_slurm_time
 from mlpipeline.records.files import write_json_atomic
@@ -353,7 +353,7 @@ class SlurmExecutor(Executor):
         result = end.get("result")
         returncode = end.get("returncode")
         if self._stopped_by_slurm(run, end):
-            result = cut_off_result(self._ended_by_slurm(run, job, state), "node")
+            result = self._stopped_result(run, job, state)
         if run.stop_signal == signal.SIGKILL and not (result or {}).get("ok"):
             # Killed as asked: scancel ends a job by SIGTERM, then SIGKILL; its processes may
             # have died of the first, or ended before the job could say so.
@@ -378,7 +378,7 @@ class SlurmExecutor(Executor):
             return TaskEnd(result=None, returncode=None)
         name = state.state if state is not None else "gone from squeue"
         if state is None or _requeued(state, run) or name in slurm.CUT_OFF_STATES:
-            return TaskEnd(result=cut_off_result(self._ended_by_slurm(run, job, state), "node"), returncode=None)
+            return TaskEnd(result=self._stopped_result(run, job, state), returncode=None)
         said = job.folder.slurm_output_tail()
         words = f"; Slurm's output of the job: {said}" if said else ""
         if run.placement is None:
@@ -391,6 +391,18 @@ class SlurmExecutor(Executor):
         else:
             message = f"its Slurm job {job.job_id} ended ({name}) on {self._node(run)} without its version's end{words}"
         return TaskEnd(result=failed_result(message, "node"), returncode=None)
+
+    def _stopped_result(self, run: ChildRun, job: SlurmJob, state: Optional[JobState]) -> Any:
+        """How a job Slurm ended before its version did is recorded: cancelled where somebody
+        ran ``scancel`` on it (Slurm's CANCELLED: preemption says PREEMPTED or requeues, the
+        time limit TIMEOUT, a lost node NODE_FAIL), else cut off, to resume."""
+        if state is not None and state.state == "CANCELLED" and not _requeued(state, run):
+            message = (
+                f"its Slurm job {job.job_id} on {self._node(run)} was cancelled outside mlpipeline (scancel by hand, or "
+                "the cluster's admins); not resumed: `mlpipeline -r -u --retry-failed` runs it again"
+            )
+            return cancelled_result(message, "node")
+        return cut_off_result(self._ended_by_slurm(run, job, state), "node")
 
     def _ended_by_slurm(self, run: ChildRun, job: SlurmJob, state: Optional[JobState]) -> str:
         if state is None:

@@ -122,10 +122,12 @@ class Claims:
         ours = daemon == self._identity.key
         if not ours and daemon not in self._session_daemons:
             return
+        if ours:
+            return  # its own cut-off versions resume by what recording their ends decided (a few times at most)
         latest = self._journal.latest(*key)
         if latest is not None and latest["event"] == JournalEvent.INTERRUPTED.value:
             self._cut_off.add(key)
-        elif not ours:
+        else:
             taken = (key[0], key[1], sha256)
             self._taken_by[key] = taken
             self._taken.add(taken)
