@@ -599,3 +599,53 @@ def test_a_version_cut_off_again_and_again_is_resumed_three_times_in_a_session(s
     assert _events(project, "long") == ["started", "interrupted"] * 4, project.journal()
     assert "cut off 4 times in this session: not resumed again now" in project.log_text()
     assert len(project.calls("train")) == 4, output
+
+
+def test_a_stop_scancel_cannot_send_is_said_and_the_record_stays_true(slurm_project, slurm):
+    # scancel's exit status was never looked at: a stop that reached no job said nothing.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=4"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    env = _misbehaving(project, "scancel")
+    (project.root / "scancel.mode").write_text("fail")
+    daemon = project.start("-r", "-u", env=env)
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        job = _job_of(project, "long")
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    assert f"Slurm job {job} could not be stopped (scancel: slurm_load_jobs error: Unable to contact slurm controller)" in output, output
+    # The job went on to its end, and that is what is recorded.
+    assert _events(project, "long") == ["started", "finished"], project.journal()
+
+
+def test_an_squeue_that_hangs_holds_up_no_versions_end(slurm_project, slurm):
+    # Every look began with squeue: while it hung (up to its 60 s), no job's folder was read,
+    # and a version that ended meanwhile was recorded a minute late, with that minute's duration.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("short", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=2"))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    folder = project.root / "slurm-bin"
+    env = _misbehaving(project, "squeue")
+    mode = project.root / "squeue.mode"
+    real = (folder / "squeue").read_text()
+    (folder / "squeue").write_text(real.replace("  empty) exit 0;;", "  empty) exit 0;;\n  hang) sleep 50;;"))
+    daemon = project.start("-r", "-u", env=env)
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "short"), timeout=90, what="the version to train")
+        mode.write_text("hang")
+        project.wait_for(lambda: project.calls("trained"), timeout=30, what="training to end")
+        ended = time.monotonic()
+        project.wait_for(lambda: "finished" in _events(project, "short"), timeout=40, what="its end to be recorded")
+        assert time.monotonic() - ended < 20
+        mode.unlink()
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+    [row] = project.results()
+    assert row["status"] == "finished" and row["duration_s"] < 20, row

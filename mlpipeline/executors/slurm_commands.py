@@ -154,14 +154,22 @@ def node_gpus() -> Optional[List[float]]:
 
 
 def cancel(job_id: str) -> None:
-    """End the job: Slurm sends it SIGTERM, then SIGKILL after its KillWait."""
-    _run(["scancel", job_id])
+    """End the job: Slurm sends it SIGTERM, then SIGKILL after its KillWait. OSError with
+    scancel's words when it could not (a job already over is no error)."""
+    _checked(_run(["scancel", job_id]))
 
 
 def send_signal(job_id: str, signal_name: str) -> None:
     """Send ``signal_name`` (``TERM``, ``INT``, ``USR1``) to the job's batch script, which
-    passes it to the version's processes."""
-    _run(["scancel", "--batch", f"--signal={signal_name}", job_id])
+    passes it to the version's processes. OSError as for :func:`cancel`."""
+    _checked(_run(["scancel", "--batch", f"--signal={signal_name}", job_id]))
+
+
+def _checked(done: subprocess.CompletedProcess) -> None:
+    said = _said(done)
+    over = ("already completing or completed", "invalid job id")
+    if done.returncode != 0 and not any(words in said.lower() for words in over):
+        raise OSError(f"scancel: {said}")
 
 
 def sbatch_options(partition: Optional[str], time: Optional[str], gpus: int, extra: Sequence[str], warn_s: int) -> List[str]:

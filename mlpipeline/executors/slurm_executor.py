@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -73,6 +73,8 @@ class SlurmJob:
     over_since: Optional[float] = None
     kill_sent: Optional[float] = None
     adopted_from: Optional[str] = None  # the run id of a dead daemon's run whose job this follows
+    submitted_at: float = field(default_factory=time.monotonic)  # or taken over, by this daemon
+    stop_failed: bool = False  # scancel failed to stop it (said once)
 
 
 class SlurmExecutor(Executor):
@@ -101,8 +103,10 @@ class SlurmExecutor(Executor):
         self._mine: Set[str] = set()  # the job folders this daemon made
         self._others: Dict[str, Tuple[Any, Any]] = {}  # other job folders: (script, version)
         self._closed = threading.Event()
+        self._states: Tuple[float, Optional[Dict[str, JobState]]] = (0.0, None)  # when the last squeue began, its answer
         self.check_shared_folder()
         threading.Thread(target=self._watch, daemon=True).start()
+        threading.Thread(target=self._ask_squeue, daemon=True).start()
 
     def check_shared_folder(self) -> None:
         """A job on the cluster must see the outputs folder at the daemon's path: a probe job
@@ -200,8 +204,11 @@ class SlurmExecutor(Executor):
                 slurm.cancel(job.job_id)  # a job still waiting never starts
             else:
                 slurm.send_signal(job.job_id, signal.Signals(signum).name.removeprefix("SIG"))
-        except OSError:
-            pass  # slurmctld does not answer now: a kill is sent again while the job runs
+        except OSError as exc:
+            # slurmctld does not answer now: a kill is sent again while the job runs; said once.
+            if not job.stop_failed:
+                job.stop_failed = True
+                print(f"mlpipeline: Slurm job {job.job_id} could not be stopped ({exc}); it is asked again while it runs", file=sys.stderr)
 
     def let_go(self, run: ChildRun) -> None:
         """Another daemon took the version over, and follows its job: ended here, untouched."""
@@ -276,13 +283,26 @@ class SlurmExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - a hiccup of the cluster or the folder: look again
                 print(f"mlpipeline: could not look at the Slurm jobs: {type(exc).__name__}: {exc}", file=sys.stderr)
 
+    def _ask_squeue(self) -> None:
+        """One squeue every POLL_S while jobs run, in a thread of its own: what the jobs said,
+        and the ends they wrote, are read from their folders without waiting on an squeue that
+        takes its time (a busy controller answers within COMMAND_TIMEOUT_S)."""
+        while not self._closed.wait(POLL_S):
+            if any(run.handle is not None for run in self.running):
+                began = time.monotonic()
+                try:
+                    self._states = (began, slurm.job_states())
+                except Exception as exc:  # noqa: BLE001 - an answer of a kind nobody foresaw: ask again
+                    print(f"mlpipeline: could not read squeue's answer: {type(exc).__name__}: {exc}", file=sys.stderr)
+
     def _look_at_all(self) -> None:
         runs = [run for run in self.running if run.handle is not None]
-        if not runs:
-            return
-        states = slurm.job_states()
+        asked_at, states = self._states
         for run in runs:
-            self._look(run, states)
+            job: Optional[SlurmJob] = run.handle
+            # An answer asked for before the job was submitted says nothing of it.
+            fresh = job is not None and job.submitted_at < asked_at
+            self._look(run, states if fresh else None)
 
     def _look(self, run: ChildRun, states: Optional[Dict[str, JobState]]) -> None:
         with self._lock:
@@ -303,7 +323,7 @@ class SlurmExecutor(Executor):
         now = time.monotonic()
         if over or end is not None:
             job.over_since = job.over_since or now
-        else:
+        elif states is not None:  # a look at the folder alone says nothing of Slurm's word
             job.over_since = None
         waited = job.over_since is not None and now - job.over_since >= END_GRACE_S
         if waited and end is None and state is None:
