@@ -566,3 +566,37 @@ def test_text_and_json_helpers_keep_what_they_cannot_show_as_text():
     assert len(text) <= RESULT_BUDGET
     kept = json.loads(text)["parameters"]
     assert 0 < len(kept) < 60000 and all(value == "x" * 30 for value in kept.values())
+
+
+REORDERING = """
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Reorders(Model):
+    def train_model(self, input_fn, steps):
+        print("loss 0.5 \\u202e3.0 ssol")  # shows as "loss 0.5 loss 0.3" where obeyed
+        raise RuntimeError("\\x1b[2J\\x1b[31mboom \\u202eeulav")
+
+    def evaluate_model(self, input_fn, steps):
+        return {}
+
+
+versions = Versions(learning_rate=0.1, dataloader=SplitDataLoader([1], [1]), batch_size=1, epoc_count=1)
+versions.addV("v")
+MODEL = Reorders(versions)
+"""
+
+
+def test_no_file_a_person_reads_obeys_an_escape_code_or_a_bidirectional_control(project):
+    # The log kept U+202E as it was, and output-<host>'s reason dropped the escape codes the
+    # docs say it shows.
+    project.script("r.py", REORDERING, prelude=False)
+    project.queue(["r.py"])
+    result = project.run("-r")
+    assert result.returncode == 1, result.output
+    log, output = project.log_text(), project.output_text()
+    for text in (log, output):
+        assert "\u202e" not in text and "\x1b" not in text
+    assert "loss 0.5 \\u202e3.0 ssol" in log
+    assert "reason:         r.py:v failed in train_model: RuntimeError: \\x1b[2J\\x1b[31mboom \\u202eeulav" in output

@@ -135,7 +135,7 @@ def format_output_block(record: Dict[str, Any]) -> str:
     if record.get("run_id"):
         lines.append(f"run:            run {record['run_id']}, attempt {record.get('attempt', 1)}")
     if record.get("reason"):
-        reason = "\n".join(plain_text(line) for line in str(record["reason"]).splitlines())
+        reason = visible_lines(without_addresses(str(record["reason"])))  # an escape code shown, not obeyed
         lines.append("reason:         " + reason.replace("\n", "\n" + " " * 16))
     for label, key in (("eval on train", "eval_train"), ("eval on test", "eval_test"), ("last metrics", "metrics")):
         if record.get(key) is not None:

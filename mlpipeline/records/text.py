@@ -17,6 +17,7 @@ _ESCAPES = re.compile(
 )
 _SLOW_PATH = re.compile(r"[\x1b\r\x80-\x9f]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 _UNPRINTABLE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
 _UNPRINTABLE_IN_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}>")
@@ -48,12 +49,13 @@ def without_addresses(text: str) -> str:
 
 
 def plain_text(line: str) -> str:
-    """``line`` without escape codes; of carriage-return redraws (progress bars) the last one."""
+    """``line`` without escape codes; of carriage-return redraws (progress bars) the last one;
+    a bidirectional control shown as its escape (``\u202e``), so that no line reads as another."""
     line = _ESCAPES.sub("", line)
     if "\r" in line:
         parts = [part for part in line.split("\r") if part.strip()]
         line = parts[-1] if parts else ""
-    return _CONTROL.sub("", line)
+    return _BIDI.sub(_escaped, _CONTROL.sub("", line))
 
 
 def plain_lines(lines: Sequence[str]) -> List[str]:
@@ -67,4 +69,5 @@ def plain_lines(lines: Sequence[str]) -> List[str]:
     escapes = ("\x1b" in joined or "\r" in joined) if joined.isascii() else _SLOW_PATH.search(joined) is not None
     if escapes or len(joined.splitlines()) != len(lines) or joined.endswith("\n"):
         return [plain_text(piece) for line in lines for piece in (line.splitlines() or [""])]
-    return _CONTROL.sub("", joined).split("\n")
+    plain = _CONTROL.sub("", joined)
+    return (plain if plain.isascii() else _BIDI.sub(_escaped, plain)).split("\n")
