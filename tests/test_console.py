@@ -167,3 +167,16 @@ def test_an_edit_of_the_queue_shows_in_its_counts_while_a_version_runs(project):
         reader.join(timeout=10)
     counts = [line.strip() for line in lines if line.startswith("queue:")]
     assert counts[-1] == "queue: 3 finished", counts
+
+
+def test_a_value_that_is_no_number_takes_a_short_place_in_a_report_line():
+    # A progress file holding a list 900 levels deep made `status` print 1,800 brackets.
+    from mlpipeline.watch.console import describe_report
+
+    deep: list = []
+    inner = deep
+    for _ in range(900):
+        inner.append([])
+        inner = inner[0]
+    line = describe_report(5, 10, {"loss": 0.25, "deep": deep, "note": "x" * 100, "n": 3})
+    assert line == "step 5/10 loss=0.25 deep=" + "[" * 40 + "... note=" + "x" * 40 + "... n=3"

@@ -300,8 +300,20 @@ def describe_report(step: Any, total: Any, metrics: Dict[str, Any]) -> str:
     if step is not None:
         parts.append(f"step {step}" if total is None else f"step {step}/{total}")
     for key, value in metrics.items():
-        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}")
+        parts.append(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={_shown(value)}")
     return one_line(" ".join(parts))
+
+
+SHOWN_CHARS = 40
+"""The most of a value that is no number (a list, a dict, a long text) a report line shows."""
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = str(value)
+    except (RecursionError, ValueError):  # nested past the interpreter's depth; an int too long to print
+        return type(value).__name__
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 def _is_number(text: str) -> bool:
