@@ -649,3 +649,17 @@ def test_an_squeue_that_hangs_holds_up_no_versions_end(slurm_project, slurm):
     assert daemon.returncode == 0, output
     [row] = project.results()
     assert row["status"] == "finished" and row["duration_s"] < 20, row
+
+
+def test_settings_for_gpu_jobs_in_sbatch_args_do_not_stop_the_start(slurm_project, slurm):
+    # The start's check asked for no GPU, which sbatch refuses with --mem-per-gpu: a common
+    # setting of GPU sites stopped the daemon before anything ran.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("gpu", gpus=1, model_dir_suffix="g")', 'versions.addV("none", gpus=0, model_dir_suffix="n")'))
+    project.queue(["net.py"])
+    _slurm_config(project, slurm='sbatch_args = ["--mem-per-gpu=100"]')
+    done = project.run("-r", timeout=180)
+    rows = {row["version"]: row for row in project.results()}
+    assert rows["gpu"]["status"] == "finished", done.output
+    # A version that asks for no GPU cannot be given --mem-per-gpu: sbatch's words name why.
+    assert rows["none"]["status"] == "failed" and "did not request any GPU" in rows["none"]["reason"], rows["none"]

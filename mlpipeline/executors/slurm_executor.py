@@ -88,12 +88,18 @@ class SlurmExecutor(Executor):
         self._options = (partition, time_limit, tuple(sbatch_args))
         self._limit_s = seconds_of_slurm_time(time_limit) if time_limit else None
         self._warn_s = min(WARN_S, max(1, self._limit_s // 4)) if self._limit_s else WARN_S
-        refused = slurm.test_submission(slurm.sbatch_options(partition, time_limit, 0, sbatch_args, self._warn_s))
-        if refused:
-            raise SlurmUnavailable(f"sbatch refuses a job with these settings: {refused}")
         counts = slurm.node_gpus()
         if counts is None:
             raise SlurmUnavailable("sinfo cannot say what GPUs the nodes have (is slurmctld up?): try `sinfo --Node --format=%N|%G`")
+        self._probe_gpus = 0  # what the start's probe job asks for
+        refused = slurm.test_submission(slurm.sbatch_options(partition, time_limit, 0, sbatch_args, self._warn_s))
+        if refused and max(counts, default=0) >= 1:
+            # Settings for GPU jobs (--mem-per-gpu, --cpus-per-gpu) are refused for a job that
+            # asks for none: they are fine where a version asks for a GPU, and said where not.
+            self._probe_gpus = 1
+            refused = slurm.test_submission(slurm.sbatch_options(partition, time_limit, 1, sbatch_args, self._warn_s))
+        if refused:
+            raise SlurmUnavailable(f"sbatch refuses a job with these settings: {refused}")
         self._node_gpus: Tuple[float, List[float]] = (time.monotonic(), counts)
         self.where = f"the Slurm cluster (partition {partition})" if partition else "the Slurm cluster"
         self.jobs_dir = outputs_dir / JOBS_FOLDER
@@ -118,7 +124,7 @@ class SlurmExecutor(Executor):
         probe.write_text(content, encoding="utf-8")
         partition, time_limit, extra = self._options
         copy = f"hostname > {shlex.quote(str(seen))}.tmp && cat {shlex.quote(str(probe))} >> {shlex.quote(str(seen))}.tmp && mv {shlex.quote(str(seen))}.tmp {shlex.quote(str(seen))}"
-        options = slurm.sbatch_options(partition, time_limit, 0, extra, self._warn_s) + [
+        options = slurm.sbatch_options(partition, time_limit, self._probe_gpus, extra, self._warn_s) + [
             "--job-name=mlp:folder-check", "--output=/dev/null", "--chdir=/", "--wrap", copy,
         ]
         try:
