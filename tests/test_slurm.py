@@ -663,3 +663,28 @@ def test_settings_for_gpu_jobs_in_sbatch_args_do_not_stop_the_start(slurm_projec
     assert rows["gpu"]["status"] == "finished", done.output
     # A version that asks for no GPU cannot be given --mem-per-gpu: sbatch's words name why.
     assert rows["none"]["status"] == "failed" and "did not request any GPU" in rows["none"]["reason"], rows["none"]
+
+
+def test_a_job_held_in_slurms_queue_is_said_with_what_lets_it_run(slurm_project, slurm):
+    project = slurm_project
+    blocker = slurm.command("sbatch", "--parsable", "--cpus-per-task=16", "--output=/dev/null", "--wrap", "sleep 120").stdout.strip()
+    wait_for(lambda: {row["id"]: row["state"] for row in slurm.jobs()}.get(blocker) == "RUNNING", 60, "the node to be taken")
+    project.script("net.py", versions_code('versions.addV("queued", gpus=0)'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r")
+    try:
+        project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
+        job = _job_of(project, "queued") if _started(project, "queued") else None
+        job = job or next(row["id"] for row in slurm.jobs() if row["name"] == "mlp:net.py:queued")
+        slurm.command("scontrol", "hold", job)
+        # Root's hold is an admin's (JobHeldAdmin); a user's own is JobHeldUser.
+        said = f"its Slurm job {job} waits in Slurm's queue: JobHeldAdmin (held by the cluster's admins: it runs once they release it)"
+        project.wait_for(lambda: said in project.log_text(), timeout=30, what="the hold to be said")
+        slurm.command("scontrol", "release", job)
+        slurm.command("scancel", blocker)
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+    assert said in output and project.log_text().count("waits in Slurm's queue") == 1

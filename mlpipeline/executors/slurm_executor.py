@@ -57,6 +57,21 @@ NODE_GPUS_TTL_S = 30.0
 PROBE_WAIT_S = 20.0
 """How long the start's probe job may wait in Slurm's queue before the daemon goes on without it."""
 
+ORDINARY_WAITS = {"", "None", "Priority", "Resources", "BeginTime", "Prolog", "Reservation"}
+"""squeue's reasons for a job that waits its turn: nothing to say of them."""
+
+WAIT_HINTS = {
+    "JobHeldAdmin": "held by the cluster's admins: it runs once they release it",
+    "JobHeldUser": "held by `scontrol hold`: `scontrol release {job}` lets it run",
+    "DependencyNeverSatisfied": "its --dependency can never be met: it will never run; `mlpipeline cancel` the version",
+    "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+    "ReqNodeNotAvail": "the nodes it may run on are not available (drained, down, reserved)",
+    "QOSMaxJobsPerUserLimit": "your QOS allows no more running jobs now",
+    "AssocMaxJobsLimit": "your account allows no more running jobs now",
+}
+"""What a person can do about the reasons a job waits longer than its turn."""
+
 ENV_FILE = "env.json"
 """The version's own environment variables (its run id, its model_dir), in its job's folder
 (child/slurm_job.py reads it)."""
@@ -75,6 +90,7 @@ class SlurmJob:
     adopted_from: Optional[str] = None  # the run id of a dead daemon's run whose job this follows
     submitted_at: float = field(default_factory=time.monotonic)  # or taken over, by this daemon
     stop_failed: bool = False  # scancel failed to stop it (said once)
+    waits_for: str = ""  # why squeue last said it waits, where that was said
 
 
 class SlurmExecutor(Executor):
@@ -347,11 +363,24 @@ class SlurmExecutor(Executor):
         if states is None:
             return  # squeue cannot answer now: the job's files are still read
         if not over:
+            if state is not None and state.state == "PENDING" and run.placement is None:
+                self._say_why_it_waits(run, job, state.reason)
             if job.kill_sent is not None and now - job.kill_sent > KILL_AGAIN_S:
                 self._signal(run, signal.SIGKILL)
             return
         if waited:
             self._end(run, job, self._end_without_word(run, job, state), state)
+
+    @staticmethod
+    def _say_why_it_waits(run: ChildRun, job: SlurmJob, reason: str) -> None:
+        """A job that waits for more than its turn (held, a dependency, a partition that is down)
+        is said in the version's log, once for each reason: status alone says it waits."""
+        if reason == job.waits_for or reason in ORDINARY_WAITS:
+            return
+        job.waits_for = reason
+        hint = WAIT_HINTS.get(reason.split(",")[0].strip(), "")
+        message = f"its Slurm job {job.job_id} waits in Slurm's queue: {reason}" + (f" ({hint})" if hint else "")
+        deliver(run.on_event, {"type": "log", "level": "WARNING", "message": message.replace("{job}", job.job_id)})
 
     @staticmethod
     def _stopped_by_slurm(run: ChildRun, end: TaskEnd) -> bool:
