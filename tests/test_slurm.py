@@ -688,3 +688,28 @@ def test_a_job_held_in_slurms_queue_is_said_with_what_lets_it_run(slurm_project,
         daemon.kill()
     assert daemon.returncode == 0, output
     assert said in output and project.log_text().count("waits in Slurm's queue") == 1
+
+
+def test_a_controller_out_of_reach_at_a_submission_fails_no_version(slurm_project, slurm):
+    # sbatch's "Unable to contact slurm controller" failed the version for good (-u skipped it),
+    # and every version after it met the same.
+    project = slurm_project
+    project.script("net.py", versions_code('versions.addV("first", gpus=0, sleep_per_step=0.1, model_dir_suffix="f")', 'versions.addV("second", gpus=0, model_dir_suffix="s")', 'versions.addV("third", gpus=0, model_dir_suffix="t")'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    env = _misbehaving(project, "sbatch")
+    daemon = project.start("-r", "-u", env=env)
+    try:
+        project.wait_for(lambda: len(project.calls("train")) == 1, timeout=90, what="the first version to train")
+        (project.root / "sbatch.mode").write_text("fail")
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 2, output
+    assert "its scheduler does not answer (sbatch could not reach the controller: " in output and "stopped dispatching" in output, output
+    rows = {row["version"]: row["status"] for row in project.results()}
+    assert rows == {"first": "finished", "second": "interrupted"}, rows
+    (project.root / "sbatch.mode").unlink()
+    again = project.run("-r", "-u", env=env, timeout=180)
+    assert again.returncode == 0, again.output
+    assert sorted(call["version"] for call in project.calls("train")) == ["first", "second", "third"]

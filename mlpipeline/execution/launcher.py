@@ -22,7 +22,7 @@ from mlpipeline.execution.outcome import Ending, VersionRun
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.execution.resources import Resources
-from mlpipeline.executors.base import Executor
+from mlpipeline.executors.base import Executor, SchedulerUnreachable
 from mlpipeline.executors.process_tree import end_processes, run_processes
 from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, describe_node, version_environment
 from mlpipeline.executors.protocol import missing_message
@@ -169,6 +169,11 @@ class Launcher:
                 },
                 gpus=share,
             )
+        except SchedulerUnreachable as exc:
+            # No version could be submitted now: this one is resumable, and none other starts.
+            error = {"message": f"{label} could not be submitted ({exc}); resumable with -u once the cluster answers", "phase": "start"}
+            ending = Ending(planned, run_id, JournalEvent.INTERRUPTED, {"error": error}, version_run)
+            return Launched(Launch.FAILED, ending, halts=f"{self._executor.where}: its scheduler does not answer ({exc})")
         except Exception as exc:  # noqa: BLE001 - what stops one version's start fails that version alone
             # An OSError is the system's word (no such file, too many processes); anything else
             # is a bug of ours, recorded with its traceback so that it can be reported.

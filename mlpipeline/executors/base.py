@@ -31,6 +31,11 @@ EventSink = Callable[[Dict[str, Any]], None]
 """Receives each event a child sends (``log``, ``report``)."""
 
 
+class SchedulerUnreachable(OSError):
+    """The cluster's scheduler does not answer now (slurmctld down or restarting): a version
+    that could not be submitted is not at fault, and no other would be submitted either."""
+
+
 @dataclass
 class ChildOutcome:
     """How a child ended: its result.json if it wrote one, else its exit status or signal."""

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
+from mlpipeline.executors.base import SchedulerUnreachable
+
 COMMANDS = ("sbatch", "squeue", "scancel", "sinfo")
 
 COMMAND_TIMEOUT_S = 60.0
@@ -82,11 +84,21 @@ def _said(done: subprocess.CompletedProcess) -> str:
 def submit(options: Sequence[str], script: Optional[Path]) -> str:
     """Submit ``script`` (None: options end with ``--wrap COMMAND``) with sbatch; the job's id.
     OSError with sbatch's words when it refuses."""
-    done = _run(["sbatch", "--parsable", *options, *([str(script)] if script is not None else [])])
+    try:
+        done = _run(["sbatch", "--parsable", *options, *([str(script)] if script is not None else [])])
+    except OSError as exc:
+        raise SchedulerUnreachable(str(exc)) from None  # it did not answer in time
     job_id = done.stdout.strip().split(";")[0]
     if done.returncode != 0 or not job_id.isdigit():
-        raise OSError(f"sbatch refused the job: {_said(done)}")
+        said = _said(done)
+        if any(words in said.lower() for words in UNREACHABLE):
+            raise SchedulerUnreachable(f"sbatch could not reach the controller: {said}")
+        raise OSError(f"sbatch refused the job: {said}")
     return job_id
+
+
+UNREACHABLE = ("unable to contact slurm controller", "socket timed out", "temporarily unable to accept job", "connection refused")
+"""Words of sbatch's that say the controller does not answer now, not that it refuses the job."""
 
 
 def test_submission(options: Sequence[str]) -> Optional[str]:
