@@ -61,14 +61,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         finally:
             settle()
     except SystemExit as exc:  # argparse's, after --help, --version or a usage error it printed
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except OutputLost as exc:
-        code = 1
-        _say_lost(exc.strerror or str(exc))
+        code = exc.code
+        _say_lost(exc.stream, exc.strerror or str(exc))
     except BaseException as exc:  # noqa: BLE001 - judged below: a signal's doing, or re-raised
         settle()  # again: a signal may have come in the finally above, before settle() had run
         if first_stop_signal() is None and not _from_ctrl_c(exc):
-            raise  # not a signal's doing: a bug, whose traceback is wanted (or argparse's SystemExit)
+            raise  # not a signal's doing: a bug, whose traceback is wanted
         code = EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED and first_stop_signal() is not None:
         code = EXIT_CODES.get(first_stop_signal(), EXIT_INTERRUPTED)  # 143 for a SIGTERM, 129 for a SIGHUP
@@ -82,13 +82,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         silence_stdout()
         if code == 0:
             code = 1
-            _say_lost(getattr(exc, "strerror", None) or str(exc))
+            _say_lost("standard output", getattr(exc, "strerror", None) or str(exc))
     return code
 
 
-def _say_lost(reason: str) -> None:
+def _say_lost(stream: str, reason: str) -> None:
     try:
-        sys.stderr.write(f"mlpipeline: standard output cannot be written ({reason})\n")
+        sys.stderr.write(f"mlpipeline: {stream} cannot be written ({reason})\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass

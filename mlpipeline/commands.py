@@ -265,6 +265,11 @@ class OutputLost(OSError):
     """What --help, --version or a usage error had to say could not be written: standard
     output (or error) is a full disk, a closed pipe, a terminal gone."""
 
+    def __init__(self, stream: str, code: int, errno_: Optional[int], reason: str) -> None:
+        super().__init__(errno_, reason)
+        self.stream = stream  # "standard output" or "standard error"
+        self.code = code  # what the command exits with: 1, or a usage error's 2
+
 
 def _parser_class() -> type:
     import argparse
@@ -281,7 +286,9 @@ def _parser_class() -> type:
                 file.write(message)
                 file.flush()
             except (OSError, ValueError) as exc:
-                raise OutputLost(getattr(exc, "errno", None), getattr(exc, "strerror", None) or str(exc)) from exc
+                to_stderr = file is sys.stderr  # a usage error's, which exits 2 all the same
+                stream, code = ("standard error", 2) if to_stderr else ("standard output", 1)
+                raise OutputLost(stream, code, getattr(exc, "errno", None), getattr(exc, "strerror", None) or str(exc)) from exc
 
     return Parser
 

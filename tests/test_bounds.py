@@ -253,6 +253,13 @@ def test_help_that_reaches_nobody_is_no_success(project, words):
     assert project.run(*words).returncode == 0
 
 
+def test_a_usage_error_that_reaches_nobody_is_still_a_usage_error(project):
+    with open("/dev/full", "w") as full:
+        daemon = project.start("--no-such-option", stdout=subprocess.PIPE, stderr=full)
+        daemon.communicate(timeout=60)
+    assert daemon.returncode == 2
+
+
 def test_stdout_on_a_full_disk_costs_the_console_only(project, tmp_path):
     project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2")'))
     project.queue(["a.py"])

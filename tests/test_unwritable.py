@@ -257,9 +257,14 @@ def test_a_heartbeat_that_cannot_be_written_stops_dispatching_and_says_so(projec
     project.queue(["a.py"])
     daemon = project.start("-r", env={"MLPIPELINE_HEARTBEAT_S": "0.2"})
     project.wait_for(lambda: project.calls("train"), what="v1 to start")
-    [beat] = list((project.outputs / ".heartbeats").iterdir())
-    beat.unlink()
-    beat.mkdir()
+    [beat] = [path for path in (project.outputs / ".heartbeats").iterdir() if not path.name.startswith(".")]  # not a temporary file
+    for _ in range(50):  # the beat may be written again between the unlink and the mkdir
+        try:
+            beat.unlink()
+            beat.mkdir()
+            break
+        except (FileExistsError, FileNotFoundError):
+            time.sleep(0.01)
     (beat / "in the way").touch()
     time.sleep(1.5)  # a few beats fail
     (project.root / "go").touch()
@@ -299,6 +304,19 @@ def test_one_versions_model_dir_that_is_a_file_fails_that_version_only(project):
     project.queue(["a.py"])
     (project.outputs / "model_ckpts").mkdir(parents=True)
     (project.outputs / "model_ckpts" / "a-v1").write_text("in the way")
+    result = project.run("-r", "-u")
+    assert result.returncode == 1, result.output
+    assert [(row["version"], row["status"]) for row in project.results()] == [("v1", "failed"), ("v2", "finished")]
+
+
+def test_a_file_in_the_way_of_one_scripts_subfolder_fails_its_versions_only(project):
+    # The folder of model_dirs was taken as the model_dir's parent: a stray file at
+    # model_ckpts/sub stopped the whole queue for one script's problem.
+    project.script("sub/net.py", versions_code('versions.addV("v1")'))
+    project.script("top.py", versions_code('versions.addV("v2")'))
+    project.queue(["sub/net.py", "top.py"])
+    (project.outputs / "model_ckpts").mkdir(parents=True)
+    (project.outputs / "model_ckpts" / "sub").write_text("in the way")
     result = project.run("-r", "-u")
     assert result.returncode == 1, result.output
     assert [(row["version"], row["status"]) for row in project.results()] == [("v1", "failed"), ("v2", "finished")]

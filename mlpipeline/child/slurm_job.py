@@ -93,13 +93,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             # the job for over: left out of squeue, its node not answering) and may resume the
             # version elsewhere: a run that still goes on here ends itself, not trains beside it.
             missing = missing + 1 if _removed(folder.request) else 0
-            if missing == 2:
+            if missing == LOOKS_BEFORE_ENDING:
                 print(f"mlpipeline: {folder.path} was removed: its daemon recorded this run's end; ending it", file=sys.stderr)
                 executor.stop(run, signal.SIGKILL)
         outcome = run.outcome
         assert outcome is not None
-        output.close()
-        if missing >= 2:
+        try:
+            output.close()
+        except OSError:
+            pass  # a folder removed by another host: ESTALE
+        if missing >= LOOKS_BEFORE_ENDING:
             return 0  # no end to write: nobody reads the folder any more
         folder.write_end(
             TaskEnd(
@@ -117,10 +120,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+LOOKS_BEFORE_ENDING = 5
+"""Looks a second apart that must all find the job's folder gone before its run ends itself:
+a shared file system that fails a moment (an automount, a server restarting) ends nothing."""
+
+
 def _removed(path: Path) -> bool:
-    """Whether ``path`` is gone (ENOENT), not merely unreadable a moment (a shared file system)."""
+    """Whether the job file ``path`` is gone while its folder's parent is there: opened, not
+    stat()ed, as NFS checks with its server on an open, not on a stat from its cache."""
     try:
-        os.stat(path)
+        os.close(os.open(path.parent.parent, os.O_RDONLY | os.O_DIRECTORY))
+    except OSError:
+        return False  # the jobs' folder itself cannot be seen now: the file system, not the daemon
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     except FileNotFoundError:
         return True
     except OSError:

@@ -123,7 +123,7 @@ class Launcher:
         except OSError as exc:
             why = exc.strerror or str(exc)
             error = {"message": f"{label}: its model_dir {model_dir} cannot be made ({why})"}
-            shared = _shared_folder_fault(model_dir.parent, exc)
+            shared = _shared_folder_fault(self._paths.model_ckpts, exc)
             if shared is None:
                 return Launched(Launch.FAILED, Ending(planned, run_id, JournalEvent.FAILED, {"error": error}))
             # Not the version's doing: every version would meet it. Resumable once it is mended.
@@ -338,17 +338,18 @@ class Launcher:
             )
 
 
-def _shared_folder_fault(folder: Path, exc: OSError) -> Optional[Path]:
-    """The folder of model_dirs (or the first of its parents that is no folder) when it, not
-    the one version's model_dir, is why ``exc`` refused a model_dir: a file standing where it
-    should be, a full or read-only disk, no permission. None for the version's own fault."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-        return folder
-    place = next((path for path in (folder, *folder.parents) if path.exists() or path.is_symlink()), None)
+def _shared_folder_fault(model_ckpts: Path, exc: OSError) -> Optional[Path]:
+    """``model_ckpts`` (or the first of its parents that is no folder) when it, not the one
+    version's model_dir below it, is why ``exc`` refused the model_dir: a file standing where
+    it should be, a full, read-only or failing disk, no permission. None for the version's own
+    fault (a file where its model_dir, or a script's subfolder in it, should be)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE, errno.ETIMEDOUT):
+        return model_ckpts
+    place = next((path for path in (model_ckpts, *model_ckpts.parents) if path.exists() or path.is_symlink()), None)
     if place is None:
         return None
     if not place.is_dir():
         return place
-    if place != folder or not os.access(folder, os.W_OK | os.X_OK):
-        return folder  # it could not be made, or takes nothing: no version's model_dir can be
+    if place != model_ckpts or not os.access(model_ckpts, os.W_OK | os.X_OK):
+        return model_ckpts  # it could not be made, or takes nothing: no version's model_dir can be
     return None

@@ -47,13 +47,16 @@ from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal
 from mlpipeline.records.outputs_folder import OutputsFolder
 from mlpipeline.records.paths import OutputPaths
-from mlpipeline.records.states import JournalEvent, RunState
+from mlpipeline.records.states import JournalEvent, RunState, state_words
 from mlpipeline.watch.console import ConsoleView
 
 STOP_GRACE_S = 10.0
 """Seconds the running versions get to end after the first Ctrl-C or SIGTERM, before the kill."""
 
-EXIT_RECORDS_UNWRITABLE = 2
+EXIT_HALTED = 2
+"""The daemon stopped dispatching for what keeps every version from running here (records
+that cannot be written, a full disk, a heartbeat that cannot be written, a model_ckpts that
+is no folder, a scheduler that does not answer): nothing is lost, `-r -u` goes on after."""
 
 EXIT_CLUSTER_GONE = 75
 """The Ray cluster went away mid-run: its versions are recorded interrupted, and `-r -u` on a
@@ -199,7 +202,7 @@ class ExecutionLoop:
                 # A record that cannot be written: running on would do work nobody could find.
                 where = exc.filename or self.paths.outputs_dir
                 self.view.error(f"{where}: cannot be written ({exc.strerror or exc}); stopped dispatching")
-                return EXIT_RECORDS_UNWRITABLE
+                return EXIT_HALTED
             finally:
                 # Whatever ended the loop, no version outlives its daemon.
                 self.executor.stop_all(signal.SIGKILL)
@@ -501,7 +504,7 @@ class ExecutionLoop:
             skipped, not_started = self.chooser.skipped_by_history()
         if not self.signals.count:
             self._record_broken_scripts()  # one edited into a broken script at the very end, or listed while paused
-        parts = [f"{n} {state.replace('_', ' ')}" for state, n in sorted(self.tally.counts().items())]
+        parts = [f"{n} {state_words(state)}" for state, n in sorted(self.tally.counts().items())]
         if skipped:
             parts.append(f"{skipped} skipped by -u")
         if not_started:
@@ -521,5 +524,5 @@ class ExecutionLoop:
             return EXIT_CLUSTER_GONE
         if self._halted is not None:
             self.view.error(f"{self._halted}; stopped dispatching")
-            return EXIT_RECORDS_UNWRITABLE
+            return EXIT_HALTED
         return 1 if self.tally.ends_failed() else 0

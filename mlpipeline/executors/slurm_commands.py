@@ -31,6 +31,10 @@ CUT_OFF_STATES = {"BOOT_FAIL", "DEADLINE", "NODE_FAIL", "PREEMPTED", "TIMEOUT", 
 """Endings that are Slurm's doing, not the version's: a version ended so is resumed."""
 
 
+UNREACHABLE = ("unable to contact slurm controller", "socket timed out", "temporarily unable to accept job", "connection refused")
+"""Words of sbatch's that say the controller does not answer now, not that it refuses the job."""
+
+
 class SlurmUnavailable(Exception):
     """Slurm cannot be used from here; the message says why and what to do."""
 
@@ -96,9 +100,6 @@ def submit(options: Sequence[str], script: Optional[Path]) -> str:
         raise OSError(f"sbatch refused the job: {said}")
     return job_id
 
-
-UNREACHABLE = ("unable to contact slurm controller", "socket timed out", "temporarily unable to accept job", "connection refused")
-"""Words of sbatch's that say the controller does not answer now, not that it refuses the job."""
 
 
 def test_submission(options: Sequence[str]) -> Optional[str]:

@@ -52,6 +52,14 @@ most a quarter of the limit."""
 KILL_AGAIN_S = 10.0
 """How long a job asked to end may go on running before scancel is sent again."""
 
+SLURM_WORD_WAIT_S = 60.0
+"""How long a job Slurm stopped (its end says SIGTERM) waits for Slurm to say how (requeued,
+cancelled, its time limit) past COMPLETING, and a job squeue leaves out waits for an answer
+about it alone, before it is recorded with what is known."""
+
+ALONE_EVERY_S = 5.0
+"""How often a job squeue leaves out is asked of alone."""
+
 NODE_GPUS_TTL_S = 30.0
 
 PROBE_WAIT_S = 20.0
@@ -91,6 +99,11 @@ class SlurmJob:
     submitted_at: float = field(default_factory=time.monotonic)  # or taken over, by this daemon
     stop_failed: bool = False  # scancel failed to stop it (said once)
     waits_for: str = ""  # why squeue last said it waits, where that was said
+    placed_at: float = 0.0  # when its placement was read; 0 until then
+    end_seen_at: float = 0.0  # when its end was first read; 0 until then
+    missing_since: Optional[float] = None  # since when squeue's answers leave it out
+    alone: Optional[Tuple[float, Optional[JobState]]] = None  # the last answer about it alone, and when it was asked
+    alone_wanted: bool = False  # the squeue thread asks about it alone
 
 
 class SlurmExecutor(Executor):
@@ -230,7 +243,7 @@ class SlurmExecutor(Executor):
             # slurmctld does not answer now: a kill is sent again while the job runs; said once.
             if not job.stop_failed:
                 job.stop_failed = True
-                print(f"mlpipeline: Slurm job {job.job_id} could not be stopped ({exc}); it is asked again while it runs", file=sys.stderr)
+                print(f"mlpipeline: Slurm job {job.job_id} could not be stopped ({exc}); mlpipeline tries again while it runs", file=sys.stderr)
 
     def let_go(self, run: ChildRun) -> None:
         """Another daemon took the version over, and follows its job: ended here, untouched."""
@@ -262,7 +275,9 @@ class SlurmExecutor(Executor):
         state = (states or {}).get(job_id or "")
         end = folder.read_end()
         earlier_run = ((read_object(folder.request) or {}).get("run_record") or {}).get("run_id")
-        if not request.fresh and job_id and (end is not None or (state is not None and not state.ended and state.restarts == 0)):
+        # Where squeue cannot answer now, a job that may still run is followed, not left behind.
+        unknown = job_id is not None and states is None
+        if not request.fresh and job_id and (end is not None or unknown or (state is not None and not state.ended and state.restarts == 0)):
             job = SlurmJob(job_id, folder, OutputReader(folder, folder.delivered_offset()), adopted_from=str(earlier_run))
             with self._lock:
                 self._mine.add(folder.path.name)
@@ -272,7 +287,7 @@ class SlurmExecutor(Executor):
             if placed is not None:
                 self._place(run, dict(placed, adopted_from=job.adopted_from))
             return True
-        if job_id and state is not None and not state.ended:
+        if job_id and (unknown or (state is not None and not state.ended)):
             try:
                 slurm.cancel(job_id)
             except OSError:
@@ -308,56 +323,64 @@ class SlurmExecutor(Executor):
     def _ask_squeue(self) -> None:
         """One squeue every POLL_S while jobs run, in a thread of its own: what the jobs said,
         and the ends they wrote, are read from their folders without waiting on an squeue that
-        takes its time (a busy controller answers within COMMAND_TIMEOUT_S)."""
+        takes its time (a busy controller answers within COMMAND_TIMEOUT_S). A job the answer
+        left out is asked of alone, every ALONE_EVERY_S at most."""
         while not self._closed.wait(POLL_S):
-            if any(run.handle is not None for run in self.running):
+            jobs = [job for job in (run.handle for run in self.running) if isinstance(job, SlurmJob)]
+            if not jobs:
+                continue
+            try:
                 began = time.monotonic()
-                try:
-                    self._states = (began, slurm.job_states())
-                except Exception as exc:  # noqa: BLE001 - an answer of a kind nobody foresaw: ask again
-                    print(f"mlpipeline: could not read squeue's answer: {type(exc).__name__}: {exc}", file=sys.stderr)
+                self._states = (began, slurm.job_states())
+                for job in jobs:
+                    asked = job.alone[0] if job.alone else 0.0
+                    if job.alone_wanted and time.monotonic() - asked >= ALONE_EVERY_S:
+                        began = time.monotonic()
+                        job.alone = (began, slurm.job_state(job.job_id))
+            except Exception as exc:  # noqa: BLE001 - an answer of a kind nobody foresaw: ask again
+                print(f"mlpipeline: could not read squeue's answer: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     def _look_at_all(self) -> None:
         runs = [run for run in self.running if run.handle is not None]
         asked_at, states = self._states
         for run in runs:
-            job: Optional[SlurmJob] = run.handle
-            # An answer asked for before the job was submitted says nothing of it.
-            fresh = job is not None and job.submitted_at < asked_at
-            self._look(run, states if fresh else None)
+            self._look(run, states, asked_at)
 
-    def _look(self, run: ChildRun, states: Optional[Dict[str, JobState]]) -> None:
+    def _look(self, run: ChildRun, states: Optional[Dict[str, JobState]], asked_at: float) -> None:
         with self._lock:
             job: Optional[SlurmJob] = run.handle
         if job is None:
             return
+        now = time.monotonic()
         if run.placement is None:
             placed = job.folder.read_placed()
             if placed is not None:
-                run.started = time.monotonic()  # a timeout counts from here, not from the queue
+                run.started = job.placed_at = now  # a timeout counts from here, not from the queue
                 self._place(run, dict(placed, adopted_from=job.adopted_from) if job.adopted_from else placed)
         end = job.folder.read_end()
         self._deliver(run, job)  # all the job said before its end
-        state = (states or {}).get(job.job_id)
+        if end is not None and not job.end_seen_at:
+            job.end_seen_at = now
+        # Slurm's word counts only when it was asked for after what the folder shows: after the
+        # job was submitted, placed (PENDING before that is its wait, after it a requeue) and
+        # ended. An older answer, reused while squeue takes its time, says nothing of it.
+        if asked_at <= max(job.submitted_at, job.placed_at, job.end_seen_at):
+            states = None
+        state = self._state_of(job, states, now)
+        if state is _NO_WORD:
+            states, state = None, None
         over = states is not None and (state is None or state.ended or _requeued(state, run))
         if end is not None and end.get("result") is None and end.get("returncode") is None and not over:
             end = None  # what stands where its end goes says nothing, and the job runs: Slurm's word decides
-        now = time.monotonic()
         if over or end is not None:
             job.over_since = job.over_since or now
         elif states is not None:  # a look at the folder alone says nothing of Slurm's word
             job.over_since = None
         waited = job.over_since is not None and now - job.over_since >= END_GRACE_S
-        if waited and end is None and state is None:
-            # Left out of the one squeue of every job: asked of alone before it is taken as
-            # over, or its version would be resumed beside a job that still runs it.
-            alone = slurm.job_state(job.job_id)
-            if alone is None or not alone.ended:
-                job.over_since = None if alone is not None else job.over_since
-                return
         if end is not None:
-            # Ended by Slurm's SIGTERM: how (requeued, the time limit) shows once the job is over.
-            if over or waited or not self._stopped_by_slurm(run, end):
+            # Ended by Slurm's SIGTERM: how (requeued, cancelled, its time limit) shows once
+            # Slurm says the job is over, past COMPLETING.
+            if not self._stopped_by_slurm(run, end) or over or now - job.end_seen_at >= SLURM_WORD_WAIT_S:
                 self._end(run, job, end, state)
             return
         if states is None:
@@ -369,7 +392,32 @@ class SlurmExecutor(Executor):
                 self._signal(run, signal.SIGKILL)
             return
         if waited:
+            if state is None:
+                try:
+                    slurm.cancel(job.job_id)  # gone from Slurm's answers: should any of it still run, it ends
+                except OSError:
+                    pass
             self._end(run, job, self._end_without_word(run, job, state), state)
+
+    @staticmethod
+    def _state_of(job: SlurmJob, states: Optional[Dict[str, JobState]], now: float) -> Any:
+        """What Slurm says of ``job``: its state; None when it is over and Slurm knows it no
+        more; _NO_WORD when that cannot be told yet. A job squeue's answer for every job left
+        out is asked of alone (by the squeue thread) before it is taken as gone, or its version
+        would be resumed beside a job that still runs it; past SLURM_WORD_WAIT_S with no answer
+        either way, it is taken as gone."""
+        if states is None:
+            return _NO_WORD
+        state = states.get(job.job_id)
+        if state is not None:
+            job.missing_since, job.alone_wanted = None, False
+            return state
+        job.missing_since = job.missing_since or now
+        asked, alone = job.alone or (0.0, None)
+        job.alone_wanted = True  # asked again while it stays left out: what it said may change
+        if asked > job.missing_since and alone is not None:
+            return None if alone.state == slurm.GONE else alone
+        return None if now - job.missing_since >= SLURM_WORD_WAIT_S else _NO_WORD
 
     @staticmethod
     def _say_why_it_waits(run: ChildRun, job: SlurmJob, reason: str) -> None:
@@ -476,6 +524,10 @@ class SlurmExecutor(Executor):
     def _node(run: ChildRun) -> str:
         placement = run.placement or {}
         return f"node {placement.get('slurm_node') or placement.get('node_host') or '?'}"
+
+
+_NO_WORD = object()
+"""What :meth:`SlurmExecutor._state_of` gives while Slurm's word on a job cannot be told."""
 
 
 def _requeued(state: JobState, run: ChildRun) -> bool:

@@ -52,3 +52,8 @@ STATE_AFTER = {
 CARRIED_FIELDS = ("rungs", "rung_basis", "total_steps", "until_step", "watched")
 """What an event of a version under early stopping carries on to the next event of it that
 another writer makes (a takeover's interrupted): where it stands in its halving."""
+
+
+def state_words(state: str) -> str:
+    """A state as people read it (``timed out``); the records keep its name (``timed_out``)."""
+    return state.replace("_", " ")

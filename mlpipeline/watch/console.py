@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mlpipeline.records.states import state_words
 from mlpipeline.records.text import one_line, plain_lines, visible_lines
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0
@@ -162,8 +163,7 @@ class ConsoleView:
     def version_ended(self, label: str, state: str, duration_s: float, reason: Optional[str] = None, last: str = "") -> None:
         """``■ net.py:a finished in 12.30 s (step 200 loss=0.0123)``: ``last``, its latest report."""
         style = _STATE_STYLE.get(state, "")
-        words = state.replace("_", " ")  # "timed out": the record's name is for programs
-        text = f"[{style}]{words}[/]" if style else words
+        text = f"[{style}]{state_words(state)}[/]" if style else state_words(state)
         after = f" [dim]({escape(last)})[/]" if last else ""
         self._print(f"[bold]■ {escape(label)}[/] {text} in {duration_s:.2f} s{after}")
         if reason:
@@ -235,7 +235,7 @@ class ConsoleView:
         """
         headers = ("VERSION", "STATE", "DURATION", "METRICS", "DETAIL")
         ordered = [tuple(one_line(cell) for cell in row) for row in rows]
-        footer = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in counts.items()) or "the queue is empty"
+        footer = ", ".join(f"{n} {state_words(state)}" for state, n in counts.items()) or "the queue is empty"
         if self.console.is_terminal:
             table = Table(show_edge=False, pad_edge=False)
             for header in headers:

@@ -162,6 +162,12 @@ class StatusReader:
                 return row
             row.state = "interrupted"
             row.reason = f"its daemon on {last.get('host')} (pid {last.get('pid')}) is gone; -u resumes it first"
+            if "slurm_job" in last:
+                # A Slurm job outlives its daemon: it may train on, and -u follows it, not starts it again.
+                row.reason = (
+                    f"its daemon on {last.get('host')} (pid {last.get('pid')}) is gone; its Slurm job {last.get('slurm_job')} "
+                    "may still run (squeue --me): -u follows it to its end"
+                )
             return row
         row.state = state.value
         row.host, row.pid = last.get("host"), last.get("pid")
