@@ -679,8 +679,8 @@ def test_a_job_held_in_slurms_queue_is_said_with_what_lets_it_run(slurm_project,
     daemon = project.start("-r")
     try:
         project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
-        job = _job_of(project, "queued") if _started(project, "queued") else None
-        job = job or next(row["id"] for row in slurm.jobs() if row["name"] == "mlp:net.py:queued")
+        # The one waiting: earlier tests' jobs of the same name stay listed, ended, for a while.
+        job = next(row["id"] for row in slurm.jobs() if row["name"] == "mlp:net.py:queued" and row["state"] == "PENDING")
         slurm.command("scontrol", "hold", job)
         # Root's hold is an admin's (JobHeldAdmin); a user's own is JobHeldUser.
         said = f"its Slurm job {job} waits in Slurm's queue: JobHeldAdmin (held by the cluster's admins: it runs once they release it)"

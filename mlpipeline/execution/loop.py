@@ -333,6 +333,7 @@ class ExecutionLoop:
             self.chooser.retry_later(recorded.planned)
         elif recorded.planned is not None and recorded.follow_up is FollowUp.RESUME:
             self.chooser.resume_in_session(recorded.planned)
+            self.claims.resume_allowed(recorded.planned.script.label, recorded.planned.version)
         self._counts_due = True
         if recorded.state == JournalEvent.PAUSED.value and recorded.planned is not None:
             request = self.chooser.cancel_of(recorded.planned)

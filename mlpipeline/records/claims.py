@@ -41,6 +41,7 @@ class Claims:
         self._taken: Set[Tuple[str, str, Optional[str]]] = set()
         self._taken_by: Dict[VersionKey, Tuple[str, str, Optional[str]]] = {}
         self._cut_off: Set[VersionKey] = set()
+        self._resume_allowed: Set[VersionKey] = set()
 
     def start(self) -> None:
         """Begin beating, note where in the journal this session starts, and join the session
@@ -74,7 +75,10 @@ class Claims:
         if expected is not None and state_of(expected) is RunState.RUNNING:
             return False
         fields = self._identity.event_fields(script, version, sha256)
-        return self._journal.append_if_latest(expected, JournalEvent.CLAIMED, **fields, **extra) is not None
+        claimed = self._journal.append_if_latest(expected, JournalEvent.CLAIMED, **fields, **extra) is not None
+        if claimed:
+            self._resume_allowed.discard((script, version))  # the leave to resume is used up
+        return claimed
 
     def is_dead(self, host: str, daemon: str, namespace: Optional[str] = None) -> bool:
         """Whether the daemon ``daemon`` on ``host`` is known to be gone."""
@@ -122,15 +126,26 @@ class Claims:
         ours = daemon == self._identity.key
         if not ours and daemon not in self._session_daemons:
             return
-        if ours:
-            return  # its own cut-off versions resume by what recording their ends decided (a few times at most)
         latest = self._journal.latest(*key)
-        if latest is not None and latest["event"] == JournalEvent.INTERRUPTED.value:
+        interrupted = latest is not None and latest["event"] == JournalEvent.INTERRUPTED.value
+        if ours:
+            # Its own cut-off versions resume only as recording their ends decided (a few times
+            # a session at most: resume_allowed); claiming the version again uses the leave up.
+            if interrupted and key in self._resume_allowed:
+                self._cut_off.add(key)
+            return
+        if interrupted:
             self._cut_off.add(key)
         else:
             taken = (key[0], key[1], sha256)
             self._taken_by[key] = taken
             self._taken.add(taken)
+
+    def resume_allowed(self, script: str, version: str) -> None:
+        """This daemon's own version, cut off just now, resumes in this session (its end's
+        recording said so): it counts as cut off until it is claimed again."""
+        self._resume_allowed.add((script, version))
+        self._follow((script, version))
 
     def held_elsewhere(self) -> List[Dict[str, Any]]:
         """The claims other daemons hold now (alive, or not yet judged)."""
