@@ -59,7 +59,7 @@ class Launched:
 
     how: Launch
     ending: Optional[Ending] = None  # with FAILED
-    halts: Optional[str] = None  # why no version can start here (the folder of model_dirs is no folder)
+    halts: Optional[str] = None  # why no version can start here (model_ckpts is no folder, the scheduler does not answer)
 
 
 class Launcher:
