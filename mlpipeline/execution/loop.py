@@ -123,7 +123,8 @@ class ExecutionLoop:
         self._counts_due = False
         self._waits_for_gpus = False  # the last fill found a version waiting with nothing running
         # What keeps every version from running here (a full disk, a heartbeat that cannot be
-        # written, a model_ckpts that is no folder): none starts any more, those running finish.
+        # written, a model_ckpts that is no folder, a scheduler that does not answer): none
+        # starts any more, those running finish.
         self._halted: Optional[str] = None
         self._counts_shown = 0.0
         self._queue_looked = time.monotonic()
@@ -426,7 +427,7 @@ class ExecutionLoop:
             outcome.stop_signal = -outcome.returncode
 
     def _stops_dispatching(self) -> bool:
-        """--fail-fast after a failure, or a full disk: the running versions finish, no other starts."""
+        """--fail-fast after a failure, or a halt (_halt): the running versions finish, no other starts."""
         return (self.options.fail_fast and self.tally.any_failed) or self._halted is not None
 
     def _halt(self, why: str) -> None:
