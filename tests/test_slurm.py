@@ -20,7 +20,7 @@ import pytest
 
 from conftest import processes_of_runs, versions_code
 from test_frameworks import TORCH_SCRIPT
-from slurm_cluster import SlurmCluster
+from slurm_cluster import CPUS, SlurmCluster
 from slurm_cluster import _wait_for as wait_for
 
 pytestmark = pytest.mark.timeout(600)
@@ -53,6 +53,33 @@ def _events(project: Any, version: str) -> List[str]:
 
 def _job_of(project: Any, version: str) -> str:
     return _started(project, version)[-1]["slurm_job"]
+
+
+def _take_the_node(slurm: SlurmCluster) -> str:
+    """A job that holds every CPU of the one node for 2 minutes, as others' jobs do: its id."""
+    blocker = slurm.command("sbatch", "--parsable", f"--cpus-per-task={CPUS}", "--output=/dev/null", "--wrap", "sleep 120").stdout.strip()
+    wait_for(lambda: {row["id"]: row["state"] for row in slurm.jobs()}.get(blocker) == "RUNNING", 60, "the node to be taken")
+    return blocker
+
+
+def _queue_long(project: Any, epochs: int, *more: str) -> None:
+    """net.py queued for Slurm: version ``long`` (no GPU, 10 steps an epoch of 0.2 s each) and
+    ``more`` after it."""
+    defaults = f"learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count={epochs}"
+    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', *more, defaults=defaults))
+    project.queue(["net.py"])
+    _slurm_config(project)
+
+
+def _wait_until_training(project: Any, version: str = "long") -> None:
+    """Until ``version``'s job has started and its training began (the only training so far)."""
+    project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, version), timeout=90, what=f"{version} to train")
+
+
+def _job_folder(project: Any) -> Path:
+    """The one job folder under outputs/slurm-jobs."""
+    [folder] = [path for path in (project.outputs / "slurm-jobs").iterdir() if path.is_dir()]
+    return folder
 
 
 def test_versions_run_as_slurm_jobs_with_the_gpus_they_ask_for(slurm_project, slurm):
@@ -119,12 +146,10 @@ def test_lines_and_reports_arrive_while_the_job_runs(slurm_project):
 @pytest.mark.parametrize("how", ["requeue", "preempt"])
 def test_a_job_requeued_or_preempted_is_cut_off_and_resumed_once(slurm_project, slurm, how):
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=6"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, epochs=6)
     daemon = project.start("-r", "-u")
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        _wait_until_training(project)
         time.sleep(1.5)  # a few steps checkpointed
         job = _job_of(project, "long")
         if how == "requeue":
@@ -243,8 +268,7 @@ def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_p
 
 def test_status_shows_a_version_waiting_in_slurms_queue_apart_from_running_ones(slurm_project, slurm):
     project = slurm_project
-    blocker = slurm.command("sbatch", "--parsable", "--cpus-per-task=16", "--output=/dev/null", "--wrap", "sleep 120").stdout.strip()
-    wait_for(lambda: {row["id"]: row["state"] for row in slurm.jobs()}.get(blocker) == "RUNNING", 60, "the node to be taken")
+    blocker = _take_the_node(slurm)
     project.script("net.py", versions_code('versions.addV("queued", gpus=0, sleep_per_step=0.1)'))
     project.queue(["net.py"])
     _slurm_config(project)
@@ -327,12 +351,10 @@ def test_a_version_past_its_time_limit_is_cut_off_and_resumed(slurm_project):
 
 def test_a_node_taken_down_mid_version_is_cut_off_and_resumed_when_it_is_back(slurm_project, slurm):
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=4"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, epochs=4)
     daemon = project.start("-r", "-u")
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        _wait_until_training(project)
         time.sleep(1)
         slurm.command("scontrol", "update", "nodename=mlpnode", "state=down", "reason=mlpipeline test")
         project.wait_for(lambda: "interrupted" in _events(project, "long"), timeout=60, what="the version to be cut off")
@@ -496,13 +518,11 @@ def test_a_job_squeue_leaves_out_for_a_while_is_not_resumed_beside_itself(slurm_
     # squeue answering without the job (an overloaded controller, a federation's other half):
     # taken as over, the version was resumed while its job still trained in the same model_dir.
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=5"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, epochs=5)
     env = _misbehaving(project, "squeue")
     daemon = project.start("-r", "-u", env=env)
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        _wait_until_training(project)
         (project.root / "squeue.mode").write_text("empty")
         time.sleep(12)  # past the grace a job over gets to write its end
         (project.root / "squeue.mode").unlink()
@@ -516,13 +536,11 @@ def test_a_job_squeue_leaves_out_for_a_while_is_not_resumed_beside_itself(slurm_
 
 def test_an_end_file_that_says_nothing_while_the_job_runs_is_no_end(slurm_project, slurm):
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=4"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, epochs=4)
     daemon = project.start("-r", "-u")
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
-        [folder] = [path for path in (project.outputs / "slurm-jobs").iterdir() if path.is_dir()]
+        _wait_until_training(project)
+        folder = _job_folder(project)
         (folder / "end.json").write_text("garbage")
         output, _ = daemon.communicate(timeout=240)
     finally:
@@ -535,13 +553,11 @@ def test_a_job_whose_folder_is_removed_ends_itself(slurm_project, slurm):
     # The daemon removes a job's folder once it has recorded the job's end: a job that still
     # runs then (its node stopped answering, and came back) must not train beside the resume.
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=20"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, epochs=20)
     daemon = project.start("-r", "-u")
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
-        [folder] = [path for path in (project.outputs / "slurm-jobs").iterdir() if path.is_dir()]
+        _wait_until_training(project)
+        folder = _job_folder(project)
         shutil.rmtree(folder)
         _no_version_process_left(project, timeout=20)  # of its 40 s of training
         output, _ = daemon.communicate(timeout=120)
@@ -566,12 +582,10 @@ def test_sinfo_that_cannot_answer_at_the_start_is_said_not_blamed_on_a_version(s
 def test_a_job_scancelled_by_hand_is_recorded_cancelled_not_resumed(slurm_project, slurm):
     # It was taken for Slurm's doing and resumed, again and again: a user could not stop it so.
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', 'versions.addV("next", gpus=0)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=6"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, 6, 'versions.addV("next", gpus=0)')
     daemon = project.start("-r", "-u")
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        _wait_until_training(project)
         job = _job_of(project, "long")
         slurm.command("scancel", job)
         output, _ = daemon.communicate(timeout=180)
@@ -588,9 +602,7 @@ def test_a_version_cut_off_again_and_again_is_resumed_three_times_in_a_session(s
     # Its own interrupted end also made the claims count it cut off, which started it again
     # past the cap: requeued without end, it was resumed without end.
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=30"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, epochs=30)
     daemon = project.start("-r", "-u")
     try:
         for cut in range(1, 5):
@@ -608,14 +620,12 @@ def test_a_version_cut_off_again_and_again_is_resumed_three_times_in_a_session(s
 def test_a_stop_scancel_cannot_send_is_said_and_the_record_stays_true(slurm_project, slurm):
     # scancel's exit status was never looked at: a stop that reached no job said nothing.
     project = slurm_project
-    project.script("net.py", versions_code('versions.addV("long", gpus=0, sleep_per_step=0.2)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=10, epoc_count=4"))
-    project.queue(["net.py"])
-    _slurm_config(project)
+    _queue_long(project, epochs=4)
     env = _misbehaving(project, "scancel")
     (project.root / "scancel.mode").write_text("fail")
     daemon = project.start("-r", "-u", env=env)
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "long"), timeout=90, what="the version to train")
+        _wait_until_training(project)
         job = _job_of(project, "long")
         daemon.send_signal(signal.SIGTERM)
         output, _ = daemon.communicate(timeout=120)
@@ -640,7 +650,7 @@ def test_an_squeue_that_hangs_holds_up_no_versions_end(slurm_project, slurm):
     (folder / "squeue").write_text(real.replace("  fail)", "  hang) sleep 50;;\n  fail)"))
     daemon = project.start("-r", "-u", env=env)
     try:
-        project.wait_for(lambda: len(project.calls("train")) == 1 and _started(project, "short"), timeout=90, what="the version to train")
+        _wait_until_training(project, "short")
         mode.write_text("hang")
         project.wait_for(lambda: project.calls("trained"), timeout=30, what="training to end")
         ended = time.monotonic()
@@ -671,8 +681,7 @@ def test_settings_for_gpu_jobs_in_sbatch_args_do_not_stop_the_start(slurm_projec
 
 def test_a_job_held_in_slurms_queue_is_said_with_what_lets_it_run(slurm_project, slurm):
     project = slurm_project
-    blocker = slurm.command("sbatch", "--parsable", "--cpus-per-task=16", "--output=/dev/null", "--wrap", "sleep 120").stdout.strip()
-    wait_for(lambda: {row["id"]: row["state"] for row in slurm.jobs()}.get(blocker) == "RUNNING", 60, "the node to be taken")
+    blocker = _take_the_node(slurm)
     project.script("net.py", versions_code('versions.addV("queued", gpus=0)'))
     project.queue(["net.py"])
     _slurm_config(project)

@@ -136,18 +136,24 @@ MODEL = Big(versions)
 """
 
 
-def test_a_version_that_meets_a_full_disk_is_resumed_later_not_failed_for_good(project):
+def run_on_a_small_model_ckpts_disk(project, name, script):
+    """``mlpipeline -r -u`` of ``script`` alone, its model_dirs on a 256 KiB tmpfs (root only),
+    unmounted after; returns (model_ckpts, the run)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a small tmpfs")
-    project.script("big.py", BIG_CHECKPOINT, prelude=False)
-    project.queue(["big.py"])
+    project.script(name, script, prelude=False)
+    project.queue([name])
     checkpoints = project.outputs / "model_ckpts"
     checkpoints.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "none", str(checkpoints)], check=True)
     try:
-        result = project.run("-r", "-u")
+        return checkpoints, project.run("-r", "-u")
     finally:
         subprocess.run(["umount", "-l", str(checkpoints)], check=False)
+
+
+def test_a_version_that_meets_a_full_disk_is_resumed_later_not_failed_for_good(project):
+    checkpoints, result = run_on_a_small_model_ckpts_disk(project, "big.py", BIG_CHECKPOINT)
     assert result.returncode == 2, result.output
     assert f"{checkpoints / 'big-v1'}: cannot be written (No space left on device); stopped dispatching" in result.output
     [row] = project.results()
@@ -182,17 +188,7 @@ MODEL = Saves(versions)
 def test_a_checkpoint_writer_that_names_no_errno_on_a_full_disk_is_the_disks_doing_too(project):
     # torch.save raises RuntimeError("[enforce fail at inline_container.cc] ... unexpected pos"),
     # no OSError anywhere: the run record the child writes after it meets the full disk says why.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    project.script("saves.py", TORCH_CHECKPOINT, prelude=False)
-    project.queue(["saves.py"])
-    checkpoints = project.outputs / "model_ckpts"
-    checkpoints.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "none", str(checkpoints)], check=True)
-    try:
-        result = project.run("-r", "-u")
-    finally:
-        subprocess.run(["umount", "-l", str(checkpoints)], check=False)
+    checkpoints, result = run_on_a_small_model_ckpts_disk(project, "saves.py", TORCH_CHECKPOINT)
     assert result.returncode == 2, result.output
     assert f"{checkpoints / 'saves-v1'}: cannot be written (No space left on device)" in result.output
     [row] = project.results()
