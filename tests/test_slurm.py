@@ -234,6 +234,7 @@ def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_p
             timeout=90,
             what="both versions to train",
         )
+        training_since = time.monotonic()
         jobs = {version: _job_of(project, version) for version in ("runs_on", "ends_meanwhile")}
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -245,11 +246,14 @@ def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_p
     shown = _status(project)["runs_on"]  # and status says so: the version may still train
     assert shown["state"] == "interrupted" and f"its Slurm job {jobs['runs_on']} may still run" in shown["reason"], shown
     gate_b.touch()
+    trained = {"ends_meanwhile": time.monotonic() - training_since}
     project.wait_for(lambda: {row["id"]: row["state"] for row in slurm.jobs()}[jobs["ends_meanwhile"]] == "COMPLETED", timeout=60, what="b's job to end")
     second = project.start("-r", "-u")
     try:
         project.wait_for(lambda: len(_started(project, "runs_on")) == 2, timeout=60, what="the running job to be followed")
+        time.sleep(1)
         gate_a.touch()
+        trained["runs_on"] = time.monotonic() - training_since
         output, _ = second.communicate(timeout=120)
     finally:
         second.kill()
@@ -263,6 +267,9 @@ def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_p
     assert "followed from its earlier run" in project.log_text()
     results = {row["version"]: row for row in project.results()}
     assert results["runs_on"]["status"] == results["ends_meanwhile"]["status"] == "finished"
+    for version, at_least in trained.items():
+        # As long as the job ran on its node, not since the second daemon took it over.
+        assert results[version]["duration_s"] >= at_least, (version, results[version]["duration_s"], at_least)
     assert project.log_text().count("hello from runs_on") == 1  # its line was delivered once, by one daemon
 
 

@@ -110,6 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 returncode=outcome.returncode,
                 cpu_s=outcome.cpu_s,
                 peak_rss_bytes=outcome.peak_rss_bytes,
+                wall_s=outcome.wall_s,
                 signals=[signal.Signals(signum).name for signum in signals],  # type: ignore[typeddict-unknown-key]
             )
         )

@@ -141,7 +141,9 @@ class Launcher:
             how += f", attempt {planned.attempt} of {1 + self._project.retries}"
         if granted:
             how += f", GPU {','.join(granted)}"
-        self._say.log("INFO", label, f"started ({how}) in {model_dir}")
+        # A queued child is only submitted now: "running as Slurm job ..." says when it runs.
+        begun = "submitted" if self._executor.queues_children else "started"
+        self._say.log("INFO", label, f"{begun} ({how}) in {model_dir}")
         self._say.view.version_started(label, how)
         version_run = VersionRun(
             planned=planned,

@@ -100,6 +100,10 @@ class Executor(ABC):
     """Whether a run a dead daemon left still running is followed to its end (a Slurm job) rather
     than ended before its version starts again."""
 
+    queues_children = False
+    """Whether a child submitted may wait in a scheduler's queue before it runs (Ray, Slurm):
+    its start is said when it is placed."""
+
     isolated = True
     """Whether each child is a process of its own, which a stop reaches and whose exit is its
     own; not so only for the in-process executor, whose versions run in the caller's process."""
@@ -271,15 +275,17 @@ class Executor(ABC):
         peak_rss_bytes: Optional[int] = None,
         result: Optional[ChildResult] = None,
         gpu: Tuple[Optional[int], Optional[float]] = (None, None),
+        wall_s: Optional[float] = None,
     ) -> None:
         """Called once by the subclass when the child has ended and its output is drained;
         ``result``: what the child said of its end, None when it said nothing; ``gpu``: the
-        peak GPU memory of its processes and the mean utilization of their GPUs, where read."""
+        peak GPU memory of its processes and the mean utilization of their GPUs, where read;
+        ``wall_s``: how long it ran, where measured where it ran (else from its start here)."""
         self._close_lifeline(run)
         run.outcome = ChildOutcome(
             result=result,
             returncode=returncode,
-            wall_s=time.monotonic() - run.started,
+            wall_s=time.monotonic() - run.started if wall_s is None else wall_s,
             cpu_s=cpu_s,
             peak_rss_bytes=peak_rss_bytes,
             stop_signal=run.stop_signal,

@@ -75,10 +75,12 @@ class JobFolder:
         result = end.get("result")
         signals = end.get("signals")
         cpu = end.get("cpu_s")
+        wall = end.get("wall_s")
         return TaskEnd(
             result=result if isinstance(result, dict) else None,  # type: ignore[typeddict-item]
             returncode=end["returncode"] if _whole(end.get("returncode")) else None,
             cpu_s=float(cpu) if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) else None,
+            wall_s=float(wall) if isinstance(wall, (int, float)) and not isinstance(wall, bool) and 0 <= wall < 1e9 else None,
             peak_rss_bytes=end["peak_rss_bytes"] if _whole(end.get("peak_rss_bytes")) else None,
             signals=[item for item in signals if isinstance(item, str)] if isinstance(signals, list) else [],
         )

@@ -243,6 +243,7 @@ class TaskEnd(TypedDict, total=False):
     returncode: Optional[int]
     cpu_s: Optional[float]
     peak_rss_bytes: Optional[int]
+    wall_s: Optional[float]  # from the version's start on its node to its end
     signals: List[str]  # a Slurm job's: the signals it was sent (TERM: Slurm ended it, or the daemon)
 
 

@@ -148,6 +148,8 @@ class RayTask:
 class RayExecutor(Executor):
     """Each child as a Ray task on the node Ray picks, with ``run.gpus`` as its ``num_gpus``."""
 
+    queues_children = True
+
     def __init__(self, work_dir: Path, outputs_dir: Path, address: Optional[str]) -> None:
         super().__init__(work_dir)
         self.address = connect(address)

@@ -110,6 +110,7 @@ class SlurmExecutor(Executor):
     """Each child as one Slurm job, with ``ceil(run.gpus)`` GPUs as its gres."""
 
     adopts_earlier_runs = True
+    queues_children = True
 
     def __init__(self, work_dir: Path, outputs_dir: Path, partition: Optional[str], time_limit: Optional[str], sbatch_args: Tuple[str, ...], daemon: str) -> None:
         super().__init__(work_dir)
@@ -473,7 +474,9 @@ class SlurmExecutor(Executor):
             except OSError:
                 pass
         shutil.rmtree(job.folder.path, ignore_errors=True)
-        self._finish(run, returncode, end.get("cpu_s"), end.get("peak_rss_bytes"), result)
+        # The job's own measure: from the version's start on its node, wherever this daemon
+        # began to follow it (a job adopted from a dead daemon, a short job seen late).
+        self._finish(run, returncode, end.get("cpu_s"), end.get("peak_rss_bytes"), result, wall_s=end.get("wall_s"))
 
     def _end_without_word(self, run: ChildRun, job: SlurmJob, state: Optional[JobState]) -> TaskEnd:
         """How a job that left no end in its folder ended, from what Slurm says of it."""
@@ -511,7 +514,7 @@ class SlurmExecutor(Executor):
         if state is None:
             how = "is gone from squeue"
         elif _requeued(state, run):
-            how = "was requeued (preempted, or `scontrol requeue`)"
+            how = "was requeued by Slurm (preempted, its node lost, or `scontrol requeue`)"
         elif state.state == "TIMEOUT":
             how = "reached its time limit"
         elif state.state in ("NODE_FAIL", "BOOT_FAIL"):
