@@ -710,6 +710,26 @@ def test_a_job_held_in_slurms_queue_is_said_with_what_lets_it_run(slurm_project,
     assert said in output and project.log_text().count("waits in Slurm's queue") == 1
 
 
+def test_a_job_whose_request_was_removed_while_it_waited_names_the_file(slurm_project, slurm):
+    project = slurm_project
+    blocker = _take_the_node(slurm)
+    project.script("net.py", versions_code('versions.addV("queued", gpus=0)'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start("-r", "-u")
+    try:
+        project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
+        request = _job_folder(project) / "request.json"
+        request.unlink()
+        slurm.command("scancel", blocker)
+        output, _ = daemon.communicate(timeout=120)
+    finally:
+        daemon.kill()
+    [row] = project.results()
+    assert row["status"] == "failed" and str(request) in row["reason"] and "removed while the job waited" in row["reason"], row
+    assert not project.calls("train") and "Traceback" not in output
+
+
 def test_a_controller_out_of_reach_at_a_submission_fails_no_version(slurm_project, slurm):
     # sbatch's "Unable to contact slurm controller" failed the version for good (-u skipped it),
     # and every version after it met the same.

@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     folder, project_dir = JobFolder(Path(args[0])), Path(args[1])
     warn_after = float(args[2]) if len(args) > 2 else None
     restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
-    if restarts not in ("", "0") or folder.placed.exists() or not folder.request.exists():
+    if restarts not in ("", "0") or folder.placed.exists():
         print(
             f"mlpipeline: Slurm started this job again (restart {restarts or '?'}); its daemon resumes the version "
             "itself, from its checkpoint, so this attempt runs nothing",
@@ -57,6 +57,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
         return 0
     where = placement()
+    if not folder.request.exists():
+        # The daemon removes a job's folder whole once it recorded the job's end; a folder
+        # left without its request was emptied by something else while the job waited.
+        message = f"the job on {where['node_host']} found no {folder.request}: it was removed while the job waited in Slurm's queue"
+        try:
+            folder.write_end(TaskEnd(result=failed_result(message, "start"), returncode=None))
+        except OSError:
+            pass  # the whole folder is gone: nobody reads it any more
+        return 0
     try:
         request = ChildRequest.read(folder.path)
     except (OSError, ValueError, TypeError, RecursionError) as exc:
