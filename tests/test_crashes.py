@@ -187,3 +187,77 @@ def test_a_signal_for_a_version_reaches_each_of_its_processes_once():
         tree.signal(signal.SIGKILL)
     output, _ = child.communicate()
     assert sorted(output.splitlines()) == ["child SIGUSR1", "grandchild SIGUSR1"]
+
+
+STOPS_HERE_ON_A_SIGNAL = """
+import signal, time
+from mlpipeline.helper import DataLoader, Model
+from mlpipeline.utils import Versions
+
+class Data(DataLoader):
+    def get_train_sample_count(self): return 100
+    def get_test_sample_count(self): return 10
+    def get_train_input(self, **kwargs): return None
+    def get_test_input(self, **kwargs): return None
+
+class StopsHere(Model):
+    # What training loops do with a stop: end the loop, keep what was trained, return.
+    def __init__(self, versions):
+        super().__init__(versions, allow_delete_model_dir=False)
+        self.stop = False
+        signal.signal(signal.SIGTERM, lambda signum, frame: setattr(self, "stop", True))
+
+    def _done(self):
+        try:
+            return int(open(self.model_dir_path() + "/done").read())
+        except OSError:
+            return 0
+
+    def model_dir_path(self):
+        import os
+        return os.environ["MLPIPELINE_MODEL_DIR"]
+
+    def get_trained_step_count(self):
+        return self._done() or None
+
+    def train_model(self, input_fn, steps):
+        done = self._done()
+        try:
+            for _ in range(steps):
+                if self.stop:
+                    break
+                time.sleep(0.05)
+                done += 1
+                open(self.model_dir_path() + "/done", "w").write(str(done))
+                self.report(step=done, total=100, loss=1.0 / done)
+        except KeyboardInterrupt:
+            print("caught the stop; saving and returning")
+
+    def evaluate_model(self, input_fn, steps):
+        return {"trained": self._done()}
+
+MODEL = StopsHere(Versions(learning_rate=0.1, dataloader=Data(), batch_size=1, epoc_count=1))
+MODEL.versions.addV("v")
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_version_that_returns_early_when_stopped_is_cut_off_and_resumed_not_finished(project, signum):
+    # Lightning and many hand-written loops end training on a Ctrl-C or SIGTERM and return:
+    # the version was recorded finished, "100 of 100" steps, and -u never trained the rest.
+    project.script("stops.py", STOPS_HERE_ON_A_SIGNAL)
+    project.queue(["stops.py"])
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: "loss=" in project.log_text(), what="the first report")
+    time.sleep(1)
+    daemon.send_signal(signum)
+    output, _ = daemon.communicate(timeout=60)
+    [cut] = project.results()
+    assert cut["status"] == "interrupted", output
+    assert f"stopped by {signal.Signals(signum).name} while train_model ran" in cut["reason"]
+    assert 0 < cut["steps"]["trained"] < 100, cut["steps"]  # the last step it reported
+    done = project.run("-r", "-u")
+    assert done.returncode == 0, done.output
+    resumed = project.results()[-1]
+    assert (resumed["status"], resumed["resumed"], resumed["eval_test"]) == ("finished", True, {"trained": 100}), resumed
+    assert resumed["steps"]["trained"] == 100 - cut["steps"]["trained"]

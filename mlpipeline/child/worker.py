@@ -24,6 +24,7 @@ from mlpipeline.executors.protocol import (
     LIST_VERSIONS,
     RESULT_FILE,
     STEPS_EVENT,
+    TRAINED_EVENT,
     ChildRequest,
     ScriptError,
     missing_message,
@@ -563,6 +564,7 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
                 result["steps"]["trained"] = _trained_after_failure(model, trained)
                 raise
             result["steps"]["trained"] = steps
+            send_event({"type": TRAINED_EVENT})
         reached = (trained or 0) + steps
         if request.until_step is not None and request.execution_mode and reached < total:
             # It can resume from here when its model says it has trained that far.

@@ -12,7 +12,7 @@ from mlpipeline.execution.framework_noise import without_noise
 from mlpipeline.execution.outcome import VersionRun
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.execution.reporter import Reporter
-from mlpipeline.executors.protocol import STEPS_EVENT
+from mlpipeline.executors.protocol import STEPS_EVENT, TRAINED_EVENT
 from mlpipeline.records.files import now_iso, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
 from mlpipeline.execution.early_stopping import finite, rung_step
@@ -65,6 +65,8 @@ class ChildListener:
         if event.get("type") == "log":
             self._say.log(str(event.get("level", "INFO")), label, str(event.get("message", "")))
             self._say.view.child_line(label, str(event.get("message", "")))
+        elif event.get("type") == TRAINED_EVENT:
+            version_run.train_returned = True
         elif event.get("type") == STEPS_EVENT and isinstance(event.get("steps"), dict):
             self._steps_planned(version_run, event["steps"], bool(event.get("continued")), bool(event.get("cleaned")))
         elif event.get("type") == "report":

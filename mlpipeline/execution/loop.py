@@ -228,6 +228,10 @@ class ExecutionLoop:
                 name = signal.Signals(self.signals.first).name if self.signals.first else "a signal"
                 self.say.daemon("WARNING", f"{name} received: no new versions; stopping the running ones")
                 self.view.warning(f"{name}: stopping (press Ctrl-C again to kill at once)")
+                for run in self.executor.running:
+                    # A train_model that returns after this stop was cut short by it.
+                    if isinstance(run.tag, VersionRun) and not run.tag.train_returned:
+                        run.tag.stopped_in_training = True
                 self.executor.stop_all(self._signal_for_versions(), cause=self.signals.first)
             if stop_asked is not None and not killed:
                 if self.signals.count > 1 or time.monotonic() - stop_asked > STOP_GRACE_S:

@@ -51,6 +51,8 @@ class VersionRun:
     continued_from: Optional[int] = None  # a fresh run that went on from a checkpoint its model kept
     best: Dict[str, Any] = field(default_factory=dict)  # each metric's best value over its history
     reported: bool = False  # whether it sent a report of its own
+    train_returned: bool = False  # its train_model returned (the worker's "trained" event came)
+    stopped_in_training: bool = False  # the daemon's stop was sent before train_model returned
     cancel_reason: Optional[str] = None  # with RunPhase.CANCELLED: which cancel, from where
     stop_reason: Optional[str] = None  # with RunPhase.STOPPED: the rule's words
     rungs: List[Optional[float]] = field(default_factory=list)  # its values at the rungs passed, this run's too
@@ -79,6 +81,13 @@ class Ending:
         return self.result.get("error") or {}
 
 
+def _trained_any(result: Dict[str, Any]) -> bool:
+    """Whether the run's train_model was called: steps were planned for it."""
+    steps = result.get("steps")
+    planned = steps.get("trained") if isinstance(steps, dict) else None
+    return isinstance(planned, int) and not isinstance(planned, bool) and planned > 0
+
+
 def crash_message(label: str, outcome: ChildOutcome) -> str:
     """Why a version whose process died without a result failed, in words."""
     message = f"{label}: its process {outcome.exit_description} before it reported a result"
@@ -94,15 +103,29 @@ def classify(
     cancel_reason: Optional[str] = None,
     stop_reason: Optional[str] = None,
     disk_full: bool = False,
+    stopped_in_training: bool = False,
 ) -> Tuple[JournalEvent, Dict[str, Any]]:
     """The journal event a child's end makes, and its result with the reason filled in.
 
     ``cancel_reason``: `mlpipeline cancel` stopped it, which is how it ended unless it
     finished; ``stop_reason``: early stopping did, likewise; ``disk_full``: its failure was a
-    disk the queue needs (outputs_dir, its model_dir) refusing a write for want of room."""
+    disk the queue needs (outputs_dir, its model_dir) refusing a write for want of room;
+    ``stopped_in_training``: the daemon's stop reached it before its train_model returned."""
     result = dict(outcome.result or {})
     if isinstance(result.get("error"), dict) and "no_space" in result["error"] and not disk_full:
         result["error"] = {key: value for key, value in result["error"].items() if key != "no_space"}
+    if result.get("ok") and stopped_in_training and outcome.stop_signal is not None and _trained_any(result):
+        # The script took the stop as "stop here" (caught KeyboardInterrupt, or a SIGTERM
+        # handler that ends its loop) and returned early: not trained to its end, so resumed.
+        name = signal.Signals(outcome.stop_signal).name
+        message = (
+            f"stopped by {name} while train_model ran, which returned before its last step (the script took the signal as "
+            "\"stop here\"); cut off, resumable with -u"
+        )
+        result = {key: value for key, value in result.items() if key not in ("ok", "pause")}
+        result["steps"] = dict(result["steps"], trained=None)  # the last step it reported, if any (steps_trained)
+        result["error"] = {"message": message}
+        return JournalEvent.INTERRUPTED, result
     if result.get("ok"):
         return (JournalEvent.PAUSED if isinstance(result.get("pause"), dict) else JournalEvent.FINISHED), result
     if cancel_reason is not None:

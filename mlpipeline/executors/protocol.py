@@ -26,6 +26,10 @@ STEPS_EVENT = "steps"
 "total", "already_trained"}, "continued": whether a fresh run continues from a checkpoint
 its model did not clean}``."""
 
+TRAINED_EVENT = "trained"
+"""The worker's event once train_model has returned (not raised): a stop the daemon sent before
+it came, which the script took as "stop here" and returned early, cut the training short."""
+
 LIFELINE_FD_VARIABLE = "MLPIPELINE_LIFELINE_FD"
 """The read end of a keeper's lifeline, a pipe whose only write end its daemon holds: it reads
 end-of-file when the daemon dies, or closes it to have the keeper kill the tree it keeps."""
