@@ -178,6 +178,19 @@ def test_plot_writes_a_figure_with_a_curve_per_version(ran, tmp_path):
     assert nameless.returncode == 2 and "-o names no file" in nameless.output
 
 
+def test_plot_says_which_version_reported_the_metric_as_no_number(project, tmp_path):
+    words = LINE.replace("loss=math.exp(-rate * step)", 'loss=float("nan") if self.current_version.get("nan") else "high" if self.current_version.get("text") else math.exp(-rate * step)')
+    words = words.replace('versions.addV("broken", model_dir_suffix="broken", broken=True)', 'versions.addV("nan", model_dir_suffix="nan", nan=True)\nversions.addV("text", model_dir_suffix="text", text=True)')
+    project.script("line.py", words, prelude=False)
+    project.queue(["line.py"])
+    assert project.run("-r").returncode == 0
+    result = project.run("plot", "loss", "-o", str(tmp_path / "loss.png"))
+    assert result.returncode == 0, result.output
+    for version in ("nan", "text"):
+        assert f"line.py:{version} reported 'loss' as no number (NaN, infinite, or text) at every report; left out" in result.output
+    assert "reported no 'loss'" not in result.output
+
+
 def test_plot_without_matplotlib_says_what_to_install(ran, tmp_path):
     blocked = tmp_path / "no matplotlib"
     (blocked / "matplotlib").mkdir(parents=True)

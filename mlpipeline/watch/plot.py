@@ -72,7 +72,10 @@ def plot_metric(
         return 1
     for run in runs:
         if run.label not in found:
-            view.warning(f"{run.label} reported no '{metric}'; left out")
+            if any(metric in report["metrics"] for report in run.history()):
+                view.warning(f"{run.label} reported '{metric}' as no number (NaN, infinite, or text) at every report; left out")
+            else:
+                view.warning(f"{run.label} reported no '{metric}'; left out")
     if log_scale and any((values <= 0).any() for _, values in found.values()):
         view.warning(f"'{metric}' has values of 0 or less, which a log scale leaves out")
     try:
