@@ -467,3 +467,9 @@ def test_a_cancel_read_after_its_version_paused_records_it_cancelled(project: Pr
     cancelled = events(project, "v0")[-1]
     assert cancelled["reason"].startswith("cancelled by `mlpipeline cancel curves.py:v0`") and cancelled["reason"].endswith("while paused at a rung")
     assert "curves.py:v0 cancelled by" in project.log_text()
+    # Its value at the rung counts no more (it could take the one promotion): v1 to v3 are judged.
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0, result.output
+    rows = {row["version"]: row for row in project.results() if row["status"] == "stopped"}
+    assert sorted(rows) == ["v1", "v2"] and "ranks 2 of 3" in rows["v1"]["reason"] and "ranks 3 of 3" in rows["v2"]["reason"], rows
+    assert final_states(project) == {"v0": "cancelled", "v1": "stopped", "v2": "stopped", "v3": "finished"}

@@ -208,7 +208,9 @@ class EndRecorder:
         if latest is None or latest.get("event") != JournalEvent.PAUSED.value:
             return Recorded(label, None, 0.0)
         reason = f"cancelled by `mlpipeline cancel {request.target}` on {request.host} at {request.time} while paused at a rung"
-        carried = {key: latest[key] for key in ("run_id", "attempt", *CARRIED_FIELDS) if key in latest and key != "until_step"}
+        # Not its values at the rungs: a cancelled version no longer counts there (as the
+        # command's own record of such a cancel has none), else it could take a promotion.
+        carried = {key: latest[key] for key in ("run_id", "attempt", "total_steps", "watched") if key in latest}
         sha256 = latest.get("sha256") if isinstance(latest.get("sha256"), str) else None
         event = self._journal.append_if_latest(
             latest, JournalEvent.CANCELLED, **self._identity.event_fields(script, version, sha256), **carried, reason=reason
