@@ -72,3 +72,36 @@ def test_a_history_removed_while_its_run_writes_it_is_written_anew_and_said(proj
     steps = [json.loads(line)["step"] for line in history.read_text().splitlines()]
     assert steps and steps[-1] == 80 and steps == sorted(steps)
     assert f"{history} was removed or replaced while its run wrote it; its next reports go to a new one" in project.log_text()
+
+
+HISTOGRAM = """
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Histograms(Model):
+    def train_model(self, data, steps):
+        for step in range(1, steps + 1):
+            # A histogram of 100,000 values logged beside the loss at every step: 2 MB as JSON.
+            self.report(step=step, total=steps, loss=1.0 / step, hist={str(i): i * 0.5 for i in range(100_000)})
+
+    def evaluate_model(self, data, steps):
+        return {"acc": 1}
+
+
+MODEL = Histograms(Versions(0.1, SplitDataLoader(list(range(50)), [0]), 10, 1))
+MODEL.versions.addV("v")
+"""
+
+
+def test_a_report_too_large_loses_its_largest_metric_not_its_step_and_loss(project):
+    project.script("a.py", HISTOGRAM, prelude=False)
+    project.queue(["a.py"])
+    done = project.run("-r")
+    assert done.returncode == 0, done.output
+    rows = history_rows(project)
+    assert [(row["step"], row["metrics"]) for row in rows] == [(step, {"loss": 1.0 / step}) for step in range(1, 6)]
+    said = "WARNING a.py:v report(): metric 'hist' (1.8 MB as JSON) is left out of the report, which holds at most 1 MB; the rest of it is kept (said once)"
+    assert project.log_text().count(said) == 1, project.log_text()
+    assert "an event of" not in project.log_text()
+    assert project.results()[0]["metrics"] == {"loss": 0.2}

@@ -43,7 +43,10 @@ def send(event: Dict[str, Any]) -> None:
         if event.get("type") == "log":
             print(event.get("message", ""), file=sys.stderr)
         return
-    data = (json_text(event) + "\n").encode("utf-8")
+    _write(fd, (json_text(event) + "\n").encode("utf-8"))
+
+
+def _write(fd: int, data: bytes) -> None:
     try:
         while data:
             written = os.write(fd, data)
@@ -58,9 +61,42 @@ def report(step: Any, total: Any, metrics: Dict[str, Any]) -> None:
     early-stopping rung saves them beside its model, where a daemon that died before it read
     the report finds them (child/worker.py)."""
     plain = to_plain(metrics)
+    event = {"type": "report", "step": to_plain(step), "total": to_plain(total), "metrics": plain}
+    data = (json_text(event) + "\n").encode("utf-8")
+    if len(data) > REPORT_MOST_BYTES and isinstance(plain, dict):
+        event["metrics"] = plain = _within_most(plain)
+        data = (json_text(event) + "\n").encode("utf-8")
     if isinstance(plain, dict):
         _last_metrics.update(plain)
-    send({"type": "report", "step": to_plain(step), "total": to_plain(total), "metrics": plain})
+    fd = _fd()
+    if fd is not None:
+        _write(fd, data)
+
+
+REPORT_MOST_BYTES = 1_000_000
+"""The most one report may take as a JSON line: the daemon leaves out any event past 1 MiB,
+so a report this large loses its largest metrics, not its step and its loss with them."""
+
+_left_out_said: set = set()
+
+
+def _within_most(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """``metrics`` less its largest values, until the rest fits in a report; each metric left
+    out is said once (a log warning), not at every step."""
+    sizes = {name: len(json_text({name: value}).encode("utf-8")) for name, value in metrics.items()}
+    kept, room = dict(metrics), REPORT_MOST_BYTES - 200  # the step, the total, the braces
+    for name in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        if sum(sizes[other] for other in kept) <= room:
+            break
+        del kept[name]
+        if name not in _left_out_said:
+            _left_out_said.add(name)
+            message = (
+                f"report(): metric {name!r} ({sizes[name] / 1e6:.1f} MB as JSON) is left out of the report, which holds at "
+                f"most {REPORT_MOST_BYTES / 1e6:g} MB; the rest of it is kept (said once)"
+            )
+            log(message, "WARNING")
+    return kept
 
 
 def last_metrics() -> Dict[str, Any]:
