@@ -33,6 +33,7 @@ class CheckpointedModel(Model):
         self.seed = DEFAULT_SEED
         self.restored_from: Optional[str] = None
         self.saved_at: Optional[int] = None  # the step of the last checkpoint this run saved
+        self.stepped = False  # whether this run trained a step
 
     def build(self, version: Dict[str, Any]) -> None:
         """Create this version's model (a script implements it)."""
@@ -44,6 +45,7 @@ class CheckpointedModel(Model):
         self.step = 0
         self.restored_from = None
         self.saved_at = None
+        self.stepped = False
 
     def get_trained_step_count(self) -> Optional[int]:
         """The step of the checkpoint restored, or saved since (a run paused at an early-stopping
@@ -56,6 +58,13 @@ class CheckpointedModel(Model):
         """Save the training state at ``step``; returns where."""
         raise NotImplementedError
 
+    def save_unsaved_steps(self) -> None:
+        """Save the steps trained since the last checkpoint, if any: mlpipeline calls it once
+        train_model has returned, so that a loop left early (``break``, the script's own early
+        stopping) keeps what it trained, as a loop run to its end does."""
+        if self.stepped and self.saved_at != self.step:
+            self.save_checkpoint()
+
     def _batch_size_for(self, asked: Optional[int] = None) -> int:
         """``asked``, else the version's ``batch_size``, else 1."""
         return int(asked or (self.current_version or {}).get("batch_size") or 1)
@@ -65,6 +74,7 @@ class CheckpointedModel(Model):
         and after the last."""
         for batch in batches:
             self.step += 1
+            self.stepped = True
             yield self.step, batch
             # Asked (a Slurm job's time limit is near): saved now, so that little is trained again.
             if self.step % self.checkpoint_every == 0 or checkpoint_asked():

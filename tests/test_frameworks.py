@@ -172,6 +172,22 @@ def test_sigkill_and_resume_end_with_the_weights_of_an_uninterrupted_run(project
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_loop_left_early_keeps_its_last_steps_and_records_the_steps_it_trained(project, framework):
+    # A loop with a break (the script's own early stopping) was recorded "38 of 38" steps, and
+    # the steps after its last checkpoint were lost with the process.
+    script = FRAMEWORKS[framework].replace("CHECKPOINT_EVERY", "10").replace('versions.addV("v1", seed=7, sleep=0.05)', 'versions.addV("v1", seed=7)')
+    leave = '            time.sleep(self.current_version.get("sleep", 0))\n'
+    assert leave in script
+    project.script("net.py", script.replace(leave, leave + "            if step == 25:\n                break\n"), prelude=False)
+    project.queue(["net.py"])
+    result = project.run("-r", timeout=180)
+    assert result.returncode == 0, result.output
+    [row] = project.results()
+    assert row["status"] == "finished" and row["steps"] == {"trained": 25, "total": 38, "already_trained": None}, row["steps"]
+    assert weights(project, framework)["step"] == 25  # saved when train_model returned
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_an_edited_script_trains_again_from_a_clean_model_dir(project, framework):
     make(project, framework)
     assert project.run("-r", "-u", timeout=180).returncode == 0
