@@ -2,14 +2,31 @@
 whole training, the version's seed, the checkpoint cadence, and where a resume began."""
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from mlpipeline.helper import Model
 from mlpipeline.script_support.checkpoint_request import checkpoint_asked
+from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.script_support.versions import Versions
 from mlpipeline.utils import ExecutionModeKeys
 
 DEFAULT_SEED = 0
+
+
+class MissingBuild(ExplainedFailure, NotImplementedError):
+    """A model of a framework base whose script defines no ``build``: nothing of ours to debug."""
+
+
+def _where_defined(cls: type) -> str:
+    """``file:line: `` of the class statement of ``cls``, where Python can tell."""
+    import inspect
+
+    try:
+        lines = inspect.getsourcelines(cls)[1]
+        return f"{os.path.basename(inspect.getsourcefile(cls) or '?')}:{lines}: "
+    except (OSError, TypeError):
+        return ""
 
 
 class CheckpointedModel(Model):
@@ -37,7 +54,8 @@ class CheckpointedModel(Model):
 
     def build(self, version: Dict[str, Any]) -> None:
         """Create this version's model (a script implements it)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement build(version)")
+        raise MissingBuild(_where_defined(type(self)) + f"{type(self).__name__} has no build(version): define it to create the "
+                           "version's model (and its optimizer) from its parameters; see docs/frameworks.md")
 
     def pre_execution_hook(self, version: Dict[str, Any], model_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> None:
         super().pre_execution_hook(version, model_dir, exec_mode)

@@ -188,6 +188,18 @@ def test_a_loop_left_early_keeps_its_last_steps_and_records_the_steps_it_trained
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_model_without_build_is_named_with_its_line_not_our_frames(project, framework):
+    script = FRAMEWORKS[framework].replace("CHECKPOINT_EVERY", "10").replace("    def build(self, version):", "    def built(self, version):")
+    project.script("net.py", script, prelude=False)
+    project.queue(["net.py"], test=True)
+    result = project.run(timeout=120)
+    assert result.returncode == 1
+    line = next(number for number, text in enumerate(script.splitlines(), 1) if text.startswith("class Net("))
+    said = f"net.py:v1: net.py:{line}: Net has no build(version): define it to create the version's model"
+    assert said in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_an_edited_script_trains_again_from_a_clean_model_dir(project, framework):
     make(project, framework)
     assert project.run("-r", "-u", timeout=180).returncode == 0
