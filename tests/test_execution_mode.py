@@ -260,3 +260,17 @@ def test_use_history_says_what_it_skipped(project):
     again = project.run("-r", "-u")
     assert "2 skipped by -u" in again.output
     assert "execution mode ended: 2 skipped by -u" in project.log_text()
+
+
+def test_a_failures_traceback_is_in_its_record_and_its_output_block(project):
+    # Only the log had it: a day later, or with -n, nothing said where the version failed.
+    project.script("a.py", versions_code('versions.addV("bad", fail_in="train")'))
+    project.queue(["a.py"])
+    assert project.run("-r", "-n").returncode == 1
+    [row] = project.results()
+    traceback = row["traceback"]
+    assert traceback.startswith("Traceback (most recent call last):") and traceback.endswith("RuntimeError: deliberate failure in train")
+    assert 'a.py", line' in traceback and "in train_model" in traceback and "mlpipeline/child" not in traceback
+    assert project.run("-r").returncode == 1
+    block = project.output_text()
+    assert "traceback:      Traceback (most recent call last):" in block and "                RuntimeError: deliberate failure in train" in block

@@ -12,6 +12,7 @@ from mlpipeline.records.ends import VersionEnd
 from mlpipeline.records.files import json_text, now_iso
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.states import JournalEvent
+from mlpipeline.records.text import without_addresses
 from mlpipeline.watch.console import describe_report
 
 
@@ -79,6 +80,19 @@ class Ending:
     @property
     def error(self) -> Dict[str, Any]:
         return self.result.get("error") or {}
+
+
+TRACEBACK_MOST_CHARS = 16_000
+"""The most of a traceback a record keeps: its end, where the error is (the log has it whole)."""
+
+
+def _kept_traceback(traceback: Any) -> Optional[str]:
+    if not isinstance(traceback, str) or not traceback.strip():
+        return None
+    text = without_addresses(traceback.rstrip("\n"))
+    if len(text) > TRACEBACK_MOST_CHARS:
+        text = f"[{len(text) - TRACEBACK_MOST_CHARS:,} characters of its start left out]\n" + text[-TRACEBACK_MOST_CHARS:]
+    return text
 
 
 def _trained_any(result: Dict[str, Any]) -> bool:
@@ -236,6 +250,8 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         "version": planned.version,
         "status": event.value,
         "reason": reason,
+        # The user's code's frames of a failure (a day later the log may be gone, or -n wrote none).
+        "traceback": _kept_traceback(error.get("traceback")),
         "sha256": sha256,
         "resumed": planned.start is Start.RESUME,
         "run_id": run_id,

@@ -137,6 +137,8 @@ def format_output_block(record: Dict[str, Any]) -> str:
     if record.get("reason"):
         reason = visible_lines(without_addresses(str(record["reason"])))  # an escape code shown, not obeyed
         lines.append("reason:         " + reason.replace("\n", "\n" + " " * 16))
+    if isinstance(record.get("traceback"), str):
+        lines.append("traceback:      " + visible_lines(record["traceback"]).replace("\n", "\n" + " " * 16))
     for label, key in (("eval on train", "eval_train"), ("eval on test", "eval_test"), ("last metrics", "metrics")):
         if record.get(key) is not None:
             lines.append(f"{label + ':':<16}{_format_value(record[key])}")
