@@ -274,3 +274,13 @@ def test_a_failures_traceback_is_in_its_record_and_its_output_block(project):
     assert project.run("-r").returncode == 1
     block = project.output_text()
     assert "traceback:      Traceback (most recent call last):" in block and "                RuntimeError: deliberate failure in train" in block
+
+
+def test_what_a_script_prints_as_its_import_fails_is_on_the_console(project):
+    # -r showed only "failed in import: SystemExit: 2"; argparse's words were in the log alone.
+    project.script("argp.py", "import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('data')\nargs = parser.parse_args()\n", prelude=False)
+    project.queue(["argp.py"])
+    result = project.run("-r")
+    assert result.returncode == 1
+    assert "argp.py | argp.py: error: the following arguments are required: data" in result.output, result.output
+    assert "argp.py failed in import: SystemExit: 2" in result.output

@@ -126,8 +126,12 @@ class ChildListener:
         self._say.view.warning(f"{label} {message}")
 
     def listing_lines(self, script: str, stream: str, lines: List[str]) -> None:
-        """Lines a script printed while its versions were listed: the log only."""
-        self._say.log_lines("OUT" if stream == "stdout" else "ERR", script, without_noise(lines))
+        """Lines a script printed while its versions were listed (its import): the log, and the
+        console as test mode shows them, where an import that fails says why (argparse's
+        "the following arguments are required", a script's own "no GPU found")."""
+        lines = without_noise(lines)
+        self._say.log_lines("OUT" if stream == "stdout" else "ERR", script, lines)
+        self._say.view.child_lines(script, lines)
 
     def listing_event(self, script: str, event: Dict[str, Any]) -> None:
         if event.get("type") == "log":
