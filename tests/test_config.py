@@ -82,6 +82,10 @@ def test_project_config_defaults(tmp_path):
         ('[MLP]\nmodels_dir = "models"\nexecutor = "kubernetes"\n', r'mlp.config:3: executor must be "local" or "ray" or "slurm", not \'kubernetes\''),
         ('[MLP]\nmodels_dir = "models"\nray_address = " "\n', r"mlp.config:3: ray_address must be a cluster address"),
         ('[MLP]\nmodels_dir = "models"\nray_adress = "x:1"\n', r"mlp.config:3: 'ray_adress' is not a key of \[MLP\]; did you mean 'ray_address'\?"),
+        # Taken for the project's folder, an empty models_dir made models.config's entries the culprits.
+        ('[MLP]\nmodels_dir = ""\n', r"mlp.config:2: models_dir is empty: name a folder \(\"\.\" for the project's folder itself\)"),
+        ('[MLP]\nmodels_dir = "models"\noutputs_dir = " "\n', r"mlp.config:3: outputs_dir is empty: name a folder \(leave the key out"),
+        ('[MLP]\nmodels_dir = "models"\noutputs_dir = "mlp.config"\n', r"mlp.config:3: outputs_dir 'mlp.config' is not a folder \(.*mlp.config\); name a folder, or a new one"),
     ],
 )
 def test_project_config_errors(tmp_path, text, expected):
@@ -90,6 +94,14 @@ def test_project_config_errors(tmp_path, text, expected):
 
 
 # -- the same errors through the real command: exit code 2, message on the console -------
+
+
+def test_an_outputs_dir_that_cannot_be_written_names_its_line(project):
+    project.write("mlp.config", '[MLP]\nmodels_dir = "models"\noutputs_dir = "/proc/nope"\n')
+    project.queue([])
+    result = project.run("-r")
+    assert result.returncode == 2
+    assert "/proc/nope: outputs folder cannot be written (" in result.output and "(outputs_dir, mlp.config:3); nothing was run" in result.output, result.output
 
 
 def test_missing_mlp_config_exits_2(project):

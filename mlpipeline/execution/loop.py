@@ -39,7 +39,7 @@ from mlpipeline.execution.signals import EXIT_CODES, StopSignals
 from mlpipeline.execution.tally import Tally
 from mlpipeline.executors.base import ChildRun, Executor
 from mlpipeline.queue.catalog import ListingStore, ScriptCatalog, check_named_versions
-from mlpipeline.queue.config import EXECUTION_QUEUE, ConfigError, ProjectConfig, QueueEntry
+from mlpipeline.queue.config import EXECUTION_QUEUE, PROJECT_CONFIG, ConfigError, ProjectConfig, QueueEntry
 from mlpipeline.queue.queue_file import QueueFile
 from mlpipeline.records.claims import Claims
 from mlpipeline.records.ends import RecordKeeper
@@ -89,16 +89,18 @@ class ExecutionOptions:
     wait: bool = False
 
 
-def prepare_outputs(paths: OutputPaths) -> None:
-    """Make the outputs folder and prove it takes writes, before any version runs."""
+def prepare_outputs(paths: OutputPaths, set_on: Optional[int] = None) -> None:
+    """Make the outputs folder and prove it takes writes, before any version runs; ``set_on``:
+    the line of mlp.config that names it, where one does."""
     try:
         paths.outputs_dir.mkdir(parents=True, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=str(paths.outputs_dir), prefix=".write-test-")
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:
+        where = f" (outputs_dir, {PROJECT_CONFIG}:{set_on})" if set_on else ""
         raise ConfigError(
-            str(paths.outputs_dir), f"outputs folder cannot be written ({exc.strerror or exc}); nothing was run"
+            str(paths.outputs_dir), f"outputs folder cannot be written ({exc.strerror or exc}){where}; nothing was run"
         ) from None
 
 
@@ -139,7 +141,7 @@ class ExecutionLoop:
         )
         self.queue.load()
         self.paths = OutputPaths(project.outputs_dir, self.identity.host)
-        prepare_outputs(self.paths)
+        prepare_outputs(self.paths, project.line_of("outputs_dir"))
         self.journal = Journal(self.paths.journal, warn=say.warn)
         self.records = RecordKeeper(self.paths, self.journal, self.identity.key, not options.no_log, say.warn, OutputsFolder(self.paths.outputs_dir))
         say.log_file = self.records.log

@@ -251,6 +251,9 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
             values[name] = key.check(name, mlp[name])
         except KeyProblem as problem:
             raise ConfigError(file, str(problem), lines.get(name)) from None
+    for name, leave_out in (("models_dir", '"." for the project\'s folder itself'), ("outputs_dir", "leave the key out for <models_dir>/outputs")):
+        if isinstance(values[name], str) and not values[name].strip():
+            raise ConfigError(file, f"{name} is empty: name a folder ({leave_out})", lines.get(name))
     models_dir = project_dir / values.pop("models_dir")
     try:
         is_folder = models_dir.is_dir()
@@ -270,6 +273,8 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
     early_stopping = _early_stopping(data["EARLY_STOPPING"], file, text, lines) if "EARLY_STOPPING" in data else None
     models_dir = resolved(models_dir, file, "models_dir", lines.get("models_dir"))
     outputs_dir = resolved(outputs_dir, file, "outputs_dir", lines.get("outputs_dir"))
+    if outputs is not None and _in_the_way(outputs_dir):
+        raise ConfigError(file, f"outputs_dir '{outputs}' is not a folder ({outputs_dir}); name a folder, or a new one", lines.get("outputs_dir"))
     for what, folder in (("the project's folder", project_dir), ("models_dir", models_dir), ("outputs_dir", outputs_dir)):
         shown = surrogates_escaped(str(folder))
         line = lines.get(what) if what != "the project's folder" else None
@@ -289,6 +294,14 @@ def load_project_config(project_dir: Path) -> ProjectConfig:
         key_lines=lines,
         **values,
     )
+
+
+def _in_the_way(folder: Path) -> bool:
+    """Whether something that is no folder (a file, a dangling link) has the folder's name."""
+    try:
+        return os.path.lexists(folder) and not folder.is_dir()
+    except OSError:
+        return False  # a name the file system refuses: making the folder says so
 
 
 def _slurm_settings(table: Dict[str, Any], file: str, text: str, lines: Dict[str, int]) -> SlurmSettings:
