@@ -61,7 +61,7 @@ class ClaimWatch:
         """End the claims of dead daemons, and say whether each resumes here."""
         for record, reason in self._claims.take_over_stale():
             label = f"{record['script']}:{record['version']}"
-            where = "it resumes here, from its checkpoint" if self._chooser.queued(record) else "this daemon's queue does not name it"
+            where = "it resumes here (from its checkpoint, where its model keeps one)" if self._chooser.queued(record) else "this daemon's queue does not name it"
             self._say.log("WARNING", label, f"was cut off: {reason}; {where}")
             self._say.view.warning(f"{label} was cut off: {reason}; {where}")
 
