@@ -46,13 +46,17 @@ def test_a_daemon_killed_alone_takes_its_version_with_it_and_the_next_run_resume
         project.write("mlp.config", '[MLP]\nmodels_dir = "models"\npreload = ["wave"]\n')
     project.script("a.py", versions_code(SLOW.replace('"slow"', '"slow", grandchildren=[False, True]')))
     project.queue(["a.py"])
-    daemon = project.start("-r", "-u")
+    temporary = project.root / "tmp"
+    temporary.mkdir()
+    daemon = project.start("-r", "-u", env={"TMPDIR": str(temporary)})
     project.wait_for(lambda: checkpoint(project) >= 5, what="some steps")
     version = project.calls("train")[0]["pid"]
     grandchildren = [c["pid"] for c in project.calls("grandchild")]
+    assert [path.name.split("-")[2] for path in temporary.glob("mlpipeline-run-*")] == [str(daemon.pid)]
     daemon.kill()  # the daemon alone: the out-of-memory killer, or kill -9 of its pid
     daemon.communicate()
     assert gone_within([version, *grandchildren], 5), "the version trains on without its daemon"
+    project.wait_for(lambda: not list(temporary.glob("mlpipeline-run-*")), timeout=5, what="its keeper to remove the run's folder")
     cut_at = checkpoint(project)
     time.sleep(0.5)
     assert checkpoint(project) == cut_at  # nobody trains in its model_dir any more
@@ -64,6 +68,25 @@ def test_a_daemon_killed_alone_takes_its_version_with_it_and_the_next_run_resume
     assert [e["event"] for e in project.journal() if e["event"] in ("started", "interrupted", "finished")] == [
         "started", "interrupted", "started", "finished",
     ]
+
+
+def test_run_folders_a_daemon_killed_with_its_tree_left_are_removed_by_the_next(project, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    gone_pid = int(open("/proc/sys/kernel/pid_max").read()) + 1  # no process has it
+    left = {
+        "mlpipeline-run-%d-abc" % gone_pid: False,  # its maker is gone: removed
+        "mlpipeline-run-1-def": True,  # its maker runs (init, for one started before the folder was made): kept
+        "mlpipeline-run-ghijkl": True,  # an older release's, naming no pid: kept
+    }
+    for name in left:
+        (temporary / name).mkdir()
+        (temporary / name / "request.json").write_text("{}")
+        os.utime(temporary / name, (time.time() - 120, time.time() - 120))  # past ABANDONED_AFTER_S
+    project.script("a.py", versions_code('versions.addV("v")'))
+    project.queue(["a.py"])
+    assert project.run("-r", env={"TMPDIR": str(temporary)}).returncode == 0
+    assert {name: (temporary / name).exists() for name in left} == left
 
 
 def test_sighup_stops_like_sigterm_and_the_version_resumes(project):

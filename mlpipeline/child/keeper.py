@@ -100,6 +100,7 @@ class Keeper:
         self.lifeline = lifeline
         self.heartbeat = heartbeat
         self.workers: Dict[int, Path] = {}  # pid -> run folder
+        self._parent = os.getppid()  # the daemon (or a Slurm job, a Ray task) that keeps this keeper
         adopt_orphans()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
@@ -153,7 +154,14 @@ class Keeper:
             ended += self._end(everything=False)
         if self.lifeline is not None and self.lifeline in ready and not os.read(self.lifeline, 512):
             # The daemon died, or asked this keeper to kill its tree (it closed the lifeline).
+            run_dirs = list(self.workers.values())
             self._end(everything=True)
+            if os.getppid() != self._parent:
+                import shutil  # only now: every version's keeper starts without it
+
+                # Died: nobody reads the runs' folders now (one alive takes the result itself).
+                for run_dir in run_dirs:
+                    shutil.rmtree(run_dir, ignore_errors=True)
             _end_killed()
         if self._beat_file is not None and self.workers and self._daemon_silent():
             self._write_cut_off()

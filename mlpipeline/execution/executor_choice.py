@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional
 from mlpipeline.execution.gpus import ClusterGpus, GpuPool, detect_gpus
 from mlpipeline.executors.base import Executor
 from mlpipeline.executors.gpu_usage import GpuUsage
-from mlpipeline.executors.local import LocalExecutor
+from mlpipeline.executors.local import LocalExecutor, remove_abandoned_run_folders
 from mlpipeline.executors.preloaded import local_executor
 from mlpipeline.queue.config_files import PROJECT_CONFIG, ConfigError
 from mlpipeline.queue.config import ProjectConfig
@@ -40,6 +40,7 @@ def choose_executors(
 ) -> Executors:
     """The executors mlp.config asks for; a ConfigError names mlp.config when the Ray cluster
     or Slurm cannot be used. ``daemon``: this daemon's key, which a Slurm job's folder names."""
+    remove_abandoned_run_folders()  # a daemon killed with its children left its versions' folders
     if project.executor == "ray":
         try:
             require("ray", "ray", 'executor = "ray"')

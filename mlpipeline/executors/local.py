@@ -29,7 +29,7 @@ from mlpipeline.executors.gpu_usage import GpuUsage
 
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, READ_BYTES, LineCutter, RecordCutter
 from mlpipeline.executors.process_tree import SAMPLE_INTERVAL_S, ProcessTree, start_time
-from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, new_run_folder, take_result
+from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, RUN_FOLDER_PREFIX, new_run_folder, take_result
 from mlpipeline.records.lines import RecordError, decode_object
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 
@@ -41,6 +41,46 @@ process of its that kept them open) before its end is recorded."""
 KEEPER_ANSWER_S = 5.0
 """How long a keeper asked to kill its tree may take before this daemon kills it itself: the
 keeper is frozen (SIGSTOP) or cannot run."""
+
+
+ABANDONED_AFTER_S = 60.0
+"""A run folder whose maker is gone is removed once it is this old: its keeper, which kills
+its worker when the daemon dies, has had time to."""
+
+
+def remove_abandoned_run_folders() -> int:
+    """Remove the run folders in the temporary folder that a process killed outright (a daemon
+    given SIGKILL with its whole tree) left behind: its pid runs no more, or runs a process
+    started after the folder was made. A folder of an older release, which names no pid, is
+    left alone. Returns how many were removed."""
+    import stat
+    import tempfile
+
+    import psutil
+
+    base = tempfile.gettempdir()
+    try:
+        names = [name for name in os.listdir(base) if name.startswith(RUN_FOLDER_PREFIX)]
+    except OSError:
+        return 0
+    removed, now = 0, time.time()
+    for name in names:
+        pid = name[len(RUN_FOLDER_PREFIX) :].split("-", 1)[0]
+        path = os.path.join(base, name)
+        try:
+            made = os.lstat(path)
+        except OSError:
+            continue
+        if not pid.isdigit() or not stat.S_ISDIR(made.st_mode) or made.st_uid != os.getuid() or now - made.st_mtime < ABANDONED_AFTER_S:
+            continue
+        try:
+            if psutil.Process(int(pid)).create_time() <= made.st_mtime:
+                continue  # its maker still runs: a version's result may yet come
+        except (psutil.Error, ValueError, OverflowError):
+            pass  # no such process
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 @dataclass

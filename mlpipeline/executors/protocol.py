@@ -115,12 +115,17 @@ class ChildRequest:
         return cls(**json.loads((run_dir / REQUEST_FILE).read_text(encoding="utf-8")))
 
 
+RUN_FOLDER_PREFIX = "mlpipeline-run-"
+"""A run folder's name: the prefix, the pid of the process that made it, "-", and mkdtemp's
+letters; the pid lets a later daemon remove the folders of one that was killed outright."""
+
+
 def new_run_folder(request: ChildRequest) -> Path:
     """A temporary folder holding ``request`` for a child on this host to read."""
     import shutil  # here, not above: every child imports this module as it starts
     import tempfile
 
-    run_dir = Path(tempfile.mkdtemp(prefix="mlpipeline-run-"))
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_FOLDER_PREFIX}{os.getpid()}-"))
     try:
         request.write(run_dir)
     except BaseException:
