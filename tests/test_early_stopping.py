@@ -344,6 +344,26 @@ def test_a_run_cut_off_at_its_rung_is_judged_from_its_models_history(project: Pr
     assert pause["value"] == pytest.approx(0.3 + 1 / 31)
 
 
+def test_a_history_that_lost_its_last_reports_before_the_rung_does_not_judge_it(project: Project) -> None:
+    # A daemon killed at once loses up to a second of reports: the history's last value, from a
+    # step before the rung, was recorded as the value at the rung, and the true best stopped.
+    halving_project(project, extra_parameters={1: {"hang_at": 30}})
+    daemon = project.start("-r")
+    step = project.models / "outputs" / "model_ckpts" / "curves-v1" / "step.txt"
+    project.wait_for(lambda: step.exists() and step.read_text() == "30", timeout=60, what="v1 at step 30")
+    time.sleep(1.5)
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(timeout=30)
+    history = step.parent / ".mlpipeline" / "metrics.jsonl"
+    kept = [line for line in history.read_text().splitlines() if json.loads(line)["step"] < 25]
+    history.write_text("\n".join(kept) + "\n")  # as if the kill came before the last reports were written
+    result = project.run("-r", "-u", timeout=120)
+    assert result.returncode == 0, result.output
+    pause = [event for event in events(project, "v1") if event["event"] == "paused" and event["rung"] == 1][-1]
+    # Not its loss at step 24 (0.3 + 1/25): the value it had at its last rung, as documented.
+    assert pause["value"] == pytest.approx(0.3 + 1 / 11), pause
+
+
 def test_a_number_too_large_for_a_float_is_no_value_and_breaks_nothing(project: Project) -> None:
     halving_project(project, floors=[0.5, 0.3, 0.8, 0.2], extra_parameters={1: {"huge": True}})
     result = project.run("-r", timeout=120)

@@ -163,6 +163,7 @@ class ChildListener:
             for report in read_history_file(history_path(Path(version_run.model_dir))):
                 keep_best(version_run.best, report["metrics"])
                 version_run.history_last.update(report["metrics"])
+                version_run.history_last_steps.update(dict.fromkeys(report["metrics"], report.get("step")))
         if self._tracking is None:
             return
         tracked = TrackedRun(

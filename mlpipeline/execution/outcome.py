@@ -59,6 +59,7 @@ class VersionRun:
     rungs: List[Optional[float]] = field(default_factory=list)  # its values at the rungs passed, this run's too
     crossings: Dict[int, Optional[float]] = field(default_factory=dict)  # watched: its value as its reports passed each rung
     history_last: Dict[str, Any] = field(default_factory=dict)  # resumed: the last values its model's history holds
+    history_last_steps: Dict[str, Any] = field(default_factory=dict)  # and the step of each (None: reported without one)
 
 
 @dataclass

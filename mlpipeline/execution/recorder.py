@@ -263,8 +263,11 @@ class EndRecorder:
             reported = version_run.metrics if version_run.reported else pause.get("reported")
             value = rung_value(settings, reported, result.get("eval_test"), result.get("eval_train"))
             if value is None and not version_run.reported:
-                # Else where its model's history leaves it, else its last rung.
-                value = finite(version_run.history_last.get(settings.metric))
+                # Else where its model's history leaves it, if at the rung's own step (the last
+                # second of reports before a kill may be missing: a value from before the rung
+                # would judge it by another step's), else its last rung.
+                if version_run.history_last_steps.get(settings.metric) == pause.get("step"):
+                    value = finite(version_run.history_last.get(settings.metric))
                 if value is None and version_run.rungs:
                     value = version_run.rungs[-1]
             fields.update(
