@@ -85,11 +85,13 @@ def test_pause_lets_running_versions_finish_and_resume_starts_the_rest(project):
 def test_a_daemon_started_while_paused_waits_for_resume(project):
     project.script("a.py", versions_code(QUICK_B))
     project.queue(["a.py"])
+    assert "not paused: " in project.run("resume").output  # nothing to resume yet
     assert project.run("pause").returncode == 0
+    assert "paused (it was paused already, by `mlpipeline pause` on" in project.run("pause").output
     daemon = project.start("-r")
     project.wait_for(lambda: "paused by" in project.log_text(), what="the daemon to see the pause")
     assert alive(daemon.pid) and project.calls("train") == []
-    assert project.run("resume").returncode == 0
+    assert "resumed: the daemons on this folder start versions again" in project.run("resume").output
     output, _ = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, output
     assert [c["version"] for c in project.calls("train")] == ["b"]

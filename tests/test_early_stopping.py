@@ -493,3 +493,6 @@ def test_a_cancel_read_after_its_version_paused_records_it_cancelled(project: Pr
     rows = {row["version"]: row for row in project.results() if row["status"] == "stopped"}
     assert sorted(rows) == ["v1", "v2"] and "ranks 2 of 3" in rows["v1"]["reason"] and "ranks 3 of 3" in rows["v2"]["reason"], rows
     assert final_states(project) == {"v0": "cancelled", "v1": "stopped", "v2": "stopped", "v3": "finished"}
+    said = project.run("cancel", "curves.py").output  # what has ended is said as ended, not queued
+    assert "cancelled already: curves.py:v0" in said and "stopped by early stopping already (for good): curves.py:v1, curves.py:v2" in said, said
+    assert "finished in an earlier run (-u skips it): curves.py:v3" in said and "queued" not in said

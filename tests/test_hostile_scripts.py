@@ -375,7 +375,7 @@ def test_cancel_asks_once_for_a_name_given_twice_and_says_what_finished(project)
     assert said.returncode == 0, said.output
     requests = [json.loads(line) for line in (project.outputs / "control.jsonl").read_text().splitlines()]
     assert [(request["script"], request["version"]) for request in requests] == [("a.py", "v1"), ("a.py", "v2")]
-    assert "cancel a.py:v1: finished already (-u runs it no more): a.py:v1" in said.output
+    assert "cancel a.py:v1: finished in an earlier run (-u skips it): a.py:v1" in said.output
     assert "cancel a.py:v2: queued: a.py:v2" in said.output
 
 

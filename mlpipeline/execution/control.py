@@ -10,7 +10,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mlpipeline.execution.outcome import RunPhase, VersionRun
 from mlpipeline.execution.reporter import Reporter
@@ -263,18 +263,18 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
                     cut_off.append(f"{script}:{version} ({'paused at a rung' if paused else 'cut off earlier'})")
                     stopped.add(version)
         named = [name for name in target.queued if name not in stopped and entry.version in (None, name)]
-        finished = [f"{entry.script}:{name}" for name in named if journal.state(entry.script, name) is RunState.FINISHED]
-        queued = [f"{entry.script}:{name}" for name in named if journal.state(entry.script, name) is not RunState.FINISHED]
+        by_state: Dict[str, List[str]] = {}
+        for name in named:
+            state = journal.state(entry.script, name)
+            ended = state if state in (RunState.FINISHED, RunState.STOPPED, RunState.CANCELLED) else None
+            by_state.setdefault(ENDED_WORDS.get(ended, "queued"), []).append(f"{entry.script}:{name}")
         parts = []
         if running:
             parts.append(f"its daemon stops {', '.join(running)}")
         if cut_off:
             parts.append(f"{', '.join(cut_off)} recorded as cancelled in the journal")
-        if queued:
-            parts.append(f"queued: {', '.join(queued)}")
-        if finished:
-            parts.append(f"finished already (-u runs it no more): {', '.join(finished)}")
-        if not running and not cut_off and not queued and not finished:
+        parts += [f"{words}: {', '.join(names)}" for words, names in by_state.items()]
+        if not running and not cut_off and not by_state:
             parts.append("neither running nor queued now")
         parts.append("the daemons running now do not start it again in their session")
         view.info(
@@ -284,12 +284,25 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
     return 0
 
 
+ENDED_WORDS = {
+    RunState.FINISHED: "finished in an earlier run (-u skips it)",
+    RunState.STOPPED: "stopped by early stopping already (for good)",
+    RunState.CANCELLED: "cancelled already",
+}
+"""What `mlpipeline cancel` says of a version it names that has ended, by its state."""
+
+
 def pause_command(project: ProjectConfig, view: ConsoleView, pause: bool) -> int:
     """``mlpipeline pause`` and ``mlpipeline resume``: the exit code."""
     project.outputs_dir.mkdir(parents=True, exist_ok=True)
+    compact_if_grown(project.outputs_dir)  # first, so that what is in force now is read from a small file
+    before = paused_by(ControlReader(project.outputs_dir, view.warning).read_new())
     append_request(project.outputs_dir, PAUSE if pause else RESUME)
     if pause:
-        view.info("paused: running versions finish; no daemon on this folder starts another until `mlpipeline resume`")
+        again = f" (it was paused already, by `mlpipeline pause` on {before.host} at {before.time})" if before else ""
+        view.info(f"paused{again}: running versions finish; no daemon on this folder starts another until `mlpipeline resume`")
+    elif before is None:
+        view.info("not paused: the daemons on this folder start versions as they did; nothing to resume")
     else:
         view.info("resumed: the daemons on this folder start versions again")
     return 0
