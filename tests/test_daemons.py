@@ -51,6 +51,8 @@ def test_a_dead_hosts_claim_is_taken_over_and_resumed(project):
     takeover = [e for e in journal if e["event"] == "interrupted"]
     assert len(takeover) == 1
     assert takeover[0]["host"] == "host-b" and takeover[0]["taken_over_from"].startswith("host-a:")
+    [started_a] = [e for e in journal if e["event"] == "started" and e["host"] == "host-a"]
+    assert (takeover[0]["run_id"], takeover[0]["attempt"]) == (started_a["run_id"], started_a["attempt"])  # the run it ends
     assert "on host-a" in takeover[0]["reason"] and "stopped heartbeating" in takeover[0]["reason"]
     resumed = project.calls("train")[-1]
     assert resumed["start"] == cut_at and resumed["steps"] == 100 - cut_at

@@ -407,6 +407,8 @@ def test_pause_cancel_and_only_during_a_halving(project: Project) -> None:
     cancel = project.run("cancel", "curves.py:v0")
     assert cancel.returncode == 0 and "curves.py:v0 (paused at a rung) recorded as cancelled" in cancel.output
     assert final_states(project)["v0"] == "cancelled"
+    paused, cancelled = events(project, "v0")[-2:]
+    assert (cancelled["run_id"], cancelled["attempt"]) == (paused["run_id"], paused["attempt"])  # as every event
     result = project.run("-r", "-u", "--only", "curves.py:v5", timeout=60)  # floor 0.9: the worst
     assert result.returncode == 0, result.output
     assert "reported no number" not in result.output and project.results()[-1]["steps"]["trained"] == 0

@@ -255,6 +255,7 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
                 # Cut off, or paused by early stopping, no daemon has it: recorded cancelled
                 # now, so that -u does not resume it.
                 fields = {key: latest.get(key) for key in ("script", "version", "sha256")}
+                fields.update({key: latest[key] for key in ("run_id", "attempt") if key in latest})
                 fields.update(host=paths.host, pid=os.getpid())
                 paused = state is RunState.PAUSED
                 how = "while paused at an early-stopping rung" if paused else "while cut off"

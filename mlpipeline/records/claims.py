@@ -163,6 +163,8 @@ class Claims:
                 reason = f"its daemon on {record.get('host')} (pid {record.get('pid')}) stopped heartbeating"
             fields = self._identity.event_fields(record["script"], record["version"], record.get("sha256"))
             fields.update({key: record[key] for key in CARRIED_FIELDS if key in record})
+            # The run it ends, as every event names its run (a claim names the one it began).
+            fields.update({key: record[key] for key in ("run_id", "attempt") if key in record})
             ended = self._journal.append_if_latest(
                 record, JournalEvent.INTERRUPTED, **fields, reason=reason, taken_over_from=record.get("daemon")
             )
