@@ -60,6 +60,7 @@ def test_cancel_of_a_version_whose_daemon_died_keeps_u_from_resuming_it(project)
     kill_daemon_mid_version(project, steps=5)
     result = project.run("cancel", "a.py")
     assert result.returncode == 0 and "a.py:a (cut off earlier) recorded as cancelled" in result.output
+    assert project.results()[-1]["status"] == "cancelled" and "a.py:a    CANCELLED" in project.output_text()
     assert project.run("-r", "-u").returncode == 0
     assert len(project.calls("train")) == 1 and events(project, "a")[-1] == "cancelled"
 

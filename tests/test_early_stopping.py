@@ -409,6 +409,10 @@ def test_pause_cancel_and_only_during_a_halving(project: Project) -> None:
     assert final_states(project)["v0"] == "cancelled"
     paused, cancelled = events(project, "v0")[-2:]
     assert (cancelled["run_id"], cancelled["attempt"]) == (paused["run_id"], paused["attempt"])  # as every event
+    # results.jsonl and output-<host> say so too (they said "paused" for good).
+    row = [row for row in project.results() if row["version"] == "v0"][-1]
+    assert (row["status"], row["run_id"]) == ("cancelled", paused["run_id"]) and "while paused at an early-stopping rung" in row["reason"]
+    assert "curves.py:v0    CANCELLED" in project.output_text()
     result = project.run("-r", "-u", "--only", "curves.py:v5", timeout=60)  # floor 0.9: the worst
     assert result.returncode == 0, result.output
     assert "reported no number" not in result.output and project.results()[-1]["steps"]["trained"] == 0
@@ -489,6 +493,7 @@ def test_a_cancel_read_after_its_version_paused_records_it_cancelled(project: Pr
     cancelled = events(project, "v0")[-1]
     assert cancelled["reason"].startswith("cancelled by `mlpipeline cancel curves.py:v0`") and cancelled["reason"].endswith("while paused at a rung")
     assert "curves.py:v0 cancelled by" in project.log_text()
+    assert [row["status"] for row in project.results() if row["version"] == "v0"][-1] == "cancelled"
     # Its value at the rung counts no more (it could take the one promotion): v1 to v3 are judged.
     result = project.run("-r", "-u", timeout=120)
     assert result.returncode == 0, result.output

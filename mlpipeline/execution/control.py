@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from mlpipeline.execution.outcome import RunPhase, VersionRun
+from mlpipeline.execution.outcome import RunPhase, VersionRun, cancelled_at_rest
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.base import ChildRun
 from mlpipeline.executors.local import LocalExecutor
@@ -31,10 +31,11 @@ from mlpipeline.records.control import (
     paused_by,
 )
 from mlpipeline.records.files import json_text
+from mlpipeline.records.ends import RecordKeeper
 from mlpipeline.records.heartbeat import seems_alive
 from mlpipeline.records.identity import DaemonIdentity, hostname, process_namespace
 from mlpipeline.records.journal import Journal
-from mlpipeline.records.states import JournalEvent, RunState
+from mlpipeline.records.states import RunState
 from mlpipeline.script_support.versions import SHOWN_NAME_LIMIT, name_problem, shown_name
 from mlpipeline.watch.console import ConsoleView
 from mlpipeline.records.paths import OutputPaths
@@ -237,6 +238,7 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
     project.outputs_dir.mkdir(parents=True, exist_ok=True)
     # Only for judging the daemons of claims, as status does: this command is no daemon.
     identity = DaemonIdentity(paths.host, 0, 0.0, process_namespace(paths.host), "")
+    records = RecordKeeper(paths, journal, "", True, view.warning)  # a cut-off or paused version's end
     for target in targets:
         entry = target.entry
         # The request first: a daemon that chooses the version from here on already skips it.
@@ -254,13 +256,11 @@ def cancel_command(project: ProjectConfig, select: Sequence[str], view: ConsoleV
             elif state in (RunState.RUNNING, RunState.INTERRUPTED, RunState.PAUSED):
                 # Cut off, or paused by early stopping, no daemon has it: recorded cancelled
                 # now, so that -u does not resume it.
-                fields = {key: latest.get(key) for key in ("script", "version", "sha256")}
-                fields.update({key: latest[key] for key in ("run_id", "attempt") if key in latest})
-                fields.update(host=paths.host, pid=os.getpid())
                 paused = state is RunState.PAUSED
                 how = "while paused at an early-stopping rung" if paused else "while cut off"
                 reason = f"cancelled by `mlpipeline cancel {entry}` on {paths.host} {how}"
-                if journal.append_if_latest(latest, JournalEvent.CANCELLED, **fields, reason=reason) is not None:
+                writer = {"host": paths.host, "pid": os.getpid(), "daemon": "", "namespace": identity.namespace}
+                if records.commit(cancelled_at_rest(writer, latest, reason), after=latest):
                     cut_off.append(f"{script}:{version} ({'paused at a rung' if paused else 'cut off earlier'})")
                     stopped.add(version)
         named = [name for name in target.queued if name not in stopped and entry.version in (None, name)]

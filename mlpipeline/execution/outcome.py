@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.executors.base import ChildOutcome
-from mlpipeline.records.ends import VersionEnd
+from mlpipeline.records.ends import VersionEnd, new_run_id
 from mlpipeline.records.files import json_text, now_iso
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.states import JournalEvent
@@ -302,3 +302,30 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
         write_log=write_log,
         namespace=identity.namespace,
     )
+
+
+def cancelled_at_rest(writer: Dict[str, Any], latest: Dict[str, Any], reason: str, write_log: bool = True) -> VersionEnd:
+    """The end of a version no run holds (paused at a rung, or cut off) that a cancel ends:
+    its journal event and a row of its own, so that results.jsonl and output-<host> say it is
+    cancelled, not what its last run left. ``writer``: the journal fields that name who
+    records it (a daemon's, or the cancel command's host and pid). Not its values at the
+    rungs: a cancelled version no longer counts there, else it could take a promotion."""
+    script, version = latest.get("script"), latest.get("version")
+    sha256 = latest.get("sha256") if isinstance(latest.get("sha256"), str) else None
+    run_id = latest.get("run_id") if isinstance(latest.get("run_id"), str) else new_run_id()
+    attempt = latest.get("attempt") if isinstance(latest.get("attempt"), int) and not isinstance(latest.get("attempt"), bool) else 1
+    total = latest.get("total_steps")
+    fields = dict(writer, script=script, version=version, sha256=sha256, attempt=attempt, duration_s=0.0, reason=reason)
+    fields.update({key: latest[key] for key in ("total_steps", "watched") if key in latest})
+    record = {
+        "time": now_iso(), "host": writer.get("host"), "script": script, "version": version, "status": JournalEvent.CANCELLED.value,
+        "reason": reason, "traceback": None, "sha256": sha256, "resumed": False, "run_id": run_id, "attempt": attempt,
+        "started_at": None, "duration_s": 0.0, "cpu_s": None,
+        "steps": {"trained": 0, "total": total} if isinstance(total, int) and not isinstance(total, bool) else None,
+    }  # fmt: skip
+    label = f"{script}:{version}"
+    return VersionEnd(
+        run_id=run_id, host=str(writer.get("host")), daemon=str(writer.get("daemon") or ""), event=JournalEvent.CANCELLED.value,
+        journal_fields=fields, record=record, log_lines=[("WARNING", label, f"cancelled (run {run_id})"), ("WARNING", label, reason)],
+        write_log=write_log, namespace=writer.get("namespace"),
+    )  # fmt: skip

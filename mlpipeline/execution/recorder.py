@@ -14,7 +14,7 @@ from mlpipeline.execution.end_hook import VersionEndHook
 from mlpipeline.execution.listener import ChildListener
 from mlpipeline.execution.early_stopping import finite, rung_basis, rung_value
 from mlpipeline.execution.halving import JudgedOut, recorded_total
-from mlpipeline.execution.outcome import Ending, RunPhase, VersionRun, classify, version_end
+from mlpipeline.execution.outcome import Ending, RunPhase, VersionRun, cancelled_at_rest, classify, version_end
 from mlpipeline.execution.plan import PlannedRun, Start
 from mlpipeline.execution.reporter import Reporter
 from mlpipeline.executors.base import ChildRun
@@ -208,16 +208,9 @@ class EndRecorder:
         if latest is None or latest.get("event") != JournalEvent.PAUSED.value:
             return Recorded(label, None, 0.0)
         reason = f"cancelled by `mlpipeline cancel {request.target}` on {request.host} at {request.time} while paused at a rung"
-        # Not its values at the rungs: a cancelled version no longer counts there (as the
-        # command's own record of such a cancel has none), else it could take a promotion.
-        carried = {key: latest[key] for key in ("run_id", "attempt", "total_steps", "watched") if key in latest}
-        sha256 = latest.get("sha256") if isinstance(latest.get("sha256"), str) else None
-        event = self._journal.append_if_latest(
-            latest, JournalEvent.CANCELLED, **self._identity.event_fields(script, version, sha256), **carried, reason=reason
-        )
-        if event is None:
+        writer = self._identity.event_fields(script, version, None)
+        if not self._records.commit(cancelled_at_rest(writer, latest, reason, self._write_log), after=latest):
             return Recorded(label, None, 0.0)  # another daemon moved it on meanwhile
-        self._say.log("WARNING", label, reason)
         self._say.view.version_ended(label, JournalEvent.CANCELLED.value, 0.0, reason)
         return Recorded(label, JournalEvent.CANCELLED.value, 0.0)
 
