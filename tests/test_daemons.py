@@ -52,7 +52,8 @@ def test_a_dead_hosts_claim_is_taken_over_and_resumed(project):
     assert len(takeover) == 1
     assert takeover[0]["host"] == "host-b" and takeover[0]["taken_over_from"].startswith("host-a:")
     [started_a] = [e for e in journal if e["event"] == "started" and e["host"] == "host-a"]
-    assert (takeover[0]["run_id"], takeover[0]["attempt"]) == (started_a["run_id"], started_a["attempt"])  # the run it ends
+    # A run id of its own (the dead run's end may lie half committed, told by the dead run's id).
+    assert takeover[0]["attempt"] == started_a["attempt"] and takeover[0]["run_id"] not in (None, started_a["run_id"])
     assert "on host-a" in takeover[0]["reason"] and "stopped heartbeating" in takeover[0]["reason"]
     resumed = project.calls("train")[-1]
     assert resumed["start"] == cut_at and resumed["steps"] == 100 - cut_at

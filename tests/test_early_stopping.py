@@ -408,10 +408,10 @@ def test_pause_cancel_and_only_during_a_halving(project: Project) -> None:
     assert cancel.returncode == 0 and "curves.py:v0 (paused at a rung) recorded as cancelled" in cancel.output
     assert final_states(project)["v0"] == "cancelled"
     paused, cancelled = events(project, "v0")[-2:]
-    assert (cancelled["run_id"], cancelled["attempt"]) == (paused["run_id"], paused["attempt"])  # as every event
+    assert cancelled["attempt"] == paused["attempt"] and cancelled["run_id"] not in (None, paused["run_id"])  # an end of its own
     # results.jsonl and output-<host> say so too (they said "paused" for good).
     row = [row for row in project.results() if row["version"] == "v0"][-1]
-    assert (row["status"], row["run_id"]) == ("cancelled", paused["run_id"]) and "while paused at an early-stopping rung" in row["reason"]
+    assert (row["status"], row["run_id"]) == ("cancelled", cancelled["run_id"]) and "while paused at an early-stopping rung" in row["reason"]
     assert "curves.py:v0    CANCELLED" in project.output_text()
     result = project.run("-r", "-u", "--only", "curves.py:v5", timeout=60)  # floor 0.9: the worst
     assert result.returncode == 0, result.output

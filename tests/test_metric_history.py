@@ -105,3 +105,17 @@ def test_a_report_too_large_loses_its_largest_metric_not_its_step_and_loss(proje
     assert project.log_text().count(said) == 1, project.log_text()
     assert "an event of" not in project.log_text()
     assert project.results()[0]["metrics"] == {"loss": 0.2}
+
+
+def test_a_metric_that_is_no_number_is_said_once_not_kept_silently_as_its_class_name(project):
+    script = HISTOGRAM.replace(
+        'loss=1.0 / step, hist={str(i): i * 0.5 for i in range(100_000)}', 'loss=numpy.array([1.0 / step, 2.0]), acc=numpy.array(0.5)'
+    ).replace("from mlpipeline.helper", "import numpy\nfrom mlpipeline.helper")
+    project.script("a.py", script, prelude=False)
+    project.queue(["a.py"])
+    done = project.run("-r")
+    assert done.returncode == 0, done.output
+    said = "report(): metric 'loss' is a ndarray of shape (2,), no number: it is recorded as 'ndarray'; report a number"
+    assert project.log_text().count(said) == 1, project.log_text()
+    assert "'acc'" not in project.log_text()  # a one-value array is its number
+    assert [row["metrics"] for row in history_rows(project)][-1] == {"loss": "ndarray", "acc": 0.5}

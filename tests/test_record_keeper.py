@@ -76,6 +76,19 @@ def test_an_uncommitted_end_is_dropped_and_the_version_resumed(project):
     ]
 
 
+def test_a_cancel_of_a_cut_off_version_does_not_pass_for_its_uncommitted_end(project):
+    # The dead daemon's uncommitted "finished" stays unpublished; the version is recorded
+    # cancelled, once (recovery tells a commit by its run id: the cancel's end has its own).
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    paths = half_written_end(project, committed=False, published=())
+    cancel = project.run("cancel", "a.py:v1", env=HOST)
+    assert cancel.returncode == 0 and "a.py:v1 (cut off earlier) recorded as cancelled" in cancel.output, cancel.output
+    assert project.run("-r", "-u", env=HOST).returncode == 0
+    assert not list(paths.pending.iterdir())
+    assert [r["status"] for r in project.results()] == ["cancelled"] and project.calls("train") == [], (project.journal(), project.results())
+
+
 def test_a_pending_file_of_a_live_daemon_is_left_alone(project):
     project.script("a.py", versions_code('versions.addV("v1")'))
     project.queue(["a.py"])

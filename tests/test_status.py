@@ -180,3 +180,30 @@ def test_another_hosts_claim_runs_while_its_heartbeat_is_fresh(project):
     os.utime(beat, (stale, stale))
     row = status(project)["a.py:v"]
     assert row["state"] == "interrupted" and "its daemon on elsewhere (pid 77) is gone" in row["reason"]
+
+
+MANY_LINES = """
+from mlpipeline.helper import Model, SplitDataLoader
+from mlpipeline.utils import Versions
+
+
+class Fails(Model):
+    def train_model(self, data, steps):
+        raise RuntimeError("Error(s) in loading state_dict:\\n\\tMissing key(s): fc.weight\\n\\tUnexpected key(s): head.weight")
+
+    def evaluate_model(self, data, steps):
+        return {}
+
+
+MODEL = Fails(Versions(0.1, SplitDataLoader([0, 1], [0]), 1, 1))
+MODEL.versions.addV("v")
+"""
+
+
+def test_a_reason_of_several_lines_is_marked_in_the_table_and_whole_in_json(project):
+    project.script("f.py", MANY_LINES, prelude=False)
+    project.queue(["f.py"])
+    assert project.run("-r").returncode == 1
+    table = project.run("status", env={"COLUMNS": "400"}).output
+    assert "Error(s) in loading state_dict: [2 more lines: status --json]" in table, table
+    assert "Unexpected key(s): head.weight" in status(project)["f.py:v"]["reason"]

@@ -312,7 +312,9 @@ def cancelled_at_rest(writer: Dict[str, Any], latest: Dict[str, Any], reason: st
     rungs: a cancelled version no longer counts there, else it could take a promotion."""
     script, version = latest.get("script"), latest.get("version")
     sha256 = latest.get("sha256") if isinstance(latest.get("sha256"), str) else None
-    run_id = latest.get("run_id") if isinstance(latest.get("run_id"), str) else new_run_id()
+    # A run id of its own, as early stopping's stop has: recovery (records/ends.py) tells a
+    # committed end by its run id, so the id of the run it ends would pass for that run's end.
+    run_id = new_run_id()
     attempt = latest.get("attempt") if isinstance(latest.get("attempt"), int) and not isinstance(latest.get("attempt"), bool) else 1
     total = latest.get("total_steps")
     fields = dict(writer, script=script, version=version, sha256=sha256, attempt=attempt, duration_s=0.0, reason=reason)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Set, Tuple
 
+from mlpipeline.records.ends import new_run_id
 from mlpipeline.records.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal, state_of
@@ -163,10 +164,12 @@ class Claims:
                 reason = f"its daemon on {record.get('host')} (pid {record.get('pid')}) stopped heartbeating"
             fields = self._identity.event_fields(record["script"], record["version"], record.get("sha256"))
             fields.update({key: record[key] for key in CARRIED_FIELDS if key in record})
-            # The run it ends, as every event names its run (a claim names the one it began).
-            fields.update({key: record[key] for key in ("run_id", "attempt") if key in record})
+            if "attempt" in record:
+                fields["attempt"] = record["attempt"]
+            # A run id of its own, as every event has: not the dead run's, whose end, if its daemon
+            # died committing it, recovery (records/ends.py) tells by that id from one never written.
             ended = self._journal.append_if_latest(
-                record, JournalEvent.INTERRUPTED, **fields, reason=reason, taken_over_from=record.get("daemon")
+                record, JournalEvent.INTERRUPTED, **fields, reason=reason, taken_over_from=record.get("daemon"), run_id=new_run_id()
             )
             if ended is not None:
                 taken.append((record, reason))

@@ -61,6 +61,8 @@ def report(step: Any, total: Any, metrics: Dict[str, Any]) -> None:
     early-stopping rung saves them beside its model, where a daemon that died before it read
     the report finds them (child/worker.py)."""
     plain = to_plain(metrics)
+    if isinstance(plain, dict) and type(metrics) is dict:
+        _say_objects_kept_as_names(metrics, plain)
     event = {"type": "report", "step": to_plain(step), "total": to_plain(total), "metrics": plain}
     data = (json_text(event) + "\n").encode("utf-8")
     if len(data) > REPORT_MOST_BYTES and isinstance(plain, dict):
@@ -77,7 +79,27 @@ REPORT_MOST_BYTES = 1_000_000
 """The most one report may take as a JSON line: the daemon leaves out any event past 1 MiB,
 so a report this large loses its largest metrics, not its step and its loss with them."""
 
-_left_out_said: set = set()
+_metrics_said: set = set()
+"""The metrics warned of (left out, or no number): each is said once a process."""
+
+
+def _say_objects_kept_as_names(metrics: Dict[Any, Any], plain: Dict[str, Any]) -> None:
+    """Warn once for each metric whose value is an object that is no number (a tensor of
+    several values, say): only its class name is recorded."""
+    for name, value in metrics.items():
+        kept = plain.get(name) if isinstance(name, str) else None
+        if isinstance(kept, str) and not isinstance(value, (str, float)) and name not in _metrics_said:
+            _metrics_said.add(name)
+            try:
+                shape = getattr(value, "shape", None)
+                what = f"a {type(value).__name__}" + (f" of shape {tuple(shape)}" if shape is not None and not callable(shape) else "")
+            except Exception:  # noqa: BLE001 - an object whose shape cannot be read is named without it
+                what = f"a {type(value).__name__}"
+            log(
+                f"report(): metric {name!r} is {what}, no number: it is recorded as {kept!r}; report a number "
+                "(a one-value tensor's .item(), or .mean().item()) (said once)",
+                "WARNING",
+            )
 
 
 def _within_most(metrics: Dict[str, Any]) -> Dict[str, Any]:
@@ -89,8 +111,8 @@ def _within_most(metrics: Dict[str, Any]) -> Dict[str, Any]:
         if sum(sizes[other] for other in kept) <= room:
             break
         del kept[name]
-        if name not in _left_out_said:
-            _left_out_said.add(name)
+        if name not in _metrics_said:
+            _metrics_said.add(name)
             message = (
                 f"report(): metric {name!r} ({sizes[name] / 1e6:.1f} MB as JSON) is left out of the report, which holds at "
                 f"most {REPORT_MOST_BYTES / 1e6:g} MB; the rest of it is kept (said once)"

@@ -244,7 +244,9 @@ def _detail(row: VersionStatus) -> str:
         where = f"at rung {row.rung} (step {row.step})" if row.rung is not None else "at a rung"
         return f"{where}, waiting to be promoted or stopped by early stopping"
     if row.state in ("failed", "interrupted", "timed_out", "cancelled", "stopped", BROKEN) and row.reason:
-        return row.reason.splitlines()[0]
+        lines = row.reason.splitlines() or [""]
+        # A table's cell is one line: the rest is marked, not dropped unseen (--json has it whole).
+        return lines[0] + (f" [{len(lines) - 1} more line{'s' if len(lines) > 2 else ''}: status --json]" if len(lines) > 1 else "")
     if row.state == "finished":
         return f"ended {row.ended_at} on {row.host}"
     return ""
