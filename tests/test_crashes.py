@@ -261,3 +261,15 @@ def test_a_version_that_returns_early_when_stopped_is_cut_off_and_resumed_not_fi
     resumed = project.results()[-1]
     assert (resumed["status"], resumed["resumed"], resumed["eval_test"]) == ("finished", True, {"trained": 100}), resumed
     assert resumed["steps"]["trained"] == 100 - cut["steps"]["trained"]
+
+
+def test_a_plain_model_that_leaves_its_loop_early_is_recorded_with_the_steps_it_reported(project):
+    # Its own early stopping (break at step 30 of 100): recorded "100 of 100" before.
+    script = STOPS_HERE_ON_A_SIGNAL.replace("                if self.stop:\n", "                if self.stop or done == 30:\n")
+    project.script("stops.py", script)
+    project.queue(["stops.py"])
+    done = project.run("-r")
+    assert done.returncode == 0, done.output
+    [row] = project.results()
+    assert (row["status"], row["steps"]["trained"], row["steps"]["total"]) == ("finished", 30, 100), row["steps"]
+    assert "steps:          30 of 100" in project.output_text()

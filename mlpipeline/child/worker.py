@@ -457,18 +457,6 @@ def _trained_after_failure(model: Any, before: Optional[int]) -> Optional[int]:
     return None if after is None else max(after - (before or 0), 0)
 
 
-def _trained_when_returned(model: Any, before: Optional[int], planned: int) -> int:
-    """The steps a train_model that returned trained: fewer than planned where its model says
-    so (a loop left early); else, as a model that cannot say is taken at its word, all."""
-    try:
-        after = _step_count("", model.get_trained_step_count())
-    except Exception:  # noqa: BLE001 - a model that cannot say now keeps its version's end
-        return planned
-    if after is None or not (before or 0) <= after < (before or 0) + planned:
-        return planned
-    return after - (before or 0)
-
-
 def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
     """Run one version through the Model hooks, filling ``result`` as it goes."""
     if threading.current_thread() is threading.main_thread():
@@ -580,8 +568,10 @@ def run_version(request: ChildRequest, result: Dict[str, Any]) -> None:
             send_event({"type": TRAINED_EVENT})
             if isinstance(model, CheckpointedModel):
                 call_user(label, "save_checkpoint", model.save_unsaved_steps)
-            if request.execution_mode and not model.reset_steps:
-                result["steps"]["trained"] = _trained_when_returned(model, trained, steps)
+                if request.execution_mode and not model.reset_steps and (trained or 0) <= model.step < (trained or 0) + steps:
+                    # A loop left early (break): the steps its base counted, not all planned.
+                    result["steps"]["trained"] = model.step - (trained or 0)
+                result["steps_counted"] = True  # by the base itself: the daemon need not guess from reports
         reached = (trained or 0) + steps
         if request.until_step is not None and request.execution_mode and reached < total:
             # It can resume from here when its model says it has trained that far.

@@ -74,6 +74,7 @@ class ChildListener:
             step, total = event.get("step"), event.get("total")
             if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
                 version_run.last_step = step  # a negative step trained nothing: steps trained stay unknown
+                version_run.last_total = total
             history = self._history(version_run)
             place = history.add(step, total, metrics) if history is not None else None
             tracked = self._tracked.get(version_run.run_id)

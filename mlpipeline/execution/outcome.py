@@ -49,6 +49,7 @@ class VersionRun:
     phase: RunPhase = RunPhase.RUNNING
     steps: Optional[Dict[str, Any]] = None  # the worker's plan: trained (to be), total, already_trained
     last_step: Optional[int] = None  # the step of its latest report()
+    last_total: Any = None  # the total its latest report() gave
     continued_from: Optional[int] = None  # a fresh run that went on from a checkpoint its model kept
     best: Dict[str, Any] = field(default_factory=dict)  # each metric's best value over its history
     reported: bool = False  # whether it sent a report of its own
@@ -96,6 +97,26 @@ def _kept_traceback(traceback: Any) -> Optional[str]:
     return text
 
 
+def trained_to_its_end(result: Dict[str, Any], version_run: VersionRun) -> Optional[bool]:
+    """Whether a run whose train_model returned trained every step planned for it: as the
+    framework base counted them, else as its last report says (when that report's total is
+    the run's, so that its steps count the same), else None: not known."""
+    planned = (version_run.steps or {}).get("trained")
+    steps = result.get("steps") if isinstance(result.get("steps"), dict) else {}
+    if not _whole(planned):
+        return None
+    if result.get("steps_counted") and _whole(steps.get("trained")):
+        return steps["trained"] >= planned
+    already = steps.get("already_trained") if _whole(steps.get("already_trained")) else 0
+    if version_run.last_step is not None and version_run.last_total == steps.get("total") is not None:
+        return version_run.last_step >= already + planned
+    return None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _trained_any(result: Dict[str, Any]) -> bool:
     """Whether the run's train_model was called: steps were planned for it."""
     steps = result.get("steps")
@@ -118,18 +139,22 @@ def classify(
     cancel_reason: Optional[str] = None,
     stop_reason: Optional[str] = None,
     disk_full: bool = False,
-    stopped_in_training: bool = False,
+    stopped_in_training: Optional["VersionRun"] = None,
 ) -> Tuple[JournalEvent, Dict[str, Any]]:
     """The journal event a child's end makes, and its result with the reason filled in.
 
     ``cancel_reason``: `mlpipeline cancel` stopped it, which is how it ended unless it
     finished; ``stop_reason``: early stopping did, likewise; ``disk_full``: its failure was a
     disk the queue needs (outputs_dir, its model_dir) refusing a write for want of room;
-    ``stopped_in_training``: the daemon's stop reached it before its train_model returned."""
+    ``stopped_in_training``: the run, where the daemon sent its stop before its train_model
+    returned."""
     result = dict(outcome.result or {})
     if isinstance(result.get("error"), dict) and "no_space" in result["error"] and not disk_full:
         result["error"] = {key: value for key, value in result["error"].items() if key != "no_space"}
-    if result.get("ok") and stopped_in_training and outcome.stop_signal is not None and _trained_any(result):
+    if (
+        result.get("ok") and stopped_in_training is not None and outcome.stop_signal is not None and _trained_any(result)
+        and trained_to_its_end(result, stopped_in_training) is not True
+    ):  # fmt: skip
         # The script took the stop as "stop here" (caught KeyboardInterrupt, or a SIGTERM
         # handler that ends its loop) and returned early: not trained to its end, so resumed.
         name = signal.Signals(outcome.stop_signal).name
@@ -138,7 +163,8 @@ def classify(
             "\"stop here\"); cut off, resumable with -u"
         )
         result = {key: value for key, value in result.items() if key not in ("ok", "pause")}
-        result["steps"] = dict(result["steps"], trained=None)  # the last step it reported, if any (steps_trained)
+        if not result.get("steps_counted"):
+            result["steps"] = dict(result["steps"], trained=None)  # the last step it reported, if any (steps_trained)
         result["error"] = {"message": message}
         return JournalEvent.INTERRUPTED, result
     if result.get("ok"):
@@ -200,12 +226,21 @@ def node_fields(version_run: Optional[VersionRun]) -> Dict[str, Any]:
     return {key: placement[key] for key in NODE_FIELDS if key in placement}
 
 
-def steps_trained(steps: Optional[Dict[str, Any]], event: JournalEvent, version_run: Optional[VersionRun]) -> Optional[Dict[str, Any]]:
-    """The steps a run trained, as they were: what was planned for a finished run; for any
-    other end the last step it reported (less those trained before it, where report() counts
-    from the version's start, as the framework bases do), else what its checkpoints said
-    after it failed, else None (unknown)."""
-    if event is JournalEvent.FINISHED or not isinstance(steps, dict):
+def steps_trained(
+    steps: Optional[Dict[str, Any]], event: JournalEvent, version_run: Optional[VersionRun], counted: bool = False
+) -> Optional[Dict[str, Any]]:
+    """The steps a run trained, as they were: for a finished run what was planned, or where
+    its train_model returned early what its framework base counted (``counted``: the child's
+    figure is that) or its last report says; for any other end the last step it reported (less
+    those trained before it, where report() counts from the version's start, as the framework
+    bases do), else what its checkpoints said after it failed, else None (unknown)."""
+    if not isinstance(steps, dict) or counted:
+        return steps
+    if event is JournalEvent.FINISHED:
+        # A fresh run whose train_model returned before its last step (its own early stopping)
+        # trained what its last report says, where that report counts as the run does.
+        if version_run is not None and not steps.get("already_trained") and trained_to_its_end({"steps": steps}, version_run) is False:
+            return dict(steps, trained=version_run.last_step)
         return steps
     truth = dict(steps)
     last = version_run.last_step if version_run else None
@@ -243,7 +278,9 @@ def version_end(identity: DaemonIdentity, ending: Ending, write_log: bool) -> Ve
     eval_test = result.get("eval_test")
     if eval_test is not None and len(json_text(eval_test)) <= JOURNAL_EVAL_LIMIT:
         journal_fields["eval_test"] = eval_test
-    steps = steps_trained(result.get("steps") or (version_run.steps if version_run else None), event, version_run)
+    steps = steps_trained(
+        result.get("steps") or (version_run.steps if version_run else None), event, version_run, counted=bool(result.get("steps_counted"))
+    )
     record = {
         "time": now_iso(),
         "host": identity.host,

@@ -92,7 +92,7 @@ class EndRecorder:
         disk_full = isinstance(error, dict) and self._our_disk(error.get("no_space"), version_run)
         event, result = classify(
             run.outcome, version_run.planned.label, self._project.version_timeout, version_run.cancel_reason, version_run.stop_reason,
-            disk_full=disk_full, stopped_in_training=version_run.stopped_in_training,
+            disk_full=disk_full, stopped_in_training=version_run if version_run.stopped_in_training else None,
         )
         if result.get("parameters") is None and version_run.model_dir:
             # Ended before its result (Ctrl-C, a cancel, a kill): its record still names the
