@@ -243,7 +243,7 @@ MODEL.versions.addV("v")
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_version_that_returns_early_when_stopped_is_cut_off_and_resumed_not_finished(project, signum):
-    # Lightning and many hand-written loops end training on a Ctrl-C or SIGTERM and return:
+    # Hand-written loops often end training on a Ctrl-C or SIGTERM and return (a saved flag, a caught KeyboardInterrupt):
     # the version was recorded finished, "100 of 100" steps, and -u never trained the rest.
     project.script("stops.py", STOPS_HERE_ON_A_SIGNAL)
     project.queue(["stops.py"])
