@@ -166,3 +166,20 @@ def test_a_cut_at_any_byte_reads_back_the_events_before_it(tmp_path_factory, eve
         assert reread.latest("c.py", "new") == after
         for key, record in expected.items():
             assert reread.latest(*key) == record
+
+
+def test_a_decision_is_appended_only_while_no_version_it_was_made_from_was_cancelled(tmp_path):
+    # A rung's stops are decided together and appended one by one: a cancel landing between
+    # two of them (from `mlpipeline cancel`, another process) voids the rest of the decision.
+    journal = Journal(tmp_path / "history.jsonl", lambda message: None)
+    paused = {version: event(journal, JournalEvent.PAUSED, version) for version in ("v1", "v2", "v3", "best")}
+    basis = tuple(paused.values())
+    fields = dict(script="a.py", sha256="s1", host="h", pid=1)
+    assert journal.append_if_latest(paused["v1"], JournalEvent.STOPPED, not_cancelled=basis, version="v1", **fields) is not None
+    # v1's own stop changes no ranking: the next stop of the same decision goes in.
+    assert journal.append_if_latest(paused["v2"], JournalEvent.STOPPED, not_cancelled=basis, version="v2", **fields) is not None
+    other = Journal(tmp_path / "history.jsonl", lambda message: None)
+    other.refresh()
+    event(other, JournalEvent.CANCELLED, "best")  # the version v3 ranked below: it counts no more
+    assert journal.append_if_latest(paused["v3"], JournalEvent.STOPPED, not_cancelled=basis, version="v3", **fields) is None
+    assert journal.state("a.py", "v3") is RunState.PAUSED

@@ -95,6 +95,14 @@ class VersionChooser:
         stops, self._stops = self._stops, []
         return stops
 
+    def judge_again(self, judged: JudgedOut) -> None:
+        """A stop that was not recorded (a version it was judged against was cancelled since, or
+        another daemon moved its version on): the version is judged anew at the next look."""
+        key = (judged.script.label, judged.stop.version, judged.sha256, judged.stop.rung)
+        self._stops_taken.discard(key)
+        self._handled.discard(key[:3])
+        self._halving_seen = None
+
     def _next_in_halving(self, scripts: List[QueuedScript], handled: "_Handled", cut_off: Set[Tuple[str, str]]) -> Optional[PlannedRun]:
         """With nothing new to start: a paused version to promote (or one to start again,
         watched, its model unable to resume); the stops found on the way are kept for the loop."""
@@ -119,7 +127,8 @@ class VersionChooser:
                     self._stops_taken.add(key)
                     self._handled.add(key[:3])  # ended in this session: not "skipped by -u"
                     model_dir = str(self._paths.model_dir(script.label, listing.suffixes.get(stop.version)))
-                    self._stops.append(JudgedOut(script, stop, fingerprint(stop.version), model_dir))
+                    basis = tuple(event for event in (self._journal.latest(script.label, name) for name in listing.names) if event is not None)
+                    self._stops.append(JudgedOut(script, stop, fingerprint(stop.version), model_dir, basis))
             for promotion in moves.promotions:
                 if promotion.unreported:
                     label = f"{script.label}:{promotion.version}"

@@ -80,6 +80,10 @@ class JudgedOut:
     stop: Stop
     sha256: str
     model_dir: str
+    basis: Tuple[Dict[str, Any], ...] = ()
+    """The latest event of each version of the script when it was judged: a stop is recorded
+    only while none of them was cancelled since (a cancel takes its version out of the
+    ranking; the stops of one rung are recorded one by one, and a cancel may come between)."""
 
 
 class HalvingPlanner:

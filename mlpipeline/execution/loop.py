@@ -316,7 +316,10 @@ class ExecutionLoop:
         planned = self.chooser.next(*self.claims.session())
         self._record_broken_scripts()
         for judged in self.chooser.take_stops():
-            self._follow(self.recorder.stopped(judged))
+            recorded = self.recorder.stopped(judged)
+            if recorded.state is None:
+                self.chooser.judge_again(judged)  # from the journal as it is now
+            self._follow(recorded)
         return planned
 
     # -- acting on what the steps returned ------------------------------------------------

@@ -184,8 +184,9 @@ class EndRecorder:
             result["parameters"] = parameters
         ending = Ending(planned, new_run_id(), JournalEvent.STOPPED, result, early_stopping=halving)
         end = version_end(self._identity, ending, self._write_log)
-        if not self._records.commit(end, after=paused):
-            return Recorded(planned.label, None, 0.0, planned=planned)  # another daemon recorded it
+        if not self._records.commit(end, after=paused, not_cancelled=judged.basis):
+            # Another daemon recorded it, or a version it was judged against was cancelled since.
+            return Recorded(planned.label, None, 0.0, planned=planned)
         self._listener.decided(planned, ending.run_id, judged.model_dir, end.record)
         self.end_hook.run(
             planned.label,

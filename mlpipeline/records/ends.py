@@ -14,7 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.records.files import now_iso, regular_file_opener, remove_quietly, write_json_atomic
 from mlpipeline.records.journal import Journal
@@ -71,13 +71,14 @@ class RecordKeeper:
         self.log = RunLog(paths.log if write_log else None)
         self.output = OutputFile(paths.output if write_log else None)
 
-    def commit(self, end: VersionEnd, after: Optional[Dict[str, Any]] = None) -> bool:
+    def commit(self, end: VersionEnd, after: Optional[Dict[str, Any]] = None, not_cancelled: Sequence[Dict[str, Any]] = ()) -> bool:
         """Journal the end durably, then write the record everywhere else.
 
         Only while the run still holds its version: False, with nothing written, when another
         daemon took it over (this one was paused past the heartbeat window, say). With
         ``after``, the end is a decision about a version no run holds (early stopping's
-        stop of a paused one): only while ``after`` is still its latest event.
+        stop of a paused one): only while ``after`` is still its latest event, and while none of
+        the versions of ``not_cancelled`` (the standings it was decided by) was cancelled since.
         """
         self.check_folder()
         pending = self._pending_path(end)
@@ -87,7 +88,9 @@ class RecordKeeper:
         if after is None:
             committed = self._journal.append_if_owner(JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
         else:
-            committed = self._journal.append_if_latest(after, JournalEvent(end.event), **end.journal_fields, run_id=end.run_id)
+            committed = self._journal.append_if_latest(
+                after, JournalEvent(end.event), not_cancelled=not_cancelled, **end.journal_fields, run_id=end.run_id
+            )
         if committed is not None:
             self._publish(end, self.results, self.output, self.log, check_first=False)
         pending.unlink()

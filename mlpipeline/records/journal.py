@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from mlpipeline.records.file_lock import FileLock
 from mlpipeline.records.files import ends_with_newline, fsync_dir, json_text, naming_file, now_iso, regular_file_opener
@@ -81,6 +81,11 @@ def _signature(record: Dict[str, Any]) -> Tuple[Any, ...]:
     return (record.get("time"), record.get("event"), record.get("daemon"), record.get("run_id"))
 
 
+def _still_latest(latest: Optional[Dict[str, Any]], expected: Optional[Dict[str, Any]]) -> bool:
+    """Whether ``latest`` is the event ``expected`` (read again: an equal one)."""
+    return latest is expected or (latest is not None and expected is not None and _signature(latest) == _signature(expected))
+
+
 class Journal:
     """The journal of one outputs folder: what happened to every script:version, in order."""
 
@@ -128,17 +133,22 @@ class Journal:
         return record
 
     def append_if_latest(
-        self, expected: Optional[Dict[str, Any]], event: JournalEvent, **fields: Any
+        self, expected: Optional[Dict[str, Any]], event: JournalEvent, not_cancelled: Sequence[Dict[str, Any]] = (), **fields: Any
     ) -> Optional[Dict[str, Any]]:
         """Append ``event`` for ``fields``' script:version only if its latest event is still
-        ``expected`` (None: it never ran). Checked and appended under one lock, so of several
-        daemons claiming one version, exactly one wins. Returns the event, or None if beaten."""
+        ``expected`` (None: it never ran), and no version of the events ``not_cancelled`` (what
+        a decision about this one was made from) has been cancelled since. Checked and appended
+        under one lock, so of several daemons claiming one version, exactly one wins. Returns
+        the event, or None if beaten."""
         key = (fields["script"], fields["version"])
         with self._lock:
             self._read_new()
-            latest = self._latest.get(key)
-            if latest is not expected and (latest is None or expected is None or _signature(latest) != _signature(expected)):
+            if not _still_latest(self._latest.get(key), expected):
                 return None
+            for other in not_cancelled:
+                now = self._latest.get((other.get("script"), other.get("version")))
+                if not _still_latest(now, other) and now is not None and now.get("event") == JournalEvent.CANCELLED.value:
+                    return None
             return self.append(event, **fields)
 
     def append_if_owner(self, event: JournalEvent, **fields: Any) -> Optional[Dict[str, Any]]:
