@@ -62,6 +62,22 @@ def _take_the_node(slurm: SlurmCluster) -> str:
     return blocker
 
 
+def _waiting_behind_a_taken_node(project: Any, slurm: SlurmCluster, version: str, *args: str) -> "tuple[str, subprocess.Popen]":
+    """net.py's one version ``queued`` (its addV arguments ``version``) started with ``args`` while
+    a job holds the node: the blocker's job id and the daemon, once the version waits in Slurm's queue."""
+    blocker = _take_the_node(slurm)
+    project.script("net.py", versions_code(f'versions.addV("queued", {version})'))
+    project.queue(["net.py"])
+    _slurm_config(project)
+    daemon = project.start(*args)
+    try:
+        project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
+    except BaseException:
+        daemon.kill()
+        raise
+    return blocker, daemon
+
+
 def _queue_long(project: Any, epochs: int, *more: str) -> None:
     """net.py queued for Slurm: version ``long`` (no GPU, 10 steps an epoch of 0.2 s each) and
     ``more`` after it."""
@@ -275,13 +291,8 @@ def test_a_daemon_killed_with_9_leaves_its_jobs_and_the_next_adopts_them(slurm_p
 
 def test_status_shows_a_version_waiting_in_slurms_queue_apart_from_running_ones(slurm_project, slurm):
     project = slurm_project
-    blocker = _take_the_node(slurm)
-    project.script("net.py", versions_code('versions.addV("queued", gpus=0, sleep_per_step=0.1)'))
-    project.queue(["net.py"])
-    _slurm_config(project)
-    daemon = project.start("-r")
+    blocker, daemon = _waiting_behind_a_taken_node(project, slurm, "gpus=0, sleep_per_step=0.1", "-r")
     try:
-        project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
         text = project.run("status").stdout
         assert "waiting" in text and "waiting in the cluster's queue" in text, text
         slurm.command("scancel", blocker)
@@ -688,13 +699,8 @@ def test_settings_for_gpu_jobs_in_sbatch_args_do_not_stop_the_start(slurm_projec
 
 def test_a_job_held_in_slurms_queue_is_said_with_what_lets_it_run(slurm_project, slurm):
     project = slurm_project
-    blocker = _take_the_node(slurm)
-    project.script("net.py", versions_code('versions.addV("queued", gpus=0)'))
-    project.queue(["net.py"])
-    _slurm_config(project)
-    daemon = project.start("-r")
+    blocker, daemon = _waiting_behind_a_taken_node(project, slurm, "gpus=0", "-r")
     try:
-        project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
         # The one waiting: earlier tests' jobs of the same name stay listed, ended, for a while.
         job = next(row["id"] for row in slurm.jobs() if row["name"] == "mlp:net.py:queued" and row["state"] == "PENDING")
         slurm.command("scontrol", "hold", job)
@@ -712,13 +718,8 @@ def test_a_job_held_in_slurms_queue_is_said_with_what_lets_it_run(slurm_project,
 
 def test_a_job_whose_request_was_removed_while_it_waited_names_the_file(slurm_project, slurm):
     project = slurm_project
-    blocker = _take_the_node(slurm)
-    project.script("net.py", versions_code('versions.addV("queued", gpus=0)'))
-    project.queue(["net.py"])
-    _slurm_config(project)
-    daemon = project.start("-r", "-u")
+    blocker, daemon = _waiting_behind_a_taken_node(project, slurm, "gpus=0", "-r", "-u")
     try:
-        project.wait_for(lambda: _status(project)["queued"]["state"] == "waiting", timeout=60, what="the version to wait in Slurm's queue")
         request = _job_folder(project) / "request.json"
         request.unlink()
         slurm.command("scancel", blocker)
