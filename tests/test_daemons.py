@@ -1,6 +1,7 @@
 """SPEC 6: several daemons on one project folder never run one version twice, and every queued
 version ends finished exactly once while any of them lives."""
 import os
+import re
 import shutil
 import signal
 import time
@@ -23,16 +24,50 @@ def eight_versions(project):
 def test_two_daemons_on_one_host_share_the_queue(project, flags):
     eight_versions(project)
     first, second = project.start(*flags), project.start(*flags)
+    outputs = []
     for daemon in (first, second):
         output, _ = daemon.communicate(timeout=90)
         assert daemon.returncode == 0, output
+        outputs.append(output)
     journal = project.journal()
     for event in ("claimed", "started", "finished"):
         counts = Counter(e["version"] for e in journal if e["event"] == event)
         assert counts == {f"v{i}": 1 for i in range(8)}, (event, counts)
     assert len({e["daemon"] for e in journal if e["event"] == "finished"}) == 2  # both did work
     assert len(project.calls("train")) == 8
+    for daemon, output in zip((first, second), outputs):
+        # Each daemon's last count holds the whole queue: what the other daemon ran or runs is
+        # said to be its, neither pending nor (-u) skipped, which the first release said.
+        [*_, last] = [line for line in output.splitlines() if line.startswith("queue: ")]
+        counts = dict((words, int(n)) for n, words in re.findall(r"(\d+) ([a-z ]+)", last[len("queue: "):]))
+        assert sum(counts.values()) == 8 and "pending" not in counts, last
+        finished_here = sum(e["event"] == "finished" and e["pid"] == daemon.pid for e in journal)
+        assert counts["finished"] == finished_here, last
+        assert "skipped" not in output and "not started" not in output, output
     assert not list((project.outputs / ".heartbeats").iterdir())  # both cleaned up
+
+
+@pytest.mark.parametrize("flags", [["-r"], ["-r", "-u"]])
+def test_two_daemons_never_run_two_versions_in_one_model_dir(project, flags):
+    # Versions without MODEL_DIR_SUFFIX share one model_dir; a fresh run cleans it. Two daemons
+    # once ran two of them at once: one cleaned the folder under the other, whose run record
+    # could not be written ("failed ... No such file or directory"), in the first of two probes.
+    lines = [f'versions.addV("v{i}", sleep_per_step=0.15)' for i in range(4)]
+    project.script("a.py", versions_code(*lines, defaults="learning_rate=0.1, dataloader=Data(), batch_size=50, epoc_count=2"))
+    project.queue(["a.py"])
+    first, second = project.start(*flags), project.start(*flags)
+    for daemon in (first, second):
+        output, _ = daemon.communicate(timeout=120)
+        assert daemon.returncode == 0, output
+    journal = project.journal()
+    assert Counter(e["version"] for e in journal if e["event"] == "finished") == {f"v{i}": 1 for i in range(4)}, journal
+    # One at a time: each claim follows the end of the version claimed before it.
+    order = [e["event"] for e in journal if e["event"] in ("claimed", "finished")]
+    assert order == ["claimed", "finished"] * 4, order
+    model_dir = str(project.outputs / "model_ckpts" / "a")
+    assert {e.get("model_dir") for e in journal if e["event"] in ("claimed", "started")} == {model_dir}
+    assert not [e for e in journal if e["event"] in ("failed", "interrupted")]
+    assert len(project.calls("train")) == 4
 
 
 def test_a_dead_hosts_claim_is_taken_over_and_resumed(project):
@@ -87,7 +122,7 @@ def test_a_worker_left_by_a_daemon_under_another_host_name_is_ended_before_its_v
 
 
 def test_a_live_hosts_claim_is_left_alone(project):
-    project.script("a.py", versions_code('versions.addV("held", wait_for="go")', 'versions.addV("free")'))
+    project.script("a.py", versions_code('versions.addV("held", wait_for="go", model_dir_suffix="held")', 'versions.addV("free", model_dir_suffix="free")'))
     project.queue(["a.py"])
     host_a = project.start("-r", "-u", env={"MLPIPELINE_HOSTNAME": "host-a", **FAST_BEATS})
     project.wait_for(lambda: project.calls("train"), what="host-a to start the held version")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from mlpipeline.execution.early_stopping import Standing
 from mlpipeline.execution.halving import HalvingPlanner, JudgedOut
@@ -244,11 +244,14 @@ class VersionChooser:
 
     # -- what is left ------------------------------------------------------------------------
 
-    def pending(self) -> Tuple[int, int]:
+    def pending(self, taken: AbstractSet[Tuple[str, str, Optional[str]]], cut_off: AbstractSet[Tuple[str, str]]) -> "QueueLeft":
         """What is still to run among the scripts already listed (listing the others would import
-        them early), retries included, and how many scripts are not listed yet."""
-        pending = unlisted = 0
+        them early), retries included, what the journal says runs now (this daemon's versions
+        included), what other daemons of the session ended, and how many scripts are not
+        listed yet. ``taken`` and ``cut_off`` are the session's, as for next()."""
+        pending = unlisted = running = ended_elsewhere = 0
         self._real_dirs = {}
+        handled = _Handled(self._handled, taken, cut_off)
         for script in map(self._without_cancelled, self.queue.current()):
             try:
                 listing = self.catalog.known(script.path, self.fingerprints.sha256(script.path))
@@ -262,28 +265,32 @@ class VersionChooser:
                 sha256 = fingerprint(name)
                 if not script.wants(name):
                     continue
-                if (script.label, name, sha256) not in self._handled and decide(self._journal, script.label, name, sha256, self._policy) is not None:
+                if self._journal.state(script.label, name) is RunState.RUNNING:
+                    running += 1
+                elif (script.label, name, sha256) in taken and (script.label, name) not in cut_off:
+                    ended_elsewhere += 1
+                elif (script.label, name, sha256) not in handled and decide(self._journal, script.label, name, sha256, self._policy, cut_off) is not None:
                     pending += 1
                 elif self._halving is not None and self._is_paused(script.label, name, sha256):
                     pending += 1  # paused at a rung: early stopping has still to promote or stop it
-        return pending + len(self._retries), unlisted
+        return QueueLeft(pending + len(self._retries), running, ended_elsewhere, unlisted)
 
-    def work_left(self) -> bool:
+    def work_left(self, taken: AbstractSet[Tuple[str, str, Optional[str]]], cut_off: AbstractSet[Tuple[str, str]]) -> bool:
         """Whether anything queued is still to run, each script listed to know: a daemon paused
         from its start, with every version finished already, ends instead of waiting for a
         resume that would start nothing."""
-        pending, unlisted = self.pending()
-        if pending or not unlisted:
-            return pending > 0
+        left = self.pending(taken, cut_off)
+        if left.pending or not left.unlisted:
+            return left.pending > 0
         for script in self.queue.current():
             self.listing(script)  # a listing starts no version
-        return self.pending()[0] > 0
+        return self.pending(taken, cut_off).pending > 0
 
-    def skipped_by_history(self) -> Tuple[int, int]:
+    def skipped_by_history(self, taken: AbstractSet[Tuple[str, str, Optional[str]]]) -> Tuple[int, int]:
         """Of the queued versions this session did not start: those -u left out because the
         journal has their end for this content, and those that were still to run when the
         session ended (the queue stopped early: a lost cluster, a full disk, --fail-fast).
-        A version paused at a rung, or running under another daemon, is neither."""
+        A version paused at a rung, or run by another daemon of the session (``taken``), is neither."""
         skipped = not_started = 0
         self._real_dirs = {}
         for script in self.queue.current():
@@ -293,7 +300,7 @@ class VersionChooser:
             fingerprint = self.fingerprints.of_versions(listing)
             for name in listing.names:
                 sha256 = fingerprint(name)
-                if not script.wants(name) or (script.label, name, sha256) in self._handled:
+                if not script.wants(name) or (script.label, name, sha256) in self._handled or (script.label, name, sha256) in taken:
                     continue
                 if decide(self._journal, script.label, name, sha256, self._policy) is not None:
                     not_started += 1
@@ -407,6 +414,17 @@ class VersionChooser:
         """The scripts found broken since the last call, each once per content, to be recorded."""
         broken, self._broken = self._broken, []
         return broken
+
+
+class QueueLeft(NamedTuple):
+    """What the queue holds beyond what this daemon ended: versions still to run, versions the
+    journal says run now under any daemon, versions other daemons of the session ended, and
+    scripts not listed yet (their versions are counted once imported)."""
+
+    pending: int
+    running: int
+    ended_elsewhere: int
+    unlisted: int
 
 
 class _Handled:

@@ -28,7 +28,7 @@ from mlpipeline.executors.protocol import RUN_VERSION, ChildRequest, describe_no
 from mlpipeline.executors.protocol import missing_message
 from mlpipeline.queue.catalog import ScriptCatalog, ScriptListing
 from mlpipeline.queue.config import ProjectConfig
-from mlpipeline.records.claims import Claims
+from mlpipeline.records.claims import ClaimResult, Claims
 from mlpipeline.records.ends import new_run_id
 from mlpipeline.records.files import now_iso
 from mlpipeline.records.identity import DaemonIdentity
@@ -110,10 +110,12 @@ class Launcher:
             return Launched(Launch.BLOCKED)
         expected = self._journal.latest(planned.script.label, planned.version)
         claimed = self._claims.claim(
-            expected, planned.script.label, planned.version, planned.sha256, attempt=planned.attempt, run_id=run_id,
-            **self._halving_fields(planned),
+            expected, planned.script.label, planned.version, planned.sha256, str(model_dir), attempt=planned.attempt,
+            run_id=run_id, **self._halving_fields(planned),
         )  # fmt: skip
-        if not claimed:
+        if claimed is ClaimResult.MODEL_DIR_HELD:
+            return Launched(Launch.WAITS)  # another daemon's version runs in its model_dir: after it ends
+        if claimed is not ClaimResult.WON:
             self._say.log("INFO", label, "another daemon claimed it first")
             return Launched(Launch.ELSEWHERE)
         if problem:
@@ -211,6 +213,7 @@ class Launcher:
                 resumed=planned.start is Start.RESUME,
                 attempt=planned.attempt,
                 run_id=version_run.run_id,
+                model_dir=version_run.model_dir,
                 **self._halving_fields(planned),
                 gpus=gpus,
                 **where,

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import AbstractSet, Any, Callable, List, Optional, Tuple
 
 from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.claim_watch import ClaimWatch
@@ -123,7 +123,7 @@ class ExecutionLoop:
         self._lost_said = False
         self.tally = Tally()
         self._counts_due = False
-        self._waits_for_gpus = False  # the last fill found a version waiting with nothing running
+        self._waits = False  # the last fill found a version waiting (GPUs, a model_dir) with nothing running
         # What keeps every version from running here (a full disk, a heartbeat that cannot be
         # written, a model_ckpts that is no folder, a scheduler that does not answer): none
         # starts any more, those running finish.
@@ -169,7 +169,7 @@ class ExecutionLoop:
         )
         policy = HistoryPolicy(options.use_history, options.retry_failed, project.on_script_change, project.early_stopping is not None)
         self.chooser = VersionChooser(
-            self.queue, catalog, self.journal, policy, self.paths, self.resources.busy_model_dirs, say, stopping,
+            self.queue, catalog, self.journal, policy, self.paths, self._busy_model_dirs, say, stopping,
             project.early_stopping,
         )  # fmt: skip
         self.recorder = EndRecorder(project, self.identity, self.journal, self.records, not options.no_log, self.listener, say, stopping)
@@ -253,12 +253,13 @@ class ExecutionLoop:
             if not self.executor.outstanding:
                 if stop_asked is not None or self._halted is not None:
                     break
-                if self._waits_for_gpus:
-                    # A version waits for GPUs other processes hold, and nothing of this daemon
-                    # runs to free them: it looks again in a while, never ends the queue.
+                if self._waits:
+                    # A version waits for GPUs other processes hold, or a model_dir another
+                    # daemon's version runs in, and nothing of this daemon runs to free them: it
+                    # looks again in a while, never ends the queue.
                     time.sleep(WAIT_POLL_S)
                     continue
-                if self.control.paused and self.chooser.work_left():
+                if self.control.paused and self.chooser.work_left(*self.claims.session()):
                     time.sleep(0.2)  # paused with work left: wait for `mlpipeline resume`
                     continue
                 if self.claim_watch.held_elsewhere():
@@ -266,6 +267,12 @@ class ExecutionLoop:
                     # resumes the version, so it stays until the version ends.
                     time.sleep(0.2)
                     continue
+                if stop_asked is None and not self._stops_dispatching() and not self.control.paused:
+                    # The fill above passed over versions whose model_dir another daemon's
+                    # version ran in; none runs now, so they may start.
+                    self._fill_slots()
+                    if self.executor.outstanding or self._waits:
+                        continue
                 if not self.options.wait:
                     break
                 self._idle_until_change(watched)
@@ -279,7 +286,7 @@ class ExecutionLoop:
             self._show_queue_counts(now=not self.executor.outstanding)
 
     def _fill_slots(self) -> None:
-        self._waits_for_gpus = False
+        self._waits = False
         while self.executor.outstanding < self.slots and not self.signals.count and not self._stops_dispatching():
             planned = self.next_version()
             if planned is None or self.signals.count:
@@ -296,7 +303,7 @@ class ExecutionLoop:
             if launched.how is Launch.WAITS:
                 # Its GPUs or model_dir are busy: it waits for a running version to end, or for
                 # other processes to let go of the GPUs.
-                self._waits_for_gpus = not self.executor.outstanding
+                self._waits = not self.executor.outstanding
                 return
             self.chooser.handled(planned)  # from here on, this session does not choose it again
             self.chooser.launched(planned)
@@ -492,6 +499,11 @@ class ExecutionLoop:
                 state.append((str(path), None))
         return tuple(state)
 
+    def _busy_model_dirs(self) -> AbstractSet[str]:
+        """The model_dirs a version runs in now, here or under another daemon: the chooser
+        passes over the versions that would share one."""
+        return self.resources.busy_model_dirs() | self.journal.held_model_dirs()
+
     def _show_queue_counts(self, now: bool = False) -> None:
         if not self._counts_due and time.monotonic() - self._queue_looked >= QUEUE_LOOK_S:
             # An edit of models.config while every slot is busy changes what is pending before
@@ -505,14 +517,18 @@ class ExecutionLoop:
 
     def _queue_counts(self) -> Tuple[dict, int]:
         counts = self.tally.counts()
+        left = self.chooser.pending(*self.claims.session())
         counts["running"] = len(self.executor.running)
-        counts["pending"], unlisted = self.chooser.pending()
-        return counts, unlisted
+        # Another daemon's versions are neither this one's to run nor pending: said apart.
+        counts["running under other daemons"] = max(0, left.running - len(self.executor.running))
+        counts["ended under other daemons"] = left.ended_elsewhere
+        counts["pending"] = left.pending
+        return counts, left.unlisted
 
     def _finish(self) -> int:
         skipped = not_started = 0
         if self.options.use_history and not self.signals.count:
-            skipped, not_started = self.chooser.skipped_by_history()
+            skipped, not_started = self.chooser.skipped_by_history(self.claims.session()[0])
         if not self.signals.count:
             self._record_broken_scripts()  # one edited into a broken script at the very end, or listed while paused
         parts = [f"{n} {state_words(state)}" for state, n in sorted(self.tally.counts().items())]

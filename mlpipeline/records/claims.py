@@ -12,6 +12,7 @@ again by another.
 """
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -25,6 +26,14 @@ Takeover = Tuple[Dict[str, Any], str]
 """A claim taken over: (the claim's record, why it was ended)."""
 
 VersionKey = Tuple[str, str]
+
+
+class ClaimResult(Enum):
+    """What a claim came to."""
+
+    WON = "won"
+    TAKEN = "taken"  # another daemon claimed the version first, or holds it
+    MODEL_DIR_HELD = "model_dir held"  # another version (of any daemon) runs in its model_dir
 
 
 class Claims:
@@ -70,16 +79,19 @@ class Claims:
             "namespace": self._identity.namespace,
         }
 
-    def claim(self, expected: Optional[Dict[str, Any]], script: str, version: str, sha256: str, **extra: Any) -> bool:
-        """Claim ``script:version`` if its latest event is still ``expected`` and nobody holds
-        it; False if another daemon won, or holds it."""
+    def claim(self, expected: Optional[Dict[str, Any]], script: str, version: str, sha256: str, model_dir: str, **extra: Any) -> "ClaimResult":
+        """Claim ``script:version`` to run in ``model_dir`` if its latest event is still
+        ``expected``, nobody holds it, and no other version runs in that folder (under any
+        daemon: two versions in one model_dir would clean or overwrite each other's files)."""
         if expected is not None and state_of(expected) is RunState.RUNNING:
-            return False
+            return ClaimResult.TAKEN
         fields = self._identity.event_fields(script, version, sha256)
-        claimed = self._journal.append_if_latest(expected, JournalEvent.CLAIMED, **fields, **extra) is not None
-        if claimed:
-            self._resume_allowed.discard((script, version))  # the leave to resume is used up
-        return claimed
+        claimed = self._journal.append_if_latest(expected, JournalEvent.CLAIMED, model_dir_free=True, **fields, model_dir=model_dir, **extra)
+        if claimed is None:
+            holder = self._journal.model_dir_holder(model_dir)
+            return ClaimResult.TAKEN if holder in (None, (script, version)) else ClaimResult.MODEL_DIR_HELD
+        self._resume_allowed.discard((script, version))  # the leave to resume is used up
+        return ClaimResult.WON
 
     def is_dead(self, host: str, daemon: str, namespace: Optional[str] = None) -> bool:
         """Whether the daemon ``daemon`` on ``host`` is known to be gone."""

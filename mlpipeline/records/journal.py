@@ -133,17 +133,25 @@ class Journal:
         return record
 
     def append_if_latest(
-        self, expected: Optional[Dict[str, Any]], event: JournalEvent, not_cancelled: Sequence[Dict[str, Any]] = (), **fields: Any
+        self,
+        expected: Optional[Dict[str, Any]],
+        event: JournalEvent,
+        not_cancelled: Sequence[Dict[str, Any]] = (),
+        model_dir_free: bool = False,
+        **fields: Any,
     ) -> Optional[Dict[str, Any]]:
         """Append ``event`` for ``fields``' script:version only if its latest event is still
-        ``expected`` (None: it never ran), and no version of the events ``not_cancelled`` (what
-        a decision about this one was made from) has been cancelled since. Checked and appended
-        under one lock, so of several daemons claiming one version, exactly one wins. Returns
-        the event, or None if beaten."""
+        ``expected`` (None: it never ran), no version of the events ``not_cancelled`` (what a
+        decision about this one was made from) has been cancelled since, and, with
+        ``model_dir_free``, no other version runs in ``fields["model_dir"]``. Checked and
+        appended under one lock, so of several daemons claiming one version, or versions that
+        share a model_dir, exactly one wins. Returns the event, or None if beaten."""
         key = (fields["script"], fields["version"])
         with self._lock:
             self._read_new()
             if not _still_latest(self._latest.get(key), expected):
+                return None
+            if model_dir_free and self.model_dir_holder(fields["model_dir"]) not in (None, key):
                 return None
             for other in not_cancelled:
                 now = self._latest.get((other.get("script"), other.get("version")))
@@ -215,6 +223,19 @@ class Journal:
         """Events of versions that were claimed or started and never ended."""
         for key in list(self._running):
             yield self._latest[key]
+
+    def model_dir_holder(self, model_dir: str) -> Optional[VersionKey]:
+        """The version that runs in ``model_dir`` now, as far as read, under any daemon (its
+        claim names the folder: versions of a script without MODEL_DIR_SUFFIX share one)."""
+        for key in self._running:
+            if self._latest[key].get("model_dir") == model_dir:
+                return key
+        return None
+
+    def held_model_dirs(self) -> Set[str]:
+        """The model_dirs that versions claimed or started, and not ended, run in."""
+        held = (self._latest[key].get("model_dir") for key in self._running)
+        return {folder for folder in held if isinstance(folder, str)}
 
     # -- the file ------------------------------------------------------------------------
 
