@@ -102,6 +102,7 @@ class Journal:
         self._latest: Dict[VersionKey, Dict[str, Any]] = {}
         self._started: Dict[VersionKey, Dict[str, Any]] = {}
         self._claims: Dict[VersionKey, Tuple[int, Optional[str], Optional[str]]] = {}
+        self._model_dirs: Dict[VersionKey, str] = {}  # as the latest claim named it
         self._ended_runs: Set[str] = set()
         self._running: Dict[VersionKey, None] = {}  # claimed or started, not ended: in order, as a dict keeps it
         self._changes: Optional[List[VersionKey]] = None  # None: not followed, or read anew
@@ -228,14 +229,14 @@ class Journal:
         """The version that runs in ``model_dir`` now, as far as read, under any daemon (its
         claim names the folder: versions of a script without MODEL_DIR_SUFFIX share one)."""
         for key in self._running:
-            if self._latest[key].get("model_dir") == model_dir:
+            if self._model_dirs.get(key) == model_dir:
                 return key
         return None
 
     def held_model_dirs(self) -> Set[str]:
         """The model_dirs that versions claimed or started, and not ended, run in."""
-        held = (self._latest[key].get("model_dir") for key in self._running)
-        return {folder for folder in held if isinstance(folder, str)}
+        held = (self._model_dirs.get(key) for key in self._running)
+        return {folder for folder in held if folder}
 
     # -- the file ------------------------------------------------------------------------
 
@@ -323,6 +324,9 @@ class Journal:
                 self._changes.append(key)
             if event in _CLAIM_EVENTS:
                 self._claims[key] = (number, record.get("sha256"), record.get("daemon"))
+                model_dir = record.get("model_dir")
+                if event == "claimed" or type(model_dir) is str:
+                    self._model_dirs[key] = model_dir if type(model_dir) is str else ""
                 if event == "started":
                     self._started[key] = record
             elif "run_id" in record and _STATE_OF[event] is not _RUNNING:  # a rung event is no end
