@@ -70,9 +70,9 @@ def test_gpu_memory_is_read_as_people_write_it(value: object, expected: Optional
     assert memory_bytes(value, "a.py:v") == expected
 
 
-@pytest.mark.parametrize("value", ["lots", "20 parsecs", "-1GB", 0, True, [20]])
+@pytest.mark.parametrize("value", ["lots", "20 parsecs", "-1GB", 0, True, [20], 0.5, "0.0000001B", float("nan"), float("inf"), "9" * 400 + "GB", "6PB"])
 def test_a_gpu_memory_that_is_no_amount_is_refused_naming_the_version(value: object) -> None:
-    with pytest.raises(ValueError, match=r"a.py:v: gpu_memory must be an amount"):
+    with pytest.raises(ValueError, match=r"a.py:v: gpu_memory (must be an amount|.* is more than any GPU has)"):
         memory_bytes(value, "a.py:v")
 
 
@@ -94,7 +94,10 @@ def test_gpu_memory_packs_versions_and_a_bad_one_fails_alone(project: Project) -
     result = project.run("-r", timeout=120)
     assert result.returncode == 1, result.output
     rows = {row["version"]: row for row in project.results()}
-    assert rows["odd"]["reason"] == "a.py:odd: gpu_memory must be an amount such as \"20GB\", \"512MiB\" or a number of bytes, not 'lots'"
+    assert rows["odd"]["reason"] == (
+        "a.py:odd: gpu_memory must be an amount such as \"20GB\", \"512MiB\" or a number of bytes (at least 1), "
+        "in B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (K, M, G and T are the binary ones), not 'lots'"
+    )
     assert all(rows[f"small{i}"]["status"] == "finished" and rows[f"small{i}"]["gpus"] == ["0"] for i in range(3))
     # Packed on the one GPU by what they stated: they ran at once (a whole GPU each would have run one at a time).
     spans = {call["version"]: call["t"] for call in project.calls("train")}

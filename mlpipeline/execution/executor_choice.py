@@ -59,7 +59,10 @@ def choose_executors(
         return _slurm_executors(project, warn, heartbeat, daemon)
     # Detected before the preload server starts: it must not see a GPU the versions are given.
     usage = GpuUsage()
-    gpus = GpuPool(detect_gpus() if project.gpus is None else project.gpus, usage, project.gpu_busy_memory)
+    ids, problem = detect_gpus() if project.gpus is None else (list(project.gpus), None)
+    if problem:
+        warn(problem)
+    gpus = GpuPool(ids, usage, project.gpu_busy_memory)
     executor = local_executor(project.project_dir, project.preload, warn, heartbeat, project.preload_scripts)
     if gpus.ids and isinstance(executor, LocalExecutor):
         executor.gpu_usage = usage  # each version's peak GPU memory and its GPUs' utilization

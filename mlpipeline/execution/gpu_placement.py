@@ -18,6 +18,8 @@ _UNITS = {
     "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
     "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
 }  # fmt: skip
+_MAX_BYTES = 2**50
+"""A PiB: past any GPU's memory, and a number an int holds (1e400 GB is infinity as a float)."""
 _MEMORY = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
 
 
@@ -48,12 +50,22 @@ def memory_bytes(value: Any, label: str) -> Optional[int]:
     ValueError names the version."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return int(value)
-    match = _MEMORY.fullmatch(value) if isinstance(value, str) else None
-    if match is None or match.group(2).lower() not in _UNITS or float(match.group(1)) <= 0:
-        raise ValueError(f'{label}: gpu_memory must be an amount such as "20GB", "512MiB" or a number of bytes, not {value!r}')
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    amount: Optional[float] = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        amount = float(value) if value == value else None  # NaN: no amount
+    elif isinstance(value, str):
+        match = _MEMORY.fullmatch(value)
+        if match is not None and match.group(2).lower() in _UNITS:
+            amount = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if amount is None or not amount >= 1:
+        raise ValueError(
+            f'{label}: gpu_memory must be an amount such as "20GB", "512MiB" or a number of bytes (at least 1), '
+            f"in B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (K, M, G and T are the binary ones), not {shown}"
+        )
+    if amount > _MAX_BYTES:
+        raise ValueError(f"{label}: gpu_memory {shown} is more than any GPU has ({shown_bytes(_MAX_BYTES)} at most)")
+    return int(amount)
 
 
 def shown_bytes(amount: int) -> str:

@@ -6,6 +6,7 @@ one GPU with other fractional versions whose shares add up to at most 1.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -13,8 +14,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
-from mlpipeline.execution.gpu_placement import GpuLoad, holders, never_fits, place, shown_bytes
+from mlpipeline.execution.gpu_placement import GpuLoad, holders, memory_bytes, never_fits, place, shown_bytes
 from mlpipeline.executors.gpu_usage import GpuReading, GpuUsage
+from mlpipeline.queue.project_keys import GPU_ID
+from mlpipeline.records.text import one_line
 
 VERSION_PARAMETER = "gpus"
 MEMORY_PARAMETER = "gpu_memory"
@@ -23,37 +26,69 @@ DEFAULT_BUSY_SHARE = 0.1
 _EPSILON = 1e-9
 
 
-def detect_gpus() -> List[str]:
-    """The GPUs this daemon may hand out with ``gpus = "auto"``.
+def detect_gpus() -> Tuple[List[str], Optional[str]]:
+    """The GPUs this daemon may hand out with ``gpus = "auto"``, and what to warn of them.
 
     The daemon's own CUDA_VISIBLE_DEVICES when it is set (a daemon started on GPUs 2 and 3
-    shares those), otherwise what ``nvidia-smi`` lists, otherwise none.
+    shares those), read as CUDA reads it: up to its first entry that is no GPU id, or names
+    a GPU again, which hides the rest. Otherwise what ``nvidia-smi`` lists, otherwise none.
     """
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return [item.strip() for item in visible.split(",") if item.strip() and item.strip() != "-1"]
+        return _visible_devices(visible)
     if shutil.which("nvidia-smi") is None:
-        return []
+        return [], None
     try:
-        listing = subprocess.run(
+        done = subprocess.run(
             ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
             capture_output=True,
-            text=True,
             timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in listing.splitlines() if line.strip()]
+        )
+    except subprocess.TimeoutExpired:
+        return [], "nvidia-smi did not answer in 20 s; versions run with no GPU"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return [], f"nvidia-smi could not be run ({exc}); versions run with no GPU"
+    said = one_line(done.stdout.decode("utf-8", "replace").strip() or done.stderr.decode("utf-8", "replace").strip())[:300]
+    listed = [line.strip() for line in done.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
+    if done.returncode != 0 or not all(line.isdigit() and len(line) <= 9 for line in listed):
+        return [], f"nvidia-smi did not list GPUs (exit {done.returncode}: {said or 'no output'}); versions run with no GPU"
+    return list(dict.fromkeys(listed)), None
+
+
+def _visible_devices(visible: str) -> Tuple[List[str], Optional[str]]:
+    ids: List[str] = []
+    for item in (entry.strip() for entry in visible.split(",")):
+        known = str(int(item)) if item.isdigit() and len(item) <= 9 else item
+        if not GPU_ID.fullmatch(item) or known in ids:
+            if item in ("", "-1") and not ids:
+                return [], None  # the usual ways to hide every GPU
+            why = "names a GPU again" if known in ids else "is no GPU id"
+            kept = ", ".join(ids) or "none"
+            return ids, f'CUDA_VISIBLE_DEVICES="{one_line(visible)[:200]}": "{one_line(item)[:60]}" {why}, and CUDA sees no GPU from there on; GPUs handed out: {kept}'
+        ids.append(known)
+    return ids, None
 
 
 def requested(value: Any, label: str) -> float:
     """What a version's ``gpus`` parameter asks for, checked; ValueError names the version."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{label}: gpus must be 0, a fraction below 1, or a whole number of GPUs, not {value!r}")
     if value > 1 and not float(value).is_integer():
         raise ValueError(f"{label}: gpus above 1 must be a whole number, not {value!r}")
     return float(value)
+
+
+def gpu_request_problems(label: str, gpus: Any, gpu_memory: Any) -> List[str]:
+    """What is wrong with a version's ``gpus`` and ``gpu_memory`` parameters (None: not set),
+    as execution mode would refuse them."""
+    problems = []
+    for check, value in ((requested, gpus), (memory_bytes, gpu_memory)):
+        if value is not None:
+            try:
+                check(value, label)
+            except ValueError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 class GpuPool:
@@ -104,7 +139,7 @@ class GpuPool:
         found = []
         for load in self._loads(read=False):
             if load.busy(self.busy_share):
-                reading = (self._readings or {}).get(load.id)
+                reading = self._reading_of(load.id)
                 held = [item for item in (reading.processes if reading else ()) if not is_ours(item[0])]
                 who = ", ".join(holders(load, held)) or "processes this host does not show"
                 found.append(f"GPU {load.id}: {who}, {shown_bytes(load.others_bytes)} of {shown_bytes(load.total_bytes or 0)}")
@@ -119,7 +154,7 @@ class GpuPool:
             self._readings = self._usage.read()
         loads = []
         for gpu in self.ids:
-            reading = (self._readings or {}).get(gpu)
+            reading = self._reading_of(gpu)
             total = others = None
             if reading is not None:
                 ours = sum(amount for pid, amount in reading.processes if is_ours(pid))
@@ -131,6 +166,18 @@ class GpuPool:
                 )
             )  # fmt: skip
         return loads
+
+    def _reading_of(self, gpu: str) -> Optional[GpuReading]:
+        """The last look's reading of ``gpu``, named by its index or its UUID."""
+        readings = self._readings or {}
+        found = readings.get(gpu)
+        if found is None and gpu.startswith(("GPU-", "MIG-")):
+            found = next((reading for reading in readings.values() if reading.uuid == gpu), None)
+        return found
+
+    def reading_problem(self) -> Optional[str]:
+        """Why the GPUs are not read any more (a driver that hung), or None."""
+        return self._usage.gave_up if self._usage is not None else None
 
     def capacity(self) -> str:
         """What there is, in words, for a version that asks for more."""
@@ -204,7 +251,7 @@ def is_ours(pid: int) -> bool:
     what it holds on a GPU is this daemon's, not another user's."""
     try:
         return any(parent.pid == os.getpid() for parent in psutil.Process(pid).parents())
-    except psutil.Error:
+    except (psutil.Error, ValueError):  # ValueError: a pid no process has (0, negative)
         return False
 
 

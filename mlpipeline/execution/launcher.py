@@ -106,6 +106,9 @@ class Launcher:
         if not problem and self._resources.free_gpus_for(share, memory) is None:
             self._say_gpus_busy(label)
             return Launched(Launch.WAITS)
+        gave_up = self._resources.gpus.reading_problem()
+        if gave_up:
+            self._say.warn_once(("gpu reading", gave_up), gave_up)
         if not self._end_earlier_run(planned):
             return Launched(Launch.BLOCKED)
         expected = self._journal.latest(planned.script.label, planned.version)
@@ -321,7 +324,7 @@ class Launcher:
             return str(exc)
         if not self._resources.gpus.fits_ever(share, memory):
             reason = never_fits(self._resources.gpus_now(), share, memory) if memory is not None else None
-            return f"{label} {reason}" if reason else f"{label} asks for {share:g} GPUs; {self._resources.gpus.capacity()}"
+            return f"{label} {reason}" if reason else f"{label} asks for {share:g} GPU{'' if share == 1 else 's'}; {self._resources.gpus.capacity()}"
         return None
 
     def _gpu_share(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> float:
@@ -330,7 +333,8 @@ class Launcher:
     def _gpu_memory(self, planned: PlannedRun, listing: Optional[ScriptListing]) -> Optional[int]:
         """The ``gpu_memory`` the version states, in bytes (None: none stated, or no GPUs to pack)."""
         value = listing.gpu_memory.get(planned.version) if listing else None
-        return memory_bytes(value, planned.label) if self._resources.gpus.ids else None
+        memory = memory_bytes(value, planned.label)  # checked with no GPU too: a typo shows before a GPU host
+        return memory if self._resources.gpus.ids else None
 
     def _say_gpus_busy(self, label: str) -> None:
         """Say, once for each state of them, which GPUs other processes hold: a version waits."""

@@ -150,7 +150,7 @@ class ExecutionLoop:
         self.executors = (
             choose_executors(project, say.warn, self.claims.heartbeat_for_children(), self.identity.key)
             if executor is None
-            else Executors(executor, executor, GpuPool(detect_gpus() if project.gpus is None else project.gpus))
+            else Executors(executor, executor, GpuPool(detect_gpus()[0] if project.gpus is None else project.gpus))
         )
         self.executor = self.executors.runs
         self.resources = Resources(self.executors.gpus)

@@ -10,6 +10,7 @@ import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.execution.framework_noise import without_noise
+from mlpipeline.execution.gpus import gpu_request_problems
 from mlpipeline.execution.signals import StopSignals
 from mlpipeline.executors.base import ChildOutcome, Executor
 from mlpipeline.executors.preloaded import local_executor
@@ -119,6 +120,8 @@ class DryRun:
                     suffix_problem = OutputPaths.model_dir_problem(f"{script.label}:{name}", script.label, listing.suffixes.get(name))
                     if suffix_problem:
                         problems.append(suffix_problem)
+                    # Test mode hands out no GPU, but -r would fail a version asking for GPUs wrongly.
+                    problems.extend(gpu_request_problems(f"{script.label}:{name}", listing.gpus.get(name), listing.gpu_memory.get(name)))
         if unknown:
             # A queue naming what is not there is a config error (exit 2), as a missing script is.
             raise combined(unknown)

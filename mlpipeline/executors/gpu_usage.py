@@ -8,12 +8,13 @@ CUDA_DEVICE_ORDER=PCI_BUS_ID), which is NVML's order too.
 """
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class GpuReading:
     used_bytes: int
     processes: Tuple[Tuple[int, int], ...] = ()  # (pid, bytes)
     utilization: Optional[int] = None  # percent of the last sample period it was busy
+    uuid: Optional[str] = None  # "GPU-...": how gpus = [...] or CUDA_VISIBLE_DEVICES may name it
+
+
+READ_TIMEOUT_S = 10.0
+"""How long one read of the GPUs may take: a driver that hangs (NVML or nvidia-smi) is given up
+on, and the GPUs are handed out by count alone, as where nothing can read them."""
 
 
 class GpuUsage:
@@ -35,6 +42,8 @@ class GpuUsage:
         self._source: Optional[str] = None  # "nvml", "nvidia-smi", or "none" once decided
         self._lock = threading.Lock()
         self._recent: Optional[Tuple[float, Optional[Dict[str, GpuReading]]]] = None
+        self.gave_up: Optional[str] = None
+        """Why the GPUs are no longer read, once a read hung: for the daemon to say."""
 
     @property
     def source(self) -> Optional[str]:
@@ -55,13 +64,20 @@ class GpuUsage:
             return self._recent[1]
 
     def read(self) -> Optional[Dict[str, GpuReading]]:
-        if self._source is None:
-            self._source = "nvml" if self._start_nvml() else ("nvidia-smi" if shutil.which("nvidia-smi") else "none")
         try:
+            if self._source is None:
+                self._source = "nvml" if _within_deadline(self._start_nvml) else ("nvidia-smi" if shutil.which("nvidia-smi") else "none")
             if self._source == "nvml":
-                return self._read_nvml()
+                return _sane(_within_deadline(self._read_nvml))
             if self._source == "nvidia-smi":
-                return _read_nvidia_smi()
+                return _sane(_read_nvidia_smi())
+        except (TimeoutError, subprocess.TimeoutExpired):
+            what = "NVML" if self._source in (None, "nvml") else "nvidia-smi"
+            self._source = "none"
+            self.gave_up = (
+                f"{what} did not answer in {READ_TIMEOUT_S:g} s; GPUs are handed out by count from now on, "
+                "without what other processes hold on them"
+            )
         except Exception:  # noqa: BLE001 - a driver that stops answering: placement goes on by count
             return None
         return None
@@ -89,8 +105,46 @@ class GpuUsage:
                 utilization: Optional[int] = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
             except nvml.NVMLError:
                 utilization = None
-            found[str(index)] = GpuReading(str(index), int(memory.total), int(memory.used), processes, utilization)
+            try:
+                uuid: Optional[str] = nvml.nvmlDeviceGetUUID(handle)
+            except nvml.NVMLError:
+                uuid = None
+            uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+            found[str(index)] = GpuReading(str(index), int(memory.total), int(memory.used), processes, utilization, uuid)
         return found
+
+
+def _within_deadline(call: Callable[[], Any]) -> Any:
+    """``call()``, or TimeoutError past READ_TIMEOUT_S: a driver call cannot be interrupted, so
+    it runs in a thread of its own, which a hung call leaves behind (a daemon thread)."""
+    box: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="mlpipeline-gpu-read", daemon=True)
+    thread.start()
+    thread.join(READ_TIMEOUT_S)
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _sane(found: Dict[str, GpuReading]) -> Dict[str, GpuReading]:
+    """The readings that can be true: a GPU with no memory, or more used than it has, is read
+    as unknown (no reading), and a process that is no process left out."""
+    kept = {}
+    for key, reading in found.items():
+        if reading.total_bytes <= 0 or not 0 <= reading.used_bytes <= reading.total_bytes:
+            continue
+        processes = tuple((pid, amount) for pid, amount in reading.processes if pid > 0 and 0 <= amount <= reading.total_bytes)
+        kept[key] = GpuReading(reading.index, reading.total_bytes, reading.used_bytes, processes, reading.utilization, reading.uuid)
+    return kept
 
 
 def _read_nvidia_smi() -> Dict[str, GpuReading]:
@@ -98,24 +152,30 @@ def _read_nvidia_smi() -> Dict[str, GpuReading]:
     apps = _csv(["nvidia-smi", "--query-compute-apps=gpu_uuid,pid,used_memory", "--format=csv,noheader,nounits"])
     by_uuid: Dict[str, List[Tuple[int, int]]] = {}
     for row in apps:
-        if len(row) == 3 and row[1].isdigit():
-            by_uuid.setdefault(row[0], []).append((int(row[1]), _mib(row[2])))
+        used = _mib(row[2]) if len(row) == 3 else None
+        if used is not None and row[1].isdigit():
+            by_uuid.setdefault(row[0], []).append((int(row[1]), used))
     found: Dict[str, GpuReading] = {}
     for row in gpus:
         if len(row) != 5 or not row[0].isdigit():
             continue
+        total, used = _mib(row[2]), _mib(row[3])
+        if total is None or used is None:
+            continue  # "[N/A]", "[Not Supported]": not known, which is not 0
         utilization = int(row[4]) if row[4].isdigit() else None
-        found[row[0]] = GpuReading(row[0], _mib(row[2]), _mib(row[3]), tuple(by_uuid.get(row[1], ())), utilization)
+        found[row[0]] = GpuReading(row[0], total, used, tuple(by_uuid.get(row[1], ())), utilization, row[1] or None)
     return found
 
 
 def _csv(command: List[str]) -> List[List[str]]:
-    output = subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout
+    output = subprocess.run(command, capture_output=True, timeout=READ_TIMEOUT_S, check=True).stdout.decode("utf-8", "replace")
     return [[field.strip() for field in line.split(",")] for line in output.splitlines() if line.strip()]
 
 
-def _mib(text: str) -> int:
+def _mib(text: str) -> Optional[int]:
+    """A count of MiB as bytes; None for what is no count ("[N/A]")."""
     try:
-        return int(float(text) * 2**20)
+        amount = float(text)
     except ValueError:
-        return 0
+        return None
+    return int(amount * 2**20) if math.isfinite(amount) and amount >= 0 else None

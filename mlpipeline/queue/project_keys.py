@@ -101,7 +101,7 @@ def _gpus(key: str, value: Any) -> Optional[Tuple[str, ...]]:
     if not valid_list:
         return None  # "auto": detected at start
     for item in value:
-        if isinstance(item, str) and not _GPU_ID.fullmatch(item):
+        if not _GPU_ID.fullmatch(str(item)):
             raise KeyProblem(
                 f"gpus: {item!r} is no GPU id; give an index (0 or \"0\") or a UUID as nvidia-smi -L shows it "
                 "(GPU-..., MIG-...), one GPU an item"
@@ -113,8 +113,9 @@ def _gpus(key: str, value: Any) -> Optional[Tuple[str, ...]]:
     return gpus
 
 
-_GPU_ID = re.compile(r"[0-9]{1,9}|(?:GPU|MIG)-[0-9A-Za-z/-]{1,200}")
+GPU_ID = re.compile(r"[0-9]{1,9}|(?:GPU|MIG)-[0-9A-Za-z/-]{1,200}")
 """What CUDA_VISIBLE_DEVICES takes for one GPU: its index, or its UUID (a MIG instance's too)."""
+_GPU_ID = GPU_ID
 
 
 def _modules(key: str, value: Any) -> Tuple[str, ...]:
