@@ -17,10 +17,12 @@ from mlpipeline.executors.gpu_usage import GpuUsage
 GIB = 2**30
 
 
-def gpu(index: str, total: Optional[int] = 80, others: int = 0, share: float = 0.0, reserved: int = 0, whole: bool = False) -> GpuLoad:
+def gpu(
+    index: str, total: Optional[int] = 80, others: int = 0, share: float = 0.0, reserved: int = 0, whole: bool = False, ours: int = 0
+) -> GpuLoad:
     return GpuLoad(
         index, share_used=share, whole=whole, reserved_bytes=reserved * GIB,
-        total_bytes=None if total is None else total * GIB, others_bytes=others * GIB,
+        total_bytes=None if total is None else total * GIB, others_bytes=others * GIB, ours_bytes=ours * GIB,
     )  # fmt: skip
 
 
@@ -45,6 +47,9 @@ PLACEMENTS = [
     ([gpu("0", whole=True, share=1.0), gpu("1")], 1.0, 1, ("1",)),  # a GPU held whole takes no packing
     ([gpu("0", reserved=10), gpu("1", reserved=5), gpu("2")], 2.0, 10, ("0", "1")),  # two GPUs, 10 GiB on each
     ([gpu("0", None)], 1.0, 10, ("0",)),  # memory unknown: it may go, by count
+    # This daemon's half-GPU version that stated no gpu_memory holds 70 GiB: 30 more go elsewhere.
+    ([gpu("0", share=0.5, ours=70), gpu("1")], 1.0, 30, ("1",)),
+    ([gpu("0", reserved=30, ours=5), gpu("1", reserved=20)], 1.0, 45, ("0",)),  # stated, not yet taken: the statement counts
     # A whole GPU is one no version of this daemon uses, packed or not.
     ([gpu("0", reserved=10), gpu("1")], 1.0, None, ("1",)),
 ]

@@ -33,6 +33,7 @@ class GpuLoad:
     reserved_bytes: int = 0  # the ``gpu_memory`` this daemon's versions on it stated
     total_bytes: Optional[int] = None  # None: not known (no NVML, no nvidia-smi)
     others_bytes: int = 0  # what processes that are not this daemon's versions hold on it
+    ours_bytes: int = 0  # what this daemon's versions hold on it now, stated or not
 
     def busy(self, busy_share: float) -> bool:
         """Whether other processes hold more of it than ``busy_share``: no new version goes there."""
@@ -41,7 +42,9 @@ class GpuLoad:
     def free_bytes(self) -> Optional[int]:
         if self.total_bytes is None:
             return None
-        return self.total_bytes - self.others_bytes - self.reserved_bytes
+        # A version that stated no gpu_memory holds what it holds; one that did may not have
+        # taken it all yet: the larger of the two is this daemon's.
+        return self.total_bytes - self.others_bytes - max(self.reserved_bytes, self.ours_bytes)
 
 
 def memory_bytes(value: Any, label: str) -> Optional[int]:

@@ -156,13 +156,14 @@ class GpuPool:
         for gpu in self.ids:
             reading = self._reading_of(gpu)
             total = others = None
+            ours = 0
             if reading is not None:
                 ours = sum(amount for pid, amount in reading.processes if is_ours(pid))
                 total, others = reading.total_bytes, max(reading.used_bytes - ours, 0)
             loads.append(
                 GpuLoad(
                     gpu, share_used=self._used[gpu], whole=self._used[gpu] >= 1 - _EPSILON and self._reserved[gpu] == 0,
-                    reserved_bytes=self._reserved[gpu], total_bytes=total, others_bytes=others or 0,
+                    reserved_bytes=self._reserved[gpu], total_bytes=total, others_bytes=others or 0, ours_bytes=ours,
                 )
             )  # fmt: skip
         return loads
