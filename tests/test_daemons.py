@@ -38,13 +38,39 @@ def test_two_daemons_on_one_host_share_the_queue(project, flags):
     for daemon, output in zip((first, second), outputs):
         # Each daemon's last count holds the whole queue: what the other daemon ran or runs is
         # said to be its, neither pending nor (-u) skipped, which the first release said.
-        [*_, last] = [line for line in output.splitlines() if line.startswith("queue: ")]
+        lines = [line for line in output.splitlines() if line.startswith("queue: ")]
+        for line in lines:  # no line counts a version twice
+            assert sum(int(n) for n in re.findall(r"(\d+) [a-z]", line)) <= 8, line
+        last = lines[-1]
         counts = dict((words, int(n)) for n, words in re.findall(r"(\d+) ([a-z ]+)", last[len("queue: "):]))
         assert sum(counts.values()) == 8 and "pending" not in counts, last
         finished_here = sum(e["event"] == "finished" and e["pid"] == daemon.pid for e in journal)
         assert counts["finished"] == finished_here, last
         assert "skipped" not in output and "not started" not in output, output
     assert not list((project.outputs / ".heartbeats").iterdir())  # both cleaned up
+
+
+def test_a_daemon_alone_counts_no_other_daemon_and_says_what_a_cancel_took(project):
+    # Its own version, ended but not yet recorded, was once counted "running under other
+    # daemons" (a probe, about once a run); a queued version cancelled fell out of the counts,
+    # and the end summary called it "not started".
+    lines = [f'versions.addV("v{i}", sleep_per_step=0.1, model_dir_suffix="v{i}")' for i in range(6)]
+    lines.append('versions.addV("late", wait_for="go", model_dir_suffix="late")')
+    project.script("a.py", versions_code(*lines, defaults="learning_rate=0.1, dataloader=Data(), batch_size=50, epoc_count=2"))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u", "--workers", "2")
+    project.wait_for(lambda: project.calls("train"), what="the first version")
+    cancel = project.run("cancel", "a.py:v5")
+    assert cancel.returncode == 0, cancel.output
+    project.wait_for(lambda: any(c["version"] == "late" for c in project.calls("train")), timeout=60, what="the last version")
+    (project.root / "go").touch()
+    output, _ = daemon.communicate(timeout=90)
+    assert daemon.returncode == 0, output
+    assert "other daemons" not in output, output
+    [*_, last] = [line for line in output.splitlines() if line.startswith("queue: ")]
+    assert last == "queue: 6 finished, 1 cancelled", output
+    [summary] = [line for line in output.splitlines() if "; records in " in line]
+    assert summary.startswith("6 finished, 1 cancelled before it started; records in "), output
 
 
 @pytest.mark.parametrize("flags", [["-r"], ["-r", "-u"]])
@@ -309,3 +335,32 @@ def test_a_daemon_that_beat_fast_and_was_killed_is_not_joined_by_one_that_beats_
     claims = [e for e in project.journal() if e["event"] == "claimed" and e["version"] == "v"]
     assert len(claims) == 2 and claims[-1]["host"] != "host-z"
     assert [e["event"] for e in project.journal() if e["version"] == "w"][-1] == "finished"
+
+
+def test_a_cancel_of_a_version_whose_daemon_stops_beating_is_recorded_by_the_daemon_that_takes_it_over(project):
+    # The command saw the version's daemon alive and left the cancel to it; that daemon froze.
+    # The daemon that took the claim over recorded it interrupted, and -u finished it (a probe,
+    # 2 of 2): a cancel must hold.
+    project.script(
+        "a.py", versions_code('versions.addV("slow", sleep_per_step=0.05, epoc_count=10, model_dir_suffix="s")', 'versions.addV("quick", model_dir_suffix="q")')
+    )
+    project.queue(["a.py"])
+    frozen = project.start("-r", "-u", env=other_host("host-a"))
+    project.wait_for(lambda: steps_done(project, "a-s") >= 3, what="host-a to train")
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        cancel = project.run("cancel", "a.py:slow")
+        assert cancel.returncode == 0 and "its daemon stops a.py:slow on host-a" in cancel.output, cancel.output
+        taker = project.start("-r", "-u", env={**other_host("host-b"), "MLPIPELINE_HEARTBEAT_S": "1"})
+        output, _ = taker.communicate(timeout=90)
+        assert taker.returncode == 0, output
+        assert "a.py:slow was cut off" in output and "a cancel asked while it ran names it, so it is recorded cancelled" in output, output
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    frozen.communicate(timeout=60)
+    [end] = [e for e in project.journal() if e["version"] == "slow" and e["event"] in ("cancelled", "finished")]
+    assert end["event"] == "cancelled" and end["host"] == "host-b" and "while cut off" in end["reason"], end
+    again = project.run("-r", "-u")
+    assert again.returncode == 0, again.output
+    assert [c["version"] for c in project.calls("train")].count("slow") == 1  # -u leaves it
+    assert {r["version"]: r["status"] for r in project.results()}["slow"] == "cancelled"

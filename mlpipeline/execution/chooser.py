@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from typing import AbstractSet, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from mlpipeline.execution.early_stopping import Standing
 from mlpipeline.execution.halving import HalvingPlanner, JudgedOut
@@ -202,7 +202,11 @@ class VersionChooser:
 
     def cancel_of(self, planned: PlannedRun) -> Optional[ControlRequest]:
         """The cancel of this session that names ``planned``, if one does."""
-        return next((request for request in self._cancelled if request.matches(planned.script.label, planned.version)), None)
+        return self.cancel_naming(planned.script.label, planned.version)
+
+    def cancel_naming(self, script: str, version: str) -> Optional[ControlRequest]:
+        """The cancel of this session that names ``script:version``, if one does."""
+        return next((request for request in self._cancelled if request.matches(script, version)), None)
 
     def _without_cancelled(self, script: QueuedScript) -> QueuedScript:
         names = [request.version for request in self._cancelled if request.script == script.label]
@@ -246,13 +250,15 @@ class VersionChooser:
 
     def pending(self, taken: AbstractSet[Tuple[str, str, Optional[str]]], cut_off: AbstractSet[Tuple[str, str]]) -> "QueueLeft":
         """What is still to run among the scripts already listed (listing the others would import
-        them early), retries included, what the journal says runs now (this daemon's versions
-        included), what other daemons of the session ended, and how many scripts are not
+        them early), retries included; what other daemons of the session run now and have
+        ended; what a cancel took before this daemon started it; and how many scripts are not
         listed yet. ``taken`` and ``cut_off`` are the session's, as for next()."""
-        pending = unlisted = running = ended_elsewhere = 0
+        pending = unlisted = running_elsewhere = cancelled = 0
+        ended_elsewhere: Set[str] = set()
         self._real_dirs = {}
         handled = _Handled(self._handled, taken, cut_off)
-        for script in map(self._without_cancelled, self.queue.current()):
+        for queued in self.queue.current():
+            script = self._without_cancelled(queued)
             try:
                 listing = self.catalog.known(script.path, self.fingerprints.sha256(script.path))
             except OSError:
@@ -263,17 +269,24 @@ class VersionChooser:
             fingerprint = self.fingerprints.of_versions(listing)
             for name in listing.names:
                 sha256 = fingerprint(name)
-                if not script.wants(name):
+                if not queued.wants(name):
                     continue
-                if self._journal.state(script.label, name) is RunState.RUNNING:
-                    running += 1
-                elif (script.label, name, sha256) in taken and (script.label, name) not in cut_off:
-                    ended_elsewhere += 1
-                elif (script.label, name, sha256) not in handled and decide(self._journal, script.label, name, sha256, self._policy, cut_off) is not None:
+                key = (script.label, name, sha256)
+                if key in taken and (script.label, name) not in cut_off:
+                    # Another daemon of the session holds or ended it (``taken`` has no claim of this one).
+                    if self._journal.state(script.label, name) is RunState.RUNNING:
+                        running_elsewhere += 1
+                    else:
+                        ended_elsewhere.add(f"{script.label}:{name}")
+                elif not script.wants(name):
+                    cancelled += key not in self._handled  # one this daemon ran is in its own counts
+                elif self._journal.state(script.label, name) is RunState.RUNNING:
+                    continue  # this daemon's own, counted by the loop, or a claim not yet judged
+                elif key not in handled and decide(self._journal, script.label, name, sha256, self._policy, cut_off) is not None:
                     pending += 1
                 elif self._halving is not None and self._is_paused(script.label, name, sha256):
                     pending += 1  # paused at a rung: early stopping has still to promote or stop it
-        return QueueLeft(pending + len(self._retries), running, ended_elsewhere, unlisted)
+        return QueueLeft(pending + len(self._retries), running_elsewhere, frozenset(ended_elsewhere), cancelled, unlisted)
 
     def work_left(self, taken: AbstractSet[Tuple[str, str, Optional[str]]], cut_off: AbstractSet[Tuple[str, str]]) -> bool:
         """Whether anything queued is still to run, each script listed to know: a daemon paused
@@ -293,7 +306,7 @@ class VersionChooser:
         A version paused at a rung, or run by another daemon of the session (``taken``), is neither."""
         skipped = not_started = 0
         self._real_dirs = {}
-        for script in self.queue.current():
+        for script in map(self._without_cancelled, self.queue.current()):  # a cancelled version is said as cancelled
             listing = self.listing(script)
             if listing is None:
                 continue
@@ -417,13 +430,15 @@ class VersionChooser:
 
 
 class QueueLeft(NamedTuple):
-    """What the queue holds beyond what this daemon ended: versions still to run, versions the
-    journal says run now under any daemon, versions other daemons of the session ended, and
-    scripts not listed yet (their versions are counted once imported)."""
+    """What the queue holds beyond what this daemon runs and ended: versions still to run,
+    versions other daemons of the session run now and have ended, versions cancelled before
+    this daemon started them, and scripts not listed yet (their versions are counted once
+    imported)."""
 
     pending: int
-    running: int
-    ended_elsewhere: int
+    running_elsewhere: int
+    ended_elsewhere: FrozenSet[str]  # script:version, of which this daemon may have recorded the last word
+    cancelled: int
     unlisted: int
 
 

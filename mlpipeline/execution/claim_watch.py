@@ -4,9 +4,10 @@ and wait while other daemons run versions of this queue, which this daemon resum
 from __future__ import annotations
 
 import time
-from typing import Iterable, List
+from typing import Any, Dict, Iterable, List, NamedTuple, Sequence
 
 from mlpipeline.execution.chooser import VersionChooser
+from mlpipeline.execution.control import ControlWatch
 from mlpipeline.execution.outcome import RunPhase, VersionRun
 from mlpipeline.execution.plan import PlannedRun
 from mlpipeline.execution.reporter import Reporter
@@ -27,26 +28,35 @@ def lost_claim_message(journal: Journal, planned: PlannedRun) -> str:
     )
 
 
+class ClaimsChecked(NamedTuple):
+    """What a look at the claims found: this daemon's runs whose claims another daemon took,
+    and the claims of dead daemons it ended (as interrupted)."""
+
+    lost: Sequence[ChildRun] = ()
+    taken_over: Sequence[Dict[str, Any]] = ()
+
+
 class ClaimWatch:
     """Keeps this daemon's view of who runs what current, every CLAIM_CHECK_INTERVAL_S."""
 
-    def __init__(self, journal: Journal, claims: Claims, chooser: VersionChooser, reporter: Reporter) -> None:
+    def __init__(self, journal: Journal, claims: Claims, chooser: VersionChooser, control: ControlWatch, reporter: Reporter) -> None:
         self._journal = journal
         self._claims = claims
         self._chooser = chooser
+        self._control = control
         self._say = reporter
         self._checked = time.monotonic()
         self._waiting_for_others = False
 
-    def check(self, running: Iterable[ChildRun], force: bool = False) -> List[ChildRun]:
-        """Take over the claims of dead daemons (said here); returns those of ``running``
-        whose claims this daemon lost, which are to be stopped with nothing recorded."""
+    def check(self, running: Iterable[ChildRun], force: bool = False) -> "ClaimsChecked":
+        """Take over the claims of dead daemons (said here); returns those taken over, and those
+        of ``running`` whose claims this daemon lost, which are to be stopped with nothing recorded."""
         now = time.monotonic()
         if not force and now - self._checked < CLAIM_CHECK_INTERVAL_S:
-            return []
+            return ClaimsChecked()
         self._checked = now
         self._journal.refresh()
-        self.take_over_stale()
+        taken_over = self.take_over_stale()
         lost: List[ChildRun] = []
         for run in running:
             version_run = run.tag
@@ -55,15 +65,24 @@ class ClaimWatch:
             planned = version_run.planned
             if not self._journal.holds(version_run.run_id, planned.script.label, planned.version):
                 lost.append(run)
-        return lost
+        return ClaimsChecked(lost, taken_over)
 
-    def take_over_stale(self) -> None:
-        """End the claims of dead daemons, and say whether each resumes here."""
-        for record, reason in self._claims.take_over_stale():
+    def take_over_stale(self) -> List[Dict[str, Any]]:
+        """End the claims of dead daemons, and say whether each resumes here; returns the claims ended."""
+        taken = self._claims.take_over_stale()
+        for record, reason in taken:
             label = f"{record['script']}:{record['version']}"
-            where = "it resumes here (from its checkpoint, where its model keeps one)" if self._chooser.queued(record) else "this daemon's queue does not name it"
+            if self._control.cancel_since(record["script"], record["version"], record.get("time")) is not None:
+                where = "a cancel asked while it ran names it, so it is recorded cancelled"
+            elif self._control.paused:
+                where = "the queue is paused: a daemon resumes it once `mlpipeline resume` is asked"
+            elif self._chooser.queued(record):
+                where = "it resumes here (from its checkpoint, where its model keeps one)"
+            else:
+                where = "this daemon's queue does not name it"
             self._say.log("WARNING", label, f"was cut off: {reason}; {where}")
             self._say.view.warning(f"{label} was cut off: {reason}; {where}")
+        return [record for record, _ in taken]
 
     def held_elsewhere(self) -> bool:
         """Whether another daemon holds a claim on a version this daemon's queue names."""

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mlpipeline.execution.outcome import RunPhase, VersionRun, cancelled_at_rest
@@ -61,7 +62,11 @@ class ControlWatch:
         self._checked = 0.0
         # A pause asked before this daemon started holds it too; earlier cancels were for
         # the sessions running then.
-        pause = paused_by(self._reader.read_new())
+        earlier = self._reader.read_new()
+        pause = paused_by(earlier)
+        # Kept for the versions of dead daemons this one takes over: a cancel that reached a
+        # daemon which died before it acted holds for its version still (cancel_since).
+        self._cancels = [request for request in earlier if request.action == CANCEL]
         self.paused = pause is not None
         if pause is not None:
             self._say_paused(pause)
@@ -78,6 +83,7 @@ class ControlWatch:
         for request in requests:
             if request.action == CANCEL:
                 found.cancels.append(request)
+                self._cancels.append(request)
                 found.stops += self._cancel(request, runs, [run for run, _ in found.stops])
             elif request.action == PAUSE and not self.paused:
                 self.paused = True
@@ -88,6 +94,19 @@ class ControlWatch:
                 self._say.daemon("INFO", message)
                 self._say.view.info(message)
         return found
+
+    def cancel_since(self, script: str, version: str, since: object) -> Optional[ControlRequest]:
+        """The latest cancel read (before this daemon started too, as far as control.jsonl
+        keeps them: ten minutes) that names ``script:version`` and was asked at ``since`` (an
+        ISO 8601 time: a run's claim) or later; None when there is none, or ``since`` is no time."""
+        start = _instant(since)
+        if start is None:
+            return None
+        for request in reversed(self._cancels):
+            asked = _instant(request.time)
+            if request.matches(script, version) and asked is not None and asked >= start:
+                return request
+        return None
 
     def _say_paused(self, request: ControlRequest) -> None:
         message = (
@@ -307,3 +326,12 @@ def pause_command(project: ProjectConfig, view: ConsoleView, pause: bool) -> int
     else:
         view.info("resumed: the daemons on this folder start versions again")
     return 0
+
+
+def _instant(text: object) -> Optional[datetime]:
+    """An ISO 8601 time with its offset, as every record writes it; None for anything else."""
+    try:
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

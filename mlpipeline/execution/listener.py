@@ -193,6 +193,16 @@ class ChildListener:
         self._say.view.progress_ended(version_run.planned.label)
         remove_quietly(self._progress / f"{version_run.run_id}.json")
 
+    def lost(self, version_run: VersionRun) -> None:
+        """The version's claim went to another daemon: the reports of this run not written
+        yet are dropped (they would land after the new run's), and it ends as ``ended`` says."""
+        with self._histories_lock:
+            history = self._histories.pop(version_run.run_id, None)
+            self._closed_histories.add(version_run.run_id)
+        if history is not None:
+            history.discard()
+        self.ended(version_run)
+
     def decided(self, planned: PlannedRun, run_id: str, model_dir: str, record: Dict[str, Any]) -> None:
         """A decision recorded for a version that runs nowhere (early stopping stopped it at
         the rung it paused at): its tracker run, which the pause left waiting, ends with

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AbstractSet, Any, Callable, List, Optional, Tuple
+from typing import AbstractSet, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.execution.chooser import VersionChooser
 from mlpipeline.execution.claim_watch import ClaimWatch
@@ -179,7 +179,7 @@ class ExecutionLoop:
         )  # fmt: skip
         self.control = ControlWatch(self.paths, say)
         self.rung_watch = RungWatch(project.early_stopping, self.journal) if project.early_stopping is not None else None
-        self.claim_watch = ClaimWatch(self.journal, self.claims, self.chooser, say)
+        self.claim_watch = ClaimWatch(self.journal, self.claims, self.chooser, self.control, say)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -355,7 +355,7 @@ class ExecutionLoop:
         if recorded.state == JournalEvent.PAUSED.value and recorded.planned is not None:
             request = self.chooser.cancel_of(recorded.planned)
             if request is not None:  # read while its run was pausing
-                self._follow(self.recorder.cancelled_while_paused(recorded.planned.script.label, recorded.planned.version, request))
+                self._follow(self.recorder.cancelled_at_rest(recorded.planned.script.label, recorded.planned.version, request))
 
     def _record_broken_scripts(self) -> None:
         for script, listing in self.chooser.take_broken():
@@ -367,12 +367,23 @@ class ExecutionLoop:
         self.launcher.record_placements()
 
     def _check_claims(self, force: bool = False) -> None:
-        """Stop the runs whose claims another daemon took: they record nothing."""
-        for run in self.claim_watch.check(self.executor.running, force):
+        """Stop the runs whose claims another daemon took: they record nothing. A version a
+        cancel of this session names that is cut off now (its daemon died, or stopped
+        heartbeating, after the cancel reached it) is recorded cancelled, so -u leaves it."""
+        checked = self.claim_watch.check(self.executor.running, force)
+        for run in checked.lost:
             version_run: VersionRun = run.tag
             version_run.phase = RunPhase.LOST
-            self.recorder.report_lost(version_run.planned)
+            self.recorder.report_lost(version_run)
             self.executor.let_go(run)
+        self._cancel_taken_over(checked.taken_over)
+
+    def _cancel_taken_over(self, records: Sequence[Dict[str, Any]]) -> None:
+        for record in records:
+            # A cancel asked while the dead daemon held it was that daemon's to record.
+            request = self.control.cancel_since(record["script"], record["version"], record.get("time"))
+            if request is not None:
+                self._follow(self.recorder.cancelled_at_rest(record["script"], record["version"], request))
 
     def _check_control(self, force: bool = False) -> None:
         """Apply `mlpipeline cancel`: what it names does not start again; its running versions stop."""
@@ -387,7 +398,7 @@ class ExecutionLoop:
                 state = self.journal.state(script, version)
                 if state is RunState.PAUSED:
                     # Paused since the command looked (and saw it run): the daemon records the cancel.
-                    self._follow(self.recorder.cancelled_while_paused(script, version, request))
+                    self._follow(self.recorder.cancelled_at_rest(script, version, request))
                 elif state is RunState.CANCELLED and last_words.get(f"{script}:{version}") == "paused":
                     # The command found it paused and recorded the cancel itself: counted as its last word here too.
                     self.tally.add(f"{script}:{version}", state.value, 0.0)
@@ -483,7 +494,7 @@ class ExecutionLoop:
                 continue
             next_poll = time.monotonic() + WAIT_POLL_S
             self.journal.refresh()
-            self.claim_watch.take_over_stale()
+            self._cancel_taken_over(self.claim_watch.take_over_stale())
             if self._watched_state() != before:
                 return
 
@@ -517,11 +528,17 @@ class ExecutionLoop:
 
     def _queue_counts(self) -> Tuple[dict, int]:
         counts = self.tally.counts()
+        # A run that lost its claim is its version's past: the daemon that took it over runs or ended it.
+        counts.pop(RunPhase.LOST.value, None)
         left = self.chooser.pending(*self.claims.session())
         counts["running"] = len(self.executor.running)
-        # Another daemon's versions are neither this one's to run nor pending: said apart.
-        counts["running under other daemons"] = max(0, left.running - len(self.executor.running))
-        counts["ended under other daemons"] = left.ended_elsewhere
+        # Another daemon's versions are neither this one's to run nor pending: said apart, but
+        # for those whose last word this daemon wrote (a cancel of one cut off under another).
+        ours = {label for label, state in self.tally.last_words().items() if state != RunPhase.LOST.value}
+        counts["running under other daemons"] = left.running_elsewhere
+        counts["ended under other daemons"] = len(left.ended_elsewhere - ours)
+        if left.cancelled:
+            counts["cancelled"] = counts.get("cancelled", 0) + left.cancelled
         counts["pending"] = left.pending
         return counts, left.unlisted
 
@@ -532,6 +549,9 @@ class ExecutionLoop:
         if not self.signals.count:
             self._record_broken_scripts()  # one edited into a broken script at the very end, or listed while paused
         parts = [f"{n} {state_words(state)}" for state, n in sorted(self.tally.counts().items())]
+        cancelled = self.chooser.pending(*self.claims.session()).cancelled
+        if cancelled:
+            parts.append(f"{cancelled} cancelled before {'they' if cancelled > 1 else 'it'} started")
         if skipped:
             parts.append(f"{skipped} skipped by -u")
         if not_started:

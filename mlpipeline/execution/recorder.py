@@ -24,9 +24,9 @@ from mlpipeline.queue.config import ProjectConfig
 from mlpipeline.records.control import ControlRequest
 from mlpipeline.records.ends import RecordKeeper, new_run_id
 from mlpipeline.records.identity import DaemonIdentity
-from mlpipeline.records.journal import Journal
+from mlpipeline.records.journal import Journal, state_of
 from mlpipeline.records.run_record import parameters_of_run, run_record_unreadable, update_run_record
-from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent
+from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent, RunState
 from mlpipeline.watch.console import describe_report
 
 
@@ -124,7 +124,7 @@ class EndRecorder:
         end = version_end(self._identity, ending, self._write_log)
         if not self._records.commit(end):
             # Another daemon took the version over while this one was silent: its end is not ours.
-            self.report_lost(planned)
+            self._say_lost(planned)
             if version_run is None:
                 return Recorded(label, None, ending.wall_s, planned=planned)  # it never ran here
             version_run.phase = RunPhase.LOST
@@ -199,16 +199,19 @@ class EndRecorder:
         self._say.view.version_ended(planned.label, JournalEvent.STOPPED.value, 0.0, stop.reason)
         return Recorded(planned.label, JournalEvent.STOPPED.value, 0.0, planned=planned)
 
-    def cancelled_while_paused(self, script: str, version: str, request: ControlRequest) -> Recorded:
-        """A version a cancel names that is paused at a rung, with no run of it here: recorded
-        cancelled after its pause (only while the pause is its latest event), as `mlpipeline
-        cancel` records one it finds paused, so that no later run promotes it. The cancel came
-        as its run was pausing, before its daemon had read it, or after it had."""
+    def cancelled_at_rest(self, script: str, version: str, request: ControlRequest) -> Recorded:
+        """A version a cancel names that is paused at a rung or cut off, with no run of it
+        anywhere: recorded cancelled after that (only while it is its latest event), as
+        `mlpipeline cancel` records one it finds so, so that no later run promotes or resumes
+        it. The cancel came before its daemon had read it, or as its run was pausing, or its
+        daemon died (or stopped heartbeating) after the command saw it alive."""
         label = f"{script}:{version}"
         latest = self._journal.latest(script, version)
-        if latest is None or latest.get("event") != JournalEvent.PAUSED.value:
+        state = state_of(latest) if latest is not None else None
+        if latest is None or state not in (RunState.PAUSED, RunState.INTERRUPTED):
             return Recorded(label, None, 0.0)
-        reason = f"cancelled by `mlpipeline cancel {request.target}` on {request.host} at {request.time} while paused at a rung"
+        how = "while paused at a rung" if state is RunState.PAUSED else "while cut off"
+        reason = f"cancelled by `mlpipeline cancel {request.target}` on {request.host} at {request.time} {how}"
         writer = self._identity.event_fields(script, version, None)
         if not self._records.commit(cancelled_at_rest(writer, latest, reason, self._write_log), after=latest):
             return Recorded(label, None, 0.0)  # another daemon moved it on meanwhile
@@ -296,8 +299,13 @@ class EndRecorder:
         folders = [os.path.abspath(folder) for folder in (str(self._project.outputs_dir), version_run.model_dir) if folder]
         return any(path == folder or path.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
 
-    def report_lost(self, planned: PlannedRun) -> None:
-        """Say that this daemon lost its claim on ``planned`` to another daemon."""
+    def report_lost(self, version_run: VersionRun) -> None:
+        """Say that this daemon lost its claim on ``version_run``'s version to another daemon,
+        and drop its reports not written yet."""
+        self._listener.lost(version_run)
+        self._say_lost(version_run.planned)
+
+    def _say_lost(self, planned: PlannedRun) -> None:
         message = lost_claim_message(self._journal, planned)
         self._say.log("WARNING", planned.label, message)
         self._say.view.warning(f"{planned.label} {message}")
@@ -305,7 +313,7 @@ class EndRecorder:
     def _drop_lost(self, version_run: VersionRun, wall_s: float) -> Recorded:
         """A run whose version another daemon took over: it ended here, and nothing is recorded."""
         label = version_run.planned.label
-        self._listener.ended(version_run)
+        self._listener.lost(version_run)
         self._say.log("WARNING", label, f"its run {version_run.run_id} here ended after {wall_s:.2f} s; another daemon has it now")
         self._say.view.version_ended(label, "lost", wall_s, "another daemon took it over; nothing recorded here")
         return Recorded(label, "lost", wall_s, planned=version_run.planned)

@@ -76,6 +76,19 @@ class HistoryWriter:
                         self._broken = True
                         self._on_error(f"its last reports could not be written to {self._path} ({exc.strerror or exc})")
 
+    def discard(self) -> None:
+        """Drop what is not written yet, and write nothing more: the run lost its version to
+        another daemon, whose run appends to the same history now."""
+        with self._lock:
+            self._pending.clear()
+            self._broken = True  # nothing is written from here on, and nothing said of it
+            if self._handle is not None:
+                handle, self._handle = self._handle, None
+                try:
+                    handle.close()
+                except OSError:
+                    pass  # what it held was written already, or is dropped with the rest
+
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
         if not self._pending or self._broken:
