@@ -142,6 +142,7 @@ def _main(argv: Optional[List[str]], stdout_closed: Optional[str] = None) -> int
 
     from mlpipeline.queue.config import ConfigError, load_project_config, parse_entry
     from mlpipeline.records.files import NotRegularFile
+    from mlpipeline.records.heartbeat import heartbeat_problem
     from mlpipeline.records.identity import HostnameError, hostname
     from mlpipeline.watch.console import ConsoleView, make_console
 
@@ -185,6 +186,9 @@ def _main(argv: Optional[List[str]], stdout_closed: Optional[str] = None) -> int
         hostname()
     except HostnameError as exc:
         view.error(str(exc))
+        return EXIT_USAGE
+    if heartbeat_problem():
+        view.error(str(heartbeat_problem()))
         return EXIT_USAGE
     try:
         if command is not None and not command.needs_config:

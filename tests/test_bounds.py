@@ -164,6 +164,18 @@ def test_a_host_name_that_is_a_path_is_refused_at_start(project):
     assert project.calls() == []
 
 
+@pytest.mark.parametrize("beat", ["inf", "nan", "abc", "0", "-1", "1e9"])
+def test_a_heartbeat_interval_that_cannot_be_is_refused_at_start(project, beat):
+    # inf killed the heartbeat thread with a traceback (its claims were then taken over), nan
+    # beat in a busy loop; each was taken without a word.
+    project.script("a.py", versions_code('versions.addV("v1")'))
+    project.queue(["a.py"])
+    result = project.run("-r", env={"MLPIPELINE_HEARTBEAT_S": beat})
+    assert result.returncode == 2, result.output
+    assert result.output == f"error: MLPIPELINE_HEARTBEAT_S='{beat}' must be a number of seconds from 0.05 to 3600\n"
+    assert project.calls() == []
+
+
 # Stays to tell the daemon's exit status: the group's signal is for the daemon and its reader,
 # which dies of it as `tee` or `less` would, so that the daemon's stdout becomes a broken pipe.
 PIPED_TO_A_READER = r"""

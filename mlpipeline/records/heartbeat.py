@@ -8,6 +8,7 @@ clocks that disagree between hosts (or an NFS server's) do not matter.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -36,12 +37,28 @@ def declared_interval(beat: Any) -> float:
     return heartbeat_interval()
 
 
+INTERVAL_RANGE_S = (0.05, 3600.0)
+
+
 def heartbeat_interval() -> float:
-    """Seconds between beats: 5, or ``MLPIPELINE_HEARTBEAT_S`` (tests shorten it)."""
+    """Seconds between beats: 5, or ``MLPIPELINE_HEARTBEAT_S`` (tests shorten it); a value
+    heartbeat_problem() refuses counts as unset."""
+    return DEFAULT_INTERVAL_S if heartbeat_problem() else float(os.environ[INTERVAL_VARIABLE])
+
+
+def heartbeat_problem() -> Optional[str]:
+    """Why ``MLPIPELINE_HEARTBEAT_S`` cannot be used (the command refuses to start), or None."""
+    given = os.environ.get(INTERVAL_VARIABLE)
+    if given is None:
+        return None
     try:
-        return max(float(os.environ.get(INTERVAL_VARIABLE, DEFAULT_INTERVAL_S)), 0.05)
+        seconds = float(given)
     except ValueError:
-        return DEFAULT_INTERVAL_S
+        seconds = math.nan
+    low, high = INTERVAL_RANGE_S
+    if not low <= seconds <= high:  # NaN too
+        return f"{INTERVAL_VARIABLE}={given[:40]!r} must be a number of seconds from {low:g} to {high:g}"
+    return None
 
 
 def beat_path(folder: Path, daemon_key: str) -> Path:
