@@ -364,3 +364,27 @@ def test_a_cancel_of_a_version_whose_daemon_stops_beating_is_recorded_by_the_dae
     assert again.returncode == 0, again.output
     assert [c["version"] for c in project.calls("train")].count("slow") == 1  # -u leaves it
     assert {r["version"]: r["status"] for r in project.results()}["slow"] == "cancelled"
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
+def test_a_daemon_stopped_while_its_version_ran_on_records_the_versions_own_duration(project, preload):
+    # SIGSTOP of the daemon alone: its version trained on and ended; the daemon, woken, recorded
+    # its own clock's 19.5 s for a version of 5 s (a probe).
+    if preload:
+        project.write("mlp.config", '[MLP]\nmodels_dir = "models"\npreload = ["wave"]\n')
+    project.script("a.py", versions_code('versions.addV("v", sleep_per_step=0.3, epoc_count=1)', defaults="learning_rate=0.1, dataloader=Data(), batch_size=25, epoc_count=1"))
+    project.queue(["a.py"])
+    daemon = project.start("-r")
+    project.wait_for(lambda: project.calls("train") or daemon.poll() is not None, what="the version to train")
+    assert daemon.poll() is None, daemon.communicate()[0]
+    daemon.send_signal(signal.SIGSTOP)
+    try:
+        project.wait_for(lambda: project.calls("trained"), timeout=30, what="the version to end while its daemon is stopped")
+        time.sleep(4)
+    finally:
+        daemon.send_signal(signal.SIGCONT)
+    output, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, output
+    [row] = project.results()
+    trained = project.calls("trained")[0]["t"] - project.calls("train")[0]["t"]
+    assert trained <= row["duration_s"] < trained + 2.5, (row["duration_s"], trained)

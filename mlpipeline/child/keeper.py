@@ -39,7 +39,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
-from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, RESULT_FILE, ChildRequest, cut_off_result  # noqa: E402
+from mlpipeline.executors.protocol import ENDED_EPOCH, LIFELINE_FD_VARIABLE, RESULT_FILE, ChildRequest, cut_off_result  # noqa: E402
 from mlpipeline.records.files import read_regular_bytes  # noqa: E402
 from mlpipeline.records.heartbeat import STALE_BEATS, beats_elsewhere  # noqa: E402
 
@@ -239,6 +239,7 @@ class Keeper:
             if (run_dir / RESULT_FILE).exists():
                 continue
             result = cut_off_result(message, "keeper")
+            result[ENDED_EPOCH] = time.time()
             try:
                 write_json_atomic(run_dir / RESULT_FILE, result, durable=False, for_people=False)
             except OSError:

@@ -9,6 +9,7 @@ import errno
 import math
 import os
 import sys
+import time
 import threading
 import types
 from pathlib import Path
@@ -21,6 +22,7 @@ from mlpipeline.script_support.failures import ExplainedFailure
 from mlpipeline.child.live_output import buffer_output
 from mlpipeline.child.old_scripts import MODEL_NAMES, old_code_advice, pre_execution_arguments
 from mlpipeline.executors.protocol import (
+    ENDED_EPOCH,
     LIST_VERSIONS,
     RESULT_FILE,
     STEPS_EVENT,
@@ -726,6 +728,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     request = ChildRequest.read(run_dir)
     sys.argv = [request.script_path]
     result, _ = answer(request)
+    result[ENDED_EPOCH] = time.time()  # the daemon's own clock may have stopped meanwhile (SIGSTOP)
     write_bytes_atomic(run_dir / RESULT_FILE, fitted_result(result).encode("utf-8"), durable=False)  # read once, right after
     sys.stdout.flush()
     sys.stderr.flush()

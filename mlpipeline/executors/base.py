@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from mlpipeline.executors.protocol import ChildRequest, ChildResult
+from mlpipeline.executors.protocol import ENDED_EPOCH, ChildRequest, ChildResult
 
 LineSink = Callable[[str, List[str]], None]
 """Receives the lines a child printed, as they were read together: (``"stdout"`` or
@@ -77,6 +77,7 @@ class ChildRun:
     tag: Any = None
     pid: Optional[int] = None
     started: float = field(default_factory=time.monotonic)
+    started_epoch: float = field(default_factory=time.time)  # the same moment, by the host's clock
     outcome: Optional[ChildOutcome] = None
     stop_signal: Optional[int] = None
     timeout: Optional[float] = None
@@ -282,6 +283,8 @@ class Executor(ABC):
         peak GPU memory of its processes and the mean utilization of their GPUs, where read;
         ``wall_s``: how long it ran, where measured where it ran (else from its start here)."""
         self._close_lifeline(run)
+        if isinstance(result, dict):
+            result.pop(ENDED_EPOCH, None)  # read by the local executors (wall_from_child); no record field
         run.outcome = ChildOutcome(
             result=result,
             returncode=returncode,

@@ -29,7 +29,7 @@ from mlpipeline.executors.gpu_usage import GpuUsage
 
 from mlpipeline.executors.output_lines import MAX_EVENT_BYTES, READ_BYTES, LineCutter, RecordCutter
 from mlpipeline.executors.process_tree import SAMPLE_INTERVAL_S, ProcessTree, start_time
-from mlpipeline.executors.protocol import LIFELINE_FD_VARIABLE, RUN_FOLDER_PREFIX, new_run_folder, take_result
+from mlpipeline.executors.protocol import ENDED_EPOCH, LIFELINE_FD_VARIABLE, RUN_FOLDER_PREFIX, new_run_folder, take_result
 from mlpipeline.records.lines import RecordError, decode_object
 from mlpipeline.script_support.channel import EVENTS_FD_VARIABLE
 
@@ -171,7 +171,8 @@ class LocalExecutor(Executor):
         # ru_maxrss (KiB on Linux) is exact for the largest single process; the tree's sum is sampled.
         peak = max(tree.peak_rss_bytes, usage.ru_maxrss * 1024)
         gpu = (tree.peak_gpu_bytes, tree.gpu_utilization)
-        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak, take_result(run.handle.run_dir), gpu)
+        result = take_result(run.handle.run_dir)
+        self._finish(run, process.returncode, usage.ru_utime + usage.ru_stime, peak, result, gpu, wall_s=wall_from_child(run, result))
 
     def _signal(self, run: ChildRun, signum: int) -> None:
         child: Optional[LocalChild] = run.handle
@@ -276,6 +277,16 @@ def _sample(tree: ProcessTree, gpu_usage: Optional[GpuUsage]) -> None:
             )
     except Exception:  # noqa: BLE001 - a driver that stops answering costs the record its GPU figures, never the run
         pass
+
+
+def wall_from_child(run: ChildRun, result: Optional[Dict[str, Any]]) -> Optional[float]:
+    """How long the run took by the time its child said it ended, where it said so: this
+    daemon, stopped (SIGSTOP) while its version ran on, counts the stop too. None: measured here."""
+    ended = result.pop(ENDED_EPOCH, None) if isinstance(result, dict) else None
+    if type(ended) not in (int, float):
+        return None
+    wall_s = ended - run.started_epoch
+    return wall_s if 0 <= wall_s <= time.monotonic() - run.started else None
 
 
 def run_thread(target: Callable[..., None], *args: Any) -> threading.Thread:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mlpipeline.executors.base import ChildRun, Executor
-from mlpipeline.executors.local import OUTPUT_AFTER_END_S, LocalChild, LocalExecutor, end_what_the_keeper_left, run_thread
+from mlpipeline.executors.local import OUTPUT_AFTER_END_S, LocalChild, LocalExecutor, end_what_the_keeper_left, run_thread, wall_from_child
 from mlpipeline.executors.preload_client import PreloadClient, start_preload
 from mlpipeline.executors.process_tree import ProcessTree
 from mlpipeline.executors.protocol import KILL_WORKER, RUN_VERSION, new_run_folder, take_result
@@ -93,7 +93,8 @@ class PreloadExecutor(LocalExecutor):
         # No answer: the preload server died with the child still unreported; count it as killed.
         returncode = ended.get("returncode", -signal.SIGKILL)
         gpu = (tree.peak_gpu_bytes, tree.gpu_utilization)
-        self._finish(run, returncode, ended.get("cpu_s"), peak, take_result(run.handle.run_dir), gpu)
+        result = take_result(run.handle.run_dir)
+        self._finish(run, returncode, ended.get("cpu_s"), peak, result, gpu, wall_s=wall_from_child(run, result))
 
 
 def local_executor(

@@ -17,6 +17,9 @@ from mlpipeline.records.files import json_text, write_json_atomic
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
+ENDED_EPOCH = "ended_epoch"
+"""The result's field for when the child ended (seconds since the epoch, its host's clock),
+which the local executor takes its duration from: the daemon may have been stopped meanwhile."""
 
 LIST_VERSIONS = "list"
 RUN_VERSION = "run"

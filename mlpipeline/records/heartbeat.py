@@ -43,7 +43,8 @@ INTERVAL_RANGE_S = (0.05, 3600.0)
 def heartbeat_interval() -> float:
     """Seconds between beats: 5, or ``MLPIPELINE_HEARTBEAT_S`` (tests shorten it); a value
     heartbeat_problem() refuses counts as unset."""
-    return DEFAULT_INTERVAL_S if heartbeat_problem() else float(os.environ[INTERVAL_VARIABLE])
+    given = os.environ.get(INTERVAL_VARIABLE)
+    return DEFAULT_INTERVAL_S if given is None or heartbeat_problem() else float(given)
 
 
 def heartbeat_problem() -> Optional[str]:
