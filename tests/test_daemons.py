@@ -236,6 +236,26 @@ def test_a_version_run_once_by_a_live_daemon_is_not_rerun_by_one_that_joins_late
     assert [c["version"] for c in project.calls("train")] == ["v1", "v2"]
 
 
+def test_a_daemon_that_joins_a_session_runs_nothing_a_member_that_has_ended_ran(project):
+    # Without -u: the first daemon ran b.py and ended; the second, of its session, still holds
+    # a.py:held. A third, joining the second, re-ran b.py (a probe, 2 of 2): the session is
+    # also the daemons that have left it, which the second says in its heartbeat.
+    project.script("a.py", versions_code('versions.addV("held", wait_for="go")'))
+    project.script("b.py", versions_code('versions.addV("v1", model_dir_suffix="v1")', 'versions.addV("v2", model_dir_suffix="v2")'))
+    project.queue(["a.py", "b.py"])
+    second = project.start("-r", "--only", "a.py")
+    project.wait_for(lambda: project.calls("train"), what="the second daemon to hold a.py:held")
+    first = project.run("-r", "--only", "b.py")  # joins the second's session, runs b.py, ends
+    assert first.returncode == 0 and [c["script"] for c in project.calls("train")] == ["a.py", "b.py", "b.py"], first.output
+    third = project.start("-r")
+    project.wait_for(lambda: "waiting while other daemons run a.py:held" in project.log_text(), what="the third to wait")
+    (project.root / "go").touch()
+    for daemon in (second, third):
+        output, _ = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, output
+    assert [c["script"] for c in project.calls("train")] == ["a.py", "b.py", "b.py"]  # nothing twice
+
+
 def unshared(name):
     """Run under a pid namespace of its own (a container on this machine), as root only."""
     if os.geteuid() != 0 or not shutil.which("unshare"):

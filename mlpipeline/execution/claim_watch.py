@@ -56,6 +56,9 @@ class ClaimWatch:
             return ClaimsChecked()
         self._checked = now
         self._journal.refresh()
+        # Who joined the session, followed while every slot is busy too: the heartbeat says the
+        # members, so that a daemon joining later knows those that have ended by then.
+        self._claims.session()
         taken_over = self.take_over_stale()
         lost: List[ChildRun] = []
         for run in running:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from mlpipeline.records.ends import new_run_id
-from mlpipeline.records.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons
+from mlpipeline.records.heartbeat import Heartbeat, Liveness, LivenessJudge, heartbeat_interval, live_daemons, session_of
 from mlpipeline.records.identity import DaemonIdentity
 from mlpipeline.records.journal import Journal, state_of
 from mlpipeline.records.states import CARRIED_FIELDS, JournalEvent, RunState
@@ -58,7 +58,11 @@ class Claims:
         of the daemons running now (judged after the first beat, whose file's mtime is the
         folder's "now": live_daemons)."""
         self._heartbeat.start()
-        self._session_daemons = set(live_daemons(self._heartbeat_dir, self._identity))
+        # The live daemons' session, with those of it that have ended: a version any of them
+        # ran is the session's (without -u it is not run again).
+        self._session_daemons = session_of(live_daemons(self._heartbeat_dir, self._identity))
+        self._session_daemons.discard(self._identity.key)
+        self._say_session()
         self._journal.refresh()
         self._session_start = self._journal.lines_read
 
@@ -114,6 +118,8 @@ class Claims:
             if claim is not None and claim[0] > self._session_start and claim[2] is not None and claim[2] not in self._session_daemons:
                 self._session_daemons.add(claim[2])
                 joined = True
+        if joined:
+            self._say_session()
         if changed is None or joined:
             # A daemon that joined the session makes its older claims the session's too.
             self._taken_by.clear()
@@ -123,6 +129,10 @@ class Claims:
         for key in keys:
             self._follow(key)
         return self._taken, self._cut_off
+
+    def _say_session(self) -> None:
+        self._heartbeat.session = sorted(self._session_daemons)
+        self._heartbeat.beat_now()
 
     def _all_claimed(self) -> List[VersionKey]:
         return [key for key, _, _, _ in self._journal.claims()]

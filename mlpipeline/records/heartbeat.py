@@ -15,7 +15,7 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from mlpipeline.records.files import now_iso, read_regular_bytes, write_json_atomic
 from mlpipeline.records.lines import FILE_LIMIT, RecordError, decode_object, read_object
@@ -83,6 +83,9 @@ class Heartbeat:
         self._thread: Optional[threading.Thread] = None
         self._count = 0
         self._failed: Tuple[int, str] = (0, "")  # beats failed in a row, and why the last did
+        self.session: List[str] = []
+        """The other daemons of this one's session, said in each beat: a daemon that joins it
+        later learns of those that have ended already (their versions are the session's)."""
 
     @property
     def failing(self) -> Optional[str]:
@@ -97,6 +100,13 @@ class Heartbeat:
         self._beat()
         self._thread = threading.Thread(target=self._run, name="mlpipeline-heartbeat", daemon=True)
         self._thread.start()
+
+    def beat_now(self) -> None:
+        """One beat at once (the session changed); a failure is the next beat's to tell."""
+        try:
+            self._beat()
+        except OSError:
+            pass
 
     def stop(self) -> None:
         self._stop.set()
@@ -124,6 +134,8 @@ class Heartbeat:
             "time": now_iso(),
             "interval": self._interval,  # judged by the period it keeps, not the reader's
         }
+        if self.session:
+            beat["session"] = self.session[-SESSION_LIMIT:]
         write_json_atomic(self.path, beat, durable=False)  # a view of liveness: nothing to keep after a power cut
 
 
@@ -208,6 +220,22 @@ def seems_alive(record: Dict[str, Any], identity: DaemonIdentity, folder: Path) 
     except OSError:
         return False
     return age < heartbeat_interval() * STALE_BEATS + REMOTE_CLOCK_SLACK_S
+
+
+SESSION_LIMIT = 500
+"""At most this many daemons of a session are said in a beat (a file of about 30 KB); a session
+of more leaves some out."""
+
+
+def session_of(beats: Dict[str, Dict[str, Any]]) -> Set[str]:
+    """The daemons of the session that ``beats`` (live_daemons) belong to: they, and the
+    daemons each says it shares its session with."""
+    found = set(beats)
+    for beat in beats.values():
+        said = beat.get("session")
+        if isinstance(said, list):
+            found.update(key for key in said[-SESSION_LIMIT:] if isinstance(key, str) and key)
+    return found
 
 
 def live_daemons(folder: Path, identity: DaemonIdentity) -> Dict[str, Dict[str, Any]]:
