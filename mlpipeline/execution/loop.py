@@ -367,9 +367,9 @@ class ExecutionLoop:
         self.launcher.record_placements()
 
     def _check_claims(self, force: bool = False) -> None:
-        """Stop the runs whose claims another daemon took: they record nothing. A version a
-        cancel of this session names that is cut off now (its daemon died, or stopped
-        heartbeating, after the cancel reached it) is recorded cancelled, so -u leaves it."""
+        """Stop the runs whose claims another daemon took: they record nothing. A version taken
+        over from a dead daemon that a cancel named while that daemon held it (the cancel was
+        that daemon's to record) is recorded cancelled, so -u leaves it."""
         checked = self.claim_watch.check(self.executor.running, force)
         for run in checked.lost:
             version_run: VersionRun = run.tag
