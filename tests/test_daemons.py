@@ -90,8 +90,8 @@ def test_two_daemons_never_run_two_versions_in_one_model_dir(project, flags):
     # One at a time: each claim follows the end of the version claimed before it.
     order = [e["event"] for e in journal if e["event"] in ("claimed", "finished")]
     assert order == ["claimed", "finished"] * 4, order
-    model_dir = str(project.outputs / "model_ckpts" / "a")
-    assert {e.get("model_dir") for e in journal if e["event"] in ("claimed", "started")} == {model_dir}
+    # Named from outputs_dir, as every host sharing the folder names it wherever it mounts it.
+    assert {e.get("model_dir") for e in journal if e["event"] in ("claimed", "started")} == {"model_ckpts/a"}
     assert not [e for e in journal if e["event"] in ("failed", "interrupted")]
     assert len(project.calls("train")) == 4
 
@@ -357,6 +357,23 @@ def test_a_daemon_that_beat_fast_and_was_killed_is_not_joined_by_one_that_beats_
     assert [e["event"] for e in project.journal() if e["version"] == "w"][-1] == "finished"
 
 
+def test_a_version_whose_model_dir_a_version_of_another_queue_holds_waits_for_it(project):
+    # Two daemons of two --only selections: the second's version shares the first's model_dir.
+    # It waits, saying why, then runs; it once ended "nothing to run" with the version unrun.
+    project.script("a.py", versions_code('versions.addV("v1")', 'versions.addV("v2", wait_for="go")'))
+    project.queue(["a.py"])
+    first = project.start("-r", "--only", "a.py:v2")
+    project.wait_for(lambda: project.calls("train"), what="the first daemon to hold the model_dir")
+    second = project.start("-r", "--only", "a.py:v1")
+    project.wait_for(lambda: "a.py:v1 waits for its model_dir, which a version of another daemon's queue uses" in project.log_text(), what="the second to wait")
+    assert second.poll() is None
+    (project.root / "go").touch()
+    for daemon in (first, second):
+        output, _ = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, output
+    assert [c["version"] for c in project.calls("train")] == ["v2", "v1"]
+
+
 def test_a_cancel_of_a_version_whose_daemon_stops_beating_is_recorded_by_the_daemon_that_takes_it_over(project):
     # The command saw the version's daemon alive and left the cancel to it; that daemon froze.
     # The daemon that took the claim over recorded it interrupted, and -u finished it (a probe,
@@ -408,3 +425,23 @@ def test_a_daemon_stopped_while_its_version_ran_on_records_the_versions_own_dura
     [row] = project.results()
     trained = project.calls("trained")[0]["t"] - project.calls("train")[0]["t"]
     assert trained <= row["duration_s"] < trained + 2.5, (row["duration_s"], trained)
+
+
+def test_a_cancel_left_to_a_daemon_killed_before_it_acted_is_recorded_by_the_next_start(project):
+    # Same host: the command saw the daemon alive (stopped) and left the cancel to it; it was
+    # then killed outright. The next daemon takes the claim over as it starts (a reviewer
+    # found it resumed and finished the version there).
+    project.script("a.py", versions_code('versions.addV("slow", sleep_per_step=0.05, epoc_count=10, model_dir_suffix="s")'))
+    project.queue(["a.py"])
+    daemon = project.start("-r", "-u")
+    project.wait_for(lambda: steps_done(project, "a-s") >= 3, what="the version to train")
+    daemon.send_signal(signal.SIGSTOP)
+    cancel = project.run("cancel", "a.py:slow")
+    assert cancel.returncode == 0 and "its daemon stops a.py:slow" in cancel.output, cancel.output
+    kill_tree(daemon.pid)
+    daemon.communicate()
+    again = project.run("-r", "-u")
+    assert again.returncode == 0, again.output
+    assert "a cancel asked while it ran names it, so it is recorded cancelled" in again.output, again.output
+    assert [e["event"] for e in project.journal() if e["version"] == "slow"][-2:] == ["interrupted", "cancelled"]
+    assert len(project.calls("train")) == 1

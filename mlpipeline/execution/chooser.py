@@ -66,6 +66,7 @@ class VersionChooser:
         self._watched: Dict[Tuple[str, str], Tuple[int, bool]] = {}  # (journal lines read then, watched)
         self._halving_seen: Optional[Tuple[Any, ...]] = None  # what the last empty look at promotions saw
         self._shared_model_dirs: Dict[Tuple[Any, ...], bool] = {}  # by script, content and selection
+        self._passing_over_busy = True  # versions whose model_dir a running version uses are passed over
 
     # -- the choice ------------------------------------------------------------------------
 
@@ -89,6 +90,18 @@ class VersionChooser:
                 return planned  # to its end, unjudged: see _shares_model_dirs
             return self._halving.first_run(planned, watched=self._is_watched(planned.script))
         return self._next_in_halving(scripts, handled, cut_off)
+
+    def waiting_for_model_dir(self, taken: Set[Tuple[str, str, Optional[str]]], cut_off: Set[Tuple[str, str]]) -> Optional[PlannedRun]:
+        """With next() finding nothing: the version that would run but for its model_dir, which
+        another version uses now (under another daemon, maybe of another queue); None if none."""
+        if not self._busy_model_dirs():
+            return None
+        scripts = [self._without_cancelled(script) for script in self.queue.current()]
+        self._passing_over_busy = False
+        try:
+            return choose_next(self._candidates(scripts, cut_off), self._journal, self._policy, _Handled(self._handled, taken, cut_off), cut_off)
+        finally:
+            self._passing_over_busy = True
 
     def take_stops(self) -> List[JudgedOut]:
         """The paused versions early stopping judged out since the last call, to be recorded."""
@@ -406,7 +419,7 @@ class VersionChooser:
                 yield name
 
     def _busy_names(self, label: str, listing: ScriptListing) -> AbstractSet[str]:
-        busy_dirs = self._busy_model_dirs()
+        busy_dirs = self._busy_model_dirs() if self._passing_over_busy else frozenset()
         if not busy_dirs:
             return frozenset()
         key = (label, listing.sha256)

@@ -6,6 +6,7 @@ by it, several on one GPU. The pool (gpus.py) keeps the state; this decides.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
@@ -43,7 +44,8 @@ class GpuLoad:
         if self.total_bytes is None:
             return None
         # A version that stated no gpu_memory holds what it holds; one that did may not have
-        # taken it all yet: the larger of the two is this daemon's.
+        # taken it all yet. The larger of the two sums is an estimate, low where both kinds
+        # share the GPU (what is held is not told apart by version).
         return self.total_bytes - self.others_bytes - max(self.reserved_bytes, self.ours_bytes)
 
 
@@ -54,7 +56,9 @@ def memory_bytes(value: Any, label: str) -> Optional[int]:
     if value is None:
         return None
     amount: Optional[float] = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value > _MAX_BYTES:
+        amount = math.inf  # 10**400 is no float
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
         amount = float(value) if value == value else None  # NaN: no amount
     elif isinstance(value, str):
         match = _MEMORY.fullmatch(value)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import psutil
 
 from mlpipeline.execution.gpu_placement import GpuLoad, holders, memory_bytes, never_fits, place, shown_bytes
-from mlpipeline.executors.gpu_usage import GpuReading, GpuUsage
+from mlpipeline.executors.gpu_usage import GpuReading, GpuUsage, within_deadline
 from mlpipeline.queue.project_keys import GPU_ID
 from mlpipeline.records.text import one_line
 
@@ -39,18 +39,18 @@ def detect_gpus() -> Tuple[List[str], Optional[str]]:
     if shutil.which("nvidia-smi") is None:
         return [], None
     try:
-        done = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True,
-            timeout=20,
+        # A process stuck in the driver outlives its kill, and subprocess.run waits for it.
+        done = within_deadline(
+            lambda: subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, timeout=20),
+            timeout=25,
         )
-    except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, TimeoutError):
         return [], "nvidia-smi did not answer in 20 s; versions run with no GPU"
     except (OSError, subprocess.SubprocessError) as exc:
         return [], f"nvidia-smi could not be run ({exc}); versions run with no GPU"
     said = one_line(done.stdout.decode("utf-8", "replace").strip() or done.stderr.decode("utf-8", "replace").strip())[:300]
     listed = [line.strip() for line in done.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
-    if done.returncode != 0 or not all(line.isdigit() and len(line) <= 9 for line in listed):
+    if done.returncode != 0 or not all(GPU_ID.fullmatch(line) and line.isdigit() for line in listed):
         return [], f"nvidia-smi did not list GPUs (exit {done.returncode}: {said or 'no output'}); versions run with no GPU"
     return list(dict.fromkeys(listed)), None
 
@@ -58,7 +58,7 @@ def detect_gpus() -> Tuple[List[str], Optional[str]]:
 def _visible_devices(visible: str) -> Tuple[List[str], Optional[str]]:
     ids: List[str] = []
     for item in (entry.strip() for entry in visible.split(",")):
-        known = str(int(item)) if item.isdigit() and len(item) <= 9 else item
+        known = str(int(item)) if item.isascii() and item.isdigit() and len(item) <= 9 else item
         if not GPU_ID.fullmatch(item) or known in ids:
             if item in ("", "-1") and not ids:
                 return [], None  # the usual ways to hide every GPU
@@ -71,8 +71,10 @@ def _visible_devices(visible: str) -> Tuple[List[str], Optional[str]]:
 
 def requested(value: Any, label: str) -> float:
     """What a version's ``gpus`` parameter asks for, checked; ValueError names the version."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{label}: gpus must be 0, a fraction below 1, or a whole number of GPUs, not {value!r}")
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    # Past 2**31 GPUs is no request (and 10**400 no float).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value > 2**31 or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{label}: gpus must be 0, a fraction below 1, or a whole number of GPUs, not {shown}")
     if value > 1 and not float(value).is_integer():
         raise ValueError(f"{label}: gpus above 1 must be a whole number, not {value!r}")
     return float(value)

@@ -103,18 +103,19 @@ class Launcher:
             return Launched(Launch.WAITS)  # versions that share a model_dir (no MODEL_DIR_SUFFIX) never run at once
         share = 0.0 if problem else self._gpu_share(planned, listing)
         memory = None if problem else self._gpu_memory(planned, listing)
-        if not problem and self._resources.free_gpus_for(share, memory) is None:
-            self._say_gpus_busy(label)
-            return Launched(Launch.WAITS)
-        gave_up = self._resources.gpus.reading_problem()
+        free = None if problem else self._resources.free_gpus_for(share, memory)
+        gave_up = self._resources.gpus.reading_problem()  # a read that hung, given up just now or before
         if gave_up:
             self._say.warn_once(("gpu reading", gave_up), gave_up)
+        if not problem and free is None:
+            self._say_gpus_busy(label)
+            return Launched(Launch.WAITS)
         if not self._end_earlier_run(planned):
             return Launched(Launch.BLOCKED)
         expected = self._journal.latest(planned.script.label, planned.version)
         claimed = self._claims.claim(
-            expected, planned.script.label, planned.version, planned.sha256, str(model_dir), attempt=planned.attempt,
-            run_id=run_id, **self._halving_fields(planned),
+            expected, planned.script.label, planned.version, planned.sha256, self._paths.in_outputs(model_dir),
+            attempt=planned.attempt, run_id=run_id, **self._halving_fields(planned),
         )  # fmt: skip
         if claimed is ClaimResult.MODEL_DIR_HELD:
             return Launched(Launch.WAITS)  # another daemon's version runs in its model_dir: after it ends
@@ -216,7 +217,7 @@ class Launcher:
                 resumed=planned.start is Start.RESUME,
                 attempt=planned.attempt,
                 run_id=version_run.run_id,
-                model_dir=version_run.model_dir,
+                model_dir=self._paths.in_outputs(Path(version_run.model_dir)),
                 **self._halving_fields(planned),
                 gpus=gpus,
                 **where,

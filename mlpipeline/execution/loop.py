@@ -191,7 +191,7 @@ class ExecutionLoop:
                 check_named_versions(self.queue.only_named(), self.catalog, "--only")
                 self.claims.start()
                 # What the journal shows as started by a daemon that is gone is ended before anything runs.
-                self.claim_watch.take_over_stale()
+                self._cancel_taken_over(self.claim_watch.take_over_stale())
                 self.records.recover(self.claims.is_dead)
                 self.listener.drop_old_progress(self.journal)
                 self.say.daemon(
@@ -269,9 +269,18 @@ class ExecutionLoop:
                     continue
                 if stop_asked is None and not self._stops_dispatching() and not self.control.paused:
                     # The fill above passed over versions whose model_dir another daemon's
-                    # version ran in; none runs now, so they may start.
+                    # version ran in; none of this queue runs now, so they may start, or wait
+                    # for a version of another queue in that model_dir.
                     self._fill_slots()
                     if self.executor.outstanding or self._waits:
+                        continue
+                    waiting = self.chooser.waiting_for_model_dir(*self.claims.session())
+                    if waiting is not None:
+                        message = f"{waiting.label} waits for its model_dir, which a version of another daemon's queue uses"
+                        if self.say.first_time(("waits for model_dir", waiting.label)):
+                            self.say.log("INFO", waiting.label, message)
+                            self.view.info(message)
+                        time.sleep(0.2)
                         continue
                 if not self.options.wait:
                     break
@@ -513,7 +522,7 @@ class ExecutionLoop:
     def _busy_model_dirs(self) -> AbstractSet[str]:
         """The model_dirs a version runs in now, here or under another daemon: the chooser
         passes over the versions that would share one."""
-        return self.resources.busy_model_dirs() | self.journal.held_model_dirs()
+        return self.resources.busy_model_dirs() | {self.paths.of_outputs(folder) for folder in self.journal.held_model_dirs()}
 
     def _show_queue_counts(self, now: bool = False) -> None:
         if not self._counts_due and time.monotonic() - self._queue_looked >= QUEUE_LOOK_S:

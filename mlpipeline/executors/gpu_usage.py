@@ -66,11 +66,18 @@ class GpuUsage:
     def read(self) -> Optional[Dict[str, GpuReading]]:
         try:
             if self._source is None:
-                self._source = "nvml" if _within_deadline(self._start_nvml) else ("nvidia-smi" if shutil.which("nvidia-smi") else "none")
+                try:
+                    started = within_deadline(self._start_nvml)
+                except TimeoutError:
+                    if not shutil.which("nvidia-smi"):
+                        raise
+                    started = False  # NVML slow to start (many GPUs, no persistence mode): nvidia-smi may answer
+                self._source = "nvml" if started else ("nvidia-smi" if shutil.which("nvidia-smi") else "none")
             if self._source == "nvml":
-                return _sane(_within_deadline(self._read_nvml))
+                return _sane(within_deadline(self._read_nvml))
             if self._source == "nvidia-smi":
-                return _sane(_read_nvidia_smi())
+                # A process stuck in the driver outlives its kill, and subprocess waits for it.
+                return _sane(within_deadline(_read_nvidia_smi))
         except (TimeoutError, subprocess.TimeoutExpired):
             what = "NVML" if self._source in (None, "nvml") else "nvidia-smi"
             self._source = "none"
@@ -114,9 +121,9 @@ class GpuUsage:
         return found
 
 
-def _within_deadline(call: Callable[[], Any]) -> Any:
-    """``call()``, or TimeoutError past READ_TIMEOUT_S: a driver call cannot be interrupted, so
-    it runs in a thread of its own, which a hung call leaves behind (a daemon thread)."""
+def within_deadline(call: Callable[[], Any], timeout: float = READ_TIMEOUT_S) -> Any:
+    """``call()``, or TimeoutError past ``timeout``: a driver call cannot be interrupted, so it
+    runs in a thread of its own, which a hung call leaves behind (a daemon thread)."""
     box: Dict[str, Any] = {}
 
     def run() -> None:
@@ -127,7 +134,7 @@ def _within_deadline(call: Callable[[], Any]) -> Any:
 
     thread = threading.Thread(target=run, name="mlpipeline-gpu-read", daemon=True)
     thread.start()
-    thread.join(READ_TIMEOUT_S)
+    thread.join(timeout)
     if thread.is_alive():
         raise TimeoutError
     if "error" in box:

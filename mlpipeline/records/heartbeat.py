@@ -102,7 +102,10 @@ class Heartbeat:
         self._thread.start()
 
     def beat_now(self) -> None:
-        """One beat at once (the session changed); a failure is the next beat's to tell."""
+        """One beat at once (the session changed); a failure is the next beat's to tell. None
+        once stopped: the file is gone, and a beat would make an ended daemon seem alive."""
+        if self._stop.is_set():
+            return
         try:
             self._beat()
         except OSError:

@@ -226,8 +226,9 @@ class Journal:
             yield self._latest[key]
 
     def model_dir_holder(self, model_dir: str) -> Optional[VersionKey]:
-        """The version that runs in ``model_dir`` now, as far as read, under any daemon (its
-        claim names the folder: versions of a script without MODEL_DIR_SUFFIX share one)."""
+        """The version that runs in ``model_dir`` (as claims name it: relative to outputs_dir)
+        now, as far as read, under any daemon (versions of a script without MODEL_DIR_SUFFIX
+        share one)."""
         for key in self._running:
             if self._model_dirs.get(key) == model_dir:
                 return key

@@ -1,6 +1,8 @@
 """Every path mlpipeline writes under outputs/, named in one place."""
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -82,6 +84,15 @@ class OutputPaths:
         if suffix:
             name = f"{name}-{suffix}"
         return self.model_ckpts / name
+
+    def in_outputs(self, path: Path) -> str:
+        """``path`` as the records name it for every host: relative to outputs_dir, which hosts
+        sharing the folder may mount at different places."""
+        return os.path.relpath(path, self.outputs_dir)
+
+    def of_outputs(self, relative: str) -> str:
+        """The path of what in_outputs() named, on this host."""
+        return str(self.outputs_dir / relative)
 
     @staticmethod
     def lock_for(path: Path) -> Path:
