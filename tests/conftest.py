@@ -299,9 +299,8 @@ def gpus_here() -> int:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """How many test processes `-n auto` (pytest.ini) starts: one a core and one more, at most
     four. The tests mostly wait on the daemons, Ray nodes and Slurm cluster they start: on two
-    cores, two processes took 28.8-30.8 min with the cores a fifth idle, three 21.2 min with
-    them a tenth idle (2026-12-08, the same 670 tests); more than four would crowd one
-    machine with clusters."""
+    cores, two processes took 28.8-30.8 min, three 21.2 min with the cores a tenth idle
+    (2026-12-08, 648 and 670 tests); more than four would crowd one machine with clusters."""
     return max(1, min((os.cpu_count() or 1) + 1, 4))
 
 
