@@ -261,11 +261,14 @@ class VersionChooser:
 
     # -- what is left ------------------------------------------------------------------------
 
-    def pending(self, taken: AbstractSet[Tuple[str, str, Optional[str]]], cut_off: AbstractSet[Tuple[str, str]]) -> "QueueLeft":
+    def pending(
+        self, taken: AbstractSet[Tuple[str, str, Optional[str]]], cut_off: AbstractSet[Tuple[str, str]], own_daemon: str = ""
+    ) -> "QueueLeft":
         """What is still to run among the scripts already listed (listing the others would import
-        them early), retries included; what other daemons of the session run now and have
-        ended; what a cancel took before this daemon started it; and how many scripts are not
-        listed yet. ``taken`` and ``cut_off`` are the session's, as for next()."""
+        them early), retries included; what other daemons run now (``own_daemon``: this one's
+        key) and, of the session, have ended; what a cancel took before this daemon started it;
+        and how many scripts are not listed yet. ``taken`` and ``cut_off`` are the session's,
+        as for next()."""
         pending = unlisted = running_elsewhere = cancelled = 0
         ended_elsewhere: Set[str] = set()
         self._real_dirs = {}
@@ -285,16 +288,13 @@ class VersionChooser:
                 if not queued.wants(name):
                     continue
                 key = (script.label, name, sha256)
-                if key in taken and (script.label, name) not in cut_off:
-                    # Another daemon of the session holds or ended it (``taken`` has no claim of this one).
-                    if self._journal.state(script.label, name) is RunState.RUNNING:
-                        running_elsewhere += 1
-                    else:
-                        ended_elsewhere.add(f"{script.label}:{name}")
+                if self._journal.state(script.label, name) is RunState.RUNNING:
+                    claim = self._journal.claim_of(script.label, name)
+                    running_elsewhere += claim is not None and claim[2] != own_daemon  # its own the loop counts
+                elif key in taken and (script.label, name) not in cut_off:
+                    ended_elsewhere.add(f"{script.label}:{name}")  # by another daemon of the session
                 elif not script.wants(name):
                     cancelled += key not in self._handled  # one this daemon ran is in its own counts
-                elif self._journal.state(script.label, name) is RunState.RUNNING:
-                    continue  # this daemon's own, counted by the loop, or a claim not yet judged
                 elif key not in handled and decide(self._journal, script.label, name, sha256, self._policy, cut_off) is not None:
                     pending += 1
                 elif self._halving is not None and self._is_paused(script.label, name, sha256):
@@ -444,9 +444,9 @@ class VersionChooser:
 
 class QueueLeft(NamedTuple):
     """What the queue holds beyond what this daemon runs and ended: versions still to run,
-    versions other daemons of the session run now and have ended, versions cancelled before
-    this daemon started them, and scripts not listed yet (their versions are counted once
-    imported)."""
+    versions other daemons run now, versions other daemons of the session have ended, versions
+    cancelled before this daemon started them, and scripts not listed yet (their versions are
+    counted once imported)."""
 
     pending: int
     running_elsewhere: int

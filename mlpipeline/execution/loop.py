@@ -539,7 +539,7 @@ class ExecutionLoop:
         counts = self.tally.counts()
         # A run that lost its claim is its version's past: the daemon that took it over runs or ended it.
         counts.pop(RunPhase.LOST.value, None)
-        left = self.chooser.pending(*self.claims.session())
+        left = self.chooser.pending(*self.claims.session(), own_daemon=self.identity.key)
         counts["running"] = len(self.executor.running)
         # Another daemon's versions are neither this one's to run nor pending: said apart, but
         # for those whose last word this daemon wrote (a cancel of one cut off under another).
