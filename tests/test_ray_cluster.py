@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -337,6 +338,33 @@ def test_a_cluster_that_cannot_be_reached_is_named(project):
     assert "Traceback" not in result.output
     assert time.monotonic() - started < 30
     assert not project.journal()  # nothing was claimed
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["silent", "http"])
+def test_a_port_where_no_ray_cluster_speaks_is_refused_before_ray_waits_on_it(answer):
+    # A service that accepts connections but is no Ray GCS (the wrong port): ray.init waited on
+    # it for ever, deaf to Ctrl-C (a probe: 517 s). A GCS answers HTTP/2's preface with a
+    # SETTINGS frame; the clusters of the other tests are joined through the same check.
+    from mlpipeline.executors.ray_executor import _speaks_grpc
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(100)
+                if answer is not None:
+                    connection.sendall(answer)
+                time.sleep(6)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        started = time.monotonic()
+        assert _speaks_grpc("127.0.0.1", port) is False
+        assert time.monotonic() - started < 8
 
 
 def _ray_start(args: List[str], env: Dict[str, str], prefix: List[str] = ()) -> subprocess.Popen:

@@ -77,6 +77,30 @@ def cluster_address(configured: Optional[str]) -> Tuple[str, str]:
     return "auto", "the default: the cluster `ray start` began on this machine"
 
 
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # and an empty SETTINGS frame
+
+
+def _speaks_grpc(host: str, port: int) -> bool:
+    """Whether what listens at ``host:port`` answers as a gRPC server (Ray's GCS is one): sent
+    HTTP/2's preface, it sends a SETTINGS frame back at once. With TLS on (RAY_USE_TLS) the
+    question cannot be asked in plain text: True. OSError when nothing can be connected to."""
+    if os.environ.get("RAY_USE_TLS", "0") not in ("", "0", "false", "False"):
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            return True
+    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as connection:
+        connection.sendall(_HTTP2_PREFACE)
+        header = b""
+        try:
+            while len(header) < 9:
+                part = connection.recv(9 - len(header))
+                if not part:
+                    break
+                header += part
+        except socket.timeout:
+            return False
+    return len(header) == 9 and header[3] == 0x04  # the frame's type: SETTINGS
+
+
 def connect(configured: Optional[str]) -> str:
     """Join the Ray cluster as its driver; returns the address joined. ClusterUnavailable if it
     cannot be reached or refuses this daemon (a token it does not know)."""
@@ -97,11 +121,17 @@ def connect(configured: Optional[str]) -> str:
     named = address if address == resolved else f"{address} (that is {resolved})"
     host, _, port = resolved.rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        speaks = _speaks_grpc(host, int(port))
     except socket.timeout:
         raise ClusterUnavailable(f"no Ray cluster answers at {named}, {source}, within {CONNECT_TIMEOUT_S:g} s") from None
     except (OSError, ValueError) as exc:
         raise ClusterUnavailable(f"no Ray cluster answers at {named}, {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not speaks:
+        # ray.init would wait for it for ever, deaf to Ctrl-C.
+        raise ClusterUnavailable(
+            f"no Ray cluster answers at {named}, {source}: something listens there, but it does not speak Ray's "
+            "protocol (gRPC); is that the port `ray start --head` printed?"
+        )
     # Ray says "token authentication is enabled" through its logger when it turns it on: not news here.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     token = use_token_if_present()
@@ -301,14 +331,16 @@ class RayExecutor(Executor):
             task: Optional[RayTask] = run.handle
         if task is None:
             return  # being started: _start ends it
+        # Ended first: the cancel below breaks the task's stream, whose reader would otherwise
+        # end the run as a failure of its own ("exited with status None"), which -u skips.
+        message = f"{self.lost}; cut off, to resume from its checkpoint"
+        self._end(run, None, None, None, cut_off_result(message, "node"), abandoned=True)
         if task.stream is not None:
             try:
                 self._board.post.remote(task.key, int(signal.SIGKILL))
             except Exception:  # noqa: BLE001 - the board went with the cluster: the task ends with its node
                 pass
             _cancel(task.stream, force=True)
-        message = f"{self.lost}; cut off, to resume from its checkpoint"
-        self._end(run, None, None, None, cut_off_result(message, "node"), abandoned=True)
 
     def _remove_probe(self) -> None:
         if self._probe is not None:
