@@ -420,7 +420,9 @@ class RayExecutor(Executor):
             run.handle = None
         if result is None and returncode is None and run.stop_signal is not None:
             returncode = -run.stop_signal  # stopped before it ever ran
-        self._finish(run, returncode, cpu_s, peak_rss_bytes, result=result)
+        # One never placed on a node (cancelled while it waited in the cluster's queue) ran for no time.
+        wall_s = 0.0 if run.placement is None else None
+        self._finish(run, returncode, cpu_s, peak_rss_bytes, result=result, wall_s=wall_s)
         if abandoned:
             return  # the word stays on the board for the task, should its node wake
         try:
