@@ -85,9 +85,9 @@ class Claims:
 
     def claim(self, expected: Optional[Dict[str, Any]], script: str, version: str, sha256: str, model_dir: str, **extra: Any) -> "ClaimResult":
         """Claim ``script:version`` to run in ``model_dir`` (relative to outputs_dir, as every
-        host names it) if its latest event is still
-        ``expected``, nobody holds it, and no other version runs in that folder (under any
-        daemon: two versions in one model_dir would clean or overwrite each other's files)."""
+        host names it) if its latest event is still ``expected``, nobody holds it, and no
+        other version runs in that folder (under any daemon: two versions in one model_dir
+        would clean or overwrite each other's files)."""
         if expected is not None and state_of(expected) is RunState.RUNNING:
             return ClaimResult.TAKEN
         fields = self._identity.event_fields(script, version, sha256)
