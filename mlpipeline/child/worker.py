@@ -9,8 +9,8 @@ import errno
 import math
 import os
 import sys
-import time
 import threading
+import time
 import types
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
