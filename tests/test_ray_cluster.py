@@ -367,6 +367,19 @@ def test_a_port_where_no_ray_cluster_speaks_is_refused_before_ray_waits_on_it(an
         assert time.monotonic() - started < 8
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:0", "host:", ":123", "127.0.0.1"])
+def test_an_address_that_is_no_host_and_port_is_named_so(project, address):
+    # Ray's words for these were int()'s ("invalid literal for int() with base 10: 'abc'"), or
+    # a traceback its logger printed (":123").
+    project.script("net.py", versions_code('versions.addV("a", gpus=0)'))
+    project.queue(["net.py"])
+    _ray_project(project, address)
+    result = project.run("-r", timeout=60)
+    assert result.returncode == 2, result.output
+    assert f"no Ray cluster at {address}, from ray_address in mlp.config: give the head's host:port, the port a number from 1 to 65535" in result.output
+    assert "Traceback" not in result.output and "invalid literal" not in result.output
+
+
 def _ray_start(args: List[str], env: Dict[str, str], prefix: List[str] = ()) -> subprocess.Popen:
     """A node started as a user starts one, ``ray start ... --block``; ended by SIGTERM, which
     ends what it started (never ``ray stop``)."""

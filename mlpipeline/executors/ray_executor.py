@@ -112,6 +112,14 @@ def connect(configured: Optional[str]) -> str:
         )
     from ray._private.services import canonicalize_bootstrap_address
 
+    if address != "auto":
+        host, colon, port = address.rpartition(":")
+        if not colon or not host or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            # Said here: Ray's own words for these are int()'s, or a traceback of its logger.
+            raise ClusterUnavailable(
+                f"no Ray cluster at {address}, {source}: give the head's host:port, the port a number from 1 to 65535 "
+                "(`ray start --head` prints it), or \"auto\""
+            )
     try:
         resolved = canonicalize_bootstrap_address(address)
     except (ConnectionError, ValueError) as exc:
