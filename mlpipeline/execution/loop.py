@@ -280,7 +280,7 @@ class ExecutionLoop:
                         if self.say.first_time(("waits for model_dir", waiting.label)):
                             self.say.log("INFO", waiting.label, message)
                             self.view.info(message)
-                        time.sleep(0.2)
+                        time.sleep(WAIT_POLL_S)  # that version may run for hours: a look every 2 s
                         continue
                 if not self.options.wait:
                     break
