@@ -13,6 +13,16 @@ from conftest import alive, kill_tree, versions_code
 FAST_BEATS = {"MLPIPELINE_HEARTBEAT_S": "0.2"}
 
 
+def ended_with_0(*daemons, timeout):
+    """Wait for each daemon to end, each with exit code 0; their outputs."""
+    outputs = []
+    for daemon in daemons:
+        output, _ = daemon.communicate(timeout=timeout)
+        assert daemon.returncode == 0, output
+        outputs.append(output)
+    return outputs
+
+
 def eight_versions(project):
     lines = [f'versions.addV("v{i}", sleep_per_step=0.25, model_dir_suffix="v{i}")' for i in range(8)]
     # 100 samples, batch 50, 1 epoch: 2 steps of 0.25 s, so each version takes about half a second.
@@ -24,11 +34,7 @@ def eight_versions(project):
 def test_two_daemons_on_one_host_share_the_queue(project, flags):
     eight_versions(project)
     first, second = project.start(*flags), project.start(*flags)
-    outputs = []
-    for daemon in (first, second):
-        output, _ = daemon.communicate(timeout=90)
-        assert daemon.returncode == 0, output
-        outputs.append(output)
+    outputs = ended_with_0(first, second, timeout=90)
     journal = project.journal()
     for event in ("claimed", "started", "finished"):
         counts = Counter(e["version"] for e in journal if e["event"] == event)
@@ -82,9 +88,7 @@ def test_two_daemons_never_run_two_versions_in_one_model_dir(project, flags):
     project.script("a.py", versions_code(*lines, defaults="learning_rate=0.1, dataloader=Data(), batch_size=50, epoc_count=2"))
     project.queue(["a.py"])
     first, second = project.start(*flags), project.start(*flags)
-    for daemon in (first, second):
-        output, _ = daemon.communicate(timeout=120)
-        assert daemon.returncode == 0, output
+    ended_with_0(first, second, timeout=120)
     journal = project.journal()
     assert Counter(e["version"] for e in journal if e["event"] == "finished") == {f"v{i}": 1 for i in range(4)}, journal
     # One at a time: each claim follows the end of the version claimed before it.
@@ -157,9 +161,7 @@ def test_a_live_hosts_claim_is_left_alone(project):
     time.sleep(2)  # ten beats: host-a's claim stays its own, and host-b stays, in case host-a dies
     assert host_b.poll() is None
     (project.root / "go").touch()
-    for daemon in (host_a, host_b):
-        output, _ = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, output
+    ended_with_0(host_a, host_b, timeout=60)
     finished = [(e["version"], e["host"]) for e in project.journal() if e["event"] == "finished"]
     assert sorted(finished) == [("free", "host-b"), ("held", "host-a")]
     assert not [e for e in project.journal() if e["event"] == "interrupted"]
@@ -214,9 +216,7 @@ def test_two_daemons_without_history_never_run_a_claimed_version_twice(project):
     first = project.start("-r")
     project.wait_for(lambda: any(e["event"] == "started" for e in project.journal()), what="a first claim")
     second = project.start("-r")
-    for daemon in (first, second):
-        output, _ = daemon.communicate(timeout=90)
-        assert daemon.returncode == 0, output
+    ended_with_0(first, second, timeout=90)
     for event in ("claimed", "started", "finished"):
         counts = Counter(e["version"] for e in project.journal() if e["event"] == event)
         assert counts == {f"v{i}": 1 for i in range(8)}, (event, counts)
@@ -230,9 +230,7 @@ def test_a_version_run_once_by_a_live_daemon_is_not_rerun_by_one_that_joins_late
     second = project.start("-r")  # v1 ran in this session already, v2 runs: it only stands by
     project.wait_for(lambda: "waiting while other daemons run a.py:v2" in project.log_text(), what="the second to wait")
     (project.root / "go").touch()
-    for daemon in (first, second):
-        output, _ = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, output
+    ended_with_0(first, second, timeout=60)
     assert [c["version"] for c in project.calls("train")] == ["v1", "v2"]
 
 
@@ -250,9 +248,7 @@ def test_a_daemon_that_joins_a_session_runs_nothing_a_member_that_has_ended_ran(
     third = project.start("-r")
     project.wait_for(lambda: "waiting while other daemons run a.py:held" in project.log_text(), what="the third to wait")
     (project.root / "go").touch()
-    for daemon in (second, third):
-        output, _ = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, output
+    ended_with_0(second, third, timeout=60)
     assert [c["script"] for c in project.calls("train")] == ["a.py", "b.py", "b.py"]  # nothing twice
 
 
@@ -274,9 +270,7 @@ def test_daemons_with_one_host_name_in_two_pid_namespaces_leave_each_others_clai
     project.wait_for(lambda: len(project.calls("train")) == 2, what="the second container to take the free version")
     time.sleep(2)  # ten beats: long enough to take over a claim wrongly
     (project.root / "go").touch()
-    for daemon in (first, second):
-        output, _ = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, output
+    ended_with_0(first, second, timeout=60)
     journal = project.journal()
     assert not [e for e in journal if e["event"] == "interrupted"]
     assert {e["host"] for e in journal} == {"box"} and len({e["namespace"] for e in journal}) == 2
@@ -368,9 +362,7 @@ def test_a_version_whose_model_dir_a_version_of_another_queue_holds_waits_for_it
     project.wait_for(lambda: "a.py:v1 waits for its model_dir, which a version of another daemon's queue uses" in project.log_text(), what="the second to wait")
     assert second.poll() is None
     (project.root / "go").touch()
-    for daemon in (first, second):
-        output, _ = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, output
+    ended_with_0(first, second, timeout=60)
     assert [c["version"] for c in project.calls("train")] == ["v2", "v1"]
 
 
